@@ -1,0 +1,2 @@
+//! ramjet-core: the language every ramjet crate speaks. No I/O.
+

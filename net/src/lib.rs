@@ -1,0 +1,2 @@
+//! ramjet-net: everything that meets a socket.
+

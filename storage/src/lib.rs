@@ -1,0 +1,2 @@
+//! ramjet-storage: one shard's disk.
+
