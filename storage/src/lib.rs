@@ -1,2 +1,8 @@
-//! ramjet-storage: one shard's disk.
+//! ramjet-storage: one shard's disk. CommitLog, ConsumeQueue, IndexFile, checkpoint, recovery,
+//! retention.
 
+pub mod checkpoint;
+pub mod consumequeue;
+pub mod index;
+pub mod recovery;
+pub mod retention;
