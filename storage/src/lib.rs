@@ -1,8 +1,26 @@
 //! ramjet-storage: one shard's disk. CommitLog, ConsumeQueue, IndexFile, checkpoint, recovery,
 //! retention.
+//!
+//! What it guarantees: records are stored in RocketMQ's CommitLog format in segment files named
+//! by their start offset; under `flush = sync` an append is acknowledged only after the
+//! fdatasync that covers it (group commit); recovery at open cuts a torn tail and refuses
+//! corruption before it. What it does not do: networking, or any locking: a [`Store`] belongs to
+//! one glommio executor (one shard) and is `!Send`.
+//!
+//! glommio is touched only in [`io`].
 
 pub mod checkpoint;
+pub mod commitlog;
+pub mod config;
 pub mod consumequeue;
+pub mod error;
 pub mod index;
+pub mod io;
 pub mod recovery;
 pub mod retention;
+pub mod store;
+
+pub use commitlog::{Chunk, TailSlice};
+pub use config::{FlushMode, IoMode, Preallocate, StoreConfig};
+pub use error::StoreError;
+pub use store::{ArrivalListener, GetResult, GetStatus, PutResult, Store, StoreStats};

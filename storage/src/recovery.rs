@@ -1,1 +1,665 @@
-//! (module under construction)
+//! CommitLog recovery: find where the valid CommitLog ends, cut a torn tail, refuse corruption.
+//!
+//! Runs once when a store opens, before the writer starts, with blocking `std::fs` I/O.
+//!
+//! What it does, in order:
+//! 1. Lists the segment files of `commitlog/` (20-digit zero-padded start offsets) and checks
+//!    that they are contiguous (`base[i+1] == base[i] + segment_size`) and no longer than a
+//!    segment.
+//! 2. Scans from the start of the segment holding `min(dispatch_from_offset, durable_offset)`
+//!    (RocketMQ, too, re-scans whole files), record by record: magic, TOTALSIZE, field lengths
+//!    (via [`RecordView::parse`]), body CRC ([`RecordView::verify_crc`]) and that the
+//!    PHYSICALOFFSET field equals the record's position. A blank marker whose length reaches the
+//!    end of the segment ends that segment. Each valid record at or past `dispatch_from_offset`
+//!    is handed to `on_record` so that the caller re-dispatches its ConsumeQueue unit and
+//!    IndexFile entries (dispatch must be idempotent: a unit is placed by its queue offset).
+//! 3. The first position that is not a valid record or blank marker is the candidate end `P`.
+//!    - If `P` is below `durable_offset` (the checkpoint says it was fdatasync'ed), the bad bytes
+//!      are acknowledged data gone bad: [`RecoveryError::Corrupt`].
+//!    - Otherwise the rest of that segment and every later segment are searched for a valid
+//!      record (magic, PHYSICALOFFSET equal to its own position, structure, CRC). If one exists,
+//!      the bad bytes sit before valid data, which a torn write of the tail cannot explain:
+//!      [`RecoveryError::Corrupt`], naming the segment file, the offset and the next valid record.
+//!      Nothing is modified in either error case.
+//!    - If none exists, `P` is the end: the non-zero bytes from `P` to the end of its segment
+//!      are overwritten with zeros and fdatasync'ed (so a partial record can never resurface,
+//!      e.g. after a later write lengthens the valid data up to it), and later segments (which
+//!      hold no valid record) are deleted.
+//!
+//! What it deliberately does not do: skip bad records, guess record boundaries below the end,
+//! or touch ConsumeQueue/IndexFile files (the caller truncates units at or past
+//! [`RecoveryReport::end_offset`] and re-dispatches through `on_record`).
+//!
+//! Cost: one sequential read of the scanned segments, plus (with zero-filled preallocation) of
+//! the unwritten rest of the active segment; the body CRC runs at memory speed (crc32fast).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ramjet_core::record::{
+    blank_len, RecordView, BLANK_RECORD_LEN, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2,
+    MIN_RECORD_LEN,
+};
+
+use crate::checkpoint::Checkpoint;
+
+/// Digits of a segment file name (RocketMQ `UtilAll.offset2FileName`).
+pub const SEGMENT_NAME_DIGITS: usize = 20;
+/// Bytes read per `pread` while scanning.
+pub const SCAN_WINDOW_BYTES: usize = 4 * 1024 * 1024;
+/// Largest record recovery accepts unless told otherwise: a 4 MiB body plus RocketMQ's 64 KiB
+/// for the other fields (the store passes its own `max_record_bytes`).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 * 1024 * 1024 + 64 * 1024 + 256;
+/// Zeros written per `pwrite` when cutting a torn tail.
+const ZERO_CHUNK_BYTES: usize = 1024 * 1024;
+/// Bytes of a record head needed to recognise a record start while searching: TOTALSIZE, magic,
+/// ..., PHYSICALOFFSET (ends at 36).
+const PROBE_BYTES: usize = 36;
+const PHYSICAL_OFFSET_POS: usize = 28;
+/// Why a position of zeros is not a record.
+const UNWRITTEN_REASON: &str = "zero bytes (unwritten)";
+
+/// The file name of the segment starting at `base_offset`.
+pub fn segment_file_name(base_offset: u64) -> String {
+    format!("{base_offset:0width$}", width = SEGMENT_NAME_DIGITS)
+}
+
+/// One CommitLog segment file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentFile {
+    pub base_offset: u64,
+    pub path: PathBuf,
+    /// File length in bytes (may be shorter than a segment when not preallocated).
+    pub len: u64,
+}
+
+/// Segment files of `commitlog_dir`, sorted by base offset. Other names (temp files) are
+/// ignored. A missing directory has no segments.
+pub fn list_segments(commitlog_dir: &Path) -> Result<Vec<SegmentFile>, RecoveryError> {
+    let rd = match std::fs::read_dir(commitlog_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(io_err("read directory", commitlog_dir, source)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| io_err("read directory", commitlog_dir, source))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.len() != SEGMENT_NAME_DIGITS || !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(base_offset) = name.parse::<u64>() else {
+            continue;
+        };
+        let path = entry.path();
+        let meta = entry
+            .metadata()
+            .map_err(|source| io_err("stat", &path, source))?;
+        if !meta.is_file() {
+            continue;
+        }
+        out.push(SegmentFile {
+            base_offset,
+            path,
+            len: meta.len(),
+        });
+    }
+    out.sort_by_key(|s| s.base_offset);
+    Ok(out)
+}
+
+/// How to recover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveryOptions {
+    /// Size of one segment (the store's `segment_size_bytes`).
+    pub segment_size: u64,
+    /// Records at or past this offset go to `on_record` (ConsumeQueue/IndexFile durable point).
+    pub dispatch_from_offset: u64,
+    /// The CommitLog is known durable below this offset (checkpoint); bad bytes below it are
+    /// corruption even at the tail.
+    pub durable_offset: u64,
+    /// Records larger than this are invalid.
+    pub max_record_bytes: usize,
+    /// Report only: do not zero a torn tail nor delete empty trailing segments.
+    pub dry_run: bool,
+}
+
+impl RecoveryOptions {
+    /// Full recovery: scan and dispatch from the first segment, trust nothing.
+    pub fn full(segment_size: u64) -> Self {
+        RecoveryOptions {
+            segment_size,
+            dispatch_from_offset: 0,
+            durable_offset: 0,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            dry_run: false,
+        }
+    }
+
+    /// Recovery bounded by a checkpoint (full recovery when there is none).
+    pub fn from_checkpoint(segment_size: u64, checkpoint: Option<&Checkpoint>) -> Self {
+        let mut o = RecoveryOptions::full(segment_size);
+        if let Some(cp) = checkpoint {
+            o.dispatch_from_offset = cp.dispatch_from_offset();
+            o.durable_offset = cp.commitlog_durable_offset;
+        }
+        o
+    }
+}
+
+/// A torn tail that recovery cut.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TruncatedTail {
+    pub segment: PathBuf,
+    /// Global offset of the first invalid byte (the new end).
+    pub offset: u64,
+    /// Non-zero bytes found from `offset` to the end of the segment, now zeroed (0 in dry run
+    /// means nothing was written).
+    pub bytes_zeroed: u64,
+    /// Why the bytes at `offset` are not a record.
+    pub reason: String,
+}
+
+/// What recovery found.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RecoveryReport {
+    /// Where the next record goes: the end of the last valid record, or the start of the next
+    /// segment when the last one ends with a blank marker (or is exactly full).
+    pub end_offset: u64,
+    /// Lowest offset still stored (first segment's base; equals `end_offset` when empty).
+    pub min_offset: u64,
+    /// Segment base where the scan started.
+    pub scanned_from: u64,
+    pub records_scanned: u64,
+    /// Records handed to `on_record`.
+    pub records_dispatched: u64,
+    /// Store timestamp of the last valid record scanned.
+    pub last_store_timestamp: Option<i64>,
+    /// Set when a torn tail (non-zero bytes past the end) was found.
+    pub truncated: Option<TruncatedTail>,
+    /// Later segments without any valid record, deleted (or to delete, in dry run).
+    pub removed_segments: Vec<PathBuf>,
+}
+
+/// Why recovery stopped. Nothing on disk was changed when it returns one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "CommitLog segment {path} is {len} bytes, longer than the segment size {segment_size} \
+         (was segment_size_bytes changed?)"
+    )]
+    SegmentTooLong {
+        path: PathBuf,
+        len: u64,
+        segment_size: u64,
+    },
+    #[error(
+        "CommitLog segments not contiguous: expected {expected_name} after the previous one, \
+         found {path} (missing file, or segment_size_bytes changed?)"
+    )]
+    SegmentGap {
+        path: PathBuf,
+        expected_name: String,
+    },
+    #[error(
+        "corrupt CommitLog: segment {segment}, offset {offset} (position {position} in the file): \
+         {reason}; {context}. Acknowledged data may be damaged: restore the segment from a \
+         replica or backup, or move it aside knowing what is lost"
+    )]
+    Corrupt {
+        segment: PathBuf,
+        /// Global CommitLog offset of the bad record.
+        offset: u64,
+        /// Byte position inside the segment file.
+        position: u64,
+        reason: String,
+        /// Why this is not a torn tail.
+        context: String,
+    },
+    #[error(
+        "CommitLog ends at offset {recovered_end} but the checkpoint says everything below \
+         {durable_offset} was durable: segment files are missing or were truncated"
+    )]
+    DurableDataMissing {
+        recovered_end: u64,
+        durable_offset: u64,
+    },
+}
+
+fn io_err(op: &'static str, path: &Path, source: std::io::Error) -> RecoveryError {
+    RecoveryError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl RecoveryError {
+    /// The store-level error: corruption keeps its segment and offset, the rest names `dir`.
+    pub fn into_store_error(self, dir: &Path) -> crate::error::StoreError {
+        use crate::error::StoreError;
+        match self {
+            RecoveryError::Corrupt {
+                segment,
+                offset,
+                reason,
+                context,
+                ..
+            } => StoreError::Corrupt {
+                segment,
+                offset,
+                reason: format!("{reason}; {context}"),
+            },
+            RecoveryError::Io { op, path, source } => StoreError::Io { op, path, source },
+            other => StoreError::Recovery {
+                dir: dir.to_path_buf(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A read window over one segment file. Bytes past the end of the file (up to the segment size)
+/// read as zeros, like a preallocated file.
+struct SegmentReader {
+    file: File,
+    path: PathBuf,
+    file_len: u64,
+    segment_size: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl SegmentReader {
+    fn open(seg: &SegmentFile, segment_size: u64) -> Result<Self, RecoveryError> {
+        let file = File::open(&seg.path).map_err(|source| io_err("open", &seg.path, source))?;
+        Ok(SegmentReader {
+            file,
+            path: seg.path.clone(),
+            file_len: seg.len,
+            segment_size,
+            buf: Vec::new(),
+            buf_start: 0,
+        })
+    }
+
+    /// Up to `len` bytes at `pos` (fewer only at the end of the segment).
+    fn get(&mut self, pos: u64, len: usize) -> Result<&[u8], RecoveryError> {
+        let want = (len as u64).min(self.segment_size.saturating_sub(pos)) as usize;
+        let have_end = self.buf_start + self.buf.len() as u64;
+        if pos < self.buf_start || pos + want as u64 > have_end {
+            let fill = want
+                .max(SCAN_WINDOW_BYTES)
+                .min(self.segment_size.saturating_sub(pos) as usize);
+            self.buf.clear();
+            self.buf.resize(fill, 0);
+            self.buf_start = pos;
+            let from_file = self.file_len.saturating_sub(pos).min(fill as u64) as usize;
+            let mut done = 0usize;
+            while done < from_file {
+                let n = self
+                    .file
+                    .read_at(&mut self.buf[done..from_file], pos + done as u64)
+                    .map_err(|source| io_err("read", &self.path, source))?;
+                if n == 0 {
+                    break; // shorter than stat said: the rest stays zero
+                }
+                done += n;
+            }
+        }
+        let at = (pos - self.buf_start) as usize;
+        Ok(&self.buf[at..at + want])
+    }
+}
+
+/// What sits at a position.
+enum Probe {
+    Record {
+        len: u64,
+        store_timestamp: i64,
+    },
+    /// A blank marker reaching the end of the segment.
+    Blank,
+    Invalid(String),
+}
+
+fn probe(
+    reader: &mut SegmentReader,
+    base: u64,
+    pos: u64,
+    max_record_bytes: usize,
+    on_valid: &mut dyn FnMut(&RecordView<'_>, u64),
+) -> Result<Probe, RecoveryError> {
+    let seg_left = reader.segment_size - pos;
+    let head = reader.get(pos, BLANK_RECORD_LEN)?;
+    if head.iter().all(|&b| b == 0) {
+        return Ok(Probe::Invalid(UNWRITTEN_REASON.to_string()));
+    }
+    if let Some(len) = blank_len(head) {
+        if u64::from(len) == seg_left {
+            return Ok(Probe::Blank);
+        }
+        return Ok(Probe::Invalid(format!(
+            "blank marker says {len} bytes remain, the segment has {seg_left}"
+        )));
+    }
+    let total = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    if total < MIN_RECORD_LEN as i32 || total as u64 > seg_left || total as usize > max_record_bytes
+    {
+        return Ok(Probe::Invalid(format!(
+            "TOTALSIZE {total} out of range (min {MIN_RECORD_LEN}, max {max_record_bytes}, \
+             {seg_left} bytes left in the segment)"
+        )));
+    }
+    let bytes = reader.get(pos, total as usize)?;
+    let view = match RecordView::parse(bytes) {
+        Ok(v) => v,
+        Err(e) => return Ok(Probe::Invalid(e.to_string())),
+    };
+    if let Err(e) = view.verify_crc() {
+        return Ok(Probe::Invalid(e.to_string()));
+    }
+    let global = base + pos;
+    if view.physical_offset() != global as i64 {
+        return Ok(Probe::Invalid(format!(
+            "PHYSICALOFFSET field says {}, the record is at {global}",
+            view.physical_offset()
+        )));
+    }
+    on_valid(&view, global);
+    Ok(Probe::Record {
+        len: u64::from(view.total_size()),
+        store_timestamp: view.store_timestamp(),
+    })
+}
+
+/// Searches `[from, segment end)` of one segment for a valid record; also returns the position
+/// just past the last non-zero byte seen (`from` when all zero).
+fn find_valid_record(
+    reader: &mut SegmentReader,
+    base: u64,
+    from: u64,
+    max_record_bytes: usize,
+) -> Result<(Option<u64>, u64), RecoveryError> {
+    let seg = reader.segment_size;
+    let mut nonzero_end = from;
+    let mut q = from;
+    let magic_v1 = MESSAGE_MAGIC_CODE_V1.to_be_bytes();
+    let magic_v2 = MESSAGE_MAGIC_CODE_V2.to_be_bytes();
+    while q < seg {
+        let mut candidate = None;
+        let advance;
+        {
+            let chunk = reader.get(q, SCAN_WINDOW_BYTES)?;
+            if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+                nonzero_end = nonzero_end.max(q + i as u64 + 1);
+            }
+            let n = chunk.len();
+            // Starts whose probe bytes lie inside this chunk; the others are looked at again
+            // from the next chunk, which begins where these end.
+            let last_full = n.saturating_sub(PROBE_BYTES);
+            let at_segment_end = q + n as u64 >= seg;
+            advance = if at_segment_end { n } else { last_full.max(1) };
+            let mut i = 0usize;
+            while i + PROBE_BYTES <= n && i < advance {
+                // Both magics start with 0xDA; jump between occurrences at i + 4.
+                match chunk[i + 4..n].iter().position(|&b| b == 0xDA) {
+                    None => break,
+                    Some(k) => i += k,
+                }
+                if i + PROBE_BYTES > n || i >= advance {
+                    break;
+                }
+                let m = &chunk[i + 4..i + 8];
+                if m == magic_v1 || m == magic_v2 {
+                    let mut po = [0u8; 8];
+                    po.copy_from_slice(
+                        &chunk[i + PHYSICAL_OFFSET_POS..i + PHYSICAL_OFFSET_POS + 8],
+                    );
+                    if i64::from_be_bytes(po) == (base + q + i as u64) as i64 {
+                        candidate = Some(q + i as u64);
+                        break;
+                    }
+                }
+                i += 1;
+            }
+        }
+        if let Some(c) = candidate {
+            match probe(reader, base, c, max_record_bytes, &mut |_, _| {})? {
+                Probe::Record { .. } => return Ok((Some(c), nonzero_end)),
+                Probe::Blank | Probe::Invalid(_) => {
+                    q = c + 1;
+                    continue;
+                }
+            }
+        }
+        q += advance as u64;
+    }
+    Ok((None, nonzero_end))
+}
+
+fn zero_range(path: &Path, from: u64, to: u64) -> Result<(), RecoveryError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| io_err("open for truncation", path, source))?;
+    let zeros = vec![0u8; ZERO_CHUNK_BYTES.min((to - from) as usize)];
+    let mut at = from;
+    while at < to {
+        let n = ((to - at) as usize).min(zeros.len());
+        file.write_all_at(&zeros[..n], at)
+            .map_err(|source| io_err("zero torn tail of", path, source))?;
+        at += n as u64;
+    }
+    file.sync_data()
+        .map_err(|source| io_err("fdatasync", path, source))
+}
+
+/// Recovers the CommitLog in `commitlog_dir` (see the module docs). `on_record(view, offset)`
+/// gets every valid record at or past `opts.dispatch_from_offset`, in offset order.
+pub fn recover_commitlog(
+    commitlog_dir: &Path,
+    opts: &RecoveryOptions,
+    on_record: &mut dyn FnMut(&RecordView<'_>, u64),
+) -> Result<RecoveryReport, RecoveryError> {
+    let seg_size = opts.segment_size;
+    let segments = list_segments(commitlog_dir)?;
+    for (i, s) in segments.iter().enumerate() {
+        if s.len > seg_size {
+            return Err(RecoveryError::SegmentTooLong {
+                path: s.path.clone(),
+                len: s.len,
+                segment_size: seg_size,
+            });
+        }
+        if i > 0 && s.base_offset != segments[i - 1].base_offset + seg_size {
+            return Err(RecoveryError::SegmentGap {
+                path: s.path.clone(),
+                expected_name: segment_file_name(segments[i - 1].base_offset + seg_size),
+            });
+        }
+    }
+    let Some(first) = segments.first() else {
+        if opts.durable_offset > 0 {
+            return Err(RecoveryError::DurableDataMissing {
+                recovered_end: 0,
+                durable_offset: opts.durable_offset,
+            });
+        }
+        return Ok(RecoveryReport::default());
+    };
+    let min_offset = first.base_offset;
+    let scan_target = opts
+        .dispatch_from_offset
+        .min(opts.durable_offset)
+        .max(min_offset);
+    let start_idx = segments
+        .iter()
+        .rposition(|s| s.base_offset <= scan_target)
+        .unwrap_or(0);
+    let mut report = RecoveryReport {
+        min_offset,
+        scanned_from: segments[start_idx].base_offset,
+        ..RecoveryReport::default()
+    };
+    let dispatch_from = opts.dispatch_from_offset;
+    let dispatched = std::cell::Cell::new(0u64);
+    let mut dispatch = |v: &RecordView<'_>, off: u64| {
+        if off >= dispatch_from {
+            dispatched.set(dispatched.get() + 1);
+            on_record(v, off);
+        }
+    };
+
+    for idx in start_idx..segments.len() {
+        let seg = &segments[idx];
+        let base = seg.base_offset;
+        let mut reader = SegmentReader::open(seg, seg_size)?;
+        let mut pos = 0u64;
+        loop {
+            if seg_size - pos < BLANK_RECORD_LEN as u64 {
+                // No room left even for a blank marker: the segment is full.
+                report.end_offset = base + seg_size;
+                break;
+            }
+            match probe(&mut reader, base, pos, opts.max_record_bytes, &mut dispatch)? {
+                Probe::Record {
+                    len,
+                    store_timestamp,
+                } => {
+                    report.records_scanned += 1;
+                    report.last_store_timestamp = Some(store_timestamp);
+                    pos += len;
+                }
+                Probe::Blank => {
+                    report.end_offset = base + seg_size;
+                    break;
+                }
+                Probe::Invalid(reason) => {
+                    drop(reader);
+                    report.records_dispatched = dispatched.get();
+                    return finish_at_invalid(&segments, idx, pos, reason, opts, report);
+                }
+            }
+        }
+    }
+    report.records_dispatched = dispatched.get();
+    if report.end_offset < opts.durable_offset {
+        return Err(RecoveryError::DurableDataMissing {
+            recovered_end: report.end_offset,
+            durable_offset: opts.durable_offset,
+        });
+    }
+    Ok(report)
+}
+
+/// The scan stopped at `pos` of `segments[idx]`: decide torn tail or corruption.
+fn finish_at_invalid(
+    segments: &[SegmentFile],
+    idx: usize,
+    pos: u64,
+    reason: String,
+    opts: &RecoveryOptions,
+    mut report: RecoveryReport,
+) -> Result<RecoveryReport, RecoveryError> {
+    let seg = &segments[idx];
+    let end = seg.base_offset + pos;
+    if end < opts.durable_offset {
+        if reason == UNWRITTEN_REASON {
+            return Err(RecoveryError::DurableDataMissing {
+                recovered_end: end,
+                durable_offset: opts.durable_offset,
+            });
+        }
+        return Err(RecoveryError::Corrupt {
+            segment: seg.path.clone(),
+            offset: end,
+            position: pos,
+            reason,
+            context: format!(
+                "the checkpoint says the CommitLog was durable up to offset {}",
+                opts.durable_offset
+            ),
+        });
+    }
+    let mut reader = SegmentReader::open(seg, opts.segment_size)?;
+    // The candidate at `pos` itself fails again, so searching from `pos` also measures the
+    // non-zero bytes from there.
+    let (found, nonzero_end) =
+        find_valid_record(&mut reader, seg.base_offset, pos, opts.max_record_bytes)?;
+    if let Some(at) = found {
+        return Err(RecoveryError::Corrupt {
+            segment: seg.path.clone(),
+            offset: end,
+            position: pos,
+            reason,
+            context: format!(
+                "a valid record follows at offset {} in the same segment, so this is not a torn tail",
+                seg.base_offset + at
+            ),
+        });
+    }
+    for later in &segments[idx + 1..] {
+        let mut r = SegmentReader::open(later, opts.segment_size)?;
+        if let (Some(at), _) =
+            find_valid_record(&mut r, later.base_offset, 0, opts.max_record_bytes)?
+        {
+            return Err(RecoveryError::Corrupt {
+                segment: seg.path.clone(),
+                offset: end,
+                position: pos,
+                reason,
+                context: format!(
+                    "a valid record follows at offset {} in segment {}, so this is not a torn tail",
+                    later.base_offset + at,
+                    later.path.display()
+                ),
+            });
+        }
+    }
+    // A torn tail (or the clean end of the data). Cut it.
+    let garbage = nonzero_end.saturating_sub(pos);
+    if garbage > 0 {
+        tracing::warn!(
+            segment = %seg.path.display(),
+            offset = end,
+            bytes = garbage,
+            %reason,
+            "CommitLog torn tail: zeroing the bytes past the last valid record"
+        );
+        if !opts.dry_run {
+            zero_range(&seg.path, pos, nonzero_end.min(seg.len))?;
+        }
+        report.truncated = Some(TruncatedTail {
+            segment: seg.path.clone(),
+            offset: end,
+            bytes_zeroed: if opts.dry_run { 0 } else { garbage },
+            reason,
+        });
+    }
+    for later in &segments[idx + 1..] {
+        if !opts.dry_run {
+            std::fs::remove_file(&later.path)
+                .map_err(|source| io_err("remove empty trailing segment", &later.path, source))?;
+        }
+        tracing::warn!(segment = %later.path.display(), "CommitLog: removed trailing segment without valid records");
+        report.removed_segments.push(later.path.clone());
+    }
+    if !opts.dry_run && !report.removed_segments.is_empty() {
+        if let Some(dir) = seg.path.parent() {
+            crate::checkpoint::sync_dir(dir)
+                .map_err(|source| io_err("fsync directory", dir, source))?;
+        }
+    }
+    report.end_offset = end;
+    Ok(report)
+}

@@ -1,1 +1,23 @@
-//! End-to-end test support: starts the real ramjet binary.
+//! End-to-end test support: starts the real `ramjet` binary on 127.0.0.1 with a temp dir and
+//! talks to it over TCP.
+//!
+//! - [`setup`]: the target dir, the release binary (built on demand), the Python venv with the
+//!   real RocketMQ C++ client (`rocketmq==0.4.4`), temp dirs on a real disk.
+//! - [`broker`]: [`Broker`] = one `ramjet start` child process with free ports, start/stop/kill/
+//!   restart on the same directory, its log printed when a test fails.
+//! - [`wire`]: a blocking remoting connection ([`Conn`]), JSON and binary headers.
+//! - [`ops`]: typed requests (create topic, route, send, batch send, pull, offsets); pulled
+//!   records are decoded with the project's own `ramjet_core::record` codec.
+//! - [`interop`]: runs `tests/interop/rmq_client.py` and returns its JSON.
+//!
+//! Every wait is bounded; a bound that passes fails the test with what was last seen.
+
+pub mod broker;
+pub mod interop;
+pub mod ops;
+pub mod setup;
+pub mod wire;
+
+pub use broker::{Broker, BrokerSpec, Flush};
+pub use ops::{OutMessage, PullOutcome, Pulled, Route, SendOk, SendOutcome};
+pub use wire::{Command, Conn, Serialize, WireError};

@@ -1,1 +1,21 @@
-//! (module under construction)
+//! The broker: one logical RocketMQ broker per shard (`<name>-s<i>`), serving the RocketMQ
+//! remoting protocol on its own port (and the VIP port P-2), with its own store, topics,
+//! consumer offsets, long polling and client registry. [`server`] starts whole processes
+//! (`ramjet start` / `broker` / `namesrv`).
+
+pub mod admin;
+pub mod clients;
+pub mod config;
+pub mod conn;
+pub mod delivery;
+pub mod longpoll;
+pub mod namesrv_host;
+pub mod offsets;
+pub mod persist;
+pub mod pull;
+pub mod queries;
+pub mod register;
+pub mod send;
+pub mod server;
+pub mod shard;
+pub mod topics;

@@ -1,1 +1,67 @@
-//! (module under construction)
+//! The client side of the `ramjet` command: `admin`, `produce`, `consume`.
+//!
+//! Each subcommand is a clap [`Args`](clap::Args) struct plus a `run_*` function that the
+//! binary calls; they run the client on a glommio executor on the calling thread. Output is
+//! human-readable by default and one JSON document (or one JSON object per message) with
+//! `--json`. Errors say what failed and what to do next.
+
+mod admin;
+mod consume;
+mod produce;
+mod time;
+
+pub use admin::{run_admin, AdminArgs, AdminCommand, TopicCommand};
+pub use consume::{run_consume, ConsumeArgs};
+pub use produce::{run_produce, ProduceArgs};
+
+use crate::client::{ClientConfig, ClientError};
+
+/// Environment variable holding the name server list (RocketMQ's convention).
+pub const NAMESRV_ENV: &str = "NAMESRV_ADDR";
+/// Name server used when neither `--namesrv` nor `NAMESRV_ADDR` is set.
+pub const DEFAULT_NAMESRV: &str = "127.0.0.1:9876";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("reading standard input: {0}")]
+    Stdin(std::io::Error),
+    #[error("writing output: {0}")]
+    Output(std::io::Error),
+}
+
+/// The name servers to use: the flag, else `NAMESRV_ADDR`, else 127.0.0.1:9876.
+pub fn namesrv_from(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| {
+            std::env::var(NAMESRV_ENV)
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_NAMESRV.to_string())
+}
+
+fn client_config(flag: Option<&str>) -> Result<ClientConfig, CliError> {
+    Ok(ClientConfig::new(&namesrv_from(flag))?)
+}
+
+/// Run `fut` on a fresh executor on this thread.
+fn run_on_executor<T: 'static>(
+    fut: impl std::future::Future<Output = Result<T, CliError>> + 'static,
+) -> Result<T, CliError> {
+    crate::client::transport::block_on(None, fut)?
+}
+
+/// `KEY=VALUE` for `--property`.
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("property {s:?} must look like KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

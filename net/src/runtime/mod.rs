@@ -1,1 +1,409 @@
-//! (module under construction)
+//! Shard runtime: one glommio `LocalExecutor` per shard, pinned to its own CPU.
+//!
+//! This is the only module of ramjet-net that names glommio. Everything else uses the small
+//! surface re-exported here (spawning, timers, TCP, local channels), so that moving to another
+//! thread-per-core runtime stays a change to this file.
+//!
+//! Start-up checks: io_uring may be missing or blocked by a seccomp profile, and glommio locks
+//! memory for its registered I/O buffers. Both are checked before any executor starts and fail
+//! with an [`RuntimeError`] that says what to do, never a panic trace.
+
+use std::future::Future;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use glommio::channels::local_channel::{
+    new_unbounded as local_unbounded, LocalReceiver, LocalSender,
+};
+pub use glommio::net::{TcpListener, TcpStream};
+pub use glommio::task::JoinHandle as TaskHandle;
+pub use glommio::timer::Timer;
+
+/// Bytes of io memory glommio registers per executor (its default is 10 MiB). Registered buffers
+/// are locked memory, so without CAP_IPC_LOCK every executor needs this much `ulimit -l`.
+pub const DEFAULT_IO_MEMORY_BYTES: usize = 512 * 1024;
+/// io_uring submission queue depth per executor.
+pub const RING_DEPTH: usize = 128;
+/// Linux capability number of CAP_IPC_LOCK (locked memory beyond RLIMIT_MEMLOCK).
+const CAP_IPC_LOCK_BIT: u32 = 14;
+
+/// What can fail while starting shards.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "io_uring is not available ({0}). ramjet needs Linux >= 5.8 with io_uring enabled. In a \
+         container, the default seccomp profile blocks io_uring_setup: run with \
+         `--security-opt seccomp=unconfined` (docker/podman) or a profile that allows \
+         io_uring_setup, io_uring_enter and io_uring_register; also check \
+         /proc/sys/kernel/io_uring_disabled is 0"
+    )]
+    IoUringUnavailable(std::io::Error),
+    #[error(
+        "not enough locked memory: RLIMIT_MEMLOCK is {have_bytes} bytes, {shards} executor(s) \
+         need {need_bytes} bytes ({per_executor_bytes} each) for io_uring registered buffers. \
+         Raise it with `ulimit -l {need_kib}` (or LimitMEMLOCK= in the systemd unit, or \
+         --ulimit memlock=-1 for docker), run with CAP_IPC_LOCK, or lower `runtime.io_memory_bytes`"
+    )]
+    LockedMemory {
+        have_bytes: u64,
+        need_bytes: u64,
+        need_kib: u64,
+        per_executor_bytes: u64,
+        shards: usize,
+    },
+    #[error("cpu {cpu} given in --cpus does not exist or is offline (online cpus: {online:?})")]
+    NoSuchCpu { cpu: usize, online: Vec<usize> },
+    #[error("--cpus lists {cpus} cpu(s) but {shards} shard(s) were asked for; give one cpu per shard")]
+    CpuCountMismatch { cpus: usize, shards: usize },
+    #[error("invalid cpu list {0:?}: expected comma-separated numbers or ranges like 0-3,6")]
+    BadCpuList(String),
+    #[error("shard count must be at least 1, got {0}")]
+    NoShards(usize),
+    #[error("could not start executor thread for {name}: {source}")]
+    Thread { name: String, source: std::io::Error },
+    #[error("could not create executor {name}: {message}")]
+    Executor { name: String, message: String },
+    #[error("executor thread {name} panicked")]
+    Panicked { name: String },
+}
+
+/// Where a shard's executor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// Pinned to this CPU.
+    Cpu(usize),
+    /// Not pinned (helper executors such as the embedded name server).
+    Unbound,
+}
+
+/// Runtime knobs (the `[runtime]` config section feeds these).
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutorOptions {
+    pub io_memory_bytes: usize,
+    pub ring_depth: usize,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        Self { io_memory_bytes: DEFAULT_IO_MEMORY_BYTES, ring_depth: RING_DEPTH }
+    }
+}
+
+/// CPUs the process may run on, in ascending order.
+pub fn online_cpus() -> Vec<usize> {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let mut cpus: Vec<usize> = ids.into_iter().map(|c| c.id).collect();
+    cpus.sort_unstable();
+    if cpus.is_empty() {
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        cpus = (0..n).collect();
+    }
+    cpus
+}
+
+/// Parses `0-3,6,8-9` into a list of cpus.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, RuntimeError> {
+    let bad = || RuntimeError::BadCpuList(text.to_string());
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let a: usize = a.trim().parse().map_err(|_| bad())?;
+            let b: usize = b.trim().parse().map_err(|_| bad())?;
+            if b < a {
+                return Err(bad());
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(part.parse().map_err(|_| bad())?);
+        }
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Decides the CPU of each shard: `cpus` if given (one per shard), else the online cpus in order
+/// (wrapping when there are more shards than cpus).
+pub fn plan_placement(shards: usize, cpus: Option<&[usize]>) -> Result<Vec<Pin>, RuntimeError> {
+    if shards == 0 {
+        return Err(RuntimeError::NoShards(shards));
+    }
+    let online = online_cpus();
+    match cpus {
+        Some(list) => {
+            if list.len() != shards {
+                return Err(RuntimeError::CpuCountMismatch { cpus: list.len(), shards });
+            }
+            for &cpu in list {
+                if !online.contains(&cpu) {
+                    return Err(RuntimeError::NoSuchCpu { cpu, online: online.clone() });
+                }
+            }
+            Ok(list.iter().map(|&c| Pin::Cpu(c)).collect())
+        }
+        None => Ok((0..shards).map(|i| Pin::Cpu(online[i % online.len()])).collect()),
+    }
+}
+
+/// Checks that io_uring can be set up and that enough memory can be locked for `executors`
+/// executors. Call once before starting any.
+pub fn startup_checks(executors: usize, opts: &ExecutorOptions) -> Result<(), RuntimeError> {
+    io_uring::IoUring::new(2).map_err(RuntimeError::IoUringUnavailable)?;
+    if has_cap_ipc_lock() {
+        return Ok(());
+    }
+    let have = memlock_limit_bytes();
+    // glommio registers io_memory plus ring memory; keep 64 KiB of headroom per executor.
+    let per = opts.io_memory_bytes as u64 + 64 * 1024;
+    let need = per * executors as u64;
+    if have < need {
+        return Err(RuntimeError::LockedMemory {
+            have_bytes: have,
+            need_bytes: need,
+            need_kib: need.div_ceil(1024),
+            per_executor_bytes: per,
+            shards: executors,
+        });
+    }
+    Ok(())
+}
+
+fn memlock_limit_bytes() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the rlimit struct we own; no other memory is touched.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    if rc != 0 {
+        return 0;
+    }
+    if lim.rlim_cur == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        lim.rlim_cur
+    }
+}
+
+fn has_cap_ipc_lock() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1u64 << CAP_IPC_LOCK_BIT) != 0)
+}
+
+/// A running executor thread.
+pub struct ExecutorThread<T> {
+    name: String,
+    handle: JoinHandle<Result<T, RuntimeError>>,
+}
+
+impl<T> ExecutorThread<T> {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for the executor's main future to finish.
+    pub fn join(self) -> Result<T, RuntimeError> {
+        match self.handle.join() {
+            Ok(r) => r,
+            Err(_) => Err(RuntimeError::Panicked { name: self.name }),
+        }
+    }
+}
+
+/// Starts one executor on its own thread and runs `make()` on it. Errors creating the executor
+/// come back from [`ExecutorThread::join`] instead of panicking the thread.
+pub fn start_executor<G, F, T>(
+    name: &str,
+    pin: Pin,
+    opts: ExecutorOptions,
+    make: G,
+) -> Result<ExecutorThread<T>, RuntimeError>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let thread_name = name.to_string();
+    let exec_name = name.to_string();
+    let handle = std::thread::Builder::new()
+        .name(thread_name.clone())
+        .spawn(move || {
+            let placement = match pin {
+                Pin::Cpu(c) => glommio::Placement::Fixed(c),
+                Pin::Unbound => glommio::Placement::Unbound,
+            };
+            let ex = glommio::LocalExecutorBuilder::new(placement)
+                .name(&exec_name)
+                .io_memory(opts.io_memory_bytes)
+                .ring_depth(opts.ring_depth)
+                .make()
+                .map_err(|e| RuntimeError::Executor {
+                    name: exec_name.clone(),
+                    message: e.to_string(),
+                })?;
+            Ok(ex.run(make()))
+        })
+        .map_err(|source| RuntimeError::Thread { name: thread_name.clone(), source })?;
+    Ok(ExecutorThread { name: thread_name, handle })
+}
+
+/// Spawns a task on the current executor and detaches it.
+pub fn spawn_detached<F>(fut: F)
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    glommio::spawn_local(fut).detach();
+}
+
+/// Spawns a task on the current executor and returns its handle (dropping the handle does not
+/// cancel it; use [`TaskHandle::cancel`]).
+pub fn spawn_task<F>(fut: F) -> TaskHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    glommio::spawn_local(fut).detach()
+}
+
+/// Sleeps on the current executor.
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Runs `fut` with a deadline; `None` when the deadline passed first.
+pub async fn timeout<F, T>(d: Duration, fut: F) -> Option<T>
+where
+    F: Future<Output = T>,
+{
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        glommio::timer::sleep(d).await;
+        None
+    })
+    .await
+}
+
+/// Splits a TCP stream into a reader and a writer that can be used by two tasks at once, by
+/// duplicating its descriptor: glommio 0.9 has no split, and one task per direction keeps a
+/// connection's writes ordered while its reads continue.
+pub fn split_stream(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: dup(2) on a descriptor we own; the result is checked before use.
+    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor from dup(2) for the same non-blocking socket; the new
+    // TcpStream takes sole ownership of it and closes it on drop.
+    let writer = unsafe { TcpStream::from_raw_fd(fd) };
+    set_nonblocking(fd)?;
+    Ok((stream, writer))
+}
+
+/// Binds a TCP listener WITHOUT SO_REUSEPORT (glommio's `TcpListener::bind` sets it, which
+/// would let a second broker silently share a port with a running one).
+pub fn bind_listener(addr: &str) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    let fd = std_listener.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket we just created and own; the glommio
+    // listener takes sole ownership of it and closes it on drop.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+}
+
+/// Puts a socket in non-blocking mode. glommio's own socket calls pass MSG_DONTWAIT and do not
+/// care; raw calls that take no flags (sendfile, writev) need O_NONBLOCK so that they answer
+/// EAGAIN instead of stalling the whole shard.
+pub fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl(2) flag get/set on a descriptor the caller holds open.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK == 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and threads it starts afterwards), so that
+/// [`wait_for_shutdown_signal`] can take them synchronously. Call before starting executors.
+pub fn block_shutdown_signals() {
+    // SAFETY: sigset manipulation on a local sigset_t and pthread_sigmask on this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Waits until SIGINT or SIGTERM arrives; returns the signal number.
+pub fn wait_for_shutdown_signal() -> i32 {
+    // SAFETY: sigwait on a local sigset_t; the signals were blocked by block_shutdown_signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let mut sig: libc::c_int = 0;
+        if libc::sigwait(&set, &mut sig) != 0 {
+            return 0;
+        }
+        sig
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_list_parses_ranges_and_singles() {
+        assert_eq!(parse_cpu_list("0-3,6").unwrap(), vec![0, 1, 2, 3, 6]);
+        assert_eq!(parse_cpu_list("2").unwrap(), vec![2]);
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("x").is_err());
+        assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn placement_wraps_over_online_cpus() {
+        let online = online_cpus();
+        let plan = plan_placement(online.len() + 1, None).unwrap();
+        assert_eq!(plan.len(), online.len() + 1);
+        assert_eq!(plan[online.len()], Pin::Cpu(online[0]));
+        assert!(matches!(plan_placement(0, None), Err(RuntimeError::NoShards(0))));
+        assert!(matches!(
+            plan_placement(2, Some(&[online[0]])),
+            Err(RuntimeError::CpuCountMismatch { cpus: 1, shards: 2 })
+        ));
+        assert!(matches!(
+            plan_placement(1, Some(&[100_000])),
+            Err(RuntimeError::NoSuchCpu { cpu: 100_000, .. })
+        ));
+    }
+
+    #[test]
+    fn executor_runs_future_and_returns_value() {
+        let t = start_executor("test-exec", Pin::Unbound, ExecutorOptions::default(), || async {
+            sleep(Duration::from_millis(1)).await;
+            41 + 1
+        })
+        .unwrap();
+        assert_eq!(t.join().unwrap(), 42);
+    }
+
+    #[test]
+    fn startup_checks_pass_here() {
+        // This machine has io_uring and (as root) CAP_IPC_LOCK or enough memlock for one executor.
+        startup_checks(1, &ExecutorOptions::default()).unwrap();
+    }
+}

@@ -1,1 +1,538 @@
-//! (module under construction)
+//! ConsumeQueue: per (topic, queue id) index of CommitLog records, in RocketMQ's format
+//! (spec §5.3): files `consumequeue/<topic>/<queueId>/<20-digit byte offset of the first unit>`,
+//! 20-byte units (i64 CommitLog offset, i32 size, i64 tags code, big-endian), 300,000 units per
+//! file by default. Independent of the CommitLog's internals: it receives dispatch calls and
+//! answers lookups; it is rebuildable from the CommitLog.
+//!
+//! Memory: every unit of every queue is resident (20 bytes per message; each file's buffer has
+//! its full capacity reserved at creation, touched only as units arrive, so appends never
+//! reallocate). Lookups are synchronous and never touch the disk. Retention bounds the total.
+//!
+//! Store timestamps are not in the unit. Time search takes a callback that reads a record's
+//! store timestamp (RocketMQ's `pickupStoreTimestamp`): ~log2(units) record reads per search,
+//! and no 8 extra bytes per message held forever. The caller reads them from its tail cache or
+//! with a positioned read of the segment.
+//!
+//! Persistence: units are appended in memory at dispatch; [`flush`] writes what changed since the
+//! last flush (each dirty file's new units, one write per file, then fdatasync), removes deleted
+//! files, and advances the durable point: the CommitLog offset below which every record's unit
+//! is on disk. Recovery persists that point in its checkpoint and re-dispatches from it; units
+//! that are already present are ignored ([`PutOutcome::Duplicate`]).
+//!
+//! API (all on one shard's executor; keep the store in a `RefCell`):
+//! ```text
+//! ConsumeQueueStore::new(root: PathBuf, units_per_file: u32) -> ConsumeQueueStore
+//! ConsumeQueueStore::load(root: PathBuf, units_per_file: u32) -> Result<ConsumeQueueStore, CqError>  // blocking, start-up
+//! .put(topic, queue_id: i32, queue_offset: i64, physical_offset: u64, size: u32, tags_code: i64) -> Result<PutOutcome, CqError>
+//! .queue(topic, queue_id) -> Option<&ConsumeQueue>      // .get(offset), .iter_from(offset), .min_offset(), .max_offset(),
+//!                                                       // .max_physical_offset(), .search_offset_by_timestamp(ts, Boundary, &mut store_time)
+//! .get(topic, queue_id, offset: i64) -> Option<CqEntry>
+//! .min_offset(topic, queue_id) / .max_offset(topic, queue_id) -> i64      // 0 for an unknown queue
+//! .search_offset_by_timestamp(topic, queue_id, ts_ms, Boundary, &mut dyn FnMut(u64, u32) -> Option<i64>) -> i64
+//! .truncate(max_physical_offset: u64)                   // recovery: drop units of records ending past it
+//! .delete_below(min_physical_offset: u64) -> usize      // retention: files wholly below, and min offsets
+//! .delete_topic(topic) -> bool
+//! .queues() -> impl Iterator<Item = (&str, i32)>
+//! .durable_offset() -> u64 / .set_durable_offset(u64) / .dispatched_offset() -> u64
+//! .begin_flush(up_to_physical_offset: u64) -> Result<Option<CqFlushJob>, CqError>   // sync part
+//! CqFlushJob::run(self).await -> CqFlushOutcome                                       // I/O, no borrow held
+//! .complete_flush(CqFlushOutcome) -> Result<FlushStats, CqError>                      // sync part
+//! flush(&RefCell<ConsumeQueueStore>, up_to_physical_offset).await -> Result<FlushStats, CqError>  // all three
+//! ```
+
+pub(crate) mod disk;
+mod error;
+mod queue;
+mod unit;
+
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use disk::{DiskError, DiskStats};
+pub use error::CqError;
+pub use queue::{Boundary, ConsumeQueue, PutOutcome};
+pub use unit::{
+    decode_unit, file_name, parse_file_name, CqEntry, CqUnit, CQ_UNIT_LEN, DEFAULT_UNITS_PER_FILE,
+    FILLER_SIZE,
+};
+
+use disk::FileWrite;
+
+/// Longest topic accepted as a directory name.
+pub const MAX_TOPIC_DIR_LEN: usize = 255;
+
+/// Whether `topic` may name a directory: RocketMQ's topic charset `[%|a-zA-Z0-9_-]`, which rules
+/// out `/`, `.` and `..`.
+pub fn is_valid_topic_dir(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_DIR_LEN
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+}
+
+/// All consume queues of one shard's store.
+#[derive(Debug)]
+pub struct ConsumeQueueStore {
+    root: PathBuf,
+    units_per_file: u32,
+    topics: HashMap<Box<str>, HashMap<i32, ConsumeQueue>>,
+    dispatched_end: u64,
+    durable_offset: u64,
+    pending_removals: Vec<PathBuf>,
+    pending_dir_removals: Vec<PathBuf>,
+    flush_in_flight: bool,
+}
+
+/// What a completed flush did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlushStats {
+    pub disk: DiskStats,
+    /// Units that became durable.
+    pub units: u64,
+    /// Durable point after the flush.
+    pub durable_offset: u64,
+}
+
+/// Receipt of one file written by a flush.
+#[derive(Debug)]
+struct Written {
+    topic: Box<str>,
+    queue_id: i32,
+    start_unit: u64,
+    units: u64,
+    generation: u64,
+    truncated: bool,
+}
+
+/// The I/O half of a flush, detached from the store so no borrow is held across awaits.
+#[derive(Debug)]
+pub struct CqFlushJob {
+    removals: Vec<PathBuf>,
+    dir_removals: Vec<PathBuf>,
+    writes: Vec<FileWrite>,
+    receipts: Vec<Written>,
+    durable_candidate: u64,
+}
+
+/// Result of [`CqFlushJob::run`], handed back to [`ConsumeQueueStore::complete_flush`].
+#[derive(Debug)]
+pub struct CqFlushOutcome {
+    removals: Vec<PathBuf>,
+    dir_removals: Vec<PathBuf>,
+    receipts: Vec<Written>,
+    durable_candidate: u64,
+    result: Result<DiskStats, DiskError>,
+}
+
+impl CqFlushJob {
+    /// Performs the writes, truncations and removals.
+    pub async fn run(self) -> CqFlushOutcome {
+        let result = disk::apply(&self.removals, self.writes, &self.dir_removals).await;
+        CqFlushOutcome {
+            removals: self.removals,
+            dir_removals: self.dir_removals,
+            receipts: self.receipts,
+            durable_candidate: self.durable_candidate,
+            result,
+        }
+    }
+}
+
+impl ConsumeQueueStore {
+    /// An empty store rooted at `root` (`<store>/consumequeue`).
+    pub fn new(root: PathBuf, units_per_file: u32) -> ConsumeQueueStore {
+        ConsumeQueueStore {
+            root,
+            units_per_file: units_per_file.max(1),
+            topics: HashMap::new(),
+            dispatched_end: 0,
+            durable_offset: 0,
+            pending_removals: Vec::new(),
+            pending_dir_removals: Vec::new(),
+            flush_in_flight: false,
+        }
+    }
+
+    /// Loads every queue under `root` (blocking std::fs, for start-up). A missing root is an
+    /// empty store. The durable point starts at 0 (unknown): set it from the checkpoint with
+    /// [`ConsumeQueueStore::set_durable_offset`].
+    pub fn load(root: PathBuf, units_per_file: u32) -> Result<ConsumeQueueStore, CqError> {
+        let mut store = ConsumeQueueStore::new(root, units_per_file);
+        let topics = match std::fs::read_dir(&store.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(store),
+            Err(e) => {
+                return Err(CqError::Load {
+                    op: "listing",
+                    path: store.root.clone(),
+                    source: e,
+                })
+            }
+        };
+        let list_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| CqError::Load {
+                op: "listing",
+                path,
+                source: e,
+            }
+        };
+        for t in topics {
+            let t = t.map_err(list_err(&store.root))?;
+            let Some(topic) = t.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !t.path().is_dir() || !is_valid_topic_dir(&topic) {
+                tracing::warn!(path = %t.path().display(), "ignoring an entry that is not a topic directory");
+                continue;
+            }
+            let mut queues = HashMap::new();
+            for qd in std::fs::read_dir(t.path()).map_err(list_err(&t.path()))? {
+                let qd = qd.map_err(list_err(&t.path()))?;
+                let Some(qid) = qd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    tracing::warn!(path = %qd.path().display(), "ignoring an entry that is not a queue directory");
+                    continue;
+                };
+                if qid < 0 || !qd.path().is_dir() {
+                    continue;
+                }
+                let q = ConsumeQueue::load(
+                    qd.path(),
+                    store.units_per_file,
+                    &mut store.pending_removals,
+                )?;
+                store.dispatched_end = store.dispatched_end.max(q.max_physical_offset());
+                queues.insert(qid, q);
+            }
+            store.topics.insert(topic.into_boxed_str(), queues);
+        }
+        Ok(store)
+    }
+
+    /// Root directory (`<store>/consumequeue`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Units per file.
+    pub fn units_per_file(&self) -> u32 {
+        self.units_per_file
+    }
+
+    /// Dispatch: appends the unit of a record to its queue (creating the queue on first use).
+    /// Allocation only when a queue or a file is created.
+    pub fn put(
+        &mut self,
+        topic: &str,
+        queue_id: i32,
+        queue_offset: i64,
+        physical_offset: u64,
+        size: u32,
+        tags_code: i64,
+    ) -> Result<PutOutcome, CqError> {
+        let q = self.queue_mut(topic, queue_id)?;
+        let out = q.put(
+            topic,
+            queue_id,
+            queue_offset,
+            physical_offset,
+            size,
+            tags_code,
+        )?;
+        if out == PutOutcome::Appended {
+            self.dispatched_end = self.dispatched_end.max(physical_offset + u64::from(size));
+        }
+        Ok(out)
+    }
+
+    /// The queue, created empty if new.
+    pub fn queue_mut(&mut self, topic: &str, queue_id: i32) -> Result<&mut ConsumeQueue, CqError> {
+        if queue_id < 0 {
+            return Err(CqError::Invalid {
+                topic: topic.to_owned(),
+                queue_id,
+                field: "queue id",
+                value: i64::from(queue_id),
+            });
+        }
+        if !self.topics.contains_key(topic) {
+            if !is_valid_topic_dir(topic) {
+                return Err(CqError::BadTopic {
+                    topic: topic.to_owned(),
+                });
+            }
+            self.topics.insert(topic.into(), HashMap::new());
+        }
+        let root = &self.root;
+        let upf = self.units_per_file;
+        let queues = self
+            .topics
+            .get_mut(topic)
+            .ok_or_else(|| CqError::BadTopic {
+                topic: topic.to_owned(),
+            })?;
+        Ok(queues
+            .entry(queue_id)
+            .or_insert_with(|| ConsumeQueue::new(root.join(topic).join(queue_id.to_string()), upf)))
+    }
+
+    /// The queue, if it exists.
+    #[inline]
+    pub fn queue(&self, topic: &str, queue_id: i32) -> Option<&ConsumeQueue> {
+        self.topics.get(topic)?.get(&queue_id)
+    }
+
+    /// The unit at `offset` of a queue.
+    #[inline]
+    pub fn get(&self, topic: &str, queue_id: i32, offset: i64) -> Option<CqEntry> {
+        self.queue(topic, queue_id)?.get(offset)
+    }
+
+    /// Min offset of a queue; 0 when the queue does not exist.
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.queue(topic, queue_id)
+            .map_or(0, ConsumeQueue::min_offset)
+    }
+
+    /// Max offset (next to assign) of a queue; 0 when the queue does not exist.
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.queue(topic, queue_id)
+            .map_or(0, ConsumeQueue::max_offset)
+    }
+
+    /// See [`ConsumeQueue::search_offset_by_timestamp`]; 0 when the queue does not exist.
+    pub fn search_offset_by_timestamp(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        ts_ms: i64,
+        boundary: Boundary,
+        store_time: &mut dyn FnMut(u64, u32) -> Option<i64>,
+    ) -> i64 {
+        self.queue(topic, queue_id).map_or(0, |q| {
+            q.search_offset_by_timestamp(ts_ms, boundary, store_time)
+        })
+    }
+
+    /// Every (topic, queue id).
+    pub fn queues(&self) -> impl Iterator<Item = (&str, i32)> + '_ {
+        self.topics
+            .iter()
+            .flat_map(|(t, qs)| qs.keys().map(move |q| (&**t, *q)))
+    }
+
+    /// Recovery: drops every unit whose record ends past `max_physical_offset` (the end of the
+    /// valid CommitLog), in every queue; lowers the durable and dispatched points to it.
+    pub fn truncate(&mut self, max_physical_offset: u64) {
+        for qs in self.topics.values_mut() {
+            for q in qs.values_mut() {
+                q.truncate(max_physical_offset, &mut self.pending_removals);
+            }
+        }
+        self.dispatched_end = self.dispatched_end.min(max_physical_offset);
+        self.durable_offset = self.durable_offset.min(max_physical_offset);
+    }
+
+    /// Retention: deletes files whose records all start below `min_physical_offset` (never a
+    /// queue's last file) and moves min offsets up to it. Files go from disk at the next flush.
+    /// Returns the number of files deleted.
+    pub fn delete_below(&mut self, min_physical_offset: u64) -> usize {
+        let mut n = 0;
+        for qs in self.topics.values_mut() {
+            for q in qs.values_mut() {
+                n += q.delete_below(min_physical_offset, &mut self.pending_removals);
+            }
+        }
+        n
+    }
+
+    /// Forgets a topic's queues; its files and directories go at the next flush.
+    pub fn delete_topic(&mut self, topic: &str) -> bool {
+        let Some(qs) = self.topics.remove(topic) else {
+            return false;
+        };
+        for q in qs.values() {
+            for f in &q.files {
+                if f.on_disk || f.disk_units > 0 {
+                    self.pending_removals
+                        .push(q.dir.join(file_name(f.start_unit)));
+                }
+            }
+            self.pending_dir_removals.push(q.dir.clone());
+        }
+        self.pending_dir_removals.push(self.root.join(topic));
+        true
+    }
+
+    /// The CommitLog offset below which every dispatched unit is on disk.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_offset
+    }
+
+    /// Sets the durable point (from the checkpoint, at start-up).
+    pub fn set_durable_offset(&mut self, offset: u64) {
+        self.durable_offset = offset;
+    }
+
+    /// Highest record end dispatched (or loaded).
+    pub fn dispatched_offset(&self) -> u64 {
+        self.dispatched_end
+    }
+
+    /// Whether there is anything to flush.
+    pub fn is_dirty(&self) -> bool {
+        !self.pending_removals.is_empty()
+            || !self.pending_dir_removals.is_empty()
+            || self.topics.values().any(|qs| {
+                qs.values().any(|q| {
+                    q.files
+                        .iter()
+                        .any(|f| f.durable_units < f.units() || f.disk_units > f.units())
+                })
+            })
+    }
+
+    /// First half of a flush: collects the units of records ending at or below
+    /// `up_to_physical_offset` (pass the CommitLog's durable offset, so no unit reaches the disk
+    /// before its record) that are not yet on disk, and the pending removals. `Ok(None)` when
+    /// there is nothing to do.
+    pub fn begin_flush(
+        &mut self,
+        up_to_physical_offset: u64,
+    ) -> Result<Option<CqFlushJob>, CqError> {
+        if self.flush_in_flight {
+            return Err(CqError::FlushInFlight);
+        }
+        let mut writes = Vec::new();
+        let mut receipts = Vec::new();
+        let mut first_unflushed = u64::MAX;
+        for (topic, qs) in &self.topics {
+            for (&queue_id, q) in qs {
+                for f in &q.files {
+                    let units = f.units();
+                    // Units ascend in the CommitLog: the flushable ones are a prefix.
+                    let mut upto = units;
+                    while upto > f.durable_units {
+                        let at = (upto - 1) as usize * CQ_UNIT_LEN;
+                        match decode_unit(&f.buf[at..]) {
+                            Some(e) if !e.is_filler() && e.end() > up_to_physical_offset => {
+                                first_unflushed = first_unflushed.min(e.physical_offset);
+                                upto -= 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                    let truncate = f.disk_units > units;
+                    if upto == f.durable_units && !truncate {
+                        continue;
+                    }
+                    let from = f.durable_units as usize * CQ_UNIT_LEN;
+                    let to = upto as usize * CQ_UNIT_LEN;
+                    writes.push(FileWrite {
+                        path: q.dir.join(file_name(f.start_unit)),
+                        ranges: vec![(from as u64, f.buf[from..to].to_vec())],
+                        truncate_to: truncate.then_some(to as u64),
+                        new_file: !f.on_disk,
+                    });
+                    receipts.push(Written {
+                        topic: topic.clone(),
+                        queue_id,
+                        start_unit: f.start_unit,
+                        units: upto,
+                        generation: q.generation,
+                        truncated: truncate,
+                    });
+                }
+            }
+        }
+        if writes.is_empty()
+            && self.pending_removals.is_empty()
+            && self.pending_dir_removals.is_empty()
+        {
+            // Nothing dirty: every unit at or below the bound is on disk.
+            let candidate = first_unflushed
+                .min(up_to_physical_offset)
+                .min(self.dispatched_end);
+            self.durable_offset = self.durable_offset.max(candidate);
+            return Ok(None);
+        }
+        self.flush_in_flight = true;
+        Ok(Some(CqFlushJob {
+            removals: std::mem::take(&mut self.pending_removals),
+            dir_removals: std::mem::take(&mut self.pending_dir_removals),
+            writes,
+            receipts,
+            durable_candidate: first_unflushed
+                .min(up_to_physical_offset)
+                .min(self.dispatched_end),
+        }))
+    }
+
+    /// Second half of a flush: marks what was written durable and advances the durable point.
+    /// On failure nothing is marked (the next flush rewrites it) and the error is returned.
+    pub fn complete_flush(&mut self, outcome: CqFlushOutcome) -> Result<FlushStats, CqError> {
+        self.flush_in_flight = false;
+        let ok = outcome.result.is_ok();
+        let mut stats = FlushStats::default();
+        for r in &outcome.receipts {
+            let Some(q) = self
+                .topics
+                .get_mut(&r.topic)
+                .and_then(|qs| qs.get_mut(&r.queue_id))
+            else {
+                continue;
+            };
+            let generation = q.generation;
+            let Some(f) = q.files.iter_mut().find(|f| f.start_unit == r.start_unit) else {
+                continue;
+            };
+            // Whatever happened, the disk may now hold up to r.units units.
+            f.disk_units = if ok && r.truncated && generation == r.generation {
+                r.units
+            } else {
+                f.disk_units.max(r.units)
+            };
+            if ok && generation == r.generation && r.units > f.durable_units {
+                f.on_disk = true;
+                stats.units += r.units - f.durable_units;
+                f.durable_units = r.units;
+            }
+        }
+        let disk = match outcome.result {
+            Ok(d) => d,
+            Err(e) => {
+                // Retry the removals next time (already-removed files are skipped then).
+                self.pending_removals.extend(outcome.removals);
+                self.pending_dir_removals.extend(outcome.dir_removals);
+                return Err(e.into());
+            }
+        };
+        stats.disk = disk;
+        self.durable_offset = self.durable_offset.max(outcome.durable_candidate);
+        stats.durable_offset = self.durable_offset;
+        Ok(stats)
+    }
+}
+
+/// Flushes `store`: collects under a short borrow, writes with no borrow held, then records the
+/// result. See [`ConsumeQueueStore::begin_flush`].
+pub async fn flush(
+    store: &RefCell<ConsumeQueueStore>,
+    up_to_physical_offset: u64,
+) -> Result<FlushStats, CqError> {
+    let job = store.borrow_mut().begin_flush(up_to_physical_offset)?;
+    let Some(job) = job else {
+        let durable_offset = store.borrow().durable_offset();
+        return Ok(FlushStats {
+            durable_offset,
+            ..FlushStats::default()
+        });
+    };
+    let outcome = job.run().await;
+    store.borrow_mut().complete_flush(outcome)
+}

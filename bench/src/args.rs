@@ -1,0 +1,223 @@
+//! Command line of ramjet-bench.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ramjet-bench",
+    version,
+    about = "RocketMQ-protocol load generator with HDR latency (open or closed loop)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send messages; latency = send to broker acknowledgement.
+    Produce(BenchArgs),
+    /// Consume messages (push consumer on long polling); latency = arrival minus producer stamp.
+    Consume(BenchArgs),
+    /// Produce and consume at once; latency = produce (intended) time to consume.
+    E2e(BenchArgs),
+    /// One message at a time: send, wait until it is consumed, repeat.
+    Pingpong(BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartFrom {
+    First,
+    Last,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Name servers, `host:port[;host:port]`.
+    #[arg(long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+    pub namesrv: String,
+    #[arg(long, default_value = "BenchTopic")]
+    pub topic: String,
+    /// Create or update the topic with this many queues per broker before the run.
+    #[arg(long)]
+    pub queues: Option<i32>,
+    /// Cluster to create the topic in (default: every cluster).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Message body size in bytes (at least 8 for the e2e time stamp).
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    /// Messages per request (SEND_BATCH_MESSAGE when > 1).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Client instances (each with its own TCP connection per broker); default one per
+    /// producer/consumer.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Open loop: total messages per second over all producers. Absent: closed loop, max
+    /// throughput.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring starts.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
+    /// CPUs to pin worker threads to: `0,2,3` or `0-3`; one worker per CPU. Absent: one
+    /// unpinned worker.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Requests in flight per producer (closed loop); bound for open loop too.
+    #[arg(long, default_value_t = 128)]
+    pub window: usize,
+    /// Consumer group of the consuming side.
+    #[arg(long, default_value = "ramjet_bench_group")]
+    pub group: String,
+    /// Where consumers of a new group start (consume mode).
+    #[arg(long, value_enum, default_value_t = StartFrom::Last)]
+    pub from: StartFrom,
+    /// Write the final report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the latency distribution as an HdrHistogram percentile file.
+    #[arg(long)]
+    pub hgrm: Option<PathBuf>,
+    /// No live progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parse `0,2,5-7` into CPU ids.
+pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("bad --cpus item {part:?}: use a list like 0,2 or a range like 0-3");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a > b {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err("--cpus lists no CPU".to_string());
+    }
+    Ok(out)
+}
+
+impl BenchArgs {
+    /// Check the combination before starting anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.producers == 0 && self.consumers == 0 {
+            return Err("nothing to do: --producers and --consumers are both 0".into());
+        }
+        if self.batch == 0 {
+            return Err("--batch must be at least 1".into());
+        }
+        if self.window == 0 {
+            return Err("--window must be at least 1".into());
+        }
+        if let Some(r) = self.rate {
+            if !(r > 0.0 && r.is_finite()) {
+                return Err(format!(
+                    "--rate must be a positive number of messages per second, got {r}"
+                ));
+            }
+        }
+        if !(self.duration > 0.0 && self.duration.is_finite()) {
+            return Err(format!(
+                "--duration must be positive seconds, got {}",
+                self.duration
+            ));
+        }
+        if !(self.warmup >= 0.0 && self.warmup.is_finite()) {
+            return Err(format!(
+                "--warmup must be zero or positive seconds, got {}",
+                self.warmup
+            ));
+        }
+        if matches!(self.connections, Some(0)) {
+            return Err("--connections must be at least 1".into());
+        }
+        if let Some(c) = &self.cpus {
+            parse_cpus(c)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_command_line() {
+        let cli = Cli::try_parse_from([
+            "ramjet-bench",
+            "produce",
+            "--namesrv",
+            "h:1",
+            "--topic",
+            "T",
+            "--queues",
+            "8",
+            "--size",
+            "1024",
+            "--batch",
+            "16",
+            "--producers",
+            "4",
+            "--connections",
+            "2",
+            "--rate",
+            "50000",
+            "--duration",
+            "30",
+            "--warmup",
+            "5",
+            "--cpus",
+            "0-1",
+            "--json",
+            "r.json",
+            "--hgrm",
+            "r.hgrm",
+        ])
+        .expect("parse");
+        let Command::Produce(a) = cli.command else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(
+            (a.size, a.batch, a.producers, a.connections, a.queues),
+            (1024, 16, 4, Some(2), Some(8))
+        );
+        assert_eq!(a.rate, Some(50_000.0));
+        assert_eq!(parse_cpus(a.cpus.as_deref().unwrap_or("")), Ok(vec![0, 1]));
+        assert!(a.validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_values_with_a_reason() {
+        let cli = Cli::try_parse_from(["ramjet-bench", "e2e", "--rate=-5"]).expect("parse");
+        let Command::E2e(a) = cli.command else {
+            panic!("wrong subcommand")
+        };
+        assert!(a.validate().is_err_and(|e| e.contains("--rate")));
+        assert!(parse_cpus("3-1").is_err());
+        assert_eq!(parse_cpus("0, 2,4-5"), Ok(vec![0, 2, 4, 5]));
+        assert!(Cli::try_parse_from(["ramjet-bench", "fly"]).is_err());
+    }
+}

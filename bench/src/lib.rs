@@ -1,0 +1,18 @@
+//! ramjet-bench: a RocketMQ-protocol load generator that performance engineers can trust.
+//!
+//! - Thread-per-core: each worker thread runs a glommio executor pinned to one of `--cpus`,
+//!   with its own clients, producers and consumers; nothing is shared on the hot path.
+//! - Open loop (`--rate`): each producer sends on a fixed schedule and latency is measured from
+//!   the INTENDED send time, so a stalled broker shows up in the percentiles instead of quietly
+//!   slowing the load down (coordinated-omission correction). Without `--rate` it runs closed
+//!   loop at max throughput with `--window` requests in flight per producer, latency from the
+//!   actual send.
+//! - Latencies go into HDR histograms (µs, 3 significant digits); workers hand interval copies
+//!   to the reporter once a second for the live line; the final report prints p50..p99.99 and
+//!   max, and can be written as JSON (`--json`) and as an `.hgrm` percentile file (`--hgrm`).
+//! - e2e latency: producers stamp the intended send time (µs since the epoch) into the first 8
+//!   bytes of each body; consumers subtract it from their clock on arrival.
+
+pub mod args;
+pub mod runner;
+pub mod stats;

@@ -1,0 +1,746 @@
+//! Running a benchmark: worker threads (one glommio executor each, pinned when `--cpus` is
+//! given), the per-second reporter and the final report.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, BytesMut};
+use ramjet_net::client::admin::{Admin, TopicSpec};
+use ramjet_net::client::consumer::{
+    ConsumeFrom, ConsumeResult, PullOptions, PushConsumer, PushConsumerConfig, Subscription,
+};
+use ramjet_net::client::selector::QueueSelector;
+use ramjet_net::client::transport::{self, block_on};
+use ramjet_net::client::{
+    Client, ClientConfig, ClientError, Message, MessageExt, Producer, ProducerConfig,
+};
+
+use crate::args::{parse_cpus, BenchArgs, StartFrom};
+use crate::stats::{progress_line, Recorder, Report};
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Produce,
+    Consume,
+    E2e,
+    Pingpong,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Produce => "produce",
+            Mode::Consume => "consume",
+            Mode::E2e => "e2e",
+            Mode::Pingpong => "pingpong",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Args(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("worker {worker} failed: {reason}")]
+    Worker { worker: usize, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Output {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Seconds after start-up before the load begins (connections and routes are set up first).
+const SETUP_SECS: f64 = 0.3;
+/// How long producers wait for in-flight requests after the run.
+const DRAIN: Duration = Duration::from_secs(5);
+/// How long e2e consumers keep receiving after the producers stop.
+const E2E_GRACE: Duration = Duration::from_secs(1);
+/// A stamp outside [now - this, now + this] is not a ramjet-bench stamp.
+const STAMP_PLAUSIBLE_US: u64 = 3_600_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Produce,
+    Consume,
+}
+
+enum WorkerMsg {
+    Interval(Side, Box<Recorder>),
+    Done,
+    Failed(usize, String),
+}
+
+/// The result of a run: the primary side's report and recorder, plus the produce side of e2e.
+pub struct Outcome {
+    pub report: Report,
+    pub recorder: Recorder,
+    pub produce_side: Option<(Report, Recorder)>,
+}
+
+/// Shared timing of one run (all `Instant`s of this process).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    start: Instant,
+    measure_start: Instant,
+    end: Instant,
+    /// `epoch_us` at `base`, to turn instants into wall-clock µs for body stamps.
+    base: Instant,
+    base_epoch_us: u64,
+}
+
+impl Timing {
+    fn epoch_us(&self, t: Instant) -> u64 {
+        match t.checked_duration_since(self.base) {
+            Some(d) => self.base_epoch_us + d.as_micros() as u64,
+            None => self
+                .base_epoch_us
+                .saturating_sub(self.base.duration_since(t).as_micros() as u64),
+        }
+    }
+}
+
+fn now_epoch_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Work of one worker thread.
+#[derive(Debug, Clone)]
+struct Assignment {
+    index: usize,
+    cpu: Option<usize>,
+    producers: usize,
+    consumers: usize,
+    clients: usize,
+}
+
+fn assignments(args: &BenchArgs, mode: Mode) -> Result<Vec<Assignment>, BenchError> {
+    let cpus: Vec<Option<usize>> = match &args.cpus {
+        Some(c) => parse_cpus(c)
+            .map_err(BenchError::Args)?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => vec![None],
+    };
+    let w = cpus.len();
+    let (producers, consumers) = match mode {
+        Mode::Produce => (args.producers, 0),
+        Mode::Consume => (0, args.consumers),
+        Mode::E2e => (args.producers, args.consumers),
+        Mode::Pingpong => (1, 1),
+    };
+    let share = |n: usize, i: usize| n / w + usize::from(i < n % w);
+    let conns = args.connections.unwrap_or(producers + consumers).max(1);
+    Ok(cpus
+        .into_iter()
+        .enumerate()
+        .map(|(i, cpu)| Assignment {
+            index: i,
+            cpu,
+            producers: share(producers, i),
+            consumers: share(consumers, i),
+            clients: share(conns, i).max(1),
+        })
+        .collect())
+}
+
+/// Run a benchmark to completion, printing progress unless `args.quiet`.
+pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
+    args.validate().map_err(BenchError::Args)?;
+    if args.size < 8 && matches!(mode, Mode::E2e | Mode::Consume | Mode::Pingpong) {
+        return Err(BenchError::Args(format!(
+            "--size {} is too small: e2e latency needs 8 body bytes for the time stamp",
+            args.size
+        )));
+    }
+    ClientConfig::new(&args.namesrv)?;
+    if let Some(q) = args.queues {
+        let (ns, topic, cluster) = (
+            args.namesrv.clone(),
+            args.topic.clone(),
+            args.cluster.clone(),
+        );
+        block_on(None, async move {
+            let admin = Admin::new(Client::new(ClientConfig::new(&ns)?));
+            admin
+                .create_topic(&TopicSpec::new(topic, q), cluster.as_deref())
+                .await
+        })??;
+    }
+    let plan = assignments(args, mode)?;
+    let now = Instant::now();
+    let start = now + Duration::from_secs_f64(SETUP_SECS);
+    let measure_start = start + Duration::from_secs_f64(args.warmup);
+    let timing = Timing {
+        start,
+        measure_start,
+        end: measure_start + Duration::from_secs_f64(args.duration),
+        base: now,
+        base_epoch_us: now_epoch_us(),
+    };
+    let (tx, rx) = mpsc::channel::<WorkerMsg>();
+    let mut handles = Vec::new();
+    for a in plan.clone() {
+        let (tx, args) = (tx.clone(), args.clone());
+        handles.push(std::thread::spawn(move || {
+            let idx = a.index;
+            let cpu = a.cpu;
+            let tx2 = tx.clone();
+            let r = block_on(cpu, worker(mode, a, args, timing, tx2));
+            let msg = match r {
+                Ok(Ok(())) => WorkerMsg::Done,
+                Ok(Err(e)) => WorkerMsg::Failed(idx, e.to_string()),
+                Err(e) => WorkerMsg::Failed(idx, e.to_string()),
+            };
+            let _ = tx.send(msg);
+        }));
+    }
+    drop(tx);
+    let (mut produce_total, mut consume_total) = (Recorder::new(), Recorder::new());
+    let mut interval = Recorder::new();
+    let mut last_tick = Instant::now();
+    let mut done = 0;
+    let mut failure: Option<BenchError> = None;
+    let primary = if mode == Mode::Produce {
+        Side::Produce
+    } else {
+        Side::Consume
+    };
+    while done < plan.len() {
+        let wait = Duration::from_secs(1).saturating_sub(last_tick.elapsed());
+        match rx.recv_timeout(wait) {
+            Ok(WorkerMsg::Interval(side, rec)) => {
+                match side {
+                    Side::Produce => produce_total.add(&rec),
+                    Side::Consume => consume_total.add(&rec),
+                }
+                if side == primary {
+                    interval.add(&rec);
+                }
+            }
+            Ok(WorkerMsg::Done) => done += 1,
+            Ok(WorkerMsg::Failed(worker, reason)) => {
+                done += 1;
+                failure.get_or_insert(BenchError::Worker { worker, reason });
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            let secs = last_tick.elapsed().as_secs_f64();
+            last_tick = Instant::now();
+            if !args.quiet && Instant::now() > timing.start {
+                let elapsed = Instant::now()
+                    .saturating_duration_since(timing.start)
+                    .as_secs_f64();
+                eprintln!("{}", progress_line(elapsed, &interval, secs));
+            }
+            interval = Recorder::new();
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let rate = if matches!(mode, Mode::Pingpong | Mode::Consume) {
+        None
+    } else {
+        args.rate
+    };
+    let (rec, side_name) = match primary {
+        Side::Produce => (produce_total.clone(), mode.name()),
+        Side::Consume => (consume_total.clone(), mode.name()),
+    };
+    let report = Report::new(side_name, rate, args.duration, &rec);
+    let produce_side = (mode == Mode::E2e).then(|| {
+        (
+            Report::new(
+                "e2e (produce side)",
+                args.rate,
+                args.duration,
+                &produce_total,
+            ),
+            produce_total,
+        )
+    });
+    Ok(Outcome {
+        report,
+        recorder: rec,
+        produce_side,
+    })
+}
+
+/// Write `--json` / `--hgrm` outputs of an outcome.
+pub fn write_outputs(args: &BenchArgs, out: &Outcome) -> Result<(), BenchError> {
+    if let Some(p) = &args.json {
+        let mut v =
+            serde_json::to_value(&out.report).map_err(|e| BenchError::Args(e.to_string()))?;
+        if let Some((r, _)) = &out.produce_side {
+            v["produce_side"] =
+                serde_json::to_value(r).map_err(|e| BenchError::Args(e.to_string()))?;
+        }
+        let text = serde_json::to_string_pretty(&v).map_err(|e| BenchError::Args(e.to_string()))?;
+        std::fs::write(p, text + "\n").map_err(|source| BenchError::Output {
+            path: p.display().to_string(),
+            source,
+        })?;
+    }
+    if let Some(p) = &args.hgrm {
+        std::fs::write(p, crate::stats::hgrm(&out.recorder)).map_err(|source| {
+            BenchError::Output {
+                path: p.display().to_string(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+async fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        transport::sleep(t - now).await;
+    }
+}
+
+type Rec = Rc<RefCell<Recorder>>;
+
+async fn worker(
+    mode: Mode,
+    a: Assignment,
+    args: BenchArgs,
+    timing: Timing,
+    tx: mpsc::Sender<WorkerMsg>,
+) -> Result<(), BenchError> {
+    let mut clients = Vec::new();
+    for _ in 0..a.clients {
+        clients.push(Client::new(ClientConfig::new(&args.namesrv)?));
+    }
+    let produce_rec: Rec = Rc::new(RefCell::new(Recorder::new()));
+    let consume_rec: Rec = Rc::new(RefCell::new(Recorder::new()));
+    let stop_reporting = Rc::new(std::cell::Cell::new(false));
+    {
+        let (p, c, tx, stop) = (
+            produce_rec.clone(),
+            consume_rec.clone(),
+            tx.clone(),
+            stop_reporting.clone(),
+        );
+        transport::spawn(async move {
+            while !stop.get() {
+                transport::sleep(Duration::from_secs(1)).await;
+                let _ = tx.send(WorkerMsg::Interval(
+                    Side::Produce,
+                    Box::new(p.borrow_mut().take()),
+                ));
+                let _ = tx.send(WorkerMsg::Interval(
+                    Side::Consume,
+                    Box::new(c.borrow_mut().take()),
+                ));
+            }
+        });
+    }
+    let result = match mode {
+        Mode::Pingpong => pingpong(&clients, &args, timing, &consume_rec).await,
+        _ => {
+            load(
+                mode,
+                &a,
+                &clients,
+                &args,
+                timing,
+                &produce_rec,
+                &consume_rec,
+            )
+            .await
+        }
+    };
+    stop_reporting.set(true);
+    let _ = tx.send(WorkerMsg::Interval(
+        Side::Produce,
+        Box::new(produce_rec.borrow_mut().take()),
+    ));
+    let _ = tx.send(WorkerMsg::Interval(
+        Side::Consume,
+        Box::new(consume_rec.borrow_mut().take()),
+    ));
+    result
+}
+
+async fn load(
+    mode: Mode,
+    a: &Assignment,
+    clients: &[Client],
+    args: &BenchArgs,
+    timing: Timing,
+    produce_rec: &Rec,
+    consume_rec: &Rec,
+) -> Result<(), BenchError> {
+    // Consumers first, so e2e sees every message.
+    let mut consumers = Vec::new();
+    for i in 0..a.consumers {
+        let client = clients[(a.producers + i) % clients.len()].clone();
+        let mut cfg = PushConsumerConfig::new(args.group.clone(), args.topic.clone());
+        cfg.consume_from = match (mode, args.from) {
+            (Mode::E2e, _) | (_, StartFrom::Last) => ConsumeFrom::Last,
+            (_, StartFrom::First) => ConsumeFrom::First,
+        };
+        let rec = consume_rec.clone();
+        let by_stamp = mode == Mode::E2e;
+        let handler = Rc::new(move |m: &MessageExt| {
+            record_arrival(&rec, m, timing, by_stamp);
+            ConsumeResult::Success
+        });
+        consumers.push(PushConsumer::start(client, cfg, handler).await?);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..a.producers {
+        let client = clients[i % clients.len()].clone();
+        let mut cfg = ProducerConfig::new("ramjet_bench_producer");
+        cfg.async_window = args.window;
+        let producer = Producer::new(client, cfg);
+        // Route and connection before the clock starts.
+        let queues = producer.queues(&args.topic).await?;
+        for mq in &queues {
+            producer
+                .client()
+                .connection(&producer.client().master_addr(&mq.broker_name)?)
+                .await?;
+        }
+        tasks.push(transport::spawn_joinable(produce_loop(
+            producer,
+            args.clone(),
+            timing,
+            produce_rec.clone(),
+        )));
+    }
+    sleep_until(timing.end).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    if !consumers.is_empty() {
+        if mode == Mode::E2e {
+            transport::sleep(E2E_GRACE).await;
+        }
+        for c in consumers {
+            let _ = c.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+fn record_arrival(rec: &Rec, m: &MessageExt, timing: Timing, by_stamp: bool) {
+    let now = Instant::now();
+    let now_us = timing.epoch_us(now);
+    let stamp = m
+        .body
+        .get(..8)
+        .map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .filter(|s| s.abs_diff(now_us) < STAMP_PLAUSIBLE_US)
+        .unwrap_or((m.born_timestamp.max(0) as u64) * 1000);
+    let in_window = if by_stamp {
+        stamp >= timing.epoch_us(timing.measure_start) && stamp < timing.epoch_us(timing.end)
+    } else {
+        now >= timing.measure_start && now < timing.end
+    };
+    if in_window {
+        rec.borrow_mut()
+            .record(now_us.saturating_sub(stamp), 1, m.body.len() as u64);
+    }
+}
+
+fn build_batch(args: &BenchArgs, stamp_us: u64) -> Vec<Message> {
+    (0..args.batch)
+        .map(|_| {
+            let mut b = BytesMut::with_capacity(args.size.max(8));
+            if args.size >= 8 {
+                b.put_u64(stamp_us);
+            }
+            b.resize(args.size, b'x');
+            Message::new(args.topic.clone(), b.freeze())
+        })
+        .collect()
+}
+
+async fn produce_loop(producer: Producer, args: BenchArgs, timing: Timing, rec: Rec) {
+    sleep_until(timing.start).await;
+    let per_producer_rate = args.rate.map(|r| r / args.producers.max(1) as f64);
+    // Seconds between requests of this producer in open loop (a request carries `batch`).
+    let interval = per_producer_rate.map(|r| args.batch as f64 / r);
+    let mut k: u64 = 0;
+    let selector = QueueSelector::RoundRobin;
+    loop {
+        let intended = match interval {
+            Some(iv) => timing.start + Duration::from_secs_f64(iv * k as f64),
+            None => Instant::now(),
+        };
+        if intended >= timing.end {
+            break;
+        }
+        sleep_until(intended).await;
+        let msgs = build_batch(&args, timing.epoch_us(intended));
+        let (n, bytes) = (args.batch as u64, (args.batch * args.size) as u64);
+        let r = rec.clone();
+        let measured = intended >= timing.measure_start;
+        let sent = producer
+            .send_async(msgs, &selector, move |res| {
+                if !measured {
+                    return;
+                }
+                let lat = Instant::now()
+                    .saturating_duration_since(intended)
+                    .as_micros() as u64;
+                match res {
+                    Ok(_) => r.borrow_mut().record(lat, n, bytes),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "send failed");
+                        r.borrow_mut().record_error();
+                    }
+                }
+            })
+            .await;
+        if sent.is_err() && measured {
+            rec.borrow_mut().record_error();
+        }
+        k += 1;
+    }
+    futures_lite::future::or(producer.flush(), transport::sleep(DRAIN)).await;
+}
+
+/// Send one message, consume it, repeat: the round trip through the broker.
+async fn pingpong(
+    clients: &[Client],
+    args: &BenchArgs,
+    timing: Timing,
+    rec: &Rec,
+) -> Result<(), BenchError> {
+    let client = clients[0].clone();
+    let producer = Producer::new(client.clone(), ProducerConfig::new("ramjet_bench_producer"));
+    let queues = producer.queues(&args.topic).await?;
+    let Some(mq) = queues.first().cloned() else {
+        return Err(BenchError::Args(format!(
+            "topic {} has no writable queue",
+            args.topic
+        )));
+    };
+    let sub = Subscription::new(args.topic.clone(), "*");
+    let mut offset = client.max_offset(&mq).await?;
+    sleep_until(timing.start).await;
+    while Instant::now() < timing.end {
+        let t0 = Instant::now();
+        let msgs = build_batch(
+            &BenchArgs {
+                batch: 1,
+                ..args.clone()
+            },
+            timing.epoch_us(t0),
+        );
+        let Some(msg) = msgs.into_iter().next() else {
+            break;
+        };
+        if let Err(e) = producer.send_to_queue(msg, &mq).await {
+            tracing::debug!(error = %e, "pingpong send failed");
+            rec.borrow_mut().record_error();
+            continue;
+        }
+        loop {
+            let r = client
+                .pull(
+                    &args.group,
+                    &mq,
+                    &sub,
+                    offset,
+                    PullOptions::new(1).suspend(Duration::from_secs(5)),
+                )
+                .await?;
+            offset = r.next_begin_offset;
+            if !r.messages.is_empty() {
+                break;
+            }
+            if Instant::now() >= timing.end + DRAIN {
+                break;
+            }
+        }
+        if t0 >= timing.measure_start {
+            rec.borrow_mut()
+                .record(t0.elapsed().as_micros() as u64, 1, args.size as u64);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+    use ramjet_net::client::mock::{MockBroker, MockConfig};
+
+    const STALL: Duration = Duration::from_millis(200);
+    const STALL_US: u64 = 200_000;
+
+    fn args_for(mock: &MockBroker, extra: &[&str]) -> BenchArgs {
+        let mut argv = vec![
+            "ramjet-bench",
+            "produce",
+            "--namesrv",
+            Box::leak(mock.addr().into_boxed_str()),
+            "--topic",
+            "CO",
+            "--quiet",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parse").command {
+            Command::Produce(a) => a,
+            _ => unreachable!("produce parsed"),
+        }
+    }
+
+    fn stalled_mock() -> MockBroker {
+        MockBroker::start(MockConfig {
+            stall_at_send: Some(200),
+            stall: STALL,
+            ..MockConfig::default()
+        })
+        .expect("mock")
+    }
+
+    /// The broker stalls once for 200 ms. Open loop at 1000 msg/s: every request intended during
+    /// the stall waits for it, so ~200 samples carry up to 200 ms and p99/p99.9/max show it.
+    /// Closed loop with one request in flight: the stall delays exactly one request (the load
+    /// generator itself waits), so p99 stays small: the omission the correction avoids.
+    #[test]
+    fn open_loop_sees_the_stall_that_closed_loop_hides() {
+        let open_mock = stalled_mock();
+        let open = run(
+            Mode::Produce,
+            &args_for(
+                &open_mock,
+                &["--rate", "1000", "--duration", "1", "--window", "1024"],
+            ),
+        )
+        .expect("open run");
+        let closed_mock = stalled_mock();
+        let closed = run(
+            Mode::Produce,
+            &args_for(&closed_mock, &["--duration", "1", "--window", "1"]),
+        )
+        .expect("closed run");
+
+        let o = &open.recorder;
+        let c = &closed.recorder;
+        eprintln!("open loop:   {:?}", o.summary());
+        eprintln!("closed loop: {:?}", c.summary());
+        assert_eq!(o.errors + c.errors, 0);
+        assert!(
+            o.messages >= 900 && o.messages <= 1001,
+            "open loop sent {}",
+            o.messages
+        );
+        assert!(c.messages >= 300, "closed loop sent only {}", c.messages);
+        // Samples of at least half the stall.
+        let slow = |r: &Recorder| {
+            r.hist
+                .count_between(STALL_US / 2, crate::stats::MAX_LATENCY_US)
+        };
+        assert!(slow(o) >= 50, "open loop: only {} slow samples", slow(o));
+        assert!(slow(c) <= 2, "closed loop: {} slow samples", slow(c));
+        // Open loop: the stall is in p99 and p99.9, and max covers it.
+        assert!(
+            o.percentile_us(99.0) >= STALL_US / 2,
+            "open p99 {}",
+            o.percentile_us(99.0)
+        );
+        assert!(
+            o.percentile_us(99.9) >= STALL_US * 8 / 10,
+            "open p99.9 {}",
+            o.percentile_us(99.9)
+        );
+        assert!(
+            o.hist.max() >= STALL_US * 9 / 10,
+            "open max {}",
+            o.hist.max()
+        );
+        // Closed loop: the stalled request is the max, but p99 does not see it.
+        assert!(
+            c.hist.max() >= STALL_US * 9 / 10,
+            "closed max {}",
+            c.hist.max()
+        );
+        assert!(
+            c.percentile_us(99.0) < STALL_US / 2,
+            "closed p99 {}",
+            c.percentile_us(99.0)
+        );
+        assert_eq!(open_mock.messages(), o.messages);
+    }
+
+    #[test]
+    fn batch_produce_counts_messages_and_writes_outputs() {
+        let mock = MockBroker::start(MockConfig::default()).expect("mock");
+        let dir = tempfile::tempdir().expect("tmp");
+        let json = dir.path().join("r.json");
+        let hgrm = dir.path().join("r.hgrm");
+        let a = args_for(
+            &mock,
+            &[
+                "--rate",
+                "2000",
+                "--duration",
+                "0.5",
+                "--batch",
+                "4",
+                "--size",
+                "64",
+                "--producers",
+                "2",
+                "--json",
+                json.to_str().expect("utf8"),
+                "--hgrm",
+                hgrm.to_str().expect("utf8"),
+            ],
+        );
+        let out = run(Mode::Produce, &a).expect("run");
+        write_outputs(&a, &out).expect("write");
+        assert_eq!(out.recorder.messages % 4, 0);
+        assert_eq!(out.recorder.messages, mock.messages());
+        assert_eq!(out.recorder.bytes, out.recorder.messages * 64);
+        assert_eq!(out.recorder.hist.len() * 4, out.recorder.messages);
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse");
+        assert_eq!(v["messages"], out.recorder.messages);
+        assert_eq!(v["open_loop"], true);
+        let text = std::fs::read_to_string(&hgrm).expect("hgrm");
+        assert!(text.contains("#[Max"), "{text}");
+    }
+
+    #[test]
+    fn e2e_latency_from_stamps() {
+        let mock = MockBroker::start(MockConfig {
+            default_queues: 2,
+            ..MockConfig::default()
+        })
+        .expect("mock");
+        let mut a = args_for(
+            &mock,
+            &["--rate", "500", "--duration", "0.6", "--size", "32"],
+        );
+        a.consumers = 1;
+        let out = run(Mode::E2e, &a).expect("run");
+        let (_, produced) = out.produce_side.as_ref().expect("produce side");
+        assert!(produced.messages > 0);
+        // Every produced message of the window arrives once.
+        assert_eq!(out.recorder.messages, produced.messages);
+        assert!(out.recorder.hist.max() < 10_000_000);
+    }
+}

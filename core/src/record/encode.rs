@@ -1,0 +1,217 @@
+//! Encoding a message into the stored record format, into a caller-provided buffer.
+
+use std::net::SocketAddr;
+
+use zerocopy::byteorder::big_endian::{I16, I32, I64};
+use zerocopy::IntoBytes;
+
+use super::crc::body_crc;
+use super::error::RecordError;
+use super::layout::{
+    host_len, BlankMarker, HostV4, HostV6, RecordHead, RecordMid, BLANK_MAGIC_CODE,
+    BLANK_RECORD_LEN, HEAD_LEN, MAX_PROPERTIES_LEN, MAX_TOPIC_LEN_V1, MAX_TOPIC_LEN_V2,
+    MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, MID_LEN, PROPERTIES_LEN_LEN, STORE_TIMESTAMP_LEN,
+};
+use super::sysflag::{BORNHOST_V6_FLAG, STOREHOSTADDRESS_V6_FLAG};
+
+/// A message about to be stored, borrowed from the request buffer. No allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageToStore<'a> {
+    pub topic: &'a str,
+    pub queue_id: i32,
+    pub flag: i32,
+    pub body: &'a [u8],
+    /// Already RocketMQ-encoded: name 0x01 value 0x02 ...
+    pub properties: &'a [u8],
+    /// Written as given, except bits BORNHOST_V6_FLAG / STOREHOSTADDRESS_V6_FLAG, which the
+    /// encoder sets from the address families of `born_host` / `store_host`.
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub born_host: SocketAddr,
+    pub store_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
+    /// What goes in the ConsumeQueue unit (tag hash, or delivery time); not part of the record.
+    pub tags_code: i64,
+}
+
+impl MessageToStore<'_> {
+    /// The sysflag as it will be stored: host-family bits derived from the addresses.
+    #[inline]
+    pub fn stored_sys_flag(&self) -> i32 {
+        let mut f = self.sys_flag & !(BORNHOST_V6_FLAG | STOREHOSTADDRESS_V6_FLAG);
+        if self.born_host.is_ipv6() {
+            f |= BORNHOST_V6_FLAG;
+        }
+        if self.store_host.is_ipv6() {
+            f |= STOREHOSTADDRESS_V6_FLAG;
+        }
+        f
+    }
+
+    /// Whether the record uses magic v2 (2-byte topic length): only for topics over 127 bytes,
+    /// as RocketMQ 5.x does with `autoMessageVersionOnTopicLen`.
+    #[inline]
+    pub fn uses_magic_v2(&self) -> bool {
+        self.topic.len() > MAX_TOPIC_LEN_V1
+    }
+
+    /// Length of the stored record in bytes.
+    #[inline]
+    pub fn encoded_len(&self) -> usize {
+        let topic_len_len = if self.uses_magic_v2() { 2 } else { 1 };
+        HEAD_LEN
+            + host_len(self.born_host.is_ipv6())
+            + STORE_TIMESTAMP_LEN
+            + host_len(self.store_host.is_ipv6())
+            + MID_LEN
+            + self.body.len()
+            + topic_len_len
+            + self.topic.len()
+            + PROPERTIES_LEN_LEN
+            + self.properties.len()
+    }
+
+    /// Checks the limits of the record format (topic, properties and total lengths).
+    pub fn check_limits(&self) -> Result<(), RecordError> {
+        if self.topic.is_empty() || self.topic.len() > MAX_TOPIC_LEN_V2 {
+            return Err(RecordError::TopicLength {
+                len: self.topic.len(),
+                max: MAX_TOPIC_LEN_V2,
+            });
+        }
+        if self.properties.len() > MAX_PROPERTIES_LEN {
+            return Err(RecordError::PropertiesTooLong {
+                len: self.properties.len(),
+                max: MAX_PROPERTIES_LEN,
+            });
+        }
+        let max_body = i32::MAX as usize - (self.encoded_len() - self.body.len());
+        if self.body.len() > max_body {
+            return Err(RecordError::BodyTooLong {
+                len: self.body.len(),
+                max: max_body,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Writes `value` at `out[*pos..]` and advances `pos`. The caller has checked the room.
+#[inline]
+fn put(out: &mut [u8], pos: &mut usize, bytes: &[u8]) {
+    out[*pos..*pos + bytes.len()].copy_from_slice(bytes);
+    *pos += bytes.len();
+}
+
+#[inline]
+fn put_host(out: &mut [u8], pos: &mut usize, host: &SocketAddr) {
+    match host {
+        SocketAddr::V4(a) => put(
+            out,
+            pos,
+            HostV4 {
+                addr: a.ip().octets(),
+                port: I32::new(i32::from(a.port())),
+            }
+            .as_bytes(),
+        ),
+        SocketAddr::V6(a) => put(
+            out,
+            pos,
+            HostV6 {
+                addr: a.ip().octets(),
+                port: I32::new(i32::from(a.port())),
+            }
+            .as_bytes(),
+        ),
+    }
+}
+
+/// Writes the full stored record (RocketMQ CommitLog format, body CRC included) into
+/// `out[..len]` and returns `len`. Never allocates.
+pub fn encode_record(
+    msg: &MessageToStore<'_>,
+    queue_offset: i64,
+    physical_offset: i64,
+    store_timestamp: i64,
+    out: &mut [u8],
+) -> Result<usize, RecordError> {
+    msg.check_limits()?;
+    let len = msg.encoded_len();
+    if out.len() < len {
+        return Err(RecordError::BufferTooSmall {
+            need: len,
+            have: out.len(),
+        });
+    }
+    let v2 = msg.uses_magic_v2();
+    let head = RecordHead {
+        // check_limits keeps len within i32.
+        total_size: I32::new(len as i32),
+        magic: I32::new(if v2 {
+            MESSAGE_MAGIC_CODE_V2
+        } else {
+            MESSAGE_MAGIC_CODE_V1
+        }),
+        body_crc: I32::new(body_crc(msg.body) as i32),
+        queue_id: I32::new(msg.queue_id),
+        flag: I32::new(msg.flag),
+        queue_offset: I64::new(queue_offset),
+        physical_offset: I64::new(physical_offset),
+        sys_flag: I32::new(msg.stored_sys_flag()),
+        born_timestamp: I64::new(msg.born_timestamp),
+    };
+    let mid = RecordMid {
+        reconsume_times: I32::new(msg.reconsume_times),
+        prepared_transaction_offset: I64::new(msg.prepared_transaction_offset),
+        body_len: I32::new(msg.body.len() as i32),
+    };
+    let mut pos = 0;
+    put(out, &mut pos, head.as_bytes());
+    put_host(out, &mut pos, &msg.born_host);
+    put(out, &mut pos, I64::new(store_timestamp).as_bytes());
+    put_host(out, &mut pos, &msg.store_host);
+    put(out, &mut pos, mid.as_bytes());
+    put(out, &mut pos, msg.body);
+    if v2 {
+        put(out, &mut pos, I16::new(msg.topic.len() as i16).as_bytes());
+    } else {
+        put(out, &mut pos, &[msg.topic.len() as u8]);
+    }
+    put(out, &mut pos, msg.topic.as_bytes());
+    put(
+        out,
+        &mut pos,
+        I16::new(msg.properties.len() as i16).as_bytes(),
+    );
+    put(out, &mut pos, msg.properties);
+    debug_assert_eq!(pos, len);
+    Ok(len)
+}
+
+/// The 8-byte end-of-file marker for a file with `len` bytes left from the marker's position.
+#[inline]
+pub fn blank_record(len: u32) -> [u8; BLANK_RECORD_LEN] {
+    let mut out = [0u8; BLANK_RECORD_LEN];
+    out.copy_from_slice(
+        BlankMarker {
+            len: I32::new(len as i32),
+            magic: I32::new(BLANK_MAGIC_CODE),
+        }
+        .as_bytes(),
+    );
+    out
+}
+
+/// Writes the end-of-file marker into `out[..8]`.
+pub fn write_blank(len: u32, out: &mut [u8]) -> Result<usize, RecordError> {
+    if out.len() < BLANK_RECORD_LEN {
+        return Err(RecordError::BufferTooSmall {
+            need: BLANK_RECORD_LEN,
+            have: out.len(),
+        });
+    }
+    out[..BLANK_RECORD_LEN].copy_from_slice(&blank_record(len));
+    Ok(BLANK_RECORD_LEN)
+}

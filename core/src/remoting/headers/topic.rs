@@ -1,0 +1,35 @@
+//! Topic administration on the broker (§3.13).
+
+use crate::remoting::ext::ext_header;
+
+ext_header! {
+    /// UPDATE_AND_CREATE_TOPIC (17) request.
+    pub struct CreateTopicRequestHeader<'a> {
+        pub topic: &'a str = "topic",
+        pub default_topic: &'a str = "defaultTopic",
+        pub read_queue_nums: i32 = "readQueueNums",
+        pub write_queue_nums: i32 = "writeQueueNums",
+        pub perm: i32 = "perm",
+        /// `SINGLE_TAG` / `MULTI_TAG`.
+        pub topic_filter_type: &'a str = "topicFilterType",
+        pub topic_sys_flag: Option<i32> = "topicSysFlag",
+        pub order: bool = "order",
+        /// 5.x: comma-separated `+key=value` / `-key`.
+        pub attributes: Option<&'a str> = "attributes",
+        pub force: Option<bool> = "force",
+    }
+}
+
+ext_header! {
+    /// DELETE_TOPIC_IN_BROKER (215) request.
+    pub struct DeleteTopicRequestHeader<'a> {
+        pub topic: &'a str = "topic",
+    }
+}
+
+ext_header! {
+    /// GET_TOPIC_CONFIG (351) / GET_TOPIC_STATS_INFO (202) request.
+    pub struct TopicRequestHeader<'a> {
+        pub topic: &'a str = "topic",
+    }
+}

@@ -1,0 +1,239 @@
+//! Admin requests: UPDATE_AND_CREATE_TOPIC (17), DELETE_TOPIC_IN_BROKER (215),
+//! GET_ALL_TOPIC_CONFIG (21), GET_BROKER_RUNTIME_INFO (28), QUERY_MESSAGE (12),
+//! VIEW_MESSAGE_BY_ID (33).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use ramjet_core::remoting::body::{fastjson, KVTable};
+use ramjet_core::remoting::headers::{
+    CreateTopicRequestHeader, DeleteTopicRequestHeader, QueryMessageRequestHeader,
+    QueryMessageResponseHeader, ViewMessageRequestHeader,
+};
+use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode, Version};
+
+use super::conn::Conn;
+use super::namesrv_host::now_ms;
+use super::shard::Broker;
+use super::topics::{TopicConfig, MAX_QUEUES_PER_TOPIC};
+
+/// Results of a unique-key query (RocketMQ `defaultQueryMaxNum`).
+const UNIQUE_KEY_QUERY_MAX: usize = 32;
+/// Upper bound of QUERY_MESSAGE results whatever the client asks.
+const QUERY_MAX_RESULTS: usize = 64;
+
+fn bad_header(conn: &Conn, req: &CommandView<'_>, e: impl std::fmt::Display) {
+    conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad request header: {e}"));
+}
+
+pub fn create_topic(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let h: CreateTopicRequestHeader = match req.decode_header() {
+        Ok(h) => h,
+        Err(e) => return bad_header(conn, req, e),
+    };
+    if h.topic == h.default_topic {
+        return conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!("the topic[{}] is conflict with system reserved words.", h.topic),
+        );
+    }
+    let qs = [h.read_queue_nums, h.write_queue_nums];
+    if qs.iter().any(|&q| q <= 0 || q as u32 > MAX_QUEUES_PER_TOPIC) {
+        return conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!(
+                "queue counts read={} write={} out of range 1..={MAX_QUEUES_PER_TOPIC}",
+                h.read_queue_nums, h.write_queue_nums
+            ),
+        );
+    }
+    let cfg = TopicConfig {
+        topic_name: h.topic.to_string(),
+        read_queue_nums: h.read_queue_nums as u32,
+        write_queue_nums: h.write_queue_nums as u32,
+        perm: h.perm,
+        topic_filter_type: h.topic_filter_type.to_string(),
+        topic_sys_flag: h.topic_sys_flag.unwrap_or(0),
+        order: h.order,
+        attributes: BTreeMap::new(),
+    };
+    match b.topics.upsert(cfg) {
+        Ok(()) => {
+            tracing::info!(shard = b.index, topic = %h.topic, "topic created/updated");
+            b.registrar.request_now();
+            conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]);
+        }
+        Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    }
+}
+
+pub fn delete_topic(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let h: DeleteTopicRequestHeader = match req.decode_header() {
+        Ok(h) => h,
+        Err(e) => return bad_header(conn, req, e),
+    };
+    let topic = h.topic.to_string();
+    if let Err(e) = b.topics.remove(&topic) {
+        return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string());
+    }
+    b.offsets.remove_topic(&topic);
+    b.registrar.request_now();
+    let Some(broker) = b.rc() else { return };
+    let conn = conn.clone();
+    let (st, opaque, oneway) = (req.serialize_type, req.opaque, req.is_oneway());
+    crate::runtime::spawn_detached(async move {
+        let r = broker.store.delete_topic(&topic).await;
+        if oneway {
+            return;
+        }
+        match r {
+            Ok(()) => conn.send_frame(st, &FrameHead::response(ResponseCode::SUCCESS, opaque), &(), &[]),
+            Err(e) => {
+                let remark = format!("deleting topic {topic} from the store failed: {e}");
+                let head = FrameHead::response(ResponseCode::SYSTEM_ERROR, opaque);
+                conn.send_frame(st, &head.with_remark(&remark), &(), &[]);
+            }
+        }
+    });
+}
+
+pub fn all_topic_config(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    match serde_json::to_vec(&b.topics.wrapper_json()) {
+        Ok(body) => conn.respond(req, ResponseCode::SUCCESS, None, &(), &body),
+        Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    }
+}
+
+/// Runtime counters as RocketMQ's KVTable (real values; ramjet-specific keys prefixed).
+pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
+    let s = b.store.stats();
+    let c = &b.counters;
+    let d = &b.delivery;
+    let l = &b.listeners;
+    let lp = b.longpoll.stats();
+    let mut t = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        t.insert(k.to_string(), v);
+    };
+    put("brokerVersion", Version::CURRENT.to_string());
+    put("brokerVersionDesc", format!("ramjet {}", env!("CARGO_PKG_VERSION")));
+    put("bootTimestamp", b.boot_ms.to_string());
+    put("runtime", format!("{} ms", now_ms() - b.boot_ms));
+    put("msgPutTotalTodayNow", c.msgs_put.get().to_string());
+    put("msgGetTotalTodayNow", c.msgs_got.get().to_string());
+    put("commitLogMinOffset", s.commitlog_min_offset.to_string());
+    put("commitLogMaxOffset", s.commitlog_end_offset.to_string());
+    put("commitLogDiskRatio", format!("{:.4}", s.disk_used_ratio));
+    put("ramjet.shard", b.index.to_string());
+    put("ramjet.msgsPutFailed", c.msgs_put_failed.get().to_string());
+    put("ramjet.pulls", c.pulls.get().to_string());
+    put("ramjet.pullsFound", c.pulls_found.get().to_string());
+    put("ramjet.bytesPulled", c.bytes_pulled.get().to_string());
+    put("ramjet.requestsNotSupported", c.not_supported.get().to_string());
+    put("ramjet.bytesIn", d.bytes_in.get().to_string());
+    put("ramjet.bytesOut", d.bytes_out().to_string());
+    put("ramjet.bytesOutWritev", d.bytes_writev.get().to_string());
+    put("ramjet.bytesOutSendfile", d.bytes_sendfile.get().to_string());
+    put("ramjet.bytesOutCopied", d.bytes_copied.get().to_string());
+    put("ramjet.eagainFallbacks", d.eagain_fallbacks.get().to_string());
+    put("ramjet.connectionsOpen", l.open_connections.get().to_string());
+    put("ramjet.connectionsAccepted", l.accepted_total.get().to_string());
+    put("ramjet.connectionsRefused", l.refused_total.get().to_string());
+    put("ramjet.badFrames", l.bad_frames_total.get().to_string());
+    put("ramjet.requests", l.requests_total.get().to_string());
+    put("ramjet.pullsParked", lp.parked.to_string());
+    put("ramjet.pullsWoken", lp.woken_total.to_string());
+    put("ramjet.pullsTimedOut", lp.timed_out_total.to_string());
+    put("ramjet.consumerGroups", b.clients.group_count().to_string());
+    put("ramjet.producers", b.clients.producer_count().to_string());
+    put("ramjet.fdatasyncCount", s.fdatasync_count.to_string());
+    put("ramjet.flushCount", s.flush_count.to_string());
+    put("ramjet.bytesAppended", s.bytes_appended.to_string());
+    put("ramjet.tailCacheHits", s.tail_cache_hits.to_string());
+    put("ramjet.tailCacheMisses", s.tail_cache_misses.to_string());
+    put("ramjet.putsRefusedBusy", s.puts_refused_busy.to_string());
+    put("ramjet.putsRefusedDiskFull", s.puts_refused_disk_full.to_string());
+    put("ramjet.registrationsOk", b.registrar.registrations_ok.get().to_string());
+    put("ramjet.registrationsFailed", b.registrar.registrations_failed.get().to_string());
+    t
+}
+
+pub fn runtime_info(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let table = KVTable { table: runtime_table(b) };
+    match fastjson::to_vec(&table, fastjson::JsonStyle::Standard) {
+        Ok(body) => conn.respond(req, ResponseCode::SUCCESS, None, &(), &body),
+        Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    }
+}
+
+pub fn query_message(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let h: QueryMessageRequestHeader = match req.decode_header() {
+        Ok(h) => h,
+        Err(e) => return bad_header(conn, req, e),
+    };
+    let max = if h.unique_key_query == Some(true) {
+        UNIQUE_KEY_QUERY_MAX
+    } else {
+        (h.max_num.max(1) as usize).min(QUERY_MAX_RESULTS)
+    };
+    let offsets = b.store.query_by_key(h.topic, h.key, max, h.begin_timestamp, h.end_timestamp);
+    if offsets.is_empty() {
+        return conn.respond_error(
+            req,
+            ResponseCode::QUERY_NOT_FOUND,
+            &format!("can not find message, maybe time range not correct; topic {} key {}", h.topic, h.key),
+        );
+    }
+    let Some(broker) = b.rc() else { return };
+    let conn = conn.clone();
+    let (st, opaque, oneway) = (req.serialize_type, req.opaque, req.is_oneway());
+    crate::runtime::spawn_detached(async move {
+        let mut body = Vec::new();
+        for off in offsets {
+            match broker.store.read_record(off).await {
+                Ok(rec) => body.extend_from_slice(&rec),
+                Err(e) => tracing::debug!(offset = off, error = %e, "indexed record unreadable"),
+            }
+        }
+        if oneway {
+            return;
+        }
+        let stats = broker.store.stats();
+        let header = QueryMessageResponseHeader {
+            index_last_update_timestamp: now_ms(),
+            index_last_update_phyoffset: stats.commitlog_end_offset as i64,
+        };
+        let code = if body.is_empty() { ResponseCode::QUERY_NOT_FOUND } else { ResponseCode::SUCCESS };
+        conn.send_frame(st, &FrameHead::response(code, opaque), &header, &body);
+    });
+}
+
+pub fn view_message(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let h: ViewMessageRequestHeader = match req.decode_header() {
+        Ok(h) => h,
+        Err(e) => return bad_header(conn, req, e),
+    };
+    if h.offset < 0 {
+        return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad offset {}", h.offset));
+    }
+    let Some(broker) = b.rc() else { return };
+    let conn = conn.clone();
+    let (st, opaque, oneway) = (req.serialize_type, req.opaque, req.is_oneway());
+    let offset = h.offset as u64;
+    crate::runtime::spawn_detached(async move {
+        let r = broker.store.read_record(offset).await;
+        if oneway {
+            return;
+        }
+        match r {
+            Ok(rec) => conn.send_frame(st, &FrameHead::response(ResponseCode::SUCCESS, opaque), &(), &rec),
+            Err(e) => {
+                let remark = format!("can not find message by the offset {offset}: {e}");
+                let head = FrameHead::response(ResponseCode::SYSTEM_ERROR, opaque);
+                conn.send_frame(st, &head.with_remark(&remark), &(), &[]);
+            }
+        }
+    });
+}

@@ -1,0 +1,259 @@
+//! Clients of one shard: HEART_BEAT (34), UNREGISTER_CLIENT (35), GET_CONSUMER_LIST_BY_GROUP
+//! (38), consumer group membership and subscriptions, and NOTIFY_CONSUMER_IDS_CHANGED (40)
+//! pushed to a group's members (on the connection each member heart-beats on) whenever the
+//! group's membership changes. Members leave by UNREGISTER_CLIENT, by closing their connection,
+//! or by staying silent for `client_idle_ms` (120 s).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use ramjet_core::remoting::body::{fastjson, ConsumerListBody, HeartbeatData, MessageModel};
+use ramjet_core::remoting::headers::{
+    GetConsumerListByGroupRequestHeader, NotifyConsumerIdsChangedRequestHeader,
+    UnregisterClientRequestHeader,
+};
+use ramjet_core::remoting::{CommandView, FrameHead, RequestCode, ResponseCode};
+
+use super::conn::Conn;
+use super::namesrv_host::now_ms;
+use super::pull::TagFilter;
+use super::shard::Broker;
+use super::topics::{PERM_READ, PERM_WRITE, RETRY_PREFIX};
+
+struct Member {
+    conn: Weak<Conn>,
+    conn_id: u64,
+    last_ms: i64,
+}
+
+#[derive(Default)]
+struct Group {
+    members: BTreeMap<String, Member>,
+    /// topic -> (subVersion, filter)
+    subs: HashMap<String, (i64, TagFilter)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<String, Group>,
+    /// producer group -> client id -> (connection id, last heartbeat ms)
+    producers: HashMap<String, HashMap<String, (u64, i64)>>,
+}
+
+/// Consumer groups and producers known to one shard.
+#[derive(Default)]
+pub struct ClientRegistry {
+    inner: RefCell<Inner>,
+}
+
+impl ClientRegistry {
+    /// The stored subscription of `group` to `topic` (from heartbeats).
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<(i64, TagFilter)> {
+        self.inner.borrow().groups.get(group)?.subs.get(topic).cloned()
+    }
+
+    /// Client ids of a group's live members, sorted.
+    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+        self.inner
+            .borrow()
+            .groups
+            .get(group)
+            .map(|g| g.members.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.inner.borrow().groups.len()
+    }
+
+    pub fn producer_count(&self) -> usize {
+        self.inner.borrow().producers.values().map(HashMap::len).sum()
+    }
+
+    fn members_conns(&self, group: &str) -> Vec<Rc<Conn>> {
+        self.inner
+            .borrow()
+            .groups
+            .get(group)
+            .map(|g| g.members.values().filter_map(|m| m.conn.upgrade()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes members matching `gone`; returns the groups whose membership changed.
+    fn remove_where(&self, gone: impl Fn(&str, &Member) -> bool) -> Vec<String> {
+        let mut inner = self.inner.borrow_mut();
+        let mut changed = Vec::new();
+        inner.groups.retain(|name, g| {
+            let before = g.members.len();
+            g.members.retain(|id, m| !gone(id, m));
+            if g.members.len() != before {
+                changed.push(name.clone());
+            }
+            !g.members.is_empty()
+        });
+        changed
+    }
+}
+
+/// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every member of `group`.
+fn notify_group(b: &Broker, group: &str) {
+    let header = NotifyConsumerIdsChangedRequestHeader { consumer_group: group };
+    for conn in b.clients.members_conns(group) {
+        let head = FrameHead::oneway(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED, conn.next_opaque());
+        conn.send_frame(conn.serialize_type(), &head, &header, &[]);
+    }
+}
+
+pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let data: HeartbeatData = match fastjson::from_slice(req.body, "HeartbeatData") {
+        Ok(d) => d,
+        Err(e) => {
+            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad heartbeat body: {e}"))
+        }
+    };
+    let now = now_ms();
+    let mut changed = Vec::new();
+    let mut retry_topics = Vec::new();
+    {
+        let mut inner = b.clients.inner.borrow_mut();
+        for cd in &data.consumer_data_set {
+            let g = inner.groups.entry(cd.group_name.clone()).or_default();
+            let is_new = match g.members.get_mut(&data.client_id) {
+                Some(m) => {
+                    let moved = m.conn_id != conn.id();
+                    m.conn = Rc::downgrade(conn);
+                    m.conn_id = conn.id();
+                    m.last_ms = now;
+                    moved
+                }
+                None => {
+                    g.members.insert(
+                        data.client_id.clone(),
+                        Member { conn: Rc::downgrade(conn), conn_id: conn.id(), last_ms: now },
+                    );
+                    true
+                }
+            };
+            if is_new {
+                changed.push(cd.group_name.clone());
+            }
+            for s in &cd.subscription_data_set {
+                let f = if s.expression_type.is_empty() || s.expression_type.eq_ignore_ascii_case("TAG") {
+                    TagFilter::from_tags(&s.sub_string, s.tags_set.iter())
+                } else {
+                    // SQL92 is not supported: no filter is stored, pulls without an explicit
+                    // subscription then answer SUBSCRIPTION_NOT_EXIST.
+                    continue;
+                };
+                g.subs.insert(s.topic.clone(), (s.sub_version, f));
+            }
+            if cd.message_model == MessageModel::Clustering && b.cfg.broker.auto_create_subscription_group {
+                retry_topics.push(format!("{RETRY_PREFIX}{}", cd.group_name));
+            }
+        }
+        for pd in &data.producer_data_set {
+            inner
+                .producers
+                .entry(pd.group_name.clone())
+                .or_default()
+                .insert(data.client_id.clone(), (conn.id(), now));
+        }
+    }
+    let mut created = false;
+    for t in retry_topics {
+        match b.topics.ensure(&t, 1, PERM_READ | PERM_WRITE) {
+            Ok((_, c)) => created |= c,
+            Err(e) => tracing::warn!(shard = b.index, topic = %t, error = %e, "cannot create retry topic"),
+        }
+    }
+    if created {
+        b.registrar.request_now();
+    }
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]);
+    for g in changed {
+        tracing::info!(shard = b.index, group = %g, client = %data.client_id, "consumer joined group");
+        notify_group(b, &g);
+    }
+}
+
+pub fn unregister_client(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let h: UnregisterClientRequestHeader = match req.decode_header() {
+        Ok(h) => h,
+        Err(e) => {
+            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad request header: {e}"))
+        }
+    };
+    let client = h.client_id;
+    let mut changed = Vec::new();
+    if let Some(g) = h.consumer_group {
+        let mut inner = b.clients.inner.borrow_mut();
+        if let Some(group) = inner.groups.get_mut(g) {
+            if group.members.remove(client).is_some() {
+                changed.push(g.to_string());
+            }
+            if group.members.is_empty() {
+                inner.groups.remove(g);
+            }
+        }
+    }
+    if let Some(pg) = h.producer_group {
+        if let Some(p) = b.clients.inner.borrow_mut().producers.get_mut(pg) {
+            p.remove(client);
+        }
+    }
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]);
+    for g in changed {
+        notify_group(b, &g);
+    }
+}
+
+pub fn consumer_list(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let h: GetConsumerListByGroupRequestHeader = match req.decode_header() {
+        Ok(h) => h,
+        Err(e) => {
+            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad request header: {e}"))
+        }
+    };
+    let ids = b.clients.consumer_ids(h.consumer_group);
+    if ids.is_empty() {
+        return conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!("no consumer for this group, {}", h.consumer_group),
+        );
+    }
+    let body = ConsumerListBody { consumer_id_list: ids };
+    match fastjson::to_vec(&body, fastjson::JsonStyle::Standard) {
+        Ok(bytes) => conn.respond(req, ResponseCode::SUCCESS, None, &(), &bytes),
+        Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    }
+}
+
+/// A connection closed: its clients leave their groups.
+pub fn connection_closed(b: &Broker, conn: &Rc<Conn>) {
+    let id = conn.id();
+    let changed = b.clients.remove_where(|_, m| m.conn_id == id);
+    b.clients.inner.borrow_mut().producers.retain(|_, p| {
+        p.retain(|_, (c, _)| *c != id);
+        !p.is_empty()
+    });
+    for g in changed {
+        tracing::info!(shard = b.index, group = %g, "consumer left group (connection closed)");
+        notify_group(b, &g);
+    }
+}
+
+/// Drops clients silent for `idle` and notifies their groups.
+pub fn expire_clients(b: &Broker, idle: Duration) {
+    let cutoff = now_ms() - idle.as_millis() as i64;
+    let changed = b.clients.remove_where(|_, m| m.last_ms < cutoff || m.conn.upgrade().is_none());
+    b.clients.inner.borrow_mut().producers.retain(|_, p| {
+        p.retain(|_, (_, last)| *last >= cutoff);
+        !p.is_empty()
+    });
+    for g in changed {
+        notify_group(b, &g);
+    }
+}

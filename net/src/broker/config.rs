@@ -1,0 +1,335 @@
+//! The ramjet configuration file: one TOML file (`--config`), every key optional with the
+//! default documented in docs/config.md; command-line flags override it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default first broker port (RocketMQ's `listenPort`). Shard i listens on `base + 4*i`.
+pub const DEFAULT_BASE_PORT: u16 = 10911;
+/// Port step between shards: P, P-2 (VIP) and P+1 (HA) of one shard never meet another's.
+pub const SHARD_PORT_STEP: u16 = 4;
+/// Offset of the VIP ("fast") port from the main port.
+pub const VIP_PORT_OFFSET: u16 = 2;
+/// Default name server port.
+pub const DEFAULT_NAMESRV_PORT: u16 = 9876;
+/// Upper bound of a long-poll hold, whatever the client asks (RocketMQ's push default).
+pub const MAX_LONG_POLL_MS: u64 = 15_000;
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid value for {key}: {value} ({why})")]
+    Invalid { key: &'static str, value: String, why: &'static str },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub broker: BrokerSection,
+    pub namesrv: NamesrvSection,
+    pub store: StoreSection,
+    pub runtime: RuntimeSection,
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSection {
+    /// Broker name prefix; shard i registers as `<name>-s<i>`.
+    pub name: String,
+    pub cluster: String,
+    /// Address the listeners bind to.
+    pub listen_ip: String,
+    /// Address written into message ids and registered with the name server (what clients
+    /// connect to). Empty: the listen ip, or 127.0.0.1 when listening on 0.0.0.0.
+    pub advertise_ip: String,
+    pub base_port: u16,
+    /// Also serve every shard on `port - 2` (the RocketMQ VIP port).
+    pub vip_port_enabled: bool,
+    /// Name servers, `host:port` entries (`;`-separated also accepted on the command line).
+    pub namesrv_addrs: Vec<String>,
+    /// Number of shards; 0 = one per online CPU.
+    pub shards: usize,
+    /// CPUs to pin shards to, e.g. "0-3"; empty = online CPUs in order.
+    pub cpus: String,
+    pub data_dir: PathBuf,
+    /// Auto-create topics on send from the `TBW102` template.
+    pub auto_create_topic: bool,
+    /// Queue count of the `TBW102` template (and cap of auto-created topics).
+    pub default_topic_queue_nums: u32,
+    /// Queue count of topics created by UPDATE_AND_CREATE_TOPIC without a count.
+    pub admin_topic_queue_nums: u32,
+    pub auto_create_subscription_group: bool,
+    /// Largest frame accepted from a client (length prefix included).
+    pub max_frame_bytes: u32,
+    /// Largest message body accepted by a send.
+    pub max_message_bytes: u32,
+    /// Connections per shard listener beyond which new ones are closed at once.
+    pub max_connections: u32,
+    /// Parked (long-polling) pulls per shard; beyond it pulls are answered at once.
+    pub max_parked_pulls: u32,
+    /// Ceiling of a pull's suspend time.
+    pub long_poll_max_ms: u64,
+    /// Largest pull response (messages) in one batch.
+    pub max_pull_msgs: u32,
+    /// Largest pull response in bytes.
+    pub max_pull_bytes: u32,
+    pub offset_persist_interval_ms: u64,
+    pub register_interval_ms: u64,
+    /// Idle connection close (RocketMQ `serverChannelMaxIdleTimeSeconds`).
+    pub client_idle_ms: u64,
+    /// Deliver file-backed pull data with sendfile(2); false forces the copy path.
+    pub zero_copy: bool,
+    pub region_id: String,
+    pub trace_on: bool,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        Self {
+            name: "ramjet".into(),
+            cluster: "DefaultCluster".into(),
+            listen_ip: "0.0.0.0".into(),
+            advertise_ip: String::new(),
+            base_port: DEFAULT_BASE_PORT,
+            vip_port_enabled: true,
+            namesrv_addrs: Vec::new(),
+            shards: 0,
+            cpus: String::new(),
+            data_dir: PathBuf::from("./ramjet-data"),
+            auto_create_topic: true,
+            default_topic_queue_nums: 8,
+            admin_topic_queue_nums: 16,
+            auto_create_subscription_group: true,
+            max_frame_bytes: 16 * 1024 * 1024,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_connections: 10_000,
+            max_parked_pulls: 100_000,
+            long_poll_max_ms: MAX_LONG_POLL_MS,
+            max_pull_msgs: 32,
+            max_pull_bytes: 256 * 1024,
+            offset_persist_interval_ms: 5_000,
+            register_interval_ms: 30_000,
+            client_idle_ms: 120_000,
+            zero_copy: true,
+            region_id: "DefaultRegion".into(),
+            trace_on: true,
+        }
+    }
+}
+
+/// `[namesrv]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamesrvSection {
+    pub listen: String,
+    /// How often brokers that stopped registering are looked for.
+    pub scan_interval_ms: u64,
+    /// A broker silent this long is dropped from routes.
+    pub broker_expiry_ms: u64,
+}
+
+impl Default for NamesrvSection {
+    fn default() -> Self {
+        Self {
+            listen: format!("0.0.0.0:{DEFAULT_NAMESRV_PORT}"),
+            scan_interval_ms: 10_000,
+            broker_expiry_ms: 120_000,
+        }
+    }
+}
+
+/// `[store]`: per-shard storage settings (each shard has its own store with these values).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// "async" (ack when in memory) or "sync" (ack after fdatasync; group commit).
+    pub flush: String,
+    /// "direct" (O_DIRECT) or "buffered" (page cache).
+    pub io_mode: String,
+    pub segment_size_bytes: u64,
+    pub flush_interval_ms: u64,
+    pub flush_bytes: u64,
+    pub tail_cache_bytes: u64,
+    pub retention_hours: u64,
+    pub disk_clean_ratio: f64,
+    pub disk_force_clean_ratio: f64,
+    pub disk_refuse_ratio: f64,
+    pub cq_units_per_file: u32,
+    pub index_slots: u32,
+    pub index_entries: u32,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            flush: "async".into(),
+            io_mode: "direct".into(),
+            segment_size_bytes: 1 << 30,
+            flush_interval_ms: 500,
+            flush_bytes: 4 * 1024 * 1024,
+            tail_cache_bytes: 256 * 1024 * 1024,
+            retention_hours: 72,
+            disk_clean_ratio: 0.75,
+            disk_force_clean_ratio: 0.85,
+            disk_refuse_ratio: 0.90,
+            cq_units_per_file: 300_000,
+            index_slots: 5_000_000,
+            index_entries: 20_000_000,
+        }
+    }
+}
+
+/// `[runtime]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// io_uring registered buffer memory per executor (locked memory).
+    pub io_memory_bytes: usize,
+    pub ring_depth: usize,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        Self {
+            io_memory_bytes: crate::runtime::DEFAULT_IO_MEMORY_BYTES,
+            ring_depth: crate::runtime::RING_DEPTH,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; a missing key takes its default.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks values that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let inv = |key, value: String, why| Err(ConfigError::Invalid { key, value, why });
+        if !matches!(self.store.flush.as_str(), "sync" | "async") {
+            return inv("store.flush", self.store.flush.clone(), "expected \"sync\" or \"async\"");
+        }
+        if !matches!(self.store.io_mode.as_str(), "direct" | "buffered") {
+            return inv(
+                "store.io_mode",
+                self.store.io_mode.clone(),
+                "expected \"direct\" or \"buffered\"",
+            );
+        }
+        if self.broker.max_frame_bytes < 1024 {
+            return inv(
+                "broker.max_frame_bytes",
+                self.broker.max_frame_bytes.to_string(),
+                "must be at least 1024",
+            );
+        }
+        if self.broker.max_message_bytes >= self.broker.max_frame_bytes {
+            return inv(
+                "broker.max_message_bytes",
+                self.broker.max_message_bytes.to_string(),
+                "must be below broker.max_frame_bytes",
+            );
+        }
+        if self.broker.name.is_empty() || self.broker.name.len() > 100 {
+            return inv("broker.name", self.broker.name.clone(), "1 to 100 characters");
+        }
+        if self.broker.listen_ip.parse::<std::net::IpAddr>().is_err() {
+            return inv("broker.listen_ip", self.broker.listen_ip.clone(), "not an IP address");
+        }
+        if !self.broker.advertise_ip.is_empty()
+            && self.broker.advertise_ip.parse::<std::net::IpAddr>().is_err()
+        {
+            return inv("broker.advertise_ip", self.broker.advertise_ip.clone(), "not an IP address");
+        }
+        Ok(())
+    }
+
+    /// The address clients are told to use.
+    pub fn advertise_ip(&self) -> std::net::IpAddr {
+        use std::net::{IpAddr, Ipv4Addr};
+        if let Ok(ip) = self.broker.advertise_ip.parse::<IpAddr>() {
+            return ip;
+        }
+        match self.broker.listen_ip.parse::<IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => ip,
+            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// Main port of shard `i`.
+    pub fn shard_port(&self, i: usize) -> Result<u16, ConfigError> {
+        let port = self.broker.base_port as usize + SHARD_PORT_STEP as usize * i;
+        u16::try_from(port).map_err(|_| ConfigError::Invalid {
+            key: "broker.base_port",
+            value: self.broker.base_port.to_string(),
+            why: "base_port + 4 * shard index exceeds 65535",
+        })
+    }
+}
+
+/// Parses `host:port;host:port` (RocketMQ's namesrvAddr form; `,` also accepted).
+pub fn parse_namesrv_list(text: &str) -> Vec<String> {
+    text.split([';', ','])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.broker.base_port, 10911);
+        assert_eq!(c.broker.data_dir, PathBuf::from("./ramjet-data"));
+        assert_eq!(c.store.flush, "async");
+        assert_eq!(c.namesrv.listen, "0.0.0.0:9876");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn keys_override_and_unknown_keys_fail() {
+        let c = Config::parse("[broker]\nbase_port = 20000\nshards = 2\n[store]\nflush = \"sync\"\n")
+            .unwrap();
+        assert_eq!(c.broker.base_port, 20000);
+        assert_eq!(c.broker.shards, 2);
+        assert_eq!(c.shard_port(1).unwrap(), 20004);
+        assert_eq!(c.store.flush, "sync");
+        assert!(Config::parse("[broker]\nbase_prot = 1\n").is_err());
+    }
+
+    #[test]
+    fn validate_rejects_bad_values() {
+        let mut c = Config::default();
+        c.store.flush = "sometimes".into();
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "store.flush", .. })));
+        let mut c = Config::default();
+        c.broker.base_port = 65530;
+        assert!(c.shard_port(2).is_err());
+    }
+
+    #[test]
+    fn namesrv_list_splits() {
+        assert_eq!(parse_namesrv_list("a:1;b:2, c:3"), vec!["a:1", "b:2", "c:3"]);
+        assert!(parse_namesrv_list(" ; ").is_empty());
+    }
+}

@@ -1,0 +1,517 @@
+//! The connection loop shared by the broker and the name server.
+//!
+//! One connection = a reader task and a writer task over the same socket (split by
+//! [`crate::runtime::split_stream`]). The reader fills one reused buffer, decodes every complete
+//! frame in it and hands each request to the [`Service`], which answers at once (into the
+//! connection's [`Outbox`]) or later from a task of its own (sync flush, long polling): requests
+//! are pipelined and answered by opaque, not necessarily in order. Oneway requests are never
+//! answered. The writer drains the outbox: response bytes accumulate in one buffer (no
+//! allocation per response) and pull responses carry their record chunks, which go out by
+//! [`Delivery`] (writev / sendfile) at their place in the byte order.
+//!
+//! Bad input: a frame that is delimited but does not decode is answered with SYSTEM_ERROR when
+//! its opaque could be read (else dropped with a log line); a stream that cannot be
+//! re-synchronised (bad length word, frame above the limit) is closed with a log line.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures_lite::AsyncReadExt;
+use ramjet_core::remoting::{
+    decode_frame, encode_frame, encode_frame_head, CodecLimits, CommandView, EncodeHeader,
+    FrameDecode, FrameHead, RemotingCommand, ResponseCode, SerializeType,
+};
+use ramjet_storage::Chunk;
+
+use super::delivery::{Delivery, DeliveryCounters, OutChunk};
+use crate::runtime::{self, TcpListener, TcpStream};
+
+/// Initial read buffer per connection; it grows up to the frame limit for large frames.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Pending response bytes per connection beyond which the reader stops reading (back-pressure
+/// on a client that does not read its responses).
+pub const MAX_OUTBOX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Handles requests of one kind of server.
+pub trait Service: 'static {
+    /// One decoded request (never a response). Answer with [`Conn::respond`] and friends, now
+    /// or later; for oneway requests send nothing.
+    fn handle(&self, conn: &Rc<Conn>, req: &CommandView<'_>);
+    /// A response to a request this server sent on the connection (rare; default ignores it).
+    fn response(&self, _conn: &Rc<Conn>, _resp: &CommandView<'_>) {}
+    /// The connection closed.
+    fn closed(&self, _conn: &Rc<Conn>) {}
+}
+
+enum Piece {
+    /// Bytes of `Outbox::bytes` up to this position.
+    BytesUpTo(usize),
+    Chunks(Vec<Chunk>),
+}
+
+#[derive(Default)]
+struct Outbox {
+    bytes: Vec<u8>,
+    /// Chunk lists interleaved with byte ranges; empty when only `bytes` is pending.
+    pieces: Vec<Piece>,
+    writer: Option<Waker>,
+    reader: Option<Waker>,
+    closed: bool,
+}
+
+/// Server-side state of one connection.
+pub struct Conn {
+    id: u64,
+    peer: SocketAddr,
+    local: SocketAddr,
+    outbox: RefCell<Outbox>,
+    counters: Rc<DeliveryCounters>,
+    next_opaque: Cell<i32>,
+    /// Serialization of the last request (used for broker-initiated requests).
+    last_serialize_type: Cell<SerializeType>,
+}
+
+impl Conn {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.outbox.borrow().closed
+    }
+
+    fn wake_writer(ob: &mut Outbox) {
+        if let Some(w) = ob.writer.take() {
+            w.wake();
+        }
+    }
+
+    /// Appends one frame: `head` + typed header + body, in `st`.
+    pub fn send_frame<H: EncodeHeader + ?Sized>(
+        &self,
+        st: SerializeType,
+        head: &FrameHead<'_>,
+        header: &H,
+        body: &[u8],
+    ) {
+        let mut ob = self.outbox.borrow_mut();
+        if ob.closed {
+            return;
+        }
+        if let Err(e) = encode_frame(&mut ob.bytes, st, head, header, body) {
+            // Only oversize headers/bodies fail; tell the peer instead of leaving it waiting.
+            tracing::warn!(conn = self.id, code = head.code, error = %e, "cannot encode frame");
+            let remark = format!("cannot encode response: {e}");
+            let fallback = FrameHead { code: ResponseCode::SYSTEM_ERROR, ..*head };
+            let _ = encode_frame(&mut ob.bytes, st, &fallback.with_remark(&remark), &(), &[]);
+        }
+        Self::wake_writer(&mut ob);
+    }
+
+    /// Answers `req` with `code`, a typed header and a body (nothing for oneway requests).
+    pub fn respond<H: EncodeHeader + ?Sized>(
+        &self,
+        req: &CommandView<'_>,
+        code: i32,
+        remark: Option<&str>,
+        header: &H,
+        body: &[u8],
+    ) {
+        if req.is_oneway() {
+            return;
+        }
+        let mut head = req.response_head(code);
+        head.remark = remark;
+        self.send_frame(req.serialize_type, &head, header, body);
+    }
+
+    /// Answers with an error code and remark.
+    pub fn respond_error(&self, req: &CommandView<'_>, code: i32, remark: &str) {
+        self.respond(req, code, Some(remark), &(), &[]);
+    }
+
+    /// Sends an owned command (name server replies, broker-initiated requests).
+    pub fn send_command(&self, cmd: &RemotingCommand) {
+        let mut ob = self.outbox.borrow_mut();
+        if ob.closed {
+            return;
+        }
+        if let Err(e) = cmd.encode(&mut ob.bytes) {
+            tracing::warn!(conn = self.id, code = cmd.code, error = %e, "cannot encode command");
+            if !cmd.is_oneway() {
+                let fallback = RemotingCommand::response(
+                    ResponseCode::SYSTEM_ERROR,
+                    cmd.opaque,
+                    cmd.serialize_type,
+                )
+                .with_remark(format!("cannot encode response: {e}"));
+                let _ = fallback.encode(&mut ob.bytes);
+            }
+        }
+        Self::wake_writer(&mut ob);
+    }
+
+    /// Sends a response whose body is `chunks` (record ranges), after the header frame head.
+    /// `body_len` must equal the chunks' total length.
+    pub fn send_chunks<H: EncodeHeader + ?Sized>(
+        &self,
+        st: SerializeType,
+        head: &FrameHead<'_>,
+        header: &H,
+        chunks: Vec<Chunk>,
+        body_len: usize,
+    ) {
+        let mut ob = self.outbox.borrow_mut();
+        if ob.closed {
+            return;
+        }
+        let mark = ob.bytes.len();
+        match encode_frame_head(&mut ob.bytes, st, head, header, body_len) {
+            Ok(_) => {
+                let end = ob.bytes.len();
+                ob.pieces.push(Piece::BytesUpTo(end));
+                ob.pieces.push(Piece::Chunks(chunks));
+            }
+            Err(e) => {
+                ob.bytes.truncate(mark);
+                let remark = format!("cannot encode response: {e}");
+                let fallback = FrameHead { code: ResponseCode::SYSTEM_ERROR, ..*head };
+                let _ = encode_frame(&mut ob.bytes, st, &fallback.with_remark(&remark), &(), &[]);
+            }
+        }
+        Self::wake_writer(&mut ob);
+    }
+
+    /// A fresh opaque for a request this server sends to the client.
+    pub fn next_opaque(&self) -> i32 {
+        let o = self.next_opaque.get();
+        self.next_opaque.set(o.wrapping_add(1) & i32::MAX);
+        o
+    }
+
+    /// Serialization the client used last (answer broker-initiated requests in it).
+    pub fn serialize_type(&self) -> SerializeType {
+        self.last_serialize_type.get()
+    }
+
+    /// Closes the connection (the writer flushes what is pending, then both halves stop).
+    pub fn close(&self) {
+        let mut ob = self.outbox.borrow_mut();
+        ob.closed = true;
+        Self::wake_writer(&mut ob);
+        if let Some(w) = ob.reader.take() {
+            w.wake();
+        }
+    }
+
+    pub fn counters(&self) -> &Rc<DeliveryCounters> {
+        &self.counters
+    }
+}
+
+/// Waits until the outbox has something or is closed; returns the pending bytes and pieces.
+struct TakeOutbox<'a> {
+    conn: &'a Conn,
+    spare: &'a mut Vec<u8>,
+    pieces: &'a mut Vec<Piece>,
+}
+
+impl Future for TakeOutbox<'_> {
+    type Output = bool; // false: closed and drained
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let this = self.get_mut();
+        let mut ob = this.conn.outbox.borrow_mut();
+        if !ob.bytes.is_empty() || !ob.pieces.is_empty() {
+            this.spare.clear();
+            std::mem::swap(&mut ob.bytes, this.spare);
+            std::mem::swap(&mut ob.pieces, this.pieces);
+            if let Some(w) = ob.reader.take() {
+                w.wake();
+            }
+            return Poll::Ready(true);
+        }
+        if ob.closed {
+            return Poll::Ready(false);
+        }
+        ob.writer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Waits while the outbox is over its limit.
+struct OutboxRoom<'a> {
+    conn: &'a Conn,
+}
+
+impl Future for OutboxRoom<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut ob = self.conn.outbox.borrow_mut();
+        if ob.closed || ob.bytes.len() < MAX_OUTBOX_BYTES {
+            return Poll::Ready(());
+        }
+        ob.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery) {
+    let mut buf = Vec::with_capacity(READ_BUFFER_BYTES);
+    let mut pieces = Vec::new();
+    loop {
+        let more = TakeOutbox { conn: &conn, spare: &mut buf, pieces: &mut pieces }.await;
+        if !more {
+            break;
+        }
+        let result = write_pending(&mut delivery, &buf, &mut pieces).await;
+        pieces.clear();
+        if let Err(e) = result {
+            tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "write failed; closing");
+            conn.close();
+            break;
+        }
+    }
+    delivery.close().await;
+}
+
+async fn write_pending(
+    delivery: &mut Delivery,
+    bytes: &[u8],
+    pieces: &mut [Piece],
+) -> std::io::Result<()> {
+    if pieces.is_empty() {
+        return delivery.write_all(bytes).await;
+    }
+    let mut pos = 0usize;
+    let mut i = 0;
+    while i < pieces.len() {
+        match &pieces[i] {
+            Piece::BytesUpTo(end) => {
+                // A byte range followed by the chunks of a pull response.
+                let head = &bytes[pos..*end];
+                pos = *end;
+                if let Some(Piece::Chunks(chunks)) = pieces.get(i + 1) {
+                    let out: Vec<OutChunk<'_>> = chunks.iter().map(out_chunk).collect();
+                    delivery.write_response(head, &out).await?;
+                    i += 2;
+                } else {
+                    delivery.write_all(head).await?;
+                    i += 1;
+                }
+            }
+            Piece::Chunks(chunks) => {
+                let out: Vec<OutChunk<'_>> = chunks.iter().map(out_chunk).collect();
+                delivery.write_response(&[], &out).await?;
+                i += 1;
+            }
+        }
+    }
+    if pos < bytes.len() {
+        delivery.write_all(&bytes[pos..]).await?;
+    }
+    Ok(())
+}
+
+fn out_chunk(c: &Chunk) -> OutChunk<'_> {
+    match c {
+        Chunk::Memory(s) => OutChunk::Memory(s.as_ref()),
+        Chunk::File { file, offset, len } => OutChunk::File { file, offset: *offset, len: *len },
+    }
+}
+
+/// Per-listener settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnOptions {
+    pub limits: CodecLimits,
+    pub max_connections: u32,
+    pub idle_timeout: Duration,
+    pub zero_copy: bool,
+}
+
+/// Shared counters of a listener (and the shard's totals).
+#[derive(Default, Debug)]
+pub struct ListenerStats {
+    pub open_connections: Cell<u32>,
+    pub accepted_total: Cell<u64>,
+    pub refused_total: Cell<u64>,
+    pub bad_frames_total: Cell<u64>,
+    pub requests_total: Cell<u64>,
+}
+
+/// Accepts connections forever, serving each with `service`.
+pub async fn serve_listener(
+    listener: TcpListener,
+    service: Rc<dyn Service>,
+    opts: ConnOptions,
+    stats: Rc<ListenerStats>,
+    counters: Rc<DeliveryCounters>,
+    next_conn_id: Rc<Cell<u64>>,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                runtime::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if stats.open_connections.get() >= opts.max_connections {
+            stats.refused_total.set(stats.refused_total.get() + 1);
+            tracing::warn!(
+                limit = opts.max_connections,
+                "connection refused: broker.max_connections reached"
+            );
+            drop(stream);
+            continue;
+        }
+        let id = next_conn_id.get();
+        next_conn_id.set(id + 1);
+        let service = service.clone();
+        let stats2 = stats.clone();
+        let counters = counters.clone();
+        stats.accepted_total.set(stats.accepted_total.get() + 1);
+        stats.open_connections.set(stats.open_connections.get() + 1);
+        runtime::spawn_detached(async move {
+            if let Err(e) = serve_connection(stream, id, service, opts, &stats2, counters).await {
+                tracing::debug!(conn = id, error = %e, "connection ended");
+            }
+            stats2.open_connections.set(stats2.open_connections.get() - 1);
+        });
+    }
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve_connection(
+    stream: TcpStream,
+    id: u64,
+    service: Rc<dyn Service>,
+    opts: ConnOptions,
+    stats: &ListenerStats,
+    counters: Rc<DeliveryCounters>,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr()?;
+    let local = stream.local_addr()?;
+    let (mut reader, writer) = runtime::split_stream(stream)?;
+    let delivery = Delivery::new(writer, counters.clone(), opts.zero_copy)?;
+    let conn = Rc::new(Conn {
+        id,
+        peer,
+        local,
+        outbox: RefCell::new(Outbox::default()),
+        counters: counters.clone(),
+        next_opaque: Cell::new(1),
+        last_serialize_type: Cell::new(SerializeType::Json),
+    });
+    let writer_task = runtime::spawn_task(writer_loop(conn.clone(), delivery));
+
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let mut start = 0usize;
+    let mut end = 0usize;
+    let result = loop {
+        // Decode every complete frame in buf[start..end].
+        let mut fatal = None;
+        loop {
+            match decode_frame(&buf[start..end], &opts.limits) {
+                Ok(FrameDecode::NeedMore { frame_bytes }) => {
+                    if let Some(need) = frame_bytes {
+                        if need > buf.len() - start {
+                            // Make room for a large frame: compact, then grow.
+                            buf.copy_within(start..end, 0);
+                            end -= start;
+                            start = 0;
+                            if need > buf.len() {
+                                buf.resize(need, 0);
+                            }
+                        }
+                    }
+                    break;
+                }
+                Ok(FrameDecode::Frame { consumed, command }) => {
+                    start += consumed;
+                    match command {
+                        Ok(view) => {
+                            conn.last_serialize_type.set(view.serialize_type);
+                            if view.is_response() {
+                                service.response(&conn, &view);
+                            } else {
+                                stats.requests_total.set(stats.requests_total.get() + 1);
+                                service.handle(&conn, &view);
+                            }
+                        }
+                        Err(e) => {
+                            stats.bad_frames_total.set(stats.bad_frames_total.get() + 1);
+                            tracing::warn!(conn = id, peer = %peer, error = %e, "malformed frame");
+                            if let Some(opaque) = e.reply_opaque() {
+                                let st = e.serialize_type.unwrap_or(SerializeType::Json);
+                                let remark = e.to_string();
+                                let head = FrameHead::response(ResponseCode::SYSTEM_ERROR, opaque);
+                                conn.send_frame(st, &head.with_remark(&remark), &(), &[]);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    fatal = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = fatal {
+            stats.bad_frames_total.set(stats.bad_frames_total.get() + 1);
+            tracing::warn!(conn = id, peer = %peer, error = %e, "closing connection: stream cannot be re-synchronised");
+            break Ok(());
+        }
+        if start == end {
+            start = 0;
+            end = 0;
+        } else if start > buf.len() / 2 {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        if end == buf.len() {
+            // Partial frame fills the buffer (header lengths are checked by peek); grow.
+            let new_len = (buf.len() * 2).min(opts.limits.max_frame_bytes.max(READ_BUFFER_BYTES));
+            if new_len <= buf.len() {
+                break Ok(());
+            }
+            buf.resize(new_len, 0);
+        }
+        OutboxRoom { conn: &conn }.await;
+        if conn.is_closed() {
+            break Ok(());
+        }
+        let read = runtime::timeout(opts.idle_timeout, reader.read(&mut buf[end..])).await;
+        match read {
+            None => {
+                tracing::debug!(conn = id, peer = %peer, "idle timeout; closing");
+                break Ok(());
+            }
+            Some(Ok(0)) => break Ok(()),
+            Some(Ok(n)) => {
+                counters.bytes_in.set(counters.bytes_in.get() + n as u64);
+                end += n;
+            }
+            Some(Err(e)) => break Err(e),
+        }
+    };
+    service.closed(&conn);
+    conn.close();
+    let _ = writer_task.await;
+    result
+}

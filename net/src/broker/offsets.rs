@@ -1,0 +1,192 @@
+//! Consumer offsets of one shard: (topic, group, queue) -> next offset to consume.
+//!
+//! Updated by UPDATE_CONSUMER_OFFSET and by the commit offset piggy-backed on pulls; persisted
+//! every `offset_persist_interval_ms` (5 s) when changed and at shutdown, atomically, as
+//! `config/consumerOffset.json` in RocketMQ's shape (`{"offsetTable":{"topic@group":{"0":12}}}`,
+//! keys quoted so that the file is standard JSON).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::persist::{read_optional, write_atomically, PersistError};
+
+/// File name under the shard's `config/` directory (RocketMQ's name).
+pub const OFFSETS_FILE: &str = "consumerOffset.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetsError {
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    #[error("consumer offset file {path} is corrupt: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("consumer offset file {path} has a bad key {key:?} (expected topic@group / queue id)")]
+    BadKey { path: PathBuf, key: String },
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct OffsetFile {
+    #[serde(rename = "offsetTable")]
+    offset_table: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+/// topic -> group -> queue -> offset. Two levels of `String` keys so that lookups by `&str`
+/// never allocate.
+type Table = HashMap<String, HashMap<String, HashMap<i32, i64>>>;
+
+/// One shard's consumer offsets.
+pub struct OffsetStore {
+    path: PathBuf,
+    table: RefCell<Table>,
+    dirty: Cell<bool>,
+}
+
+impl OffsetStore {
+    /// Loads `<config_dir>/consumerOffset.json` (empty when absent).
+    pub fn open(config_dir: &Path) -> Result<OffsetStore, OffsetsError> {
+        let path = config_dir.join(OFFSETS_FILE);
+        let mut table = Table::new();
+        if let Some(bytes) = read_optional(&path)? {
+            let file: OffsetFile = serde_json::from_slice(&bytes)
+                .map_err(|source| OffsetsError::Corrupt { path: path.clone(), source })?;
+            for (key, queues) in file.offset_table {
+                let Some((topic, group)) = key.rsplit_once('@') else {
+                    return Err(OffsetsError::BadKey { path, key });
+                };
+                let groups = table.entry(topic.to_string()).or_default();
+                let q = groups.entry(group.to_string()).or_default();
+                for (qid, off) in queues {
+                    let qid: i32 = qid
+                        .parse()
+                        .map_err(|_| OffsetsError::BadKey { path: path.clone(), key: qid.clone() })?;
+                    q.insert(qid, off);
+                }
+            }
+        }
+        Ok(OffsetStore { path, table: RefCell::new(table), dirty: Cell::new(false) })
+    }
+
+    /// Stored offset, if any.
+    pub fn get(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
+        self.table.borrow().get(topic)?.get(group)?.get(&queue_id).copied()
+    }
+
+    /// Overwrites the stored offset (RocketMQ does no monotonic check either).
+    pub fn commit(&self, topic: &str, group: &str, queue_id: i32, offset: i64) {
+        let mut t = self.table.borrow_mut();
+        // Lookups first so that the steady state (existing keys) allocates nothing.
+        if let Some(q) = t.get_mut(topic).and_then(|g| g.get_mut(group)) {
+            if q.insert(queue_id, offset) != Some(offset) {
+                self.dirty.set(true);
+            }
+            return;
+        }
+        t.entry(topic.to_string())
+            .or_default()
+            .entry(group.to_string())
+            .or_default()
+            .insert(queue_id, offset);
+        self.dirty.set(true);
+    }
+
+    /// Drops every offset of a topic (DELETE_TOPIC_IN_BROKER).
+    pub fn remove_topic(&self, topic: &str) {
+        if self.table.borrow_mut().remove(topic).is_some() {
+            self.dirty.set(true);
+        }
+    }
+
+    /// All (topic@group, queue, offset) entries, sorted (admin and tests).
+    pub fn entries(&self) -> Vec<(String, i32, i64)> {
+        let t = self.table.borrow();
+        let mut out: Vec<(String, i32, i64)> = t
+            .iter()
+            .flat_map(|(topic, groups)| {
+                groups.iter().flat_map(move |(group, qs)| {
+                    qs.iter().map(move |(&q, &o)| (format!("{topic}@{group}"), q, o))
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Number of (topic, group) pairs with offsets.
+    pub fn group_topic_count(&self) -> usize {
+        self.table.borrow().values().map(HashMap::len).sum()
+    }
+
+    /// Writes the file if anything changed since the last write.
+    pub fn persist_if_dirty(&self) -> Result<bool, OffsetsError> {
+        if !self.dirty.get() {
+            return Ok(false);
+        }
+        self.persist()?;
+        Ok(true)
+    }
+
+    /// Writes the file now (atomically).
+    pub fn persist(&self) -> Result<(), OffsetsError> {
+        let mut file = OffsetFile::default();
+        for (key, q, o) in self.entries() {
+            file.offset_table.entry(key).or_default().insert(q.to_string(), o);
+        }
+        // Serializing a map of strings and integers cannot fail.
+        let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
+        // Clear before writing: an update racing the write marks it dirty again.
+        self.dirty.set(false);
+        if let Err(e) = write_atomically(&self.path, &bytes) {
+            self.dirty.set(true);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_persist_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(s.get("T", "G", 0), None);
+        s.commit("T", "G", 0, 12);
+        s.commit("T", "G", 3, 7);
+        s.commit("T@x", "G2", 1, 99);
+        s.commit("T", "G", 0, 13);
+        assert!(s.persist_if_dirty().unwrap());
+        assert!(!s.persist_if_dirty().unwrap());
+        let text = std::fs::read_to_string(dir.path().join(OFFSETS_FILE)).unwrap();
+        assert!(text.contains("\"offsetTable\""), "{text}");
+        assert!(text.contains("\"T@G\""), "{text}");
+
+        let r = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(r.get("T", "G", 0), Some(13));
+        assert_eq!(r.get("T", "G", 3), Some(7));
+        assert_eq!(r.get("T@x", "G2", 1), Some(99));
+        assert_eq!(r.get("T", "G2", 1), None);
+        assert_eq!(r.group_topic_count(), 2);
+        r.remove_topic("T");
+        assert_eq!(r.get("T", "G", 0), None);
+        r.persist().unwrap();
+        assert_eq!(OffsetStore::open(dir.path()).unwrap().entries().len(), 1);
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(OFFSETS_FILE), b"{not json").unwrap();
+        match OffsetStore::open(dir.path()) {
+            Err(OffsetsError::Corrupt { path, .. }) => assert!(path.ends_with(OFFSETS_FILE)),
+            other => panic!("expected Corrupt, got {:?}", other.err()),
+        }
+    }
+}

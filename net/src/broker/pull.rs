@@ -1,0 +1,256 @@
+//! PULL_MESSAGE (11) / LITE_PULL_MESSAGE (361): RocketMQ statuses and response codes
+//! (spec §7.2), tag-hash filtering, piggy-backed commit offset, and long polling.
+//!
+//! Found records go out as chunks (tail-cache memory with writev, older data with sendfile),
+//! never copied into a response buffer. A pull that finds nothing and may be suspended parks
+//! in the [`super::longpoll`] registry and is answered when a message arrives for its queue or
+//! its hold time (client's `suspendTimeoutMillis`, at most `long_poll_max_ms`) ends.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use ramjet_core::record::tag_hash;
+use ramjet_core::remoting::headers::{PullMessageRequestHeader, PullMessageResponseHeader};
+use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode, SerializeType};
+use ramjet_storage::store::{GetResult, GetStatus};
+
+use super::conn::Conn;
+use super::shard::{Broker, ShardCounters};
+use super::topics::PERM_READ;
+
+/// A tag filter: all messages, or those whose tags code is in `codes`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TagFilter {
+    pub all: bool,
+    pub codes: Vec<i64>,
+}
+
+impl TagFilter {
+    pub fn all() -> TagFilter {
+        TagFilter { all: true, codes: Vec::new() }
+    }
+
+    /// Parses a TAG expression: `*`/empty = all, else tags separated by `||`.
+    pub fn parse(expr: &str) -> TagFilter {
+        let expr = expr.trim();
+        if expr.is_empty() || expr == "*" {
+            return TagFilter::all();
+        }
+        let mut codes: Vec<i64> =
+            expr.split("||").map(str::trim).filter(|t| !t.is_empty()).map(tag_hash).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        if codes.is_empty() {
+            return TagFilter::all();
+        }
+        TagFilter { all: false, codes }
+    }
+
+    /// From a heartbeat's tags set (hashes computed here: the C++ client's codeSet is not).
+    pub fn from_tags<'a>(sub_string: &str, tags: impl Iterator<Item = &'a String>) -> TagFilter {
+        let mut codes: Vec<i64> = tags.map(|t| tag_hash(t.trim())).collect();
+        if codes.is_empty() {
+            return TagFilter::parse(sub_string);
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        TagFilter { all: false, codes }
+    }
+
+    pub fn matches(&self, tags_code: i64) -> bool {
+        self.all || self.codes.binary_search(&tags_code).is_ok()
+    }
+}
+
+/// What a pull needs after the request buffer is gone (long polling).
+struct PullArgs {
+    topic: String,
+    queue_id: i32,
+    offset: i64,
+    max_msgs: u32,
+    max_bytes: u32,
+    filter: TagFilter,
+}
+
+fn map_status(r: &GetResult, req_offset: i64) -> (i32, i64) {
+    match r.status {
+        GetStatus::Found => (ResponseCode::SUCCESS, r.next_begin_offset),
+        GetStatus::NoMatchedMessage | GetStatus::MessageWasRemoving => {
+            (ResponseCode::PULL_RETRY_IMMEDIATELY, r.next_begin_offset)
+        }
+        GetStatus::NoMessageInQueue => {
+            if req_offset == 0 {
+                (ResponseCode::PULL_NOT_FOUND, 0)
+            } else {
+                (ResponseCode::PULL_OFFSET_MOVED, 0)
+            }
+        }
+        GetStatus::OffsetOverflowOne => (ResponseCode::PULL_NOT_FOUND, req_offset),
+        GetStatus::OffsetOverflowBadly => (ResponseCode::PULL_OFFSET_MOVED, r.max_offset),
+        GetStatus::OffsetTooSmall => (ResponseCode::PULL_OFFSET_MOVED, r.min_offset),
+        GetStatus::OffsetFoundNull => (ResponseCode::PULL_NOT_FOUND, r.next_begin_offset),
+    }
+}
+
+fn run_get(b: &Broker, a: &PullArgs) -> GetResult {
+    let f = &a.filter;
+    b.store.get_messages(&a.topic, a.queue_id, a.offset, a.max_msgs, a.max_bytes, &|c| f.matches(c))
+}
+
+/// Writes the response for `r` (chunks when found).
+fn respond_pull(b: &Broker, conn: &Conn, st: SerializeType, opaque: i32, r: GetResult, offset: i64) {
+    let (code, next) = map_status(&r, offset);
+    let header = PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: next,
+        min_offset: r.min_offset,
+        max_offset: r.max_offset,
+        offset_delta: None,
+        topic_sys_flag: None,
+        group_sys_flag: None,
+        forbidden_type: None,
+    };
+    let head = FrameHead::response(code, opaque).with_remark(r.status.as_str());
+    if code == ResponseCode::SUCCESS {
+        ShardCounters::add(&b.counters.pulls_found, 1);
+        ShardCounters::add(&b.counters.msgs_got, r.msg_count as u64);
+        ShardCounters::add(&b.counters.bytes_pulled, r.total_bytes as u64);
+        let len = r.total_bytes as usize;
+        conn.send_chunks(st, &head, &header, r.chunks, len);
+    } else {
+        conn.send_frame(st, &head, &header, &[]);
+    }
+}
+
+pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    ShardCounters::add(&b.counters.pulls, 1);
+    let h: PullMessageRequestHeader = match req.decode_header() {
+        Ok(h) => h,
+        Err(e) => {
+            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad pull header: {e}"))
+        }
+    };
+    let Some((read_q, write_q, perm)) = b.topics.queue_info(h.topic) else {
+        return conn.respond_error(
+            req,
+            ResponseCode::TOPIC_NOT_EXIST,
+            &format!("topic[{}] not exist, apply first please!", h.topic),
+        );
+    };
+    if perm & PERM_READ == 0 {
+        return conn.respond_error(
+            req,
+            ResponseCode::NO_PERMISSION,
+            &format!("the topic[{}] pulling message is forbidden", h.topic),
+        );
+    }
+    let _ = write_q;
+    if h.queue_id < 0 || h.queue_id as u32 >= read_q {
+        return conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!(
+                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{read_q}] consumer:[{}]",
+                h.queue_id,
+                h.topic,
+                conn.peer()
+            ),
+        );
+    }
+    let filter = if h.has_subscription() {
+        let ty = h.expression_type.unwrap_or("TAG");
+        if !ty.eq_ignore_ascii_case("TAG") {
+            return conn.respond_error(
+                req,
+                ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+                &format!("expression type {ty} is not supported by this broker (TAG only)"),
+            );
+        }
+        TagFilter::parse(h.subscription.unwrap_or("*"))
+    } else {
+        match b.clients.subscription(h.consumer_group, h.topic) {
+            Some((version, f)) => {
+                if version < h.sub_version {
+                    return conn.respond_error(
+                        req,
+                        ResponseCode::SUBSCRIPTION_NOT_LATEST,
+                        "the consumer's subscription not latest",
+                    );
+                }
+                f
+            }
+            None => {
+                return conn.respond_error(
+                    req,
+                    ResponseCode::SUBSCRIPTION_NOT_EXIST,
+                    &format!(
+                        "the consumer's subscription not exist, group: {} topic: {}",
+                        h.consumer_group, h.topic
+                    ),
+                )
+            }
+        }
+    };
+    if h.has_commit_offset() {
+        b.offsets.commit(h.topic, h.consumer_group, h.queue_id, h.commit_offset);
+    }
+    let max_msgs = h.max_msg_nums.clamp(1, i32::MAX) as u32;
+    let max_bytes = h
+        .max_msg_bytes
+        .filter(|&m| m > 0)
+        .map(|m| m as u32)
+        .unwrap_or(b.cfg.broker.max_pull_bytes);
+    let args = PullArgs {
+        topic: h.topic.to_string(),
+        queue_id: h.queue_id,
+        offset: h.queue_offset,
+        max_msgs,
+        max_bytes,
+        filter,
+    };
+    let r = run_get(b, &args);
+    let (code, _) = map_status(&r, args.offset);
+    let hold_ms = (h.suspend_timeout_millis.max(0) as u64).min(b.cfg.broker.long_poll_max_ms);
+    if code != ResponseCode::PULL_NOT_FOUND || !h.has_suspend() || hold_ms == 0 || req.is_oneway() {
+        if !req.is_oneway() {
+            respond_pull(b, conn, req.serialize_type, req.opaque, r, args.offset);
+        }
+        return;
+    }
+    let Some(parked) =
+        b.longpoll.park(&args.topic, args.queue_id, args.offset, Duration::from_millis(hold_ms))
+    else {
+        // Registry full: answer now; the client pulls again.
+        return respond_pull(b, conn, req.serialize_type, req.opaque, r, args.offset);
+    };
+    drop(r);
+    let Some(broker) = b.rc() else { return };
+    let conn = conn.clone();
+    let (st, opaque) = (req.serialize_type, req.opaque);
+    crate::runtime::spawn_detached(async move {
+        let _ = parked.wait().await;
+        if conn.is_closed() {
+            return;
+        }
+        let r = run_get(&broker, &args);
+        respond_pull(&broker, &conn, st, opaque, r, args.offset);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_filter_parses_expressions() {
+        assert!(TagFilter::parse("*").all);
+        assert!(TagFilter::parse("").all);
+        let f = TagFilter::parse("TagA || TagB");
+        assert!(!f.all);
+        assert!(f.matches(2598919));
+        assert!(f.matches(2598920));
+        assert!(!f.matches(0));
+        let g = TagFilter::from_tags("TagA", ["TagA".to_string()].iter());
+        assert_eq!(g.codes, vec![2598919]);
+    }
+}

@@ -1,0 +1,255 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320).
+//!
+//! Checks in RocketMQ's order (spec §7.1): system topics -> NO_PERMISSION, invalid name ->
+//! SYSTEM_ERROR, missing topic -> auto-create from the template (registered with the name
+//! servers at once) or TOPIC_NOT_EXIST, queue id range, body limits -> MESSAGE_ILLEGAL. The
+//! record is encoded straight from the request buffer (no copy); with `flush = sync` the answer
+//! waits for the group-commit fdatasync that covers it.
+
+use std::rc::Rc;
+
+use ramjet_core::record::{
+    decode_batch, offset_msg_id, properties, tag_hash_bytes, MessageToStore, OffsetMsgId,
+};
+use ramjet_core::remoting::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
+use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode, SerializeType};
+use ramjet_storage::{FlushMode, StoreError};
+
+use super::conn::Conn;
+use super::shard::{Broker, ShardCounters};
+use super::topics::{SendTopic, NOT_ALLOWED_SEND_TOPICS, PERM_WRITE};
+
+/// Maps a store error to RocketMQ's response code (spec §7.1 step 9).
+pub fn store_error_code(e: &StoreError) -> i32 {
+    match e {
+        StoreError::DiskFull { .. } | StoreError::ShutDown => ResponseCode::SERVICE_NOT_AVAILABLE,
+        StoreError::FlushFailed { no_space: true, .. } => ResponseCode::SERVICE_NOT_AVAILABLE,
+        StoreError::MessageTooLarge { .. } | StoreError::Record(_) | StoreError::EmptyBatch => {
+            ResponseCode::MESSAGE_ILLEGAL
+        }
+        StoreError::Busy { .. } => ResponseCode::SYSTEM_BUSY,
+        _ => ResponseCode::SYSTEM_ERROR,
+    }
+}
+
+fn store_error_remark(e: &StoreError) -> String {
+    match e {
+        StoreError::Busy { .. } => format!("[REJECTREQUEST]system busy, start flow control for a while: {e}"),
+        _ => e.to_string(),
+    }
+}
+
+fn tags_code(props: &[u8]) -> i64 {
+    properties::get(props, properties::TAGS).map(tag_hash_bytes).unwrap_or(0)
+}
+
+pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bool) {
+    let h = match SendMessageRequestHeader::decode(req) {
+        Ok(h) => h,
+        Err(e) => {
+            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad send header: {e}"))
+        }
+    };
+    let fail = |code: i32, remark: &str| {
+        ShardCounters::add(&b.counters.msgs_put_failed, 1);
+        conn.respond_error(req, code, remark)
+    };
+    if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic) {
+        return fail(
+            ResponseCode::NO_PERMISSION,
+            &format!("Sending message to topic[{}] is forbidden.", h.topic),
+        );
+    }
+    let topic = match b.topics.for_send(h.topic, h.default_topic, h.default_topic_queue_nums) {
+        Ok(SendTopic::Existing(t)) => t,
+        Ok(SendTopic::Created(t)) => {
+            tracing::info!(shard = b.index, topic = %t.topic_name, queues = t.write_queue_nums, "topic auto-created");
+            b.registrar.request_now();
+            t
+        }
+        Ok(SendTopic::Missing) => {
+            return fail(
+                ResponseCode::TOPIC_NOT_EXIST,
+                &format!("topic[{}] not exist, apply first please!", h.topic),
+            )
+        }
+        Err(e) => return fail(ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    };
+    if topic.perm & PERM_WRITE == 0 {
+        return fail(
+            ResponseCode::NO_PERMISSION,
+            &format!("the topic[{}] sending message is forbidden", h.topic),
+        );
+    }
+    let max_q = topic.max_queues() as i32;
+    let queue_id = if h.queue_id < 0 {
+        let n = b.rr_queue.get().wrapping_add(1);
+        b.rr_queue.set(n);
+        (n % topic.write_queue_nums.max(1)) as i32
+    } else {
+        h.queue_id
+    };
+    if queue_id >= max_q {
+        return fail(
+            ResponseCode::SYSTEM_ERROR,
+            &format!(
+                "request queueId[{queue_id}] is illegal, topic {} has {max_q} queues, producer: {}",
+                h.topic,
+                conn.peer()
+            ),
+        );
+    }
+    let max_body = b.cfg.broker.max_message_bytes as usize;
+    if !batch && req.body.len() > max_body {
+        return fail(
+            ResponseCode::MESSAGE_ILLEGAL,
+            &format!("message body size {} exceeds the limit {max_body}", req.body.len()),
+        );
+    }
+    let props = h.properties.unwrap_or("").as_bytes();
+    if properties::get_str(props, properties::TRAN_MSG) == Some("true") {
+        return fail(
+            ResponseCode::NO_PERMISSION,
+            &format!("the broker[{}] does not support transactional messages", b.broker_name),
+        );
+    }
+    let template = MessageToStore {
+        topic: h.topic,
+        queue_id,
+        flag: h.flag,
+        body: req.body,
+        properties: props,
+        sys_flag: h.sys_flag,
+        born_timestamp: h.born_timestamp,
+        born_host: conn.peer(),
+        store_host: b.addr,
+        reconsume_times: h.reconsume_times.unwrap_or(0),
+        prepared_transaction_offset: 0,
+        tags_code: tags_code(props),
+    };
+    // Offsets of every stored record (for the batch's msgId list).
+    let mut ids = String::new();
+    let put = if batch {
+        let mut msgs = Vec::new();
+        for item in decode_batch(req.body) {
+            let item = match item {
+                Ok(i) => i,
+                Err(e) => return fail(ResponseCode::MESSAGE_ILLEGAL, &format!("bad batch body: {e}")),
+            };
+            if item.body.len() > max_body {
+                return fail(
+                    ResponseCode::MESSAGE_ILLEGAL,
+                    &format!("batch message body size {} exceeds the limit {max_body}", item.body.len()),
+                );
+            }
+            msgs.push(MessageToStore {
+                flag: item.flag,
+                body: item.body,
+                properties: item.properties,
+                tags_code: tags_code(item.properties),
+                ..template
+            });
+            if msgs.len() > b.conn_options().limits.max_batch_count {
+                return fail(
+                    ResponseCode::MESSAGE_ILLEGAL,
+                    &format!("batch holds more than {} messages", b.conn_options().limits.max_batch_count),
+                );
+            }
+        }
+        if msgs.is_empty() {
+            return fail(ResponseCode::MESSAGE_ILLEGAL, "empty batch");
+        }
+        let r = b.store.put_batch(&msgs);
+        if let Ok(p) = &r {
+            let mut off = p.physical_offset as i64;
+            for (i, m) in msgs.iter().enumerate() {
+                if i > 0 {
+                    ids.push(',');
+                }
+                ids.push_str(offset_msg_id(b.addr, off).as_str());
+                off += m.encoded_len() as i64;
+            }
+        }
+        r
+    } else {
+        b.store.put_message(&template)
+    };
+    let put = match put {
+        Ok(p) => p,
+        Err(e) => {
+            if e.is_disk_full() {
+                tracing::warn!(shard = b.index, error = %e, "send refused: disk full");
+            }
+            return fail(store_error_code(&e), &store_error_remark(&e));
+        }
+    };
+    ShardCounters::add(&b.counters.msgs_put, put.msg_count as u64);
+    let single: OffsetMsgId;
+    let msg_id: &str = if batch {
+        &ids
+    } else {
+        single = offset_msg_id(b.addr, put.physical_offset as i64);
+        single.as_str()
+    };
+    let region = b.cfg.broker.region_id.as_str();
+    let trace = if b.cfg.broker.trace_on { "true" } else { "false" };
+    if b.store.config().flush == FlushMode::Sync {
+        // Ack after the fdatasync covering the record (group commit).
+        let Some(broker) = b.rc() else { return };
+        let conn = conn.clone();
+        let (opaque, st, oneway) = (req.opaque, req.serialize_type, req.is_oneway());
+        let msg_id = msg_id.to_string();
+        let end = put.end_physical_offset;
+        crate::runtime::spawn_detached(async move {
+            let r = broker.store.wait_durable(end).await;
+            if oneway {
+                return;
+            }
+            let (code, remark) = match &r {
+                Ok(()) => (ResponseCode::SUCCESS, None),
+                Err(e) => (ResponseCode::FLUSH_DISK_TIMEOUT, Some(e.to_string())),
+            };
+            respond_send(&conn, st, opaque, code, remark.as_deref(), &msg_id, queue_id, put.queue_offset, &broker);
+        });
+        return;
+    }
+    if req.is_oneway() {
+        return;
+    }
+    let header = SendMessageResponseHeader {
+        msg_id,
+        queue_id,
+        queue_offset: put.queue_offset,
+        transaction_id: None,
+        batch_uniq_id: None,
+        msg_region: Some(region),
+        trace_on: Some(trace),
+    };
+    conn.respond(req, ResponseCode::SUCCESS, None, &header, &[]);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn respond_send(
+    conn: &Conn,
+    st: SerializeType,
+    opaque: i32,
+    code: i32,
+    remark: Option<&str>,
+    msg_id: &str,
+    queue_id: i32,
+    queue_offset: i64,
+    b: &Broker,
+) {
+    let header = SendMessageResponseHeader {
+        msg_id,
+        queue_id,
+        queue_offset,
+        transaction_id: None,
+        batch_uniq_id: None,
+        msg_region: Some(b.cfg.broker.region_id.as_str()),
+        trace_on: Some(if b.cfg.broker.trace_on { "true" } else { "false" }),
+    };
+    let mut head = FrameHead::response(code, opaque);
+    head.remark = remark;
+    conn.send_frame(st, &head, &header, &[]);
+}

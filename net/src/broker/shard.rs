@@ -1,0 +1,306 @@
+//! One shard = one logical broker (`<name>-s<i>`): its store, topics, offsets, clients and
+//! long polling, its listeners (main port and VIP port), and its background loops
+//! (registration with the name servers, offset persistence, client expiry). Everything here
+//! runs on the shard's own executor and shares nothing with other shards.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ramjet_core::remoting::{CodecLimits, CommandView, RequestCode, ResponseCode};
+use ramjet_storage::{FlushMode, IoMode, Store, StoreConfig};
+
+use super::clients::ClientRegistry;
+use super::config::{Config, VIP_PORT_OFFSET};
+use super::conn::{serve_listener, Conn, ConnOptions, ListenerStats, Service};
+use super::delivery::DeliveryCounters;
+use super::longpoll::LongPollRegistry;
+use super::offsets::OffsetStore;
+use super::register::Registrar;
+use super::topics::TopicManager;
+use crate::runtime::{self, TcpListener};
+
+/// Errors starting a shard.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
+    #[error("shard {shard}: cannot create {path}: {source}")]
+    Dir { shard: usize, path: PathBuf, source: std::io::Error },
+    #[error("shard {shard}: cannot open the store in {path}: {source}")]
+    Store { shard: usize, path: PathBuf, source: ramjet_storage::StoreError },
+    #[error("shard {shard}: {source}")]
+    Topics { shard: usize, source: super::topics::TopicError },
+    #[error("shard {shard}: {source}")]
+    Offsets { shard: usize, source: super::offsets::OffsetsError },
+    #[error("shard {shard}: cannot listen on {addr}: {message} (is another broker running? change broker.base_port)")]
+    Bind { shard: usize, addr: String, message: String },
+}
+
+/// Counters of one shard (GET_BROKER_RUNTIME_INFO).
+#[derive(Default, Debug)]
+pub struct ShardCounters {
+    pub msgs_put: Cell<u64>,
+    pub msgs_put_failed: Cell<u64>,
+    pub msgs_got: Cell<u64>,
+    pub pulls: Cell<u64>,
+    pub pulls_found: Cell<u64>,
+    pub bytes_pulled: Cell<u64>,
+    pub not_supported: Cell<u64>,
+}
+
+impl ShardCounters {
+    pub fn add(c: &Cell<u64>, n: u64) {
+        c.set(c.get() + n);
+    }
+}
+
+/// One shard's broker state.
+pub struct Broker {
+    pub index: usize,
+    pub broker_name: String,
+    pub cluster: String,
+    /// Address clients use (store host of records, registered with the name servers).
+    pub addr: SocketAddr,
+    pub cfg: Rc<Config>,
+    pub store: Store,
+    pub topics: TopicManager,
+    pub offsets: OffsetStore,
+    pub longpoll: LongPollRegistry,
+    pub clients: ClientRegistry,
+    pub counters: ShardCounters,
+    pub delivery: Rc<DeliveryCounters>,
+    pub listeners: Rc<ListenerStats>,
+    pub registrar: Registrar,
+    pub boot_ms: i64,
+    /// Round-robin cursor for sends with queueId < 0.
+    pub(crate) rr_queue: Cell<u32>,
+    /// Itself, for handlers that continue in a task of their own.
+    me: std::rc::Weak<Broker>,
+}
+
+/// Ports a running shard listens on.
+#[derive(Debug, Clone)]
+pub struct ShardPorts {
+    pub index: usize,
+    pub broker_name: String,
+    pub main: SocketAddr,
+    pub vip: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+}
+
+pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
+    let s = &cfg.store;
+    StoreConfig {
+        dir,
+        segment_size_bytes: s.segment_size_bytes,
+        flush: if s.flush == "sync" { FlushMode::Sync } else { FlushMode::Async },
+        io_mode: if s.io_mode == "buffered" { IoMode::Buffered } else { IoMode::Direct },
+        flush_interval_ms: s.flush_interval_ms,
+        flush_bytes: s.flush_bytes,
+        tail_cache_bytes: s.tail_cache_bytes,
+        max_message_bytes: cfg.broker.max_message_bytes as usize,
+        retention_hours: s.retention_hours,
+        disk_clean_ratio: s.disk_clean_ratio,
+        disk_force_clean_ratio: s.disk_force_clean_ratio,
+        disk_refuse_ratio: s.disk_refuse_ratio,
+        cq_units_per_file: s.cq_units_per_file,
+        index_slots: s.index_slots,
+        index_entries: s.index_entries,
+        ..StoreConfig::default()
+    }
+}
+
+fn bind(shard: usize, ip: &str, port: u16) -> Result<(TcpListener, SocketAddr), ShardError> {
+    let addr = format!("{ip}:{port}");
+    let l = runtime::bind_listener(addr.as_str()).map_err(|e| ShardError::Bind {
+        shard,
+        addr: addr.clone(),
+        message: e.to_string(),
+    })?;
+    let local = l.local_addr().map_err(|e| ShardError::Bind { shard, addr, message: e.to_string() })?;
+    Ok((l, local))
+}
+
+impl Broker {
+    /// Opens shard `index`'s state and binds its listeners (not yet serving).
+    pub async fn open(
+        cfg: Rc<Config>,
+        index: usize,
+    ) -> Result<(Rc<Broker>, Vec<TcpListener>, ShardPorts), ShardError> {
+        let dir = cfg.broker.data_dir.join(format!("shard-{index}"));
+        let config_dir = dir.join("config");
+        std::fs::create_dir_all(&config_dir)
+            .map_err(|source| ShardError::Dir { shard: index, path: config_dir.clone(), source })?;
+        let port = cfg.shard_port(index)?;
+        let (main_l, main_addr) = bind(index, &cfg.broker.listen_ip, port)?;
+        let mut listeners = vec![main_l];
+        let mut vip = None;
+        if cfg.broker.vip_port_enabled && port > VIP_PORT_OFFSET {
+            let (l, a) = bind(index, &cfg.broker.listen_ip, port - VIP_PORT_OFFSET)?;
+            listeners.push(l);
+            vip = Some(a);
+        }
+        let store = Store::open(store_config(&cfg, dir.clone()))
+            .await
+            .map_err(|source| ShardError::Store { shard: index, path: dir.clone(), source })?;
+        let topics = TopicManager::open(
+            &config_dir,
+            cfg.broker.auto_create_topic,
+            cfg.broker.default_topic_queue_nums,
+        )
+        .map_err(|source| ShardError::Topics { shard: index, source })?;
+        let offsets = OffsetStore::open(&config_dir)
+            .map_err(|source| ShardError::Offsets { shard: index, source })?;
+        let longpoll = LongPollRegistry::new(cfg.broker.max_parked_pulls as usize);
+        let lp = longpoll.clone();
+        store.set_arrival_listener(Box::new(move |topic, queue, max| {
+            lp.notify_arrival(topic, queue, max)
+        }));
+        let broker_name = format!("{}-s{index}", cfg.broker.name);
+        let addr = SocketAddr::new(cfg.advertise_ip(), main_addr.port());
+        let registrar = Registrar::new(cfg.broker.namesrv_addrs.clone());
+        let broker = Rc::new_cyclic(|me| Broker {
+            index,
+            broker_name: broker_name.clone(),
+            cluster: cfg.broker.cluster.clone(),
+            addr,
+            cfg: cfg.clone(),
+            store,
+            topics,
+            offsets,
+            longpoll,
+            clients: ClientRegistry::default(),
+            counters: ShardCounters::default(),
+            delivery: Rc::new(DeliveryCounters::default()),
+            listeners: Rc::new(ListenerStats::default()),
+            registrar,
+            boot_ms: super::namesrv_host::now_ms(),
+            rr_queue: Cell::new(0),
+            me: me.clone(),
+        });
+        let ports = ShardPorts { index, broker_name, main: main_addr, vip, data_dir: dir };
+        Ok((broker, listeners, ports))
+    }
+
+    /// An owning handle to this broker (for tasks spawned by handlers).
+    pub fn rc(&self) -> Option<Rc<Broker>> {
+        self.me.upgrade()
+    }
+
+    pub fn conn_options(&self) -> ConnOptions {
+        let b = &self.cfg.broker;
+        ConnOptions {
+            limits: CodecLimits {
+                max_frame_bytes: b.max_frame_bytes as usize,
+                // Bodies: a message or batch plus room for a batch's per-message overhead.
+                max_body_bytes: b.max_frame_bytes as usize,
+                ..CodecLimits::default()
+            },
+            max_connections: b.max_connections,
+            idle_timeout: Duration::from_millis(b.client_idle_ms),
+            zero_copy: b.zero_copy,
+        }
+    }
+
+    /// Serves the listeners and runs the background loops until `stop()` is true, then shuts
+    /// the shard down (offsets and topics persisted, store flushed and closed).
+    pub async fn run(self: Rc<Self>, listeners: Vec<TcpListener>, stop: Rc<dyn Fn() -> bool>) {
+        let next_id = Rc::new(Cell::new(1u64));
+        let mut tasks = Vec::new();
+        for l in listeners {
+            let svc: Rc<dyn Service> = self.clone();
+            tasks.push(runtime::spawn_task(serve_listener(
+                l,
+                svc,
+                self.conn_options(),
+                self.listeners.clone(),
+                self.delivery.clone(),
+                next_id.clone(),
+            )));
+        }
+        let reg = runtime::spawn_task(super::register::registration_loop(self.clone()));
+        let tick = Duration::from_millis(100);
+        let persist_every = Duration::from_millis(self.cfg.broker.offset_persist_interval_ms.max(100));
+        let scan_every = Duration::from_secs(10);
+        let (mut since_persist, mut since_scan) = (Duration::ZERO, Duration::ZERO);
+        while !stop() {
+            runtime::sleep(tick).await;
+            since_persist += tick;
+            since_scan += tick;
+            if since_persist >= persist_every {
+                since_persist = Duration::ZERO;
+                if let Err(e) = self.offsets.persist_if_dirty() {
+                    tracing::error!(shard = self.index, error = %e, "persisting consumer offsets failed");
+                }
+            }
+            if since_scan >= scan_every {
+                since_scan = Duration::ZERO;
+                let idle = Duration::from_millis(self.cfg.broker.client_idle_ms);
+                super::clients::expire_clients(&self, idle);
+            }
+        }
+        for t in tasks {
+            t.cancel();
+        }
+        reg.cancel();
+        self.shutdown().await;
+    }
+
+    /// Persists offsets and topics, unregisters, and closes the store.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.offsets.persist() {
+            tracing::error!(shard = self.index, error = %e, "persisting consumer offsets at shutdown failed");
+        }
+        if let Err(e) = self.topics.persist() {
+            tracing::error!(shard = self.index, error = %e, "persisting topics at shutdown failed");
+        }
+        super::register::unregister_all(self).await;
+        if let Err(e) = self.store.shutdown().await {
+            tracing::error!(shard = self.index, error = %e, "store shutdown failed");
+        }
+    }
+
+    /// Answers a request code this broker does not serve.
+    pub fn not_supported(&self, conn: &Conn, req: &CommandView<'_>) {
+        ShardCounters::add(&self.counters.not_supported, 1);
+        let remark = format!(" request type {} not supported", req.code);
+        conn.respond_error(req, ResponseCode::REQUEST_CODE_NOT_SUPPORTED, &remark);
+    }
+}
+
+impl Service for Broker {
+    fn handle(&self, conn: &Rc<Conn>, req: &CommandView<'_>) {
+        match req.code {
+            RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 => {
+                super::send::handle_send(self, conn, req, false)
+            }
+            RequestCode::SEND_BATCH_MESSAGE => super::send::handle_send(self, conn, req, true),
+            RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
+                super::pull::handle_pull(self, conn, req)
+            }
+            RequestCode::QUERY_CONSUMER_OFFSET => super::queries::query_consumer_offset(self, conn, req),
+            RequestCode::UPDATE_CONSUMER_OFFSET => super::queries::update_consumer_offset(self, conn, req),
+            RequestCode::GET_MAX_OFFSET => super::queries::get_max_offset(self, conn, req),
+            RequestCode::GET_MIN_OFFSET => super::queries::get_min_offset(self, conn, req),
+            RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => super::queries::search_offset(self, conn, req),
+            RequestCode::GET_EARLIEST_MSG_STORETIME => super::queries::earliest_time(self, conn, req),
+            RequestCode::HEART_BEAT => super::clients::heartbeat(self, conn, req),
+            RequestCode::UNREGISTER_CLIENT => super::clients::unregister_client(self, conn, req),
+            RequestCode::GET_CONSUMER_LIST_BY_GROUP => super::clients::consumer_list(self, conn, req),
+            RequestCode::UPDATE_AND_CREATE_TOPIC => super::admin::create_topic(self, conn, req),
+            RequestCode::DELETE_TOPIC_IN_BROKER => super::admin::delete_topic(self, conn, req),
+            RequestCode::GET_ALL_TOPIC_CONFIG => super::admin::all_topic_config(self, conn, req),
+            RequestCode::GET_BROKER_RUNTIME_INFO => super::admin::runtime_info(self, conn, req),
+            RequestCode::QUERY_MESSAGE => super::admin::query_message(self, conn, req),
+            RequestCode::VIEW_MESSAGE_BY_ID => super::admin::view_message(self, conn, req),
+            _ => self.not_supported(conn, req),
+        }
+    }
+
+    fn closed(&self, conn: &Rc<Conn>) {
+        super::clients::connection_closed(self, conn);
+    }
+}

@@ -1,0 +1,573 @@
+//! The CommitLog: segment files named by their 20-digit start offset, the in-memory writer,
+//! the tail cache, and the flush step (O_DIRECT or buffered writes, fdatasync, group commit).
+//!
+//! - [`writer`]: offsets, chunks, segment roll with a blank record (synchronous, in memory).
+//! - [`tailcache`]: recent chunks readable from memory ([`TailSlice`]).
+//! - [`flush`]: durable watermark and waiters (group commit), flusher signal.
+//! - [`CommitLog`]: ties them to the segment files.
+
+pub mod flush;
+pub mod tailcache;
+pub mod writer;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use ramjet_core::record::{blank_len, RecordView, MIN_RECORD_LEN};
+
+pub use tailcache::TailSlice;
+
+use self::flush::{DurableWatch, FlushSignal, RoomWatch};
+use self::writer::{Writer, WriterLimits};
+use crate::config::{Preallocate, StoreConfig, IO_ALIGNMENT};
+use crate::error::StoreError;
+use crate::io::{self, SegmentFile};
+use crate::recovery::{list_segments, segment_file_name};
+
+/// Chunk writes of one flush in flight at once (disjoint blocks; bounded so that one flush
+/// never queues more than this many DMA writes).
+pub const MAX_WRITES_IN_FLIGHT: usize = 16;
+
+/// A piece of a pull result. Adjacent ranges are coalesced.
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    /// Bytes still in the tail cache: send them from memory (vectored write).
+    Memory(TailSlice),
+    /// Bytes on disk: `len` bytes at `offset` of `file`, a BUFFERED (non-O_DIRECT) descriptor
+    /// of the segment, for sendfile/splice.
+    File {
+        file: Rc<File>,
+        offset: u64,
+        len: u32,
+    },
+}
+
+impl Chunk {
+    /// Number of bytes in the chunk.
+    pub fn len(&self) -> usize {
+        match self {
+            Chunk::Memory(s) => s.len(),
+            Chunk::File { len, .. } => *len as usize,
+        }
+    }
+
+    /// Whether the chunk is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Counters of the CommitLog.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommitLogStats {
+    pub fdatasync_count: u64,
+    pub flush_count: u64,
+    pub chunk_writes: u64,
+    pub bytes_written: u64,
+    pub flush_failures: u64,
+    pub segments_created: u64,
+    pub segment_rolls: u64,
+    pub tail_cache_hits: u64,
+    pub tail_cache_misses: u64,
+    pub tail_cache_bytes: u64,
+    pub tail_cache_chunks: u64,
+    pub appended_end: u64,
+    pub written_end: u64,
+    pub durable_end: u64,
+}
+
+/// One shard's CommitLog (see the module docs). Used from one executor only.
+pub struct CommitLog {
+    cfg: StoreConfig,
+    dir: PathBuf,
+    pub(crate) writer: RefCell<Writer>,
+    segments: RefCell<BTreeMap<u64, Rc<SegmentFile>>>,
+    /// Segments written since their last fdatasync.
+    unsynced: RefCell<BTreeSet<u64>>,
+    pub(crate) durable: DurableWatch,
+    pub(crate) signal: FlushSignal,
+    pub(crate) room: RoomWatch,
+    /// Base of the segment a background task is preparing.
+    preparing: Cell<Option<u64>>,
+    min_offset: Cell<u64>,
+    /// Test hook: when set, chunk writes fail with this errno before reaching the file.
+    write_fault: Cell<Option<i32>>,
+    stats: Cell<CommitLogStats>,
+}
+
+impl CommitLog {
+    /// Opens the CommitLog of `cfg` whose valid data ends at `end_offset` (from recovery) and
+    /// starts at `min_offset`. Must run inside the shard's executor, after [`io::warm_up`].
+    pub async fn open(
+        cfg: &StoreConfig,
+        end_offset: u64,
+        min_offset: u64,
+    ) -> Result<Rc<CommitLog>, StoreError> {
+        let dir = cfg.commitlog_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("creating directory", &dir, e))?;
+        remove_leftovers(&dir)?;
+        let seg_size = cfg.segment_size_bytes;
+        let mut segments = BTreeMap::new();
+        for s in list_segments(&dir).map_err(|e| StoreError::Recovery {
+            dir: dir.clone(),
+            reason: e.to_string(),
+        })? {
+            let f = SegmentFile::open(&s.path, s.base_offset, cfg.io_mode).await?;
+            segments.insert(s.base_offset, Rc::new(f));
+        }
+        let active_base = end_offset - end_offset % seg_size;
+        let mut created = 0;
+        if let std::collections::btree_map::Entry::Vacant(slot) = segments.entry(active_base) {
+            let path = dir.join(segment_file_name(active_base));
+            let f = SegmentFile::create_prepared(
+                &path,
+                active_base,
+                seg_size,
+                cfg.preallocate,
+                cfg.io_mode,
+                &|| true,
+            )
+            .await?;
+            slot.insert(Rc::new(f));
+            created += 1;
+        }
+        let block_start = end_offset - end_offset % IO_ALIGNMENT;
+        let tail = if block_start < end_offset {
+            let seg = segments.get(&active_base).ok_or(StoreError::NoRecord {
+                offset: end_offset,
+                reason: "active segment missing",
+            })?;
+            seg.read_exact_at(
+                block_start - active_base,
+                (end_offset - block_start) as usize,
+            )?
+        } else {
+            Vec::new()
+        };
+        let limits = WriterLimits {
+            segment_size: seg_size,
+            chunk_max_bytes: cfg
+                .write_chunk_bytes
+                .max(cfg.max_record_bytes() + IO_ALIGNMENT as usize),
+            max_unflushed_bytes: cfg.max_unflushed_bytes,
+            tail_cache_bytes: cfg.tail_cache_bytes,
+        };
+        let min_offset = segments
+            .keys()
+            .next()
+            .copied()
+            .map_or(min_offset, |first| first.max(min_offset));
+        let log = CommitLog {
+            cfg: cfg.clone(),
+            dir,
+            writer: RefCell::new(Writer::new(limits, end_offset, &tail)),
+            segments: RefCell::new(segments),
+            unsynced: RefCell::new(BTreeSet::new()),
+            durable: DurableWatch::new(end_offset),
+            signal: FlushSignal::default(),
+            room: RoomWatch::default(),
+            preparing: Cell::new(None),
+            min_offset: Cell::new(min_offset),
+            write_fault: Cell::new(None),
+            stats: Cell::new(CommitLogStats {
+                segments_created: created,
+                ..CommitLogStats::default()
+            }),
+        };
+        Ok(Rc::new(log))
+    }
+
+    /// Directory of the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the next record goes.
+    pub fn end_offset(&self) -> u64 {
+        self.writer.borrow().appended_end()
+    }
+
+    /// Everything below is on disk.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable.durable()
+    }
+
+    /// Lowest offset still stored.
+    pub fn min_offset(&self) -> u64 {
+        self.min_offset.get()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CommitLogStats {
+        let mut s = self.stats.get();
+        let w = self.writer.borrow();
+        s.segment_rolls = w.blank_count();
+        s.tail_cache_hits = w.cache().hits();
+        s.tail_cache_misses = w.cache().misses();
+        s.tail_cache_bytes = w.cache().bytes();
+        s.tail_cache_chunks = w.cache().chunk_count() as u64;
+        s.appended_end = w.appended_end();
+        s.written_end = w.written_end();
+        s.durable_end = self.durable.durable();
+        s
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut CommitLogStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// Test hook for disk-full handling: while `Some(errno)`, every chunk write fails with that
+    /// OS error (e.g. `libc::ENOSPC`) without touching the file.
+    pub fn set_write_fault(&self, errno: Option<i32>) {
+        self.write_fault.set(errno);
+    }
+
+    /// Base offsets and files of the open segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.segments.borrow().keys().copied().collect()
+    }
+
+    /// The buffered descriptor and in-file position of global `offset`.
+    fn file_position(&self, offset: u64) -> Option<(Rc<SegmentFile>, u64)> {
+        let segs = self.segments.borrow();
+        let (base, f) = segs.range(..=offset).next_back()?;
+        let pos = offset - base;
+        (pos < self.cfg.segment_size_bytes).then(|| (f.clone(), pos))
+    }
+
+    /// Appends to `chunks` the `len` bytes of the record at `offset`, for a pull: from the tail
+    /// cache if there, else a range of the segment's buffered descriptor. When the bytes follow
+    /// the last chunk directly (same cache chunk, or same file), that chunk grows instead.
+    pub fn read_into(
+        &self,
+        offset: u64,
+        len: u32,
+        chunks: &mut Vec<Chunk>,
+    ) -> Result<(), StoreError> {
+        {
+            let mut w = self.writer.borrow_mut();
+            let prev = match chunks.last_mut() {
+                Some(Chunk::Memory(s)) => Some(s),
+                _ => None,
+            };
+            match w.cache_mut().get_or_extend(offset, len, prev) {
+                Ok(None) => return Ok(()),
+                Ok(Some(s)) => {
+                    chunks.push(Chunk::Memory(s));
+                    return Ok(());
+                }
+                Err(()) => {}
+            }
+            if offset + len as u64 > w.written_end() {
+                return Err(StoreError::NoRecord {
+                    offset,
+                    reason: "neither in the tail cache nor written to the file",
+                });
+            }
+        }
+        let (seg, pos) = self.file_position(offset).ok_or(StoreError::NoRecord {
+            offset,
+            reason: "segment deleted",
+        })?;
+        if let Some(Chunk::File {
+            file,
+            offset: at,
+            len: l,
+        }) = chunks.last_mut()
+        {
+            if Rc::ptr_eq(file, seg.reader_ref())
+                && *at + *l as u64 == pos
+                && *l as u64 + len as u64 <= u32::MAX as u64
+            {
+                *l += len;
+                return Ok(());
+            }
+        }
+        chunks.push(Chunk::File {
+            file: seg.reader(),
+            offset: pos,
+            len,
+        });
+        Ok(())
+    }
+
+    /// The whole record stored at `offset`, validated (structure and body CRC).
+    pub fn read_record(&self, offset: u64) -> Result<bytes::Bytes, StoreError> {
+        let size_bytes = self.read_bytes(offset, 8)?;
+        if blank_len(&size_bytes).is_some() {
+            return Err(StoreError::NoRecord {
+                offset,
+                reason: "blank end-of-segment marker",
+            });
+        }
+        let size = i32::from_be_bytes([size_bytes[0], size_bytes[1], size_bytes[2], size_bytes[3]]);
+        let max = self.cfg.max_record_bytes().max(self.cfg.max_batch_bytes);
+        if size < MIN_RECORD_LEN as i32 || size as usize > max {
+            return Err(StoreError::NoRecord {
+                offset,
+                reason: "no record starts here (size field out of range)",
+            });
+        }
+        let bytes = self.read_bytes(offset, size as usize)?;
+        let view = RecordView::parse_verified(&bytes).map_err(|e| StoreError::Corrupt {
+            segment: self.segment_path(offset),
+            offset,
+            reason: e.to_string(),
+        })?;
+        if view.physical_offset() != offset as i64 {
+            return Err(StoreError::NoRecord {
+                offset,
+                reason: "the record found there belongs to another offset",
+            });
+        }
+        Ok(bytes::Bytes::from(bytes))
+    }
+
+    /// Store timestamp of the record at `offset`, reading only its head.
+    pub fn store_timestamp_at(&self, offset: u64) -> Result<i64, StoreError> {
+        use ramjet_core::record::layout::{host_len, HEAD_LEN};
+        use ramjet_core::record::sysflag::BORNHOST_V6_FLAG;
+        const SYSFLAG_POS: usize = 36;
+        let head = self.read_bytes(offset, HEAD_LEN + host_len(true) + 8)?;
+        if head.len() < HEAD_LEN + host_len(false) + 8 {
+            return Err(StoreError::NoRecord {
+                offset,
+                reason: "record head truncated",
+            });
+        }
+        let be4 =
+            |at: usize| i32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        let sys_flag = be4(SYSFLAG_POS);
+        let pos = HEAD_LEN + host_len(sys_flag & BORNHOST_V6_FLAG != 0);
+        let bytes: [u8; 8] = head
+            .get(pos..pos + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(StoreError::NoRecord {
+                offset,
+                reason: "record head truncated",
+            })?;
+        Ok(i64::from_be_bytes(bytes))
+    }
+
+    fn segment_path(&self, offset: u64) -> PathBuf {
+        let base = offset - offset % self.cfg.segment_size_bytes;
+        self.dir.join(segment_file_name(base))
+    }
+
+    /// `len` bytes at `offset`, from memory or the file.
+    fn read_bytes(&self, offset: u64, len: usize) -> Result<Vec<u8>, StoreError> {
+        if offset >= self.end_offset() || offset < self.min_offset() {
+            return Err(StoreError::NoRecord {
+                offset,
+                reason: "outside the stored CommitLog range",
+            });
+        }
+        let len = len.min((self.end_offset() - offset) as usize);
+        if let Some(s) = self.writer.borrow_mut().cache_mut().get(offset, len as u32) {
+            return Ok(s.as_ref().to_vec());
+        }
+        let (seg, pos) = self.file_position(offset).ok_or(StoreError::NoRecord {
+            offset,
+            reason: "segment deleted",
+        })?;
+        let len = len.min((self.cfg.segment_size_bytes - pos) as usize);
+        seg.read_exact_at(pos, len)
+    }
+
+    /// One flush cycle: writes every sealed chunk in order, then one fdatasync per segment
+    /// written (one, except at a roll), then raises the durable watermark. Returns whether
+    /// anything was flushed. Only the flusher task calls this.
+    pub async fn flush_once(self: &Rc<Self>) -> Result<bool, StoreError> {
+        let target = self.writer.borrow_mut().seal_for_flush();
+        if target <= self.durable.durable()
+            && self.writer.borrow().next_pending().is_none()
+            && self.unsynced.borrow().is_empty()
+        {
+            if self.durable.current_failure().is_some() {
+                // Nothing left to retry (a fault hit after the data was made durable): appends
+                // may go on.
+                self.durable.advance(target);
+            }
+            return Ok(false);
+        }
+        let seg_size = self.cfg.segment_size_bytes;
+        let mut window = Vec::with_capacity(MAX_WRITES_IN_FLIGHT);
+        loop {
+            self.writer
+                .borrow()
+                .pending_window(MAX_WRITES_IN_FLIGHT, &mut window);
+            if window.is_empty() {
+                break;
+            }
+            // The window's writes cover disjoint blocks, so they go out together; the next
+            // window starts after all of them completed.
+            let mut writes = Vec::with_capacity(window.len());
+            for chunk in &window {
+                let seg_base = chunk.base - chunk.base % seg_size;
+                let file = self.segment_for_write(seg_base).await?;
+                if let Some(errno) = self.write_fault.get() {
+                    return Err(StoreError::io(
+                        "writing chunk (injected fault)",
+                        file.path(),
+                        std::io::Error::from_raw_os_error(errno),
+                    ));
+                }
+                let buf = chunk.buf.clone();
+                let pos = chunk.base - seg_base;
+                self.unsynced.borrow_mut().insert(seg_base);
+                writes.push(io::spawn(async move { file.write_chunk(&buf, pos).await }));
+            }
+            let mut failure = None;
+            for w in writes {
+                let res = w.join().await.unwrap_or_else(|| {
+                    Err(StoreError::io(
+                        "writing chunk",
+                        self.dir.clone(),
+                        std::io::Error::other("write task cancelled"),
+                    ))
+                });
+                if let Err(e) = res {
+                    failure.get_or_insert(e);
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            for chunk in &window {
+                let written = chunk.buf.write_len() as u64;
+                self.writer.borrow_mut().pop_written();
+                self.bump(|s| {
+                    s.chunk_writes += 1;
+                    s.bytes_written += written;
+                });
+            }
+            self.room.wake_all();
+        }
+        loop {
+            let Some(base) = self.unsynced.borrow().first().copied() else {
+                break;
+            };
+            let file = self.segment_for_write(base).await?;
+            file.sync_data().await?;
+            self.unsynced.borrow_mut().remove(&base);
+            self.bump(|s| s.fdatasync_count += 1);
+        }
+        self.durable.advance(target);
+        self.bump(|s| s.flush_count += 1);
+        self.maybe_prepare_next();
+        Ok(true)
+    }
+
+    /// Records a failed flush: waiters fail, appends are refused until a flush succeeds.
+    pub(crate) fn flush_failed(&self, err: &StoreError) {
+        self.bump(|s| s.flush_failures += 1);
+        self.durable.fail(err.is_disk_full(), err.to_string());
+    }
+
+    /// The segment file at `base`, creating it (without preparation) when the writer got there
+    /// before the background preparation.
+    async fn segment_for_write(self: &Rc<Self>, base: u64) -> Result<Rc<SegmentFile>, StoreError> {
+        if let Some(f) = self.segments.borrow().get(&base) {
+            return Ok(f.clone());
+        }
+        let path = self.dir.join(segment_file_name(base));
+        let f = SegmentFile::open(&path, base, self.cfg.io_mode).await?;
+        crate::io::sync_dir(&self.dir)?;
+        let f = Rc::new(f);
+        self.segments.borrow_mut().insert(base, f.clone());
+        self.bump(|s| s.segments_created += 1);
+        Ok(f)
+    }
+
+    /// Prepares the next segment in the background once the active one is half full, so that a
+    /// roll finds it zero-filled (or fallocated) already.
+    fn maybe_prepare_next(self: &Rc<Self>) {
+        if self.cfg.preallocate == Preallocate::None || self.preparing.get().is_some() {
+            return;
+        }
+        let seg_size = self.cfg.segment_size_bytes;
+        let end = self.end_offset();
+        if end % seg_size < seg_size / 2 {
+            return;
+        }
+        let next = end - end % seg_size + seg_size;
+        if self.segments.borrow().contains_key(&next) {
+            return;
+        }
+        self.preparing.set(Some(next));
+        let me = Rc::downgrade(self);
+        let path = self.dir.join(segment_file_name(next));
+        let (prealloc, io_mode) = (self.cfg.preallocate, self.cfg.io_mode);
+        io::spawn(async move {
+            let wanted = {
+                let me = me.clone();
+                move || {
+                    me.upgrade()
+                        .is_some_and(|log| !log.segments.borrow().contains_key(&next))
+                }
+            };
+            let res =
+                SegmentFile::create_prepared(&path, next, seg_size, prealloc, io_mode, &wanted)
+                    .await;
+            let Some(log) = me.upgrade() else { return };
+            log.preparing.set(None);
+            match res {
+                Ok(f) => {
+                    let inserted = match log.segments.borrow_mut().entry(next) {
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            slot.insert(Rc::new(f));
+                            true
+                        }
+                        std::collections::btree_map::Entry::Occupied(_) => false,
+                    };
+                    if inserted {
+                        log.bump(|s| s.segments_created += 1);
+                    }
+                }
+                Err(_) if log.segments.borrow().contains_key(&next) => {}
+                Err(e) => {
+                    tracing::warn!(segment = next, error = %e, "preparing the next CommitLog segment failed; it will be created on demand")
+                }
+            }
+        });
+    }
+
+    /// Forgets segments below `offset` (retention deleted their files) and raises the minimum.
+    pub fn forget_segments_below(&self, offset: u64) {
+        let mut segs = self.segments.borrow_mut();
+        let keep = segs.split_off(&(offset - offset % self.cfg.segment_size_bytes));
+        *segs = keep;
+        if let Some(&first) = segs.keys().next() {
+            self.min_offset.set(self.min_offset.get().max(first));
+        }
+        self.writer.borrow_mut().cache_mut().drop_below(offset);
+    }
+
+    /// Closes the O_DIRECT descriptors (after the final flush).
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let segs = std::mem::take(&mut *self.segments.borrow_mut());
+        for (_, f) in segs {
+            if let Ok(f) = Rc::try_unwrap(f) {
+                f.close().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes half-prepared segments (`*.prep`) left by a crash.
+fn remove_leftovers(dir: &Path) -> Result<(), StoreError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io("reading directory", dir, e))?;
+    for entry in rd.flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "prep") {
+            std::fs::remove_file(&p).map_err(|e| StoreError::io("removing leftover", &p, e))?;
+        }
+    }
+    Ok(())
+}

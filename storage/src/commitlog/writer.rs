@@ -1,0 +1,338 @@
+//! The CommitLog writer: assigns physical offsets and places encoded records in write-buffer
+//! chunks, rolls segments with a blank end-of-file record, and hands sealed chunks to the
+//! flusher. Synchronous and in memory only: no syscall, no allocation per message (a chunk is
+//! allocated per flush or when one fills up).
+//!
+//! Layout of the chunks over the file: a chunk starts at a block-aligned file position. When a
+//! chunk is sealed (at a flush, or when the next record does not fit), the next chunk starts at
+//! the block holding the current end and begins with a copy of that partial block, so that its
+//! write rewrites the block whole (O_DIRECT writes whole blocks). Writes are issued in chunk
+//! order, so the newer copy of a block always lands last.
+//!
+//! Back-of-the-envelope: a 1 KiB message costs one encode (memcpy of the body, CRC32 at memory
+//! speed) into the chunk; a flush costs one O_DIRECT write per chunk (<= `write_chunk_bytes`) and
+//! one fdatasync per flush; a sealed chunk costs one allocation, amortised over the flush.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use ramjet_core::record::{write_blank, BLANK_RECORD_LEN};
+
+use super::tailcache::{CachedChunk, TailCache};
+use crate::config::IO_ALIGNMENT;
+use crate::error::StoreError;
+use crate::io::ChunkBuffer;
+
+/// Smallest chunk the adaptive sizing goes down to (small flushes under `flush = sync`).
+pub const MIN_CHUNK_BYTES: usize = 16 * 1024;
+
+/// How a chunk is sealed, which decides how much of it its write sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seal {
+    /// Full: the next chunk starts with a copy of the partial last block and writes it; this
+    /// write stops at the block boundary, so the two writes never overlap.
+    BeforePartialBlock,
+    /// At a flush: the write includes the partial last block (the flush must make it durable);
+    /// the next chunk rewrites that block in a later flush.
+    FlushPoint,
+    /// The segment ended (blank marker written): the write includes the marker's block, the
+    /// next chunk is in another file.
+    SegmentEnd,
+}
+
+/// Limits of the writer, from the store config.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterLimits {
+    pub segment_size: u64,
+    pub chunk_max_bytes: usize,
+    pub max_unflushed_bytes: u64,
+    pub tail_cache_bytes: u64,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Writer {
+    limits: WriterLimits,
+    /// Capacity of the next chunk: follows the bytes appended per flush cycle.
+    chunk_target: usize,
+    active: CachedChunk,
+    /// Global offset where the next record goes.
+    appended_end: u64,
+    /// Data below this offset is written to the segment files (not necessarily synced).
+    written_end: u64,
+    /// Sealed chunks not yet written, oldest first.
+    pending: VecDeque<CachedChunk>,
+    cache: TailCache,
+    appended_since_seal: u64,
+    blank_count: u64,
+}
+
+/// Where an append went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Global offset of the first byte.
+    pub offset: u64,
+    /// Whether a segment roll (blank record) happened first.
+    pub rolled: bool,
+}
+
+impl Writer {
+    /// A writer that continues at `end_offset`. `tail_block` holds the bytes from the block
+    /// boundary below `end_offset` up to it (read back from the file), so that the first write
+    /// rewrites that block with its existing content.
+    pub fn new(limits: WriterLimits, end_offset: u64, tail_block: &[u8]) -> Writer {
+        let base = end_offset - end_offset % IO_ALIGNMENT;
+        assert_eq!(
+            tail_block.len() as u64,
+            end_offset - base,
+            "tail block must cover the partial block below the end offset"
+        );
+        let chunk_target = MIN_CHUNK_BYTES
+            .min(limits.chunk_max_bytes)
+            .max(IO_ALIGNMENT as usize);
+        let cap = chunk_target.max(tail_block.len() + IO_ALIGNMENT as usize);
+        let cap = cap.min(segment_room(&limits, base) as usize);
+        let buf = Rc::new(ChunkBuffer::new(cap));
+        buf.write_with(0, tail_block.len(), |w| w.copy_from_slice(tail_block));
+        buf.freeze(tail_block.len());
+        let active = CachedChunk {
+            buf,
+            base,
+            data_start: end_offset,
+            overlaps_next: false,
+        };
+        let mut cache = TailCache::new(limits.tail_cache_bytes);
+        cache.push(active.clone());
+        Writer {
+            limits,
+            chunk_target,
+            active,
+            appended_end: end_offset,
+            written_end: end_offset,
+            pending: VecDeque::new(),
+            cache,
+            appended_since_seal: 0,
+            blank_count: 0,
+        }
+    }
+
+    /// Global offset where the next record goes.
+    pub fn appended_end(&self) -> u64 {
+        self.appended_end
+    }
+
+    /// Data below this offset has been written to the files.
+    pub fn written_end(&self) -> u64 {
+        self.written_end
+    }
+
+    /// Bytes appended but not yet written.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.appended_end - self.written_end
+    }
+
+    /// Segment rolls done by this writer (blank records written).
+    pub fn blank_count(&self) -> u64 {
+        self.blank_count
+    }
+
+    pub fn limits(&self) -> &WriterLimits {
+        &self.limits
+    }
+
+    pub(crate) fn cache(&self) -> &TailCache {
+        &self.cache
+    }
+
+    pub(crate) fn cache_mut(&mut self) -> &mut TailCache {
+        &mut self.cache
+    }
+
+    /// Whether `len` more bytes may be appended now (back-pressure).
+    pub fn has_room(&self, len: usize) -> bool {
+        self.unflushed_bytes() + len as u64 <= self.limits.max_unflushed_bytes
+    }
+
+    /// Appends `len` bytes of records: finds room (rolling the segment with a blank record when
+    /// the records plus a blank marker do not fit, sealing the chunk when they do not fit in
+    /// it), then lets `encode(physical_offset, window)` fill exactly `window`. If `encode` fails
+    /// the window is cleared and nothing is appended (a roll that happened stays: the blank
+    /// record is valid on its own).
+    pub fn append<E>(
+        &mut self,
+        len: usize,
+        encode: impl FnOnce(u64, &mut [u8]) -> Result<(), E>,
+    ) -> Result<Result<Placement, E>, StoreError> {
+        let need = len + BLANK_RECORD_LEN;
+        if need as u64 > self.limits.segment_size {
+            return Err(StoreError::MessageTooLarge {
+                what: "record (or batch) plus end-of-file marker",
+                size: need,
+                max: self.limits.segment_size as usize,
+            });
+        }
+        if !self.has_room(len) {
+            return Err(StoreError::Busy {
+                unflushed_bytes: self.unflushed_bytes(),
+                limit_bytes: self.limits.max_unflushed_bytes,
+            });
+        }
+        let seg = self.limits.segment_size;
+        let pos_in_seg = self.appended_end % seg;
+        let mut rolled = false;
+        if pos_in_seg + need as u64 > seg {
+            self.roll_segment(seg - pos_in_seg, need);
+            rolled = true;
+        } else if self.chunk_pos(self.appended_end) + need > self.active.buf.capacity() {
+            // The next chunk rewrites the partial block, so this one stops before it; and the
+            // chunk filled up between flushes, so the next ones are made bigger.
+            self.seal_active(Seal::BeforePartialBlock);
+            self.chunk_target = (self.chunk_target.saturating_mul(2))
+                .min(self.limits.chunk_max_bytes.max(MIN_CHUNK_BYTES));
+            self.open_chunk(need);
+        }
+        let offset = self.appended_end;
+        let at = self.chunk_pos(offset);
+        let buf = &self.active.buf;
+        let res = buf.write_with(at, len, |w| {
+            let r = encode(offset, w);
+            if r.is_err() {
+                w.fill(0);
+            }
+            r
+        });
+        if let Err(e) = res {
+            return Ok(Err(e));
+        }
+        buf.freeze(at + len);
+        self.appended_end += len as u64;
+        self.appended_since_seal += len as u64;
+        Ok(Ok(Placement { offset, rolled }))
+    }
+
+    /// Position of global `offset` inside the active chunk.
+    fn chunk_pos(&self, offset: u64) -> usize {
+        (offset - self.active.base) as usize
+    }
+
+    /// Ends the current segment with a blank record of `left` bytes (>= 8 by the invariant that
+    /// every append leaves room for the marker) and opens a chunk at the next segment with room
+    /// for `need` bytes.
+    fn roll_segment(&mut self, left: u64, need: usize) {
+        let at = self.chunk_pos(self.appended_end);
+        let buf = &self.active.buf;
+        buf.write_with(at, BLANK_RECORD_LEN, |w| {
+            // The window is exactly BLANK_RECORD_LEN bytes, so this cannot fail.
+            let _ = write_blank(left as u32, w);
+        });
+        buf.freeze(at + BLANK_RECORD_LEN);
+        self.appended_end += left;
+        self.blank_count += 1;
+        self.seal_active(Seal::SegmentEnd);
+        self.open_chunk(need);
+    }
+
+    /// Moves the active chunk to the pending queue if it holds appended data.
+    fn seal_active(&mut self, how: Seal) -> bool {
+        if self.active.end() <= self.active.data_start {
+            return false;
+        }
+        let partial = self.active.end() % IO_ALIGNMENT != 0;
+        self.active.buf.seal(how != Seal::BeforePartialBlock);
+        self.active.overlaps_next = how == Seal::FlushPoint && partial;
+        self.pending.push_back(self.active.clone());
+        true
+    }
+
+    /// Opens a new active chunk at the block holding `appended_end`, with room for at least
+    /// `need` bytes after the copied partial block.
+    fn open_chunk(&mut self, need: usize) {
+        if self.active.end() <= self.active.data_start {
+            // The active chunk holds no appended data (nothing to write): drop it from the cache.
+            self.cache.remove_newest(&self.active.buf);
+        }
+        let end = self.appended_end;
+        let base = end - end % IO_ALIGNMENT;
+        let prefix = (end - base) as usize;
+        let cap = self
+            .chunk_target
+            .max(prefix + need)
+            .min(segment_room(&self.limits, base) as usize);
+        let buf = Rc::new(ChunkBuffer::new(cap));
+        if prefix > 0 && base >= self.active.base {
+            let from = (base - self.active.base) as usize;
+            let old = self.active.buf.clone();
+            buf.write_with(0, prefix, |w| w.copy_from_slice(old.bytes(from, prefix)));
+        }
+        buf.freeze(prefix);
+        self.active = CachedChunk {
+            buf,
+            base,
+            data_start: end,
+            overlaps_next: false,
+        };
+        self.cache.push(self.active.clone());
+    }
+
+    /// Prepares a flush: seals the active chunk if it holds appended data (opening the next
+    /// one) and sizes future chunks after this cycle's volume. Returns the offset the flush
+    /// will make durable.
+    pub fn seal_for_flush(&mut self) -> u64 {
+        if self.seal_active(Seal::FlushPoint) {
+            let cycle = self.appended_since_seal.min(usize::MAX as u64 / 4) as usize;
+            self.chunk_target = (cycle * 2).next_power_of_two().clamp(
+                MIN_CHUNK_BYTES,
+                self.limits.chunk_max_bytes.max(MIN_CHUNK_BYTES),
+            );
+            self.appended_since_seal = 0;
+            self.open_chunk(0);
+        }
+        self.appended_end
+    }
+
+    /// The oldest sealed chunk not yet written.
+    pub(crate) fn next_pending(&self) -> Option<CachedChunk> {
+        self.pending.front().cloned()
+    }
+
+    /// The oldest sealed chunks whose writes may be in flight together (up to `max`): a run
+    /// that ends at the first chunk whose partial last block the next chunk rewrites.
+    pub(crate) fn pending_window(&self, max: usize, out: &mut Vec<CachedChunk>) {
+        out.clear();
+        for c in self.pending.iter().take(max) {
+            out.push(c.clone());
+            if c.overlaps_next {
+                break;
+            }
+        }
+    }
+
+    /// Records that the oldest pending chunk is written.
+    pub(crate) fn pop_written(&mut self) {
+        if let Some(done) = self.pending.pop_front() {
+            self.cache.compact(&done.buf);
+            let covered = done.base + done.buf.write_len() as u64;
+            self.written_end = if covered >= done.end() {
+                // Everything before the next chunk's appended data is written: the popped
+                // chunk's records, and after a roll the blank-marked rest of the old segment.
+                self.pending
+                    .front()
+                    .map_or(self.active.data_start, |c| c.data_start)
+            } else {
+                // The partial last block is written by the next chunk.
+                covered.max(self.written_end)
+            };
+            self.cache.evict(self.written_end);
+        }
+    }
+
+    /// Segment base of global `offset`.
+    pub fn segment_base(&self, offset: u64) -> u64 {
+        offset - offset % self.limits.segment_size
+    }
+}
+
+/// Bytes from `base` to the end of its segment.
+fn segment_room(limits: &WriterLimits, base: u64) -> u64 {
+    limits.segment_size - base % limits.segment_size
+}

@@ -1,0 +1,423 @@
+//! ConsumeQueue tests: appends and lookups across files, min/max, time search, truncation,
+//! deletion, flush and reload.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::*;
+
+fn run<T>(fut: impl std::future::Future<Output = T>) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .make()
+        .expect("glommio executor starts")
+        .run(fut)
+}
+
+/// Record i of a test queue: 100 bytes at 1000 + 100 * i (a queue's records ascend).
+fn phys(i: u64) -> u64 {
+    1000 + 100 * i
+}
+
+fn fill(store: &mut ConsumeQueueStore, topic: &str, qid: i32, n: i64) {
+    for i in 0..n {
+        let out = store
+            .put(topic, qid, i, phys(i as u64), 100, i * 7)
+            .unwrap();
+        assert_eq!(out, PutOutcome::Appended);
+    }
+}
+
+#[test]
+fn append_and_lookup_across_files() {
+    let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), 4);
+    fill(&mut s, "T", 0, 10);
+    let q = s.queue("T", 0).unwrap();
+    assert_eq!(q.file_count(), 3);
+    assert_eq!((q.min_offset(), q.max_offset()), (0, 10));
+    assert_eq!(q.max_physical_offset(), phys(9) + 100);
+    for i in 0..10 {
+        assert_eq!(
+            s.get("T", 0, i),
+            Some(CqEntry {
+                physical_offset: phys(i as u64),
+                size: 100,
+                tags_code: i * 7
+            })
+        );
+    }
+    assert_eq!(s.get("T", 0, 10), None);
+    assert_eq!(s.get("T", 0, -1), None);
+    assert_eq!(s.get("T", 1, 0), None);
+    let offs: Vec<i64> = q.iter_from(3).map(|(o, _)| o).collect();
+    assert_eq!(offs, (3..10).collect::<Vec<_>>());
+    assert_eq!(s.max_offset("nope", 0), 0);
+    assert_eq!(s.queues().collect::<Vec<_>>(), vec![("T", 0)]);
+}
+
+#[test]
+fn duplicates_gaps_and_bad_input() {
+    let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), 4);
+    fill(&mut s, "T", 0, 3);
+    assert_eq!(
+        s.put("T", 0, 1, phys(1), 100, 0).unwrap(),
+        PutOutcome::Duplicate
+    );
+    assert!(matches!(
+        s.put("T", 0, 5, phys(5), 100, 0),
+        Err(CqError::Gap {
+            queue_offset: 5,
+            max_offset: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.put("T", 0, 3, phys(0), 100, 0),
+        Err(CqError::PhysicalBackwards {
+            queue_offset: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.put("../x", 0, 0, 0, 1, 0),
+        Err(CqError::BadTopic { .. })
+    ));
+    assert!(matches!(
+        s.put("T", -1, 0, 0, 1, 0),
+        Err(CqError::Invalid {
+            field: "queue id",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.put("T", 0, 3, phys(3), 0, 0),
+        Err(CqError::Invalid {
+            field: "record size",
+            ..
+        })
+    ));
+    assert_eq!(s.max_offset("T", 0), 3);
+}
+
+#[test]
+fn queue_starting_mid_file_gets_fillers() {
+    let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), 4);
+    assert_eq!(s.put("T", 2, 6, 500, 10, 1).unwrap(), PutOutcome::Appended);
+    let q = s.queue("T", 2).unwrap();
+    assert_eq!((q.min_offset(), q.max_offset()), (6, 7));
+    assert_eq!(q.files[0].start_unit, 4);
+    assert_eq!(q.files[0].units(), 3);
+    assert_eq!(s.get("T", 2, 5), None);
+    assert_eq!(s.get("T", 2, 6).unwrap().physical_offset, 500);
+}
+
+#[test]
+fn time_search_lower_and_upper() {
+    let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), 3);
+    fill(&mut s, "T", 0, 8);
+    // Store times by record: 10, 20, 20, 20, 30, 40, 40, 50.
+    let times: HashMap<u64, i64> = [10, 20, 20, 20, 30, 40, 40, 50]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (phys(i as u64), *t))
+        .collect();
+    let mut calls = 0;
+    let mut read = |p: u64, size: u32| {
+        assert_eq!(size, 100);
+        calls += 1;
+        times.get(&p).copied()
+    };
+    let q = s.queue("T", 0).unwrap();
+    assert_eq!(
+        q.search_offset_by_timestamp(20, Boundary::Lower, &mut read),
+        1
+    );
+    assert_eq!(
+        q.search_offset_by_timestamp(20, Boundary::Upper, &mut read),
+        3
+    );
+    assert_eq!(
+        q.search_offset_by_timestamp(25, Boundary::Lower, &mut read),
+        4
+    );
+    assert_eq!(
+        q.search_offset_by_timestamp(25, Boundary::Upper, &mut read),
+        3
+    );
+    assert_eq!(
+        q.search_offset_by_timestamp(5, Boundary::Lower, &mut read),
+        0
+    );
+    assert_eq!(
+        q.search_offset_by_timestamp(5, Boundary::Upper, &mut read),
+        0
+    );
+    assert_eq!(
+        q.search_offset_by_timestamp(99, Boundary::Lower, &mut read),
+        8
+    );
+    assert_eq!(
+        q.search_offset_by_timestamp(99, Boundary::Upper, &mut read),
+        7
+    );
+    assert_eq!(
+        q.search_offset_by_timestamp(40, Boundary::Lower, &mut read),
+        5
+    );
+    assert_eq!(
+        q.search_offset_by_timestamp(40, Boundary::Upper, &mut read),
+        6
+    );
+    // A binary search: a handful of reads per search, not one per unit.
+    assert!(
+        calls <= 10 * 4,
+        "{calls} reads for 10 searches over 8 units"
+    );
+    // Records already gone (None) count as older.
+    let mut gone = |p: u64, _| {
+        if p < phys(4) {
+            None
+        } else {
+            times.get(&p).copied()
+        }
+    };
+    assert_eq!(
+        q.search_offset_by_timestamp(20, Boundary::Lower, &mut gone),
+        4
+    );
+    assert_eq!(
+        s.search_offset_by_timestamp("none", 0, 20, Boundary::Lower, &mut gone),
+        0
+    );
+}
+
+#[test]
+fn truncate_across_files_and_continue() {
+    let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), 4);
+    fill(&mut s, "T", 0, 10);
+    fill(&mut s, "U", 1, 2);
+    // Keep records 0..=4 of T: record 4 ends at phys(5).
+    s.truncate(phys(5));
+    let q = s.queue("T", 0).unwrap();
+    assert_eq!((q.min_offset(), q.max_offset()), (0, 5));
+    assert_eq!(q.file_count(), 2);
+    assert_eq!(q.max_physical_offset(), phys(5));
+    assert_eq!(s.max_offset("U", 1), 2);
+    // A record cut in the middle goes too.
+    s.truncate(phys(4) + 50);
+    assert_eq!(s.max_offset("T", 0), 4);
+    assert_eq!(s.queue("T", 0).unwrap().file_count(), 1);
+    assert_eq!(s.dispatched_offset(), phys(4) + 50);
+    // Appends continue at the new max, in a new second file.
+    assert_eq!(
+        s.put("T", 0, 4, phys(4), 100, 0).unwrap(),
+        PutOutcome::Appended
+    );
+    assert_eq!(s.queue("T", 0).unwrap().file_count(), 2);
+    assert_eq!(s.get("T", 0, 4).unwrap().physical_offset, phys(4));
+    // Truncating everything empties the queue but keeps its offsets.
+    s.truncate(0);
+    assert_eq!((s.min_offset("T", 0), s.max_offset("T", 0)), (0, 0));
+    assert_eq!(s.queue("T", 0).unwrap().file_count(), 0);
+    fill(&mut s, "T", 0, 1);
+    assert_eq!(s.max_offset("T", 0), 1);
+}
+
+#[test]
+fn delete_below_keeps_last_file_and_moves_min() {
+    let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), 4);
+    fill(&mut s, "T", 0, 10);
+    // Records 0..6 are in deleted segments.
+    assert_eq!(s.delete_below(phys(6)), 1);
+    let q = s.queue("T", 0).unwrap();
+    assert_eq!(q.file_count(), 2);
+    assert_eq!((q.min_offset(), q.max_offset()), (6, 10));
+    assert_eq!(s.get("T", 0, 5), None);
+    assert_eq!(s.get("T", 0, 6).unwrap().physical_offset, phys(6));
+    // Everything gone: the last file stays, min = max.
+    assert_eq!(s.delete_below(u64::MAX), 1);
+    let q = s.queue("T", 0).unwrap();
+    assert_eq!(q.file_count(), 1);
+    assert_eq!((q.min_offset(), q.max_offset()), (10, 10));
+    fill_from(&mut s, 10, 12);
+    assert_eq!(s.get("T", 0, 11).unwrap().physical_offset, phys(11));
+}
+
+fn fill_from(s: &mut ConsumeQueueStore, from: i64, to: i64) {
+    for i in from..to {
+        s.put("T", 0, i, phys(i as u64), 100, 0).unwrap();
+    }
+}
+
+/// (topic, queue id, min offset, max offset, units).
+type QueueDump = (String, i32, i64, i64, Vec<(i64, CqEntry)>);
+
+fn all_units(s: &ConsumeQueueStore) -> Vec<QueueDump> {
+    let mut v: Vec<_> = s
+        .queues()
+        .map(|(t, q)| {
+            let cq = s.queue(t, q).unwrap();
+            (
+                t.to_owned(),
+                q,
+                cq.min_offset(),
+                cq.max_offset(),
+                cq.iter_from(0).collect(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    v
+}
+
+#[test]
+fn flush_then_reload_equals_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("consumequeue");
+    let store = RefCell::new(ConsumeQueueStore::new(root.clone(), 4));
+    fill(&mut store.borrow_mut(), "TopicA", 0, 9);
+    fill(&mut store.borrow_mut(), "TopicA", 3, 2);
+    store
+        .borrow_mut()
+        .put("TopicB", 1, 5, 50_000, 33, -5)
+        .unwrap();
+    let stats = run(flush(&store, u64::MAX)).unwrap();
+    // TopicB's file starts at unit 4: one filler, then its unit.
+    assert_eq!(stats.units, 9 + 2 + 2);
+    let s = store.borrow();
+    // Exact bytes of the first unit and file names/sizes.
+    let f0 = std::fs::read(root.join("TopicA/0/00000000000000000000")).unwrap();
+    assert_eq!(f0.len(), 80);
+    let mut want = Vec::new();
+    want.extend_from_slice(&1000i64.to_be_bytes());
+    want.extend_from_slice(&100i32.to_be_bytes());
+    want.extend_from_slice(&0i64.to_be_bytes());
+    assert_eq!(&f0[..20], &want[..]);
+    assert_eq!(
+        std::fs::metadata(root.join("TopicA/0/00000000000000000080"))
+            .unwrap()
+            .len(),
+        80
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("TopicA/0/00000000000000000160"))
+            .unwrap()
+            .len(),
+        20
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("TopicB/1/00000000000000000080"))
+            .unwrap()
+            .len(),
+        40
+    );
+    assert!(!s.is_dirty());
+    let loaded = ConsumeQueueStore::load(root.clone(), 4).unwrap();
+    assert_eq!(all_units(&loaded), all_units(&s));
+    assert_eq!(loaded.min_offset("TopicB", 1), 5);
+    assert_eq!(loaded.dispatched_offset(), 50_033);
+    drop(s);
+
+    // Appending after reload continues in the partial file.
+    let store = RefCell::new(loaded);
+    store
+        .borrow_mut()
+        .put("TopicA", 0, 9, phys(9), 100, 1)
+        .unwrap();
+    run(flush(&store, u64::MAX)).unwrap();
+    let again = ConsumeQueueStore::load(root, 4).unwrap();
+    assert_eq!(again.max_offset("TopicA", 0), 10);
+    assert_eq!(again.get("TopicA", 0, 9).unwrap().tags_code, 1);
+}
+
+#[test]
+fn flush_stops_at_the_bound_and_tracks_the_durable_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cq");
+    let store = RefCell::new(ConsumeQueueStore::new(root.clone(), 4));
+    fill(&mut store.borrow_mut(), "T", 0, 6);
+    // The CommitLog is durable up to the end of record 2.
+    let stats = run(flush(&store, phys(3))).unwrap();
+    assert_eq!(stats.units, 3);
+    assert_eq!(stats.durable_offset, phys(3));
+    assert_eq!(store.borrow().durable_offset(), phys(3));
+    assert_eq!(
+        ConsumeQueueStore::load(root.clone(), 4)
+            .unwrap()
+            .max_offset("T", 0),
+        3
+    );
+    let stats = run(flush(&store, u64::MAX)).unwrap();
+    assert_eq!(stats.units, 3);
+    // Never past what was dispatched.
+    assert_eq!(store.borrow().durable_offset(), phys(5) + 100);
+    assert_eq!(
+        ConsumeQueueStore::load(root, 4).unwrap().max_offset("T", 0),
+        6
+    );
+    // A second flush with nothing new is a no-op.
+    let stats = run(flush(&store, u64::MAX)).unwrap();
+    assert_eq!(stats.units, 0);
+    assert_eq!(stats.disk.files_written, 0);
+}
+
+#[test]
+fn truncate_and_delete_reach_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cq");
+    let store = RefCell::new(ConsumeQueueStore::new(root.clone(), 4));
+    fill(&mut store.borrow_mut(), "T", 0, 10);
+    fill(&mut store.borrow_mut(), "Gone", 0, 1);
+    run(flush(&store, u64::MAX)).unwrap();
+    store.borrow_mut().truncate(phys(6));
+    assert!(store.borrow_mut().delete_topic("Gone"));
+    let stats = run(flush(&store, u64::MAX)).unwrap();
+    assert_eq!(stats.disk.files_removed, 1 + 1);
+    assert!(!root.join("T/0/00000000000000000160").exists());
+    assert_eq!(
+        std::fs::metadata(root.join("T/0/00000000000000000080"))
+            .unwrap()
+            .len(),
+        40
+    );
+    assert!(!root.join("Gone").exists());
+    let loaded = ConsumeQueueStore::load(root.clone(), 4).unwrap();
+    assert_eq!(loaded.max_offset("T", 0), 6);
+    assert!(loaded.queue("Gone", 0).is_none());
+
+    // Retention: the first file goes from disk.
+    store.borrow_mut().delete_below(phys(5));
+    run(flush(&store, u64::MAX)).unwrap();
+    assert!(!root.join("T/0/00000000000000000000").exists());
+    let loaded = ConsumeQueueStore::load(root, 4).unwrap();
+    assert_eq!(
+        (loaded.min_offset("T", 0), loaded.max_offset("T", 0)),
+        (4, 6)
+    );
+}
+
+#[test]
+fn load_stops_at_a_torn_tail_and_drops_unreachable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cq");
+    let qdir = root.join("T").join("0");
+    std::fs::create_dir_all(&qdir).unwrap();
+    let unit = |p: i64| {
+        let mut u = Vec::new();
+        u.extend_from_slice(&p.to_be_bytes());
+        u.extend_from_slice(&10i32.to_be_bytes());
+        u.extend_from_slice(&0i64.to_be_bytes());
+        u
+    };
+    // File 0: two units, then zeros, then a stale unit (unreachable), then half a unit.
+    let mut f = [unit(0), unit(10), vec![0; 20], unit(30)].concat();
+    f.extend_from_slice(&[1, 2, 3]);
+    std::fs::write(qdir.join(file_name(0)), &f).unwrap();
+    std::fs::write(qdir.join(file_name(4)), unit(40)).unwrap();
+    std::fs::write(qdir.join("junk.txt"), b"x").unwrap();
+    let s = ConsumeQueueStore::load(root, 4).unwrap();
+    assert_eq!((s.min_offset("T", 0), s.max_offset("T", 0)), (0, 2));
+    assert_eq!(s.queue("T", 0).unwrap().file_count(), 1);
+    assert_eq!(s.pending_removals, vec![qdir.join(file_name(4))]);
+    // The next flush cuts the stale bytes.
+    assert!(s.is_dirty());
+}

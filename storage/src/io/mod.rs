@@ -1,0 +1,22 @@
+//! The only place glommio is touched in ramjet-storage (DESIGN.md §8 "the runtime is
+//! contained"): DMA-aligned write buffers, segment files (O_DIRECT through io_uring, plus a
+//! buffered descriptor for sendfile), task spawning and timers. A move to another io_uring
+//! runtime changes this module only.
+
+mod buffer;
+mod file;
+mod runtime;
+
+pub use buffer::ChunkBuffer;
+pub use file::{sync_dir, warm_up, SegmentFile};
+pub use runtime::{block_on, sleep, spawn, yield_now, BackgroundTask};
+
+/// Turns a glommio error into the `std::io::Error` it wraps, keeping the OS error code (glommio's
+/// own conversion drops it for "enhanced" errors, and ENOSPC must stay recognisable).
+pub(crate) fn to_io_error<T>(err: glommio::GlommioError<T>) -> std::io::Error {
+    match err {
+        glommio::GlommioError::IoError(e) => e,
+        glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        other => other.into(),
+    }
+}

@@ -1,0 +1,54 @@
+//! Tasks and timers of the shard's executor.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// A task running on the current executor; dropping the handle leaves it running.
+pub struct BackgroundTask<T> {
+    task: Option<glommio::Task<T>>,
+}
+
+impl<T> BackgroundTask<T> {
+    /// Waits for the task's result.
+    pub async fn join(mut self) -> Option<T> {
+        match self.task.take() {
+            Some(t) => Some(t.await),
+            None => None,
+        }
+    }
+}
+
+impl<T> Drop for BackgroundTask<T> {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.detach();
+        }
+    }
+}
+
+/// Spawns `fut` on the current glommio executor. Panics if called outside one (a programming
+/// error: the store is only ever used from its shard's executor).
+pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> BackgroundTask<T> {
+    BackgroundTask {
+        task: Some(glommio::spawn_local(fut)),
+    }
+}
+
+/// Sleeps on the executor's timer.
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await
+}
+
+/// Lets other tasks of the executor run if this one has used its time slice.
+pub async fn yield_now() {
+    glommio::yield_if_needed().await
+}
+
+/// Runs `fut` to completion on a fresh single-threaded glommio executor on the calling thread
+/// (tests, tools). Fails if the executor cannot start (io_uring blocked, locked memory).
+pub fn block_on<T>(fut: impl Future<Output = T>) -> std::io::Result<T> {
+    let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .make()
+        .map_err(super::to_io_error)?;
+    Ok(ex.run(fut))
+}

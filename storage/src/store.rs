@@ -1,0 +1,1777 @@
+//! [`Store`]: one shard's store, the API the broker uses. Appends are synchronous and in memory
+//! (offsets, encode, dispatch, arrival listener); durability is awaited separately
+//! ([`Store::wait_durable`]); a background flusher task writes, syncs and checkpoints.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ramjet_core::record::{encode_record, sysflag, MessageToStore, RecordView};
+
+use crate::checkpoint::Checkpoint;
+use crate::commitlog::flush::WaitFailure;
+use crate::commitlog::{Chunk, CommitLog};
+use crate::config::{FlushMode, StoreConfig};
+use crate::consumequeue::{Boundary, ConsumeQueueStore};
+use crate::error::StoreError;
+use crate::index::IndexService;
+use crate::io::{self, BackgroundTask};
+
+/// Where a put landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a put is durable only once wait_durable(end_physical_offset) resolves under flush = sync"]
+pub struct PutResult {
+    /// CommitLog offset of the first record.
+    pub physical_offset: u64,
+    /// CommitLog offset just past the last record: pass it to [`Store::wait_durable`].
+    pub end_physical_offset: u64,
+    /// Queue offset of the first message.
+    pub queue_offset: i64,
+    pub msg_count: u32,
+    /// Store timestamp written into the records (ms since the epoch).
+    pub store_timestamp: i64,
+}
+
+/// RocketMQ's GetMessageStatus (store side of a pull).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    Found,
+    NoMatchedMessage,
+    NoMessageInQueue,
+    OffsetTooSmall,
+    OffsetOverflowOne,
+    OffsetOverflowBadly,
+    OffsetFoundNull,
+    MessageWasRemoving,
+}
+
+impl GetStatus {
+    /// RocketMQ's name of the status (the broker puts it in the response remark).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GetStatus::Found => "FOUND",
+            GetStatus::NoMatchedMessage => "NO_MATCHED_MESSAGE",
+            GetStatus::NoMessageInQueue => "NO_MESSAGE_IN_QUEUE",
+            GetStatus::OffsetTooSmall => "OFFSET_TOO_SMALL",
+            GetStatus::OffsetOverflowOne => "OFFSET_OVERFLOW_ONE",
+            GetStatus::OffsetOverflowBadly => "OFFSET_OVERFLOW_BADLY",
+            GetStatus::OffsetFoundNull => "OFFSET_FOUND_NULL",
+            GetStatus::MessageWasRemoving => "MESSAGE_WAS_REMOVING",
+        }
+    }
+}
+
+/// Result of [`Store::get_messages`].
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    pub status: GetStatus,
+    /// The matching records, back to back, as memory and file ranges (adjacent ones coalesced).
+    pub chunks: Vec<Chunk>,
+    pub msg_count: u32,
+    /// Total bytes in `chunks`.
+    pub total_bytes: u32,
+    pub next_begin_offset: i64,
+    pub min_offset: i64,
+    pub max_offset: i64,
+}
+
+/// Counters of one store.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StoreStats {
+    pub messages_appended: u64,
+    pub bytes_appended: u64,
+    pub puts_refused_busy: u64,
+    pub puts_refused_disk_full: u64,
+    pub fdatasync_count: u64,
+    pub flush_count: u64,
+    pub flush_failures: u64,
+    pub chunk_writes: u64,
+    pub bytes_written: u64,
+    pub segments_created: u64,
+    pub segment_rolls: u64,
+    pub tail_cache_hits: u64,
+    pub tail_cache_misses: u64,
+    pub tail_cache_bytes: u64,
+    pub commitlog_min_offset: u64,
+    pub commitlog_end_offset: u64,
+    pub commitlog_durable_offset: u64,
+    /// Last measured disk usage of the store's file system (0.0..=1.0).
+    pub disk_used_ratio: f64,
+}
+
+/// ConsumeQueue directory inside the store (RocketMQ's name).
+pub const CONSUMEQUEUE_DIR: &str = "consumequeue";
+/// IndexFile directory inside the store (RocketMQ's name).
+pub const INDEX_DIR: &str = "index";
+
+/// How often the flusher wakes in sync mode without appends (disk checks, derived files).
+const IDLE_TICK_MS: u64 = 100;
+/// Pause before retrying after a failed flush.
+const FLUSH_RETRY_MS: u64 = 100;
+
+/// Called with (topic, queue id, new max offset) after each put.
+pub type ArrivalListener = Box<dyn Fn(&str, i32, i64)>;
+type DiskProbe = Box<dyn Fn() -> Option<f64>>;
+
+struct Inner {
+    cfg: StoreConfig,
+    log: Rc<CommitLog>,
+    queues: RefCell<ConsumeQueueStore>,
+    index: RefCell<IndexService>,
+    listener: RefCell<Option<ArrivalListener>>,
+    disk_probe: RefCell<Option<DiskProbe>>,
+    disk_used_ratio: Cell<f64>,
+    shutdown: Cell<bool>,
+    flusher: RefCell<Option<BackgroundTask<()>>>,
+    counters: Cell<StoreStats>,
+    /// Store timestamp of the last appended record.
+    last_store_timestamp: Cell<i64>,
+    /// Reused unit buffer of `get_messages`.
+    scratch_units: Cell<Vec<crate::consumequeue::CqEntry>>,
+}
+
+/// One shard's store. `!Send`, cheap to clone (an `Rc` inside); use it only from the glommio
+/// executor that opened it.
+#[derive(Clone)]
+pub struct Store {
+    inner: Rc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// Opens (or creates) the store in `cfg.dir`: runs recovery (validates the CommitLog from the
+    /// checkpoint, cuts a torn tail, refuses corruption), re-dispatches records past the
+    /// ConsumeQueue/IndexFile durable point, and starts the flusher task. Must be called inside
+    /// the shard's glommio executor.
+    pub async fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
+        cfg.validate()?;
+        std::fs::create_dir_all(&cfg.dir)
+            .map_err(|e| StoreError::io("creating store directory", &cfg.dir, e))?;
+        io::warm_up(&cfg.dir).await?;
+        let mut queues =
+            ConsumeQueueStore::load(cfg.dir.join(CONSUMEQUEUE_DIR), cfg.cq_units_per_file)?;
+        let mut index =
+            IndexService::load(cfg.dir.join(INDEX_DIR), cfg.index_slots, cfg.index_entries)?;
+        let recovered = recover(&cfg, &mut queues, &mut index)?;
+        let log = CommitLog::open(&cfg, recovered.end_offset, recovered.min_offset).await?;
+        let inner = Rc::new(Inner {
+            cfg,
+            log,
+            queues: RefCell::new(queues),
+            index: RefCell::new(index),
+            listener: RefCell::new(None),
+            disk_probe: RefCell::new(None),
+            disk_used_ratio: Cell::new(0.0),
+            shutdown: Cell::new(false),
+            flusher: RefCell::new(None),
+            counters: Cell::new(StoreStats::default()),
+            last_store_timestamp: Cell::new(recovered.last_store_timestamp.unwrap_or(0)),
+            scratch_units: Cell::new(Vec::new()),
+        });
+        inner.refresh_disk_usage();
+        let task = io::spawn(flusher_loop(Rc::downgrade(&inner), inner.log.clone()));
+        *inner.flusher.borrow_mut() = Some(task);
+        Ok(Store { inner })
+    }
+
+    /// The configuration the store runs with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    /// Appends one message, in memory: assigns the physical offset, queue offset and store
+    /// timestamp, encodes the record straight into the write buffer, dispatches its
+    /// ConsumeQueue unit and IndexFile entries, and calls the arrival listener. Never awaits,
+    /// never allocates (after a topic/queue's first message). Durable only after
+    /// [`Store::wait_durable`] under `flush = sync`.
+    pub fn put_message(&self, msg: &MessageToStore<'_>) -> Result<PutResult, StoreError> {
+        let inner = &*self.inner;
+        inner.admit()?;
+        if msg.body.len() > inner.cfg.max_message_bytes {
+            return Err(StoreError::MessageTooLarge {
+                what: "message body",
+                size: msg.body.len(),
+                max: inner.cfg.max_message_bytes,
+            });
+        }
+        msg.check_limits()?;
+        let len = msg.encoded_len();
+        let dispatched = sysflag::is_dispatched(msg.sys_flag);
+        let queue_offset = if dispatched {
+            inner.next_queue_offset(msg.topic, msg.queue_id)
+        } else {
+            0
+        };
+        let ts = now_ms();
+        let placed = inner.log.writer.borrow_mut().append(len, |phys, out| {
+            encode_record(msg, queue_offset, phys as i64, ts, out).map(|_| ())
+        });
+        let placed = inner.count_refusal(placed)??;
+        let phys = placed.offset;
+        inner.after_append(msg, queue_offset, phys, len as u32, ts, dispatched)?;
+        inner.appended(1, len as u64, ts);
+        if dispatched {
+            inner.notify_arrival(msg.topic, msg.queue_id, queue_offset + 1);
+        }
+        Ok(PutResult {
+            physical_offset: phys,
+            end_physical_offset: phys + len as u64,
+            queue_offset,
+            msg_count: 1,
+            store_timestamp: ts,
+        })
+    }
+
+    /// Appends a batch: all items to the same topic and queue, consecutive queue offsets, one
+    /// contiguous CommitLog range that never spans two segments.
+    pub fn put_batch(&self, msgs: &[MessageToStore<'_>]) -> Result<PutResult, StoreError> {
+        let inner = &*self.inner;
+        inner.admit()?;
+        let Some(first) = msgs.first() else {
+            return Err(StoreError::EmptyBatch);
+        };
+        let mut total = 0usize;
+        for (i, m) in msgs.iter().enumerate() {
+            if m.topic != first.topic || m.queue_id != first.queue_id {
+                return Err(StoreError::MixedBatch {
+                    index: i,
+                    topic: m.topic.to_string(),
+                    queue_id: m.queue_id,
+                    batch_topic: first.topic.to_string(),
+                    batch_queue_id: first.queue_id,
+                });
+            }
+            if m.body.len() > inner.cfg.max_message_bytes {
+                return Err(StoreError::MessageTooLarge {
+                    what: "message body",
+                    size: m.body.len(),
+                    max: inner.cfg.max_message_bytes,
+                });
+            }
+            m.check_limits()?;
+            total += m.encoded_len();
+        }
+        if total > inner.cfg.max_batch_bytes {
+            return Err(StoreError::MessageTooLarge {
+                what: "batch",
+                size: total,
+                max: inner.cfg.max_batch_bytes,
+            });
+        }
+        let dispatched = sysflag::is_dispatched(first.sys_flag);
+        let first_qo = if dispatched {
+            inner.next_queue_offset(first.topic, first.queue_id)
+        } else {
+            0
+        };
+        let ts = now_ms();
+        let placed = inner.log.writer.borrow_mut().append(total, |phys, out| {
+            let mut at = 0usize;
+            for (i, m) in msgs.iter().enumerate() {
+                let qo = if dispatched { first_qo + i as i64 } else { 0 };
+                let n = encode_record(m, qo, (phys + at as u64) as i64, ts, &mut out[at..])?;
+                at += n;
+            }
+            Ok::<(), ramjet_core::record::RecordError>(())
+        });
+        let placed = inner.count_refusal(placed)??;
+        let mut phys = placed.offset;
+        for (i, m) in msgs.iter().enumerate() {
+            let len = m.encoded_len();
+            let qo = if dispatched { first_qo + i as i64 } else { 0 };
+            inner.after_append(m, qo, phys, len as u32, ts, dispatched)?;
+            phys += len as u64;
+        }
+        inner.appended(msgs.len() as u64, total as u64, ts);
+        if dispatched {
+            inner.notify_arrival(first.topic, first.queue_id, first_qo + msgs.len() as i64);
+        }
+        Ok(PutResult {
+            physical_offset: placed.offset,
+            end_physical_offset: placed.offset + total as u64,
+            queue_offset: first_qo,
+            msg_count: msgs.len() as u32,
+            store_timestamp: ts,
+        })
+    }
+
+    /// Group commit: resolves once a flush (write + fdatasync) covers `end_physical_offset`.
+    /// Fails if a flush fails first (the data stays in memory and is retried) or at shutdown.
+    pub async fn wait_durable(&self, end_physical_offset: u64) -> Result<(), StoreError> {
+        let log = &self.inner.log;
+        if log.durable_offset() >= end_physical_offset {
+            return Ok(());
+        }
+        if self.inner.cfg.flush == FlushMode::Sync {
+            log.signal.raise();
+        }
+        log.durable
+            .wait(end_physical_offset)
+            .await
+            .map_err(|f| match f {
+                WaitFailure::FlushFailed { no_space, reason } => StoreError::FlushFailed {
+                    durable_offset: log.durable_offset(),
+                    no_space,
+                    reason,
+                },
+                WaitFailure::ShutDown => StoreError::ShutDown,
+            })
+    }
+
+    /// Resolves when appends of `len` bytes would not be refused with [`StoreError::Busy`].
+    pub async fn wait_writable(&self, len: usize) {
+        let log = self.inner.log.clone();
+        std::future::poll_fn(move |cx| {
+            if log.writer.borrow().has_room(len) {
+                std::task::Poll::Ready(())
+            } else {
+                log.room.register(cx.waker());
+                log.signal.raise();
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// The whole record stored at `physical_offset` (query / view by id), validated.
+    pub async fn read_record(&self, physical_offset: u64) -> Result<bytes::Bytes, StoreError> {
+        self.inner.log.read_record(physical_offset)
+    }
+
+    /// Calls `f(topic, queue_id, new_max_offset)` after every put (long-polling wake-ups).
+    pub fn set_arrival_listener(&self, f: ArrivalListener) {
+        *self.inner.listener.borrow_mut() = Some(f);
+    }
+
+    /// Replaces the disk-usage measurement (statvfs of the store directory) with `probe`, which
+    /// returns the used ratio 0.0..=1.0 (`None` = fall back to statvfs). For tests of the
+    /// refuse ratio, and for deployments that meter quota differently.
+    pub fn set_disk_usage_probe(&self, probe: Box<dyn Fn() -> Option<f64>>) {
+        *self.inner.disk_probe.borrow_mut() = Some(probe);
+        self.inner.refresh_disk_usage();
+    }
+
+    /// Re-measures disk usage now (the flusher does it every `disk_check_interval_ms`).
+    pub fn refresh_disk_usage(&self) -> f64 {
+        self.inner.refresh_disk_usage()
+    }
+
+    /// Test hook: while `Some(errno)`, CommitLog writes fail with that OS error (e.g.
+    /// `libc::ENOSPC`) before reaching the file, as a full disk would make them.
+    pub fn inject_write_fault(&self, errno: Option<i32>) {
+        self.inner.log.set_write_fault(errno);
+        if errno.is_none() {
+            self.inner.log.signal.raise();
+        }
+    }
+
+    /// Flushes everything appended so far (CommitLog write + fdatasync).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let end = self.inner.log.end_offset();
+        self.inner.log.signal.raise();
+        self.wait_durable(end).await
+    }
+
+    /// Flushes, stops the flusher, writes the checkpoint and closes the files. Appends fail
+    /// with [`StoreError::ShutDown`] afterwards.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        if inner.shutdown.replace(true) {
+            return Ok(());
+        }
+        inner.log.signal.raise();
+        let task = inner.flusher.borrow_mut().take();
+        if let Some(t) = task {
+            t.join().await;
+        }
+        let res = if inner.log.durable_offset() < inner.log.end_offset() {
+            Err(StoreError::FlushFailed {
+                durable_offset: inner.log.durable_offset(),
+                no_space: false,
+                reason: inner
+                    .log
+                    .durable
+                    .current_failure()
+                    .map_or_else(|| "final flush did not complete".to_string(), |f| f.1),
+            })
+        } else {
+            Ok(())
+        };
+        inner.log.durable.close();
+        inner.log.close().await?;
+        res
+    }
+
+    /// One retention sweep (RocketMQ `CleanCommitLogService`): deletes expired CommitLog
+    /// segments (or the oldest ones under disk pressure, see [`crate::retention`]) together
+    /// with their ConsumeQueue parts, then re-measures disk usage. The flusher runs it every
+    /// `retention_check_interval_ms`; callers may run it at any time.
+    pub async fn retention_sweep(&self) -> Result<crate::retention::DeletionReport, StoreError> {
+        use crate::retention::{
+            delete_segments, disk_usage, plan_deletion, segment_ages, DiskUsage, RetentionPolicy,
+        };
+        let inner = &*self.inner;
+        let cfg = &inner.cfg;
+        let retention_err = |e: crate::retention::RetentionError| StoreError::Recovery {
+            dir: cfg.dir.clone(),
+            reason: format!("retention: {e}"),
+        };
+        let policy = RetentionPolicy::from_config(cfg).map_err(retention_err)?;
+        let mut usage = disk_usage(&cfg.dir).map_err(retention_err)?;
+        let probed = inner.disk_probe.borrow().as_ref().and_then(|p| p());
+        if let Some(ratio) = probed {
+            usage = DiskUsage::from_used_ratio(usage.total_bytes, ratio);
+        }
+        let segments = segment_ages(inner.log.dir()).map_err(retention_err)?;
+        let end = inner.log.end_offset();
+        let active_base = end - end % cfg.segment_size_bytes;
+        let plan = plan_deletion(&segments, active_base, now_ms(), usage, &policy);
+        let report = delete_segments(inner.log.dir(), &plan, &mut |min| {
+            inner.queues.borrow_mut().delete_below(min);
+            inner.index.borrow_mut().delete_below(min);
+            Ok(())
+        })
+        .map_err(retention_err)?;
+        if let Some(min) = report.new_min_offset {
+            if !report.deleted_bases.is_empty() {
+                inner.log.forget_segments_below(min);
+                tracing::info!(
+                    deleted = report.deleted_bases.len(),
+                    freed_bytes = report.freed_bytes,
+                    new_min_offset = min,
+                    "retention deleted CommitLog segments"
+                );
+            }
+        }
+        inner.refresh_disk_usage();
+        Ok(report)
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> StoreStats {
+        let inner = &self.inner;
+        let l = inner.log.stats();
+        let mut s = inner.counters.get();
+        s.fdatasync_count = l.fdatasync_count;
+        s.flush_count = l.flush_count;
+        s.flush_failures = l.flush_failures;
+        s.chunk_writes = l.chunk_writes;
+        s.bytes_written = l.bytes_written;
+        s.segments_created = l.segments_created;
+        s.segment_rolls = l.segment_rolls;
+        s.tail_cache_hits = l.tail_cache_hits;
+        s.tail_cache_misses = l.tail_cache_misses;
+        s.tail_cache_bytes = l.tail_cache_bytes;
+        s.commitlog_min_offset = inner.log.min_offset();
+        s.commitlog_end_offset = l.appended_end;
+        s.commitlog_durable_offset = l.durable_end;
+        s.disk_used_ratio = inner.disk_used_ratio.get();
+        s
+    }
+
+    /// The CommitLog (segment bases, offsets, read paths) for retention and tools.
+    pub fn commitlog(&self) -> &Rc<CommitLog> {
+        &self.inner.log
+    }
+}
+
+impl Inner {
+    /// Refusals before any work: shut down, disk full, failing flushes.
+    #[inline]
+    fn admit(&self) -> Result<(), StoreError> {
+        if self.shutdown.get() {
+            return Err(StoreError::ShutDown);
+        }
+        let used = self.disk_used_ratio.get();
+        // Inclusive, like retention's DiskThresholds: at the refuse ratio appends stop.
+        if used >= self.cfg.disk_refuse_ratio {
+            self.bump(|s| s.puts_refused_disk_full += 1);
+            return Err(StoreError::DiskFull {
+                dir: self.cfg.dir.clone(),
+                used_pct: used * 100.0,
+                refuse_pct: self.cfg.disk_refuse_ratio * 100.0,
+            });
+        }
+        if let Some((no_space, reason)) = self.log.durable.current_failure() {
+            return Err(StoreError::FlushFailed {
+                durable_offset: self.log.durable_offset(),
+                no_space,
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut StoreStats)) {
+        let mut s = self.counters.get();
+        f(&mut s);
+        self.counters.set(s);
+    }
+
+    fn count_refusal<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Busy { .. }) = &r {
+            self.bump(|s| s.puts_refused_busy += 1);
+            self.log.signal.raise();
+        }
+        r
+    }
+
+    fn appended(&self, msgs: u64, bytes: u64, ts: i64) {
+        self.bump(|s| {
+            s.messages_appended += msgs;
+            s.bytes_appended += bytes;
+        });
+        self.last_store_timestamp.set(ts);
+        match self.cfg.flush {
+            FlushMode::Sync => self.log.signal.raise(),
+            FlushMode::Async => {
+                if self.log.writer.borrow().unflushed_bytes() >= self.cfg.flush_bytes {
+                    self.log.signal.raise();
+                }
+            }
+        }
+    }
+
+    fn notify_arrival(&self, topic: &str, queue_id: i32, new_max: i64) {
+        if let Some(f) = &*self.listener.borrow() {
+            f(topic, queue_id, new_max);
+        }
+    }
+
+    fn refresh_disk_usage(&self) -> f64 {
+        let probed = self.disk_probe.borrow().as_ref().and_then(|p| p());
+        let ratio = match probed {
+            Some(r) => r,
+            None => match crate::retention::disk_usage(&self.cfg.dir) {
+                Ok(u) => u.used_ratio(),
+                Err(e) => {
+                    tracing::warn!(dir = %self.cfg.dir.display(), error = %e, "measuring disk usage failed");
+                    self.disk_used_ratio.get()
+                }
+            },
+        };
+        self.disk_used_ratio.set(ratio);
+        ratio
+    }
+}
+
+/// The flusher: waits for appends (sync), the interval or the byte threshold (async), writes and
+/// syncs the CommitLog, then on its own cadence flushes ConsumeQueue/IndexFile files, writes the
+/// checkpoint and re-measures disk usage. Exits after the final flush at shutdown, or when the
+/// store is dropped.
+async fn flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
+    let (mode, interval_ms, disk_ms, cp_ms, retention_ms) = match store.upgrade() {
+        Some(s) => (
+            s.cfg.flush,
+            s.cfg.flush_interval_ms,
+            s.cfg.disk_check_interval_ms,
+            s.cfg.checkpoint_interval_ms,
+            s.cfg.retention_check_interval_ms,
+        ),
+        None => return,
+    };
+    let tick = Duration::from_millis(match mode {
+        FlushMode::Sync => IDLE_TICK_MS.min(interval_ms),
+        FlushMode::Async => interval_ms,
+    });
+    let mut last_disk = Instant::now();
+    let mut last_derived = Instant::now();
+    let mut last_retention = Instant::now();
+    loop {
+        futures_lite::future::or(log.signal.wait(), io::sleep(tick)).await;
+        let Some(inner) = store.upgrade() else { return };
+        let shutting = inner.shutdown.get();
+        drop(inner);
+        let failed = match log.flush_once().await {
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "CommitLog flush failed; appends refused until a retry succeeds");
+                log.flush_failed(&e);
+                true
+            }
+        };
+        let Some(inner) = store.upgrade() else { return };
+        let now = Instant::now();
+        if now.duration_since(last_disk) >= Duration::from_millis(disk_ms) {
+            inner.refresh_disk_usage();
+            last_disk = now;
+        }
+        if shutting
+            || now.duration_since(last_derived) >= Duration::from_millis(cp_ms.min(interval_ms))
+        {
+            if let Err(e) = inner.flush_derived().await {
+                tracing::error!(error = %e, "flushing ConsumeQueue/IndexFile or checkpoint failed");
+            }
+            last_derived = Instant::now();
+        }
+        if shutting {
+            return;
+        }
+        if now.duration_since(last_retention) >= Duration::from_millis(retention_ms) {
+            let st = Store {
+                inner: inner.clone(),
+            };
+            if let Err(e) = st.retention_sweep().await {
+                tracing::error!(error = %e, "retention sweep failed");
+            }
+            last_retention = Instant::now();
+        }
+        drop(inner);
+        if failed {
+            io::sleep(Duration::from_millis(FLUSH_RETRY_MS)).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch: ConsumeQueue and IndexFile (modules of helper "record").
+//
+// What this file calls on them (kept narrow on purpose):
+//   consumequeue: ConsumeQueueStore::load, put, queue(..).get/iter_from, min/max_offset,
+//     search_offset_by_timestamp, truncate (recovery), queues, delete_topic, flush(&RefCell, up_to)
+//   index: IndexService::load, index_message, query, truncate (recovery), delete_below,
+//     flush(&RefCell, up_to)
+// ---------------------------------------------------------------------------------------------
+
+/// What recovery told the store.
+struct Recovered {
+    end_offset: u64,
+    min_offset: u64,
+    last_store_timestamp: Option<i64>,
+}
+
+/// Runs CommitLog recovery from the checkpoint and re-dispatches the records past the
+/// ConsumeQueue/IndexFile durable point.
+fn recover(
+    cfg: &StoreConfig,
+    queues: &mut ConsumeQueueStore,
+    index: &mut IndexService,
+) -> Result<Recovered, StoreError> {
+    use crate::recovery::{recover_commitlog, RecoveryOptions};
+    let checkpoint = match Checkpoint::load(&cfg.dir) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoint unreadable; recovering the whole CommitLog");
+            None
+        }
+    };
+    if let Some(cp) = &checkpoint {
+        queues.set_durable_offset(cp.consumequeue_durable_offset);
+        index.set_durable_offset(cp.index_durable_offset);
+    }
+    let mut opts = RecoveryOptions::from_checkpoint(cfg.segment_size_bytes, checkpoint.as_ref());
+    opts.max_record_bytes = cfg.max_record_bytes().max(cfg.max_batch_bytes);
+    let mut dispatch_error: Option<String> = None;
+    let report = recover_commitlog(&cfg.commitlog_dir(), &opts, &mut |view, offset| {
+        if dispatch_error.is_some() {
+            return;
+        }
+        if let Err(e) = redispatch(queues, index, view, offset) {
+            dispatch_error = Some(e.to_string());
+        }
+    })
+    .map_err(|e| StoreError::Recovery {
+        dir: cfg.dir.clone(),
+        reason: e.to_string(),
+    })?;
+    if let Some(reason) = dispatch_error {
+        return Err(StoreError::Recovery {
+            dir: cfg.dir.clone(),
+            reason: format!("re-dispatching recovered records: {reason}"),
+        });
+    }
+    queues.truncate(report.end_offset);
+    index.truncate(report.end_offset);
+    if let Some(t) = &report.truncated {
+        tracing::warn!(segment = %t.segment.display(), offset = t.offset, reason = %t.reason, "cut a torn CommitLog tail");
+    }
+    Ok(Recovered {
+        end_offset: report.end_offset,
+        min_offset: report.min_offset,
+        last_store_timestamp: report.last_store_timestamp,
+    })
+}
+
+/// ConsumeQueue unit and IndexFile entries of one recovered record.
+fn redispatch(
+    queues: &mut ConsumeQueueStore,
+    index: &mut IndexService,
+    view: &RecordView<'_>,
+    offset: u64,
+) -> Result<(), StoreError> {
+    let props = view.properties();
+    let topic = view.topic();
+    if sysflag::is_dispatched(view.sys_flag()) {
+        let tags_code =
+            ramjet_core::record::properties::get(props, ramjet_core::record::properties::TAGS)
+                .map_or(0, ramjet_core::record::tag_hash_bytes);
+        queues.put(
+            topic,
+            view.queue_id(),
+            view.queue_offset(),
+            offset,
+            view.total_size(),
+            tags_code,
+        )?;
+    }
+    index.index_message(
+        topic,
+        view.sys_flag(),
+        offset,
+        view.total_size(),
+        view.store_timestamp(),
+        props,
+    )?;
+    Ok(())
+}
+
+impl Inner {
+    #[inline]
+    fn next_queue_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.queues.borrow().max_offset(topic, queue_id)
+    }
+
+    /// Dispatch of one appended record, in the same step as the append.
+    #[inline]
+    fn after_append(
+        &self,
+        msg: &MessageToStore<'_>,
+        queue_offset: i64,
+        phys: u64,
+        len: u32,
+        ts: i64,
+        dispatched: bool,
+    ) -> Result<(), StoreError> {
+        if dispatched {
+            self.queues.borrow_mut().put(
+                msg.topic,
+                msg.queue_id,
+                queue_offset,
+                phys,
+                len,
+                msg.tags_code,
+            )?;
+        }
+        self.index.borrow_mut().index_message(
+            msg.topic,
+            msg.stored_sys_flag(),
+            phys,
+            len,
+            ts,
+            msg.properties,
+        )?;
+        Ok(())
+    }
+
+    /// Flushes ConsumeQueue and IndexFile files, then writes the checkpoint.
+    async fn flush_derived(&self) -> Result<(), StoreError> {
+        // Units and entries reach the disk only for records already durable (pass the
+        // CommitLog's durable offset), so a crash never leaves one pointing past the recovered
+        // end.
+        let durable = self.log.durable_offset();
+        let cq = crate::consumequeue::flush(&self.queues, durable).await?;
+        let ix = crate::index::flush(&self.index, durable).await?;
+        let (cq_durable, index_durable) = (cq.durable_offset, ix.durable_offset);
+        let durable = self.log.durable_offset();
+        let ts = self.last_store_timestamp.get();
+        let cp = Checkpoint {
+            physic_msg_timestamp: ts,
+            logics_msg_timestamp: ts,
+            index_msg_timestamp: ts,
+            commitlog_durable_offset: durable,
+            consumequeue_durable_offset: cq_durable.min(durable),
+            index_durable_offset: index_durable.min(durable),
+        };
+        cp.store(&self.cfg.dir).map_err(|e| {
+            StoreError::io(
+                "writing checkpoint",
+                &self.cfg.dir,
+                std::io::Error::other(e.to_string()),
+            )
+        })
+    }
+}
+
+/// ConsumeQueue bytes a pull scans at least (RocketMQ: 16000 bytes of units).
+const MIN_UNITS_SCANNED_PER_PULL: usize = 16000 / 20;
+
+impl Store {
+    /// Pull read (RocketMQ `getMessage`): scans ConsumeQueue units of (topic, queue) from
+    /// `offset`, keeps those whose tags code passes `filter`, and returns the CommitLog ranges
+    /// of the matching records, capped by `max_msgs`, `max_bytes` and RocketMQ's per-pull
+    /// transfer limits (memory vs disk). Status and `next_begin_offset` follow RocketMQ's
+    /// GetMessageStatus rules.
+    pub fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_msgs: u32,
+        max_bytes: u32,
+        filter: &dyn Fn(i64) -> bool,
+    ) -> GetResult {
+        let inner = &*self.inner;
+        let queues = inner.queues.borrow();
+        let min = queues.min_offset(topic, queue_id);
+        let max = queues.max_offset(topic, queue_id);
+        let mut r = GetResult {
+            status: GetStatus::NoMessageInQueue,
+            chunks: Vec::new(),
+            msg_count: 0,
+            total_bytes: 0,
+            next_begin_offset: 0,
+            min_offset: min,
+            max_offset: max,
+        };
+        if max == 0 {
+            return r;
+        }
+        if offset < min {
+            r.status = GetStatus::OffsetTooSmall;
+            r.next_begin_offset = min;
+            return r;
+        }
+        if offset == max {
+            r.status = GetStatus::OffsetOverflowOne;
+            r.next_begin_offset = offset;
+            return r;
+        }
+        if offset > max {
+            r.status = GetStatus::OffsetOverflowBadly;
+            r.next_begin_offset = max;
+            return r;
+        }
+        let max_units = MIN_UNITS_SCANNED_PER_PULL.max(max_msgs as usize);
+        let Some(queue) = queues.queue(topic, queue_id) else {
+            return r;
+        };
+        if queue.get(offset).is_none() {
+            // min <= offset < max but the unit is gone: skip to the next ConsumeQueue file.
+            let per_file = i64::from(queues.units_per_file());
+            r.status = GetStatus::OffsetFoundNull;
+            r.next_begin_offset = (offset / per_file + 1) * per_file;
+            return r;
+        }
+        let mut units = inner.scratch_units.take();
+        units.clear();
+        units.extend(queue.iter_from(offset).take(max_units).map(|(_, e)| e));
+        drop(queues);
+        let cfg = &inner.cfg;
+        let log = &inner.log;
+        let log_min = log.min_offset();
+        let cache_min = log.writer.borrow().cache().min_offset().unwrap_or(u64::MAX);
+        let mut scanned = 0i64;
+        let mut removing = false;
+        for u in &units {
+            if u.is_filler() || u.size == 0 || u.physical_offset < log_min {
+                removing = true;
+                scanned += 1;
+                continue;
+            }
+            let (size_u, phys_u) = (u.size, u.physical_offset);
+            if r.msg_count > 0 {
+                let in_memory = phys_u >= cache_min;
+                let (cap_bytes, cap_count) = if in_memory {
+                    (
+                        cfg.max_transfer_bytes_in_memory,
+                        cfg.max_transfer_count_in_memory,
+                    )
+                } else {
+                    (
+                        cfg.max_transfer_bytes_on_disk,
+                        cfg.max_transfer_count_on_disk,
+                    )
+                };
+                let next_total = r.total_bytes as u64 + size_u as u64;
+                if r.msg_count >= max_msgs
+                    || next_total > max_bytes as u64
+                    || next_total > cap_bytes as u64
+                    || r.msg_count >= cap_count
+                {
+                    break;
+                }
+            }
+            if !filter(u.tags_code) {
+                scanned += 1;
+                continue;
+            }
+            match log.read_into(phys_u, size_u, &mut r.chunks) {
+                Ok(()) => {
+                    r.msg_count += 1;
+                    r.total_bytes += size_u;
+                }
+                Err(_) => removing = true,
+            }
+            scanned += 1;
+            if r.msg_count >= max_msgs {
+                break;
+            }
+        }
+        inner.scratch_units.replace(units);
+        r.next_begin_offset = offset + scanned;
+        r.status = if r.msg_count > 0 {
+            GetStatus::Found
+        } else if removing {
+            GetStatus::MessageWasRemoving
+        } else {
+            GetStatus::NoMatchedMessage
+        };
+        r
+    }
+
+    /// Lowest queue offset still stored.
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner.queues.borrow().min_offset(topic, queue_id)
+    }
+
+    /// Next queue offset to be assigned (= number of messages ever stored in the queue).
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner.queues.borrow().max_offset(topic, queue_id)
+    }
+
+    /// Store timestamp of the record behind queue offset `queue_offset`.
+    fn store_time_at(&self, topic: &str, queue_id: i32, queue_offset: i64) -> Option<i64> {
+        let e = self
+            .inner
+            .queues
+            .borrow()
+            .get(topic, queue_id, queue_offset)?;
+        if e.is_filler() {
+            return None;
+        }
+        self.inner.log.store_timestamp_at(e.physical_offset).ok()
+    }
+
+    /// First queue offset whose message was stored at or after `ts_ms` (RocketMQ
+    /// `getOffsetInQueueByTime`): the min offset if all are later, the max offset if all are
+    /// earlier.
+    pub fn search_offset_by_timestamp(&self, topic: &str, queue_id: i32, ts_ms: i64) -> i64 {
+        let log = &self.inner.log;
+        self.inner.queues.borrow().search_offset_by_timestamp(
+            topic,
+            queue_id,
+            ts_ms,
+            Boundary::Lower,
+            &mut |phys, _size| log.store_timestamp_at(phys).ok(),
+        )
+    }
+
+    /// Store time of the oldest message still in the queue.
+    pub fn earliest_msg_store_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        let min = self.min_offset(topic, queue_id);
+        if self.max_offset(topic, queue_id) <= min {
+            return None;
+        }
+        self.store_time_at(topic, queue_id, min)
+    }
+
+    /// CommitLog offsets of messages of `topic` with key (or unique id) `key` stored within
+    /// `[begin_ms, end_ms]`, newest first, at most `max`. Callers re-check the key on the
+    /// records (hash collisions).
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Vec<u64> {
+        match self
+            .inner
+            .index
+            .borrow()
+            .query(topic, key, max, begin_ms, end_ms)
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(topic, key, error = %e, "IndexFile query failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Every (topic, queue id) with a ConsumeQueue.
+    pub fn queues(&self) -> Vec<(String, i32)> {
+        let mut v: Vec<(String, i32)> = self
+            .inner
+            .queues
+            .borrow()
+            .queues()
+            .map(|(t, q)| (t.to_string(), q))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Deletes the ConsumeQueues of `topic` (its CommitLog records expire with their segments).
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), StoreError> {
+        self.inner.queues.borrow_mut().delete_topic(topic);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::os::unix::fs::FileExt;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use ramjet_core::record::{properties, tag_hash, MessageToStore, RecordView};
+
+    use super::*;
+    use crate::config::{IoMode, Preallocate};
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn cfg(dir: &std::path::Path) -> StoreConfig {
+        StoreConfig {
+            segment_size_bytes: 2 * MIB,
+            write_chunk_bytes: 256 * 1024,
+            max_message_bytes: 256 * 1024,
+            max_batch_bytes: 512 * 1024,
+            max_unflushed_bytes: 8 * MIB,
+            tail_cache_bytes: 4 * MIB,
+            flush_interval_ms: 20,
+            ..StoreConfig::new(dir)
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse()
+            .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
+    }
+
+    /// Owns the bytes a `MessageToStore` borrows.
+    struct Msg {
+        topic: String,
+        queue_id: i32,
+        body: Vec<u8>,
+        props: Vec<u8>,
+        tags_code: i64,
+    }
+
+    impl Msg {
+        fn new(topic: &str, queue_id: i32, body: Vec<u8>, tag: &str, key: &str) -> Msg {
+            let props = properties::encode([(properties::TAGS, tag), (properties::KEYS, key)])
+                .unwrap_or_else(|e| panic!("properties: {e}"));
+            Msg {
+                topic: topic.to_string(),
+                queue_id,
+                body,
+                props,
+                tags_code: tag_hash(tag),
+            }
+        }
+
+        fn view(&self) -> MessageToStore<'_> {
+            MessageToStore {
+                topic: &self.topic,
+                queue_id: self.queue_id,
+                flag: 7,
+                body: &self.body,
+                properties: &self.props,
+                sys_flag: 0,
+                born_timestamp: 1_700_000_000_000,
+                born_host: addr("10.0.0.1:4000"),
+                store_host: addr("10.0.0.2:10911"),
+                reconsume_times: 0,
+                prepared_transaction_offset: 0,
+                tags_code: self.tags_code,
+            }
+        }
+    }
+
+    fn body(i: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+    }
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        io::block_on(f).unwrap_or_else(|e| panic!("glommio executor: {e}"))
+    }
+
+    /// Concatenated bytes of a pull result (memory and file chunks).
+    fn chunk_bytes(chunks: &[Chunk]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in chunks {
+            match c {
+                Chunk::Memory(s) => out.extend_from_slice(s.as_ref()),
+                Chunk::File { file, offset, len } => {
+                    let mut b = vec![0u8; *len as usize];
+                    file.read_exact_at(&mut b, *offset)
+                        .unwrap_or_else(|e| panic!("pread: {e}"));
+                    out.extend_from_slice(&b);
+                }
+            }
+        }
+        out
+    }
+
+    /// Splits concatenated records and returns their bodies and queue offsets.
+    fn records(mut bytes: &[u8]) -> Vec<(i64, i64, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let v = RecordView::parse_verified(bytes).unwrap_or_else(|e| panic!("record: {e}"));
+            out.push((v.queue_offset(), v.physical_offset(), v.body().to_vec()));
+            bytes = &bytes[v.total_size() as usize..];
+        }
+        out
+    }
+
+    fn all(_: i64) -> bool {
+        true
+    }
+
+    #[test]
+    fn put_and_read_single_and_batch() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        run(async {
+            let store = Store::open(cfg(dir.path()))
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let m0 = Msg::new("T", 0, body(0, 100), "A", "k0");
+            let r0 = store
+                .put_message(&m0.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            assert_eq!(
+                (r0.physical_offset, r0.queue_offset, r0.msg_count),
+                (0, 0, 1)
+            );
+            assert_eq!(r0.end_physical_offset, m0.view().encoded_len() as u64);
+            let batch: Vec<Msg> = (1..4)
+                .map(|i| Msg::new("T", 0, body(i, 50 + i), "B", "kb"))
+                .collect();
+            let views: Vec<MessageToStore<'_>> = batch.iter().map(Msg::view).collect();
+            let rb = store
+                .put_batch(&views)
+                .unwrap_or_else(|e| panic!("batch: {e}"));
+            assert_eq!(
+                (rb.physical_offset, rb.queue_offset, rb.msg_count),
+                (r0.end_physical_offset, 1, 3)
+            );
+            let total: usize = views.iter().map(|v| v.encoded_len()).sum();
+            assert_eq!(rb.end_physical_offset, rb.physical_offset + total as u64);
+            assert_eq!(store.max_offset("T", 0), 4);
+
+            let got = store.get_messages("T", 0, 0, 32, 1 << 20, &all);
+            assert_eq!(got.status, GetStatus::Found);
+            assert_eq!(
+                (got.msg_count, got.next_begin_offset, got.max_offset),
+                (4, 4, 4)
+            );
+            // Everything is adjacent and in the tail cache: one coalesced memory chunk.
+            assert_eq!(got.chunks.len(), 1);
+            assert!(matches!(got.chunks[0], Chunk::Memory(_)));
+            let recs = records(&chunk_bytes(&got.chunks));
+            let bodies: Vec<Vec<u8>> = recs.iter().map(|r| r.2.clone()).collect();
+            assert_eq!(
+                bodies,
+                vec![body(0, 100), body(1, 51), body(2, 52), body(3, 53)]
+            );
+            assert_eq!(
+                recs.iter().map(|r| r.0).collect::<Vec<_>>(),
+                vec![0, 1, 2, 3]
+            );
+
+            let rec = store
+                .read_record(rb.physical_offset)
+                .await
+                .unwrap_or_else(|e| panic!("read_record: {e}"));
+            let v = RecordView::parse_verified(&rec).unwrap_or_else(|e| panic!("parse: {e}"));
+            assert_eq!(
+                (v.body(), v.queue_offset(), v.topic()),
+                (&body(1, 51)[..], 1, "T")
+            );
+            assert!(store.read_record(rb.physical_offset + 1).await.is_err());
+            assert_eq!(store.query_by_key("T", "k0", 10, 0, i64::MAX), vec![0]);
+            assert_eq!(store.query_by_key("T", "kb", 10, 0, i64::MAX).len(), 3);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    #[test]
+    fn segment_roll_writes_blank_and_offsets_continue() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let seg = 1024 * 1024u64;
+        let c = StoreConfig {
+            segment_size_bytes: seg,
+            ..cfg(dir.path())
+        };
+        let mut ends = Vec::new();
+        run(async {
+            let store = Store::open(c.clone())
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            for i in 0..30 {
+                let m = Msg::new("R", 1, body(i, 60_000), "t", "k");
+                let r = store
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put {i}: {e}"));
+                assert_eq!(r.queue_offset, i as i64);
+                ends.push((r.physical_offset, r.end_physical_offset));
+            }
+            store.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
+            assert!(store.stats().segment_rolls >= 1);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+        // The first record of the second segment starts exactly at its base.
+        let first_in_2 = ends
+            .iter()
+            .position(|(p, _)| *p >= seg)
+            .unwrap_or_else(|| panic!("no roll"));
+        assert_eq!(ends[first_in_2].0, seg);
+        let (_, last_end_in_1) = ends[first_in_2 - 1];
+        assert!(
+            last_end_in_1 + 60_000 + 8 > seg,
+            "rolled although the record fitted"
+        );
+        let seg0 = std::fs::read(dir.path().join("commitlog").join("00000000000000000000"))
+            .unwrap_or_else(|e| panic!("read seg0: {e}"));
+        let at = last_end_in_1 as usize;
+        let left = i32::from_be_bytes(seg0[at..at + 4].try_into().unwrap_or([0; 4]));
+        let magic = i32::from_be_bytes(seg0[at + 4..at + 8].try_into().unwrap_or([0; 4]));
+        assert_eq!(magic, ramjet_core::record::BLANK_MAGIC_CODE);
+        assert_eq!(left as u64, seg - last_end_in_1);
+        assert!(dir
+            .path()
+            .join("commitlog")
+            .join("00000000000001048576")
+            .exists());
+        // Reopen: offsets continue and every record reads back.
+        run(async {
+            let store = Store::open(c)
+                .await
+                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            let m = Msg::new("R", 1, body(99, 10), "t", "k");
+            let r = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            assert_eq!(r.physical_offset, ends[ends.len() - 1].1);
+            assert_eq!(r.queue_offset, 30);
+            for (i, (p, _)) in ends.iter().enumerate() {
+                let rec = store
+                    .read_record(*p)
+                    .await
+                    .unwrap_or_else(|e| panic!("read {i}: {e}"));
+                let v =
+                    RecordView::parse_verified(&rec).unwrap_or_else(|e| panic!("parse {i}: {e}"));
+                assert_eq!(v.body(), &body(i, 60_000)[..]);
+            }
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    #[test]
+    fn tail_cache_serves_recent_data_and_files_serve_older() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = StoreConfig {
+            tail_cache_bytes: 256 * 1024,
+            write_chunk_bytes: 64 * 1024,
+            flush: FlushMode::Sync,
+            ..cfg(dir.path())
+        };
+        run(async {
+            let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
+            for i in 0..200 {
+                let m = Msg::new("C", 0, body(i, 4000), "t", "k");
+                let r = store
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put: {e}"));
+                store
+                    .wait_durable(r.end_physical_offset)
+                    .await
+                    .unwrap_or_else(|e| panic!("durable: {e}"));
+            }
+            let s = store.stats();
+            assert!(
+                s.tail_cache_bytes <= 256 * 1024 + 128 * 1024,
+                "cache holds {} bytes",
+                s.tail_cache_bytes
+            );
+            let old = store.get_messages("C", 0, 0, 8, 1 << 20, &all);
+            assert_eq!(old.status, GetStatus::Found);
+            assert!(
+                old.chunks.iter().all(|c| matches!(c, Chunk::File { .. })),
+                "{:?}",
+                old.chunks
+            );
+            // Adjacent records of one segment coalesce into one file range.
+            assert_eq!(old.chunks.len(), 1);
+            assert_eq!(old.msg_count, 8);
+            let recs = records(&chunk_bytes(&old.chunks));
+            assert_eq!(recs.len(), 8);
+            for (i, r) in recs.iter().enumerate() {
+                assert_eq!((r.0, &r.2), (i as i64, &body(i, 4000)));
+            }
+            let hits_before = store.stats().tail_cache_hits;
+            let new = store.get_messages("C", 0, 196, 8, 1 << 20, &all);
+            assert_eq!(
+                (new.status, new.msg_count, new.next_begin_offset),
+                (GetStatus::Found, 4, 200)
+            );
+            assert!(
+                new.chunks.iter().all(|c| matches!(c, Chunk::Memory(_))),
+                "{:?}",
+                new.chunks
+            );
+            assert!(store.stats().tail_cache_hits >= hits_before + 4);
+            let recs = records(&chunk_bytes(&new.chunks));
+            assert_eq!(
+                recs.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+                (196..200).map(|i| body(i, 4000)).collect::<Vec<_>>()
+            );
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    #[test]
+    fn get_messages_statuses_and_filter() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        run(async {
+            let store = Store::open(cfg(dir.path()))
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let g = store.get_messages("Q", 0, 0, 32, 1 << 20, &all);
+            assert_eq!(
+                (g.status, g.next_begin_offset),
+                (GetStatus::NoMessageInQueue, 0)
+            );
+            for i in 0..10 {
+                let tag = if i % 2 == 0 { "even" } else { "odd" };
+                let m = Msg::new("Q", 0, body(i, 30), tag, "k");
+                let _ = store
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put: {e}"));
+            }
+            let g = store.get_messages("Q", 0, 10, 32, 1 << 20, &all);
+            assert_eq!(
+                (g.status, g.next_begin_offset, g.max_offset),
+                (GetStatus::OffsetOverflowOne, 10, 10)
+            );
+            let g = store.get_messages("Q", 0, 15, 32, 1 << 20, &all);
+            assert_eq!(
+                (g.status, g.next_begin_offset),
+                (GetStatus::OffsetOverflowBadly, 10)
+            );
+            let g = store.get_messages("Q", 0, -1, 32, 1 << 20, &all);
+            assert_eq!(
+                (g.status, g.next_begin_offset),
+                (GetStatus::OffsetTooSmall, 0)
+            );
+            let odd = tag_hash("odd");
+            let g = store.get_messages("Q", 0, 0, 32, 1 << 20, &|c| c == odd);
+            assert_eq!(
+                (g.status, g.msg_count, g.next_begin_offset),
+                (GetStatus::Found, 5, 10)
+            );
+            let recs = records(&chunk_bytes(&g.chunks));
+            assert_eq!(
+                recs.iter().map(|r| r.0).collect::<Vec<_>>(),
+                vec![1, 3, 5, 7, 9]
+            );
+            // Non-adjacent records: one chunk each.
+            assert_eq!(g.chunks.len(), 5);
+            let none = tag_hash("none");
+            let g = store.get_messages("Q", 0, 0, 32, 1 << 20, &|c| c == none);
+            assert_eq!(
+                (g.status, g.msg_count, g.next_begin_offset),
+                (GetStatus::NoMatchedMessage, 0, 10)
+            );
+            let g = store.get_messages("Q", 0, 2, 3, 1 << 20, &all);
+            assert_eq!(
+                (g.status, g.msg_count, g.next_begin_offset),
+                (GetStatus::Found, 3, 5)
+            );
+            // max_bytes: always at least one message, then stop before exceeding.
+            let g = store.get_messages("Q", 0, 0, 32, 1, &all);
+            assert_eq!((g.msg_count, g.next_begin_offset), (1, 1));
+            assert_eq!(
+                store.get_messages("Q", 1, 0, 32, 1 << 20, &all).status,
+                GetStatus::NoMessageInQueue
+            );
+            assert_eq!(store.queues(), vec![("Q".to_string(), 0)]);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    #[test]
+    fn group_commit_shares_fdatasyncs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = StoreConfig {
+            flush: FlushMode::Sync,
+            ..cfg(dir.path())
+        };
+        const TASKS: usize = 64;
+        const PER_TASK: usize = 20;
+        run(async {
+            let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
+            let acked = Rc::new(Cell::new(0usize));
+            let mut tasks = Vec::new();
+            for t in 0..TASKS {
+                let store = store.clone();
+                let acked = acked.clone();
+                tasks.push(io::spawn(async move {
+                    for i in 0..PER_TASK {
+                        let m = Msg::new("G", (t % 4) as i32, body(t * 1000 + i, 200), "g", "k");
+                        let r = store
+                            .put_message(&m.view())
+                            .unwrap_or_else(|e| panic!("put: {e}"));
+                        store
+                            .wait_durable(r.end_physical_offset)
+                            .await
+                            .unwrap_or_else(|e| panic!("durable: {e}"));
+                        assert!(store.stats().commitlog_durable_offset >= r.end_physical_offset);
+                        acked.set(acked.get() + 1);
+                    }
+                }));
+            }
+            for t in tasks {
+                t.join().await;
+            }
+            let total = TASKS * PER_TASK;
+            assert_eq!(acked.get(), total);
+            let s = store.stats();
+            assert_eq!(s.messages_appended, total as u64);
+            assert!(s.fdatasync_count >= 1);
+            assert!(
+                s.fdatasync_count < (total / 4) as u64,
+                "{} fdatasyncs for {total} messages",
+                s.fdatasync_count
+            );
+            let sum: i64 = (0..4).map(|q| store.max_offset("G", q)).sum();
+            assert_eq!(sum, total as i64);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    #[test]
+    fn async_flush_by_interval_and_by_bytes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        run(async {
+            // By interval: nothing forces a flush but the 30 ms timer.
+            let c = StoreConfig {
+                flush_interval_ms: 30,
+                flush_bytes: u64::MAX,
+                ..cfg(&dir.path().join("interval"))
+            };
+            let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
+            let m = Msg::new("A", 0, body(1, 100), "t", "k");
+            let r = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            assert_eq!(
+                store.stats().commitlog_durable_offset,
+                0,
+                "acknowledged in memory only"
+            );
+            io::sleep(Duration::from_millis(300)).await;
+            assert!(store.stats().commitlog_durable_offset >= r.end_physical_offset);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+
+            // By bytes: the interval is an hour, the threshold 64 KiB.
+            let c = StoreConfig {
+                flush_interval_ms: 3_600_000,
+                flush_bytes: 64 * 1024,
+                ..cfg(&dir.path().join("bytes"))
+            };
+            let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
+            let m = Msg::new("A", 0, body(2, 1000), "t", "k");
+            let first = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            io::sleep(Duration::from_millis(50)).await;
+            assert_eq!(
+                store.stats().commitlog_durable_offset,
+                0,
+                "below the byte threshold"
+            );
+            let mut last = first;
+            while last.end_physical_offset < 64 * 1024 {
+                last = store
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put: {e}"));
+            }
+            io::sleep(Duration::from_millis(200)).await;
+            assert!(store.stats().commitlog_durable_offset >= last.end_physical_offset);
+            assert_eq!(store.stats().flush_count, 1);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    /// Writes the same workload; returns the record stream read back after reopening.
+    fn workload(c: StoreConfig) -> Vec<(i64, i64, Vec<u8>)> {
+        run(async {
+            let store = Store::open(c.clone())
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            for i in 0..300 {
+                let m = Msg::new("W", 0, body(i, 100 + i * 13), "t", "k");
+                let _ = store
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put: {e}"));
+                if i % 50 == 0 {
+                    store.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
+                }
+            }
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            let store = Store::open(c)
+                .await
+                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            let mut out = Vec::new();
+            let mut off = 0;
+            loop {
+                let g = store.get_messages("W", 0, off, 32, 1 << 24, &all);
+                if g.status != GetStatus::Found {
+                    break;
+                }
+                out.extend(records(&chunk_bytes(&g.chunks)));
+                off = g.next_begin_offset;
+            }
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            out
+        })
+    }
+
+    #[test]
+    fn buffered_io_mode_gives_the_same_results() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let direct = workload(StoreConfig {
+            io_mode: IoMode::Direct,
+            ..cfg(&dir.path().join("direct"))
+        });
+        let buffered = workload(StoreConfig {
+            io_mode: IoMode::Buffered,
+            preallocate: Preallocate::Fallocate,
+            ..cfg(&dir.path().join("buffered"))
+        });
+        assert_eq!(direct.len(), 300);
+        assert_eq!(direct, buffered);
+        for (i, r) in direct.iter().enumerate() {
+            assert_eq!((r.0, &r.2), (i as i64, &body(i, 100 + i * 13)));
+        }
+    }
+
+    #[test]
+    fn reopen_after_clean_shutdown_reads_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = cfg(dir.path());
+        let (bytes_before, end) = run(async {
+            let store = Store::open(c.clone())
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let mut last = None;
+            for i in 0..500 {
+                let m = Msg::new("B", (i % 3) as i32, body(i, 1 + i * 7 % 3000), "t", "k");
+                last = Some(
+                    store
+                        .put_message(&m.view())
+                        .unwrap_or_else(|e| panic!("put: {e}")),
+                );
+            }
+            let mut all_bytes = Vec::new();
+            for q in 0..3 {
+                let mut got = Vec::new();
+                let mut off = 0;
+                loop {
+                    let g = store.get_messages("B", q, off, 1000, u32::MAX, &all);
+                    if g.status != GetStatus::Found {
+                        break;
+                    }
+                    got.extend(chunk_bytes(&g.chunks));
+                    off = g.next_begin_offset;
+                }
+                all_bytes.push(got);
+            }
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            (all_bytes, last.map_or(0, |r| r.end_physical_offset))
+        });
+        run(async {
+            let store = Store::open(c)
+                .await
+                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            assert_eq!(store.stats().commitlog_end_offset, end);
+            for q in 0..3 {
+                let mut got = Vec::new();
+                let mut off = 0;
+                loop {
+                    let g = store.get_messages("B", q, off, 1000, u32::MAX, &all);
+                    if g.status != GetStatus::Found {
+                        break;
+                    }
+                    assert!(g.chunks.iter().all(|c| matches!(c, Chunk::File { .. })));
+                    got.extend(chunk_bytes(&g.chunks));
+                    off = g.next_begin_offset;
+                }
+                assert!(
+                    got == bytes_before[q as usize],
+                    "queue {q}: {} bytes read back, {} before",
+                    got.len(),
+                    bytes_before[q as usize].len()
+                );
+            }
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    #[test]
+    fn disk_full_and_enospc_refuse_cleanly() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = StoreConfig {
+            flush: FlushMode::Sync,
+            ..cfg(dir.path())
+        };
+        run(async {
+            let store = Store::open(c.clone())
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let m = Msg::new("D", 0, body(1, 100), "t", "k");
+            let r = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            store
+                .wait_durable(r.end_physical_offset)
+                .await
+                .unwrap_or_else(|e| panic!("durable: {e}"));
+
+            let ratio = Rc::new(Cell::new(0.95));
+            let probe = ratio.clone();
+            store.set_disk_usage_probe(Box::new(move || Some(probe.get())));
+            let e = store.put_message(&m.view()).err();
+            assert!(matches!(e, Some(StoreError::DiskFull { .. })), "{e:?}");
+            assert_eq!(store.max_offset("D", 0), 1, "nothing appended when refused");
+            ratio.set(0.5);
+            store.refresh_disk_usage();
+
+            store.inject_write_fault(Some(libc::ENOSPC));
+            let r2 = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            let e = store.wait_durable(r2.end_physical_offset).await.err();
+            assert!(
+                matches!(&e, Some(StoreError::FlushFailed { no_space: true, .. })),
+                "{e:?}"
+            );
+            assert!(e.is_some_and(|e| e.is_disk_full()));
+            let e = store.put_message(&m.view()).err();
+            assert!(matches!(e, Some(StoreError::FlushFailed { .. })), "{e:?}");
+            assert_eq!(
+                store.stats().commitlog_durable_offset,
+                r.end_physical_offset
+            );
+
+            store.inject_write_fault(None);
+            store
+                .flush()
+                .await
+                .unwrap_or_else(|e| panic!("flush after fault cleared: {e}"));
+            assert!(store.stats().commitlog_durable_offset >= r2.end_physical_offset);
+            let r3 = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put after recovery: {e}"));
+            store
+                .wait_durable(r3.end_physical_offset)
+                .await
+                .unwrap_or_else(|e| panic!("durable: {e}"));
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+        run(async {
+            let store = Store::open(c)
+                .await
+                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            let g = store.get_messages("D", 0, 0, 32, u32::MAX, &all);
+            assert_eq!(g.msg_count, 3);
+            let recs = records(&chunk_bytes(&g.chunks));
+            assert!(recs.iter().all(|r| r.2 == body(1, 100)));
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    #[test]
+    fn back_pressure_refuses_then_resumes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = StoreConfig {
+            flush_interval_ms: 3_600_000,
+            flush_bytes: u64::MAX,
+            max_message_bytes: 64 * 1024,
+            max_batch_bytes: 128 * 1024,
+            max_unflushed_bytes: 512 * 1024,
+            ..cfg(dir.path())
+        };
+        run(async {
+            let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
+            let m = Msg::new("P", 0, body(3, 10_000), "t", "k");
+            let mut n = 0;
+            let err = loop {
+                match store.put_message(&m.view()) {
+                    Ok(_) => n += 1,
+                    Err(e) => break e,
+                }
+                assert!(n < 1000, "never refused");
+            };
+            assert!(matches!(err, StoreError::Busy { .. }), "{err}");
+            assert!(store.stats().commitlog_end_offset <= 512 * 1024);
+            assert_eq!(store.stats().puts_refused_busy, 1);
+            store.wait_writable(m.view().encoded_len()).await;
+            let r = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put after room: {e}"));
+            assert_eq!(r.queue_offset, n);
+            let big = Msg::new("P", 0, body(4, 64 * 1024 + 1), "t", "k");
+            assert!(matches!(
+                store.put_message(&big.view()),
+                Err(StoreError::MessageTooLarge { .. })
+            ));
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+}

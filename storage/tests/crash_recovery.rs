@@ -1,0 +1,326 @@
+//! Crash recovery under `flush = sync`: a child process appends from concurrent tasks and
+//! prints each record only after `wait_durable` returned; the parent SIGKILLs it at a random
+//! moment, again and again on the same directory, and after every kill reopens the store and
+//! checks that every acknowledged record is there byte for byte, that no torn bytes survive past
+//! the recovered end, and that the ConsumeQueues agree with the CommitLog.
+//!
+//! The child is this test binary itself, re-invoked with `CRASH_CHILD_DIR` set (the same test
+//! function runs the child workload in that case).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use ramjet_core::record::{MessageToStore, RecordView};
+use ramjet_storage::recovery::{recover_commitlog, RecoveryOptions};
+use ramjet_storage::{Chunk, FlushMode, Store, StoreConfig};
+
+const CHILD_ENV: &str = "CRASH_CHILD_DIR";
+const TEST_NAME: &str = "sigkill_at_random_points_loses_no_acknowledged_record";
+const TOPIC: &str = "CrashTopic";
+const APPENDERS: u64 = 6;
+const QUEUES: u64 = 3;
+const SEGMENT_BYTES: u64 = 256 * 1024;
+const KILLS: usize = 22;
+/// Random delay before the kill, after the child said it is ready.
+const KILL_DELAY_MS: std::ops::Range<u64> = 5..250;
+/// Budget for the whole loop; the test stops killing early (after the minimum) if exceeded.
+const TIME_BUDGET: Duration = Duration::from_secs(50);
+const MIN_KILLS: usize = 20;
+
+fn config(dir: &Path) -> StoreConfig {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.segment_size_bytes = SEGMENT_BYTES;
+    cfg.flush = FlushMode::Sync;
+    cfg.max_message_bytes = 16 * 1024;
+    cfg.max_batch_bytes = 32 * 1024;
+    cfg.max_unflushed_bytes = 4 * 1024 * 1024;
+    cfg.tail_cache_bytes = 512 * 1024;
+    cfg.cq_units_per_file = 1000;
+    cfg.index_slots = 1024;
+    cfg.index_entries = 4096;
+    cfg.checkpoint_interval_ms = 50;
+    cfg
+}
+
+/// Body of the message with seed `seed`: 40..=1000 deterministic bytes.
+fn body(seed: u64) -> Vec<u8> {
+    common::body_for(seed, 40 + (seed % 961) as usize)
+}
+
+/// One acknowledged record as the child reported it.
+#[derive(Clone, Copy, Debug)]
+struct Ack {
+    phys: u64,
+    queue_id: i32,
+    queue_offset: i64,
+    seed: u64,
+    crc: u32,
+}
+
+fn parse_ack(line: &str) -> Option<Ack> {
+    let mut it = line.strip_prefix("ACK ")?.split(' ');
+    let mut next = || it.next().and_then(|s| s.parse::<u64>().ok());
+    Some(Ack {
+        phys: next()?,
+        queue_id: next()? as i32,
+        queue_offset: next()? as i64,
+        seed: next()?,
+        crc: next()? as u32,
+    })
+}
+
+fn child(dir: PathBuf, run: u64) -> ! {
+    let r = ramjet_storage::io::block_on(async move {
+        let store = match Store::open(config(&dir)).await {
+            Ok(s) => s,
+            Err(e) => {
+                println!("OPEN-FAILED {e}");
+                std::process::exit(3);
+            }
+        };
+        println!("READY");
+        let mut tasks = Vec::new();
+        for t in 0..APPENDERS {
+            let store = store.clone();
+            tasks.push(glommio::spawn_local(async move {
+                let mut n = 0u64;
+                loop {
+                    let seed = (run << 40) | (t << 32) | n;
+                    n += 1;
+                    let b = body(seed);
+                    let msg = MessageToStore {
+                        topic: TOPIC,
+                        queue_id: (t % QUEUES) as i32,
+                        flag: 0,
+                        body: &b,
+                        properties: b"",
+                        sys_flag: 0,
+                        born_timestamp: 1,
+                        born_host: common::host(50000),
+                        store_host: common::host(10911),
+                        reconsume_times: 0,
+                        prepared_transaction_offset: 0,
+                        tags_code: 0,
+                    };
+                    let put = match store.put_message(&msg) {
+                        Ok(p) => p,
+                        Err(e) if matches!(e, ramjet_storage::StoreError::Busy { .. }) => {
+                            store.wait_writable(msg.encoded_len()).await;
+                            continue;
+                        }
+                        Err(e) => {
+                            println!("PUT-FAILED {e}");
+                            std::process::exit(4);
+                        }
+                    };
+                    if let Err(e) = store.wait_durable(put.end_physical_offset).await {
+                        println!("DURABLE-FAILED {e}");
+                        std::process::exit(5);
+                    }
+                    println!(
+                        "ACK {} {} {} {} {}",
+                        put.physical_offset,
+                        msg.queue_id,
+                        put.queue_offset,
+                        seed,
+                        crc32fast::hash(&b)
+                    );
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+    });
+    match r {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            println!("EXECUTOR-FAILED {e}");
+            std::process::exit(6);
+        }
+    }
+}
+
+/// Runs one child until killed; returns its acknowledged records.
+fn run_child_and_kill(dir: &Path, run: u64, rng: &mut impl Rng) -> Vec<Ack> {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dir)
+        .env("CRASH_CHILD_RUN", run.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    // Wait until the child has opened (recovered) the store, then kill it at a random moment.
+    let mut line = String::new();
+    let mut pre = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).expect("read child");
+        assert!(n > 0, "child exited before READY; output: {pre:?}");
+        if line.trim_end() == "READY" {
+            break;
+        }
+        assert!(!line.contains("FAILED"), "child failed: {line}");
+        pre.push(line.clone());
+    }
+    std::thread::sleep(Duration::from_millis(rng.gen_range(KILL_DELAY_MS)));
+    child.kill().expect("SIGKILL child");
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).expect("drain child");
+    let status = child.wait().expect("wait child");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "child died by SIGKILL, not on its own; output tail: {}", &rest[rest.len().saturating_sub(500)..]);
+    let mut acks = Vec::new();
+    for l in rest.lines() {
+        assert!(!l.contains("FAILED"), "child reported: {l}");
+        // The last line may be cut by the kill; only whole lines with all fields count.
+        if let Some(a) = parse_ack(l) {
+            acks.push(a);
+        }
+    }
+    acks
+}
+
+fn chunk_bytes(chunks: &[Chunk]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in chunks {
+        match c {
+            Chunk::Memory(s) => out.extend_from_slice(s.as_ref()),
+            Chunk::File { file, offset, len } => {
+                let start = out.len();
+                out.resize(start + *len as usize, 0);
+                file.read_exact_at(&mut out[start..], *offset).expect("read chunk");
+            }
+        }
+    }
+    out
+}
+
+/// Reopens the store (recovery) and checks everything acknowledged so far.
+fn verify(dir: &Path, acks: &[Ack]) -> (u64, usize) {
+    let acks_owned = acks.to_vec();
+    let dir2 = dir.to_path_buf();
+    let (end, units) = ramjet_storage::io::block_on(async move {
+        let acks = acks_owned;
+        let store = Store::open(config(&dir2)).await.expect("reopen after crash (recovery)");
+        // 1. Every acknowledged record, byte for byte.
+        for a in &acks {
+            let rec = store
+                .read_record(a.phys)
+                .await
+                .unwrap_or_else(|e| panic!("acknowledged record at {} missing: {e}", a.phys));
+            let v = RecordView::parse_verified(&rec).expect("acknowledged record valid");
+            assert_eq!(v.physical_offset(), a.phys as i64);
+            assert_eq!(v.topic(), TOPIC);
+            assert_eq!(v.queue_id(), a.queue_id);
+            assert_eq!(v.queue_offset(), a.queue_offset, "queue offset of record at {}", a.phys);
+            assert_eq!(crc32fast::hash(v.body()), a.crc);
+            assert_eq!(v.body(), &body(a.seed)[..], "body of record at {}", a.phys);
+        }
+        // 2. ConsumeQueue agrees with the CommitLog: unit k of each queue points at a record of
+        //    that topic and queue whose queue offset is k; offsets are dense from 0.
+        let mut acked_per_queue: HashMap<i32, i64> = HashMap::new();
+        for a in &acks {
+            let m = acked_per_queue.entry(a.queue_id).or_insert(-1);
+            *m = (*m).max(a.queue_offset);
+        }
+        let mut units = 0usize;
+        for q in 0..QUEUES as i32 {
+            let max = store.max_offset(TOPIC, q);
+            assert!(
+                max > acked_per_queue.get(&q).copied().unwrap_or(-1),
+                "queue {q}: max offset {max} below an acknowledged queue offset"
+            );
+            let mut off = store.min_offset(TOPIC, q);
+            assert_eq!(off, 0);
+            while off < max {
+                let r = store.get_messages(TOPIC, q, off, 32, 1 << 20, &|_| true);
+                assert!(r.msg_count > 0, "queue {q} offset {off}: {:?}", r.status);
+                let bytes = chunk_bytes(&r.chunks);
+                let mut at = 0usize;
+                for i in 0..r.msg_count as i64 {
+                    let v = RecordView::parse_verified(&bytes[at..]).expect("CQ points at a valid record");
+                    assert_eq!(v.topic(), TOPIC);
+                    assert_eq!(v.queue_id(), q);
+                    assert_eq!(v.queue_offset(), off + i, "CQ unit {} of queue {q}", off + i);
+                    at += v.total_size() as usize;
+                    units += 1;
+                }
+                assert_eq!(at, bytes.len());
+                off = r.next_begin_offset;
+            }
+        }
+        let end = store.stats().commitlog_end_offset;
+        store.shutdown().await.expect("shutdown");
+        (end, units)
+    })
+    .expect("executor");
+    // 3. Nothing invalid survives: a read-only scan of the whole CommitLog finds every record
+    //    valid up to the end and only zeros after it.
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    let opts = RecoveryOptions {
+        dry_run: true,
+        ..RecoveryOptions::full(SEGMENT_BYTES)
+    };
+    let report = recover_commitlog(&dir.join("commitlog"), &opts, &mut |v, off| {
+        seen.insert(off, v.total_size() as usize);
+    })
+    .expect("scan after reopen");
+    assert_eq!(report.truncated, None, "torn bytes left after recovery");
+    assert!(report.removed_segments.is_empty());
+    assert_eq!(report.end_offset, end);
+    for a in acks {
+        assert!(seen.contains_key(&a.phys), "ack at {} not in the scan", a.phys);
+    }
+    (end, units)
+}
+
+#[test]
+fn sigkill_at_random_points_loses_no_acknowledged_record() {
+    if let Some(dir) = std::env::var_os(CHILD_ENV) {
+        let run = std::env::var("CRASH_CHILD_RUN")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        child(PathBuf::from(dir), run);
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("store");
+    let mut rng = rand::thread_rng();
+    let started = Instant::now();
+    let mut all: Vec<Ack> = Vec::new();
+    let mut runs_with_acks = 0usize;
+    let mut kills = 0usize;
+    let mut last_end = 0u64;
+    while kills < KILLS && (kills < MIN_KILLS || started.elapsed() < TIME_BUDGET) {
+        let acks = run_child_and_kill(&dir, kills as u64 + 1, &mut rng);
+        kills += 1;
+        if !acks.is_empty() {
+            runs_with_acks += 1;
+        }
+        all.extend(acks);
+        let (end, units) = verify(&dir, &all);
+        assert!(end >= last_end, "recovered end went backwards: {end} < {last_end}");
+        assert!(units >= all.len(), "{units} CQ units for {} acks", all.len());
+        last_end = end;
+    }
+    eprintln!(
+        "crash test: {kills} kills, {} acknowledged records in {runs_with_acks} runs, CommitLog end {last_end}, {:?}",
+        all.len(),
+        started.elapsed()
+    );
+    assert!(kills >= MIN_KILLS);
+    assert!(runs_with_acks >= kills / 2, "only {runs_with_acks} of {kills} runs acknowledged anything");
+    assert!(last_end > SEGMENT_BYTES, "data spans several segments ({last_end} bytes)");
+}

@@ -1,0 +1,443 @@
+//! Recovery on exact bytes: torn tails are cut (and zeroed on disk), flipped bits are caught by
+//! the body CRC, corruption before valid data is an error naming the segment and the offset.
+
+mod common;
+
+use std::path::Path;
+
+use common::{flip, read_at, LogWriter};
+use ramjet_storage::checkpoint::Checkpoint;
+use ramjet_storage::recovery::{
+    recover_commitlog, segment_file_name, RecoveryError, RecoveryOptions, RecoveryReport,
+};
+
+const SEG: u64 = 64 * 1024;
+/// Body starts 88 bytes into a v1 record with IPv4 hosts (spec §4.1).
+const BODY_POS: u64 = 88;
+
+/// Records handed to `on_record`: (offset, bytes).
+type Seen = Vec<(u64, Vec<u8>)>;
+
+fn recover(dir: &Path, opts: &RecoveryOptions) -> Result<(RecoveryReport, Seen), RecoveryError> {
+    let mut seen = Vec::new();
+    let report = recover_commitlog(dir, opts, &mut |v, off| {
+        seen.push((off, v.as_bytes().to_vec()))
+    })?;
+    Ok((report, seen))
+}
+
+fn assert_laid(seen: &[(u64, Vec<u8>)], laid: &[common::Laid]) {
+    assert_eq!(seen.len(), laid.len(), "record count");
+    for (s, l) in seen.iter().zip(laid) {
+        assert_eq!(s.0, l.offset, "offset");
+        assert_eq!(s.1, l.bytes, "bytes of record at {}", l.offset);
+    }
+}
+
+#[test]
+fn clean_log_recovers_every_record_and_its_end() {
+    for preallocate in [false, true] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut w = LogWriter::new(tmp.path(), SEG, preallocate);
+        for i in 0..300 {
+            w.append(100 + (i % 7) * 97);
+        }
+        assert!(w.end > 2 * SEG, "spans at least three segments");
+        let (report, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+        assert_eq!(report.end_offset, w.end);
+        assert_eq!(report.records_scanned, 300);
+        assert_eq!(report.records_dispatched, 300);
+        assert_eq!(report.truncated, None);
+        assert!(report.removed_segments.is_empty());
+        assert_eq!(report.last_store_timestamp, Some(1_700_000_000_000 + 299));
+        assert_laid(&seen, &w.laid);
+    }
+}
+
+#[test]
+fn dispatch_starts_at_the_checkpoint_and_scan_at_its_segment() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..400 {
+        w.append(300);
+    }
+    let from = w.laid[250].offset;
+    let cp = Checkpoint {
+        commitlog_durable_offset: w.laid[300].offset,
+        consumequeue_durable_offset: from,
+        index_durable_offset: w.laid[260].offset,
+        ..Checkpoint::default()
+    };
+    let opts = RecoveryOptions::from_checkpoint(SEG, Some(&cp));
+    let (report, seen) = recover(tmp.path(), &opts).expect("recover");
+    assert_eq!(report.end_offset, w.end);
+    assert_eq!(report.scanned_from, from - from % SEG);
+    assert_eq!(report.records_dispatched, 150);
+    assert_laid(&seen, &w.laid[250..]);
+}
+
+#[test]
+fn truncated_mid_record_is_cut_and_zeroed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, false);
+    for _ in 0..50 {
+        w.append(500);
+    }
+    let last = w.laid.last().expect("last").clone();
+    let seg_path = w.segment_path(last.offset - last.offset % SEG);
+    let pos = last.offset % SEG;
+    // Torn write: only part of the last record reached the file.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg_path)
+        .expect("open");
+    f.set_len(pos + 200).expect("truncate");
+    drop(f);
+    let (report, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+    assert_eq!(report.end_offset, last.offset);
+    let cut = report.truncated.expect("torn tail reported");
+    assert_eq!(cut.offset, last.offset);
+    assert_eq!(cut.segment, seg_path);
+    assert_eq!(cut.bytes_zeroed, 200);
+    assert_laid(&seen, &w.laid[..49]);
+    assert!(
+        read_at(&seg_path, pos, 200).iter().all(|&b| b == 0),
+        "torn bytes zeroed on disk"
+    );
+    // Recovery is idempotent: a second run finds a clean end and changes nothing.
+    let (again, seen2) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover again");
+    assert_eq!(again.end_offset, last.offset);
+    assert_eq!(again.truncated, None);
+    assert_eq!(seen2.len(), 49);
+}
+
+#[test]
+fn flipped_bit_in_last_record_is_a_torn_tail_without_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..40 {
+        w.append(700);
+    }
+    let last = w.laid.last().expect("last").clone();
+    let seg_path = w.segment_path(last.offset - last.offset % SEG);
+    let pos = last.offset % SEG;
+    flip(&seg_path, pos + BODY_POS + 123, 0x10);
+    let (report, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+    assert_eq!(report.end_offset, last.offset);
+    let cut = report.truncated.expect("cut");
+    assert!(
+        cut.reason.contains("CRC"),
+        "reason names the CRC: {}",
+        cut.reason
+    );
+    // Zeroed: the record's bytes up to its last non-zero one (the properties length is 0).
+    let nonzero_len = last.bytes.iter().rposition(|&b| b != 0).expect("nonzero") + 1;
+    assert_eq!(cut.bytes_zeroed, nonzero_len as u64);
+    assert_laid(&seen, &w.laid[..39]);
+    assert!(read_at(&seg_path, pos, last.bytes.len())
+        .iter()
+        .all(|&b| b == 0));
+}
+
+#[test]
+fn flipped_bit_below_the_durable_offset_is_corruption_even_at_the_tail() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..40 {
+        w.append(700);
+    }
+    let last = w.laid.last().expect("last").clone();
+    let seg_path = w.segment_path(last.offset - last.offset % SEG);
+    flip(&seg_path, last.offset % SEG + BODY_POS + 5, 0x01);
+    let before = std::fs::read(&seg_path).expect("read");
+    let opts = RecoveryOptions {
+        durable_offset: w.end,
+        ..RecoveryOptions::full(SEG)
+    };
+    let err = recover(tmp.path(), &opts).expect_err("acknowledged record damaged");
+    match &err {
+        RecoveryError::Corrupt {
+            segment, offset, ..
+        } => {
+            assert_eq!(segment, &seg_path);
+            assert_eq!(*offset, last.offset);
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(err
+        .to_string()
+        .contains(&segment_file_name(last.offset - last.offset % SEG)));
+    assert_eq!(
+        std::fs::read(&seg_path).expect("read"),
+        before,
+        "nothing modified"
+    );
+}
+
+#[test]
+fn flipped_bit_in_a_middle_record_is_reported_with_segment_and_offset() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..200 {
+        w.append(400);
+    }
+    let victim = w.laid[120].clone();
+    let base = victim.offset - victim.offset % SEG;
+    let seg_path = w.segment_path(base);
+    flip(&seg_path, victim.offset - base + BODY_POS + 17, 0x80);
+    let before = std::fs::read(&seg_path).expect("read");
+    let err = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect_err("corruption");
+    match &err {
+        RecoveryError::Corrupt {
+            segment,
+            offset,
+            position,
+            reason,
+            context,
+        } => {
+            assert_eq!(segment, &seg_path);
+            assert_eq!(*offset, victim.offset);
+            assert_eq!(*position, victim.offset - base);
+            assert!(reason.contains("CRC"), "{reason}");
+            assert!(
+                context.contains(&w.laid[121].offset.to_string()),
+                "names the next valid record: {context}"
+            );
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&segment_file_name(base)) && msg.contains(&victim.offset.to_string()),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&seg_path).expect("read"),
+        before,
+        "nothing modified"
+    );
+}
+
+#[test]
+fn garbage_header_in_the_middle_is_corruption_found_by_resync() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..60 {
+        w.append(250);
+    }
+    let victim = w.laid[30].clone();
+    let base = victim.offset - victim.offset % SEG;
+    let seg_path = w.segment_path(base);
+    // TOTALSIZE destroyed: framing is lost; the next record must still be found.
+    for i in 0..4 {
+        flip(&seg_path, victim.offset - base + i, 0xFF);
+    }
+    let err = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect_err("corruption");
+    match err {
+        RecoveryError::Corrupt {
+            offset, context, ..
+        } => {
+            assert_eq!(offset, victim.offset);
+            assert!(
+                context.contains(&w.laid[31].offset.to_string()),
+                "{context}"
+            );
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+}
+
+#[test]
+fn missing_blank_with_empty_next_segment_is_a_torn_tail_across_segments() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    while w.end < SEG - 2000 {
+        w.append(900);
+    }
+    let seg0_end = w.end;
+    // The writer rolled to a new segment, but the blank marker of the old one never reached
+    // the disk, and neither did anything in the new one.
+    let next = w.segment_path(SEG);
+    std::fs::write(&next, vec![0u8; SEG as usize]).expect("new segment");
+    let (report, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+    assert_eq!(report.end_offset, seg0_end);
+    assert_eq!(report.removed_segments, vec![next.clone()]);
+    assert!(!next.exists(), "empty trailing segment removed");
+    assert_eq!(seen.len(), w.laid.len());
+}
+
+#[test]
+fn valid_records_in_a_later_segment_make_an_earlier_bad_tail_corruption() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    while w.end < 2 * SEG + 5000 {
+        w.append(800);
+    }
+    // Destroy the blank marker at the end of segment 0.
+    let last_in_0 = w
+        .laid
+        .iter()
+        .rev()
+        .find(|l| l.offset < SEG)
+        .expect("rec")
+        .clone();
+    let blank_pos = last_in_0.offset + last_in_0.bytes.len() as u64;
+    let seg0 = w.segment_path(0);
+    for i in 0..8 {
+        flip(&seg0, blank_pos + i, 0x5A);
+    }
+    let err = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect_err("corruption");
+    match err {
+        RecoveryError::Corrupt {
+            segment,
+            offset,
+            context,
+            ..
+        } => {
+            assert_eq!(segment, seg0);
+            assert_eq!(offset, blank_pos);
+            assert!(context.contains(&segment_file_name(SEG)), "{context}");
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+}
+
+#[test]
+fn segment_ending_with_blank_and_no_successor_ends_at_the_next_base() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    while w.end < SEG - 3000 {
+        w.append(900);
+    }
+    // Force the roll: this append writes the blank and lands in segment 1; then remove it as if
+    // the crash came right after the blank reached the disk.
+    w.append(5000);
+    std::fs::remove_file(w.segment_path(SEG)).expect("rm");
+    let (report, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+    assert_eq!(report.end_offset, SEG);
+    assert_eq!(seen.len(), w.laid.len() - 1);
+}
+
+#[test]
+fn gaps_and_missing_durable_data_are_errors() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    while w.end < 3 * SEG {
+        w.append(900);
+    }
+    let end = w.end;
+    std::fs::remove_file(w.segment_path(SEG)).expect("rm middle");
+    let err = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect_err("gap");
+    assert!(
+        matches!(&err, RecoveryError::SegmentGap { expected_name, .. } if *expected_name == segment_file_name(SEG)),
+        "{err}"
+    );
+    let tmp2 = tempfile::tempdir().expect("tmp");
+    let mut w2 = LogWriter::new(tmp2.path(), SEG, true);
+    for _ in 0..10 {
+        w2.append(100);
+    }
+    let opts = RecoveryOptions {
+        durable_offset: end,
+        ..RecoveryOptions::full(SEG)
+    };
+    let err = recover(tmp2.path(), &opts).expect_err("durable data missing");
+    assert!(
+        matches!(err, RecoveryError::DurableDataMissing { .. }),
+        "{err}"
+    );
+    let empty = tempfile::tempdir().expect("tmp");
+    let (r, seen) =
+        recover(&empty.path().join("nope"), &RecoveryOptions::full(SEG)).expect("empty");
+    assert_eq!((r.end_offset, seen.len()), (0, 0));
+}
+
+#[test]
+fn dry_run_reports_without_touching_the_files() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..20 {
+        w.append(300);
+    }
+    let last = w.laid.last().expect("last").clone();
+    let seg = w.segment_path(0);
+    flip(&seg, last.offset + BODY_POS, 0x01);
+    let before = std::fs::read(&seg).expect("read");
+    let opts = RecoveryOptions {
+        dry_run: true,
+        ..RecoveryOptions::full(SEG)
+    };
+    let (r, _) = recover(tmp.path(), &opts).expect("dry run");
+    assert_eq!(r.end_offset, last.offset);
+    assert_eq!(r.truncated.expect("reported").bytes_zeroed, 0);
+    assert_eq!(std::fs::read(&seg).expect("read"), before);
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        /// Cut the log anywhere (or garble its last bytes): recovery keeps exactly the records
+        /// that lie wholly before the damage, byte for byte, and a second run agrees.
+        #[test]
+        fn any_cut_keeps_exactly_the_whole_records_before_it(
+            sizes in proptest::collection::vec(0usize..3000, 1..60),
+            cut_frac in 0.0f64..1.0,
+            garble in any::<bool>(),
+        ) {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let mut w = LogWriter::new(tmp.path(), SEG, true);
+            for s in &sizes { w.append(*s); }
+            let cut = (w.end as f64 * cut_frac) as u64;
+            let base = cut - cut % SEG;
+            let seg_path = w.segment_path(base);
+            if garble {
+                // Non-zero garbage from the cut to the old end of that segment.
+                let to = w.end.min(base + SEG);
+                for p in cut..to { flip(&seg_path, p - base, 0xA5); }
+            } else {
+                let to = w.end.min(base + SEG);
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::OpenOptions::new().write(true).open(&seg_path).expect("open");
+                f.write_all_at(&vec![0u8; (to - cut) as usize], cut - base).expect("zero");
+            }
+            // Later segments vanish with the cut.
+            let mut b = base + SEG;
+            while w.segment_path(b).exists() { std::fs::remove_file(w.segment_path(b)).expect("rm"); b += SEG; }
+            // Kept: the records before the first one whose bytes on disk changed (zeroing can
+            // leave a record intact when its last bytes were zeros already).
+            let mut keep = Vec::new();
+            for l in &w.laid {
+                let lb = l.offset - l.offset % SEG;
+                let p = w.segment_path(lb);
+                if !p.exists() || read_at(&p, l.offset - lb, l.bytes.len()) != l.bytes { break; }
+                keep.push(l.clone());
+            }
+            let expected_end = match keep.last() {
+                None => 0,
+                Some(l) => {
+                    let lb = l.offset - l.offset % SEG;
+                    let end = l.offset + l.bytes.len() as u64;
+                    let last_in_seg = w.laid.iter().rfind(|x| x.offset >= lb && x.offset < lb + SEG).map(|x| x.offset) == Some(l.offset);
+                    let rolled = w.end > lb + SEG;
+                    let mut blank = [0u8; 8];
+                    ramjet_core::record::write_blank((lb + SEG - end) as u32, &mut blank).expect("blank");
+                    if last_in_seg && rolled && read_at(&w.segment_path(lb), end - lb, 8) == blank { lb + SEG } else { end }
+                }
+            };
+            let (r, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+            prop_assert_eq!(r.end_offset, expected_end);
+            prop_assert_eq!(seen.len(), keep.len());
+            for (s, l) in seen.iter().zip(&keep) {
+                prop_assert_eq!(s.0, l.offset);
+                prop_assert_eq!(&s.1, &l.bytes);
+            }
+            let (r2, seen2) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("again");
+            prop_assert_eq!(r2.end_offset, r.end_offset);
+            prop_assert_eq!(r2.truncated, None);
+            prop_assert_eq!(seen2.len(), keep.len());
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Interop with the real RocketMQ C++ client (PyPI `rocketmq` 0.4.4, librocketmq): sync, async,
+//! oneway and batch sends; a push consumer in a consumer group receives exactly what was sent
+//! (bodies, tags, keys, properties); a pull consumer reads a queue from a given offset.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ramjet_tests::ops::{self, OutMessage};
+use ramjet_tests::wire::response;
+use ramjet_tests::{interop, setup, Broker, BrokerSpec, Conn};
+use serde_json::{json, Value};
+
+const ROUTE_WAIT: Duration = Duration::from_secs(20);
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(60);
+const PROP_NAMES: [&str; 2] = ["e2e_mode", "e2e_idx"];
+
+fn create_topic_everywhere(broker: &Broker, topic: &str, queues: u32) {
+    for i in 0..broker.shards() {
+        let mut c = Conn::connect(broker.shard_addr(i)).unwrap_or_else(|e| panic!("{e}"));
+        let r = ops::create_topic(&mut c, topic, queues)
+            .unwrap_or_else(|e| panic!("create topic on shard {i}: {e}"));
+        assert_eq!(
+            r.code,
+            response::SUCCESS,
+            "UPDATE_AND_CREATE_TOPIC {topic} on shard {i}: {:?}",
+            r.remark
+        );
+    }
+    ops::wait_route(broker.namesrv_addr(), topic, broker.shards(), ROUTE_WAIT);
+}
+
+fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("field {k} missing or not a string in {v}"))
+}
+
+fn int_field(v: &Value, k: &str) -> i64 {
+    v.get(k)
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("field {k} missing or not an integer in {v}"))
+}
+
+fn array<'a>(v: &'a Value, k: &str) -> &'a Vec<Value> {
+    v.get(k)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("field {k} missing or not an array in {v}"))
+}
+
+#[test]
+fn cpp_producer_send_modes_reach_a_push_consumer_exactly_once() {
+    let broker = Broker::start(BrokerSpec::default().shards(2));
+    let topic = "e2e_cpp_roundtrip";
+    create_topic_everywhere(&broker, topic, 4);
+    let run = format!("{:08x}", rand::random::<u32>());
+
+    let mut messages = Vec::new();
+    for mode in ["sync", "async", "oneway", "batch"] {
+        for i in 0..8 {
+            let pad: String =
+                std::iter::repeat_n(char::from(b'a' + i as u8), i * 97 % 700).collect();
+            messages.push(json!({
+                "mode": mode,
+                "batch_id": 1,
+                "body": format!("{run}|{mode}|{i}|{pad}"),
+                "tags": if i % 2 == 0 { "TagA" } else { "TagB" },
+                "keys": format!("k-{mode}-{i} shared-{run}"),
+                "props": {"e2e_mode": mode, "e2e_idx": i.to_string()},
+            }));
+        }
+    }
+    // A body above the C++ client's 4 KiB compression threshold: stored compressed, delivered
+    // inflated.
+    let big: String = (0..6000)
+        .map(|i| char::from(b'A' + (i % 26) as u8))
+        .collect();
+    messages.push(json!({
+        "mode": "sync", "body": format!("{run}|big|{big}"), "tags": "TagBig", "keys": "k-big",
+        "props": {"e2e_mode": "sync", "e2e_idx": "big"},
+    }));
+    let spec = json!({
+        "topic": topic,
+        "producer_group": format!("e2e_cpp_pg_{run}"),
+        "consumer_group": format!("e2e_cpp_cg_{run}"),
+        "messages": messages,
+        "prop_names": PROP_NAMES,
+        "settle_s": 3.0,
+        "quiet_s": 1.5,
+    });
+    let work = setup::temp_dir("interop-roundtrip-");
+    let out = interop::run(
+        "roundtrip",
+        &broker.namesrv(),
+        &spec,
+        SCRIPT_DEADLINE,
+        work.path(),
+    );
+
+    // Every acknowledged send says SEND_OK.
+    let sent = array(&out, "sent");
+    assert_eq!(
+        sent.len(),
+        messages.len(),
+        "one send record per message: {out}"
+    );
+    for s in sent {
+        assert_eq!(int_field(s, "status"), 0, "send not OK: {s}");
+        if str_field(s, "mode") != "oneway" {
+            assert!(
+                int_field(s, "offset") >= 0,
+                "send result without a queue offset: {s}"
+            );
+        }
+    }
+
+    // The push consumer received each message exactly once, with its tags, keys, properties.
+    let received = array(&out, "received");
+    let mut by_body: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for r in received {
+        by_body.entry(str_field(r, "body")).or_default().push(r);
+    }
+    let sent_bodies: BTreeSet<&str> = messages.iter().map(|m| str_field(m, "body")).collect();
+    let got_bodies: BTreeSet<&str> = by_body.keys().copied().collect();
+    let missing: Vec<_> = sent_bodies
+        .difference(&got_bodies)
+        .map(|b| &b[..b.len().min(40)])
+        .collect();
+    let unexpected: Vec<_> = got_bodies
+        .difference(&sent_bodies)
+        .map(|b| &b[..b.len().min(40)])
+        .collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "missing {missing:?}, unexpected {unexpected:?}"
+    );
+    for m in &messages {
+        let body = str_field(m, "body");
+        let got = &by_body[body];
+        assert_eq!(
+            got.len(),
+            1,
+            "message delivered {} times: {}",
+            got.len(),
+            &body[..body.len().min(40)]
+        );
+        let r = got[0];
+        assert_eq!(str_field(r, "topic"), topic);
+        assert_eq!(
+            str_field(r, "tags"),
+            str_field(m, "tags"),
+            "tags of {body:.40}"
+        );
+        assert_eq!(
+            str_field(r, "keys"),
+            str_field(m, "keys"),
+            "keys of {body:.40}"
+        );
+        for name in PROP_NAMES {
+            assert_eq!(
+                r["props"][name], m["props"][name],
+                "property {name} of {body:.40}"
+            );
+        }
+        assert_eq!(int_field(r, "reconsume_times"), 0);
+    }
+    // Queue offsets are unique per (broker, queue): (commit log offset distinguishes shards).
+    let mut seen = BTreeSet::new();
+    for r in received {
+        let key = (
+            int_field(r, "commit_log_offset"),
+            int_field(r, "queue_id"),
+            int_field(r, "queue_offset"),
+        );
+        assert!(
+            seen.insert(key),
+            "two deliveries share a stored position: {r}"
+        );
+    }
+
+    // The broker's own view agrees: the queues of both shards hold exactly these messages.
+    let mut total = 0;
+    for shard in 0..broker.shards() {
+        let mut c = Conn::connect(broker.shard_addr(shard)).unwrap();
+        for q in 0..4 {
+            total += ops::max_offset(&mut c, topic, q).unwrap();
+        }
+    }
+    assert_eq!(
+        total,
+        messages.len() as i64,
+        "messages stored over both shards"
+    );
+}
+
+#[test]
+fn cpp_pull_consumer_reads_a_queue_from_an_offset() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "e2e_cpp_pull";
+    create_topic_everywhere(&broker, topic, 2);
+    let mut c = Conn::connect(broker.shard_addr(0)).unwrap();
+    let mut bodies = Vec::new();
+    for i in 0..10 {
+        let body = format!("pull-body-{i}-{}", "z".repeat(i * 31));
+        let msg = OutMessage::new(body.clone().into_bytes())
+            .prop("TAGS", &format!("TagP{}", i % 3))
+            .prop("KEYS", &format!("pk-{i}"))
+            .prop("e2e_idx", &i.to_string());
+        let ok = ops::send(&mut c, topic, 1, &msg).unwrap().expect_ok("send");
+        assert_eq!(ok.queue_offset, i as i64);
+        bodies.push(body);
+    }
+    let work = setup::temp_dir("interop-pull-");
+    let spec = json!({
+        "topic": topic, "consumer_group": "e2e_cpp_puller", "queue_id": 1, "offset": 4, "count": 6,
+        "max_num": 4, "prop_names": ["e2e_idx"],
+    });
+    let out = interop::run(
+        "pull",
+        &broker.namesrv(),
+        &spec,
+        SCRIPT_DEADLINE,
+        work.path(),
+    );
+    let queues: BTreeSet<i64> = array(&out, "queues")
+        .iter()
+        .map(|q| int_field(q, "queue_id"))
+        .collect();
+    assert_eq!(
+        queues,
+        BTreeSet::from([0, 1]),
+        "the C++ client sees the topic's two queues"
+    );
+    let msgs = array(&out, "messages");
+    assert_eq!(msgs.len(), 6, "pulled from offset 4 to the end: {out}");
+    for (k, m) in msgs.iter().enumerate() {
+        let i = 4 + k;
+        assert_eq!(int_field(m, "queue_offset"), i as i64);
+        assert_eq!(int_field(m, "queue_id"), 1);
+        assert_eq!(str_field(m, "body"), bodies[i]);
+        assert_eq!(str_field(m, "tags"), format!("TagP{}", i % 3));
+        assert_eq!(str_field(m, "keys"), format!("pk-{i}"));
+        assert_eq!(m["props"]["e2e_idx"], json!(i.to_string()));
+    }
+    let results = array(&out, "results");
+    assert_eq!(
+        int_field(&results[0], "status"),
+        0,
+        "first pull FOUND: {out}"
+    );
+    assert_eq!(
+        int_field(&results[0], "count"),
+        4,
+        "maxNums 4 honoured: {out}"
+    );
+    assert_eq!(int_field(&results[0], "next_begin_offset"), 8);
+    assert_eq!(int_field(&results[0], "max_offset"), 10);
+
+    // At the end of the queue the C++ client sees NO_NEW_MSG.
+    let spec = json!({
+        "topic": topic, "consumer_group": "e2e_cpp_puller", "queue_id": 1, "offset": 10, "count": 1,
+        "prop_names": [],
+    });
+    let out = interop::run(
+        "pull",
+        &broker.namesrv(),
+        &spec,
+        SCRIPT_DEADLINE,
+        work.path(),
+    );
+    assert!(array(&out, "messages").is_empty());
+    let results = array(&out, "results");
+    assert_eq!(
+        int_field(results.last().unwrap(), "status"),
+        1,
+        "NO_NEW_MSG at the end: {out}"
+    );
+}
