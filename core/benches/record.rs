@@ -2,6 +2,11 @@
 //! (structure parse + body CRC check) of 100 B and 4 KiB bodies.
 //!
 //! Run: `cargo bench -p ramjet-core --bench record`.
+//!
+//! Measured 2026-11-23 on the 2 vCPU KVM dev machine (short runs, other builds competing;
+//! indicative): 100 B body — encode 44 ns, parse + CRC 55 ns, parse only 28 ns;
+//! 4 KiB body — encode 200 ns, parse + CRC 186 ns, parse only 24 ns. The CRC dominates large
+//! records (~21 GiB/s with crc32fast's SIMD path); parsing is size-independent.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -2,6 +2,17 @@
 //! serializations (DESIGN.md §7 "JSON header parsing cost vs binary").
 //!
 //! Run: `cargo bench -p ramjet-core --bench remoting`.
+//!
+//! Instruction counts per operation (callgrind, `--profile-time 1`, 2026-11-23, release):
+//! - SEND_MESSAGE_V2 frame + header decode, binary header: ~1,030 Ir frame + ~2,130 Ir header,
+//!   0 allocations (asserted in core/src/remoting/tests.rs). Before slicing keys/values out
+//!   of one UTF-8 check of the whole ext region it was ~5,180 Ir (per-string `from_utf8`
+//!   was half of it).
+//! - Same request with a JSON header (what the C++ client sends): ~13,500 Ir frame decode
+//!   (serde_json string scanning and the `\u0001` escapes of the properties dominate) +
+//!   ~1,460 Ir header, one `Vec` of ext pairs plus one `String` per escaped value.
+//!   So the binary header is ~4.5x cheaper to read: ramjet's own client uses it.
+//! Wall-clock numbers from this shared 2-core VM were too noisy to record (load avg 6-8).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ramjet_core::remoting::headers::{

@@ -79,7 +79,16 @@ impl Client {
                 return Some(cmd);
             }
             let mut chunk = [0u8; 65536];
-            let n = self.s.read(&mut chunk).ok()?;
+            let n = match self.s.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("DEBUGCLIENT {:?} read error {e}", self.s.local_addr());
+                    return None;
+                }
+            };
+            if n == 0 {
+                eprintln!("DEBUGCLIENT {:?} -> {:?} EOF", self.s.local_addr(), self.s.peer_addr());
+            }
             if n == 0 {
                 return None;
             }

@@ -496,8 +496,10 @@ mod tests {
     fn policy_from_the_default_config_is_rocketmqs() {
         let p = RetentionPolicy::from_config(&crate::config::StoreConfig::default()).expect("ok");
         assert_eq!(p, RetentionPolicy::default());
-        let mut cfg = crate::config::StoreConfig::default();
-        cfg.disk_force_clean_ratio = 0.95;
+        let cfg = crate::config::StoreConfig {
+            disk_force_clean_ratio: 0.95,
+            ..crate::config::StoreConfig::default()
+        };
         assert!(
             RetentionPolicy::from_config(&cfg).is_err(),
             "force above refuse"

@@ -10,16 +10,17 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use ramjet_core::record::{MessageToStore, RecordView};
+use ramjet_storage::checkpoint::Checkpoint;
 use ramjet_storage::recovery::{recover_commitlog, RecoveryOptions};
 use ramjet_storage::{Chunk, FlushMode, Store, StoreConfig};
+use rand::Rng;
 
 const CHILD_ENV: &str = "CRASH_CHILD_DIR";
 const TEST_NAME: &str = "sigkill_at_random_points_loses_no_acknowledged_record";
@@ -33,6 +34,8 @@ const KILL_DELAY_MS: std::ops::Range<u64> = 5..250;
 /// Budget for the whole loop; the test stops killing early (after the minimum) if exceeded.
 const TIME_BUDGET: Duration = Duration::from_secs(50);
 const MIN_KILLS: usize = 20;
+/// A child that has not opened its store by then is stuck.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn config(dir: &Path) -> StoreConfig {
     let mut cfg = StoreConfig::new(dir);
@@ -111,7 +114,7 @@ fn child(dir: PathBuf, run: u64) -> ! {
                     };
                     let put = match store.put_message(&msg) {
                         Ok(p) => p,
-                        Err(e) if matches!(e, ramjet_storage::StoreError::Busy { .. }) => {
+                        Err(ramjet_storage::StoreError::Busy { .. }) => {
                             store.wait_writable(msg.encoded_len()).await;
                             continue;
                         }
@@ -160,29 +163,49 @@ fn run_child_and_kill(dir: &Path, run: u64, rng: &mut impl Rng) -> Vec<Ack> {
         .spawn()
         .expect("spawn child");
     let stdout = child.stdout.take().expect("stdout");
-    let mut reader = BufReader::new(stdout);
-    // Wait until the child has opened (recovered) the store, then kill it at a random moment.
-    let mut line = String::new();
-    let mut pre = Vec::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).expect("read child");
-        assert!(n > 0, "child exited before READY; output: {pre:?}");
-        if line.trim_end() == "READY" {
-            break;
+    // Lines arrive through a thread so that a child that never gets ready cannot hang the test.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader_thread = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
         }
-        assert!(!line.contains("FAILED"), "child failed: {line}");
-        pre.push(line.clone());
+    });
+    // Wait until the child has opened (recovered) the store, then kill it at a random moment.
+    // (libtest prints "test <name> ... " without a newline before the child's first line.)
+    let mut pre = Vec::new();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.trim_end().ends_with("READY") => break,
+            Ok(line) => {
+                assert!(!line.contains("FAILED"), "child failed: {line}");
+                pre.push(line);
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("child not ready within {READY_TIMEOUT:?} ({e}); output: {pre:?}");
+            }
+        }
     }
     std::thread::sleep(Duration::from_millis(rng.gen_range(KILL_DELAY_MS)));
     child.kill().expect("SIGKILL child");
-    let mut rest = String::new();
-    reader.read_to_string(&mut rest).expect("drain child");
+    let rest: Vec<String> = rx.iter().collect();
+    reader_thread.join().expect("reader thread");
     let status = child.wait().expect("wait child");
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "child died by SIGKILL, not on its own; output tail: {}", &rest[rest.len().saturating_sub(500)..]);
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "child died by SIGKILL, not on its own; last lines: {:?}",
+        &rest[rest.len().saturating_sub(5)..]
+    );
     let mut acks = Vec::new();
-    for l in rest.lines() {
+    for l in &rest {
         assert!(!l.contains("FAILED"), "child reported: {l}");
         // The last line may be cut by the kill; only whole lines with all fields count.
         if let Some(a) = parse_ack(l) {
@@ -200,11 +223,58 @@ fn chunk_bytes(chunks: &[Chunk]) -> Vec<u8> {
             Chunk::File { file, offset, len } => {
                 let start = out.len();
                 out.resize(start + *len as usize, 0);
-                file.read_exact_at(&mut out[start..], *offset).expect("read chunk");
+                file.read_exact_at(&mut out[start..], *offset)
+                    .expect("read chunk");
             }
         }
     }
     out
+}
+
+/// Simulates what a power cut can leave that SIGKILL cannot: a partly written record past the
+/// end (a plausible header with this position's PHYSICALOFFSET, then random bytes). Returns
+/// the offset written at, or None when the end is at a segment boundary.
+fn tear_tail(dir: &Path, rng: &mut impl Rng) -> Option<u64> {
+    let opts = RecoveryOptions {
+        dry_run: true,
+        ..RecoveryOptions::full(SEGMENT_BYTES)
+    };
+    let end = recover_commitlog(&dir.join("commitlog"), &opts, &mut |_, _| {})
+        .expect("scan before tearing")
+        .end_offset;
+    let pos = end % SEGMENT_BYTES;
+    let room = SEGMENT_BYTES - pos;
+    if room < 64 {
+        return None;
+    }
+    let len = rng.gen_range(40..room.min(3000)) as usize;
+    let mut junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+    junk[0..4].copy_from_slice(&(len as i32 + rng.gen_range(1..500)).to_be_bytes());
+    junk[4..8].copy_from_slice(&ramjet_core::record::MESSAGE_MAGIC_CODE_V1.to_be_bytes());
+    if len >= 36 {
+        junk[28..36].copy_from_slice(&(end as i64).to_be_bytes());
+    }
+    let seg = dir
+        .join("commitlog")
+        .join(ramjet_storage::recovery::segment_file_name(end - pos));
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).ok()?;
+    f.write_all_at(&junk, pos).expect("write torn bytes");
+    Some(end)
+}
+
+/// What recovery would do right after the crash (read-only): the checkpoint must never claim
+/// more than is valid, and the bytes past the end must be a torn tail, not corruption.
+/// Returns whether there was a torn tail (non-zero bytes past the last valid record).
+fn inspect_after_crash(dir: &Path) -> bool {
+    let cp = Checkpoint::load(dir).expect("checkpoint readable");
+    let opts = RecoveryOptions {
+        dry_run: true,
+        ..RecoveryOptions::from_checkpoint(SEGMENT_BYTES, cp.as_ref())
+    };
+    match recover_commitlog(&dir.join("commitlog"), &opts, &mut |_, _| {}) {
+        Ok(r) => r.truncated.is_some(),
+        Err(e) => panic!("after a crash: {e}"),
+    }
 }
 
 /// Reopens the store (recovery) and checks everything acknowledged so far.
@@ -213,7 +283,9 @@ fn verify(dir: &Path, acks: &[Ack]) -> (u64, usize) {
     let dir2 = dir.to_path_buf();
     let (end, units) = ramjet_storage::io::block_on(async move {
         let acks = acks_owned;
-        let store = Store::open(config(&dir2)).await.expect("reopen after crash (recovery)");
+        let store = Store::open(config(&dir2))
+            .await
+            .expect("reopen after crash (recovery)");
         // 1. Every acknowledged record, byte for byte.
         for a in &acks {
             let rec = store
@@ -224,7 +296,12 @@ fn verify(dir: &Path, acks: &[Ack]) -> (u64, usize) {
             assert_eq!(v.physical_offset(), a.phys as i64);
             assert_eq!(v.topic(), TOPIC);
             assert_eq!(v.queue_id(), a.queue_id);
-            assert_eq!(v.queue_offset(), a.queue_offset, "queue offset of record at {}", a.phys);
+            assert_eq!(
+                v.queue_offset(),
+                a.queue_offset,
+                "queue offset of record at {}",
+                a.phys
+            );
             assert_eq!(crc32fast::hash(v.body()), a.crc);
             assert_eq!(v.body(), &body(a.seed)[..], "body of record at {}", a.phys);
         }
@@ -250,10 +327,16 @@ fn verify(dir: &Path, acks: &[Ack]) -> (u64, usize) {
                 let bytes = chunk_bytes(&r.chunks);
                 let mut at = 0usize;
                 for i in 0..r.msg_count as i64 {
-                    let v = RecordView::parse_verified(&bytes[at..]).expect("CQ points at a valid record");
+                    let v = RecordView::parse_verified(&bytes[at..])
+                        .expect("CQ points at a valid record");
                     assert_eq!(v.topic(), TOPIC);
                     assert_eq!(v.queue_id(), q);
-                    assert_eq!(v.queue_offset(), off + i, "CQ unit {} of queue {q}", off + i);
+                    assert_eq!(
+                        v.queue_offset(),
+                        off + i,
+                        "CQ unit {} of queue {q}",
+                        off + i
+                    );
                     at += v.total_size() as usize;
                     units += 1;
                 }
@@ -281,7 +364,11 @@ fn verify(dir: &Path, acks: &[Ack]) -> (u64, usize) {
     assert!(report.removed_segments.is_empty());
     assert_eq!(report.end_offset, end);
     for a in acks {
-        assert!(seen.contains_key(&a.phys), "ack at {} not in the scan", a.phys);
+        assert!(
+            seen.contains_key(&a.phys),
+            "ack at {} not in the scan",
+            a.phys
+        );
     }
     (end, units)
 }
@@ -303,6 +390,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_record() {
     let mut runs_with_acks = 0usize;
     let mut kills = 0usize;
     let mut last_end = 0u64;
+    let mut torn_tails = 0usize;
     while kills < KILLS && (kills < MIN_KILLS || started.elapsed() < TIME_BUDGET) {
         let acks = run_child_and_kill(&dir, kills as u64 + 1, &mut rng);
         kills += 1;
@@ -310,17 +398,40 @@ fn sigkill_at_random_points_loses_no_acknowledged_record() {
             runs_with_acks += 1;
         }
         all.extend(acks);
+        let torn = rng.gen_bool(0.5) && tear_tail(&dir, &mut rng).is_some();
+        let cut = inspect_after_crash(&dir);
+        assert!(
+            cut || !torn,
+            "torn bytes written past the end were not recognised as a torn tail"
+        );
+        if cut {
+            torn_tails += 1;
+        }
         let (end, units) = verify(&dir, &all);
-        assert!(end >= last_end, "recovered end went backwards: {end} < {last_end}");
-        assert!(units >= all.len(), "{units} CQ units for {} acks", all.len());
+        assert!(
+            end >= last_end,
+            "recovered end went backwards: {end} < {last_end}"
+        );
+        assert!(
+            units >= all.len(),
+            "{units} CQ units for {} acks",
+            all.len()
+        );
         last_end = end;
     }
     eprintln!(
-        "crash test: {kills} kills, {} acknowledged records in {runs_with_acks} runs, CommitLog end {last_end}, {:?}",
+        "crash test: {kills} kills, {} acknowledged records in {runs_with_acks} runs, {torn_tails} torn tails cut, CommitLog end {last_end}, {:?}",
         all.len(),
         started.elapsed()
     );
     assert!(kills >= MIN_KILLS);
-    assert!(runs_with_acks >= kills / 2, "only {runs_with_acks} of {kills} runs acknowledged anything");
-    assert!(last_end > SEGMENT_BYTES, "data spans several segments ({last_end} bytes)");
+    assert!(torn_tails >= 3, "only {torn_tails} torn tails exercised");
+    assert!(
+        runs_with_acks >= kills / 2,
+        "only {runs_with_acks} of {kills} runs acknowledged anything"
+    );
+    assert!(
+        last_end > SEGMENT_BYTES,
+        "data spans several segments ({last_end} bytes)"
+    );
 }

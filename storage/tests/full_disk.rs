@@ -106,7 +106,10 @@ async fn check_acked(store: &Store, acked: &Acked) {
     }
     for q in 0..2 {
         let expected = acked.iter().filter(|a| a.2 % 2 == q as u64).count() as i64;
-        assert!(store.max_offset(TOPIC, q) >= expected, "queue {q} lost units");
+        assert!(
+            store.max_offset(TOPIC, q) >= expected,
+            "queue {q} lost units"
+        );
     }
 }
 
@@ -121,15 +124,26 @@ fn real_full_file_system_refuses_cleanly() {
         "mount refused: injected ENOSPC on CommitLog writes"
     };
     eprintln!("full-disk test mode: {mode}");
-    let dir = if mount.is_some() { mnt.join("store") } else { tmp.path().join("store") };
+    let dir = if mount.is_some() {
+        mnt.join("store")
+    } else {
+        tmp.path().join("store")
+    };
     let dir2 = dir.clone();
     let real = mount.is_some();
     let acked = ramjet_storage::io::block_on(async move {
         let store = Store::open(config(&dir2)).await.expect("open");
         let (acked, err) = fill_until_refused(&store, if real { None } else { Some(200) }).await;
         eprintln!("refused after {} acknowledged appends: {err}", acked.len());
-        assert!(err.is_disk_full(), "refusal must say the disk is full, got: {err}");
-        assert!(acked.len() >= 100, "only {} appends before the refusal", acked.len());
+        assert!(
+            err.is_disk_full(),
+            "refusal must say the disk is full, got: {err}"
+        );
+        assert!(
+            acked.len() >= 100,
+            "only {} appends before the refusal",
+            acked.len()
+        );
         // Further appends keep being refused the same clean way.
         let body = [7u8; 100];
         for _ in 0..3 {
@@ -149,7 +163,9 @@ fn real_full_file_system_refuses_cleanly() {
     // Reopen on the same (still full) file system: recovery, then every ack readable.
     let dir3 = dir.clone();
     ramjet_storage::io::block_on(async move {
-        let store = Store::open(config(&dir3)).await.expect("reopen on a full disk");
+        let store = Store::open(config(&dir3))
+            .await
+            .expect("reopen on a full disk");
         check_acked(&store, &acked).await;
         let _ = store.shutdown().await;
     })
@@ -170,29 +186,50 @@ fn disk_ratio_guard_refuses_appends_above_the_refuse_ratio() {
         let mut acked = Vec::new();
         for seed in 0..50u64 {
             let body = common::body_for(seed, 3000);
-            let put = store.put_message(&msg(&body, (seed % 2) as i32)).expect("put below the ratio");
-            store.wait_durable(put.end_physical_offset).await.expect("durable");
+            let put = store
+                .put_message(&msg(&body, (seed % 2) as i32))
+                .expect("put below the ratio");
+            store
+                .wait_durable(put.end_physical_offset)
+                .await
+                .expect("durable");
             acked.push((put.physical_offset, put.queue_offset, seed));
         }
         let end_before = store.stats().commitlog_end_offset;
         ratio.set(0.95);
         assert!((store.refresh_disk_usage() - 0.95).abs() < 1e-9);
         let body = common::body_for(999, 3000);
-        let err = store.put_message(&msg(&body, 0)).expect_err("refused above 90 %");
+        let err = store
+            .put_message(&msg(&body, 0))
+            .expect_err("refused above 90 %");
         match &err {
-            StoreError::DiskFull { used_pct, refuse_pct, .. } => {
-                assert!((used_pct - 95.0).abs() < 1e-6 && (refuse_pct - 90.0).abs() < 1e-6, "{err}");
+            StoreError::DiskFull {
+                used_pct,
+                refuse_pct,
+                ..
+            } => {
+                assert!(
+                    (used_pct - 95.0).abs() < 1e-6 && (refuse_pct - 90.0).abs() < 1e-6,
+                    "{err}"
+                );
             }
             other => panic!("expected DiskFull, got {other}"),
         }
         assert!(err.to_string().contains("95.0%"), "{err}");
-        assert_eq!(store.stats().commitlog_end_offset, end_before, "a refused append writes nothing");
+        assert_eq!(
+            store.stats().commitlog_end_offset,
+            end_before,
+            "a refused append writes nothing"
+        );
         assert!(store.stats().puts_refused_disk_full >= 1);
         // Back under the ratio (retention freed space): appends resume.
         ratio.set(0.80);
         store.refresh_disk_usage();
         let put = store.put_message(&msg(&body, 0)).expect("accepted again");
-        store.wait_durable(put.end_physical_offset).await.expect("durable");
+        store
+            .wait_durable(put.end_physical_offset)
+            .await
+            .expect("durable");
         acked.push((put.physical_offset, put.queue_offset, 999));
         store.shutdown().await.expect("shutdown");
         acked

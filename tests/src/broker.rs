@@ -234,7 +234,7 @@ impl Broker {
         let child = Command::new(bin)
             .args(&args)
             .env(
-                "RUST_LOG",
+                "RAMJET_LOG",
                 std::env::var("RAMJET_E2E_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env("RUST_BACKTRACE", "1")

@@ -241,6 +241,19 @@ fn iter_entries_walks_records_then_blank() {
 }
 
 #[test]
+fn iter_entries_reports_damage_once_and_stops() {
+    let mut file = vec![0u8; 512];
+    let m = sample("T", b"abc", b"");
+    let n = encode_record(&m, 0, 0, 0, &mut file).unwrap();
+    encode_record(&m, 1, n as i64, 0, &mut file[n..]).unwrap();
+    file[n + 4] ^= 0xFF; // second record's magic
+    let got: Vec<_> = iter_entries(&file).collect();
+    assert_eq!(got.len(), 2);
+    assert!(matches!(got[0], Ok((0, Entry::Record(_)))));
+    assert!(matches!(got[1], Err(RecordError::BadMagic { .. })));
+}
+
+#[test]
 fn tag_hash_matches_java() {
     assert_eq!(tag_hash("TagA"), 2_598_919);
     assert_eq!(tag_hash("TagB"), 2_598_920);

@@ -26,7 +26,7 @@ pub mod json;
 pub mod limits;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use codes::{LanguageCode, RequestCode, ResponseCode, Version, FLAG_ONEWAY, FLAG_RESPONSE};
 pub use command::{CommandView, RemotingCommand};

@@ -949,8 +949,11 @@ fn borrowed_typed_headers_round_trip() {
 }
 
 // ---- allocation accounting (per thread, so parallel tests do not disturb each other) ----
+// This is the global allocator of ramjet-core's whole lib test binary. Other modules' tests
+// can use `crate::remoting::tests::alloc_count::count()` instead of declaring their own
+// (two `#[global_allocator]`s do not compile).
 
-mod alloc_count {
+pub(crate) mod alloc_count {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;
 

@@ -279,6 +279,7 @@ async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery) {
         let result = write_pending(&mut delivery, &buf, &mut pieces).await;
         pieces.clear();
         if let Err(e) = result {
+            eprintln!("DEBUGCONN write failed {e}");
             tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "write failed; closing");
             conn.close();
             break;
@@ -510,6 +511,7 @@ pub async fn serve_connection(
             Some(Err(e)) => break Err(e),
         }
     };
+    eprintln!("DEBUGCONN conn {id} {local} <- {peer} ended: {result:?}");
     service.closed(&conn);
     conn.close();
     let _ = writer_task.await;

@@ -11,7 +11,7 @@ pub mod tailcache;
 pub mod writer;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -30,6 +30,10 @@ use crate::recovery::{list_segments, segment_file_name};
 /// Chunk writes of one flush in flight at once (disjoint blocks; bounded so that one flush
 /// never queues more than this many DMA writes).
 pub const MAX_WRITES_IN_FLIGHT: usize = 16;
+
+/// Read descriptors kept open for segments no longer written (sendfile sources); older ones are
+/// closed once no pull result holds them.
+pub const MAX_OPEN_READERS: usize = 32;
 
 /// A piece of a pull result. Adjacent ranges are coalesced.
 #[derive(Debug, Clone)]
@@ -84,7 +88,13 @@ pub struct CommitLog {
     cfg: StoreConfig,
     dir: PathBuf,
     pub(crate) writer: RefCell<Writer>,
+    /// Segments open for writing: the active one, any with chunks still to write or sync, and
+    /// the one prepared ahead. Older segments are closed (file descriptors are bounded).
     segments: RefCell<BTreeMap<u64, Rc<SegmentFile>>>,
+    /// Base offsets of every segment file present.
+    known: RefCell<BTreeSet<u64>>,
+    /// Buffered read descriptors of closed segments, most recently used last.
+    readers: RefCell<VecDeque<(u64, Rc<File>)>>,
     /// Segments written since their last fdatasync.
     unsynced: RefCell<BTreeSet<u64>>,
     pub(crate) durable: DurableWatch,
@@ -110,17 +120,21 @@ impl CommitLog {
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("creating directory", &dir, e))?;
         remove_leftovers(&dir)?;
         let seg_size = cfg.segment_size_bytes;
-        let mut segments = BTreeMap::new();
+        let mut known = BTreeSet::new();
         for s in list_segments(&dir).map_err(|e| StoreError::Recovery {
             dir: dir.clone(),
             reason: e.to_string(),
         })? {
-            let f = SegmentFile::open(&s.path, s.base_offset, cfg.io_mode).await?;
-            segments.insert(s.base_offset, Rc::new(f));
+            known.insert(s.base_offset);
         }
+        let mut segments = BTreeMap::new();
         let active_base = end_offset - end_offset % seg_size;
         let mut created = 0;
-        if let std::collections::btree_map::Entry::Vacant(slot) = segments.entry(active_base) {
+        if known.contains(&active_base) {
+            let path = dir.join(segment_file_name(active_base));
+            let f = SegmentFile::open(&path, active_base, cfg.io_mode).await?;
+            segments.insert(active_base, Rc::new(f));
+        } else {
             let path = dir.join(segment_file_name(active_base));
             let f = SegmentFile::create_prepared(
                 &path,
@@ -131,7 +145,8 @@ impl CommitLog {
                 &|| true,
             )
             .await?;
-            slot.insert(Rc::new(f));
+            segments.insert(active_base, Rc::new(f));
+            known.insert(active_base);
             created += 1;
         }
         let block_start = end_offset - end_offset % IO_ALIGNMENT;
@@ -155,9 +170,8 @@ impl CommitLog {
             max_unflushed_bytes: cfg.max_unflushed_bytes,
             tail_cache_bytes: cfg.tail_cache_bytes,
         };
-        let min_offset = segments
-            .keys()
-            .next()
+        let min_offset = known
+            .first()
             .copied()
             .map_or(min_offset, |first| first.max(min_offset));
         let log = CommitLog {
@@ -165,6 +179,8 @@ impl CommitLog {
             dir,
             writer: RefCell::new(Writer::new(limits, end_offset, &tail)),
             segments: RefCell::new(segments),
+            known: RefCell::new(known),
+            readers: RefCell::new(VecDeque::new()),
             unsynced: RefCell::new(BTreeSet::new()),
             durable: DurableWatch::new(end_offset),
             signal: FlushSignal::default(),
@@ -227,17 +243,69 @@ impl CommitLog {
         self.write_fault.set(errno);
     }
 
-    /// Base offsets and files of the open segments, oldest first.
+    /// Base offsets of the segment files, oldest first.
     pub fn segment_bases(&self) -> Vec<u64> {
-        self.segments.borrow().keys().copied().collect()
+        self.known.borrow().iter().copied().collect()
     }
 
-    /// The buffered descriptor and in-file position of global `offset`.
-    fn file_position(&self, offset: u64) -> Option<(Rc<SegmentFile>, u64)> {
-        let segs = self.segments.borrow();
-        let (base, f) = segs.range(..=offset).next_back()?;
+    /// The buffered read descriptor and in-file position of global `offset`: the open
+    /// segment's own, or one from the bounded reader cache (opened on a miss).
+    fn file_position(&self, offset: u64) -> Result<(Rc<File>, u64), StoreError> {
+        let missing = StoreError::NoRecord {
+            offset,
+            reason: "no segment holds this offset (deleted?)",
+        };
+        let base = *self
+            .known
+            .borrow()
+            .range(..=offset)
+            .next_back()
+            .ok_or(missing)?;
         let pos = offset - base;
-        (pos < self.cfg.segment_size_bytes).then(|| (f.clone(), pos))
+        if pos >= self.cfg.segment_size_bytes {
+            return Err(StoreError::NoRecord {
+                offset,
+                reason: "no segment holds this offset (deleted?)",
+            });
+        }
+        if let Some(f) = self.segments.borrow().get(&base) {
+            return Ok((f.reader(), pos));
+        }
+        let mut readers = self.readers.borrow_mut();
+        if let Some(i) = readers.iter().position(|(b, _)| *b == base) {
+            if let Some(entry) = readers.remove(i) {
+                let f = entry.1.clone();
+                readers.push_back(entry);
+                return Ok((f, pos));
+            }
+        }
+        let path = self.dir.join(segment_file_name(base));
+        let f = Rc::new(
+            File::open(&path).map_err(|e| StoreError::io("opening segment for reads", &path, e))?,
+        );
+        if readers.len() >= MAX_OPEN_READERS {
+            readers.pop_front();
+        }
+        readers.push_back((base, f.clone()));
+        Ok((f, pos))
+    }
+
+    /// Closes the write descriptors of segments wholly written and synced (never the active
+    /// one nor the one prepared ahead).
+    fn close_finished_segments(&self) {
+        let written = self.writer.borrow().written_end();
+        let active_base = written - written % self.cfg.segment_size_bytes;
+        let unsynced = self.unsynced.borrow();
+        let mut segs = self.segments.borrow_mut();
+        let done: Vec<u64> = segs
+            .keys()
+            .copied()
+            .filter(|b| *b < active_base && !unsynced.contains(b))
+            .collect();
+        for b in done {
+            // Dropping the O_DIRECT file closes it asynchronously; readers keep their own fd.
+            segs.remove(&b);
+        }
     }
 
     /// Appends to `chunks` the `len` bytes of the record at `offset`, for a pull: from the tail
@@ -270,17 +338,14 @@ impl CommitLog {
                 });
             }
         }
-        let (seg, pos) = self.file_position(offset).ok_or(StoreError::NoRecord {
-            offset,
-            reason: "segment deleted",
-        })?;
+        let (reader, pos) = self.file_position(offset)?;
         if let Some(Chunk::File {
             file,
             offset: at,
             len: l,
         }) = chunks.last_mut()
         {
-            if Rc::ptr_eq(file, seg.reader_ref())
+            if Rc::ptr_eq(file, &reader)
                 && *at + *l as u64 == pos
                 && *l as u64 + len as u64 <= u32::MAX as u64
             {
@@ -289,7 +354,7 @@ impl CommitLog {
             }
         }
         chunks.push(Chunk::File {
-            file: seg.reader(),
+            file: reader,
             offset: pos,
             len,
         });
@@ -371,12 +436,12 @@ impl CommitLog {
         if let Some(s) = self.writer.borrow_mut().cache_mut().get(offset, len as u32) {
             return Ok(s.as_ref().to_vec());
         }
-        let (seg, pos) = self.file_position(offset).ok_or(StoreError::NoRecord {
-            offset,
-            reason: "segment deleted",
-        })?;
+        let (reader, pos) = self.file_position(offset)?;
         let len = len.min((self.cfg.segment_size_bytes - pos) as usize);
-        seg.read_exact_at(pos, len)
+        let mut out = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(&*reader, &mut out, pos)
+            .map_err(|e| StoreError::io("reading segment", self.segment_path(offset), e))?;
+        Ok(out)
     }
 
     /// One flush cycle: writes every sealed chunk in order, then one fdatasync per segment
@@ -420,7 +485,12 @@ impl CommitLog {
                 let buf = chunk.buf.clone();
                 let pos = chunk.base - seg_base;
                 self.unsynced.borrow_mut().insert(seg_base);
-                writes.push(io::spawn(async move { file.write_chunk(&buf, pos).await }));
+                if window.len() == 1 {
+                    // The common case under `flush = sync`: no task needed.
+                    file.write_chunk(&buf, pos).await?;
+                } else {
+                    writes.push(io::spawn(async move { file.write_chunk(&buf, pos).await }));
+                }
             }
             let mut failure = None;
             for w in writes {
@@ -459,6 +529,7 @@ impl CommitLog {
         }
         self.durable.advance(target);
         self.bump(|s| s.flush_count += 1);
+        self.close_finished_segments();
         self.maybe_prepare_next();
         Ok(true)
     }
@@ -480,6 +551,7 @@ impl CommitLog {
         crate::io::sync_dir(&self.dir)?;
         let f = Rc::new(f);
         self.segments.borrow_mut().insert(base, f.clone());
+        self.known.borrow_mut().insert(base);
         self.bump(|s| s.segments_created += 1);
         Ok(f)
     }
@@ -496,7 +568,7 @@ impl CommitLog {
             return;
         }
         let next = end - end % seg_size + seg_size;
-        if self.segments.borrow().contains_key(&next) {
+        if self.known.borrow().contains(&next) {
             return;
         }
         self.preparing.set(Some(next));
@@ -508,7 +580,7 @@ impl CommitLog {
                 let me = me.clone();
                 move || {
                     me.upgrade()
-                        .is_some_and(|log| !log.segments.borrow().contains_key(&next))
+                        .is_some_and(|log| !log.known.borrow().contains(&next))
                 }
             };
             let res =
@@ -521,6 +593,7 @@ impl CommitLog {
                     let inserted = match log.segments.borrow_mut().entry(next) {
                         std::collections::btree_map::Entry::Vacant(slot) => {
                             slot.insert(Rc::new(f));
+                            log.known.borrow_mut().insert(next);
                             true
                         }
                         std::collections::btree_map::Entry::Occupied(_) => false,
@@ -529,7 +602,7 @@ impl CommitLog {
                         log.bump(|s| s.segments_created += 1);
                     }
                 }
-                Err(_) if log.segments.borrow().contains_key(&next) => {}
+                Err(_) if log.known.borrow().contains(&next) => {}
                 Err(e) => {
                     tracing::warn!(segment = next, error = %e, "preparing the next CommitLog segment failed; it will be created on demand")
                 }
@@ -539,17 +612,27 @@ impl CommitLog {
 
     /// Forgets segments below `offset` (retention deleted their files) and raises the minimum.
     pub fn forget_segments_below(&self, offset: u64) {
-        let mut segs = self.segments.borrow_mut();
-        let keep = segs.split_off(&(offset - offset % self.cfg.segment_size_bytes));
-        *segs = keep;
-        if let Some(&first) = segs.keys().next() {
-            self.min_offset.set(self.min_offset.get().max(first));
+        let base = offset - offset % self.cfg.segment_size_bytes;
+        {
+            let mut segs = self.segments.borrow_mut();
+            let keep = segs.split_off(&base);
+            *segs = keep;
         }
+        {
+            let mut known = self.known.borrow_mut();
+            let keep = known.split_off(&base);
+            *known = keep;
+            if let Some(&first) = known.first() {
+                self.min_offset.set(self.min_offset.get().max(first));
+            }
+        }
+        self.readers.borrow_mut().retain(|(b, _)| *b >= base);
         self.writer.borrow_mut().cache_mut().drop_below(offset);
     }
 
     /// Closes the O_DIRECT descriptors (after the final flush).
     pub async fn close(&self) -> Result<(), StoreError> {
+        self.readers.borrow_mut().clear();
         let segs = std::mem::take(&mut *self.segments.borrow_mut());
         for (_, f) in segs {
             if let Ok(f) = Rc::try_unwrap(f) {

@@ -237,7 +237,7 @@ impl Writer {
         if self.active.end() <= self.active.data_start {
             return false;
         }
-        let partial = self.active.end() % IO_ALIGNMENT != 0;
+        let partial = !self.active.end().is_multiple_of(IO_ALIGNMENT);
         self.active.buf.seal(how != Seal::BeforePartialBlock);
         self.active.overlaps_next = how == Seal::FlushPoint && partial;
         self.pending.push_back(self.active.clone());

@@ -24,6 +24,9 @@
 //! ConsumeQueueStore::new(root: PathBuf, units_per_file: u32) -> ConsumeQueueStore
 //! ConsumeQueueStore::load(root: PathBuf, units_per_file: u32) -> Result<ConsumeQueueStore, CqError>  // blocking, start-up
 //! .put(topic, queue_id: i32, queue_offset: i64, physical_offset: u64, size: u32, tags_code: i64) -> Result<PutOutcome, CqError>
+//!     // Appended | Duplicate (offset held, same unit: recovery re-dispatch) | Repaired (held unit
+//!     // disagreed: queue cut there, unit appended); gaps and backwards offsets are errors
+//! .queue_mut(topic, queue_id) -> Result<&mut ConsumeQueue, CqError>   // creates an empty queue
 //! .queue(topic, queue_id) -> Option<&ConsumeQueue>      // .get(offset), .iter_from(offset), .min_offset(), .max_offset(),
 //!                                                       // .max_physical_offset(), .search_offset_by_timestamp(ts, Boundary, &mut store_time)
 //! .get(topic, queue_id, offset: i64) -> Option<CqEntry>
@@ -235,7 +238,40 @@ impl ConsumeQueueStore {
         size: u32,
         tags_code: i64,
     ) -> Result<PutOutcome, CqError> {
-        let q = self.queue_mut(topic, queue_id)?;
+        if self.queue(topic, queue_id).is_none() {
+            self.queue_mut(topic, queue_id)?;
+        }
+        let removed = &mut self.pending_removals;
+        let Some(q) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|qs| qs.get_mut(&queue_id))
+        else {
+            return Err(CqError::BadTopic {
+                topic: topic.to_owned(),
+            });
+        };
+        // A re-dispatch (recovery) of an offset the queue holds must match the unit there; if
+        // it does not, the queue disagrees with the CommitLog from that unit on: cut it there
+        // and rebuild from the CommitLog's record.
+        let mut repaired = false;
+        if queue_offset < q.max_offset() {
+            if let Some(held) = q.get_raw(queue_offset) {
+                if !held.is_filler() && (held.physical_offset, held.size) != (physical_offset, size)
+                {
+                    tracing::warn!(
+                        topic,
+                        queue_id,
+                        queue_offset,
+                        held = held.physical_offset,
+                        record = physical_offset,
+                        "ConsumeQueue unit disagrees with the CommitLog; cutting the queue there"
+                    );
+                    q.truncate_from(queue_offset, removed);
+                    repaired = true;
+                }
+            }
+        }
         let out = q.put(
             topic,
             queue_id,
@@ -246,6 +282,9 @@ impl ConsumeQueueStore {
         )?;
         if out == PutOutcome::Appended {
             self.dispatched_end = self.dispatched_end.max(physical_offset + u64::from(size));
+            if repaired {
+                return Ok(PutOutcome::Repaired);
+            }
         }
         Ok(out)
     }

@@ -26,6 +26,9 @@ pub enum PutOutcome {
     Appended,
     /// The queue already holds this queue offset (a re-dispatch during recovery); nothing changed.
     Duplicate,
+    /// The queue held a different unit at this offset (it disagreed with the CommitLog): the
+    /// queue was cut there and the unit appended.
+    Repaired,
 }
 
 /// One file of a queue, resident in memory.
@@ -482,8 +485,17 @@ impl ConsumeQueue {
         Ok(q)
     }
 
+    /// Drops the units at queue offsets >= `offset` (files left empty go to `removed`).
+    pub(crate) fn truncate_from(&mut self, offset: i64, removed: &mut Vec<PathBuf>) -> bool {
+        let Some(e) = self.get_raw(offset) else {
+            return false;
+        };
+        // Units ascend in the CommitLog, so cutting at this unit's start drops it and all after.
+        self.truncate(e.physical_offset, removed)
+    }
+
     /// The unit at `offset` ignoring `min_offset`.
-    fn get_raw(&self, offset: i64) -> Option<CqEntry> {
+    pub(crate) fn get_raw(&self, offset: i64) -> Option<CqEntry> {
         let (fi, i) = self.locate(u64::try_from(offset).ok()?)?;
         self.files[fi].entry(i)
     }

@@ -99,6 +99,24 @@ fn duplicates_gaps_and_bad_input() {
 }
 
 #[test]
+fn redispatch_that_disagrees_repairs_the_queue() {
+    let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), 4);
+    fill(&mut s, "T", 0, 6);
+    // Recovery finds offset 3 at another CommitLog position: units 3.. are replaced.
+    assert_eq!(
+        s.put("T", 0, 3, 5000, 100, 9).unwrap(),
+        PutOutcome::Repaired
+    );
+    assert_eq!(s.max_offset("T", 0), 4);
+    assert_eq!(s.get("T", 0, 3).unwrap().physical_offset, 5000);
+    assert_eq!(s.get("T", 0, 2).unwrap().physical_offset, phys(2));
+    assert_eq!(
+        s.put("T", 0, 3, 5000, 100, 9).unwrap(),
+        PutOutcome::Duplicate
+    );
+}
+
+#[test]
 fn queue_starting_mid_file_gets_fillers() {
     let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), 4);
     assert_eq!(s.put("T", 2, 6, 500, 10, 1).unwrap(), PutOutcome::Appended);
@@ -420,4 +438,91 @@ fn load_stops_at_a_torn_tail_and_drops_unreachable_files() {
     assert_eq!(s.pending_removals, vec![qdir.join(file_name(4))]);
     // The next flush cuts the stale bytes.
     assert!(s.is_dirty());
+}
+
+mod model {
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    /// (units as (queue offset, physical offset), min offset, max offset).
+    type ModelQueue = (Vec<(i64, u64)>, i64, i64);
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8),
+        Truncate(u8),
+        DeleteBelow(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..3).prop_map(Op::Put),
+            1 => any::<u8>().prop_map(Op::Truncate),
+            1 => any::<u8>().prop_map(Op::DeleteBelow),
+        ]
+    }
+
+    proptest! {
+        /// Random puts (three queues sharing one CommitLog), truncations and deletions against
+        /// a model: per queue a list of (queue offset, physical offset) plus min/max offsets.
+        #[test]
+        fn matches_a_model(ops in proptest::collection::vec(op(), 1..120), upf in 1u32..6) {
+            let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), upf);
+            let mut phys_end = 0u64;
+            // The CommitLog never truncates below what retention deleted.
+            let mut deleted_below = 0u64;
+            // Per queue: units by offset, min, max.
+            let mut model: Vec<ModelQueue> = vec![(Vec::new(), 0, 0); 3];
+            for op in ops {
+                match op {
+                    Op::Put(q) => {
+                        let m = &mut model[q as usize];
+                        let off = m.2;
+                        let out = s.put("T", i32::from(q), off, phys_end, 10, i64::from(q)).unwrap();
+                        prop_assert_eq!(out, PutOutcome::Appended);
+                        if m.0.is_empty() { m.1 = off; }
+                        m.0.push((off, phys_end));
+                        m.2 += 1;
+                        phys_end += 10;
+                    }
+                    Op::Truncate(x) => {
+                        let cut = (u64::from(x) * 10 % (phys_end + 10)).max(deleted_below).min(phys_end);
+                        s.truncate(cut);
+                        for m in &mut model {
+                            while m.0.last().is_some_and(|&(_, p)| p + 10 > cut) {
+                                let (o, _) = m.0.pop().unwrap();
+                                m.2 = o;
+                            }
+                            m.1 = m.1.min(m.2);
+                        }
+                        phys_end = phys_end.min(cut);
+                    }
+                    Op::DeleteBelow(x) => {
+                        let min = (u64::from(x) * 10 % (phys_end + 10)).max(deleted_below);
+                        deleted_below = min;
+                        s.delete_below(min);
+                        for m in &mut model {
+                            let first = m.0.iter().find(|&&(o, p)| o >= m.1 && p >= min).map(|&(o, _)| o);
+                            m.1 = first.unwrap_or(m.2).max(m.1);
+                        }
+                    }
+                }
+                for (q, m) in model.iter().enumerate() {
+                    let q = q as i32;
+                    prop_assert_eq!(s.max_offset("T", q), m.2, "max of queue {}", q);
+                    prop_assert_eq!(s.min_offset("T", q), m.1, "min of queue {}", q);
+                    for &(o, p) in &m.0 {
+                        let got = s.get("T", q, o);
+                        if o >= m.1 {
+                            prop_assert_eq!(got.map(|e| e.physical_offset), Some(p));
+                        } else {
+                            prop_assert_eq!(got, None);
+                        }
+                    }
+                    prop_assert_eq!(s.get("T", q, m.2), None);
+                }
+            }
+        }
+    }
 }

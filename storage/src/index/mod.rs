@@ -390,12 +390,21 @@ impl IndexService {
         if already || sysflag::transaction_value(sys_flag) == sysflag::TRANSACTION_ROLLBACK_TYPE {
             return Ok(0);
         }
+        // One pass over the properties; the last occurrence of a name wins, as in Java.
+        let (mut uniq, mut keys) = (None, None);
+        for (name, value) in properties::iter(props) {
+            if name == properties::UNIQ_KEY.as_bytes() {
+                uniq = Some(value);
+            } else if name == properties::KEYS.as_bytes() {
+                keys = Some(value);
+            }
+        }
         let mut added = 0;
-        if let Some(uniq) = properties::get(props, properties::UNIQ_KEY) {
+        if let Some(uniq) = uniq {
             self.put_key(topic, uniq, physical_offset, store_timestamp)?;
             added += 1;
         }
-        if let Some(keys) = properties::get(props, properties::KEYS) {
+        if let Some(keys) = keys {
             for k in properties::split_keys(keys) {
                 self.put_key(topic, k, physical_offset, store_timestamp)?;
                 added += 1;

@@ -248,8 +248,12 @@ fn flush_reload_truncate_and_delete_on_disk() {
     // Each flush seals at most one file before writing newer ones.
     let mut flushes = 0;
     while s.borrow().is_dirty() {
-        run(flush(&s, u64::MAX)).unwrap();
+        let st = run(flush(&s, u64::MAX)).unwrap();
         flushes += 1;
+        if flushes == 1 {
+            // File 0 sealed; files 1 and 2 wait, so the durable point is file 1's first record.
+            assert_eq!((st.sealed, st.entries, st.durable_offset), (1, 3, 300));
+        }
         assert!(flushes < 10, "flush does not converge");
     }
     assert_eq!(flushes, 3);
@@ -337,6 +341,40 @@ fn flush_bound_keeps_later_entries_in_memory() {
     assert_eq!(
         loaded.query("T", "k", 10, 0, i64::MAX).unwrap(),
         vec![400, 300, 200, 100, 0]
+    );
+}
+
+#[test]
+fn load_stops_at_a_torn_tail_of_the_newest_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let idir = dir.path().join("index");
+    let s = RefCell::new(IndexService::new(idir.clone(), 3, 100).unwrap());
+    for i in 0..4u64 {
+        s.borrow_mut()
+            .index_message(
+                "T",
+                0,
+                100 * (i + 1),
+                100,
+                T0 + 1000 * i as i64,
+                &props("", "k"),
+            )
+            .unwrap();
+    }
+    run(flush(&s, u64::MAX)).unwrap();
+    // Simulate a crash that persisted the header (count 7) but zeros for entries 5 and 6.
+    let path = idir.join(file_name(T0));
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    use std::os::unix::fs::FileExt as _;
+    f.write_all_at(&7i32.to_be_bytes(), 36).unwrap();
+    f.write_all_at(&[0u8; 40], layout::entry_pos(3, 5)).unwrap();
+    drop(f);
+    let loaded = IndexService::load(idir, 3, 100).unwrap();
+    assert_eq!(loaded.files()[0].header().index_count, 5);
+    assert_eq!(loaded.files()[0].header().end_phy_offset, 400);
+    assert_eq!(
+        loaded.query("T", "k", 10, 0, i64::MAX).unwrap(),
+        vec![400, 300, 200, 100]
     );
 }
 

@@ -167,3 +167,64 @@ fn consumer_and_lock_bodies() {
     assert_eq!(tl.topic_list, vec!["T1", "T2"]);
     assert!(from_slice::<TopicList>(b"[1,2", "topics").is_err());
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn arb_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9_-]{1,10}",
+            Just("{0:\"x\",1:y}".to_string()),
+            Just("a\\\"b".to_string()),
+            any::<String>()
+        ]
+    }
+
+    prop_compose! {
+        fn arb_broker()(
+            addrs in proptest::collection::btree_map(any::<i64>(), arb_name(), 0..4),
+            name in arb_name(),
+            cluster in arb_name(),
+            acting in any::<bool>(),
+            zone in proptest::option::of(arb_name()),
+        ) -> BrokerData {
+            BrokerData { broker_addrs: addrs, broker_name: name, cluster, enable_acting_master: acting, zone_name: zone }
+        }
+    }
+
+    prop_compose! {
+        fn arb_route()(
+            brokers in proptest::collection::vec(arb_broker(), 0..4),
+            queues in proptest::collection::vec((arb_name(), any::<i32>(), any::<i32>(), any::<i32>(), any::<i32>()), 0..4),
+            order in proptest::option::of(arb_name()),
+            filters in proptest::collection::btree_map(arb_name(), proptest::collection::vec(arb_name(), 0..3), 0..2),
+        ) -> TopicRouteData {
+            TopicRouteData {
+                broker_datas: brokers,
+                filter_server_table: filters,
+                order_topic_conf: order,
+                queue_datas: queues.into_iter().map(|(b, p, r, s, w)| QueueData { broker_name: b, perm: p, read_queue_nums: r, topic_sys_flag: s, write_queue_nums: w }).collect(),
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn route_round_trips_in_both_styles(route in arb_route()) {
+            for style in [JsonStyle::Standard, JsonStyle::Fastjson] {
+                let bytes = to_vec(&route, style).expect("writes");
+                let back: TopicRouteData = from_slice(&bytes, "route").expect("reads");
+                prop_assert_eq!(&back, &route);
+            }
+        }
+
+        #[test]
+        fn integer_keyed_maps_round_trip(m in proptest::collection::btree_map(any::<i64>(), proptest::collection::btree_map(any::<u32>(), arb_name(), 0..3), 0..5)) {
+            let bytes = to_vec(&m, JsonStyle::Fastjson).expect("writes");
+            let back: BTreeMap<i64, BTreeMap<u32, String>> = from_slice(&bytes, "map").expect("reads");
+            prop_assert_eq!(back, m);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! CommitLog append throughput through the Store API.
+//!
+//! - `append_async/{100B,4KiB}/{direct,buffered}`: one task appends as fast as it can under
+//!   `flush = async`; back-pressure (Busy) waits count. Time = appends accepted (in memory,
+//!   dispatched), not flushed: RocketMQ ASYNC_FLUSH acknowledges at that point.
+//! - `append_sync/4KiB/{direct,buffered}/{16,64}x`: N concurrent appenders, each awaiting
+//!   `wait_durable` after every append (SYNC_FLUSH, group commit). Time = all acknowledged.
+//! - `append_sync/100B/direct/64x`: the same with small records (fdatasync-bound).
+//!
+//! Each sample opens a fresh store in a temporary directory (`RAMJET_BENCH_DIR`, default the
+//! system temp dir: put it on the disk you measure) on a fresh glommio executor; only the append
+//! loop is timed. Compare with `perf/fio.sh` on the same file system.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ramjet_core::record::MessageToStore;
+use ramjet_storage::{FlushMode, IoMode, Store, StoreConfig, StoreError};
+
+const TOPIC: &str = "BenchTopic";
+const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
+
+fn bench_dir() -> PathBuf {
+    std::env::var_os("RAMJET_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
+}
+
+fn host(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn message(body: &[u8], queue_id: i32) -> MessageToStore<'_> {
+    MessageToStore {
+        topic: TOPIC,
+        queue_id,
+        flag: 0,
+        body,
+        properties: b"",
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        born_host: host(50000),
+        store_host: host(10911),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        tags_code: 0,
+    }
+}
+
+fn config(dir: PathBuf, io_mode: IoMode, flush: FlushMode) -> StoreConfig {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.segment_size_bytes = SEGMENT_BYTES;
+    cfg.io_mode = io_mode;
+    cfg.flush = flush;
+    cfg
+}
+
+/// Appends `iters` messages of `body_len` bytes with `appenders` tasks; returns the time.
+fn run(iters: u64, body_len: usize, io_mode: IoMode, flush: FlushMode, appenders: u64) -> Duration {
+    let tmp = tempfile::tempdir_in(bench_dir()).expect("bench temp dir");
+    let cfg = config(tmp.path().join("store"), io_mode, flush);
+    ramjet_storage::io::block_on(async move {
+        let store = Store::open(cfg).await.expect("open store");
+        let body = vec![0xA5u8; body_len];
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..appenders {
+            let store = store.clone();
+            let body = body.clone();
+            let n = iters / appenders + u64::from(t < iters % appenders);
+            tasks.push(glommio::spawn_local(async move {
+                let msg = message(&body, (t % 8) as i32);
+                for _ in 0..n {
+                    let put = loop {
+                        match store.put_message(&msg) {
+                            Ok(p) => break p,
+                            Err(StoreError::Busy { .. }) => {
+                                store.wait_writable(msg.encoded_len()).await
+                            }
+                            Err(e) => panic!("append failed: {e}"),
+                        }
+                    };
+                    if flush == FlushMode::Sync {
+                        store
+                            .wait_durable(put.end_physical_offset)
+                            .await
+                            .expect("durable");
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        let elapsed = start.elapsed();
+        store.shutdown().await.expect("shutdown");
+        elapsed
+    })
+    .expect("glommio executor")
+}
+
+fn append(c: &mut Criterion) {
+    let mut g = c.benchmark_group("append_async");
+    g.sample_size(10);
+    for (label, len) in [("100B", 100usize), ("4KiB", 4096)] {
+        for (mode_label, mode) in [("direct", IoMode::Direct), ("buffered", IoMode::Buffered)] {
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(BenchmarkId::new(label, mode_label), |b| {
+                b.iter_custom(|iters| run(iters, len, mode, FlushMode::Async, 1))
+            });
+        }
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("append_sync");
+    g.sample_size(10);
+    for (mode_label, mode) in [("direct", IoMode::Direct), ("buffered", IoMode::Buffered)] {
+        for appenders in [16u64, 64] {
+            g.throughput(Throughput::Bytes(4096));
+            g.bench_function(
+                BenchmarkId::new(format!("4KiB/{mode_label}"), format!("{appenders}x")),
+                |b| {
+                    b.iter_custom(|iters| {
+                        run(iters.max(appenders), 4096, mode, FlushMode::Sync, appenders)
+                    })
+                },
+            );
+        }
+    }
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("100B/direct", "64x"), |b| {
+        b.iter_custom(|iters| run(iters.max(64), 100, IoMode::Direct, FlushMode::Sync, 64))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append);
+criterion_main!(benches);
