@@ -16,7 +16,11 @@ use ramjet_net::broker::server::{Roles, Server};
 use ramjet_net::runtime;
 
 #[derive(Parser)]
-#[command(name = "ramjet", version, about = "RocketMQ-model message broker, thread-per-core on io_uring")]
+#[command(
+    name = "ramjet",
+    version,
+    about = "RocketMQ-model message broker, thread-per-core on io_uring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -168,7 +172,13 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(l) = a.namesrv_listen {
                 cfg.namesrv.listen = l;
             }
-            (cfg, Roles { namesrv: true, broker: true })
+            (
+                cfg,
+                Roles {
+                    namesrv: true,
+                    broker: true,
+                },
+            )
         }
         Command::Broker(a) => {
             let mut cfg = load(&a.common)?;
@@ -176,7 +186,13 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(n) = a.namesrv {
                 cfg.broker.namesrv_addrs = parse_namesrv_list(&n);
             }
-            (cfg, Roles { namesrv: false, broker: true })
+            (
+                cfg,
+                Roles {
+                    namesrv: false,
+                    broker: true,
+                },
+            )
         }
         Command::Namesrv(a) => {
             let mut cfg = load(&a.common)?;
@@ -186,7 +202,13 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(p) = a.port {
                 cfg.namesrv.listen = format!("0.0.0.0:{p}");
             }
-            (cfg, Roles { namesrv: true, broker: false })
+            (
+                cfg,
+                Roles {
+                    namesrv: true,
+                    broker: false,
+                },
+            )
         }
     };
     // Before any executor thread exists, so that they all inherit the blocked mask.
@@ -217,7 +239,10 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     if roles.broker {
-        println!("ramjet: ready (cluster {cluster}, {} shard(s), flush {flush})", server.shards.len());
+        println!(
+            "ramjet: ready (cluster {cluster}, {} shard(s), flush {flush})",
+            server.shards.len()
+        );
     } else {
         println!("ramjet: ready");
     }
@@ -228,14 +253,21 @@ fn run(cli: Cli) -> Result<(), String> {
         println!("ramjet: stopped cleanly");
         Ok(())
     } else {
-        Err(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        Err(errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 }
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAMJET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

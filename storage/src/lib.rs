@@ -7,7 +7,17 @@
 //! corruption before it. What it does not do: networking, or any locking: a [`Store`] belongs to
 //! one glommio executor (one shard) and is `!Send`.
 //!
-//! glommio is touched only in [`io`].
+//! glommio is touched only in [`io`] (and the ConsumeQueue/IndexFile flush writes in
+//! `consumequeue::disk`).
+//!
+//! Using a [`Store`] (one per shard): open it with [`Store::open`] inside the shard's glommio
+//! executor (it spawns its flusher task there). `put_message`/`put_batch` never await; under
+//! `flush = sync` acknowledge after [`Store::wait_durable`]. Blocking calls on the executor
+//! thread, all off the append path: recovery at open (sequential reads of the scanned segments),
+//! the checkpoint rewrite (4 KiB + fsync, every `checkpoint_interval_ms`), retention sweeps
+//! (stat/unlink, every `retention_check_interval_ms`), statvfs (every
+//! `disk_check_interval_ms`), `read_record` (pread), buffered-mode chunk writes (pwrite into the
+//! page cache).
 
 pub mod checkpoint;
 pub mod commitlog;

@@ -13,6 +13,9 @@
 //!    end of the segment ends that segment. Each valid record at or past `dispatch_from_offset`
 //!    is handed to `on_record` so that the caller re-dispatches its ConsumeQueue unit and
 //!    IndexFile entries (dispatch must be idempotent: a unit is placed by its queue offset).
+//!    The body CRC does not cover the topic and properties at the end of a record, so a record
+//!    past `durable_offset` whose topic holds control bytes or whose properties hold NUL bytes
+//!    (what a write torn inside them leaves) counts as valid only when a valid entry follows it.
 //! 3. The first position that is not a valid record or blank marker is the candidate end `P`.
 //!    - If `P` is below `durable_offset` (the checkpoint says it was fdatasync'ed), the bad bytes
 //!      are acknowledged data gone bad: [`RecoveryError::Corrupt`].
@@ -327,6 +330,12 @@ enum Probe {
         len: u64,
         store_timestamp: i64,
     },
+    /// Valid by magic, sizes and CRC, but with zero/control bytes where a torn write ending
+    /// inside it would leave them (topic, properties): not dispatched yet.
+    Suspicious {
+        len: u64,
+        reason: String,
+    },
     /// A blank marker reaching the end of the segment.
     Blank,
     Invalid(String),
@@ -337,6 +346,7 @@ fn probe(
     base: u64,
     pos: u64,
     max_record_bytes: usize,
+    trust_suspicious: bool,
     on_valid: &mut dyn FnMut(&RecordView<'_>, u64),
 ) -> Result<Probe, RecoveryError> {
     let seg_left = reader.segment_size - pos;
@@ -375,6 +385,14 @@ fn probe(
             view.physical_offset()
         )));
     }
+    if !trust_suspicious {
+        if let Some(reason) = torn_end_sign(&view) {
+            return Ok(Probe::Suspicious {
+                len: u64::from(view.total_size()),
+                reason,
+            });
+        }
+    }
     on_valid(&view, global);
     Ok(Probe::Record {
         len: u64::from(view.total_size()),
@@ -382,12 +400,29 @@ fn probe(
     })
 }
 
-/// Searches `[from, segment end)` of one segment for a valid record; also returns the position
-/// just past the last non-zero byte seen (`from` when all zero).
+/// The body CRC does not cover the topic and properties, which come last in a record: a write
+/// torn inside them leaves zeros there that parse. Real topics have no control characters and
+/// property strings no NUL bytes (RocketMQ writes Java strings), so such bytes in a record that
+/// is not followed by a valid one mark it as part of a torn tail.
+fn torn_end_sign(view: &RecordView<'_>) -> Option<String> {
+    if let Some(b) = view.topic().bytes().find(|&b| b < 0x20) {
+        return Some(format!(
+            "topic contains control byte {b:#04x} (torn write?)"
+        ));
+    }
+    if view.properties().contains(&0) {
+        return Some("properties contain NUL bytes (torn write?)".to_string());
+    }
+    None
+}
+
+/// Searches `[candidates_from, segment end)` of one segment for a valid record; also returns
+/// the position just past the last non-zero byte at or after `from` (`from` when all zero).
 fn find_valid_record(
     reader: &mut SegmentReader,
     base: u64,
     from: u64,
+    candidates_from: u64,
     max_record_bytes: usize,
 ) -> Result<(Option<u64>, u64), RecoveryError> {
     let seg = reader.segment_size;
@@ -420,7 +455,7 @@ fn find_valid_record(
                     break;
                 }
                 let m = &chunk[i + 4..i + 8];
-                if m == magic_v1 || m == magic_v2 {
+                if (m == magic_v1 || m == magic_v2) && q + i as u64 >= candidates_from {
                     let mut po = [0u8; 8];
                     po.copy_from_slice(
                         &chunk[i + PHYSICAL_OFFSET_POS..i + PHYSICAL_OFFSET_POS + 8],
@@ -434,8 +469,9 @@ fn find_valid_record(
             }
         }
         if let Some(c) = candidate {
-            match probe(reader, base, c, max_record_bytes, &mut |_, _| {})? {
+            match probe(reader, base, c, max_record_bytes, true, &mut |_, _| {})? {
                 Probe::Record { .. } => return Ok((Some(c), nonzero_end)),
+                Probe::Suspicious { .. } => return Ok((Some(c), nonzero_end)),
                 Probe::Blank | Probe::Invalid(_) => {
                     q = c + 1;
                     continue;
@@ -531,7 +567,50 @@ pub fn recover_commitlog(
                 report.end_offset = base + seg_size;
                 break;
             }
-            match probe(&mut reader, base, pos, opts.max_record_bytes, &mut dispatch)? {
+            let mut probed = probe(
+                &mut reader,
+                base,
+                pos,
+                opts.max_record_bytes,
+                false,
+                &mut dispatch,
+            )?;
+            if let Probe::Suspicious { len, reason } = probed {
+                // Trusted when known durable or followed by a valid entry; else a torn tail.
+                let next = pos + len;
+                let followed = base + next <= opts.durable_offset
+                    || seg_size - next < BLANK_RECORD_LEN as u64
+                    || matches!(
+                        probe(
+                            &mut reader,
+                            base,
+                            next,
+                            opts.max_record_bytes,
+                            true,
+                            &mut |_, _| {}
+                        )?,
+                        Probe::Record { .. } | Probe::Blank
+                    );
+                probed = if followed {
+                    probe(
+                        &mut reader,
+                        base,
+                        pos,
+                        opts.max_record_bytes,
+                        true,
+                        &mut dispatch,
+                    )?
+                } else {
+                    Probe::Invalid(reason)
+                };
+            }
+            match probed {
+                Probe::Suspicious { reason, .. } => {
+                    // Not reached: re-probed with trust above. Handled like an invalid record.
+                    drop(reader);
+                    report.records_dispatched = dispatched.get();
+                    return finish_at_invalid(&segments, idx, pos, reason, opts, report);
+                }
                 Probe::Record {
                     len,
                     store_timestamp,
@@ -592,10 +671,15 @@ fn finish_at_invalid(
         });
     }
     let mut reader = SegmentReader::open(seg, opts.segment_size)?;
-    // The candidate at `pos` itself fails again, so searching from `pos` also measures the
-    // non-zero bytes from there.
-    let (found, nonzero_end) =
-        find_valid_record(&mut reader, seg.base_offset, pos, opts.max_record_bytes)?;
+    // Non-zero bytes are measured from `pos`; valid records are looked for after it (the
+    // record at `pos` may parse when it was rejected as the damaged last one).
+    let (found, nonzero_end) = find_valid_record(
+        &mut reader,
+        seg.base_offset,
+        pos,
+        pos + 1,
+        opts.max_record_bytes,
+    )?;
     if let Some(at) = found {
         return Err(RecoveryError::Corrupt {
             segment: seg.path.clone(),
@@ -611,7 +695,7 @@ fn finish_at_invalid(
     for later in &segments[idx + 1..] {
         let mut r = SegmentReader::open(later, opts.segment_size)?;
         if let (Some(at), _) =
-            find_valid_record(&mut r, later.base_offset, 0, opts.max_record_bytes)?
+            find_valid_record(&mut r, later.base_offset, 0, 0, opts.max_record_bytes)?
         {
             return Err(RecoveryError::Corrupt {
                 segment: seg.path.clone(),

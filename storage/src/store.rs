@@ -1198,6 +1198,152 @@ mod tests {
     }
 
     #[test]
+    fn arrival_listener_time_search_and_earliest_time() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        run(async {
+            let store = Store::open(cfg(dir.path()))
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let seen: Rc<RefCell<Vec<(String, i32, i64)>>> = Rc::new(RefCell::new(Vec::new()));
+            let sink = seen.clone();
+            store.set_arrival_listener(Box::new(move |t, q, max| {
+                sink.borrow_mut().push((t.to_string(), q, max))
+            }));
+            assert_eq!(store.earliest_msg_store_time("L", 0), None);
+            let m = Msg::new("L", 0, body(1, 10), "t", "k");
+            let first = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            let views = [m.view(), m.view()];
+            let _ = store
+                .put_batch(&views)
+                .unwrap_or_else(|e| panic!("batch: {e}"));
+            io::sleep(Duration::from_millis(20)).await;
+            let later = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            assert_eq!(
+                *seen.borrow(),
+                vec![
+                    ("L".to_string(), 0, 1),
+                    ("L".to_string(), 0, 3),
+                    ("L".to_string(), 0, 4)
+                ]
+            );
+            assert_eq!(
+                store.earliest_msg_store_time("L", 0),
+                Some(first.store_timestamp)
+            );
+            assert!(later.store_timestamp > first.store_timestamp);
+            assert_eq!(store.search_offset_by_timestamp("L", 0, 0), 0);
+            assert_eq!(
+                store.search_offset_by_timestamp("L", 0, later.store_timestamp),
+                3
+            );
+            assert_eq!(
+                store.search_offset_by_timestamp("L", 0, later.store_timestamp + 1),
+                4
+            );
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            assert!(matches!(
+                store.put_message(&m.view()),
+                Err(StoreError::ShutDown)
+            ));
+        });
+    }
+
+    #[test]
+    fn many_small_segments_under_sync_stay_valid() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = StoreConfig {
+            segment_size_bytes: 256 * 1024,
+            flush: FlushMode::Sync,
+            max_message_bytes: 16 * 1024,
+            max_batch_bytes: 32 * 1024,
+            max_unflushed_bytes: 4 * 1024 * 1024,
+            tail_cache_bytes: 512 * 1024,
+            ..StoreConfig::new(dir.path())
+        };
+        const TASKS: usize = 6;
+        const PER_TASK: usize = 1500;
+        let acked = run(async {
+            let store = Store::open(c.clone())
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let acked = Rc::new(RefCell::new(Vec::new()));
+            let mut tasks = Vec::new();
+            for t in 0..TASKS {
+                let store = store.clone();
+                let acked = acked.clone();
+                tasks.push(io::spawn(async move {
+                    for i in 0..PER_TASK {
+                        let seed = t * 100_000 + i;
+                        let m =
+                            Msg::new("S", (t % 3) as i32, body(seed, 40 + seed % 961), "t", "k");
+                        let r = loop {
+                            match store.put_message(&m.view()) {
+                                Ok(r) => break r,
+                                Err(StoreError::Busy { .. }) => {
+                                    store.wait_writable(m.view().encoded_len()).await
+                                }
+                                Err(e) => panic!("put: {e}"),
+                            }
+                        };
+                        store
+                            .wait_durable(r.end_physical_offset)
+                            .await
+                            .unwrap_or_else(|e| panic!("durable: {e}"));
+                        acked.borrow_mut().push((r.physical_offset, seed));
+                    }
+                }));
+            }
+            for t in tasks {
+                t.join().await;
+            }
+            let out = acked.borrow().clone();
+            // Check the files themselves before shutdown: a dry-run recovery scan.
+            let opts = crate::recovery::RecoveryOptions {
+                dry_run: true,
+                durable_offset: store.stats().commitlog_durable_offset,
+                ..crate::recovery::RecoveryOptions::full(c.segment_size_bytes)
+            };
+            let report =
+                crate::recovery::recover_commitlog(&c.commitlog_dir(), &opts, &mut |_, _| {})
+                    .unwrap_or_else(|e| panic!("files invalid while running: {e}"));
+            assert_eq!(report.end_offset, store.stats().commitlog_end_offset);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            out
+        });
+        run(async {
+            let store = Store::open(c)
+                .await
+                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            for (phys, seed) in &acked {
+                let rec = store
+                    .read_record(*phys)
+                    .await
+                    .unwrap_or_else(|e| panic!("read {phys}: {e}"));
+                let v = RecordView::parse_verified(&rec)
+                    .unwrap_or_else(|e| panic!("parse {phys}: {e}"));
+                assert!(
+                    v.body() == &body(*seed, 40 + seed % 961)[..],
+                    "body at {phys}"
+                );
+            }
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    #[test]
     fn segment_roll_writes_blank_and_offsets_continue() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let seg = 1024 * 1024u64;

@@ -34,6 +34,8 @@ const KILL_DELAY_MS: std::ops::Range<u64> = 5..250;
 /// Budget for the whole loop; the test stops killing early (after the minimum) if exceeded.
 const TIME_BUDGET: Duration = Duration::from_secs(50);
 const MIN_KILLS: usize = 20;
+/// Pause after reaping a killed child (see its use).
+const IO_DRAIN_AFTER_KILL: Duration = Duration::from_millis(50);
 /// A child that has not opened its store by then is stuck.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -197,6 +199,11 @@ fn run_child_and_kill(dir: &Path, run: u64, rng: &mut impl Rng) -> Vec<Ack> {
     let rest: Vec<String> = rx.iter().collect();
     reader_thread.join().expect("reader thread");
     let status = child.wait().expect("wait child");
+    // The kernel tears a dead process's io_uring down in a workqueue after it is reaped: its
+    // last O_DIRECT writes may still land for a few ms. Buffered writes to the same pages in
+    // that window (the torn-tail simulation, recovery's zeroing) make the next fsync report EIO
+    // (stale page cache), so give them time to drain, as a restarting broker would.
+    std::thread::sleep(IO_DRAIN_AFTER_KILL);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         status.signal(),
@@ -259,6 +266,7 @@ fn tear_tail(dir: &Path, rng: &mut impl Rng) -> Option<u64> {
         .join(ramjet_storage::recovery::segment_file_name(end - pos));
     let f = std::fs::OpenOptions::new().write(true).open(&seg).ok()?;
     f.write_all_at(&junk, pos).expect("write torn bytes");
+    f.sync_data().expect("sync torn bytes");
     Some(end)
 }
 

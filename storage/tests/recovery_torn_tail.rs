@@ -378,7 +378,7 @@ mod prop {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
         /// Cut the log anywhere (or garble its last bytes): recovery keeps exactly the records
         /// that lie wholly before the damage, byte for byte, and a second run agrees.
         #[test]
@@ -440,4 +440,42 @@ mod prop {
             prop_assert_eq!(seen2.len(), keep.len());
         }
     }
+}
+
+#[test]
+fn zeros_in_the_uncrc_ed_end_of_the_last_record_are_a_torn_tail_but_not_below_durable() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..10 {
+        w.append(200);
+    }
+    let last = w.laid.last().expect("last").clone();
+    let seg = w.segment_path(0);
+    // The body CRC cannot see this: the record's last bytes (properties) zeroed by a torn write.
+    let topic_end = last.offset + last.bytes.len() as u64 - 2;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .expect("open");
+        f.write_all_at(&[0, 0, 0], topic_end - 3).expect("zero");
+    }
+    // Known durable up to its end: trusted as written (the checkpoint says it was synced).
+    let durable = RecoveryOptions {
+        durable_offset: w.end,
+        dry_run: true,
+        ..RecoveryOptions::full(SEG)
+    };
+    let (r, seen) = recover(tmp.path(), &durable).expect("trusted");
+    assert_eq!((r.end_offset, seen.len()), (w.end, 10));
+    // Without that knowledge it is the torn end of the log.
+    let (r, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+    assert_eq!(r.end_offset, last.offset);
+    assert_eq!(seen.len(), 9);
+    let cut = r.truncated.expect("cut");
+    assert!(cut.reason.contains("torn write"), "{}", cut.reason);
+    assert!(read_at(&seg, last.offset, last.bytes.len())
+        .iter()
+        .all(|&b| b == 0));
 }

@@ -125,14 +125,37 @@ pub fn run(
         .unwrap_or_default();
     if !status.success() || !errors.is_empty() {
         panic!(
-            "interop script `{command}` reported errors (exit {status}):\n{}\noutput: {text}\n{}",
+            "interop script `{command}` reported errors (exit {status}):\n{}\noutput (long strings cut): {}\n{}",
             errors
                 .iter()
                 .map(|e| e.as_str().unwrap_or("?").to_string())
                 .collect::<Vec<_>>()
                 .join("\n"),
+            compact(&value),
             diagnostics()
         );
     }
     value
 }
+
+/// `value` as JSON text with every string longer than [`COMPACT_STRING_CHARS`] cut, so that a
+/// failure message stays readable.
+pub fn compact(value: &serde_json::Value) -> String {
+    fn cut(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::String(s) if s.chars().count() > COMPACT_STRING_CHARS => {
+                let head: String = s.chars().take(COMPACT_STRING_CHARS).collect();
+                serde_json::Value::String(format!("{head}...({} chars)", s.chars().count()))
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(cut).collect()),
+            serde_json::Value::Object(o) => {
+                serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), cut(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    cut(value).to_string()
+}
+
+/// Strings longer than this are cut in failure messages.
+pub const COMPACT_STRING_CHARS: usize = 48;

@@ -104,6 +104,11 @@ fn sigkill_during_sync_flush_loses_nothing_acknowledged() {
         }
         let trial_acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
         all_acked.extend(trial_acked.iter().cloned());
+        eprintln!(
+            "trial {trial}: {} sends acknowledged before SIGKILL ({} in total)",
+            trial_acked.len(),
+            all_acked.len()
+        );
 
         broker.restart();
         verify(&broker, topic, &all_acked, trial);

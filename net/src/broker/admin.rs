@@ -23,7 +23,11 @@ const UNIQUE_KEY_QUERY_MAX: usize = 32;
 const QUERY_MAX_RESULTS: usize = 64;
 
 fn bad_header(conn: &Conn, req: &CommandView<'_>, e: impl std::fmt::Display) {
-    conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad request header: {e}"));
+    conn.respond_error(
+        req,
+        ResponseCode::SYSTEM_ERROR,
+        &format!("bad request header: {e}"),
+    );
 }
 
 pub fn create_topic(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
@@ -35,11 +39,17 @@ pub fn create_topic(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         return conn.respond_error(
             req,
             ResponseCode::SYSTEM_ERROR,
-            &format!("the topic[{}] is conflict with system reserved words.", h.topic),
+            &format!(
+                "the topic[{}] is conflict with system reserved words.",
+                h.topic
+            ),
         );
     }
     let qs = [h.read_queue_nums, h.write_queue_nums];
-    if qs.iter().any(|&q| q <= 0 || q as u32 > MAX_QUEUES_PER_TOPIC) {
+    if qs
+        .iter()
+        .any(|&q| q <= 0 || q as u32 > MAX_QUEUES_PER_TOPIC)
+    {
         return conn.respond_error(
             req,
             ResponseCode::SYSTEM_ERROR,
@@ -89,7 +99,12 @@ pub fn delete_topic(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             return;
         }
         match r {
-            Ok(()) => conn.send_frame(st, &FrameHead::response(ResponseCode::SUCCESS, opaque), &(), &[]),
+            Ok(()) => conn.send_frame(
+                st,
+                &FrameHead::response(ResponseCode::SUCCESS, opaque),
+                &(),
+                &[],
+            ),
             Err(e) => {
                 let remark = format!("deleting topic {topic} from the store failed: {e}");
                 let head = FrameHead::response(ResponseCode::SYSTEM_ERROR, opaque);
@@ -118,7 +133,10 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
         t.insert(k.to_string(), v);
     };
     put("brokerVersion", Version::CURRENT.to_string());
-    put("brokerVersionDesc", format!("ramjet {}", env!("CARGO_PKG_VERSION")));
+    put(
+        "brokerVersionDesc",
+        format!("ramjet {}", env!("CARGO_PKG_VERSION")),
+    );
     put("bootTimestamp", b.boot_ms.to_string());
     put("runtime", format!("{} ms", now_ms() - b.boot_ms));
     put("msgPutTotalTodayNow", c.msgs_put.get().to_string());
@@ -131,16 +149,34 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.pulls", c.pulls.get().to_string());
     put("ramjet.pullsFound", c.pulls_found.get().to_string());
     put("ramjet.bytesPulled", c.bytes_pulled.get().to_string());
-    put("ramjet.requestsNotSupported", c.not_supported.get().to_string());
+    put(
+        "ramjet.requestsNotSupported",
+        c.not_supported.get().to_string(),
+    );
     put("ramjet.bytesIn", d.bytes_in.get().to_string());
     put("ramjet.bytesOut", d.bytes_out().to_string());
     put("ramjet.bytesOutWritev", d.bytes_writev.get().to_string());
-    put("ramjet.bytesOutSendfile", d.bytes_sendfile.get().to_string());
+    put(
+        "ramjet.bytesOutSendfile",
+        d.bytes_sendfile.get().to_string(),
+    );
     put("ramjet.bytesOutCopied", d.bytes_copied.get().to_string());
-    put("ramjet.eagainFallbacks", d.eagain_fallbacks.get().to_string());
-    put("ramjet.connectionsOpen", l.open_connections.get().to_string());
-    put("ramjet.connectionsAccepted", l.accepted_total.get().to_string());
-    put("ramjet.connectionsRefused", l.refused_total.get().to_string());
+    put(
+        "ramjet.eagainFallbacks",
+        d.eagain_fallbacks.get().to_string(),
+    );
+    put(
+        "ramjet.connectionsOpen",
+        l.open_connections.get().to_string(),
+    );
+    put(
+        "ramjet.connectionsAccepted",
+        l.accepted_total.get().to_string(),
+    );
+    put(
+        "ramjet.connectionsRefused",
+        l.refused_total.get().to_string(),
+    );
     put("ramjet.badFrames", l.bad_frames_total.get().to_string());
     put("ramjet.requests", l.requests_total.get().to_string());
     put("ramjet.pullsParked", lp.parked.to_string());
@@ -154,14 +190,25 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.tailCacheHits", s.tail_cache_hits.to_string());
     put("ramjet.tailCacheMisses", s.tail_cache_misses.to_string());
     put("ramjet.putsRefusedBusy", s.puts_refused_busy.to_string());
-    put("ramjet.putsRefusedDiskFull", s.puts_refused_disk_full.to_string());
-    put("ramjet.registrationsOk", b.registrar.registrations_ok.get().to_string());
-    put("ramjet.registrationsFailed", b.registrar.registrations_failed.get().to_string());
+    put(
+        "ramjet.putsRefusedDiskFull",
+        s.puts_refused_disk_full.to_string(),
+    );
+    put(
+        "ramjet.registrationsOk",
+        b.registrar.registrations_ok.get().to_string(),
+    );
+    put(
+        "ramjet.registrationsFailed",
+        b.registrar.registrations_failed.get().to_string(),
+    );
     t
 }
 
 pub fn runtime_info(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
-    let table = KVTable { table: runtime_table(b) };
+    let table = KVTable {
+        table: runtime_table(b),
+    };
     match fastjson::to_vec(&table, fastjson::JsonStyle::Standard) {
         Ok(body) => conn.respond(req, ResponseCode::SUCCESS, None, &(), &body),
         Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
@@ -178,12 +225,17 @@ pub fn query_message(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     } else {
         (h.max_num.max(1) as usize).min(QUERY_MAX_RESULTS)
     };
-    let offsets = b.store.query_by_key(h.topic, h.key, max, h.begin_timestamp, h.end_timestamp);
+    let offsets = b
+        .store
+        .query_by_key(h.topic, h.key, max, h.begin_timestamp, h.end_timestamp);
     if offsets.is_empty() {
         return conn.respond_error(
             req,
             ResponseCode::QUERY_NOT_FOUND,
-            &format!("can not find message, maybe time range not correct; topic {} key {}", h.topic, h.key),
+            &format!(
+                "can not find message, maybe time range not correct; topic {} key {}",
+                h.topic, h.key
+            ),
         );
     }
     let Some(broker) = b.rc() else { return };
@@ -205,7 +257,11 @@ pub fn query_message(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             index_last_update_timestamp: now_ms(),
             index_last_update_phyoffset: stats.commitlog_end_offset as i64,
         };
-        let code = if body.is_empty() { ResponseCode::QUERY_NOT_FOUND } else { ResponseCode::SUCCESS };
+        let code = if body.is_empty() {
+            ResponseCode::QUERY_NOT_FOUND
+        } else {
+            ResponseCode::SUCCESS
+        };
         conn.send_frame(st, &FrameHead::response(code, opaque), &header, &body);
     });
 }
@@ -216,7 +272,11 @@ pub fn view_message(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         Err(e) => return bad_header(conn, req, e),
     };
     if h.offset < 0 {
-        return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad offset {}", h.offset));
+        return conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!("bad offset {}", h.offset),
+        );
     }
     let Some(broker) = b.rc() else { return };
     let conn = conn.clone();
@@ -228,7 +288,12 @@ pub fn view_message(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             return;
         }
         match r {
-            Ok(rec) => conn.send_frame(st, &FrameHead::response(ResponseCode::SUCCESS, opaque), &(), &rec),
+            Ok(rec) => conn.send_frame(
+                st,
+                &FrameHead::response(ResponseCode::SUCCESS, opaque),
+                &(),
+                &rec,
+            ),
             Err(e) => {
                 let remark = format!("can not find message by the offset {offset}: {e}");
                 let head = FrameHead::response(ResponseCode::SYSTEM_ERROR, opaque);

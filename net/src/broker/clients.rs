@@ -51,7 +51,13 @@ pub struct ClientRegistry {
 impl ClientRegistry {
     /// The stored subscription of `group` to `topic` (from heartbeats).
     pub fn subscription(&self, group: &str, topic: &str) -> Option<(i64, TagFilter)> {
-        self.inner.borrow().groups.get(group)?.subs.get(topic).cloned()
+        self.inner
+            .borrow()
+            .groups
+            .get(group)?
+            .subs
+            .get(topic)
+            .cloned()
     }
 
     /// Client ids of a group's live members, sorted.
@@ -69,7 +75,12 @@ impl ClientRegistry {
     }
 
     pub fn producer_count(&self) -> usize {
-        self.inner.borrow().producers.values().map(HashMap::len).sum()
+        self.inner
+            .borrow()
+            .producers
+            .values()
+            .map(HashMap::len)
+            .sum()
     }
 
     fn members_conns(&self, group: &str) -> Vec<Rc<Conn>> {
@@ -77,7 +88,12 @@ impl ClientRegistry {
             .borrow()
             .groups
             .get(group)
-            .map(|g| g.members.values().filter_map(|m| m.conn.upgrade()).collect())
+            .map(|g| {
+                g.members
+                    .values()
+                    .filter_map(|m| m.conn.upgrade())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -99,7 +115,9 @@ impl ClientRegistry {
 
 /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every member of `group`.
 fn notify_group(b: &Broker, group: &str) {
-    let header = NotifyConsumerIdsChangedRequestHeader { consumer_group: group };
+    let header = NotifyConsumerIdsChangedRequestHeader {
+        consumer_group: group,
+    };
     for conn in b.clients.members_conns(group) {
         let head = FrameHead::oneway(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED, conn.next_opaque());
         conn.send_frame(conn.serialize_type(), &head, &header, &[]);
@@ -110,7 +128,11 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let data: HeartbeatData = match fastjson::from_slice(req.body, "HeartbeatData") {
         Ok(d) => d,
         Err(e) => {
-            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad heartbeat body: {e}"))
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad heartbeat body: {e}"),
+            )
         }
     };
     let now = now_ms();
@@ -131,7 +153,11 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                 None => {
                     g.members.insert(
                         data.client_id.clone(),
-                        Member { conn: Rc::downgrade(conn), conn_id: conn.id(), last_ms: now },
+                        Member {
+                            conn: Rc::downgrade(conn),
+                            conn_id: conn.id(),
+                            last_ms: now,
+                        },
                     );
                     true
                 }
@@ -140,7 +166,9 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                 changed.push(cd.group_name.clone());
             }
             for s in &cd.subscription_data_set {
-                let f = if s.expression_type.is_empty() || s.expression_type.eq_ignore_ascii_case("TAG") {
+                let f = if s.expression_type.is_empty()
+                    || s.expression_type.eq_ignore_ascii_case("TAG")
+                {
                     TagFilter::from_tags(&s.sub_string, s.tags_set.iter())
                 } else {
                     // SQL92 is not supported: no filter is stored, pulls without an explicit
@@ -149,7 +177,9 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                 };
                 g.subs.insert(s.topic.clone(), (s.sub_version, f));
             }
-            if cd.message_model == MessageModel::Clustering && b.cfg.broker.auto_create_subscription_group {
+            if cd.message_model == MessageModel::Clustering
+                && b.cfg.broker.auto_create_subscription_group
+            {
                 retry_topics.push(format!("{RETRY_PREFIX}{}", cd.group_name));
             }
         }
@@ -165,7 +195,9 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     for t in retry_topics {
         match b.topics.ensure(&t, 1, PERM_READ | PERM_WRITE) {
             Ok((_, c)) => created |= c,
-            Err(e) => tracing::warn!(shard = b.index, topic = %t, error = %e, "cannot create retry topic"),
+            Err(e) => {
+                tracing::warn!(shard = b.index, topic = %t, error = %e, "cannot create retry topic")
+            }
         }
     }
     if created {
@@ -182,7 +214,11 @@ pub fn unregister_client(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let h: UnregisterClientRequestHeader = match req.decode_header() {
         Ok(h) => h,
         Err(e) => {
-            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad request header: {e}"))
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad request header: {e}"),
+            )
         }
     };
     let client = h.client_id;
@@ -213,7 +249,11 @@ pub fn consumer_list(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let h: GetConsumerListByGroupRequestHeader = match req.decode_header() {
         Ok(h) => h,
         Err(e) => {
-            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad request header: {e}"))
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad request header: {e}"),
+            )
         }
     };
     let ids = b.clients.consumer_ids(h.consumer_group);
@@ -224,7 +264,9 @@ pub fn consumer_list(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             &format!("no consumer for this group, {}", h.consumer_group),
         );
     }
-    let body = ConsumerListBody { consumer_id_list: ids };
+    let body = ConsumerListBody {
+        consumer_id_list: ids,
+    };
     match fastjson::to_vec(&body, fastjson::JsonStyle::Standard) {
         Ok(bytes) => conn.respond(req, ResponseCode::SUCCESS, None, &(), &bytes),
         Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
@@ -248,7 +290,9 @@ pub fn connection_closed(b: &Broker, conn: &Rc<Conn>) {
 /// Drops clients silent for `idle` and notifies their groups.
 pub fn expire_clients(b: &Broker, idle: Duration) {
     let cutoff = now_ms() - idle.as_millis() as i64;
-    let changed = b.clients.remove_where(|_, m| m.last_ms < cutoff || m.conn.upgrade().is_none());
+    let changed = b
+        .clients
+        .remove_where(|_, m| m.last_ms < cutoff || m.conn.upgrade().is_none());
     b.clients.inner.borrow_mut().producers.retain(|_, p| {
         p.retain(|_, (_, last)| *last >= cutoff);
         !p.is_empty()

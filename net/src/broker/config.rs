@@ -20,11 +20,21 @@ pub const MAX_LONG_POLL_MS: u64 = 15_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("invalid value for {key}: {value} ({why})")]
-    Invalid { key: &'static str, value: String, why: &'static str },
+    Invalid {
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
 }
 
 /// The whole file.
@@ -207,8 +217,10 @@ impl Default for RuntimeSection {
 impl Config {
     /// Reads a TOML file; a missing key takes its default.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
             source: Box::new(source),
@@ -223,7 +235,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let inv = |key, value: String, why| Err(ConfigError::Invalid { key, value, why });
         if !matches!(self.store.flush.as_str(), "sync" | "async") {
-            return inv("store.flush", self.store.flush.clone(), "expected \"sync\" or \"async\"");
+            return inv(
+                "store.flush",
+                self.store.flush.clone(),
+                "expected \"sync\" or \"async\"",
+            );
         }
         if !matches!(self.store.io_mode.as_str(), "direct" | "buffered") {
             return inv(
@@ -247,15 +263,31 @@ impl Config {
             );
         }
         if self.broker.name.is_empty() || self.broker.name.len() > 100 {
-            return inv("broker.name", self.broker.name.clone(), "1 to 100 characters");
+            return inv(
+                "broker.name",
+                self.broker.name.clone(),
+                "1 to 100 characters",
+            );
         }
         if self.broker.listen_ip.parse::<std::net::IpAddr>().is_err() {
-            return inv("broker.listen_ip", self.broker.listen_ip.clone(), "not an IP address");
+            return inv(
+                "broker.listen_ip",
+                self.broker.listen_ip.clone(),
+                "not an IP address",
+            );
         }
         if !self.broker.advertise_ip.is_empty()
-            && self.broker.advertise_ip.parse::<std::net::IpAddr>().is_err()
+            && self
+                .broker
+                .advertise_ip
+                .parse::<std::net::IpAddr>()
+                .is_err()
         {
-            return inv("broker.advertise_ip", self.broker.advertise_ip.clone(), "not an IP address");
+            return inv(
+                "broker.advertise_ip",
+                self.broker.advertise_ip.clone(),
+                "not an IP address",
+            );
         }
         Ok(())
     }
@@ -308,8 +340,9 @@ mod tests {
 
     #[test]
     fn keys_override_and_unknown_keys_fail() {
-        let c = Config::parse("[broker]\nbase_port = 20000\nshards = 2\n[store]\nflush = \"sync\"\n")
-            .unwrap();
+        let c =
+            Config::parse("[broker]\nbase_port = 20000\nshards = 2\n[store]\nflush = \"sync\"\n")
+                .unwrap();
         assert_eq!(c.broker.base_port, 20000);
         assert_eq!(c.broker.shards, 2);
         assert_eq!(c.shard_port(1).unwrap(), 20004);
@@ -321,7 +354,13 @@ mod tests {
     fn validate_rejects_bad_values() {
         let mut c = Config::default();
         c.store.flush = "sometimes".into();
-        assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "store.flush", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "store.flush",
+                ..
+            })
+        ));
         let mut c = Config::default();
         c.broker.base_port = 65530;
         assert!(c.shard_port(2).is_err());
@@ -329,7 +368,10 @@ mod tests {
 
     #[test]
     fn namesrv_list_splits() {
-        assert_eq!(parse_namesrv_list("a:1;b:2, c:3"), vec!["a:1", "b:2", "c:3"]);
+        assert_eq!(
+            parse_namesrv_list("a:1;b:2, c:3"),
+            vec!["a:1", "b:2", "c:3"]
+        );
         assert!(parse_namesrv_list(" ; ").is_empty());
     }
 }

@@ -115,7 +115,10 @@ impl Conn {
             // Only oversize headers/bodies fail; tell the peer instead of leaving it waiting.
             tracing::warn!(conn = self.id, code = head.code, error = %e, "cannot encode frame");
             let remark = format!("cannot encode response: {e}");
-            let fallback = FrameHead { code: ResponseCode::SYSTEM_ERROR, ..*head };
+            let fallback = FrameHead {
+                code: ResponseCode::SYSTEM_ERROR,
+                ..*head
+            };
             let _ = encode_frame(&mut ob.bytes, st, &fallback.with_remark(&remark), &(), &[]);
         }
         Self::wake_writer(&mut ob);
@@ -188,7 +191,10 @@ impl Conn {
             Err(e) => {
                 ob.bytes.truncate(mark);
                 let remark = format!("cannot encode response: {e}");
-                let fallback = FrameHead { code: ResponseCode::SYSTEM_ERROR, ..*head };
+                let fallback = FrameHead {
+                    code: ResponseCode::SYSTEM_ERROR,
+                    ..*head
+                };
                 let _ = encode_frame(&mut ob.bytes, st, &fallback.with_remark(&remark), &(), &[]);
             }
         }
@@ -272,14 +278,18 @@ async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery) {
     let mut buf = Vec::with_capacity(READ_BUFFER_BYTES);
     let mut pieces = Vec::new();
     loop {
-        let more = TakeOutbox { conn: &conn, spare: &mut buf, pieces: &mut pieces }.await;
+        let more = TakeOutbox {
+            conn: &conn,
+            spare: &mut buf,
+            pieces: &mut pieces,
+        }
+        .await;
         if !more {
             break;
         }
         let result = write_pending(&mut delivery, &buf, &mut pieces).await;
         pieces.clear();
         if let Err(e) = result {
-            eprintln!("DEBUGCONN write failed {e}");
             tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "write failed; closing");
             conn.close();
             break;
@@ -329,7 +339,11 @@ async fn write_pending(
 fn out_chunk(c: &Chunk) -> OutChunk<'_> {
     match c {
         Chunk::Memory(s) => OutChunk::Memory(s.as_ref()),
-        Chunk::File { file, offset, len } => OutChunk::File { file, offset: *offset, len: *len },
+        Chunk::File { file, offset, len } => OutChunk::File {
+            file,
+            offset: *offset,
+            len: *len,
+        },
     }
 }
 
@@ -390,7 +404,9 @@ pub async fn serve_listener(
             if let Err(e) = serve_connection(stream, id, service, opts, &stats2, counters).await {
                 tracing::debug!(conn = id, error = %e, "connection ended");
             }
-            stats2.open_connections.set(stats2.open_connections.get() - 1);
+            stats2
+                .open_connections
+                .set(stats2.open_connections.get() - 1);
         });
     }
 }
@@ -511,7 +527,6 @@ pub async fn serve_connection(
             Some(Err(e)) => break Err(e),
         }
     };
-    eprintln!("DEBUGCONN conn {id} {local} <- {peer} ended: {result:?}");
     service.closed(&conn);
     conn.close();
     let _ = writer_task.await;

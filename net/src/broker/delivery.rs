@@ -34,7 +34,11 @@ const MAX_IOVECS: usize = 64;
 /// One piece of a response body.
 pub enum OutChunk<'a> {
     Memory(&'a [u8]),
-    File { file: &'a File, offset: u64, len: u32 },
+    File {
+        file: &'a File,
+        offset: u64,
+        len: u32,
+    },
 }
 
 impl OutChunk<'_> {
@@ -86,7 +90,12 @@ impl Delivery {
         zero_copy: bool,
     ) -> io::Result<Delivery> {
         crate::runtime::set_nonblocking(stream.as_raw_fd())?;
-        Ok(Delivery { stream, counters, zero_copy, scratch: Vec::new() })
+        Ok(Delivery {
+            stream,
+            counters,
+            zero_copy,
+            scratch: Vec::new(),
+        })
     }
 
     pub fn counters(&self) -> &Rc<DeliveryCounters> {
@@ -131,15 +140,20 @@ impl Delivery {
                     continue;
                 }
                 // Gather consecutive memory segments.
-                let mut iov: [libc::iovec; MAX_IOVECS] =
-                    [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOVECS];
+                let mut iov: [libc::iovec; MAX_IOVECS] = [libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                }; MAX_IOVECS];
                 let mut cnt = 0;
                 let mut k = i;
                 while k < n && cnt < MAX_IOVECS {
                     let Some(b) = seg_mem(k) else { break };
                     let b = if k == i { &b[done..] } else { b };
                     if !b.is_empty() {
-                        iov[cnt] = libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() };
+                        iov[cnt] = libc::iovec {
+                            iov_base: b.as_ptr() as *mut _,
+                            iov_len: b.len(),
+                        };
                         cnt += 1;
                     }
                     k += 1;
@@ -202,7 +216,11 @@ impl Delivery {
                 if r == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("segment file ended at offset {} ({} bytes short)", off, len - done),
+                        format!(
+                            "segment file ended at offset {} ({} bytes short)",
+                            off,
+                            len - done
+                        ),
                     ));
                 }
                 let e = io::Error::last_os_error();
@@ -210,7 +228,9 @@ impl Delivery {
                     Some(libc::EINTR) => continue,
                     Some(libc::EAGAIN) => {
                         DeliveryCounters::add(&self.counters.eagain_fallbacks, 1);
-                        let w = self.copy_piece(file, *offset + done as u64, len - done).await?;
+                        let w = self
+                            .copy_piece(file, *offset + done as u64, len - done)
+                            .await?;
                         done += w;
                         continue;
                     }
@@ -222,7 +242,9 @@ impl Delivery {
                     _ => return Err(e),
                 }
             }
-            let w = self.copy_piece(file, *offset + done as u64, len - done).await?;
+            let w = self
+                .copy_piece(file, *offset + done as u64, len - done)
+                .await?;
             done += w;
         }
         Ok(())
@@ -235,7 +257,13 @@ impl Delivery {
         if self.scratch.len() < want {
             self.scratch.resize(FALLBACK_PIECE_BYTES, 0);
         }
-        let got = file.read_at(&mut self.scratch[..want], offset)?;
+        let got = loop {
+            match file.read_at(&mut self.scratch[..want], offset) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
         if got == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -256,7 +284,9 @@ mod tests {
     use std::io::Write;
 
     fn pattern(n: usize, seed: u8) -> Vec<u8> {
-        (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
     }
 
     /// Sends head + memory + file + memory + file chunks over loopback and returns what the
@@ -266,47 +296,60 @@ mod tests {
         let data = pattern(file_bytes, 7);
         f.write_all(&data).unwrap();
         f.sync_all().unwrap();
-        start_executor("delivery-test", Pin::Unbound, ExecutorOptions::default(), move || async move {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
-            let reader = spawn_task(async move {
-                let mut s = TcpStream::connect(addr).await.unwrap();
-                let mut got = Vec::new();
-                s.read_to_end(&mut got).await.unwrap();
-                got
-            });
-            let server = listener.accept().await.unwrap();
-            let counters = Rc::new(DeliveryCounters::default());
-            let mut d = Delivery::new(server, counters.clone(), zero_copy).unwrap();
-            let head = pattern(100, 1);
-            let mem1 = pattern(5000, 2);
-            let mem2 = pattern(3, 3);
-            let half = (file_bytes / 2) as u32;
-            let chunks = [
-                OutChunk::Memory(&mem1),
-                OutChunk::File { file: &f, offset: 0, len: half },
-                OutChunk::Memory(&mem2),
-                OutChunk::File { file: &f, offset: half as u64, len: file_bytes as u32 - half },
-            ];
-            d.write_response(&head, &chunks).await.unwrap();
-            d.close().await;
-            drop(d);
-            let got = reader.await.unwrap();
-            let mut want = head.clone();
-            want.extend_from_slice(&mem1);
-            want.extend_from_slice(&data[..half as usize]);
-            want.extend_from_slice(&mem2);
-            want.extend_from_slice(&data[half as usize..]);
-            (
-                got,
-                want,
+        start_executor(
+            "delivery-test",
+            Pin::Unbound,
+            ExecutorOptions::default(),
+            move || async move {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let reader = spawn_task(async move {
+                    let mut s = TcpStream::connect(addr).await.unwrap();
+                    let mut got = Vec::new();
+                    s.read_to_end(&mut got).await.unwrap();
+                    got
+                });
+                let server = listener.accept().await.unwrap();
+                let counters = Rc::new(DeliveryCounters::default());
+                let mut d = Delivery::new(server, counters.clone(), zero_copy).unwrap();
+                let head = pattern(100, 1);
+                let mem1 = pattern(5000, 2);
+                let mem2 = pattern(3, 3);
+                let half = (file_bytes / 2) as u32;
+                let chunks = [
+                    OutChunk::Memory(&mem1),
+                    OutChunk::File {
+                        file: &f,
+                        offset: 0,
+                        len: half,
+                    },
+                    OutChunk::Memory(&mem2),
+                    OutChunk::File {
+                        file: &f,
+                        offset: half as u64,
+                        len: file_bytes as u32 - half,
+                    },
+                ];
+                d.write_response(&head, &chunks).await.unwrap();
+                d.close().await;
+                drop(d);
+                let got = reader.await.unwrap();
+                let mut want = head.clone();
+                want.extend_from_slice(&mem1);
+                want.extend_from_slice(&data[..half as usize]);
+                want.extend_from_slice(&mem2);
+                want.extend_from_slice(&data[half as usize..]);
                 (
-                    counters.bytes_sendfile.get(),
-                    counters.bytes_copied.get(),
-                    counters.bytes_writev.get(),
-                ),
-            )
-        })
+                    got,
+                    want,
+                    (
+                        counters.bytes_sendfile.get(),
+                        counters.bytes_copied.get(),
+                        counters.bytes_writev.get(),
+                    ),
+                )
+            },
+        )
         .unwrap()
         .join()
         .unwrap()

@@ -76,7 +76,11 @@ impl LongPollRegistry {
     /// to be written). Wakes the parked pulls of that queue whose offset is below it.
     pub fn notify_arrival(&self, topic: &str, queue_id: i32, max_offset: i64) {
         let mut inner = self.inner.borrow_mut();
-        let Some(slots) = inner.queues.get_mut(topic).and_then(|q| q.get_mut(&queue_id)) else {
+        let Some(slots) = inner
+            .queues
+            .get_mut(topic)
+            .and_then(|q| q.get_mut(&queue_id))
+        else {
             return;
         };
         let before = slots.len();
@@ -115,9 +119,18 @@ impl LongPollRegistry {
         let id = inner.next_id;
         let fired = Rc::new(Cell::new(false));
         let waker = Rc::new(RefCell::new(None));
-        inner.queues.entry(topic.to_string()).or_default().entry(queue_id).or_default().push(
-            Slot { id, offset, fired: fired.clone(), waker: waker.clone() },
-        );
+        inner
+            .queues
+            .entry(topic.to_string())
+            .or_default()
+            .entry(queue_id)
+            .or_default()
+            .push(Slot {
+                id,
+                offset,
+                fired: fired.clone(),
+                waker: waker.clone(),
+            });
         inner.parked += 1;
         Some(Parked {
             registry: self.clone(),
@@ -132,8 +145,12 @@ impl LongPollRegistry {
 
     fn remove(&self, topic: &str, queue_id: i32, id: u64) {
         let mut inner = self.inner.borrow_mut();
-        let Some(q) = inner.queues.get_mut(topic) else { return };
-        let Some(slots) = q.get_mut(&queue_id) else { return };
+        let Some(q) = inner.queues.get_mut(topic) else {
+            return;
+        };
+        let Some(slots) = q.get_mut(&queue_id) else {
+            return;
+        };
         let before = slots.len();
         slots.retain(|s| s.id != id);
         let removed = before - slots.len();
@@ -176,7 +193,10 @@ impl Future for Arrival {
 
 impl Parked {
     pub async fn wait(self) -> Wake {
-        let arrival = Arrival { fired: self.fired.clone(), waker: self.waker.clone() };
+        let arrival = Arrival {
+            fired: self.fired.clone(),
+            waker: self.waker.clone(),
+        };
         match crate::runtime::timeout(self.hold, arrival).await {
             Some(()) => Wake::Arrived,
             None => {
@@ -233,7 +253,14 @@ mod tests {
         assert_eq!(out.0, Wake::Arrived);
         assert_eq!(out.1, Wake::TimedOut);
         assert_eq!(out.2, Wake::TimedOut);
-        assert_eq!(out.3, LongPollStats { parked: 0, woken_total: 1, timed_out_total: 2 });
+        assert_eq!(
+            out.3,
+            LongPollStats {
+                parked: 0,
+                woken_total: 1,
+                timed_out_total: 2
+            }
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ use crate::runtime::{self, TcpListener};
 #[derive(Debug, thiserror::Error)]
 pub enum NamesrvHostError {
     #[error("cannot listen on {addr} for the name server: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -57,13 +60,19 @@ pub struct NamesrvHost {
 
 impl NamesrvHost {
     pub fn bind(addr: &str, scan_interval_ms: u64) -> Result<NamesrvHost, NamesrvHostError> {
-        let listener = runtime::bind_listener(addr)
-            .map_err(|source| NamesrvHostError::Bind { addr: addr.to_string(), source })?;
+        let listener = runtime::bind_listener(addr).map_err(|source| NamesrvHostError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
         let local = listener.local_addr().map_err(|e| NamesrvHostError::Bind {
             addr: addr.to_string(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        Ok(NamesrvHost { listener, local, scan_interval: Duration::from_millis(scan_interval_ms.max(1)) })
+        Ok(NamesrvHost {
+            listener,
+            local,
+            scan_interval: Duration::from_millis(scan_interval_ms.max(1)),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -72,7 +81,9 @@ impl NamesrvHost {
 
     /// Serves until `stop` turns true.
     pub async fn run(self, stop: Rc<dyn Fn() -> bool>) {
-        let service = Rc::new(NamesrvService { ns: RefCell::new(NameServer::new(NameServerConfig::default())) });
+        let service = Rc::new(NamesrvService {
+            ns: RefCell::new(NameServer::new(NameServerConfig::default())),
+        });
         let opts = ConnOptions {
             limits: CodecLimits::default(),
             max_connections: 10_000,

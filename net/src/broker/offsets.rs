@@ -21,7 +21,10 @@ pub enum OffsetsError {
     #[error(transparent)]
     Persist(#[from] PersistError),
     #[error("consumer offset file {path} is corrupt: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("consumer offset file {path} has a bad key {key:?} (expected topic@group / queue id)")]
     BadKey { path: PathBuf, key: String },
 }
@@ -49,8 +52,11 @@ impl OffsetStore {
         let path = config_dir.join(OFFSETS_FILE);
         let mut table = Table::new();
         if let Some(bytes) = read_optional(&path)? {
-            let file: OffsetFile = serde_json::from_slice(&bytes)
-                .map_err(|source| OffsetsError::Corrupt { path: path.clone(), source })?;
+            let file: OffsetFile =
+                serde_json::from_slice(&bytes).map_err(|source| OffsetsError::Corrupt {
+                    path: path.clone(),
+                    source,
+                })?;
             for (key, queues) in file.offset_table {
                 let Some((topic, group)) = key.rsplit_once('@') else {
                     return Err(OffsetsError::BadKey { path, key });
@@ -58,19 +64,29 @@ impl OffsetStore {
                 let groups = table.entry(topic.to_string()).or_default();
                 let q = groups.entry(group.to_string()).or_default();
                 for (qid, off) in queues {
-                    let qid: i32 = qid
-                        .parse()
-                        .map_err(|_| OffsetsError::BadKey { path: path.clone(), key: qid.clone() })?;
+                    let qid: i32 = qid.parse().map_err(|_| OffsetsError::BadKey {
+                        path: path.clone(),
+                        key: qid.clone(),
+                    })?;
                     q.insert(qid, off);
                 }
             }
         }
-        Ok(OffsetStore { path, table: RefCell::new(table), dirty: Cell::new(false) })
+        Ok(OffsetStore {
+            path,
+            table: RefCell::new(table),
+            dirty: Cell::new(false),
+        })
     }
 
     /// Stored offset, if any.
     pub fn get(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
-        self.table.borrow().get(topic)?.get(group)?.get(&queue_id).copied()
+        self.table
+            .borrow()
+            .get(topic)?
+            .get(group)?
+            .get(&queue_id)
+            .copied()
     }
 
     /// Overwrites the stored offset (RocketMQ does no monotonic check either).
@@ -105,7 +121,8 @@ impl OffsetStore {
             .iter()
             .flat_map(|(topic, groups)| {
                 groups.iter().flat_map(move |(group, qs)| {
-                    qs.iter().map(move |(&q, &o)| (format!("{topic}@{group}"), q, o))
+                    qs.iter()
+                        .map(move |(&q, &o)| (format!("{topic}@{group}"), q, o))
                 })
             })
             .collect();
@@ -131,7 +148,10 @@ impl OffsetStore {
     pub fn persist(&self) -> Result<(), OffsetsError> {
         let mut file = OffsetFile::default();
         for (key, q, o) in self.entries() {
-            file.offset_table.entry(key).or_default().insert(q.to_string(), o);
+            file.offset_table
+                .entry(key)
+                .or_default()
+                .insert(q.to_string(), o);
         }
         // Serializing a map of strings and integers cannot fail.
         let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();

@@ -15,7 +15,10 @@ pub struct PersistError {
 
 /// Replaces `path` with `bytes` atomically.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
-    let err = |source| PersistError { path: path.to_path_buf(), source };
+    let err = |source| PersistError {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
     let mut tmp = path.as_os_str().to_owned();
@@ -27,7 +30,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
         f.sync_all().map_err(err)?;
     }
     std::fs::rename(&tmp, path).map_err(err)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
     Ok(())
 }
 
@@ -36,7 +41,10 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, PersistError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PersistError { path: path.to_path_buf(), source }),
+        Err(source) => Err(PersistError {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -27,7 +27,10 @@ pub struct TagFilter {
 
 impl TagFilter {
     pub fn all() -> TagFilter {
-        TagFilter { all: true, codes: Vec::new() }
+        TagFilter {
+            all: true,
+            codes: Vec::new(),
+        }
     }
 
     /// Parses a TAG expression: `*`/empty = all, else tags separated by `||`.
@@ -36,8 +39,12 @@ impl TagFilter {
         if expr.is_empty() || expr == "*" {
             return TagFilter::all();
         }
-        let mut codes: Vec<i64> =
-            expr.split("||").map(str::trim).filter(|t| !t.is_empty()).map(tag_hash).collect();
+        let mut codes: Vec<i64> = expr
+            .split("||")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(tag_hash)
+            .collect();
         codes.sort_unstable();
         codes.dedup();
         if codes.is_empty() {
@@ -94,11 +101,25 @@ fn map_status(r: &GetResult, req_offset: i64) -> (i32, i64) {
 
 fn run_get(b: &Broker, a: &PullArgs) -> GetResult {
     let f = &a.filter;
-    b.store.get_messages(&a.topic, a.queue_id, a.offset, a.max_msgs, a.max_bytes, &|c| f.matches(c))
+    b.store.get_messages(
+        &a.topic,
+        a.queue_id,
+        a.offset,
+        a.max_msgs,
+        a.max_bytes,
+        &|c| f.matches(c),
+    )
 }
 
 /// Writes the response for `r` (chunks when found).
-fn respond_pull(b: &Broker, conn: &Conn, st: SerializeType, opaque: i32, r: GetResult, offset: i64) {
+fn respond_pull(
+    b: &Broker,
+    conn: &Conn,
+    st: SerializeType,
+    opaque: i32,
+    r: GetResult,
+    offset: i64,
+) {
     let (code, next) = map_status(&r, offset);
     let header = PullMessageResponseHeader {
         suggest_which_broker_id: 0,
@@ -127,7 +148,11 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let h: PullMessageRequestHeader = match req.decode_header() {
         Ok(h) => h,
         Err(e) => {
-            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad pull header: {e}"))
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad pull header: {e}"),
+            )
         }
     };
     let Some((read_q, write_q, perm)) = b.topics.queue_info(h.topic) else {
@@ -192,7 +217,8 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         }
     };
     if h.has_commit_offset() {
-        b.offsets.commit(h.topic, h.consumer_group, h.queue_id, h.commit_offset);
+        b.offsets
+            .commit(h.topic, h.consumer_group, h.queue_id, h.commit_offset);
     }
     let max_msgs = h.max_msg_nums.clamp(1, i32::MAX) as u32;
     let max_bytes = h
@@ -217,9 +243,12 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         }
         return;
     }
-    let Some(parked) =
-        b.longpoll.park(&args.topic, args.queue_id, args.offset, Duration::from_millis(hold_ms))
-    else {
+    let Some(parked) = b.longpoll.park(
+        &args.topic,
+        args.queue_id,
+        args.offset,
+        Duration::from_millis(hold_ms),
+    ) else {
         // Registry full: answer now; the client pulls again.
         return respond_pull(b, conn, req.serialize_type, req.opaque, r, args.offset);
     };

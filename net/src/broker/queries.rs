@@ -19,20 +19,32 @@ fn decode<'a, H: DecodeHeader<'a>>(conn: &Conn, req: &'a CommandView<'_>) -> Opt
     match req.decode_header::<H>() {
         Ok(h) => Some(h),
         Err(e) => {
-            conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad request header: {e}"));
+            conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad request header: {e}"),
+            );
             None
         }
     }
 }
 
 fn respond_offset(conn: &Conn, req: &CommandView<'_>, offset: i64) {
-    conn.respond(req, ResponseCode::SUCCESS, None, &OffsetResponseHeader { offset }, &[]);
+    conn.respond(
+        req,
+        ResponseCode::SUCCESS,
+        None,
+        &OffsetResponseHeader { offset },
+        &[],
+    );
 }
 
 /// RocketMQ's "is the message at `offset` still in memory" (4.9: within the last 40% of RAM;
 /// 5.x: page-cache residency), approximated by: its bytes are still in the shard's tail cache.
 fn in_memory(b: &Broker, topic: &str, queue_id: i32, offset: i64) -> bool {
-    let r = b.store.get_messages(topic, queue_id, offset, 1, u32::MAX, &|_| true);
+    let r = b
+        .store
+        .get_messages(topic, queue_id, offset, 1, u32::MAX, &|_| true);
     matches!(r.chunks.first(), Some(Chunk::Memory(_)))
 }
 
@@ -40,7 +52,9 @@ fn in_memory(b: &Broker, topic: &str, queue_id: i32, offset: i64) -> bool {
 /// still in memory — so that even CONSUME_FROM_LAST_OFFSET groups read a new queue from the
 /// start (spec §7.3); else QUERY_NOT_FOUND.
 pub fn query_consumer_offset(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
-    let Some(h) = decode::<QueryConsumerOffsetRequestHeader>(conn, req) else { return };
+    let Some(h) = decode::<QueryConsumerOffsetRequestHeader>(conn, req) else {
+        return;
+    };
     if let Some(off) = b.offsets.get(h.topic, h.consumer_group, h.queue_id) {
         return respond_offset(conn, req, off);
     }
@@ -58,29 +72,54 @@ pub fn query_consumer_offset(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>)
 }
 
 pub fn update_consumer_offset(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
-    let Some(h) = decode::<UpdateConsumerOffsetRequestHeader>(conn, req) else { return };
-    b.offsets.commit(h.topic, h.consumer_group, h.queue_id, h.commit_offset);
+    let Some(h) = decode::<UpdateConsumerOffsetRequestHeader>(conn, req) else {
+        return;
+    };
+    b.offsets
+        .commit(h.topic, h.consumer_group, h.queue_id, h.commit_offset);
     conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]);
 }
 
 pub fn get_max_offset(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
-    let Some(h) = decode::<GetMaxOffsetRequestHeader>(conn, req) else { return };
+    let Some(h) = decode::<GetMaxOffsetRequestHeader>(conn, req) else {
+        return;
+    };
     respond_offset(conn, req, b.store.max_offset(h.topic, h.queue_id));
 }
 
 pub fn get_min_offset(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
-    let Some(h) = decode::<GetMinOffsetRequestHeader>(conn, req) else { return };
+    let Some(h) = decode::<GetMinOffsetRequestHeader>(conn, req) else {
+        return;
+    };
     respond_offset(conn, req, b.store.min_offset(h.topic, h.queue_id));
 }
 
 pub fn search_offset(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
-    let Some(h) = decode::<SearchOffsetRequestHeader>(conn, req) else { return };
-    respond_offset(conn, req, b.store.search_offset_by_timestamp(h.topic, h.queue_id, h.timestamp));
+    let Some(h) = decode::<SearchOffsetRequestHeader>(conn, req) else {
+        return;
+    };
+    respond_offset(
+        conn,
+        req,
+        b.store
+            .search_offset_by_timestamp(h.topic, h.queue_id, h.timestamp),
+    );
 }
 
 pub fn earliest_time(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
-    let Some(h) = decode::<GetEarliestMsgStoretimeRequestHeader>(conn, req) else { return };
+    let Some(h) = decode::<GetEarliestMsgStoretimeRequestHeader>(conn, req) else {
+        return;
+    };
     // RocketMQ answers -1 when the queue has no message.
-    let timestamp = b.store.earliest_msg_store_time(h.topic, h.queue_id).unwrap_or(-1);
-    conn.respond(req, ResponseCode::SUCCESS, None, &GetEarliestMsgStoretimeResponseHeader { timestamp }, &[]);
+    let timestamp = b
+        .store
+        .earliest_msg_store_time(h.topic, h.queue_id)
+        .unwrap_or(-1);
+    conn.respond(
+        req,
+        ResponseCode::SUCCESS,
+        None,
+        &GetEarliestMsgStoretimeResponseHeader { timestamp },
+        &[],
+    );
 }

@@ -88,18 +88,30 @@ enum LinkError {
     #[error("connect to {addr}: {message}")]
     Connect { addr: String, message: String },
     #[error("i/o with {addr}: {source}")]
-    Io { addr: String, source: std::io::Error },
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{addr} did not answer within {secs} s")]
     Timeout { addr: String, secs: u64 },
     #[error("{addr} sent an undecodable reply: {message}")]
     Protocol { addr: String, message: String },
     #[error("{addr} answered code {code}: {remark}")]
-    Refused { addr: String, code: i32, remark: String },
+    Refused {
+        addr: String,
+        code: i32,
+        remark: String,
+    },
 }
 
 impl Link {
     fn new(addr: String) -> Link {
-        Link { addr, stream: None, buf: Vec::new(), next_opaque: 1 }
+        Link {
+            addr,
+            stream: None,
+            buf: Vec::new(),
+            next_opaque: 1,
+        }
     }
 
     /// Sends one request frame and waits for the response with the same opaque.
@@ -111,9 +123,13 @@ impl Link {
         let addr = self.addr.clone();
         let fut = async {
             if self.stream.is_none() {
-                let s = TcpStream::connect(addr.as_str())
-                    .await
-                    .map_err(|e| LinkError::Connect { addr: addr.clone(), message: e.to_string() })?;
+                let s =
+                    TcpStream::connect(addr.as_str())
+                        .await
+                        .map_err(|e| LinkError::Connect {
+                            addr: addr.clone(),
+                            message: e.to_string(),
+                        })?;
                 let _ = s.set_nodelay(true);
                 self.stream = Some(s);
                 self.buf.clear();
@@ -121,15 +137,23 @@ impl Link {
             let opaque = self.next_opaque;
             self.next_opaque = self.next_opaque.wrapping_add(1) & i32::MAX;
             let mut out = Vec::with_capacity(4096);
-            header(&mut out, opaque)
-                .map_err(|message| LinkError::Protocol { addr: addr.clone(), message })?;
+            header(&mut out, opaque).map_err(|message| LinkError::Protocol {
+                addr: addr.clone(),
+                message,
+            })?;
             let Some(stream) = self.stream.as_mut() else {
-                return Err(LinkError::Connect { addr: addr.clone(), message: "no stream".into() });
+                return Err(LinkError::Connect {
+                    addr: addr.clone(),
+                    message: "no stream".into(),
+                });
             };
             stream
                 .write_all(&out)
                 .await
-                .map_err(|source| LinkError::Io { addr: addr.clone(), source })?;
+                .map_err(|source| LinkError::Io {
+                    addr: addr.clone(),
+                    source,
+                })?;
             let limits = CodecLimits::client();
             let mut chunk = [0u8; 8192];
             loop {
@@ -155,18 +179,28 @@ impl Link {
                                 if code == ResponseCode::SUCCESS {
                                     return Ok(());
                                 }
-                                return Err(LinkError::Refused { addr: addr.clone(), code, remark });
+                                return Err(LinkError::Refused {
+                                    addr: addr.clone(),
+                                    code,
+                                    remark,
+                                });
                             }
                         }
                         Err(e) => {
-                            return Err(LinkError::Protocol { addr: addr.clone(), message: e.to_string() })
+                            return Err(LinkError::Protocol {
+                                addr: addr.clone(),
+                                message: e.to_string(),
+                            })
                         }
                     }
                 }
                 let n = stream
                     .read(&mut chunk)
                     .await
-                    .map_err(|source| LinkError::Io { addr: addr.clone(), source })?;
+                    .map_err(|source| LinkError::Io {
+                        addr: addr.clone(),
+                        source,
+                    })?;
                 if n == 0 {
                     return Err(LinkError::Io {
                         addr: addr.clone(),
@@ -178,9 +212,15 @@ impl Link {
         };
         let r = match runtime::timeout(timeout, fut).await {
             Some(r) => r,
-            None => Err(LinkError::Timeout { addr: self.addr.clone(), secs: timeout.as_secs() }),
+            None => Err(LinkError::Timeout {
+                addr: self.addr.clone(),
+                secs: timeout.as_secs(),
+            }),
         };
-        if matches!(r, Err(LinkError::Io { .. } | LinkError::Timeout { .. } | LinkError::Protocol { .. })) {
+        if matches!(
+            r,
+            Err(LinkError::Io { .. } | LinkError::Timeout { .. } | LinkError::Protocol { .. })
+        ) {
             self.stream = None; // reconnect next time
         }
         r
@@ -195,7 +235,8 @@ fn register_body(b: &Broker) -> Result<Vec<u8>, String> {
         .all()
         .into_iter()
         .map(|t| {
-            let mut w = WireTopicConfig::new(t.topic_name.clone(), t.read_queue_nums as i32, t.perm);
+            let mut w =
+                WireTopicConfig::new(t.topic_name.clone(), t.read_queue_nums as i32, t.perm);
             w.write_queue_nums = t.write_queue_nums as i32;
             w.topic_filter_type = t.topic_filter_type.clone();
             w.topic_sys_flag = t.topic_sys_flag;
@@ -253,11 +294,15 @@ async fn register_once(b: &Broker, links: &mut [Link]) {
         };
         match link.request(&encode, REGISTER_TIMEOUT).await {
             Ok(()) => {
-                b.registrar.registrations_ok.set(b.registrar.registrations_ok.get() + 1);
+                b.registrar
+                    .registrations_ok
+                    .set(b.registrar.registrations_ok.get() + 1);
                 tracing::debug!(shard = b.index, namesrv = %link.addr, "registered");
             }
             Err(e) => {
-                b.registrar.registrations_failed.set(b.registrar.registrations_failed.get() + 1);
+                b.registrar
+                    .registrations_failed
+                    .set(b.registrar.registrations_failed.get() + 1);
                 tracing::warn!(shard = b.index, error = %e, "registration with name server failed");
             }
         }

@@ -34,20 +34,28 @@ pub fn store_error_code(e: &StoreError) -> i32 {
 
 fn store_error_remark(e: &StoreError) -> String {
     match e {
-        StoreError::Busy { .. } => format!("[REJECTREQUEST]system busy, start flow control for a while: {e}"),
+        StoreError::Busy { .. } => {
+            format!("[REJECTREQUEST]system busy, start flow control for a while: {e}")
+        }
         _ => e.to_string(),
     }
 }
 
 fn tags_code(props: &[u8]) -> i64 {
-    properties::get(props, properties::TAGS).map(tag_hash_bytes).unwrap_or(0)
+    properties::get(props, properties::TAGS)
+        .map(tag_hash_bytes)
+        .unwrap_or(0)
 }
 
 pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bool) {
     let h = match SendMessageRequestHeader::decode(req) {
         Ok(h) => h,
         Err(e) => {
-            return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &format!("bad send header: {e}"))
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad send header: {e}"),
+            )
         }
     };
     let fail = |code: i32, remark: &str| {
@@ -60,7 +68,10 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
             &format!("Sending message to topic[{}] is forbidden.", h.topic),
         );
     }
-    let topic = match b.topics.for_send(h.topic, h.default_topic, h.default_topic_queue_nums) {
+    let topic = match b
+        .topics
+        .for_send(h.topic, h.default_topic, h.default_topic_queue_nums)
+    {
         Ok(SendTopic::Existing(t)) => t,
         Ok(SendTopic::Created(t)) => {
             tracing::info!(shard = b.index, topic = %t.topic_name, queues = t.write_queue_nums, "topic auto-created");
@@ -103,14 +114,20 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
     if !batch && req.body.len() > max_body {
         return fail(
             ResponseCode::MESSAGE_ILLEGAL,
-            &format!("message body size {} exceeds the limit {max_body}", req.body.len()),
+            &format!(
+                "message body size {} exceeds the limit {max_body}",
+                req.body.len()
+            ),
         );
     }
     let props = h.properties.unwrap_or("").as_bytes();
     if properties::get_str(props, properties::TRAN_MSG) == Some("true") {
         return fail(
             ResponseCode::NO_PERMISSION,
-            &format!("the broker[{}] does not support transactional messages", b.broker_name),
+            &format!(
+                "the broker[{}] does not support transactional messages",
+                b.broker_name
+            ),
         );
     }
     let template = MessageToStore {
@@ -134,12 +151,20 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
         for item in decode_batch(req.body) {
             let item = match item {
                 Ok(i) => i,
-                Err(e) => return fail(ResponseCode::MESSAGE_ILLEGAL, &format!("bad batch body: {e}")),
+                Err(e) => {
+                    return fail(
+                        ResponseCode::MESSAGE_ILLEGAL,
+                        &format!("bad batch body: {e}"),
+                    )
+                }
             };
             if item.body.len() > max_body {
                 return fail(
                     ResponseCode::MESSAGE_ILLEGAL,
-                    &format!("batch message body size {} exceeds the limit {max_body}", item.body.len()),
+                    &format!(
+                        "batch message body size {} exceeds the limit {max_body}",
+                        item.body.len()
+                    ),
                 );
             }
             msgs.push(MessageToStore {
@@ -152,7 +177,10 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
             if msgs.len() > b.conn_options().limits.max_batch_count {
                 return fail(
                     ResponseCode::MESSAGE_ILLEGAL,
-                    &format!("batch holds more than {} messages", b.conn_options().limits.max_batch_count),
+                    &format!(
+                        "batch holds more than {} messages",
+                        b.conn_options().limits.max_batch_count
+                    ),
                 );
             }
         }
@@ -192,7 +220,11 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
         single.as_str()
     };
     let region = b.cfg.broker.region_id.as_str();
-    let trace = if b.cfg.broker.trace_on { "true" } else { "false" };
+    let trace = if b.cfg.broker.trace_on {
+        "true"
+    } else {
+        "false"
+    };
     if b.store.config().flush == FlushMode::Sync {
         // Ack after the fdatasync covering the record (group commit).
         let Some(broker) = b.rc() else { return };
@@ -209,7 +241,17 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
                 Ok(()) => (ResponseCode::SUCCESS, None),
                 Err(e) => (ResponseCode::FLUSH_DISK_TIMEOUT, Some(e.to_string())),
             };
-            respond_send(&conn, st, opaque, code, remark.as_deref(), &msg_id, queue_id, put.queue_offset, &broker);
+            respond_send(
+                &conn,
+                st,
+                opaque,
+                code,
+                remark.as_deref(),
+                &msg_id,
+                queue_id,
+                put.queue_offset,
+                &broker,
+            );
         });
         return;
     }
@@ -247,7 +289,11 @@ fn respond_send(
         transaction_id: None,
         batch_uniq_id: None,
         msg_region: Some(b.cfg.broker.region_id.as_str()),
-        trace_on: Some(if b.cfg.broker.trace_on { "true" } else { "false" }),
+        trace_on: Some(if b.cfg.broker.trace_on {
+            "true"
+        } else {
+            "false"
+        }),
     };
     let mut head = FrameHead::response(code, opaque);
     head.remark = remark;

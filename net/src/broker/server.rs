@@ -68,14 +68,23 @@ impl Server {
         } else {
             Some(runtime::parse_cpu_list(&cfg.broker.cpus)?)
         };
-        let placement = if roles.broker { runtime::plan_placement(shards, cpus.as_deref())? } else { Vec::new() };
+        let placement = if roles.broker {
+            runtime::plan_placement(shards, cpus.as_deref())?
+        } else {
+            Vec::new()
+        };
         let opts = ExecutorOptions {
             io_memory_bytes: cfg.runtime.io_memory_bytes,
             ring_depth: cfg.runtime.ring_depth,
         };
         runtime::startup_checks(shards + usize::from(roles.namesrv), &opts)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let mut server = Server { stop: stop.clone(), threads: Vec::new(), namesrv: None, shards: Vec::new() };
+        let mut server = Server {
+            stop: stop.clone(),
+            threads: Vec::new(),
+            namesrv: None,
+            shards: Vec::new(),
+        };
         let (tx, rx) = mpsc::channel::<Started>();
 
         if roles.namesrv {
@@ -83,18 +92,24 @@ impl Server {
             let scan = cfg.namesrv.scan_interval_ms;
             let stop2 = stop.clone();
             let tx2 = tx.clone();
-            let t = runtime::start_executor("ramjet-namesrv", Pin::Unbound, opts, move || async move {
-                match NamesrvHost::bind(&listen, scan) {
-                    Ok(host) => {
-                        let _ = tx2.send(Started::Namesrv(Ok(host.local_addr())));
-                        let stop_fn: Rc<dyn Fn() -> bool> = Rc::new(move || stop2.load(Ordering::Relaxed));
-                        host.run(stop_fn).await;
+            let t = runtime::start_executor(
+                "ramjet-namesrv",
+                Pin::Unbound,
+                opts,
+                move || async move {
+                    match NamesrvHost::bind(&listen, scan) {
+                        Ok(host) => {
+                            let _ = tx2.send(Started::Namesrv(Ok(host.local_addr())));
+                            let stop_fn: Rc<dyn Fn() -> bool> =
+                                Rc::new(move || stop2.load(Ordering::Relaxed));
+                            host.run(stop_fn).await;
+                        }
+                        Err(e) => {
+                            let _ = tx2.send(Started::Namesrv(Err(e)));
+                        }
                     }
-                    Err(e) => {
-                        let _ = tx2.send(Started::Namesrv(Err(e)));
-                    }
-                }
-            })?;
+                },
+            )?;
             server.threads.push(t);
             match rx.recv() {
                 Ok(Started::Namesrv(Ok(addr))) => {
@@ -105,7 +120,8 @@ impl Server {
                         } else {
                             addr.ip()
                         };
-                        cfg.broker.namesrv_addrs = vec![SocketAddr::new(ip, addr.port()).to_string()];
+                        cfg.broker.namesrv_addrs =
+                            vec![SocketAddr::new(ip, addr.port()).to_string()];
                     }
                 }
                 Ok(Started::Namesrv(Err(e))) => {
@@ -133,7 +149,8 @@ impl Server {
                 match Broker::open(cfg, i).await {
                     Ok((broker, listeners, ports)) => {
                         let _ = tx2.send(Started::Shard(Box::new(Ok(ports))));
-                        let stop_fn: Rc<dyn Fn() -> bool> = Rc::new(move || stop2.load(Ordering::Relaxed));
+                        let stop_fn: Rc<dyn Fn() -> bool> =
+                            Rc::new(move || stop2.load(Ordering::Relaxed));
                         broker.run(listeners, stop_fn).await;
                     }
                     Err(e) => {

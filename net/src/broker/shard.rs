@@ -28,15 +28,33 @@ pub enum ShardError {
     #[error(transparent)]
     Config(#[from] super::config::ConfigError),
     #[error("shard {shard}: cannot create {path}: {source}")]
-    Dir { shard: usize, path: PathBuf, source: std::io::Error },
+    Dir {
+        shard: usize,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("shard {shard}: cannot open the store in {path}: {source}")]
-    Store { shard: usize, path: PathBuf, source: ramjet_storage::StoreError },
+    Store {
+        shard: usize,
+        path: PathBuf,
+        source: ramjet_storage::StoreError,
+    },
     #[error("shard {shard}: {source}")]
-    Topics { shard: usize, source: super::topics::TopicError },
+    Topics {
+        shard: usize,
+        source: super::topics::TopicError,
+    },
     #[error("shard {shard}: {source}")]
-    Offsets { shard: usize, source: super::offsets::OffsetsError },
+    Offsets {
+        shard: usize,
+        source: super::offsets::OffsetsError,
+    },
     #[error("shard {shard}: cannot listen on {addr}: {message} (is another broker running? change broker.base_port)")]
-    Bind { shard: usize, addr: String, message: String },
+    Bind {
+        shard: usize,
+        addr: String,
+        message: String,
+    },
 }
 
 /// Counters of one shard (GET_BROKER_RUNTIME_INFO).
@@ -96,8 +114,16 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
     StoreConfig {
         dir,
         segment_size_bytes: s.segment_size_bytes,
-        flush: if s.flush == "sync" { FlushMode::Sync } else { FlushMode::Async },
-        io_mode: if s.io_mode == "buffered" { IoMode::Buffered } else { IoMode::Direct },
+        flush: if s.flush == "sync" {
+            FlushMode::Sync
+        } else {
+            FlushMode::Async
+        },
+        io_mode: if s.io_mode == "buffered" {
+            IoMode::Buffered
+        } else {
+            IoMode::Direct
+        },
         flush_interval_ms: s.flush_interval_ms,
         flush_bytes: s.flush_bytes,
         tail_cache_bytes: s.tail_cache_bytes,
@@ -120,7 +146,11 @@ fn bind(shard: usize, ip: &str, port: u16) -> Result<(TcpListener, SocketAddr), 
         addr: addr.clone(),
         message: e.to_string(),
     })?;
-    let local = l.local_addr().map_err(|e| ShardError::Bind { shard, addr, message: e.to_string() })?;
+    let local = l.local_addr().map_err(|e| ShardError::Bind {
+        shard,
+        addr,
+        message: e.to_string(),
+    })?;
     Ok((l, local))
 }
 
@@ -132,8 +162,11 @@ impl Broker {
     ) -> Result<(Rc<Broker>, Vec<TcpListener>, ShardPorts), ShardError> {
         let dir = cfg.broker.data_dir.join(format!("shard-{index}"));
         let config_dir = dir.join("config");
-        std::fs::create_dir_all(&config_dir)
-            .map_err(|source| ShardError::Dir { shard: index, path: config_dir.clone(), source })?;
+        std::fs::create_dir_all(&config_dir).map_err(|source| ShardError::Dir {
+            shard: index,
+            path: config_dir.clone(),
+            source,
+        })?;
         let port = cfg.shard_port(index)?;
         let (main_l, main_addr) = bind(index, &cfg.broker.listen_ip, port)?;
         let mut listeners = vec![main_l];
@@ -145,15 +178,24 @@ impl Broker {
         }
         let store = Store::open(store_config(&cfg, dir.clone()))
             .await
-            .map_err(|source| ShardError::Store { shard: index, path: dir.clone(), source })?;
+            .map_err(|source| ShardError::Store {
+                shard: index,
+                path: dir.clone(),
+                source,
+            })?;
         let topics = TopicManager::open(
             &config_dir,
             cfg.broker.auto_create_topic,
             cfg.broker.default_topic_queue_nums,
         )
-        .map_err(|source| ShardError::Topics { shard: index, source })?;
-        let offsets = OffsetStore::open(&config_dir)
-            .map_err(|source| ShardError::Offsets { shard: index, source })?;
+        .map_err(|source| ShardError::Topics {
+            shard: index,
+            source,
+        })?;
+        let offsets = OffsetStore::open(&config_dir).map_err(|source| ShardError::Offsets {
+            shard: index,
+            source,
+        })?;
         let longpoll = LongPollRegistry::new(cfg.broker.max_parked_pulls as usize);
         let lp = longpoll.clone();
         store.set_arrival_listener(Box::new(move |topic, queue, max| {
@@ -181,7 +223,13 @@ impl Broker {
             rr_queue: Cell::new(0),
             me: me.clone(),
         });
-        let ports = ShardPorts { index, broker_name, main: main_addr, vip, data_dir: dir };
+        let ports = ShardPorts {
+            index,
+            broker_name,
+            main: main_addr,
+            vip,
+            data_dir: dir,
+        };
         Ok((broker, listeners, ports))
     }
 
@@ -223,7 +271,8 @@ impl Broker {
         }
         let reg = runtime::spawn_task(super::register::registration_loop(self.clone()));
         let tick = Duration::from_millis(100);
-        let persist_every = Duration::from_millis(self.cfg.broker.offset_persist_interval_ms.max(100));
+        let persist_every =
+            Duration::from_millis(self.cfg.broker.offset_persist_interval_ms.max(100));
         let scan_every = Duration::from_secs(10);
         let (mut since_persist, mut since_scan) = (Duration::ZERO, Duration::ZERO);
         while !stop() {
@@ -281,15 +330,25 @@ impl Service for Broker {
             RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
                 super::pull::handle_pull(self, conn, req)
             }
-            RequestCode::QUERY_CONSUMER_OFFSET => super::queries::query_consumer_offset(self, conn, req),
-            RequestCode::UPDATE_CONSUMER_OFFSET => super::queries::update_consumer_offset(self, conn, req),
+            RequestCode::QUERY_CONSUMER_OFFSET => {
+                super::queries::query_consumer_offset(self, conn, req)
+            }
+            RequestCode::UPDATE_CONSUMER_OFFSET => {
+                super::queries::update_consumer_offset(self, conn, req)
+            }
             RequestCode::GET_MAX_OFFSET => super::queries::get_max_offset(self, conn, req),
             RequestCode::GET_MIN_OFFSET => super::queries::get_min_offset(self, conn, req),
-            RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => super::queries::search_offset(self, conn, req),
-            RequestCode::GET_EARLIEST_MSG_STORETIME => super::queries::earliest_time(self, conn, req),
+            RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => {
+                super::queries::search_offset(self, conn, req)
+            }
+            RequestCode::GET_EARLIEST_MSG_STORETIME => {
+                super::queries::earliest_time(self, conn, req)
+            }
             RequestCode::HEART_BEAT => super::clients::heartbeat(self, conn, req),
             RequestCode::UNREGISTER_CLIENT => super::clients::unregister_client(self, conn, req),
-            RequestCode::GET_CONSUMER_LIST_BY_GROUP => super::clients::consumer_list(self, conn, req),
+            RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
+                super::clients::consumer_list(self, conn, req)
+            }
             RequestCode::UPDATE_AND_CREATE_TOPIC => super::admin::create_topic(self, conn, req),
             RequestCode::DELETE_TOPIC_IN_BROKER => super::admin::delete_topic(self, conn, req),
             RequestCode::GET_ALL_TOPIC_CONFIG => super::admin::all_topic_config(self, conn, req),

@@ -40,7 +40,10 @@ pub enum TopicError {
     #[error(transparent)]
     Persist(#[from] PersistError),
     #[error("topic file {path} is corrupt: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("topic name {name:?} is invalid: {why}")]
     InvalidName { name: String, why: String },
     #[error("queue count {value} for topic {topic} is out of range 1..={max}")]
@@ -115,7 +118,12 @@ struct TopicsFile {
 
 /// Checks RocketMQ's topic name rule: `[%|a-zA-Z0-9_-]`, at most 127 bytes (255 for retry/DLQ).
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
-    let invalid = |why: String| Err(TopicError::InvalidName { name: name.to_string(), why });
+    let invalid = |why: String| {
+        Err(TopicError::InvalidName {
+            name: name.to_string(),
+            why,
+        })
+    };
     if name.is_empty() {
         return invalid("empty".into());
     }
@@ -131,7 +139,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')))
     {
-        return invalid(format!("character {c:?} not allowed; allowed: %|a-zA-Z0-9_-"));
+        return invalid(format!(
+            "character {c:?} not allowed; allowed: %|a-zA-Z0-9_-"
+        ));
     }
     Ok(())
 }
@@ -170,16 +180,27 @@ impl TopicManager {
         let path = config_dir.join(TOPICS_FILE);
         let (table, version) = match read_optional(&path)? {
             Some(bytes) => {
-                let f: TopicsFile = serde_json::from_slice(&bytes)
-                    .map_err(|source| TopicError::Corrupt { path: path.clone(), source })?;
+                let f: TopicsFile =
+                    serde_json::from_slice(&bytes).map_err(|source| TopicError::Corrupt {
+                        path: path.clone(),
+                        source,
+                    })?;
                 (f.topic_config_table, f.data_version)
             }
             None => (
                 BTreeMap::new(),
-                DataVersion { timestamp: now_ms(), counter: 0, state_version: 0 },
+                DataVersion {
+                    timestamp: now_ms(),
+                    counter: 0,
+                    state_version: 0,
+                },
             ),
         };
-        let m = TopicManager { path, table: RefCell::new(table), version: Cell::new(version) };
+        let m = TopicManager {
+            path,
+            table: RefCell::new(table),
+            version: Cell::new(version),
+        };
         {
             let mut t = m.table.borrow_mut();
             let tbw_perm = if auto_create {
@@ -188,12 +209,14 @@ impl TopicManager {
                 PERM_READ | PERM_WRITE
             };
             let q = default_queue_nums.clamp(1, MAX_QUEUES_PER_TOPIC);
-            t.insert(AUTO_CREATE_TOPIC.into(), TopicConfig::new(AUTO_CREATE_TOPIC, q, tbw_perm));
+            t.insert(
+                AUTO_CREATE_TOPIC.into(),
+                TopicConfig::new(AUTO_CREATE_TOPIC, q, tbw_perm),
+            );
             t.entry(SELF_TEST_TOPIC.into())
                 .or_insert_with(|| TopicConfig::new(SELF_TEST_TOPIC, 1, PERM_READ | PERM_WRITE));
-            t.entry(OFFSET_MOVED_EVENT.into()).or_insert_with(|| {
-                TopicConfig::new(OFFSET_MOVED_EVENT, 1, PERM_READ | PERM_WRITE)
-            });
+            t.entry(OFFSET_MOVED_EVENT.into())
+                .or_insert_with(|| TopicConfig::new(OFFSET_MOVED_EVENT, 1, PERM_READ | PERM_WRITE));
         }
         Ok(m)
     }
@@ -204,7 +227,10 @@ impl TopicManager {
 
     /// Queue bounds without cloning the config (hot path): (read, write, perm).
     pub fn queue_info(&self, topic: &str) -> Option<(u32, u32, i32)> {
-        self.table.borrow().get(topic).map(|c| (c.read_queue_nums, c.write_queue_nums, c.perm))
+        self.table
+            .borrow()
+            .get(topic)
+            .map(|c| (c.read_queue_nums, c.write_queue_nums, c.perm))
     }
 
     pub fn contains(&self, topic: &str) -> bool {
@@ -276,7 +302,9 @@ impl TopicManager {
             if tpl.perm & PERM_INHERIT == 0 {
                 return Ok(SendTopic::Missing);
             }
-            let q = (requested_queues.max(1) as u32).min(tpl.write_queue_nums).max(1);
+            let q = (requested_queues.max(1) as u32)
+                .min(tpl.write_queue_nums)
+                .max(1);
             TopicConfig::new(topic, q, tpl.perm & !PERM_INHERIT)
         };
         self.upsert(cfg.clone())?;
@@ -285,7 +313,12 @@ impl TopicManager {
 
     /// Creates `topic` with `queues` queues unless it exists (retry topics from heartbeats).
     /// Returns the config and whether it was created.
-    pub fn ensure(&self, topic: &str, queues: u32, perm: i32) -> Result<(TopicConfig, bool), TopicError> {
+    pub fn ensure(
+        &self,
+        topic: &str,
+        queues: u32,
+        perm: i32,
+    ) -> Result<(TopicConfig, bool), TopicError> {
         if let Some(c) = self.get(topic) {
             return Ok((c, false));
         }
@@ -303,7 +336,10 @@ impl TopicManager {
     }
 
     pub fn persist(&self) -> Result<(), TopicError> {
-        let f = TopicsFile { data_version: self.version.get(), topic_config_table: self.table.borrow().clone() };
+        let f = TopicsFile {
+            data_version: self.version.get(),
+            topic_config_table: self.table.borrow().clone(),
+        };
         let bytes = serde_json::to_vec_pretty(&f).unwrap_or_default();
         write_atomically(&self.path, &bytes)?;
         Ok(())
@@ -327,7 +363,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(m.data_version().counter, v0 + 1);
-        assert!(matches!(m.for_send("T1", AUTO_CREATE_TOPIC, 4).unwrap(), SendTopic::Existing(_)));
+        assert!(matches!(
+            m.for_send("T1", AUTO_CREATE_TOPIC, 4).unwrap(),
+            SendTopic::Existing(_)
+        ));
         // Requested more than the template has: capped at 8.
         match m.for_send("T2", AUTO_CREATE_TOPIC, 64).unwrap() {
             SendTopic::Created(c) => assert_eq!(c.write_queue_nums, 8),
@@ -348,7 +387,10 @@ mod tests {
     fn no_auto_create_without_inherit() {
         let dir = tempfile::tempdir().unwrap();
         let m = TopicManager::open(dir.path(), false, 8).unwrap();
-        assert_eq!(m.for_send("T1", AUTO_CREATE_TOPIC, 4).unwrap(), SendTopic::Missing);
+        assert_eq!(
+            m.for_send("T1", AUTO_CREATE_TOPIC, 4).unwrap(),
+            SendTopic::Missing
+        );
         // Retry topics are always creatable (1 queue).
         match m.for_send("%RETRY%G", AUTO_CREATE_TOPIC, 4).unwrap() {
             SendTopic::Created(c) => assert_eq!(c.write_queue_nums, 1),

@@ -24,4 +24,7 @@ pub use routes::{
     BrokerLiveInfo, BrokerRegistration, RegisterResult, RouteTable,
     DEFAULT_BROKER_CHANNEL_EXPIRED_MS, SCAN_NOT_ACTIVE_BROKER_INTERVAL_MS,
 };
-pub use server::{topic_not_exist_remark, NameServer, NameServerConfig};
+pub use server::{
+    topic_not_exist_remark, NameServer, NameServerConfig, TOPIC_SYS_FLAG_UNIT,
+    TOPIC_SYS_FLAG_UNIT_SUB,
+};

@@ -307,6 +307,21 @@ impl RouteTable {
             .collect()
     }
 
+    /// Topics whose (first) queue data's `topicSysFlag` satisfies `pred` (RocketMQ's unit
+    /// topic lists look at the first broker's flag only).
+    pub fn topics_by_sys_flag(&self, pred: impl Fn(i32) -> bool) -> Vec<String> {
+        self.topic_queue_table
+            .iter()
+            .filter(|(_, by_broker)| {
+                by_broker
+                    .values()
+                    .next()
+                    .is_some_and(|q| pred(q.topic_sys_flag))
+            })
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
     /// Cluster names and broker names (RocketMQ's "system topics"), and one master address.
     pub fn system_topics(&self) -> (Vec<String>, Option<String>) {
         let mut topics = BTreeSet::new();

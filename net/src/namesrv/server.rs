@@ -39,6 +39,11 @@ pub struct NameServer {
     kv: KvConfig,
 }
 
+/// TopicSysFlag bit: unit topic.
+pub const TOPIC_SYS_FLAG_UNIT: i32 = 0x1;
+/// TopicSysFlag bit: topic has unit subscriptions.
+pub const TOPIC_SYS_FLAG_UNIT_SUB: i32 = 0x2;
+
 /// Remark of TOPIC_NOT_EXIST route replies (RocketMQ's text; clients log it).
 pub fn topic_not_exist_remark(topic: &str) -> String {
     format!(
@@ -151,6 +156,24 @@ impl NameServer {
                 let (topic_list, broker_addr) = self.routes.system_topics();
                 let list = TopicList {
                     broker_addr,
+                    topic_list,
+                };
+                json_reply(req, &list, JsonStyle::Standard)
+            }
+            RequestCode::GET_UNIT_TOPIC_LIST
+            | RequestCode::GET_HAS_UNIT_SUB_TOPIC_LIST
+            | RequestCode::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST => {
+                let unit = |f: i32| f & TOPIC_SYS_FLAG_UNIT != 0;
+                let unit_sub = |f: i32| f & TOPIC_SYS_FLAG_UNIT_SUB != 0;
+                let topic_list = match req.code {
+                    RequestCode::GET_UNIT_TOPIC_LIST => self.routes.topics_by_sys_flag(unit),
+                    RequestCode::GET_HAS_UNIT_SUB_TOPIC_LIST => {
+                        self.routes.topics_by_sys_flag(unit_sub)
+                    }
+                    _ => self.routes.topics_by_sys_flag(|f| !unit(f) && unit_sub(f)),
+                };
+                let list = TopicList {
+                    broker_addr: None,
                     topic_list,
                 };
                 json_reply(req, &list, JsonStyle::Standard)

@@ -664,6 +664,44 @@ fn connection_close_drops_brokers_registered_on_it() {
 }
 
 #[test]
+fn unit_topic_lists_follow_topic_sys_flag() {
+    let mut ns = NameServer::new(NameServerConfig::default());
+    let mut w = wrapper(
+        1,
+        &[
+            ("Plain", 4, 6),
+            ("Unit", 4, 6),
+            ("UnitSub", 4, 6),
+            ("Both", 4, 6),
+        ],
+    );
+    for (name, flag) in [("Unit", 1), ("UnitSub", 2), ("Both", 3)] {
+        if let Some(tc) = w.topic_config_table.get_mut(name) {
+            tc.topic_sys_flag = flag;
+        }
+    }
+    call(&mut ns, &register_cmd("b-s0", S0, 0, &w, 1), 0);
+    let list = |ns: &mut NameServer, code| -> Vec<String> {
+        let r = call(ns, &RemotingCommand::request(code, 2), 0);
+        body::from_slice::<TopicList>(&r.body, "topics")
+            .expect("list")
+            .topic_list
+    };
+    assert_eq!(
+        list(&mut ns, RequestCode::GET_UNIT_TOPIC_LIST),
+        vec!["Both", "Unit"]
+    );
+    assert_eq!(
+        list(&mut ns, RequestCode::GET_HAS_UNIT_SUB_TOPIC_LIST),
+        vec!["Both", "UnitSub"]
+    );
+    assert_eq!(
+        list(&mut ns, RequestCode::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST),
+        vec!["UnitSub"]
+    );
+}
+
+#[test]
 fn wipe_and_add_write_perm() {
     let mut ns = two_brokers(0);
     let wipe = RemotingCommand::request(RequestCode::WIPE_WRITE_PERM_OF_BROKER, 110)
@@ -679,4 +717,126 @@ fn wipe_and_add_write_perm() {
         route_of(&mut ns, "T1", 0).expect("T1").queue_datas[0].perm,
         6
     );
+}
+
+mod model {
+    //! Random operation sequences against the route tables, checking the invariants a client
+    //! relies on after every step.
+    use super::super::*;
+    use proptest::prelude::*;
+    use ramjet_core::remoting::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Register {
+            broker: usize,
+            slave: bool,
+            version: i64,
+            topics: Vec<usize>,
+        },
+        Unregister {
+            broker: usize,
+            slave: bool,
+        },
+        Advance {
+            ms: i64,
+        },
+        DeleteTopic {
+            topic: usize,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (
+                0usize..3,
+                any::<bool>(),
+                0i64..3,
+                proptest::collection::vec(0usize..4, 0..4)
+            )
+                .prop_map(|(broker, slave, version, topics)| Op::Register {
+                    broker,
+                    slave,
+                    version,
+                    topics
+                }),
+            (0usize..3, any::<bool>()).prop_map(|(broker, slave)| Op::Unregister { broker, slave }),
+            (0i64..90_000).prop_map(|ms| Op::Advance { ms }),
+            (0usize..4).prop_map(|topic| Op::DeleteTopic { topic }),
+        ]
+    }
+
+    fn addr(broker: usize, slave: bool) -> String {
+        format!(
+            "10.0.0.{}:{}",
+            broker + 1,
+            if slave { 20911 } else { 10911 }
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn route_tables_stay_consistent(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut t = RouteTable::new();
+            let mut now = 0i64;
+            for op in ops {
+                match op {
+                    Op::Register { broker, slave, version, topics } => {
+                        let mut w = TopicConfigSerializeWrapper {
+                            data_version: DataVersion { counter: version, state_version: 0, timestamp: 1 },
+                            ..Default::default()
+                        };
+                        for topic in topics {
+                            let name = format!("T{topic}");
+                            w.topic_config_table.insert(name.clone(), TopicConfig::new(name, 4, 6));
+                        }
+                        let name = format!("b{broker}");
+                        let a = addr(broker, slave);
+                        let reg = BrokerRegistration {
+                            cluster_name: "C", broker_addr: &a, broker_name: &name,
+                            broker_id: i64::from(slave), ha_server_addr: "", heartbeat_timeout_ms: None,
+                            topics: &w, filter_server_list: &[],
+                        };
+                        t.register_broker(&reg, now, None);
+                    }
+                    Op::Unregister { broker, slave } => {
+                        t.unregister_broker("C", &addr(broker, slave), &format!("b{broker}"), i64::from(slave));
+                    }
+                    Op::Advance { ms } => {
+                        now += ms;
+                        t.scan_expired(now);
+                    }
+                    Op::DeleteTopic { topic } => {
+                        t.delete_topic(&format!("T{topic}"), None);
+                    }
+                }
+                // Invariants.
+                let info = t.cluster_info();
+                for (name, bd) in &info.broker_addr_table {
+                    prop_assert!(!bd.broker_addrs.is_empty(), "broker {} kept with no address", name);
+                    prop_assert!(info.cluster_addr_table.get("C").is_some_and(|s| s.contains(name)));
+                    for a in bd.broker_addrs.values() {
+                        let live = t.live_info(a);
+                        prop_assert!(live.is_some(), "address {} listed but not live", a);
+                        prop_assert!(live.is_some_and(|l| now - l.last_update_ms <= DEFAULT_BROKER_CHANNEL_EXPIRED_MS));
+                    }
+                }
+                for names in info.cluster_addr_table.values() {
+                    for n in names {
+                        prop_assert!(info.broker_addr_table.contains_key(n));
+                    }
+                }
+                for topic in t.all_topics() {
+                    let route = t.topic_route(&topic);
+                    prop_assert!(route.is_some(), "topic {} listed without a route", topic);
+                    if let Some(r) = route {
+                        prop_assert_eq!(r.queue_datas.len(), r.broker_datas.len());
+                        for (q, b) in r.queue_datas.iter().zip(&r.broker_datas) {
+                            prop_assert_eq!(&q.broker_name, &b.broker_name);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

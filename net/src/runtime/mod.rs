@@ -53,14 +53,19 @@ pub enum RuntimeError {
     },
     #[error("cpu {cpu} given in --cpus does not exist or is offline (online cpus: {online:?})")]
     NoSuchCpu { cpu: usize, online: Vec<usize> },
-    #[error("--cpus lists {cpus} cpu(s) but {shards} shard(s) were asked for; give one cpu per shard")]
+    #[error(
+        "--cpus lists {cpus} cpu(s) but {shards} shard(s) were asked for; give one cpu per shard"
+    )]
     CpuCountMismatch { cpus: usize, shards: usize },
     #[error("invalid cpu list {0:?}: expected comma-separated numbers or ranges like 0-3,6")]
     BadCpuList(String),
     #[error("shard count must be at least 1, got {0}")]
     NoShards(usize),
     #[error("could not start executor thread for {name}: {source}")]
-    Thread { name: String, source: std::io::Error },
+    Thread {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("could not create executor {name}: {message}")]
     Executor { name: String, message: String },
     #[error("executor thread {name} panicked")]
@@ -85,7 +90,10 @@ pub struct ExecutorOptions {
 
 impl Default for ExecutorOptions {
     fn default() -> Self {
-        Self { io_memory_bytes: DEFAULT_IO_MEMORY_BYTES, ring_depth: RING_DEPTH }
+        Self {
+            io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
+            ring_depth: RING_DEPTH,
+        }
     }
 }
 
@@ -95,7 +103,9 @@ pub fn online_cpus() -> Vec<usize> {
     let mut cpus: Vec<usize> = ids.into_iter().map(|c| c.id).collect();
     cpus.sort_unstable();
     if cpus.is_empty() {
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         cpus = (0..n).collect();
     }
     cpus
@@ -133,16 +143,24 @@ pub fn plan_placement(shards: usize, cpus: Option<&[usize]>) -> Result<Vec<Pin>,
     match cpus {
         Some(list) => {
             if list.len() != shards {
-                return Err(RuntimeError::CpuCountMismatch { cpus: list.len(), shards });
+                return Err(RuntimeError::CpuCountMismatch {
+                    cpus: list.len(),
+                    shards,
+                });
             }
             for &cpu in list {
                 if !online.contains(&cpu) {
-                    return Err(RuntimeError::NoSuchCpu { cpu, online: online.clone() });
+                    return Err(RuntimeError::NoSuchCpu {
+                        cpu,
+                        online: online.clone(),
+                    });
                 }
             }
             Ok(list.iter().map(|&c| Pin::Cpu(c)).collect())
         }
-        None => Ok((0..shards).map(|i| Pin::Cpu(online[i % online.len()])).collect()),
+        None => Ok((0..shards)
+            .map(|i| Pin::Cpu(online[i % online.len()]))
+            .collect()),
     }
 }
 
@@ -170,7 +188,10 @@ pub fn startup_checks(executors: usize, opts: &ExecutorOptions) -> Result<(), Ru
 }
 
 fn memlock_limit_bytes() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the rlimit struct we own; no other memory is touched.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
     if rc != 0 {
@@ -247,8 +268,14 @@ where
                 })?;
             Ok(ex.run(make()))
         })
-        .map_err(|source| RuntimeError::Thread { name: thread_name.clone(), source })?;
-    Ok(ExecutorThread { name: thread_name, handle })
+        .map_err(|source| RuntimeError::Thread {
+            name: thread_name.clone(),
+            source,
+        })?;
+    Ok(ExecutorThread {
+        name: thread_name,
+        handle,
+    })
 }
 
 /// Spawns a task on the current executor and detaches it.
@@ -325,7 +352,9 @@ pub fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
         if flags < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        if flags & libc::O_NONBLOCK == 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+        if flags & libc::O_NONBLOCK == 0
+            && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+        {
             return Err(std::io::Error::last_os_error());
         }
     }
@@ -380,7 +409,10 @@ mod tests {
         let plan = plan_placement(online.len() + 1, None).unwrap();
         assert_eq!(plan.len(), online.len() + 1);
         assert_eq!(plan[online.len()], Pin::Cpu(online[0]));
-        assert!(matches!(plan_placement(0, None), Err(RuntimeError::NoShards(0))));
+        assert!(matches!(
+            plan_placement(0, None),
+            Err(RuntimeError::NoShards(0))
+        ));
         assert!(matches!(
             plan_placement(2, Some(&[online[0]])),
             Err(RuntimeError::CpuCountMismatch { cpus: 1, shards: 2 })
@@ -393,10 +425,15 @@ mod tests {
 
     #[test]
     fn executor_runs_future_and_returns_value() {
-        let t = start_executor("test-exec", Pin::Unbound, ExecutorOptions::default(), || async {
-            sleep(Duration::from_millis(1)).await;
-            41 + 1
-        })
+        let t = start_executor(
+            "test-exec",
+            Pin::Unbound,
+            ExecutorOptions::default(),
+            || async {
+                sleep(Duration::from_millis(1)).await;
+                41 + 1
+            },
+        )
         .unwrap();
         assert_eq!(t.join().unwrap(), 42);
     }

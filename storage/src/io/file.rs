@@ -93,8 +93,9 @@ impl SegmentFile {
     }
 
     /// Creates a segment at `path` prepared as `prealloc` says, writing it under a temporary
-    /// name first and renaming it into place, so a half-prepared file never carries a segment
-    /// name. Returns the opened file.
+    /// name first and linking it into place only if no file has that name yet, so a
+    /// half-prepared file never carries a segment name and a segment the writer created in the
+    /// meantime is never replaced. Returns the opened file, or an `AlreadyExists` I/O error.
     pub async fn create_prepared(
         path: &Path,
         start_offset: u64,
@@ -163,16 +164,26 @@ impl SegmentFile {
         dma.close()
             .await
             .map_err(|e| StoreError::io("closing new segment", &tmp, to_io_error(e)))?;
-        if !still_wanted() {
-            // The writer got there first and created the segment itself.
-            let _ = std::fs::remove_file(&tmp);
+        // Publish under the final name without ever replacing a file there: the writer may
+        // have created the segment itself meanwhile (and written records into it), and a rename
+        // would silently swap its file for this empty one. link(2) fails with EEXIST instead.
+        let already = !still_wanted()
+            || match std::fs::hard_link(&tmp, path) {
+                Ok(()) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(StoreError::io("publishing new segment", path, e));
+                }
+            };
+        let _ = std::fs::remove_file(&tmp);
+        if already {
             return Err(StoreError::io(
                 "preparing segment",
                 path,
                 std::io::Error::from(std::io::ErrorKind::AlreadyExists),
             ));
         }
-        std::fs::rename(&tmp, path).map_err(|e| StoreError::io("renaming new segment", path, e))?;
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
@@ -287,4 +298,66 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     let f = File::open(dir).map_err(|e| StoreError::io("opening directory", dir, e))?;
     f.sync_all()
         .map_err(|e| StoreError::io("fsync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment the writer created (and wrote) while a preparation ran must survive the
+    /// preparation's publish step untouched.
+    #[test]
+    fn prepared_segment_never_replaces_an_existing_one() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("00000000000000000000");
+        std::fs::write(&path, b"records written by the writer")
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        let dir_path = dir.path().to_path_buf();
+        let res = crate::io::block_on(async move {
+            warm_up(&dir_path).await?;
+            SegmentFile::create_prepared(
+                &path,
+                0,
+                64 * 1024,
+                Preallocate::Zero,
+                IoMode::Direct,
+                &|| true,
+            )
+            .await
+            .map(|_| ())
+        })
+        .unwrap_or_else(|e| panic!("executor: {e}"));
+        match res {
+            Err(StoreError::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists)
+            }
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+        let kept = std::fs::read(dir.path().join("00000000000000000000"))
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        assert_eq!(kept, b"records written by the writer");
+        assert!(!dir.path().join("00000000000000000000.prep").exists());
+        // And a fresh name gets a zero-filled segment of the full size.
+        let dir_path = dir.path().to_path_buf();
+        let fresh = dir.path().join("00000000000000065536");
+        let fresh2 = fresh.clone();
+        crate::io::block_on(async move {
+            warm_up(&dir_path).await?;
+            let f = SegmentFile::create_prepared(
+                &fresh2,
+                65536,
+                64 * 1024,
+                Preallocate::Zero,
+                IoMode::Direct,
+                &|| true,
+            )
+            .await?;
+            f.close().await
+        })
+        .unwrap_or_else(|e| panic!("executor: {e}"))
+        .unwrap_or_else(|e| panic!("prepare: {e}"));
+        let bytes = std::fs::read(&fresh).unwrap_or_else(|e| panic!("read: {e}"));
+        assert_eq!(bytes.len(), 64 * 1024);
+        assert!(bytes.iter().all(|b| *b == 0));
+    }
 }

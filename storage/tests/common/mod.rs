@@ -36,13 +36,19 @@ pub fn host(port: u16) -> SocketAddr {
 }
 
 /// Encodes one record for `topic`/`queue_id` with the given body at `offset`.
+/// Every other queue offset carries a KEYS property (exercises the properties part).
 pub fn encode(topic: &str, queue_id: i32, queue_offset: i64, body: &[u8], offset: u64) -> Vec<u8> {
+    let props = if queue_offset % 2 == 1 {
+        format!("KEYS\u{1}k{queue_offset}\u{2}")
+    } else {
+        String::new()
+    };
     let msg = MessageToStore {
         topic,
         queue_id,
         flag: 0,
         body,
-        properties: b"",
+        properties: props.as_bytes(),
         sys_flag: 0,
         born_timestamp: 1_700_000_000_000,
         born_host: host(40000),

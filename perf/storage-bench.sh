@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Storage numbers in one go: the disk's yardstick (perf/fio.sh) and ramjet's CommitLog append and
+# ConsumeQueue lookup benchmarks (storage/benches), short criterion runs, plus the allocation
+# count per append (storage/tests/alloc_count.rs). Output: a log under perf/results/.
+#
+# Usage: perf/storage-bench.sh [DIR]   DIR = scratch directory on the disk to measure
+#        (default ./target/bench-scratch); benchmarks put their stores there too.
+# Env:   CARGO_TARGET_DIR as usual; CRITERION_ARGS (default "--warm-up-time 1 --measurement-time 3").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${1:-./target/bench-scratch}
+mkdir -p "$DIR" perf/results
+LOG=perf/results/storage-$(date -u +%Y-%m-%d)-raw.log
+CRITERION_ARGS=${CRITERION_ARGS:-"--warm-up-time 1 --measurement-time 3"}
+{
+    echo "# $(date -u +%FT%TZ) $(uname -r)"
+    lscpu | head -15
+    echo
+    perf/fio.sh "$DIR"
+    echo
+    echo "## cargo bench -p ramjet-storage --bench append -- $CRITERION_ARGS"
+    # shellcheck disable=SC2086
+    RAMJET_BENCH_DIR="$DIR" cargo bench -p ramjet-storage --bench append -- $CRITERION_ARGS
+    echo "## cargo bench -p ramjet-storage --bench cq_lookup -- $CRITERION_ARGS"
+    # shellcheck disable=SC2086
+    cargo bench -p ramjet-storage --bench cq_lookup -- $CRITERION_ARGS
+    echo "## allocations per append: cargo test --release -p ramjet-storage --test alloc_count -- --nocapture"
+    cargo test --release -p ramjet-storage --test alloc_count -- --nocapture
+} 2>&1 | tee "$LOG"
+echo "raw log: $LOG"
