@@ -161,9 +161,13 @@ impl Report {
         let l = &self.latency;
         let ms = |us: u64| us as f64 / 1000.0;
         let mut s = String::new();
-        let loop_kind = match self.target_rate_per_s {
-            Some(r) => format!("open loop at {r:.0} msg/s (latency from intended send time)"),
-            None => "closed loop, max throughput (latency from actual send time)".to_string(),
+        let loop_kind = match (self.mode.as_str(), self.target_rate_per_s) {
+            ("consume", _) => {
+                "latency = arrival minus the producer's stamp (message age)".to_string()
+            }
+            ("pingpong", _) => "one message at a time, latency = send to consume".to_string(),
+            (_, Some(r)) => format!("open loop at {r:.0} msg/s (latency from intended send time)"),
+            (_, None) => "closed loop, max throughput (latency from actual send time)".to_string(),
         };
         let _ = writeln!(s, "== ramjet-bench {}: {}", self.mode, loop_kind);
         let _ = writeln!(

@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 
 const ROUTE_WAIT: Duration = Duration::from_secs(20);
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(60);
+/// Tags alternated over test messages.
+const TAGS: [&str; 2] = ["TagA", "TagB"];
 const PROP_NAMES: [&str; 2] = ["e2e_mode", "e2e_idx"];
 
 fn create_topic_everywhere(broker: &Broker, topic: &str, queues: u32) {
@@ -54,7 +56,7 @@ fn message(run: &str, mode: &str, i: usize) -> Value {
         "mode": mode,
         "batch_id": 1,
         "body": format!("{run}|{mode}|{i}|{pad}"),
-        "tags": if i % 2 == 0 { "TagA" } else { "TagB" },
+        "tags": TAGS[i % 2],
         "keys": format!("k-{mode}-{i} shared-{run}"),
         "props": {"e2e_mode": mode, "e2e_idx": i.to_string()},
     })

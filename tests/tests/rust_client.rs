@@ -16,6 +16,9 @@ const SENDS: usize = 24;
 const BATCH: usize = 5;
 
 /// What the executor hands back: per send, the body and the result (or the error text).
+/// Per (broker name, queue id): (queue offset, body, UNIQ_KEY) expected there.
+type Expected = BTreeMap<(String, i32), Vec<(i64, Vec<u8>, String)>>;
+
 type Sent = Vec<(Vec<u8>, Result<ramjet_net::client::SendResult, String>)>;
 
 #[test]
@@ -85,7 +88,7 @@ fn rust_producer_spreads_over_shards_and_every_send_is_stored() {
 
     assert_eq!(sent.len(), SENDS + 1);
     let mut used_brokers = BTreeSet::new();
-    let mut by_queue: BTreeMap<(String, i32), Vec<(i64, Vec<u8>, String)>> = BTreeMap::new();
+    let mut by_queue: Expected = BTreeMap::new();
     for (i, (body, r)) in sent.iter().enumerate() {
         let r = match r {
             Ok(r) => r,

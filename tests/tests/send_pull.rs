@@ -66,7 +66,7 @@ fn send_then_pull_is_byte_exact() {
         let mut body = vec![0u8; len];
         rng.fill_bytes(&mut body);
         let msg = OutMessage::new(body)
-            .prop("TAGS", if i % 2 == 0 { "TagA" } else { "TagB" })
+            .prop("TAGS", ["TagA", "TagB"][i as usize % 2])
             .prop("KEYS", &format!("key-{i} alt-{i}"))
             .prop("e2e_index", &i.to_string());
         let mut msg = msg;

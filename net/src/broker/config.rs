@@ -73,8 +73,6 @@ pub struct BrokerSection {
     pub auto_create_topic: bool,
     /// Queue count of the `TBW102` template (and cap of auto-created topics).
     pub default_topic_queue_nums: u32,
-    /// Queue count of topics created by UPDATE_AND_CREATE_TOPIC without a count.
-    pub admin_topic_queue_nums: u32,
     pub auto_create_subscription_group: bool,
     /// Largest frame accepted from a client (length prefix included).
     pub max_frame_bytes: u32,
@@ -86,8 +84,6 @@ pub struct BrokerSection {
     pub max_parked_pulls: u32,
     /// Ceiling of a pull's suspend time.
     pub long_poll_max_ms: u64,
-    /// Largest pull response (messages) in one batch.
-    pub max_pull_msgs: u32,
     /// Largest pull response in bytes.
     pub max_pull_bytes: u32,
     pub offset_persist_interval_ms: u64,
@@ -115,14 +111,12 @@ impl Default for BrokerSection {
             data_dir: PathBuf::from("./ramjet-data"),
             auto_create_topic: true,
             default_topic_queue_nums: 8,
-            admin_topic_queue_nums: 16,
             auto_create_subscription_group: true,
             max_frame_bytes: 16 * 1024 * 1024,
             max_message_bytes: 4 * 1024 * 1024,
             max_connections: 10_000,
             max_parked_pulls: 100_000,
             long_poll_max_ms: MAX_LONG_POLL_MS,
-            max_pull_msgs: 32,
             max_pull_bytes: 256 * 1024,
             offset_persist_interval_ms: 5_000,
             register_interval_ms: 30_000,
@@ -139,10 +133,10 @@ impl Default for BrokerSection {
 #[serde(default, deny_unknown_fields)]
 pub struct NamesrvSection {
     pub listen: String,
-    /// How often brokers that stopped registering are looked for.
+    /// How often brokers that stopped registering are looked for (a broker is dropped when
+    /// silent past the `heartbeatTimeoutMillis` it registered with, 120 s for ramjet shards,
+    /// or at once when its registration connection closes).
     pub scan_interval_ms: u64,
-    /// A broker silent this long is dropped from routes.
-    pub broker_expiry_ms: u64,
 }
 
 impl Default for NamesrvSection {
@@ -150,7 +144,6 @@ impl Default for NamesrvSection {
         Self {
             listen: format!("0.0.0.0:{DEFAULT_NAMESRV_PORT}"),
             scan_interval_ms: 10_000,
-            broker_expiry_ms: 120_000,
         }
     }
 }

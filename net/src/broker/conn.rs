@@ -467,6 +467,14 @@ pub async fn serve_connection(
                                 service.response(&conn, &view);
                             } else {
                                 stats.requests_total.set(stats.requests_total.get() + 1);
+                                tracing::trace!(
+                                    conn = id,
+                                    code = view.code,
+                                    opaque = view.opaque,
+                                    flag = view.flag,
+                                    body_len = view.body.len(),
+                                    "request"
+                                );
                                 service.handle(&conn, &view);
                             }
                         }

@@ -75,6 +75,9 @@ impl Future for Wanted<'_> {
     }
 }
 
+/// Appends one request frame with the given opaque to the buffer.
+type EncodeRequest<'a> = &'a dyn Fn(&mut Vec<u8>, i32) -> Result<(), String>;
+
 /// One persistent request/response connection to a name server.
 struct Link {
     addr: String,
@@ -117,7 +120,7 @@ impl Link {
     /// Sends one request frame and waits for the response with the same opaque.
     async fn request(
         &mut self,
-        header: &dyn Fn(&mut Vec<u8>, i32) -> Result<(), String>,
+        header: EncodeRequest<'_>,
         timeout: Duration,
     ) -> Result<(), LinkError> {
         let addr = self.addr.clone();

@@ -58,6 +58,10 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
             )
         }
     };
+    // RocketMQ decides by the header's batch flag (the C++ client sends batches as code 10
+    // with batch=true); code 320 always carries a batch.
+    let batch = batch || h.batch == Some(true);
+    tracing::trace!(header = ?h, batch, body_len = req.body.len(), "send");
     let fail = |code: i32, remark: &str| {
         ShardCounters::add(&b.counters.msgs_put_failed, 1);
         conn.respond_error(req, code, remark)

@@ -466,6 +466,7 @@ fn send(shared: &Shared, view: &CommandView<'_>) -> RemotingCommand {
     if shared.cfg.stall_at_send == Some(n) {
         st.paused_until = Some(Instant::now() + shared.cfg.stall);
     }
+    let template = st.topics.get(h.default_topic).copied();
     let queues = match st.topics.get(h.topic) {
         Some(q) => *q,
         None if shared.cfg.auto_create => {
@@ -473,7 +474,15 @@ fn send(shared: &Shared, view: &CommandView<'_>) -> RemotingCommand {
                 .insert(h.topic.to_string(), shared.cfg.default_queues);
             shared.cfg.default_queues
         }
-        None => return err(view, ResponseCode::TOPIC_NOT_EXIST, "topic not exist"),
+        None => match template {
+            // Broker-side auto-creation from the template topic.
+            Some(t) => {
+                let q = t.min(h.default_topic_queue_nums.max(1));
+                st.topics.insert(h.topic.to_string(), q);
+                q
+            }
+            None => return err(view, ResponseCode::TOPIC_NOT_EXIST, "topic not exist"),
+        },
     };
     let qid = if h.queue_id < 0 || h.queue_id >= queues {
         0

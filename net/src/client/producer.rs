@@ -39,6 +39,9 @@ pub struct ProducerConfig {
     pub async_window: usize,
     /// Queue count of auto-created topics (Java `defaultTopicQueueNums`, 4).
     pub default_topic_queue_nums: i32,
+    /// Send to a topic without a route through the `TBW102` template route, so a broker with
+    /// auto-creation enabled creates it (Java behaviour).
+    pub auto_create_topic: bool,
 }
 
 impl ProducerConfig {
@@ -51,6 +54,7 @@ impl ProducerConfig {
             max_body_bytes: MAX_MESSAGE_BYTES,
             async_window: 1024,
             default_topic_queue_nums: 4,
+            auto_create_topic: true,
         }
     }
 }
@@ -164,7 +168,26 @@ impl Producer {
                 return Ok(tp.clone());
             }
         }
-        let route = self.inner.client.route(topic).await?;
+        let route = match self.inner.client.route(topic).await {
+            Ok(r) => r,
+            Err(e @ ClientError::NoRoute { .. }) if self.inner.config.auto_create_topic => {
+                // Like the Java producer: borrow the route of the template topic (queue counts
+                // capped); the broker creates the topic on the first send.
+                let Ok(template) = self.inner.client.route(DEFAULT_TOPIC).await else {
+                    return Err(e);
+                };
+                let mut r = (*template).clone();
+                for qd in &mut r.queue_datas {
+                    let n = qd
+                        .read_queue_nums
+                        .min(self.inner.config.default_topic_queue_nums);
+                    qd.read_queue_nums = n;
+                    qd.write_queue_nums = n;
+                }
+                Rc::new(r)
+            }
+            Err(e) => return Err(e),
+        };
         let queues = publish_queues(topic, &route);
         if queues.is_empty() {
             return Err(ClientError::NoRoute {

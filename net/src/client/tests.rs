@@ -389,3 +389,34 @@ fn sync_send_retries_on_another_broker_and_fault_avoidance_skips_it() {
     // Broker b failed at most once; after that fault avoidance kept it out.
     assert_eq!(bad.sends(), 1);
 }
+
+#[test]
+fn unknown_topic_goes_through_the_template_route_when_auto_creation_is_on() {
+    let mock = MockBroker::start(MockConfig {
+        auto_create: false,
+        ..MockConfig::default()
+    })
+    .expect("mock");
+    mock.create_topic("TBW102", 8);
+    let c = client_for(&mock);
+    let (auto, strict) = block_on(None, async move {
+        let p = Producer::new(c.clone(), ProducerConfig::new("PG"));
+        let auto = p
+            .send(Message::new("fresh", "x"))
+            .await
+            .map(|r| r.queue.queue_id);
+        let mut cfg = ProducerConfig::new("PG");
+        cfg.auto_create_topic = false;
+        let strict = Producer::new(c, cfg)
+            .send(Message::new("fresh2", "x"))
+            .await
+            .err()
+            .map(|e| e.to_string());
+        (auto, strict)
+    })
+    .expect("executor");
+    // Template queue count 8 is capped to the producer's 4.
+    assert!(auto.is_ok_and(|q| (0..4).contains(&q)));
+    assert_eq!(mock.messages(), 1);
+    assert!(strict.is_some_and(|e| e.contains("ramjet admin topic create fresh2")));
+}

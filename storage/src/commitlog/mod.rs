@@ -447,7 +447,7 @@ impl CommitLog {
     /// One flush cycle: writes every sealed chunk in order, then one fdatasync per segment
     /// written (one, except at a roll), then raises the durable watermark. Returns whether
     /// anything was flushed. Only the flusher task calls this.
-    pub async fn flush_once(self: &Rc<Self>) -> Result<bool, StoreError> {
+    pub(crate) async fn flush_once(self: &Rc<Self>) -> Result<bool, StoreError> {
         let target = self.writer.borrow_mut().seal_for_flush();
         if target <= self.durable.durable()
             && self.writer.borrow().next_pending().is_none()
