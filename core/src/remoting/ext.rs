@@ -498,10 +498,13 @@ impl<'a> ExtValue<'a> for i64 {
     }
 }
 
-/// Java `Boolean.parseBoolean`: only case-insensitive `"true"` is true; never an error.
+/// Java `Boolean.parseBoolean` (case-insensitive `"true"`), extended with `"1"`: the C++ client
+/// of PyPI `rocketmq` 0.4.4 (librocketmq 2.0) writes booleans as `"1"`/`"0"` (e.g. `batch` on a
+/// batch send, upstream rocketmq-client-cpp issue #363), which Java would read as false and so
+/// store a whole batch as one message. Never an error.
 impl<'a> ExtValue<'a> for bool {
     fn parse(_field: &'static str, raw: &'a str) -> Result<Self, HeaderError> {
-        Ok(raw.eq_ignore_ascii_case("true"))
+        Ok(raw.eq_ignore_ascii_case("true") || raw == "1")
     }
     fn put(&self, key: &str, w: &mut ExtWriter<'_>) {
         w.put_bool(key, *self)

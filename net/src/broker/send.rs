@@ -59,7 +59,7 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
         }
     };
     // RocketMQ decides by the header's batch flag (the C++ client sends batches as code 10
-    // with batch=true); code 320 always carries a batch.
+    // with batch "1", which the header decoder reads as true); code 320 always carries a batch.
     let batch = batch || h.batch == Some(true);
     tracing::trace!(header = ?h, batch, body_len = req.body.len(), "send");
     let fail = |code: i32, remark: &str| {

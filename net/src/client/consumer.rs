@@ -568,9 +568,22 @@ struct ProcessQueue {
     bytes: Cell<usize>,
     dropped: Cell<bool>,
     flow_control_pauses: Cell<u64>,
+    /// The consume task, parked while the queue is empty.
+    consumer_waker: Cell<Option<std::task::Waker>>,
 }
 
 impl ProcessQueue {
+    fn wake_consumer(&self) {
+        if let Some(w) = self.consumer_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn drop_queue(&self) {
+        self.dropped.set(true);
+        self.wake_consumer();
+    }
+
     fn over_limit(&self, cfg: &PushConsumerConfig) -> bool {
         self.msgs.borrow().len() >= cfg.max_cached_msgs || self.bytes.get() >= cfg.max_cached_bytes
     }
@@ -782,7 +795,7 @@ impl PushConsumer {
         for mq in current.iter().filter(|q| !mine.contains(q)) {
             let pq = self.inner.queues.borrow_mut().remove(mq);
             if let Some(pq) = pq {
-                pq.dropped.set(true);
+                pq.drop_queue();
             }
             self.persist_queue(mq).await;
             self.inner.offsets.borrow_mut().remove(mq);
@@ -856,6 +869,7 @@ impl PushConsumer {
                             let n = res.messages.len() as u64;
                             let bytes: usize = res.messages.iter().map(|m| m.body.len()).sum();
                             pq.msgs.borrow_mut().extend(res.messages);
+                            pq.wake_consumer();
                             pq.bytes.set(pq.bytes.get() + bytes);
                             self.bump(|s| s.pulled += n);
                             // Tag-filtered pulls can be empty: move the offset on anyway.
@@ -903,7 +917,17 @@ impl PushConsumer {
         while !pq.dropped.get() && !self.inner.stopped.get() {
             let next = pq.msgs.borrow().front().cloned();
             let Some(msg) = next else {
-                transport::sleep(Duration::from_millis(1)).await;
+                // Park until the pull task adds messages or the queue is dropped.
+                let (pq2, inner) = (pq.clone(), self.inner.clone());
+                futures_lite::future::poll_fn(move |cx| {
+                    if !pq2.msgs.borrow().is_empty() || pq2.dropped.get() || inner.stopped.get() {
+                        std::task::Poll::Ready(())
+                    } else {
+                        pq2.consumer_waker.set(Some(cx.waker().clone()));
+                        std::task::Poll::Pending
+                    }
+                })
+                .await;
                 continue;
             };
             let result = (self.inner.handler)(&msg);
@@ -1013,7 +1037,7 @@ impl PushConsumer {
             w.wake();
         }
         for pq in self.inner.queues.borrow().values() {
-            pq.dropped.set(true);
+            pq.drop_queue();
         }
         // Make every offset dirty once more so the final commit covers all of them.
         let all = self.inner.offsets.borrow().all();

@@ -420,3 +420,44 @@ fn unknown_topic_goes_through_the_template_route_when_auto_creation_is_on() {
     assert_eq!(mock.messages(), 1);
     assert!(strict.is_some_and(|e| e.contains("ramjet admin topic create fresh2")));
 }
+
+#[test]
+fn flow_control_stops_pulling_when_the_process_queue_is_full() {
+    let mock = MockBroker::start(MockConfig {
+        default_queues: 1,
+        ..MockConfig::default()
+    })
+    .expect("mock");
+    let c = client_for(&mock);
+    let dir = tempfile::tempdir().expect("tmp");
+    let dir_path = dir.path().to_path_buf();
+    let stats = block_on(None, async move {
+        let p = Producer::new(c.clone(), ProducerConfig::new("PG"));
+        for i in 0..20 {
+            p.send(Message::new("F", format!("f{i}")))
+                .await
+                .expect("send");
+        }
+        let mut cfg = PushConsumerConfig::new("FG", "F");
+        cfg.model = MessageModel::Broadcasting;
+        cfg.consume_from = ConsumeFrom::First;
+        cfg.offset_dir = dir_path;
+        cfg.pull_batch = 2;
+        cfg.max_cached_msgs = 5;
+        cfg.suspend = Duration::from_millis(50);
+        // The handler never succeeds: nothing leaves the process queue.
+        let consumer = PushConsumer::start(c, cfg, Rc::new(|_| ConsumeResult::ReconsumeLater))
+            .await
+            .expect("start");
+        transport::sleep(Duration::from_millis(400)).await;
+        let stats = consumer.stats();
+        consumer.shutdown().await.expect("shutdown");
+        stats
+    })
+    .expect("executor");
+    // Pulls of 2 continue while fewer than 5 are cached: 2, 4, 6, then pause.
+    assert_eq!(stats.pulled, 6, "{stats:?}");
+    assert!(stats.flow_control_pauses >= 2, "{stats:?}");
+    assert_eq!(stats.consumed, 0);
+    assert!(stats.reconsume_later >= 1);
+}
