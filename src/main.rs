@@ -3,6 +3,7 @@
 //! - `ramjet start`: embedded name server + broker with all shards (the quick start).
 //! - `ramjet broker --namesrv HOST:PORT[;HOST:PORT]`: shards only.
 //! - `ramjet namesrv`: name server only (port 9876).
+//! - `ramjet admin|produce|consume`: the client CLI (ramjet_net::cli).
 //!
 //! Every command reads one TOML file (`--config`, keys in docs/config.md); flags override it.
 //! SIGINT/SIGTERM flush and exit cleanly.
@@ -34,6 +35,12 @@ enum Command {
     Broker(BrokerArgs),
     /// Name server only.
     Namesrv(NamesrvArgs),
+    /// Administer a cluster: topics, cluster info, consumer lag.
+    Admin(ramjet_net::cli::AdminArgs),
+    /// Send messages from arguments or standard input.
+    Produce(ramjet_net::cli::ProduceArgs),
+    /// Print messages as they arrive (from an offset, a timestamp or the end).
+    Consume(ramjet_net::cli::ConsumeArgs),
 }
 
 #[derive(Args, Clone)]
@@ -166,6 +173,9 @@ fn apply_broker_flags(cfg: &mut Config, f: &BrokerFlags) {
 
 fn run(cli: Cli) -> Result<(), String> {
     let (cfg, roles) = match cli.command {
+        Command::Admin(a) => return ramjet_net::cli::run_admin(a).map_err(|e| e.to_string()),
+        Command::Produce(a) => return ramjet_net::cli::run_produce(a).map_err(|e| e.to_string()),
+        Command::Consume(a) => return ramjet_net::cli::run_consume(a).map_err(|e| e.to_string()),
         Command::Start(a) => {
             let mut cfg = load(&a.common)?;
             apply_broker_flags(&mut cfg, &a.broker);

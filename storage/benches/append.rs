@@ -19,7 +19,7 @@ use ramjet_core::record::MessageToStore;
 use ramjet_storage::{FlushMode, IoMode, Store, StoreConfig, StoreError};
 
 const TOPIC: &str = "BenchTopic";
-const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
+const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 fn bench_dir() -> PathBuf {
     std::env::var_os("RAMJET_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
