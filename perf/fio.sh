@@ -72,3 +72,11 @@ run fdatasync-4k-buffered --rw=write --bs=4k --fdatasync=1 --direct=0 --ioengine
 echo "buffered:  $(sync_line fdatasync-4k-buffered)"
 run fdatasync-4k-direct --rw=write --bs=4k --fdatasync=1 --direct=1 --ioengine=sync --size=64M
 echo "O_DIRECT:  $(sync_line fdatasync-4k-direct)"
+echo
+
+echo "## Group-commit shape: O_DIRECT write of 64 x 4 KiB (256 KiB) + fdatasync, back to back"
+echo "## (the ceiling for 64 concurrent 4 KiB SYNC_FLUSH appenders: one flush per batch)"
+run groupcommit-256k-direct --rw=write --bs=256k --fdatasync=1 --direct=1 --ioengine=sync --size=512M
+echo "O_DIRECT 256 KiB + fdatasync: $(bw_line groupcommit-256k-direct); $(sync_line groupcommit-256k-direct)"
+run groupcommit-1m-direct --rw=write --bs=1M --fdatasync=1 --direct=1 --ioengine=sync --size=1G
+echo "O_DIRECT 1 MiB + fdatasync:   $(bw_line groupcommit-1m-direct); $(sync_line groupcommit-1m-direct)"

@@ -70,7 +70,7 @@ fn run() -> Result<(), BenchError> {
     let port: u16 = args.get("port", 30911)?;
     let tail_cache: u64 = args.get("tail-cache", 1024 * 1024)?;
     let keep: bool = args.get("keep", false)?;
-    if queues == 0 || msgs % u64::from(queues) != 0 {
+    if queues == 0 || !msgs.is_multiple_of(u64::from(queues)) {
         return Err(BenchError::Arg {
             arg: format!("--msgs {msgs} --queues {queues}"),
             why: "msgs must be a multiple of a non-zero queue count".into(),
@@ -208,9 +208,9 @@ fn consume(
     let mut inflight: Vec<Option<i32>> = vec![None; queues as usize];
     let cpu0 = cpu_time(broker.pid())?;
     let t0 = Instant::now();
-    for q in 0..queues as usize {
+    for (q, slot) in inflight.iter_mut().enumerate() {
         let ext = pull_ext(GROUP, TOPIC, q as i32, 0, max, 0);
-        inflight[q] = Some(conn.send(PULL_MESSAGE, &ext, &[])?);
+        *slot = Some(conn.send(PULL_MESSAGE, &ext, &[])?);
     }
     let (mut msgs, mut bytes, mut pulls) = (0u64, 0u64, 0u64);
     let mut open = queues as usize;

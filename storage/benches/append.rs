@@ -114,7 +114,7 @@ fn append(c: &mut Criterion) {
     let mut g = c.benchmark_group("append_sync");
     g.sample_size(10);
     for (mode_label, mode) in [("direct", IoMode::Direct), ("buffered", IoMode::Buffered)] {
-        for appenders in [16u64, 64] {
+        for appenders in [16u64, 64, 256] {
             g.throughput(Throughput::Bytes(4096));
             g.bench_function(
                 BenchmarkId::new(format!("4KiB/{mode_label}"), format!("{appenders}x")),

@@ -1,0 +1,418 @@
+#!/usr/bin/env bash
+# First performance report of ramjet: floors and broker numbers from ONE run, so every number
+# can be quoted as a ratio to the floors measured at the same time on the same machine.
+#
+#   Floors   fio: O_DIRECT sequential write bandwidth (1 MiB, QD4, io_uring) and 4 KiB write +
+#                 fdatasync latency (O_DIRECT and buffered) on the data directory's file system.
+#            TCP: loopback round trip of a minimal C echo (client pinned to BENCH_CPUS' first
+#                 CPU, server to BROKER_CPUS' first CPU, TCP_NODELAY), 100 B and 1 KiB.
+#            ramjet-bench pingpong: send one message, pull it back, repeat (broker round trip).
+#   Broker   `ramjet start --shards 1 --cpus 0`, ramjet-bench pinned to `--cpus 1` (split layout):
+#            produce 100 B batched (async flush) at max; 1 KiB `--flush sync` at max and at 50%
+#            of that max (open loop); e2e 100 B at 10k/s, 100k/s and 50% of the e2e max;
+#            catch-up consume from files after a broker restart, io_mode direct vs buffered.
+#            Shared layout: broker `--shards 2 --cpus 0,1`, bench `--cpus 0,1`, 100 B produce.
+#            Optional `perf record -e cpu-clock -g` of broker and bench during a 100 B produce.
+#
+# Usage: perf/bench-report.sh [OUT_DIR]
+#   OUT_DIR   default ./target/bench-report/<UTC time>; gets results.tsv, summary.md, per-run
+#             JSON (--json), .hgrm (--hgrm), bench and broker logs, fio JSON, perf reports.
+# Environment (all optional):
+#   BIN_DIR=./target/release   where `ramjet` and `ramjet-bench` are (cargo build --release)
+#   DATA_DIR=OUT_DIR/data      broker data and fio scratch (must be the file system under test)
+#   DUR=10 WARM=2              measured seconds and warm-up seconds per broker run
+#   BROKER_CPUS=0 BENCH_CPUS=1 split layout pinning
+#   NS_PORT=29876 PORT=20911   name server and first broker port (127.0.0.1 only)
+#   SEG=268435456              --segment-size-bytes
+#   PROFILE=1                  0 skips the perf profile run
+#   FIO=1                      0 skips fio
+# Needs: fio, jq, gcc (for the TCP echo), GNU dd, util-linux fincore, /usr/bin/time; perf when
+# PROFILE=1. Takes about 6 minutes with the defaults. Run it on an otherwise idle machine: the
+# load average before each run is recorded in results.tsv (column load1).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${1:-$ROOT/target/bench-report/$(date -u +%Y%m%dT%H%M%SZ)}
+BIN_DIR=${BIN_DIR:-$ROOT/target/release}
+RAMJET=$BIN_DIR/ramjet
+BENCH=$BIN_DIR/ramjet-bench
+DUR=${DUR:-10}
+WARM=${WARM:-2}
+BROKER_CPUS=${BROKER_CPUS:-0}
+BENCH_CPUS=${BENCH_CPUS:-1}
+NS_PORT=${NS_PORT:-29876}
+PORT=${PORT:-20911}
+SEG=${SEG:-268435456}
+PROFILE=${PROFILE:-1}
+FIO=${FIO:-1}
+NS=127.0.0.1:$NS_PORT
+# Catch-up brokers keep only this much CommitLog in memory, so reads come from the files.
+CATCHUP_TAIL_CACHE=${CATCHUP_TAIL_CACHE:-16777216}
+# How long a broker may take to print "ready".
+READY_TIMEOUT_S=60
+TICKS=$(getconf CLK_TCK)
+
+for b in "$RAMJET" "$BENCH"; do
+    [ -x "$b" ] || { echo "missing $b (cargo build --release, or set BIN_DIR)" >&2; exit 1; }
+done
+for t in jq gcc dd fincore /usr/bin/time; do
+    command -v "$t" >/dev/null 2>&1 || { echo "missing tool: $t" >&2; exit 1; }
+done
+[ "$FIO" = 0 ] || command -v fio >/dev/null 2>&1 || { echo "missing fio (apt-get -y install fio)" >&2; exit 1; }
+[ "$PROFILE" = 0 ] || command -v perf >/dev/null 2>&1 || { echo "missing perf (apt-get -y install linux-perf) or PROFILE=0" >&2; exit 1; }
+
+mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
+DATA_DIR=${DATA_DIR:-$OUT/data}
+mkdir -p "$DATA_DIR"
+DATA_DIR=$(realpath "$DATA_DIR")
+RESULTS=$OUT/results.tsv
+SUMMARY=$OUT/summary.md
+BPID=""
+RTT_PID=""
+
+cleanup() {
+    if [ -n "$BPID" ] && kill -0 "$BPID" 2>/dev/null; then
+        kill -TERM "$BPID" 2>/dev/null || true
+        wait "$BPID" 2>/dev/null || true
+    fi
+    if [ -n "$RTT_PID" ] && kill -0 "$RTT_PID" 2>/dev/null; then
+        kill "$RTT_PID" 2>/dev/null || true
+    fi
+    rm -f "$DATA_DIR/fio-scratch.dat"
+}
+trap cleanup EXIT
+
+say() { echo "$*" | tee -a "$SUMMARY"; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+# utime + stime of a process (all threads), in clock ticks.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+: >"$SUMMARY"
+printf 'name\tcommand\tmsgs_per_s\tmb_per_s\tp50_ms\tp99_ms\tp999_ms\tmax_ms\terrors\tsamples\tload1\tbroker_cpu_pct\tbench_cpu_pct\tnote\n' >"$RESULTS"
+
+say "# ramjet bench report, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+say "machine: $(uname -r); $(lscpu | sed -n 's/^Model name: *//p'); $(nproc) CPUs; $(lscpu | sed -n 's/^Hypervisor vendor: *//p') guest"
+say "data dir: $DATA_DIR on $(df -T "$DATA_DIR" | awk 'NR==2 {print $1" ("$2")"}')"
+say "binaries: $RAMJET, $BENCH ($("$BENCH" --version))"
+say "layout: broker --cpus $BROKER_CPUS, bench --cpus $BENCH_CPUS; DUR=${DUR}s WARM=${WARM}s"
+say "uptime at start: $(uptime)"
+say ""
+
+# ---------------------------------------------------------------------------------------------
+# Floors
+# ---------------------------------------------------------------------------------------------
+if [ "$FIO" != 0 ]; then
+    say "## Floor: fio on $DATA_DIR"
+    F=$DATA_DIR/fio-scratch.dat
+    fio --name=layout --filename="$F" --rw=write --bs=1M --size=512M --direct=1 \
+        --ioengine=psync --output-format=json >/dev/null
+    fiorun() { # name, args...
+        local name=$1
+        shift
+        fio --name="$name" --filename="$F" --output-format=json "$@" >"$OUT/fio-$name.json"
+    }
+    say "load1 before fio: $(load1)"
+    fiorun seqwrite-1m-qd4 --rw=write --bs=1M --size=512M --direct=1 --ioengine=io_uring \
+        --iodepth=4 --runtime=5 --time_based
+    fiorun fdatasync-4k-direct --rw=write --bs=4k --size=64M --direct=1 --ioengine=psync \
+        --fdatasync=1 --runtime=5 --time_based
+    fiorun fdatasync-4k-buffered --rw=write --bs=4k --size=64M --direct=0 --ioengine=psync \
+        --fdatasync=1 --runtime=5 --time_based
+    FIO_BW_MIBS=$(jq -r '.jobs[0].write.bw_bytes / 1048576 | floor' "$OUT/fio-seqwrite-1m-qd4.json")
+    sync_pct() { # name percentile -> µs
+        jq -r --arg p "$2" '.jobs[0].sync.lat_ns.percentile[$p] / 1000 | floor' "$OUT/fio-$1.json"
+    }
+    FSYNC_P50_US=$(sync_pct fdatasync-4k-direct 50.000000)
+    FSYNC_P99_US=$(sync_pct fdatasync-4k-direct 99.000000)
+    FSYNC_P999_US=$(sync_pct fdatasync-4k-direct 99.900000)
+    FSYNC_RATE=$(jq -r '.jobs[0].write.iops | floor' "$OUT/fio-fdatasync-4k-direct.json")
+    BFSYNC_P50_US=$(sync_pct fdatasync-4k-buffered 50.000000)
+    BFSYNC_P99_US=$(sync_pct fdatasync-4k-buffered 99.000000)
+    say "O_DIRECT sequential write, 1 MiB, QD4, io_uring: ${FIO_BW_MIBS} MiB/s"
+    say "4 KiB O_DIRECT write + fdatasync: ${FSYNC_RATE}/s, fdatasync p50 ${FSYNC_P50_US} us, p99 ${FSYNC_P99_US} us, p99.9 ${FSYNC_P999_US} us"
+    say "4 KiB buffered write + fdatasync: fdatasync p50 ${BFSYNC_P50_US} us, p99 ${BFSYNC_P99_US} us"
+    rm -f "$F"
+    say ""
+else
+    FSYNC_P99_US=""
+fi
+
+say "## Floor: loopback TCP round trip (C echo, TCP_NODELAY, server on CPU ${BROKER_CPUS%%[,-]*}, client on CPU ${BENCH_CPUS%%[,-]*})"
+cat >"$OUT/tcprtt.c" <<'EOF'
+/* Loopback TCP round trip: `tcprtt server PORT` echoes; `tcprtt client PORT SIZE ITERS` sends
+ * SIZE bytes, waits for them to come back, ITERS times, and prints percentiles in µs. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    static char buf[1 << 16];
+    if (strcmp(argv[1], "server") == 0) {
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4)) { perror("bind"); return 1; }
+        for (;;) {
+            int c = accept(l, 0, 0);
+            if (c < 0) continue;
+            setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            ssize_t n;
+            while ((n = read(c, buf, sizeof buf)) > 0)
+                for (ssize_t w = 0; w < n;) { ssize_t k = write(c, buf + w, n - w); if (k <= 0) break; w += k; }
+            close(c);
+        }
+    }
+    if (argc < 5) return 2;
+    int size = atoi(argv[3]), iters = atoi(argv[4]);
+    if (size <= 0 || size > (int)sizeof buf || iters <= 0) return 2;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(s, (struct sockaddr *)&a, sizeof a)) { perror("connect"); return 1; }
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    double *lat = malloc(sizeof(double) * iters), sum = 0;
+    memset(buf, 'x', size);
+    for (int i = -iters / 10; i < iters; i++) {
+        double t0 = now_us();
+        if (write(s, buf, size) != size) return 1;
+        for (int got = 0; got < size;) { ssize_t k = read(s, buf, size - got); if (k <= 0) return 1; got += k; }
+        if (i >= 0) { lat[i] = now_us() - t0; sum += lat[i]; }
+    }
+    qsort(lat, iters, sizeof(double), cmp);
+    printf("%d %.1f %.1f %.1f %.1f\n", size, lat[iters / 2], lat[(int)(iters * 0.99)],
+           lat[(int)(iters * 0.999)], sum / iters);
+    return 0;
+}
+EOF
+gcc -O2 -o "$OUT/tcprtt" "$OUT/tcprtt.c"
+RTT_PORT=$((PORT + 100))
+taskset -c "${BROKER_CPUS%%[,-]*}" "$OUT/tcprtt" server "$RTT_PORT" &
+RTT_PID=$!
+sleep 0.3
+say "load1 before TCP RTT: $(load1)"
+for size in 100 1024; do
+    read -r _ p50 p99 p999 mean < <(taskset -c "${BENCH_CPUS%%[,-]*}" "$OUT/tcprtt" client "$RTT_PORT" "$size" 100000)
+    say "$size B: p50 $p50 us, p99 $p99 us, p99.9 $p999 us, mean $mean us (100000 round trips)"
+    if [ "$size" = 1024 ]; then RTT_P50_US=$p50; RTT_P99_US=$p99; fi
+done
+kill "$RTT_PID" 2>/dev/null || true
+wait "$RTT_PID" 2>/dev/null || true
+RTT_PID=""
+say ""
+
+# ---------------------------------------------------------------------------------------------
+# Broker runs
+# ---------------------------------------------------------------------------------------------
+# broker_start LABEL DATA_SUBDIR SHARDS CPUS FLUSH IO_MODE [TAIL_CACHE_BYTES]
+broker_start() {
+    local label=$1 sub=$2 shards=$3 cpus=$4 flush=$5 io=$6 tail=${7:-}
+    local log=$OUT/broker-$label.log
+    local args=(start --shards "$shards" --cpus "$cpus" --data-dir "$DATA_DIR/$sub"
+        --port "$PORT" --namesrv-listen "$NS" --listen-ip 127.0.0.1
+        --flush "$flush" --io-mode "$io" --segment-size-bytes "$SEG")
+    if [ -n "$tail" ]; then
+        printf '[store]\ntail_cache_bytes = %s\n' "$tail" >"$OUT/broker-$label.toml"
+        args+=(--config "$OUT/broker-$label.toml")
+    fi
+    BROKER_CMD="ramjet ${args[*]}"
+    "$RAMJET" "${args[@]}" >"$log" 2>&1 &
+    BPID=$!
+    local waited=0
+    until grep -qs '^ramjet: ready' "$log"; do
+        if ! kill -0 "$BPID" 2>/dev/null; then
+            echo "broker $label exited during start-up:" >&2
+            tail -20 "$log" >&2
+            exit 1
+        fi
+        sleep 0.2
+        waited=$((waited + 1))
+        if [ "$waited" -gt $((READY_TIMEOUT_S * 5)) ]; then
+            echo "broker $label not ready after ${READY_TIMEOUT_S}s" >&2
+            exit 1
+        fi
+    done
+    say "broker $label: \`$BROKER_CMD\`$([ -n "$tail" ] && echo " (config: tail_cache_bytes = $tail)")"
+}
+
+broker_stop() {
+    [ -n "$BPID" ] || return 0
+    kill -TERM "$BPID"
+    local rc=0
+    wait "$BPID" || rc=$?
+    BPID=""
+    if [ "$rc" != 0 ]; then
+        echo "broker exited with status $rc on SIGTERM" >&2
+        exit 1
+    fi
+}
+
+# bench NAME NOTE SUBCOMMAND ARGS... : one ramjet-bench run, appended to results.tsv.
+bench() {
+    local name=$1 note=$2 sub=$3
+    shift 3
+    local args=("$sub" --namesrv "$NS" "$@" --quiet --json "$OUT/$name.json" --hgrm "$OUT/$name.hgrm")
+    local l; l=$(load1)
+    local b0 b1; b0=$(proc_ticks "$BPID")
+    local rc=0
+    /usr/bin/time -f '%U %S %e' -o "$OUT/$name.time" "$BENCH" "${args[@]}" >"$OUT/$name.log" 2>&1 || rc=$?
+    b1=$(proc_ticks "$BPID")
+    if [ "$rc" != 0 ]; then
+        say "RUN FAILED: $name (ramjet-bench exit $rc): $(tail -3 "$OUT/$name.log" | tr '\n' ' ')"
+        printf '%s\tramjet-bench %s\t\t\t\t\t\t\t\t\t%s\t\t\tFAILED rc=%s\n' "$name" "${args[*]}" "$l" "$rc" >>"$RESULTS"
+        return 0
+    fi
+    local u s e
+    read -r u s e <"$OUT/$name.time"
+    local bcpu bench_cpu
+    bcpu=$(awk -v d=$((b1 - b0)) -v t="$TICKS" -v e="$e" 'BEGIN {printf "%.0f", 100 * d / t / e}')
+    bench_cpu=$(awk -v u="$u" -v s="$s" -v e="$e" 'BEGIN {printf "%.0f", 100 * (u + s) / e}')
+    local row
+    row=$(jq -r '[.msgs_per_s, .mb_per_s, .latency.p50_us / 1000, .latency.p99_us / 1000,
+                 .latency.p999_us / 1000, .latency.max_us / 1000, .errors, .latency.count]
+                | map(tostring) | join("\t")' "$OUT/$name.json")
+    printf '%s\tramjet-bench %s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${args[*]}" "$row" "$l" "$bcpu" "$bench_cpu" "$note" >>"$RESULTS"
+    if jq -e '.produce_side' "$OUT/$name.json" >/dev/null; then
+        row=$(jq -r '.produce_side | [.msgs_per_s, .mb_per_s, .latency.p50_us / 1000, .latency.p99_us / 1000,
+                     .latency.p999_us / 1000, .latency.max_us / 1000, .errors, .latency.count]
+                     | map(tostring) | join("\t")' "$OUT/$name.json")
+        printf '%s\t(produce side of %s)\t%s\t%s\t%s\t%s\t%s\n' "$name.produce" "$name" "$row" "$l" "$bcpu" "$bench_cpu" "$note" >>"$RESULTS"
+    fi
+    say "$(jq -r --arg n "$name" --arg l "$l" --arg b "$bcpu" --arg c "$bench_cpu" \
+        '"\($n): \(.msgs_per_s | floor) msg/s, p50 \(.latency.p50_us / 1000) ms, p99 \(.latency.p99_us / 1000) ms, p99.9 \(.latency.p999_us / 1000) ms, errors \(.errors) (load1 \($l), broker CPU \($b)%, bench CPU \($c)%)"' \
+        "$OUT/$name.json")"
+}
+
+rate_of() { jq -r '.msgs_per_s | floor' "$OUT/$1.json" 2>/dev/null || echo 0; }
+half() { awk -v r="$1" 'BEGIN {printf "%d", r / 2}'; }
+
+# cached_mib DIR : page-cache residency of the files under DIR (fincore).
+cached_mib() {
+    find "$1" -type f -size +0 -print0 | xargs -0 -r fincore -b -n -o RES 2>/dev/null |
+        awk '{s += $1} END {printf "%.0f", s / 1048576}'
+}
+evict() { # drop the page cache of every file under DIR (posix_fadvise DONTNEED via dd)
+    sync
+    find "$1" -type f -size +0 -exec dd if={} iflag=nocache count=0 status=none \;
+}
+
+P=(--cpus "$BENCH_CPUS" --duration "$DUR" --warmup "$WARM")
+
+say "## Split layout, flush async, io_mode direct"
+broker_start async-direct async 1 "$BROKER_CPUS" async direct
+bench pingpong "broker round trip, one message at a time" pingpong --topic PingPong --queues 1 --size 100 --cpus "$BENCH_CPUS" --duration 5
+bench produce-100B-b100 "" produce --topic P100b100 --queues 8 --size 100 --batch 100 --producers 4 "${P[@]}"
+bench produce-100B-b1000 "" produce --topic P100b1000 --queues 8 --size 100 --batch 1000 --producers 4 "${P[@]}"
+bench e2e-max "closed loop" e2e --topic E2eMax --queues 8 --size 100 "${P[@]}"
+E2E_MAX=$(rate_of e2e-max)
+bench e2e-10k "" e2e --topic E2e10k --queues 8 --size 100 --rate 10000 "${P[@]}"
+bench e2e-100k "" e2e --topic E2e100k --queues 8 --size 100 --rate 100000 "${P[@]}"
+E2E_HALF=$(half "$E2E_MAX")
+if [ "$E2E_HALF" -gt 0 ]; then
+    bench e2e-half "50% of e2e-max ($E2E_MAX msg/s)" e2e --topic E2eHalf --queues 8 --size 100 --rate "$E2E_HALF" "${P[@]}"
+fi
+if [ "$PROFILE" != 0 ]; then
+    # A separate run: perf costs CPU, so its throughput is not the reported one.
+    say "profile: perf record -e cpu-clock -g of the broker (pid $BPID) and of ramjet-bench during a 100 B produce"
+    "$BENCH" produce --namesrv "$NS" --topic Prof --queues 8 --size 100 --batch 100 --producers 4 \
+        "${P[@]}" --quiet --json "$OUT/profile-produce.json" >"$OUT/profile-produce.log" 2>&1 &
+    bench_pid=$!
+    sleep "$WARM"
+    perf record -q -e cpu-clock -g -p "$BPID" -o "$OUT/perf-broker.data" -- sleep "$((DUR - 2))" 2>/dev/null &
+    perf_b=$!
+    perf record -q -e cpu-clock -g -p "$bench_pid" -o "$OUT/perf-bench.data" -- sleep "$((DUR - 2))" 2>/dev/null &
+    perf_c=$!
+    wait "$perf_b" "$perf_c" || true
+    wait "$bench_pid" || say "profile run: ramjet-bench failed"
+    for w in broker bench; do
+        perf report -i "$OUT/perf-$w.data" --stdio --no-children -g none --percent-limit 0.5 \
+            >"$OUT/perf-$w.txt" 2>/dev/null || true
+        perf report -i "$OUT/perf-$w.data" --stdio --no-children -g none --sort comm \
+            >"$OUT/perf-$w-threads.txt" 2>/dev/null || true
+    done
+    say "profile run throughput (perf attached): $(rate_of profile-produce) msg/s; reports in perf-broker.txt, perf-bench.txt"
+fi
+broker_stop
+say ""
+
+say "## Catch-up consume from files, io_mode direct (data of produce-100B-b100, broker restarted)"
+broker_start catchup-direct async 1 "$BROKER_CPUS" async direct "$CATCHUP_TAIL_CACHE"
+say "page cache of $DATA_DIR/async before eviction: $(cached_mib "$DATA_DIR/async") MiB"
+evict "$DATA_DIR/async"
+say "page cache after eviction: $(cached_mib "$DATA_DIR/async") MiB"
+bench catchup-direct "backlog: $(jq -r '.messages' "$OUT/produce-100B-b100.json")+ msgs" consume --topic P100b100 --group CatchupDirect --from first "${P[@]}"
+say "page cache after the run: $(cached_mib "$DATA_DIR/async") MiB"
+broker_stop
+say ""
+
+say "## Catch-up consume, io_mode buffered (written through the page cache, broker restarted, cache kept)"
+broker_start produce-buffered buffered 1 "$BROKER_CPUS" async buffered
+bench produce-100B-b100-buffered "io_mode buffered" produce --topic B100b100 --queues 8 --size 100 --batch 100 --producers 4 "${P[@]}"
+broker_stop
+broker_start catchup-buffered buffered 1 "$BROKER_CPUS" async buffered "$CATCHUP_TAIL_CACHE"
+say "page cache of $DATA_DIR/buffered: $(cached_mib "$DATA_DIR/buffered") MiB"
+bench catchup-buffered "backlog: $(jq -r '.messages' "$OUT/produce-100B-b100-buffered.json")+ msgs" consume --topic B100b100 --group CatchupBuffered --from first "${P[@]}"
+broker_stop
+say ""
+
+say "## Split layout, flush sync (group commit), io_mode direct, 1 KiB"
+broker_start sync-direct sync 1 "$BROKER_CPUS" sync direct
+bench produce-1KiB-sync-max "closed loop, window 128" produce --topic S1k --queues 8 --size 1024 --batch 1 "${P[@]}"
+S_HALF=$(half "$(rate_of produce-1KiB-sync-max)")
+if [ "$S_HALF" -gt 0 ]; then
+    bench produce-1KiB-sync-half "50% of produce-1KiB-sync-max" produce --topic S1kHalf --queues 8 --size 1024 --batch 1 --rate "$S_HALF" "${P[@]}"
+fi
+broker_stop
+say ""
+
+say "## Shared layout: broker --shards 2 --cpus 0,1 and bench --cpus 0,1"
+broker_start shared shared 2 0,1 async direct
+bench produce-100B-b100-shared "shared cores" produce --topic Shared100 --queues 8 --size 100 --batch 100 --producers 4 --cpus 0,1 --duration "$DUR" --warmup "$WARM"
+broker_stop
+say ""
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+# ---------------------------------------------------------------------------------------------
+say "## Targets (issue: first performance report)"
+best_produce=$(for r in produce-100B-b100 produce-100B-b1000 produce-100B-b100-shared; do rate_of "$r"; done | sort -n | tail -1)
+say "100 B batched async produce, best of runs: $best_produce msg/s vs >= 2500000: $(awk -v r="$best_produce" 'BEGIN {printf "%.2f", r / 2500000}')x of target"
+cu=$(for r in catchup-direct catchup-buffered; do rate_of "$r"; done | sort -n | tail -1)
+say "catch-up consume, best: $cu msg/s vs >= 1500000: $(awk -v r="$cu" 'BEGIN {printf "%.2f", r / 1500000}')x of target"
+if [ -f "$OUT/e2e-half.json" ]; then
+    p99=$(jq -r '.latency.p99_us' "$OUT/e2e-half.json")
+    say "e2e p99 at 50% of max: $p99 us vs <= 1000 us: $(awk -v p="$p99" 'BEGIN {printf "%.2f", p / 1000}')x of the bound"
+fi
+if [ -f "$OUT/produce-1KiB-sync-half.json" ] && [ -n "$FSYNC_P99_US" ]; then
+    p99=$(jq -r '.latency.p99_us' "$OUT/produce-1KiB-sync-half.json")
+    bound=$(awk -v f="$FSYNC_P99_US" -v r="$RTT_P99_US" 'BEGIN {printf "%.0f", 2 * (f + r)}')
+    say "1 KiB sync produce p99 at 50% of max: $p99 us vs <= 2 x (fdatasync p99 $FSYNC_P99_US us + TCP RTT p99 $RTT_P99_US us) = $bound us: $(awk -v p="$p99" -v b="$bound" 'BEGIN {printf "%.2f", p / b}')x of the bound"
+fi
+say ""
+say "## All runs"
+say "| run | msg/s | MB/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | load1 | broker CPU % | bench CPU % | note |"
+say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+tail -n +2 "$RESULTS" | awk -F'\t' '{printf "| %s | %.0f | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $14}' | tee -a "$SUMMARY"
+say ""
+say "## Commands"
+tail -n +2 "$RESULTS" | awk -F'\t' '{printf "- %s: `%s`\n", $1, $2}' | tee -a "$SUMMARY"
+say ""
+say "uptime at end: $(uptime)"
+say "results: $RESULTS"
+rm -rf "$DATA_DIR/async" "$DATA_DIR/buffered" "$DATA_DIR/sync" "$DATA_DIR/shared"
