@@ -13,9 +13,16 @@
 //!    end of the segment ends that segment. Each valid record at or past `dispatch_from_offset`
 //!    is handed to `on_record` so that the caller re-dispatches its ConsumeQueue unit and
 //!    IndexFile entries (dispatch must be idempotent: a unit is placed by its queue offset).
-//!    The body CRC does not cover the topic and properties at the end of a record, so a record
-//!    past `durable_offset` whose topic holds control bytes or whose properties hold NUL bytes
-//!    (what a write torn inside them leaves) counts as valid only when a valid entry follows it.
+//!    Records written with RocketMQ 5.x's `__CRC32#` property (the store's `append_prop_crc`)
+//!    carry a CRC of the whole record ([`RecordView::verify_prop_crc`]): a record whose property
+//!    is present and wrong is invalid, exactly like a body CRC mismatch (unless it also shows
+//!    the zero/control bytes of the heuristic below, which then decides). The body CRC alone does
+//!    not cover the topic and properties at the end of a record, so a record past
+//!    `durable_offset` that lacks a valid `__CRC32#` although one is expected
+//!    ([`RecoveryOptions::expect_prop_crc`] and the record before it, if any in the scan, had
+//!    one: a write torn inside the property leaves it unrecognisable), or that lacks the property
+//!    and whose topic holds control bytes or whose properties hold NUL bytes (the fallback for
+//!    records written without it), counts as valid only when a valid entry follows it.
 //! 3. The first position that is not a valid record or blank marker is the candidate end `P`.
 //!    - If `P` is below `durable_offset` (the checkpoint says it was fdatasync'ed), the bad bytes
 //!      are acknowledged data gone bad: [`RecoveryError::Corrupt`].
@@ -41,7 +48,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ramjet_core::record::{
-    blank_len, RecordView, BLANK_RECORD_LEN, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2,
+    blank_len, PropCrc, RecordView, BLANK_RECORD_LEN, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2,
     MIN_RECORD_LEN,
 };
 
@@ -127,6 +134,11 @@ pub struct RecoveryOptions {
     pub max_record_bytes: usize,
     /// Report only: do not zero a torn tail nor delete empty trailing segments.
     pub dry_run: bool,
+    /// The log is written with the `__CRC32#` whole-record CRC property (the store's
+    /// `append_prop_crc`): a record past `durable_offset` without a valid one, when the record
+    /// before it in the scan had one (or it is the first scanned), is trusted only when a valid
+    /// entry follows it. Records with the property are checked against it either way.
+    pub expect_prop_crc: bool,
 }
 
 impl RecoveryOptions {
@@ -138,6 +150,7 @@ impl RecoveryOptions {
             durable_offset: 0,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             dry_run: false,
+            expect_prop_crc: true,
         }
     }
 
@@ -329,6 +342,8 @@ enum Probe {
     Record {
         len: u64,
         store_timestamp: i64,
+        /// Carries a valid `__CRC32#` property.
+        prop_crc: bool,
     },
     /// Valid by magic, sizes and CRC, but with zero/control bytes where a torn write ending
     /// inside it would leave them (topic, properties): not dispatched yet.
@@ -347,6 +362,7 @@ fn probe(
     pos: u64,
     max_record_bytes: usize,
     trust_suspicious: bool,
+    expect_prop_crc: bool,
     on_valid: &mut dyn FnMut(&RecordView<'_>, u64),
 ) -> Result<Probe, RecoveryError> {
     let seg_left = reader.segment_size - pos;
@@ -385,8 +401,34 @@ fn probe(
             view.physical_offset()
         )));
     }
-    if !trust_suspicious {
-        if let Some(reason) = torn_end_sign(&view) {
+    let prop_crc = match view.verify_prop_crc() {
+        Ok(PropCrc::Valid) => true,
+        Ok(PropCrc::Absent) => false,
+        // A wrong `__CRC32#` is damage like a wrong body CRC, except where the record also
+        // shows what a torn write leaves (zeros): then the heuristic's rule applies, trusted
+        // when known durable or followed by a valid entry.
+        Err(e) => match torn_end_sign(&view) {
+            Some(sign) if !trust_suspicious => {
+                return Ok(Probe::Suspicious {
+                    len: u64::from(view.total_size()),
+                    reason: format!("{e}; {sign}"),
+                })
+            }
+            Some(_) => false,
+            None => return Ok(Probe::Invalid(e.to_string())),
+        },
+    };
+    if !trust_suspicious && !prop_crc {
+        let reason = if expect_prop_crc {
+            Some(
+                "no valid __CRC32# property at the end of the properties, where one is expected \
+                 (torn write?)"
+                    .to_string(),
+            )
+        } else {
+            torn_end_sign(&view)
+        };
+        if let Some(reason) = reason {
             return Ok(Probe::Suspicious {
                 len: u64::from(view.total_size()),
                 reason,
@@ -397,6 +439,7 @@ fn probe(
     Ok(Probe::Record {
         len: u64::from(view.total_size()),
         store_timestamp: view.store_timestamp(),
+        prop_crc,
     })
 }
 
@@ -469,7 +512,15 @@ fn find_valid_record(
             }
         }
         if let Some(c) = candidate {
-            match probe(reader, base, c, max_record_bytes, true, &mut |_, _| {})? {
+            match probe(
+                reader,
+                base,
+                c,
+                max_record_bytes,
+                true,
+                false,
+                &mut |_, _| {},
+            )? {
                 Probe::Record { .. } => return Ok((Some(c), nonzero_end)),
                 Probe::Suspicious { .. } => return Ok((Some(c), nonzero_end)),
                 Probe::Blank | Probe::Invalid(_) => {
@@ -556,6 +607,8 @@ pub fn recover_commitlog(
         }
     };
 
+    // Whether the last valid record scanned carried a valid `__CRC32#` (None before the first).
+    let mut prev_prop_crc: Option<bool> = None;
     for idx in start_idx..segments.len() {
         let seg = &segments[idx];
         let base = seg.base_offset;
@@ -567,12 +620,14 @@ pub fn recover_commitlog(
                 report.end_offset = base + seg_size;
                 break;
             }
+            let expect_prop_crc = opts.expect_prop_crc && prev_prop_crc.unwrap_or(true);
             let mut probed = probe(
                 &mut reader,
                 base,
                 pos,
                 opts.max_record_bytes,
                 false,
+                expect_prop_crc,
                 &mut dispatch,
             )?;
             if let Probe::Suspicious { len, reason } = probed {
@@ -587,6 +642,7 @@ pub fn recover_commitlog(
                             next,
                             opts.max_record_bytes,
                             true,
+                            false,
                             &mut |_, _| {}
                         )?,
                         Probe::Record { .. } | Probe::Blank
@@ -598,6 +654,7 @@ pub fn recover_commitlog(
                         pos,
                         opts.max_record_bytes,
                         true,
+                        false,
                         &mut dispatch,
                     )?
                 } else {
@@ -614,7 +671,9 @@ pub fn recover_commitlog(
                 Probe::Record {
                     len,
                     store_timestamp,
+                    prop_crc,
                 } => {
+                    prev_prop_crc = Some(prop_crc);
                     report.records_scanned += 1;
                     report.last_store_timestamp = Some(store_timestamp);
                     pos += len;

@@ -6,7 +6,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ramjet_core::record::{encode_record, sysflag, MessageToStore, RecordView};
+use ramjet_core::record::{
+    encode_record_with, sysflag, MessageToStore, RecordView, PROP_CRC32_LEN,
+};
 
 use crate::checkpoint::Checkpoint;
 use crate::commitlog::flush::WaitFailure;
@@ -184,6 +186,14 @@ impl Store {
         &self.inner.cfg
     }
 
+    /// Bytes the record of `msg` takes in the CommitLog as this store writes it (with the
+    /// `__CRC32#` property when `append_prop_crc` is on). Items of a batch lie back to back from
+    /// [`PutResult::physical_offset`], each this long.
+    #[inline]
+    pub fn record_len(&self, msg: &MessageToStore<'_>) -> usize {
+        msg.encoded_len_with(self.inner.cfg.append_prop_crc)
+    }
+
     /// Appends one message, in memory: assigns the physical offset, queue offset and store
     /// timestamp, encodes the record straight into the write buffer, dispatches its
     /// ConsumeQueue unit and IndexFile entries, and calls the arrival listener. Never awaits,
@@ -199,8 +209,9 @@ impl Store {
                 max: inner.cfg.max_message_bytes,
             });
         }
-        msg.check_limits()?;
-        let len = msg.encoded_len();
+        let prop_crc = inner.cfg.append_prop_crc;
+        msg.check_limits_with(prop_crc)?;
+        let len = msg.encoded_len_with(prop_crc);
         let dispatched = sysflag::is_dispatched(msg.sys_flag);
         let queue_offset = if dispatched {
             inner.next_queue_offset(msg.topic, msg.queue_id)
@@ -209,7 +220,7 @@ impl Store {
         };
         let ts = now_ms();
         let placed = inner.log.writer.borrow_mut().append(len, |phys, out| {
-            encode_record(msg, queue_offset, phys as i64, ts, out).map(|_| ())
+            encode_record_with(msg, queue_offset, phys as i64, ts, prop_crc, out).map(|_| ())
         });
         let placed = inner.count_refusal(placed)??;
         let phys = placed.offset;
@@ -235,6 +246,7 @@ impl Store {
         let Some(first) = msgs.first() else {
             return Err(StoreError::EmptyBatch);
         };
+        let prop_crc = inner.cfg.append_prop_crc;
         let mut total = 0usize;
         for (i, m) in msgs.iter().enumerate() {
             if m.topic != first.topic || m.queue_id != first.queue_id {
@@ -253,8 +265,8 @@ impl Store {
                     max: inner.cfg.max_message_bytes,
                 });
             }
-            m.check_limits()?;
-            total += m.encoded_len();
+            m.check_limits_with(prop_crc)?;
+            total += m.encoded_len_with(prop_crc);
         }
         if total > inner.cfg.max_batch_bytes {
             return Err(StoreError::MessageTooLarge {
@@ -274,7 +286,14 @@ impl Store {
             let mut at = 0usize;
             for (i, m) in msgs.iter().enumerate() {
                 let qo = if dispatched { first_qo + i as i64 } else { 0 };
-                let n = encode_record(m, qo, (phys + at as u64) as i64, ts, &mut out[at..])?;
+                let n = encode_record_with(
+                    m,
+                    qo,
+                    (phys + at as u64) as i64,
+                    ts,
+                    prop_crc,
+                    &mut out[at..],
+                )?;
                 at += n;
             }
             Ok::<(), ramjet_core::record::RecordError>(())
@@ -282,7 +301,7 @@ impl Store {
         let placed = inner.count_refusal(placed)??;
         let mut phys = placed.offset;
         for (i, m) in msgs.iter().enumerate() {
-            let len = m.encoded_len();
+            let len = m.encoded_len_with(prop_crc);
             let qo = if dispatched { first_qo + i as i64 } else { 0 };
             inner.after_append(m, qo, phys, len as u32, ts, dispatched)?;
             phys += len as u64;
@@ -325,6 +344,13 @@ impl Store {
 
     /// Resolves when appends of `len` bytes would not be refused with [`StoreError::Busy`].
     pub async fn wait_writable(&self, len: usize) {
+        // Callers pass `MessageToStore::encoded_len`; leave room for the `__CRC32#` property
+        // (and the 0x02 that may precede it) the store appends.
+        let len = if self.inner.cfg.append_prop_crc {
+            len + PROP_CRC32_LEN + 1
+        } else {
+            len
+        };
         let log = self.inner.log.clone();
         std::future::poll_fn(move |cx| {
             if log.writer.borrow().has_room(len) {
@@ -666,6 +692,7 @@ fn recover(
     }
     let mut opts = RecoveryOptions::from_checkpoint(cfg.segment_size_bytes, checkpoint.as_ref());
     opts.max_record_bytes = cfg.max_record_bytes().max(cfg.max_batch_bytes);
+    opts.expect_prop_crc = cfg.append_prop_crc;
     let mut dispatch_error: Option<String> = None;
     let report = recover_commitlog(&cfg.commitlog_dir(), &opts, &mut |view, offset| {
         if dispatch_error.is_some() {
@@ -1128,6 +1155,32 @@ mod tests {
     }
 
     #[test]
+    fn append_prop_crc_off_writes_records_without_the_property() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let mut c = cfg(dir.path());
+        c.append_prop_crc = false;
+        run(async {
+            let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
+            let m = Msg::new("T", 0, body(7, 40), "A", "k");
+            assert_eq!(store.record_len(&m.view()), m.view().encoded_len());
+            let r = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            assert_eq!(r.end_physical_offset, m.view().encoded_len() as u64);
+            let rec = store
+                .read_record(0)
+                .await
+                .unwrap_or_else(|e| panic!("read_record: {e}"));
+            let v = RecordView::parse_verified(&rec).unwrap_or_else(|e| panic!("parse: {e}"));
+            assert_eq!(
+                v.verify_prop_crc(),
+                Ok(ramjet_core::record::PropCrc::Absent)
+            );
+            assert_eq!(v.properties(), m.view().properties);
+        });
+    }
+
+    #[test]
     fn put_and_read_single_and_batch() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         run(async {
@@ -1142,7 +1195,9 @@ mod tests {
                 (r0.physical_offset, r0.queue_offset, r0.msg_count),
                 (0, 0, 1)
             );
-            assert_eq!(r0.end_physical_offset, m0.view().encoded_len() as u64);
+            // The store appends the 20-byte `__CRC32#` property (props end with 0x02).
+            assert_eq!(store.record_len(&m0.view()), m0.view().encoded_len() + 20);
+            assert_eq!(r0.end_physical_offset, store.record_len(&m0.view()) as u64);
             let batch: Vec<Msg> = (1..4)
                 .map(|i| Msg::new("T", 0, body(i, 50 + i), "B", "kb"))
                 .collect();
@@ -1154,7 +1209,7 @@ mod tests {
                 (rb.physical_offset, rb.queue_offset, rb.msg_count),
                 (r0.end_physical_offset, 1, 3)
             );
-            let total: usize = views.iter().map(|v| v.encoded_len()).sum();
+            let total: usize = views.iter().map(|v| store.record_len(v)).sum();
             assert_eq!(rb.end_physical_offset, rb.physical_offset + total as u64);
             assert_eq!(store.max_offset("T", 0), 4);
 
@@ -1183,6 +1238,7 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("read_record: {e}"));
             let v = RecordView::parse_verified(&rec).unwrap_or_else(|e| panic!("parse: {e}"));
+            assert_eq!(v.verify_prop_crc(), Ok(ramjet_core::record::PropCrc::Valid));
             assert_eq!(
                 (v.body(), v.queue_offset(), v.topic()),
                 (&body(1, 51)[..], 1, "T")

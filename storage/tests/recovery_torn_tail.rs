@@ -479,3 +479,157 @@ fn zeros_in_the_uncrc_ed_end_of_the_last_record_are_a_torn_tail_but_not_below_du
         .iter()
         .all(|&b| b == 0));
 }
+
+/// Position (in the segment) of the topic of `laid`, found from the record's end.
+fn topic_pos(laid: &common::Laid, seg: u64) -> u64 {
+    let at = laid
+        .bytes
+        .windows(laid.topic.len())
+        .rposition(|w| w == laid.topic.as_bytes())
+        .expect("topic in record");
+    laid.offset % seg + at as u64
+}
+
+#[test]
+fn topic_damage_in_the_last_record_is_caught_by_the_prop_crc() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..10 {
+        w.append(300);
+    }
+    let last = w.laid.last().expect("last").clone();
+    let seg = w.segment_path(0);
+    // 'R' -> 'S': still a plain printable topic, the body CRC still passes; only the
+    // whole-record CRC (`__CRC32#`) can see it.
+    flip(&seg, topic_pos(&last, SEG) + 5, 0x01);
+    // Known durable: acknowledged data gone bad.
+    let durable = RecoveryOptions {
+        durable_offset: w.end,
+        dry_run: true,
+        ..RecoveryOptions::full(SEG)
+    };
+    match recover(tmp.path(), &durable) {
+        Err(RecoveryError::Corrupt { offset, reason, .. }) => {
+            assert_eq!(offset, last.offset);
+            assert!(reason.contains("__CRC32#"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Not known durable: the damaged last record is a torn tail.
+    let (r, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+    assert_eq!(r.end_offset, last.offset);
+    assert_laid(&seen, &w.laid[..9]);
+    let cut = r.truncated.expect("cut");
+    assert!(cut.reason.contains("__CRC32#"), "{}", cut.reason);
+    assert!(read_at(&seg, last.offset, last.bytes.len())
+        .iter()
+        .all(|&b| b == 0));
+}
+
+#[test]
+fn topic_damage_in_a_middle_record_is_corruption() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..10 {
+        w.append(300);
+    }
+    let victim = w.laid[4].clone();
+    let seg = w.segment_path(0);
+    flip(&seg, topic_pos(&victim, SEG), 0x02); // 'T' -> 'V'
+    match recover(tmp.path(), &RecoveryOptions::full(SEG)) {
+        Err(RecoveryError::Corrupt { offset, reason, .. }) => {
+            assert_eq!(offset, victim.offset);
+            assert!(reason.contains("record CRC mismatch"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Nothing was modified.
+    assert_eq!(
+        read_at(&seg, w.laid[9].offset, w.laid[9].bytes.len()),
+        w.laid[9].bytes
+    );
+}
+
+#[test]
+fn garbled_crc_property_of_the_last_record_is_a_torn_tail() {
+    for from_end in [1u64, 5, 12, 20] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut w = LogWriter::new(tmp.path(), SEG, true);
+        for _ in 0..6 {
+            w.append(100);
+        }
+        let last = w.laid.last().expect("last").clone();
+        let seg = w.segment_path(0);
+        for p in w.end - from_end..w.end {
+            flip(&seg, p, 0xA5);
+        }
+        let (r, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+        assert_eq!(r.end_offset, last.offset, "garbled last {from_end} bytes");
+        assert_laid(&seen, &w.laid[..5]);
+    }
+}
+
+#[test]
+fn records_without_prop_crc_recover_and_keep_the_heuristic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    w.prop_crc = false;
+    for _ in 0..8 {
+        w.append(150);
+    }
+    assert!(w
+        .laid
+        .iter()
+        .all(|l| !l.bytes.windows(8).any(|x| x == b"__CRC32#")));
+    let (r, seen) = recover(
+        tmp.path(),
+        &RecoveryOptions {
+            dry_run: true,
+            ..RecoveryOptions::full(SEG)
+        },
+    )
+    .expect("recover");
+    assert_eq!(r.end_offset, w.end);
+    assert_laid(&seen, &w.laid);
+    // New records (with the property) after old ones: all kept.
+    w.prop_crc = true;
+    for _ in 0..3 {
+        w.append(150);
+    }
+    let (r, seen) = recover(
+        tmp.path(),
+        &RecoveryOptions {
+            dry_run: true,
+            ..RecoveryOptions::full(SEG)
+        },
+    )
+    .expect("recover mixed");
+    assert_eq!(r.end_offset, w.end);
+    assert_laid(&seen, &w.laid);
+}
+
+#[test]
+fn old_record_with_zeroed_properties_at_the_end_is_still_cut() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    w.prop_crc = false;
+    for _ in 0..6 {
+        w.append(150);
+    }
+    // The last record has KEYS (odd queue offset): zero its last two property bytes.
+    let last = w.laid.last().expect("last").clone();
+    assert_eq!(last.queue_offset % 2, 1);
+    let seg = w.segment_path(0);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .expect("open");
+        f.write_all_at(&[0, 0], w.end - 2).expect("zero");
+    }
+    let (r, seen) = recover(tmp.path(), &RecoveryOptions::full(SEG)).expect("recover");
+    assert_eq!(r.end_offset, last.offset);
+    assert_laid(&seen, &w.laid[..5]);
+    assert!(r.truncated.expect("cut").reason.contains("torn write"));
+}

@@ -5,3 +5,51 @@
 pub fn body_crc(body: &[u8]) -> u32 {
     crc32fast::hash(body) & 0x7FFF_FFFF
 }
+
+/// Bytes of the `__CRC32#` property RocketMQ 5.x appends when `enabledAppendPropCRC` is on
+/// (`CommitLog.CRC32_RESERVED_LEN`): the name (8 bytes), 0x01, 10 decimal digits, 0x02. It is
+/// always the last pair of the properties string, so the last bytes of the record.
+pub const PROP_CRC32_LEN: usize = super::properties::CRC32.len() + 1 + PROP_CRC32_DIGITS + 1;
+/// Digits of the `__CRC32#` value.
+pub const PROP_CRC32_DIGITS: usize = 10;
+
+/// The whole-record CRC held by `__CRC32#`: CRC32 (IEEE) of every record byte before the
+/// property (TOTALSIZE up to the end of the preceding properties), masked to 31 bits.
+#[inline]
+pub fn record_crc(covered: &[u8]) -> u32 {
+    crc32fast::hash(covered) & 0x7FFF_FFFF
+}
+
+/// Writes the `__CRC32#` pair for `crc` into `out` (exactly [`PROP_CRC32_LEN`] bytes). The
+/// digits are written as Java's `MessageDecoder.createCrc32` writes them: least significant
+/// digit first, padded with '0' up to 10 digits (so 12345 is stored as "5432100000").
+#[inline]
+pub fn write_prop_crc(out: &mut [u8], crc: u32) {
+    let name = super::properties::CRC32.as_bytes();
+    out[..name.len()].copy_from_slice(name);
+    out[name.len()] = super::properties::NAME_VALUE_SEPARATOR;
+    let mut v = crc;
+    for d in &mut out[name.len() + 1..name.len() + 1 + PROP_CRC32_DIGITS] {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out[PROP_CRC32_LEN - 1] = super::properties::PROPERTY_SEPARATOR;
+}
+
+/// Reads the value of a `__CRC32#` pair (10 digits, least significant first, as Java's
+/// `checkMessageAndReturnSize` reads them). `None` when a byte is not a digit or the value does
+/// not fit the 31-bit CRC.
+#[inline]
+pub fn read_prop_crc_digits(digits: &[u8]) -> Option<u32> {
+    let mut v: u64 = 0;
+    for &d in digits.iter().rev() {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(d - b'0');
+    }
+    if v > 0x7FFF_FFFF {
+        return None;
+    }
+    Some(v as u32)
+}

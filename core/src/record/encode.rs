@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 use zerocopy::byteorder::big_endian::{I16, I32, I64};
 use zerocopy::IntoBytes;
 
-use super::crc::body_crc;
+use super::crc::{body_crc, record_crc, write_prop_crc, PROP_CRC32_LEN};
 use super::error::RecordError;
 use super::layout::{
     host_len, BlankMarker, HostV4, HostV6, RecordHead, RecordMid, BLANK_MAGIC_CODE,
     BLANK_RECORD_LEN, HEAD_LEN, MAX_PROPERTIES_LEN, MAX_TOPIC_LEN_V1, MAX_TOPIC_LEN_V2,
     MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, MID_LEN, PROPERTIES_LEN_LEN, STORE_TIMESTAMP_LEN,
 };
+use super::properties::PROPERTY_SEPARATOR;
 use super::sysflag::{BORNHOST_V6_FLAG, STOREHOSTADDRESS_V6_FLAG};
 
 /// A message about to be stored, borrowed from the request buffer. No allocation.
@@ -56,7 +57,7 @@ impl MessageToStore<'_> {
         self.topic.len() > MAX_TOPIC_LEN_V1
     }
 
-    /// Length of the stored record in bytes.
+    /// Length of the stored record in bytes, without the `__CRC32#` property.
     #[inline]
     pub fn encoded_len(&self) -> usize {
         let topic_len_len = if self.uses_magic_v2() { 2 } else { 1 };
@@ -72,21 +73,50 @@ impl MessageToStore<'_> {
             + self.properties.len()
     }
 
+    /// Bytes the `__CRC32#` property adds to the record (0 when `prop_crc` is false): a 0x02
+    /// closing the given properties when they do not end with one (as RocketMQ 5.x's
+    /// `needAppendLastPropertySeparator`), plus [`PROP_CRC32_LEN`].
+    #[inline]
+    pub fn prop_crc_extra_len(&self, prop_crc: bool) -> usize {
+        if !prop_crc {
+            return 0;
+        }
+        let sep = match self.properties.last() {
+            Some(&b) if b != PROPERTY_SEPARATOR => 1,
+            _ => 0,
+        };
+        sep + PROP_CRC32_LEN
+    }
+
+    /// Length of the stored record in bytes as [`encode_record_with`] writes it: with the
+    /// `__CRC32#` property when `prop_crc` is true, else [`MessageToStore::encoded_len`].
+    #[inline]
+    pub fn encoded_len_with(&self, prop_crc: bool) -> usize {
+        self.encoded_len() + self.prop_crc_extra_len(prop_crc)
+    }
+
     /// Checks the limits of the record format (topic, properties and total lengths).
     pub fn check_limits(&self) -> Result<(), RecordError> {
+        self.check_limits_with(false)
+    }
+
+    /// [`MessageToStore::check_limits`] for the record as written with or without the
+    /// `__CRC32#` property (which counts toward the properties limit).
+    pub fn check_limits_with(&self, prop_crc: bool) -> Result<(), RecordError> {
         if self.topic.is_empty() || self.topic.len() > MAX_TOPIC_LEN_V2 {
             return Err(RecordError::TopicLength {
                 len: self.topic.len(),
                 max: MAX_TOPIC_LEN_V2,
             });
         }
-        if self.properties.len() > MAX_PROPERTIES_LEN {
+        let props_len = self.properties.len() + self.prop_crc_extra_len(prop_crc);
+        if props_len > MAX_PROPERTIES_LEN {
             return Err(RecordError::PropertiesTooLong {
-                len: self.properties.len(),
+                len: props_len,
                 max: MAX_PROPERTIES_LEN,
             });
         }
-        let max_body = i32::MAX as usize - (self.encoded_len() - self.body.len());
+        let max_body = i32::MAX as usize - (self.encoded_len_with(prop_crc) - self.body.len());
         if self.body.len() > max_body {
             return Err(RecordError::BodyTooLong {
                 len: self.body.len(),
@@ -128,8 +158,8 @@ fn put_host(out: &mut [u8], pos: &mut usize, host: &SocketAddr) {
     }
 }
 
-/// Writes the full stored record (RocketMQ CommitLog format, body CRC included) into
-/// `out[..len]` and returns `len`. Never allocates.
+/// Writes the full stored record (RocketMQ CommitLog format, body CRC included, no
+/// `__CRC32#` property) into `out[..len]` and returns `len`. Never allocates.
 pub fn encode_record(
     msg: &MessageToStore<'_>,
     queue_offset: i64,
@@ -137,8 +167,32 @@ pub fn encode_record(
     store_timestamp: i64,
     out: &mut [u8],
 ) -> Result<usize, RecordError> {
-    msg.check_limits()?;
-    let len = msg.encoded_len();
+    encode_record_with(
+        msg,
+        queue_offset,
+        physical_offset,
+        store_timestamp,
+        false,
+        out,
+    )
+}
+
+/// [`encode_record`], and with `prop_crc` also the whole-record CRC as RocketMQ 5.x writes it
+/// with `enabledAppendPropCRC`: the properties string gets a closing 0x02 if it lacks one, then
+/// the pair `__CRC32#` 0x01 <10 digits> 0x02 as its last bytes, holding the CRC32 (31-bit
+/// masked) of every record byte before that pair. Returns
+/// [`MessageToStore::encoded_len_with`]`(prop_crc)`. Never allocates.
+pub fn encode_record_with(
+    msg: &MessageToStore<'_>,
+    queue_offset: i64,
+    physical_offset: i64,
+    store_timestamp: i64,
+    prop_crc: bool,
+    out: &mut [u8],
+) -> Result<usize, RecordError> {
+    msg.check_limits_with(prop_crc)?;
+    let len = msg.encoded_len_with(prop_crc);
+    let extra = msg.prop_crc_extra_len(prop_crc);
     if out.len() < len {
         return Err(RecordError::BufferTooSmall {
             need: len,
@@ -183,9 +237,18 @@ pub fn encode_record(
     put(
         out,
         &mut pos,
-        I16::new(msg.properties.len() as i16).as_bytes(),
+        // check_limits_with keeps this within MAX_PROPERTIES_LEN (i16::MAX).
+        I16::new((msg.properties.len() + extra) as i16).as_bytes(),
     );
     put(out, &mut pos, msg.properties);
+    if prop_crc {
+        if extra > PROP_CRC32_LEN {
+            put(out, &mut pos, &[PROPERTY_SEPARATOR]);
+        }
+        let crc = record_crc(&out[..pos]);
+        write_prop_crc(&mut out[pos..pos + PROP_CRC32_LEN], crc);
+        pos += PROP_CRC32_LEN;
+    }
     debug_assert_eq!(pos, len);
     Ok(len)
 }

@@ -36,6 +36,18 @@ pub enum RecordError {
     /// The stored body CRC does not match the body.
     #[error("body CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     BodyCrcMismatch { stored: u32, computed: u32 },
+    /// The `__CRC32#` property (whole-record CRC) does not match the record bytes it covers.
+    #[error("record CRC mismatch: property __CRC32# holds {stored}, the record's first {covered} bytes give {computed}")]
+    PropCrcMismatch {
+        stored: u32,
+        computed: u32,
+        covered: usize,
+    },
+    /// The `__CRC32#` property ending the properties is not 10 digits closed by 0x02.
+    #[error(
+        "malformed __CRC32# property: value bytes {value:?} (want 10 decimal digits then 0x02)"
+    )]
+    PropCrcMalformed { value: String },
     /// The topic is not UTF-8.
     #[error("topic is not valid UTF-8 ({len} bytes)")]
     TopicNotUtf8 { len: usize },

@@ -11,7 +11,10 @@
 //! API summary:
 //! - [`MessageToStore`] + [`encode_record`]`(msg, queue_offset, physical_offset, store_timestamp, out)`
 //!   → bytes written; [`MessageToStore::encoded_len`].
+//! - [`encode_record_with`]`(.., prop_crc, out)` also appends RocketMQ 5.x's `__CRC32#`
+//!   whole-record CRC property; [`MessageToStore::encoded_len_with`].
 //! - [`RecordView::parse`] (structure) / [`RecordView::verify_crc`] / [`RecordView::parse_verified`];
+//!   [`RecordView::verify_prop_crc`] checks `__CRC32#` when present;
 //!   getters per field; [`parse_entry`] / [`iter_entries`] also recognise the blank marker.
 //! - [`blank_record`], [`write_blank`], [`is_blank`], [`blank_len`], [`BLANK_RECORD_LEN`].
 //! - [`properties`]: `get`, `get_str`, `iter`, `split_keys`, `PropertiesBuilder`, `write_pair`,
@@ -33,8 +36,8 @@ mod tag;
 mod view;
 
 pub use batch::{batch_entry_len, decode_batch, encode_batch_entry, BatchItem, BatchIter};
-pub use crc::body_crc;
-pub use encode::{blank_record, encode_record, write_blank, MessageToStore};
+pub use crc::{body_crc, record_crc, PROP_CRC32_LEN};
+pub use encode::{blank_record, encode_record, encode_record_with, write_blank, MessageToStore};
 pub use error::RecordError;
 pub use layout::{
     BLANK_MAGIC_CODE, BLANK_RECORD_LEN, MAX_PROPERTIES_LEN, MAX_TOPIC_LEN_V1, MAX_TOPIC_LEN_V2,
@@ -43,7 +46,8 @@ pub use layout::{
 pub use msgid::{decode_offset_msg_id, offset_msg_id, OffsetMsgId, MSG_ID_V4_LEN, MSG_ID_V6_LEN};
 pub use tag::{java_hash_continue, java_string_hash, tag_hash, tag_hash_bytes};
 pub use view::{
-    blank_len, is_blank, iter_entries, parse_entry, Entry, EntryIter, MagicVersion, RecordView,
+    blank_len, is_blank, iter_entries, parse_entry, Entry, EntryIter, MagicVersion, PropCrc,
+    RecordView,
 };
 
 #[cfg(test)]

@@ -625,3 +625,160 @@ proptest! {
         prop_assert_eq!(java_hash_continue(java_string_hash(a), b.as_bytes()), h);
     }
 }
+
+/// Java's createCrc32 digit order: least significant digit first, '0'-padded to 10.
+fn java_crc_digits(mut crc: u32) -> [u8; 10] {
+    let mut d = [b'0'; 10];
+    for x in &mut d {
+        *x = b'0' + (crc % 10) as u8;
+        crc /= 10;
+    }
+    d
+}
+
+#[test]
+fn prop_crc_worked_bytes_closed_properties() {
+    let props = b"a\x01b\x02";
+    let msg = sample("T", b"hi", props);
+    let mut out = [0u8; 256];
+    let plain = msg.encoded_len();
+    let n = encode_record_with(&msg, 5, 0x1000, 77, true, &mut out).unwrap();
+    assert_eq!(n, plain + PROP_CRC32_LEN);
+    assert_eq!(n, msg.encoded_len_with(true));
+    assert_eq!(PROP_CRC32_LEN, 20);
+    let rec = &out[..n];
+    assert_eq!(i32::from_be_bytes(rec[..4].try_into().unwrap()), n as i32);
+    // The first n-20 bytes equal the plain record except TOTALSIZE and the properties length.
+    let mut plain_out = [0u8; 256];
+    encode_record(&msg, 5, 0x1000, 77, &mut plain_out).unwrap();
+    let props_len_at = plain - props.len() - 2;
+    assert_eq!(&rec[4..props_len_at], &plain_out[4..props_len_at]);
+    assert_eq!(
+        &rec[props_len_at..props_len_at + 2],
+        &((props.len() + 20) as i16).to_be_bytes()
+    );
+    let crc = crc32fast::hash(&rec[..n - 20]) & 0x7FFF_FFFF;
+    let mut want_tail = b"__CRC32#\x01".to_vec();
+    want_tail.extend_from_slice(&java_crc_digits(crc));
+    want_tail.push(0x02);
+    assert_eq!(&rec[n - 20..], &want_tail[..]);
+    let view = RecordView::parse_verified(rec).unwrap();
+    assert_eq!(view.properties().len(), props.len() + 20);
+    assert_eq!(view.verify_prop_crc(), Ok(PropCrc::Valid));
+    assert_eq!(view.property("a"), Some(&b"b"[..]));
+    // Value read as Java reads it (reversed digits) gives the CRC back.
+    let v = view.property(properties::CRC32).unwrap();
+    let mut back = 0u64;
+    for &d in v.iter().rev() {
+        back = back * 10 + u64::from(d - b'0');
+    }
+    assert_eq!(back, u64::from(crc));
+}
+
+#[test]
+fn prop_crc_adds_separator_and_handles_empty_properties() {
+    let msg = sample("T", b"body", b"a\x01b");
+    let mut out = [0u8; 256];
+    let n = encode_record_with(&msg, 0, 0, 1, true, &mut out).unwrap();
+    assert_eq!(n, msg.encoded_len() + 21);
+    let view = RecordView::parse_verified(&out[..n]).unwrap();
+    assert_eq!(&view.properties()[..4], b"a\x01b\x02");
+    assert_eq!(view.verify_prop_crc(), Ok(PropCrc::Valid));
+
+    let msg = sample("T", b"body", b"");
+    let n = encode_record_with(&msg, 0, 0, 1, true, &mut out).unwrap();
+    assert_eq!(n, msg.encoded_len() + 20);
+    let view = RecordView::parse_verified(&out[..n]).unwrap();
+    assert_eq!(view.properties().len(), 20);
+    assert_eq!(view.verify_prop_crc(), Ok(PropCrc::Valid));
+
+    // Without the option nothing changes and the check reports absence.
+    let n = encode_record_with(&msg, 0, 0, 1, false, &mut out).unwrap();
+    assert_eq!(n, msg.encoded_len());
+    let view = RecordView::parse_verified(&out[..n]).unwrap();
+    assert_eq!(view.verify_prop_crc(), Ok(PropCrc::Absent));
+}
+
+#[test]
+fn prop_crc_detects_damage_past_the_body() {
+    let msg = sample("TopicX", b"body", b"KEYS\x01k1\x02");
+    let mut out = [0u8; 256];
+    let n = encode_record_with(&msg, 9, 4096, 5, true, &mut out).unwrap();
+    let topic_at = n - 20 - 2 - msg.properties.len() - msg.topic.len();
+    let mut bad = out[..n].to_vec();
+    bad[topic_at] = b'U'; // still a valid topic; body CRC still passes
+    let view = RecordView::parse_verified(&bad).unwrap();
+    assert!(matches!(
+        view.verify_prop_crc(),
+        Err(RecordError::PropCrcMismatch { covered, .. }) if covered == n - 20
+    ));
+    // A damaged digit.
+    let mut bad = out[..n].to_vec();
+    bad[n - 5] = if bad[n - 5] == b'9' {
+        b'0'
+    } else {
+        bad[n - 5] + 1
+    };
+    let view = RecordView::parse_verified(&bad).unwrap();
+    assert!(matches!(
+        view.verify_prop_crc(),
+        Err(RecordError::PropCrcMismatch { .. })
+    ));
+    // A non-digit in the value.
+    let mut bad = out[..n].to_vec();
+    bad[n - 3] = 0x95;
+    let view = RecordView::parse(&bad).unwrap();
+    assert!(matches!(
+        view.verify_prop_crc(),
+        Err(RecordError::PropCrcMalformed { .. })
+    ));
+}
+
+#[test]
+fn prop_crc_limits_count_the_property() {
+    let props = vec![b'x'; MAX_PROPERTIES_LEN - 10];
+    let msg = sample("T", b"", &props);
+    assert!(msg.check_limits().is_ok());
+    assert_eq!(
+        msg.check_limits_with(true),
+        Err(RecordError::PropertiesTooLong {
+            len: MAX_PROPERTIES_LEN - 10 + 21,
+            max: MAX_PROPERTIES_LEN
+        })
+    );
+    let mut out = vec![0u8; 40_000];
+    assert!(encode_record_with(&msg, 0, 0, 0, true, &mut out).is_err());
+    // Buffer one byte short.
+    let msg = sample("T", b"b", b"");
+    let mut out = vec![0u8; msg.encoded_len_with(true) - 1];
+    assert_eq!(
+        encode_record_with(&msg, 0, 0, 0, true, &mut out),
+        Err(RecordError::BufferTooSmall {
+            need: msg.encoded_len_with(true),
+            have: msg.encoded_len_with(true) - 1
+        })
+    );
+}
+
+proptest! {
+    #[test]
+    fn prop_crc_round_trips(
+        topic in "[A-Za-z0-9_%-]{1,200}",
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+        props in proptest::collection::vec(3u8..=255, 0..100),
+        qo in any::<i64>(),
+        phys in any::<i64>(),
+        ts in any::<i64>(),
+    ) {
+        let msg = sample(&topic, &body, &props);
+        let len = msg.encoded_len_with(true);
+        let mut out = vec![0u8; len];
+        let n = encode_record_with(&msg, qo, phys, ts, true, &mut out).unwrap();
+        prop_assert_eq!(n, len);
+        let view = RecordView::parse_verified(&out).unwrap();
+        prop_assert_eq!(view.verify_prop_crc(), Ok(PropCrc::Valid));
+        prop_assert_eq!(view.body(), &body[..]);
+        prop_assert_eq!(view.topic(), &topic[..]);
+        prop_assert_eq!(&view.properties()[..props.len()], &props[..]);
+    }
+}

@@ -5,13 +5,14 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use zerocopy::byteorder::big_endian::{I16, I64};
 use zerocopy::FromBytes;
 
-use super::crc::body_crc;
+use super::crc::{body_crc, read_prop_crc_digits, record_crc, PROP_CRC32_DIGITS, PROP_CRC32_LEN};
 use super::error::RecordError;
 use super::layout::{
     host_len, BlankMarker, HostV4, HostV6, RecordHead, RecordMid, BLANK_MAGIC_CODE,
     BLANK_RECORD_LEN, HEAD_LEN, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, MID_LEN,
     MIN_RECORD_LEN, PROPERTIES_LEN_LEN, STORE_TIMESTAMP_LEN,
 };
+use super::properties::{CRC32, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
 use super::sysflag::{BORNHOST_V6_FLAG, STOREHOSTADDRESS_V6_FLAG};
 
 /// Version of the record format, told by its magic code.
@@ -297,6 +298,51 @@ impl<'a> RecordView<'a> {
         Ok(())
     }
 
+    /// Checks the `__CRC32#` property (RocketMQ 5.x `enabledAppendPropCRC`) when the record has
+    /// one: the properties string ends with the pair `__CRC32#` 0x01 <10 digits> 0x02, starting
+    /// at a pair boundary. The digits (least significant first, as Java writes them) must equal
+    /// the CRC32 (31-bit masked) of every record byte before the pair.
+    ///
+    /// Returns [`PropCrc::Absent`] when the properties do not end with that pair's name (records
+    /// written without the option), [`PropCrc::Valid`] when it matches. Errors: the pair's value
+    /// is not 10 digits closed by 0x02 ([`RecordError::PropCrcMalformed`]) or the CRC differs
+    /// ([`RecordError::PropCrcMismatch`]).
+    pub fn verify_prop_crc(&self) -> Result<PropCrc, RecordError> {
+        let props = self.properties();
+        if props.len() < PROP_CRC32_LEN {
+            return Ok(PropCrc::Absent);
+        }
+        let start = props.len() - PROP_CRC32_LEN;
+        let name = CRC32.as_bytes();
+        let tail = &props[start..];
+        if &tail[..name.len()] != name
+            || tail[name.len()] != NAME_VALUE_SEPARATOR
+            || (start > 0 && props[start - 1] != PROPERTY_SEPARATOR)
+        {
+            return Ok(PropCrc::Absent);
+        }
+        let value = &tail[name.len() + 1..];
+        let digits = &value[..PROP_CRC32_DIGITS];
+        let stored = match read_prop_crc_digits(digits) {
+            Some(v) if value[PROP_CRC32_DIGITS] == PROPERTY_SEPARATOR => v,
+            _ => {
+                return Err(RecordError::PropCrcMalformed {
+                    value: String::from_utf8_lossy(value).into_owned(),
+                })
+            }
+        };
+        let covered = self.bytes.len() - PROP_CRC32_LEN;
+        let computed = record_crc(&self.bytes[..covered]);
+        if stored != computed {
+            return Err(RecordError::PropCrcMismatch {
+                stored,
+                computed,
+                covered,
+            });
+        }
+        Ok(PropCrc::Valid)
+    }
+
     /// The record's bytes (TOTALSIZE long).
     #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {
@@ -393,6 +439,15 @@ impl<'a> RecordView<'a> {
     pub fn property(&self, name: &str) -> Option<&'a [u8]> {
         super::properties::get(self.properties(), name)
     }
+}
+
+/// Outcome of [`RecordView::verify_prop_crc`] for a record that passed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropCrc {
+    /// The record carries no `__CRC32#` property at the end of its properties.
+    Absent,
+    /// The `__CRC32#` property matches the record.
+    Valid,
 }
 
 /// Iterates the records (and blank markers) laid back to back in `buf`, stopping at the first

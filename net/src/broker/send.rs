@@ -199,7 +199,7 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
                     ids.push(',');
                 }
                 ids.push_str(offset_msg_id(b.addr, off).as_str());
-                off += m.encoded_len() as i64;
+                off += b.store.record_len(m) as i64;
             }
         }
         r

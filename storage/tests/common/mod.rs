@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
-use ramjet_core::record::{encode_record, write_blank, MessageToStore, BLANK_RECORD_LEN};
+use ramjet_core::record::{encode_record_with, write_blank, MessageToStore, BLANK_RECORD_LEN};
 use ramjet_storage::recovery::segment_file_name;
 
 /// One record as the tests laid it down.
@@ -35,9 +35,22 @@ pub fn host(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), port))
 }
 
-/// Encodes one record for `topic`/`queue_id` with the given body at `offset`.
+/// Encodes one record for `topic`/`queue_id` with the given body at `offset`, as the store
+/// writes it by default (with the `__CRC32#` whole-record CRC property, `append_prop_crc`).
 /// Every other queue offset carries a KEYS property (exercises the properties part).
 pub fn encode(topic: &str, queue_id: i32, queue_offset: i64, body: &[u8], offset: u64) -> Vec<u8> {
+    encode_with(topic, queue_id, queue_offset, body, offset, true)
+}
+
+/// [`encode`], with or without the `__CRC32#` property (without: as older code wrote records).
+pub fn encode_with(
+    topic: &str,
+    queue_id: i32,
+    queue_offset: i64,
+    body: &[u8],
+    offset: u64,
+    prop_crc: bool,
+) -> Vec<u8> {
     let props = if queue_offset % 2 == 1 {
         format!("KEYS\u{1}k{queue_offset}\u{2}")
     } else {
@@ -57,12 +70,13 @@ pub fn encode(topic: &str, queue_id: i32, queue_offset: i64, body: &[u8], offset
         prepared_transaction_offset: 0,
         tags_code: 0,
     };
-    let mut out = vec![0u8; msg.encoded_len()];
-    let n = encode_record(
+    let mut out = vec![0u8; msg.encoded_len_with(prop_crc)];
+    let n = encode_record_with(
         &msg,
         queue_offset,
         offset as i64,
         1_700_000_000_000 + queue_offset,
+        prop_crc,
         &mut out,
     )
     .expect("encode");
@@ -78,6 +92,8 @@ pub struct LogWriter {
     pub preallocate: bool,
     pub end: u64,
     pub laid: Vec<Laid>,
+    /// Write records with the `__CRC32#` property (true, as the store does by default).
+    pub prop_crc: bool,
     next_queue_offset: i64,
 }
 
@@ -90,6 +106,7 @@ impl LogWriter {
             preallocate,
             end: 0,
             laid: Vec::new(),
+            prop_crc: true,
             next_queue_offset: 0,
         }
     }
@@ -121,7 +138,7 @@ impl LogWriter {
         let queue_id = (n % 3) as i32;
         let qo = self.next_queue_offset;
         self.next_queue_offset += 1;
-        let probe = encode("TopicR", queue_id, qo, &body, 0);
+        let probe = encode_with("TopicR", queue_id, qo, &body, 0, self.prop_crc);
         let pos = self.end % self.segment_size;
         let left = self.segment_size - pos;
         if probe.len() as u64 + BLANK_RECORD_LEN as u64 > left {
@@ -130,7 +147,7 @@ impl LogWriter {
             self.write_at(self.end, &blank);
             self.end += left;
         }
-        let bytes = encode("TopicR", queue_id, qo, &body, self.end);
+        let bytes = encode_with("TopicR", queue_id, qo, &body, self.end, self.prop_crc);
         self.write_at(self.end, &bytes);
         let laid = Laid {
             offset: self.end,
