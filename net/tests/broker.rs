@@ -608,3 +608,62 @@ fn sendfile_and_copy_paths_serve_identical_pull_bytes() {
     );
     assert_eq!(results[1].1, 0, "copy-path server used sendfile");
 }
+
+/// `broker.max_batch_messages`: a batch of exactly the limit is stored; one message more is
+/// refused with MESSAGE_ILLEGAL and nothing of it is stored.
+#[test]
+fn batch_at_the_max_batch_messages_limit() {
+    const LIMIT: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 8, 1);
+    cfg.broker.max_batch_messages = LIMIT as u32;
+    let server = start(cfg);
+    let mut c = Client::connect(server.shards[0].main);
+    let batch = |n: usize| {
+        let mut body = Vec::new();
+        let p = props("T", "k");
+        for i in 0..n {
+            let payload = format!("m{i}");
+            let start = body.len();
+            body.resize(
+                start + ramjet_core::record::batch_entry_len(payload.as_bytes(), p.as_bytes()),
+                0,
+            );
+            ramjet_core::record::encode_batch_entry(
+                0,
+                payload.as_bytes(),
+                p.as_bytes(),
+                &mut body[start..],
+            )
+            .unwrap();
+        }
+        body
+    };
+    let ext = [
+        ("a", "PG"),
+        ("b", "BatchT"),
+        ("c", "TBW102"),
+        ("d", "4"),
+        ("e", "0"),
+        ("f", "0"),
+        ("g", "1700000000000"),
+        ("h", "0"),
+        ("i", ""),
+        ("m", "true"),
+    ];
+    let ok = c.call(RequestCode::SEND_BATCH_MESSAGE, &ext, &batch(LIMIT));
+    assert_eq!(ok.code, ResponseCode::SUCCESS, "{:?}", ok.remark);
+    let over = c.call(RequestCode::SEND_BATCH_MESSAGE, &ext, &batch(LIMIT + 1));
+    assert_eq!(over.code, ResponseCode::MESSAGE_ILLEGAL);
+    assert!(
+        over.remark.as_deref().unwrap_or("").contains("more than 5"),
+        "{:?}",
+        over.remark
+    );
+    let m = c.call(
+        RequestCode::GET_MAX_OFFSET,
+        &[("topic", "BatchT"), ("queueId", "0")],
+        &[],
+    );
+    assert_eq!(m.ext_get("offset"), Some("5"));
+}

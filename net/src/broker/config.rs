@@ -78,6 +78,8 @@ pub struct BrokerSection {
     pub max_frame_bytes: u32,
     /// Largest message body accepted by a send.
     pub max_message_bytes: u32,
+    /// Most messages one SEND_BATCH_MESSAGE may carry; larger batches get MESSAGE_ILLEGAL.
+    pub max_batch_messages: u32,
     /// Connections per shard listener beyond which new ones are closed at once.
     pub max_connections: u32,
     /// Parked (long-polling) pulls per shard; beyond it pulls are answered at once.
@@ -114,6 +116,7 @@ impl Default for BrokerSection {
             auto_create_subscription_group: true,
             max_frame_bytes: 16 * 1024 * 1024,
             max_message_bytes: 4 * 1024 * 1024,
+            max_batch_messages: 10_000,
             max_connections: 10_000,
             max_parked_pulls: 100_000,
             long_poll_max_ms: MAX_LONG_POLL_MS,

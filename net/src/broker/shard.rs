@@ -245,7 +245,7 @@ impl Broker {
                 max_frame_bytes: b.max_frame_bytes as usize,
                 // Bodies: a message or batch plus room for a batch's per-message overhead.
                 max_body_bytes: b.max_frame_bytes as usize,
-                ..CodecLimits::default()
+                max_batch_count: b.max_batch_messages as usize,
             },
             max_connections: b.max_connections,
             idle_timeout: Duration::from_millis(b.client_idle_ms),
