@@ -271,7 +271,9 @@ bench() {
     local l; l=$(load1)
     local b0 b1; b0=$(proc_ticks "$BPID")
     local rc=0
-    /usr/bin/time -f '%U %S %e' -o "$OUT/$name.time" "$BENCH" "${args[@]}" >"$OUT/$name.log" 2>&1 || rc=$?
+    # ramjet_bench=debug logs each failed send with the broker's answer (nothing when all succeed).
+    RAMJET_LOG=ramjet_bench=debug /usr/bin/time -f '%U %S %e' -o "$OUT/$name.time" "$BENCH" "${args[@]}" \
+        >"$OUT/$name.log" 2>&1 || rc=$?
     b1=$(proc_ticks "$BPID")
     if [ "$rc" != 0 ]; then
         say "RUN FAILED: $name (ramjet-bench exit $rc): $(tail -3 "$OUT/$name.log" | tr '\n' ' ')"
@@ -297,6 +299,11 @@ bench() {
     say "$(jq -r --arg n "$name" --arg l "$l" --arg b "$bcpu" --arg c "$bench_cpu" \
         '"\($n): \(.msgs_per_s | floor) msg/s, p50 \(.latency.p50_us / 1000) ms, p99 \(.latency.p99_us / 1000) ms, p99.9 \(.latency.p999_us / 1000) ms, errors \(.errors) (load1 \($l), broker CPU \($b)%, bench CPU \($c)%)"' \
         "$OUT/$name.json")"
+    if grep -q 'send failed' "$OUT/$name.log"; then
+        say "  failed sends by reason (numbers replaced by N):"
+        grep 'send failed' "$OUT/$name.log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/.*error=//' -e 's/[0-9][0-9]*/N/g' |
+            sort | uniq -c | sort -rn | head -5 | sed 's/^/    /' | tee -a "$SUMMARY"
+    fi
 }
 
 rate_of() { jq -r '.msgs_per_s | floor' "$OUT/$1.json" 2>/dev/null || echo 0; }
