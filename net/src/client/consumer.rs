@@ -808,6 +808,12 @@ impl PushConsumer {
                     continue;
                 }
             };
+            // A rebalance that ran concurrently (the loop and an explicit call) may have taken
+            // the queue while this one awaited: a second pull/consume loop pair for the same
+            // queue would deliver every message twice.
+            if self.inner.queues.borrow().contains_key(&mq) {
+                continue;
+            }
             self.inner.offsets.borrow_mut().update(&mq, offset, true);
             let pq = Rc::new(ProcessQueue::default());
             self.inner
