@@ -379,6 +379,10 @@ pub async fn serve_listener(
         let stream = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
+                let e = std::io::Error::from(e);
+                if runtime::is_listener_shut_down(&e) {
+                    return;
+                }
                 tracing::warn!(error = %e, "accept failed");
                 runtime::sleep(Duration::from_millis(10)).await;
                 continue;

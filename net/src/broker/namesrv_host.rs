@@ -12,7 +12,7 @@ use ramjet_core::remoting::{CodecLimits, CommandView};
 use super::conn::{serve_listener, Conn, ConnOptions, ListenerStats, Service};
 use super::delivery::DeliveryCounters;
 use crate::namesrv::{NameServer, NameServerConfig};
-use crate::runtime::{self, TcpListener};
+use crate::runtime::{self, Listener};
 
 /// Errors starting the name server.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ impl Service for NamesrvService {
 
 /// A bound name server listener (bind first so that start-up reports the port).
 pub struct NamesrvHost {
-    listener: TcpListener,
+    listener: Listener,
     local: SocketAddr,
     scan_interval: Duration,
 }
@@ -64,10 +64,13 @@ impl NamesrvHost {
             addr: addr.to_string(),
             source,
         })?;
-        let local = listener.local_addr().map_err(|e| NamesrvHostError::Bind {
-            addr: addr.to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let local = listener
+            .listener
+            .local_addr()
+            .map_err(|e| NamesrvHostError::Bind {
+                addr: addr.to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
         Ok(NamesrvHost {
             listener,
             local,
@@ -91,8 +94,9 @@ impl NamesrvHost {
             zero_copy: false,
         };
         let svc: Rc<dyn Service> = service.clone();
+        let fd = self.listener.fd();
         let accept = runtime::spawn_task(serve_listener(
-            self.listener,
+            self.listener.listener,
             svc,
             opts,
             Rc::new(ListenerStats::default()),
@@ -111,6 +115,7 @@ impl NamesrvHost {
                 }
             }
         }
+        runtime::shutdown_listener(fd);
         accept.cancel();
     }
 }

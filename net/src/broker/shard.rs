@@ -20,7 +20,7 @@ use super::longpoll::LongPollRegistry;
 use super::offsets::OffsetStore;
 use super::register::Registrar;
 use super::topics::TopicManager;
-use crate::runtime::{self, TcpListener};
+use crate::runtime::{self, Listener};
 
 /// Errors starting a shard.
 #[derive(Debug, thiserror::Error)]
@@ -139,14 +139,14 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
     }
 }
 
-fn bind(shard: usize, ip: &str, port: u16) -> Result<(TcpListener, SocketAddr), ShardError> {
+fn bind(shard: usize, ip: &str, port: u16) -> Result<(Listener, SocketAddr), ShardError> {
     let addr = format!("{ip}:{port}");
     let l = runtime::bind_listener(addr.as_str()).map_err(|e| ShardError::Bind {
         shard,
         addr: addr.clone(),
         message: e.to_string(),
     })?;
-    let local = l.local_addr().map_err(|e| ShardError::Bind {
+    let local = l.listener.local_addr().map_err(|e| ShardError::Bind {
         shard,
         addr,
         message: e.to_string(),
@@ -159,7 +159,7 @@ impl Broker {
     pub async fn open(
         cfg: Rc<Config>,
         index: usize,
-    ) -> Result<(Rc<Broker>, Vec<TcpListener>, ShardPorts), ShardError> {
+    ) -> Result<(Rc<Broker>, Vec<Listener>, ShardPorts), ShardError> {
         let dir = cfg.broker.data_dir.join(format!("shard-{index}"));
         let config_dir = dir.join("config");
         std::fs::create_dir_all(&config_dir).map_err(|source| ShardError::Dir {
@@ -255,13 +255,14 @@ impl Broker {
 
     /// Serves the listeners and runs the background loops until `stop()` is true, then shuts
     /// the shard down (offsets and topics persisted, store flushed and closed).
-    pub async fn run(self: Rc<Self>, listeners: Vec<TcpListener>, stop: Rc<dyn Fn() -> bool>) {
+    pub async fn run(self: Rc<Self>, listeners: Vec<Listener>, stop: Rc<dyn Fn() -> bool>) {
         let next_id = Rc::new(Cell::new(1u64));
         let mut tasks = Vec::new();
+        let fds: Vec<_> = listeners.iter().map(Listener::fd).collect();
         for l in listeners {
             let svc: Rc<dyn Service> = self.clone();
             tasks.push(runtime::spawn_task(serve_listener(
-                l,
+                l.listener,
                 svc,
                 self.conn_options(),
                 self.listeners.clone(),
@@ -290,6 +291,10 @@ impl Broker {
                 let idle = Duration::from_millis(self.cfg.broker.client_idle_ms);
                 super::clients::expire_clients(&self, idle);
             }
+        }
+        // Free the ports first (the tasks still own the descriptors), then stop accepting.
+        for fd in fds {
+            runtime::shutdown_listener(fd);
         }
         for t in tasks {
             t.cancel();

@@ -331,15 +331,66 @@ pub fn split_stream(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)
     Ok((stream, writer))
 }
 
+/// How long [`bind_listener`] keeps retrying a port that is still in use. A process that just
+/// exited can hold its listening sockets for a moment: io_uring tears a ring down in a kernel
+/// worker after the process is reaped, and a pending accept keeps the socket in LISTEN until
+/// then. A restart (or a supervisor's) must not fail on that; a port held by a live process
+/// still fails after this long.
+pub const BIND_RETRY: Duration = Duration::from_secs(3);
+
 /// Binds a TCP listener WITHOUT SO_REUSEPORT (glommio's `TcpListener::bind` sets it, which
-/// would let a second broker silently share a port with a running one).
-pub fn bind_listener(addr: &str) -> std::io::Result<TcpListener> {
+/// would let a second broker silently share a port with a running one). SO_REUSEADDR is on
+/// (std sets it), so TIME_WAIT connections never block a restart; EADDRINUSE is retried for
+/// up to [`BIND_RETRY`].
+pub fn bind_listener(addr: &str) -> std::io::Result<Listener> {
     use std::os::fd::{FromRawFd, IntoRawFd};
-    let std_listener = std::net::TcpListener::bind(addr)?;
+    let deadline = std::time::Instant::now() + BIND_RETRY;
+    let std_listener = loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => break l,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let fd = std_listener.into_raw_fd();
     // SAFETY: `fd` is a bound, listening TCP socket we just created and own; the glommio
     // listener takes sole ownership of it and closes it on drop.
-    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    Ok(Listener { listener, fd })
+}
+
+/// A bound listener and its descriptor (glommio's listener does not expose it), so that
+/// shutdown can [`shutdown_listener`] it while an accept task still owns it.
+pub struct Listener {
+    pub listener: TcpListener,
+    fd: std::os::fd::RawFd,
+}
+
+impl Listener {
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.fd
+    }
+}
+
+/// Stops a listening socket at once: shutdown(2) moves it out of LISTEN, so the port is free
+/// for a successor even while the io_uring ring that owns the descriptor is still being torn
+/// down, and a pending accept completes with EINVAL (which [`is_listener_shut_down`] names).
+pub fn shutdown_listener(fd: std::os::fd::RawFd) {
+    // SAFETY: shutdown(2) on a descriptor the caller still holds open; it changes socket
+    // state only and does not close or free the descriptor.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// True when an accept error means the listener was shut down by [`shutdown_listener`].
+pub fn is_listener_shut_down(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 /// Puts a socket in non-blocking mode. glommio's own socket calls pass MSG_DONTWAIT and do not
