@@ -27,6 +27,17 @@ pub enum Command {
     Pingpong(BenchArgs),
 }
 
+/// Which client code drives the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientImpl {
+    /// The generator's own send and pull loops on the remoting protocol: batch bodies encoded
+    /// once and patched per request (stamps, distinct UNIQ_KEYs), pulled records read in
+    /// place. No allocation per message, so the generator is not the ceiling.
+    Raw,
+    /// ramjet's client library (Producer, PushConsumer with rebalance): measures the library.
+    Full,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StartFrom {
     First,
@@ -54,6 +65,13 @@ pub struct BenchArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
+    /// Client code: `raw` (the generator's own protocol loops) or `full` (the client library).
+    #[arg(long, value_enum, default_value_t = ClientImpl::Raw)]
+    pub client: ClientImpl,
+    /// Messages asked for per pull (`maxMsgNums`; the Java push consumer asks 32). The broker
+    /// caps it too (store.max_transfer_* keys).
+    #[arg(long, default_value_t = 32)]
+    pub pull_batch: i32,
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
     /// Client instances (each with its own TCP connection per broker); default one per
@@ -127,6 +145,12 @@ impl BenchArgs {
         }
         if self.batch == 0 {
             return Err("--batch must be at least 1".into());
+        }
+        if self.pull_batch < 1 {
+            return Err(format!(
+                "--pull-batch must be at least 1, got {}",
+                self.pull_batch
+            ));
         }
         if self.window == 0 {
             return Err("--window must be at least 1".into());

@@ -14,5 +14,6 @@
 //!   bytes of each body; consumers subtract it from their clock on arrival.
 
 pub mod args;
+pub mod raw;
 pub mod runner;
 pub mod stats;

@@ -17,7 +17,8 @@ use ramjet_net::client::{
     Client, ClientConfig, ClientError, Message, MessageExt, Producer, ProducerConfig,
 };
 
-use crate::args::{parse_cpus, BenchArgs, StartFrom};
+use crate::args::{parse_cpus, BenchArgs, ClientImpl, StartFrom};
+use crate::raw::{self, BatchTemplate, Pulled, Puller};
 use crate::stats::{progress_line, Recorder, Report};
 
 /// What to run.
@@ -55,6 +56,8 @@ pub enum BenchError {
     },
 }
 
+/// How long a run waits for a topic it created to show in the name server's route.
+const ROUTE_WAIT: Duration = Duration::from_secs(10);
 /// Seconds after start-up before the load begins (connections and routes are set up first).
 const SETUP_SECS: f64 = 0.3;
 /// How long producers wait for in-flight requests after the run.
@@ -119,6 +122,11 @@ struct Assignment {
     producers: usize,
     consumers: usize,
     clients: usize,
+    /// Global numbers of this worker's first producer and consumer.
+    first_producer: usize,
+    first_consumer: usize,
+    /// Consumers over all workers (raw pullers split the queues by global number).
+    all_consumers: usize,
 }
 
 fn assignments(args: &BenchArgs, mode: Mode) -> Result<Vec<Assignment>, BenchError> {
@@ -139,15 +147,24 @@ fn assignments(args: &BenchArgs, mode: Mode) -> Result<Vec<Assignment>, BenchErr
     };
     let share = |n: usize, i: usize| n / w + usize::from(i < n % w);
     let conns = args.connections.unwrap_or(producers + consumers).max(1);
+    let (mut first_producer, mut first_consumer) = (0, 0);
     Ok(cpus
         .into_iter()
         .enumerate()
-        .map(|(i, cpu)| Assignment {
-            index: i,
-            cpu,
-            producers: share(producers, i),
-            consumers: share(consumers, i),
-            clients: share(conns, i).max(1),
+        .map(|(i, cpu)| {
+            let a = Assignment {
+                index: i,
+                cpu,
+                producers: share(producers, i),
+                consumers: share(consumers, i),
+                clients: share(conns, i).max(1),
+                first_producer,
+                first_consumer,
+                all_consumers: consumers,
+            };
+            first_producer += a.producers;
+            first_consumer += a.consumers;
+            a
         })
         .collect())
 }
@@ -169,10 +186,34 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
             args.cluster.clone(),
         );
         block_on(None, async move {
-            let admin = Admin::new(Client::new(ClientConfig::new(&ns)?));
-            admin
-                .create_topic(&TopicSpec::new(topic, q), cluster.as_deref())
-                .await
+            let client = Client::new(ClientConfig::new(&ns)?);
+            let admin = Admin::new(client.clone());
+            let masters = admin
+                .create_topic(&TopicSpec::new(topic.clone(), q), cluster.as_deref())
+                .await?;
+            // The brokers tell the name servers at once, but asynchronously: wait until the
+            // route shows the topic on every broker, or routes fall back to TBW102.
+            let deadline = Instant::now() + ROUTE_WAIT;
+            loop {
+                let seen = match client.fetch_route(&topic).await {
+                    Ok(r) => masters.iter().all(|m| {
+                        r.queue_datas
+                            .iter()
+                            .any(|qd| qd.broker_name == m.broker_name && qd.write_queue_nums == q)
+                    }),
+                    Err(_) => false,
+                };
+                if seen {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(BenchError::Args(format!(
+                        "topic {topic} was created but the name server does not show it on every broker after {} s",
+                        ROUTE_WAIT.as_secs()
+                    )));
+                }
+                transport::sleep(Duration::from_millis(50)).await;
+            }
         })??;
     }
     let plan = assignments(args, mode)?;
@@ -386,6 +427,9 @@ async fn load(
     produce_rec: &Rec,
     consume_rec: &Rec,
 ) -> Result<(), BenchError> {
+    if args.client == ClientImpl::Raw {
+        return raw_load(mode, a, clients, args, timing, produce_rec, consume_rec).await;
+    }
     // Consumers first, so e2e sees every message.
     let mut consumers = Vec::new();
     for i in 0..a.consumers {
@@ -406,7 +450,7 @@ async fn load(
     let mut tasks = Vec::new();
     for i in 0..a.producers {
         let client = clients[i % clients.len()].clone();
-        let mut cfg = ProducerConfig::new("ramjet_bench_producer");
+        let mut cfg = ProducerConfig::new(PRODUCER_GROUP);
         cfg.async_window = args.window;
         let producer = Producer::new(client, cfg);
         // Route and connection before the clock starts.
@@ -441,21 +485,248 @@ async fn load(
 
 fn record_arrival(rec: &Rec, m: &MessageExt, timing: Timing, by_stamp: bool) {
     let now = Instant::now();
+    if let Some(lat) = arrival_latency(&m.body, m.born_timestamp, now, timing, by_stamp) {
+        rec.borrow_mut().record(lat, 1, m.body.len() as u64);
+    }
+}
+
+/// Latency of a message that arrived at `now`: from the body's stamp (or the born time when
+/// the body carries none); `None` when outside the measured window.
+fn arrival_latency(
+    body: &[u8],
+    born_ms: i64,
+    now: Instant,
+    timing: Timing,
+    by_stamp: bool,
+) -> Option<u64> {
     let now_us = timing.epoch_us(now);
-    let stamp = m
-        .body
+    let stamp = body
         .get(..8)
         .map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
         .filter(|s| s.abs_diff(now_us) < STAMP_PLAUSIBLE_US)
-        .unwrap_or((m.born_timestamp.max(0) as u64) * 1000);
+        .unwrap_or((born_ms.max(0) as u64) * 1000);
     let in_window = if by_stamp {
         stamp >= timing.epoch_us(timing.measure_start) && stamp < timing.epoch_us(timing.end)
     } else {
         now >= timing.measure_start && now < timing.end
     };
-    if in_window {
-        rec.borrow_mut()
-            .record(now_us.saturating_sub(stamp), 1, m.body.len() as u64);
+    in_window.then(|| now_us.saturating_sub(stamp))
+}
+
+/// Producer group of the generator's sends.
+const PRODUCER_GROUP: &str = "ramjet_bench_producer";
+/// How long a send may wait for its answer.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest long-poll of a raw pull (shorter near the end of the run).
+const MAX_SUSPEND: Duration = Duration::from_secs(1);
+/// Back-off after a failed pull.
+const PULL_RETRY: Duration = Duration::from_millis(100);
+
+/// `load` with the generator's own protocol loops (`--client raw`).
+async fn raw_load(
+    mode: Mode,
+    a: &Assignment,
+    clients: &[Client],
+    args: &BenchArgs,
+    timing: Timing,
+    produce_rec: &Rec,
+    consume_rec: &Rec,
+) -> Result<(), BenchError> {
+    // The route, fetched by every client (each keeps its own broker table); every producer
+    // and puller uses the same queue list.
+    let mut queues = Vec::new();
+    for c in clients {
+        queues = Producer::new(c.clone(), ProducerConfig::new(PRODUCER_GROUP))
+            .queues(&args.topic)
+            .await?;
+    }
+    if queues.is_empty() {
+        return Err(BenchError::Args(format!(
+            "topic {} has no queue in the route",
+            args.topic
+        )));
+    }
+    // Pullers first, at their start offsets, so e2e sees every message.
+    let mut tasks = Vec::new();
+    let stop_pulls = match mode {
+        Mode::E2e => timing.end + E2E_GRACE,
+        _ => timing.end,
+    };
+    for i in 0..a.consumers {
+        let global = a.first_consumer + i;
+        let client = clients[(a.producers + i) % clients.len()].clone();
+        for (qi, mq) in queues.iter().enumerate() {
+            if qi % a.all_consumers.max(1) != global {
+                continue;
+            }
+            let addr = client.master_addr(&mq.broker_name)?;
+            let conn = client.connection(&addr).await?;
+            let offset = match client.committed_offset(&args.group, mq).await? {
+                Some(o) if o >= 0 && mode != Mode::E2e => o,
+                _ => match (mode, args.from) {
+                    (Mode::E2e, _) | (_, StartFrom::Last) => client.max_offset(mq).await?,
+                    (_, StartFrom::First) => client.min_offset(mq).await?,
+                },
+            };
+            let puller = Puller::new(mq.clone(), conn, addr, offset, args.pull_batch);
+            tasks.push(transport::spawn_joinable(raw_pull_loop(
+                puller,
+                client.clone(),
+                args.group.clone(),
+                timing,
+                stop_pulls,
+                consume_rec.clone(),
+                mode == Mode::E2e,
+            )));
+        }
+    }
+    for i in 0..a.producers {
+        let client = clients[i % clients.len()].clone();
+        let mut conns = Vec::with_capacity(queues.len());
+        for mq in &queues {
+            conns.push(
+                client
+                    .connection(&client.master_addr(&mq.broker_name)?)
+                    .await?,
+            );
+        }
+        let prefix = raw::id_prefix(&client, a.first_producer + i);
+        let template = BatchTemplate::new(&args.topic, args.batch, args.size, &prefix)?;
+        tasks.push(transport::spawn_joinable(raw_produce_loop(
+            queues.clone(),
+            conns,
+            template,
+            args.clone(),
+            timing,
+            produce_rec.clone(),
+        )));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+async fn raw_produce_loop(
+    queues: Vec<ramjet_net::client::MessageQueue>,
+    conns: Vec<ramjet_net::client::Connection>,
+    mut template: BatchTemplate,
+    args: BenchArgs,
+    timing: Timing,
+    rec: Rec,
+) {
+    let window = Rc::new(transport::Window::new(args.window as u64));
+    sleep_until(timing.start).await;
+    let per_producer_rate = args.rate.map(|r| r / args.producers.max(1) as f64);
+    let interval = per_producer_rate.map(|r| args.batch as f64 / r);
+    let (n, bytes) = (args.batch as u64, (args.batch * args.size) as u64);
+    let mut k: u64 = 0;
+    loop {
+        let intended = match interval {
+            Some(iv) => timing.start + Duration::from_secs_f64(iv * k as f64),
+            None => Instant::now(),
+        };
+        if intended >= timing.end {
+            break;
+        }
+        sleep_until(intended).await;
+        if window.acquire(1).await.is_err() {
+            break;
+        }
+        let measured = intended >= timing.measure_start;
+        let qi = (k % queues.len() as u64) as usize;
+        template.prepare(timing.epoch_us(intended));
+        let born_ms = (timing.epoch_us(Instant::now()) / 1000) as i64;
+        match raw::start_send(&conns[qi], PRODUCER_GROUP, &queues[qi], &template, born_ms) {
+            Ok((code, wait)) => {
+                let (conn, r, w) = (conns[qi].clone(), rec.clone(), window.clone());
+                transport::spawn(async move {
+                    let res = conn.finish(code, wait, SEND_TIMEOUT).await;
+                    w.signal(1);
+                    if !measured {
+                        return;
+                    }
+                    let lat = Instant::now()
+                        .saturating_duration_since(intended)
+                        .as_micros() as u64;
+                    match res {
+                        Ok(resp) if raw::send_ok(resp.code) => r.borrow_mut().record(lat, n, bytes),
+                        Ok(resp) => {
+                            tracing::debug!(code = resp.code, remark = ?resp.remark, "send refused");
+                            r.borrow_mut().record_error();
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "send failed");
+                            r.borrow_mut().record_error();
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                window.signal(1);
+                tracing::debug!(error = %e, "send not started");
+                if measured {
+                    rec.borrow_mut().record_error();
+                }
+            }
+        }
+        k += 1;
+    }
+    // Wait for every answer (all permits back), at most DRAIN.
+    let all = args.window as u64;
+    futures_lite::future::or(
+        async {
+            let _ = window.acquire(all).await;
+        },
+        transport::sleep(DRAIN),
+    )
+    .await;
+}
+
+async fn raw_pull_loop(
+    mut p: Puller,
+    client: Client,
+    group: String,
+    timing: Timing,
+    stop_at: Instant,
+    rec: Rec,
+    by_stamp: bool,
+) {
+    let bad = std::cell::Cell::new(0u64);
+    sleep_until(timing.start.min(stop_at)).await;
+    loop {
+        let now = Instant::now();
+        if now >= stop_at {
+            break;
+        }
+        let suspend = (stop_at - now)
+            .min(MAX_SUSPEND)
+            .max(Duration::from_millis(1));
+        match p.pull(&group, suspend).await {
+            Ok(Pulled::Found(body)) => {
+                let now = Instant::now();
+                let mut r = rec.borrow_mut();
+                raw::for_each_record(&body, &bad, |b, born| {
+                    if let Some(lat) = arrival_latency(b, born, now, timing, by_stamp) {
+                        r.record(lat, 1, b.len() as u64);
+                    }
+                });
+            }
+            Ok(Pulled::Empty) | Ok(Pulled::Moved) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, queue = ?p.mq, "pull failed");
+                rec.borrow_mut().record_error();
+                transport::sleep(PULL_RETRY).await;
+            }
+        }
+    }
+    if bad.get() > 0 {
+        tracing::warn!(queue = ?p.mq, malformed = bad.get(), "pull answers held malformed records");
+        rec.borrow_mut().record_error();
+    }
+    // Leave the group's progress on the broker (the pulls carried it until the last one).
+    if let Err(e) = client.commit_offset(&group, &p.mq, p.offset).await {
+        tracing::debug!(error = %e, "final offset commit failed");
     }
 }
 
@@ -712,8 +983,24 @@ mod tests {
         );
         let out = run(Mode::Produce, &a).expect("run");
         write_outputs(&a, &out).expect("write");
+        // The client library's path counts the same way (the mock tallies both runs).
+        let before = mock.messages();
+        let full = run(
+            Mode::Produce,
+            &BenchArgs {
+                client: ClientImpl::Full,
+                json: None,
+                hgrm: None,
+                ..a.clone()
+            },
+        )
+        .expect("run full");
+        assert!(full.recorder.messages > 0);
+        assert_eq!(full.recorder.messages % 4, 0);
+        assert_eq!(full.recorder.messages, mock.messages() - before);
+        let mock_total_raw = before;
         assert_eq!(out.recorder.messages % 4, 0);
-        assert_eq!(out.recorder.messages, mock.messages());
+        assert_eq!(out.recorder.messages, mock_total_raw);
         assert_eq!(out.recorder.bytes, out.recorder.messages * 64);
         assert_eq!(out.recorder.hist.len() * 4, out.recorder.messages);
         let v: serde_json::Value =
@@ -736,11 +1023,15 @@ mod tests {
             &["--rate", "500", "--duration", "0.6", "--size", "32"],
         );
         a.consumers = 1;
-        let out = run(Mode::E2e, &a).expect("run");
-        let (_, produced) = out.produce_side.as_ref().expect("produce side");
-        assert!(produced.messages > 0);
-        // Every produced message of the window arrives once.
-        assert_eq!(out.recorder.messages, produced.messages);
-        assert!(out.recorder.hist.max() < 10_000_000);
+        for client in [ClientImpl::Raw, ClientImpl::Full] {
+            a.client = client;
+            a.group = format!("e2e_{client:?}");
+            let out = run(Mode::E2e, &a).expect("run");
+            let (_, produced) = out.produce_side.as_ref().expect("produce side");
+            assert!(produced.messages > 0, "{client:?}");
+            // Every produced message of the window arrives once.
+            assert_eq!(out.recorder.messages, produced.messages, "{client:?}");
+            assert!(out.recorder.hist.max() < 10_000_000);
+        }
     }
 }

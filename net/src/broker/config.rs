@@ -170,6 +170,12 @@ pub struct StoreSection {
     pub cq_units_per_file: u32,
     pub index_slots: u32,
     pub index_entries: u32,
+    /// Per-pull caps on what one PULL_MESSAGE answer carries, for records still in the tail
+    /// cache and for records read from files (RocketMQ: 256 KiB/32 and 64 KiB/8).
+    pub max_transfer_bytes_in_memory: u32,
+    pub max_transfer_count_in_memory: u32,
+    pub max_transfer_bytes_on_disk: u32,
+    pub max_transfer_count_on_disk: u32,
 }
 
 impl Default for StoreSection {
@@ -188,6 +194,10 @@ impl Default for StoreSection {
             cq_units_per_file: 300_000,
             index_slots: 5_000_000,
             index_entries: 20_000_000,
+            max_transfer_bytes_in_memory: 256 * 1024,
+            max_transfer_count_in_memory: 1024,
+            max_transfer_bytes_on_disk: 128 * 1024,
+            max_transfer_count_on_disk: 256,
         }
     }
 }
@@ -257,6 +267,28 @@ impl Config {
                 self.broker.max_message_bytes.to_string(),
                 "must be below broker.max_frame_bytes",
             );
+        }
+        for (key, v) in [
+            (
+                "store.max_transfer_bytes_in_memory",
+                self.store.max_transfer_bytes_in_memory,
+            ),
+            (
+                "store.max_transfer_count_in_memory",
+                self.store.max_transfer_count_in_memory,
+            ),
+            (
+                "store.max_transfer_bytes_on_disk",
+                self.store.max_transfer_bytes_on_disk,
+            ),
+            (
+                "store.max_transfer_count_on_disk",
+                self.store.max_transfer_count_on_disk,
+            ),
+        ] {
+            if v == 0 {
+                return inv(key, v.to_string(), "must be at least 1");
+            }
         }
         if self.broker.name.is_empty() || self.broker.name.len() > 100 {
             return inv(

@@ -135,6 +135,10 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         cq_units_per_file: s.cq_units_per_file,
         index_slots: s.index_slots,
         index_entries: s.index_entries,
+        max_transfer_bytes_in_memory: s.max_transfer_bytes_in_memory,
+        max_transfer_count_in_memory: s.max_transfer_count_in_memory,
+        max_transfer_bytes_on_disk: s.max_transfer_bytes_on_disk,
+        max_transfer_count_on_disk: s.max_transfer_count_on_disk,
         ..StoreConfig::default()
     }
 }

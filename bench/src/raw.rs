@@ -1,0 +1,426 @@
+//! The load generator's own send and pull loops, straight on the RocketMQ remoting protocol
+//! (`--client raw`, the default).
+//!
+//! The full client library (`--client full`) builds a `Message` per message, a `UNIQ_KEY`
+//! string per message, a properties string and a `MessageExt` with owned strings per pulled
+//! message. At millions of messages per second that work costs more than the broker's, and the
+//! generator, not the broker, sets the ceiling. Here a batch body is encoded once
+//! ([`BatchTemplate`]); each request only patches, in place, the 8-byte time stamp at the
+//! start of every body and the counter part of every `UNIQ_KEY`, so the bytes on the wire are
+//! what a Java producer sends (one distinct `UNIQ_KEY` per message) while the generator
+//! allocates per request, never per message. Pulled records are read in place
+//! ([`for_each_record`]) without decoding them into owned messages.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use ramjet_core::record::RecordView;
+use ramjet_core::remoting::headers::{
+    PullMessageRequestHeader, PullMessageResponseHeader, PullSysFlag, SendMessageRequestHeader,
+};
+use ramjet_core::remoting::{RequestCode, ResponseCode};
+use ramjet_net::client::message::{encode_batch, encode_properties, prop};
+use ramjet_net::client::{Client, ClientError, Connection, Message, MessageQueue};
+
+/// Hex digits of a `UNIQ_KEY` (16 bytes).
+const UNIQ_KEY_HEX: usize = 32;
+/// Hex digits at the end of each `UNIQ_KEY` that the template rewrites per message.
+const COUNTER_HEX: usize = 12;
+/// Topic the broker may create the bench topic from (RocketMQ's `TBW102`).
+const DEFAULT_TOPIC: &str = "TBW102";
+/// Queues of an auto-created topic.
+const DEFAULT_TOPIC_QUEUES: i32 = 4;
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// One request's body, encoded once, with the places that change per message.
+pub struct BatchTemplate {
+    /// SEND_BATCH_MESSAGE body, or the single message's body.
+    body: Vec<u8>,
+    /// For a single message: the properties string of the request header.
+    props: Vec<u8>,
+    /// Body offsets of every message's 8-byte stamp (empty when bodies are under 8 bytes).
+    stamps: Vec<usize>,
+    /// Offsets, in `body` (batch) or `props` (single), of every message's counter digits.
+    counters: Vec<usize>,
+    batch: bool,
+    /// Next counter value (unique per template; the id prefix holds the producer's number).
+    next: u64,
+}
+
+impl BatchTemplate {
+    /// `id_prefix`: 20 uppercase hex digits (address, pid and instance of a `UNIQ_KEY`).
+    pub fn new(
+        topic: &str,
+        count: usize,
+        size: usize,
+        id_prefix: &str,
+    ) -> Result<Self, ClientError> {
+        assert!(count >= 1, "a request carries at least one message");
+        assert_eq!(id_prefix.len(), UNIQ_KEY_HEX - COUNTER_HEX);
+        let placeholder = format!("{id_prefix}{}", "0".repeat(COUNTER_HEX));
+        let body_bytes = vec![b'x'; size];
+        let msgs: Vec<Message> = (0..count)
+            .map(|_| {
+                let mut m = Message::new(topic, body_bytes.clone());
+                m.set_property(prop::UNIQ_KEY, placeholder.clone());
+                m
+            })
+            .collect();
+        let mut t = BatchTemplate {
+            body: Vec::new(),
+            props: Vec::new(),
+            stamps: Vec::with_capacity(count),
+            counters: Vec::with_capacity(count),
+            batch: count > 1,
+            next: 0,
+        };
+        let key = format!("{}\u{1}", prop::UNIQ_KEY);
+        if t.batch {
+            let mut out = bytes::BytesMut::new();
+            encode_batch(&msgs, &mut out)?;
+            t.body = out.to_vec();
+            // Walk the entries: total(4) magic(4) crc(4) flag(4) body_len(4) body
+            // props_len(2) props.
+            let mut pos = 0;
+            while pos < t.body.len() {
+                let total = be_u32(&t.body[pos..]) as usize;
+                let body_len = be_u32(&t.body[pos + 16..]) as usize;
+                let body_at = pos + 20;
+                if body_len >= 8 {
+                    t.stamps.push(body_at);
+                }
+                let props_at = body_at + body_len + 2;
+                let props = &t.body[props_at..pos + total];
+                let v = find(props, key.as_bytes()).expect("template has a UNIQ_KEY") + key.len();
+                t.counters.push(props_at + v + UNIQ_KEY_HEX - COUNTER_HEX);
+                pos += total;
+            }
+        } else {
+            t.body = body_bytes;
+            if size >= 8 {
+                t.stamps.push(0);
+            }
+            let mut props = String::new();
+            encode_properties(&msgs[0].properties, &mut props);
+            t.props = props.into_bytes();
+            let v = find(&t.props, key.as_bytes()).expect("template has a UNIQ_KEY") + key.len();
+            t.counters.push(v + UNIQ_KEY_HEX - COUNTER_HEX);
+        }
+        assert_eq!(t.counters.len(), count);
+        Ok(t)
+    }
+
+    /// Stamps every body with `stamp_us` and gives every message the next unique id.
+    pub fn prepare(&mut self, stamp_us: u64) {
+        let stamp = stamp_us.to_be_bytes();
+        for &at in &self.stamps {
+            self.body[at..at + 8].copy_from_slice(&stamp);
+        }
+        let buf = if self.batch {
+            &mut self.body
+        } else {
+            &mut self.props
+        };
+        for &at in &self.counters {
+            let mut v = self.next;
+            for i in (0..COUNTER_HEX).rev() {
+                buf[at + i] = HEX_UPPER[(v & 0xf) as usize];
+                v >>= 4;
+            }
+            self.next += 1;
+        }
+    }
+
+    pub fn is_batch(&self) -> bool {
+        self.batch
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The header's properties (single message only).
+    pub fn properties(&self) -> Option<&str> {
+        if self.batch {
+            None
+        } else {
+            // Built from `encode_properties` and patched with ASCII hex only.
+            std::str::from_utf8(&self.props).ok()
+        }
+    }
+
+    pub fn messages(&self) -> usize {
+        self.counters.len()
+    }
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The 20-digit prefix of this producer's `UNIQ_KEY`s: the client's address, pid and instance
+/// digits, with the producer's number in the last two.
+pub fn id_prefix(client: &Client, producer: usize) -> String {
+    let id = client.uniq_ids().next_id();
+    let base = &id[..UNIQ_KEY_HEX - COUNTER_HEX - 2];
+    format!("{base}{:02X}", producer as u8)
+}
+
+/// Starts one send of `t` on `conn` to `mq`; await the returned future for its outcome.
+pub fn start_send(
+    conn: &Connection,
+    group: &str,
+    mq: &MessageQueue,
+    t: &BatchTemplate,
+    born_ms: i64,
+) -> Result<(i32, ramjet_net::client::transport::ResponseWait), ClientError> {
+    let header = SendMessageRequestHeader {
+        producer_group: group,
+        topic: &mq.topic,
+        default_topic: DEFAULT_TOPIC,
+        default_topic_queue_nums: DEFAULT_TOPIC_QUEUES,
+        queue_id: mq.queue_id,
+        sys_flag: 0,
+        born_timestamp: born_ms,
+        flag: 0,
+        properties: t.properties(),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        max_reconsume_times: None,
+        batch: t.is_batch().then_some(true),
+        broker_name: Some(&mq.broker_name),
+    };
+    let code = if t.is_batch() {
+        RequestCode::SEND_BATCH_MESSAGE
+    } else {
+        RequestCode::SEND_MESSAGE_V2
+    };
+    let wait = conn.start(code, &header.v2(), t.body())?;
+    Ok((code, wait))
+}
+
+/// What a send's answer means for the report.
+pub fn send_ok(code: i32) -> bool {
+    code == ResponseCode::SUCCESS
+}
+
+/// Calls `f(body, born_timestamp_ms)` for every stored record in a pull response body.
+/// Returns the number of records; a malformed record ends the walk (and is counted in `bad`).
+pub fn for_each_record(buf: &[u8], bad: &Cell<u64>, mut f: impl FnMut(&[u8], i64)) -> usize {
+    let mut pos = 0;
+    let mut n = 0;
+    while pos + 4 <= buf.len() {
+        let total = be_u32(&buf[pos..]) as usize;
+        if total == 0 || pos + total > buf.len() {
+            bad.set(bad.get() + 1);
+            break;
+        }
+        match RecordView::parse(&buf[pos..pos + total]) {
+            Ok(v) => f(v.body(), v.born_timestamp()),
+            Err(_) => {
+                bad.set(bad.get() + 1);
+                break;
+            }
+        }
+        n += 1;
+        pos += total;
+    }
+    n
+}
+
+/// One queue's puller state.
+pub struct Puller {
+    pub mq: MessageQueue,
+    pub conn: Connection,
+    pub addr: String,
+    pub offset: i64,
+    pub max_nums: i32,
+    /// Offset last committed with a pull (piggy-backed), to commit only on change.
+    committed: i64,
+}
+
+/// Answer of one pull.
+pub enum Pulled {
+    /// Records in the body; the offset moved on.
+    Found(bytes::Bytes),
+    /// Nothing new (long poll timed out) or nothing matched.
+    Empty,
+    /// The broker moved our offset (too small or too big).
+    Moved,
+}
+
+impl Puller {
+    pub fn new(
+        mq: MessageQueue,
+        conn: Connection,
+        addr: String,
+        offset: i64,
+        max_nums: i32,
+    ) -> Self {
+        Puller {
+            mq,
+            conn,
+            addr,
+            offset,
+            max_nums,
+            committed: offset,
+        }
+    }
+
+    /// One PULL_MESSAGE, held by the broker up to `suspend` when there is nothing new.
+    pub async fn pull(&mut self, group: &str, suspend: Duration) -> Result<Pulled, ClientError> {
+        let mut sys_flag = PullSysFlag::SUBSCRIPTION | PullSysFlag::SUSPEND;
+        let commit = self.offset != self.committed;
+        if commit {
+            sys_flag |= PullSysFlag::COMMIT_OFFSET;
+        }
+        let h = PullMessageRequestHeader {
+            consumer_group: group,
+            topic: &self.mq.topic,
+            queue_id: self.mq.queue_id,
+            queue_offset: self.offset,
+            max_msg_nums: self.max_nums,
+            sys_flag,
+            commit_offset: if commit { self.offset } else { 0 },
+            suspend_timeout_millis: suspend.as_millis() as i64,
+            subscription: Some("*"),
+            sub_version: 0,
+            expression_type: Some("TAG"),
+            max_msg_bytes: None,
+            broker_name: Some(&self.mq.broker_name),
+        };
+        let code = RequestCode::PULL_MESSAGE;
+        let resp = self
+            .conn
+            .invoke(code, &h, &[], suspend + Duration::from_secs(5))
+            .await?;
+        if commit {
+            self.committed = self.offset;
+        }
+        let found = match resp.code {
+            ResponseCode::SUCCESS => true,
+            ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY => false,
+            ResponseCode::PULL_OFFSET_MOVED => {
+                let rh: PullMessageResponseHeader = Client::decode_header(&self.addr, code, &resp)?;
+                self.offset = rh.next_begin_offset;
+                return Ok(Pulled::Moved);
+            }
+            other => {
+                return Err(ClientError::Broker {
+                    addr: self.addr.clone(),
+                    request_code: code,
+                    code: other,
+                    remark: resp.remark.clone().unwrap_or_default(),
+                })
+            }
+        };
+        let rh: PullMessageResponseHeader = Client::decode_header(&self.addr, code, &resp)?;
+        self.offset = rh.next_begin_offset;
+        Ok(if found {
+            Pulled::Found(resp.body)
+        } else {
+            Pulled::Empty
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ramjet_core::record::{decode_batch, properties};
+    use std::collections::HashSet;
+
+    const PREFIX: &str = "7F00000112340000ABCD";
+
+    #[test]
+    fn batch_template_is_a_valid_batch_with_stamps_and_distinct_ids() {
+        let mut t = BatchTemplate::new("T", 50, 100, PREFIX).unwrap();
+        assert!(t.is_batch());
+        assert_eq!(t.messages(), 50);
+        let mut seen = HashSet::new();
+        for round in 0..3u64 {
+            t.prepare(1_000_000 + round);
+            let mut n = 0;
+            for item in decode_batch(t.body()) {
+                let item = item.unwrap();
+                assert_eq!(item.body.len(), 100);
+                assert_eq!(&item.body[..8], &(1_000_000 + round).to_be_bytes());
+                assert!(item.body[8..].iter().all(|&b| b == b'x'));
+                let id = properties::get_str(item.properties, "UNIQ_KEY").unwrap();
+                assert_eq!(id.len(), 32);
+                assert!(id.starts_with(PREFIX));
+                assert!(seen.insert(id.to_string()), "duplicate id {id}");
+                n += 1;
+            }
+            assert_eq!(n, 50);
+        }
+        assert_eq!(seen.len(), 150);
+        assert!(seen.contains(&format!("{PREFIX}{:012X}", 149)));
+    }
+
+    #[test]
+    fn single_template_carries_its_id_in_the_header_properties() {
+        let mut t = BatchTemplate::new("T", 1, 16, PREFIX).unwrap();
+        assert!(!t.is_batch());
+        t.prepare(42);
+        assert_eq!(&t.body()[..8], &42u64.to_be_bytes());
+        let p = t.properties().unwrap();
+        assert_eq!(
+            properties::get_str(p.as_bytes(), "UNIQ_KEY"),
+            Some(format!("{PREFIX}{:012X}", 0).as_str())
+        );
+        t.prepare(43);
+        assert_eq!(
+            properties::get_str(t.properties().unwrap().as_bytes(), "UNIQ_KEY"),
+            Some(format!("{PREFIX}{:012X}", 1).as_str())
+        );
+    }
+
+    #[test]
+    fn small_bodies_get_no_stamp() {
+        let mut t = BatchTemplate::new("T", 3, 4, PREFIX).unwrap();
+        t.prepare(7);
+        for item in decode_batch(t.body()) {
+            assert_eq!(item.unwrap().body, b"xxxx");
+        }
+    }
+
+    #[test]
+    fn record_walk_counts_and_stops_at_garbage() {
+        use ramjet_core::record::{encode_record, MessageToStore};
+        let mut buf = Vec::new();
+        for i in 0..3u8 {
+            let body = [i; 12];
+            let m = MessageToStore {
+                topic: "T",
+                queue_id: 0,
+                flag: 0,
+                body: &body,
+                properties: b"",
+                sys_flag: 0,
+                born_timestamp: 1000 + i64::from(i),
+                born_host: "127.0.0.1:1".parse().unwrap(),
+                store_host: "127.0.0.1:2".parse().unwrap(),
+                reconsume_times: 0,
+                prepared_transaction_offset: 0,
+                tags_code: 0,
+            };
+            let start = buf.len();
+            buf.resize(start + 4096, 0);
+            let n = encode_record(&m, 0, 0, 0, &mut buf[start..]).unwrap();
+            buf.truncate(start + n);
+        }
+        let bad = Cell::new(0);
+        let mut got = Vec::new();
+        assert_eq!(for_each_record(&buf, &bad, |b, ts| got.push((b[0], ts))), 3);
+        assert_eq!(got, vec![(0, 1000), (1, 1001), (2, 1002)]);
+        assert_eq!(bad.get(), 0);
+        buf.extend_from_slice(&[0, 0, 0, 99, 1, 2]);
+        assert_eq!(for_each_record(&buf, &bad, |_, _| {}), 3);
+        assert_eq!(bad.get(), 1);
+    }
+}
