@@ -144,6 +144,37 @@ impl OffsetStore {
         Ok(true)
     }
 
+    /// Like [`persist_if_dirty`](Self::persist_if_dirty), but the write and its two fsyncs
+    /// run on a blocking thread: done on the shard they stall every connection of the shard
+    /// for the fsync time (milliseconds), every `offset_persist_interval_ms`.
+    pub async fn persist_if_dirty_off_shard(&self) -> Result<bool, OffsetsError> {
+        if !self.dirty.get() {
+            return Ok(false);
+        }
+        let bytes = self.snapshot();
+        self.dirty.set(false);
+        let path = self.path.clone();
+        let r = crate::runtime::blocking(move || write_atomically(&path, &bytes)).await;
+        if let Err(e) = r {
+            self.dirty.set(true);
+            return Err(e.into());
+        }
+        Ok(true)
+    }
+
+    /// The file's bytes for the current table.
+    fn snapshot(&self) -> Vec<u8> {
+        let mut file = OffsetFile::default();
+        for (key, q, o) in self.entries() {
+            file.offset_table
+                .entry(key)
+                .or_default()
+                .insert(q.to_string(), o);
+        }
+        // Serializing a map of strings and integers cannot fail.
+        serde_json::to_vec_pretty(&file).unwrap_or_default()
+    }
+
     /// Writes the file now (atomically).
     pub fn persist(&self) -> Result<(), OffsetsError> {
         let mut file = OffsetFile::default();
@@ -198,6 +229,27 @@ mod tests {
         assert_eq!(r.get("T", "G", 0), None);
         r.persist().unwrap();
         assert_eq!(OffsetStore::open(dir.path()).unwrap().entries().len(), 1);
+    }
+
+    #[test]
+    fn periodic_persist_writes_off_the_shard_and_only_when_dirty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move {
+                let s = OffsetStore::open(&path).unwrap();
+                assert!(!s.persist_if_dirty_off_shard().await.unwrap());
+                s.commit("T", "G", 2, 41);
+                assert!(s.persist_if_dirty_off_shard().await.unwrap());
+                assert!(!s.persist_if_dirty_off_shard().await.unwrap());
+                s.commit("T", "G", 2, 42);
+                assert!(s.persist_if_dirty_off_shard().await.unwrap());
+            })
+            .unwrap();
+        ex.join().unwrap();
+        let r = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(r.get("T", "G", 2), Some(42));
+        assert!(!dir.path().join(format!("{OFFSETS_FILE}.tmp")).exists());
     }
 
     #[test]

@@ -331,6 +331,16 @@ pub fn split_stream(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)
     Ok((stream, writer))
 }
 
+/// Runs blocking work (file writes with fsync) on the executor's blocking thread and waits
+/// for it without stalling the shard.
+pub async fn blocking<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(f).await
+}
+
 /// How long [`bind_listener`] keeps retrying a port that is still in use. A process that just
 /// exited can hold its listening sockets for a moment: io_uring tears a ring down in a kernel
 /// worker after the process is reaped, and a pending accept keeps the socket in LISTEN until
