@@ -10,7 +10,9 @@
 #   Broker   `ramjet start --shards 1 --cpus 0`, ramjet-bench pinned to `--cpus 1` (split layout):
 #            produce 100 B batched (async flush) at max; 1 KiB `--flush sync` at max and at 50%
 #            of that max (open loop); e2e 100 B at 10k/s, 100k/s and 50% of the e2e max;
-#            catch-up consume from files after a broker restart, io_mode direct vs buffered.
+#            catch-up consume from the tail cache, and from files after a broker restart
+#            (io_mode direct with sendfile and with --no-zero-copy, io_mode buffered);
+#            the 100 B produce once more with `--client full` (the client library as generator).
 #            Shared layout: broker `--shards 2 --cpus 0,1`, bench `--cpus 0,1`, 100 B produce.
 #            Optional `perf record -e cpu-clock -g` of broker and bench during a 100 B produce.
 #
@@ -26,6 +28,8 @@
 #   SEG=268435456              --segment-size-bytes
 #   PROFILE=1                  0 skips the perf profile run
 #   FIO=1                      0 skips fio
+#   CATCHUP_PULL=1024          --pull-batch of the catch-up runs
+#   MEM_TAIL_CACHE=2147483648  tail cache of the from-memory catch-up broker
 # Needs: fio, jq, gcc (for the TCP echo), GNU dd, util-linux fincore, /usr/bin/time; perf when
 # PROFILE=1. Takes about 6 minutes with the defaults. Run it on an otherwise idle machine: the
 # load average before each run is recorded in results.tsv (column load1).
@@ -48,6 +52,8 @@ FIO=${FIO:-1}
 NS=127.0.0.1:$NS_PORT
 # Catch-up brokers keep only this much CommitLog in memory, so reads come from the files.
 CATCHUP_TAIL_CACHE=${CATCHUP_TAIL_CACHE:-16777216}
+CATCHUP_PULL=${CATCHUP_PULL:-1024}          # --pull-batch (maxMsgNums) of the catch-up runs
+MEM_TAIL_CACHE=${MEM_TAIL_CACHE:-2147483648}  # tail cache of the from-memory catch-up run
 # How long a broker may take to print "ready".
 READY_TIMEOUT_S=60
 TICKS=$(getconf CLK_TCK)
@@ -222,11 +228,13 @@ say ""
 # ---------------------------------------------------------------------------------------------
 # broker_start LABEL DATA_SUBDIR SHARDS CPUS FLUSH IO_MODE [TAIL_CACHE_BYTES]
 broker_start() {
-    local label=$1 sub=$2 shards=$3 cpus=$4 flush=$5 io=$6 tail=${7:-}
+    local label=$1 sub=$2 shards=$3 cpus=$4 flush=$5 io=$6 tail=${7:-} extra=${8:-}
     local log=$OUT/broker-$label.log
     local args=(start --shards "$shards" --cpus "$cpus" --data-dir "$DATA_DIR/$sub"
         --port "$PORT" --namesrv-listen "$NS" --listen-ip 127.0.0.1
         --flush "$flush" --io-mode "$io" --segment-size-bytes "$SEG")
+    # shellcheck disable=SC2206
+    [ -n "$extra" ] && args+=($extra)
     if [ -n "$tail" ]; then
         printf '[store]\ntail_cache_bytes = %s\n' "$tail" >"$OUT/broker-$label.toml"
         args+=(--config "$OUT/broker-$label.toml")
@@ -325,6 +333,7 @@ say "## Split layout, flush async, io_mode direct"
 broker_start async-direct async 1 "$BROKER_CPUS" async direct
 bench pingpong "broker round trip, one message at a time" pingpong --topic PingPong --queues 1 --size 100 --cpus "$BENCH_CPUS" --duration 5
 bench produce-100B-b100 "" produce --topic P100b100 --queues 8 --size 100 --batch 100 --producers 4 "${P[@]}"
+bench produce-100B-b100-fullclient "--client full: ramjet's client library as the generator" produce --topic P100b100 --size 100 --batch 100 --producers 4 --client full "${P[@]}"
 bench produce-100B-b1000 "" produce --topic P100b1000 --queues 8 --size 100 --batch 1000 --producers 4 "${P[@]}"
 bench e2e-max "closed loop" e2e --topic E2eMax --queues 8 --size 100 "${P[@]}"
 E2E_MAX=$(rate_of e2e-max)
@@ -358,13 +367,24 @@ fi
 broker_stop
 say ""
 
+say "## Catch-up consume from the tail cache (fresh broker with a $MEM_TAIL_CACHE-byte tail cache: produce 4 s, then consume from the first offset for 2 s)"
+broker_start catchup-memory memory 1 "$BROKER_CPUS" async direct "$MEM_TAIL_CACHE"
+bench produce-for-memory "backlog for catchup-memory" produce --topic M100b100 --queues 8 --size 100 --batch 100 --producers 4 --cpus "$BENCH_CPUS" --duration 4 --warmup 0
+bench catchup-memory "backlog: $(jq -r '.messages' "$OUT/produce-for-memory.json" 2>/dev/null) msgs, all in the tail cache" consume --topic M100b100 --group CatchupMemory --from first --pull-batch "$CATCHUP_PULL" --cpus "$BENCH_CPUS" --duration 2 --warmup 0.5
+broker_stop
+say ""
+
 say "## Catch-up consume from files, io_mode direct (data of produce-100B-b100, broker restarted)"
 broker_start catchup-direct async 1 "$BROKER_CPUS" async direct "$CATCHUP_TAIL_CACHE"
 say "page cache of $DATA_DIR/async before eviction: $(cached_mib "$DATA_DIR/async") MiB"
 evict "$DATA_DIR/async"
 say "page cache after eviction: $(cached_mib "$DATA_DIR/async") MiB"
-bench catchup-direct "backlog: $(jq -r '.messages' "$OUT/produce-100B-b100.json")+ msgs" consume --topic P100b100 --group CatchupDirect --from first "${P[@]}"
+bench catchup-direct "sendfile; backlog: $(jq -r '.messages' "$OUT/produce-100B-b100.json")+ msgs" consume --topic P100b100 --group CatchupDirect --from first --pull-batch "$CATCHUP_PULL" "${P[@]}"
 say "page cache after the run: $(cached_mib "$DATA_DIR/async") MiB"
+broker_stop
+broker_start catchup-direct-copy async 1 "$BROKER_CPUS" async direct "$CATCHUP_TAIL_CACHE" --no-zero-copy
+evict "$DATA_DIR/async"
+bench catchup-direct-copy "--no-zero-copy (read + copy instead of sendfile)" consume --topic P100b100 --group CatchupDirectCopy --from first --pull-batch "$CATCHUP_PULL" "${P[@]}"
 broker_stop
 say ""
 
@@ -374,7 +394,7 @@ bench produce-100B-b100-buffered "io_mode buffered" produce --topic B100b100 --q
 broker_stop
 broker_start catchup-buffered buffered 1 "$BROKER_CPUS" async buffered "$CATCHUP_TAIL_CACHE"
 say "page cache of $DATA_DIR/buffered: $(cached_mib "$DATA_DIR/buffered") MiB"
-bench catchup-buffered "backlog: $(jq -r '.messages' "$OUT/produce-100B-b100-buffered.json")+ msgs" consume --topic B100b100 --group CatchupBuffered --from first "${P[@]}"
+bench catchup-buffered "backlog: $(jq -r '.messages' "$OUT/produce-100B-b100-buffered.json")+ msgs" consume --topic B100b100 --group CatchupBuffered --from first --pull-batch "$CATCHUP_PULL" "${P[@]}"
 broker_stop
 say ""
 
@@ -400,7 +420,7 @@ say ""
 say "## Targets (issue: first performance report)"
 best_produce=$(for r in produce-100B-b100 produce-100B-b1000 produce-100B-b100-shared; do rate_of "$r"; done | sort -n | tail -1)
 say "100 B batched async produce, best of runs: $best_produce msg/s vs >= 2500000: $(awk -v r="$best_produce" 'BEGIN {printf "%.2f", r / 2500000}')x of target"
-cu=$(for r in catchup-direct catchup-buffered; do rate_of "$r"; done | sort -n | tail -1)
+cu=$(for r in catchup-memory catchup-direct catchup-direct-copy catchup-buffered; do rate_of "$r"; done | sort -n | tail -1)
 say "catch-up consume, best: $cu msg/s vs >= 1500000: $(awk -v r="$cu" 'BEGIN {printf "%.2f", r / 1500000}')x of target"
 if [ -f "$OUT/e2e-half.json" ]; then
     p99=$(jq -r '.latency.p99_us' "$OUT/e2e-half.json")
