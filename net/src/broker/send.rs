@@ -194,11 +194,17 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
         let r = b.store.put_batch(&msgs);
         if let Ok(p) = &r {
             let mut off = p.physical_offset as i64;
+            // Every id is the same store-host prefix and the record's offset in 16 hex digits.
+            let first = offset_msg_id(b.addr, off);
+            let first = first.as_str();
+            let prefix = &first[..first.len() - 16];
+            ids.reserve(msgs.len() * (first.len() + 1));
             for (i, m) in msgs.iter().enumerate() {
                 if i > 0 {
                     ids.push(',');
                 }
-                ids.push_str(offset_msg_id(b.addr, off).as_str());
+                ids.push_str(prefix);
+                push_hex16(&mut ids, off as u64);
                 off += b.store.record_len(m) as i64;
             }
         }
@@ -274,6 +280,14 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
     conn.respond(req, ResponseCode::SUCCESS, None, &header, &[]);
 }
 
+/// Appends `v` as 16 uppercase hex digits (the offset part of an offset message id).
+fn push_hex16(out: &mut String, v: u64) {
+    const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+    for i in (0..16).rev() {
+        out.push(char::from(HEX_UPPER[((v >> (4 * i)) & 0xF) as usize]));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn respond_send(
     conn: &Conn,
@@ -302,4 +316,21 @@ fn respond_send(
     let mut head = FrameHead::response(code, opaque);
     head.remark = remark;
     conn.send_frame(st, &head, &header, &[]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_ids_are_offset_msg_ids() {
+        let host: std::net::SocketAddr = "10.1.2.3:10911".parse().unwrap();
+        for off in [0i64, 1, 0x1234_5678_9ABC, i64::MAX] {
+            let full = offset_msg_id(host, off);
+            let full = full.as_str();
+            let mut s = String::from(&full[..full.len() - 16]);
+            push_hex16(&mut s, off as u64);
+            assert_eq!(s, full);
+        }
+    }
 }
