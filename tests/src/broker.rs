@@ -1,6 +1,11 @@
 //! Runs the real `ramjet` binary as a child process: free ports on 127.0.0.1, a temp data dir,
 //! a config file, bounded start-up waits, SIGTERM/SIGKILL and restart on the same directory.
 //! Its stdout and stderr go to a log file whose tail is printed when a test fails.
+//!
+//! A process plays one [`Role`]: `ramjet start` (embedded name server + shards, the default),
+//! `ramjet namesrv` (name server only) or `ramjet broker` (shards only, registering with a name
+//! server of another process). [`Cluster`] starts one name server process plus several broker
+//! processes, so that one broker can be killed while the others keep serving.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -33,12 +38,26 @@ pub enum Flush {
     Async,
 }
 
+/// Which `ramjet` subcommand a process runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// `ramjet start`: embedded name server plus the shards.
+    Start,
+    /// `ramjet namesrv`: the name server alone (`shards` is ignored).
+    Namesrv,
+    /// `ramjet broker`: shards only, registering with the name server at `namesrv`.
+    Broker { namesrv: SocketAddr },
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct BrokerSpec {
+    pub role: Role,
     pub shards: usize,
     pub flush: Flush,
     pub segment_size_bytes: u64,
+    /// `[broker] name`: shard i registers as `<name>-s<i>`.
+    pub name: String,
     /// Extra TOML lines appended to the `[broker]` section.
     pub broker_toml: String,
 }
@@ -46,15 +65,33 @@ pub struct BrokerSpec {
 impl Default for BrokerSpec {
     fn default() -> Self {
         BrokerSpec {
+            role: Role::Start,
             shards: 1,
             flush: Flush::Async,
             segment_size_bytes: 64 * 1024 * 1024,
+            name: "ramjet".to_string(),
             broker_toml: String::new(),
         }
     }
 }
 
 impl BrokerSpec {
+    /// A `ramjet namesrv` process.
+    pub fn namesrv_only() -> Self {
+        BrokerSpec {
+            role: Role::Namesrv,
+            shards: 0,
+            ..BrokerSpec::default()
+        }
+    }
+    /// A `ramjet broker` process named `name` registering with the name server at `namesrv`.
+    pub fn broker_only(namesrv: SocketAddr, name: &str) -> Self {
+        BrokerSpec {
+            role: Role::Broker { namesrv },
+            name: name.to_string(),
+            ..BrokerSpec::default()
+        }
+    }
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = n;
         self
@@ -62,6 +99,17 @@ impl BrokerSpec {
     pub fn flush(mut self, f: Flush) -> Self {
         self.flush = f;
         self
+    }
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+    /// Shards this process serves (none for a name server).
+    pub fn shard_count(&self) -> usize {
+        match self.role {
+            Role::Namesrv => 0,
+            Role::Start | Role::Broker { .. } => self.shards,
+        }
     }
 }
 
@@ -105,6 +153,8 @@ pub struct Broker {
     child: Option<Child>,
     dir: tempfile::TempDir,
     spec: BrokerSpec,
+    /// Port of the embedded (`start`) or standalone (`namesrv`) name server; reserved but
+    /// unused for `broker`.
     namesrv_port: u16,
     base_port: u16,
     starts: u32,
@@ -115,7 +165,7 @@ impl Broker {
     pub fn start(spec: BrokerSpec) -> Broker {
         let bin = setup::ramjet_bin();
         let dir = setup::temp_dir("ramjet-e2e-");
-        let (namesrv_port, base_port) = pick_ports(spec.shards);
+        let (namesrv_port, base_port) = pick_ports(spec.shard_count());
         let mut b = Broker {
             child: None,
             dir,
@@ -146,8 +196,12 @@ impl Broker {
         self.dir.path().join("broker.log")
     }
 
+    /// The name server this process runs (`start`, `namesrv`) or registers with (`broker`).
     pub fn namesrv_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.namesrv_port))
+        match &self.spec.role {
+            Role::Broker { namesrv } => *namesrv,
+            Role::Start | Role::Namesrv => SocketAddr::from(([127, 0, 0, 1], self.namesrv_port)),
+        }
     }
 
     /// `127.0.0.1:port` of the name server, as clients take it.
@@ -161,7 +215,12 @@ impl Broker {
     }
 
     pub fn shards(&self) -> usize {
-        self.spec.shards
+        self.spec.shard_count()
+    }
+
+    /// The broker name shard `i` registers with (`<name>-s<i>`).
+    pub fn shard_broker_name(&self, i: usize) -> String {
+        format!("{}-s{i}", self.spec.name)
     }
 
     fn write_config(&self) {
@@ -171,12 +230,13 @@ impl Broker {
         };
         let text = format!(
             "[broker]\n\
+             name = \"{name}\"\n\
              listen_ip = \"127.0.0.1\"\n\
              advertise_ip = \"127.0.0.1\"\n\
              base_port = {base}\n\
              shards = {shards}\n\
              data_dir = \"{data}\"\n\
-             namesrv_addrs = [\"127.0.0.1:{ns}\"]\n\
+             namesrv_addrs = [\"{ns_addr}\"]\n\
              {extra}\n\
              [namesrv]\n\
              listen = \"127.0.0.1:{ns}\"\n\
@@ -187,9 +247,11 @@ impl Broker {
              tail_cache_bytes = {tail}\n\
              index_slots = 4096\n\
              index_entries = 16384\n",
+            name = self.spec.name,
             base = self.base_port,
             shards = self.spec.shards,
             data = self.data_dir().display(),
+            ns_addr = self.namesrv_addr(),
             ns = self.namesrv_port,
             extra = self.spec.broker_toml,
             seg = self.spec.segment_size_bytes,
@@ -202,8 +264,13 @@ impl Broker {
 
     /// The command line (after the binary).
     fn args(&self) -> Vec<String> {
+        let command = match self.spec.role {
+            Role::Start => "start",
+            Role::Namesrv => "namesrv",
+            Role::Broker { .. } => "broker",
+        };
         vec![
-            "start".into(),
+            command.into(),
             "--config".into(),
             self.config_path().display().to_string(),
         ]
@@ -251,8 +318,11 @@ impl Broker {
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut addrs = vec![self.namesrv_addr()];
-        addrs.extend((0..self.spec.shards).map(|i| self.shard_addr(i)));
+        let mut addrs = Vec::new();
+        if matches!(self.spec.role, Role::Start | Role::Namesrv) {
+            addrs.push(self.namesrv_addr());
+        }
+        addrs.extend((0..self.shards()).map(|i| self.shard_addr(i)));
         let mut pending = addrs.clone();
         while !pending.is_empty() {
             if let Some(status) = self.try_exit_status() {
@@ -381,6 +451,89 @@ impl Drop for Broker {
                 self.log_tail()
             );
         }
+    }
+}
+
+/// One `ramjet namesrv` process and several `ramjet broker` processes registering with it,
+/// each its own process with its own ports and data dir, so that one broker can be killed (or
+/// stopped, restarted) while the name server and the other brokers keep running.
+pub struct Cluster {
+    /// Dropped (killed) first, then the name server.
+    brokers: Vec<Broker>,
+    namesrv: Broker,
+}
+
+impl Cluster {
+    /// Starts the name server, then one broker process per name in `names` (shard i of broker
+    /// `n` registers as `<n>-s<i>`), each from `spec` (its role and name are set here). Returns
+    /// once every process accepts connections; registration with the name server follows
+    /// within milliseconds (wait for a topic's route with [`crate::ops::wait_route`]).
+    pub fn start(names: &[&str], spec: BrokerSpec) -> Cluster {
+        let namesrv = Broker::start(BrokerSpec::namesrv_only());
+        let ns = namesrv.namesrv_addr();
+        let brokers = names
+            .iter()
+            .map(|name| {
+                Broker::start(BrokerSpec {
+                    role: Role::Broker { namesrv: ns },
+                    name: (*name).to_string(),
+                    ..spec.clone()
+                })
+            })
+            .collect();
+        Cluster { brokers, namesrv }
+    }
+
+    /// The name server process.
+    pub fn namesrv_process(&self) -> &Broker {
+        &self.namesrv
+    }
+
+    pub fn namesrv_addr(&self) -> SocketAddr {
+        self.namesrv.namesrv_addr()
+    }
+
+    /// `127.0.0.1:port` of the name server, as clients take it.
+    pub fn namesrv(&self) -> String {
+        self.namesrv.namesrv()
+    }
+
+    pub fn brokers(&self) -> &[Broker] {
+        &self.brokers
+    }
+
+    /// Broker process `i` (in the order of the names given to [`Cluster::start`]).
+    pub fn broker(&self, i: usize) -> &Broker {
+        match self.brokers.get(i) {
+            Some(b) => b,
+            None => panic!(
+                "the cluster has {} broker process(es), not {i}",
+                self.brokers.len()
+            ),
+        }
+    }
+
+    pub fn broker_mut(&mut self, i: usize) -> &mut Broker {
+        let n = self.brokers.len();
+        match self.brokers.get_mut(i) {
+            Some(b) => b,
+            None => panic!("the cluster has {n} broker process(es), not {i}"),
+        }
+    }
+
+    /// The broker process whose shard registers as `broker_name`, with the shard index.
+    pub fn find_shard(&self, broker_name: &str) -> Option<(usize, usize)> {
+        self.brokers.iter().enumerate().find_map(|(p, b)| {
+            (0..b.shards())
+                .find(|&i| b.shard_broker_name(i) == broker_name)
+                .map(|i| (p, i))
+        })
+    }
+
+    /// Main address of the shard registered as `broker_name`.
+    pub fn shard_addr_of(&self, broker_name: &str) -> Option<SocketAddr> {
+        self.find_shard(broker_name)
+            .map(|(p, i)| self.brokers[p].shard_addr(i))
     }
 }
 

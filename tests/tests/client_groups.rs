@@ -2,8 +2,7 @@
 //! clustering rebalance covers every queue exactly once (also after a member leaves),
 //! broadcasting delivers everything to everyone, and committed offsets survive a restart.
 //!
-//! Not covered here: a producer surviving the loss of one broker. The harness runs the name
-//! server and every shard in one process, so no single shard can be killed on its own.
+//! A producer surviving the loss of one broker is in `failover.rs` (separate broker processes).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

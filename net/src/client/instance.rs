@@ -89,6 +89,8 @@ pub fn local_ip() -> IpAddr {
 struct CachedRoute {
     route: Rc<TopicRouteData>,
     fetched: Instant,
+    /// Marked by [`Client::expire_route`]: fetch again on next use, still the fallback.
+    expired: bool,
 }
 
 type Listener = Rc<dyn Fn(&Connection, &RemotingCommand) -> Option<RemotingCommand>>;
@@ -302,16 +304,16 @@ impl Client {
             .routes
             .borrow()
             .get(topic)
-            .map(|c| (c.route.clone(), c.fetched));
-        if let Some((route, fetched)) = &cached {
-            if fetched.elapsed() < self.inner.config.route_refresh {
+            .map(|c| (c.route.clone(), c.fetched, c.expired));
+        if let Some((route, fetched, expired)) = &cached {
+            if !expired && fetched.elapsed() < self.inner.config.route_refresh {
                 return Ok(route.clone());
             }
         }
         match self.fetch_route(topic).await {
             Ok(r) => Ok(r),
             Err(e) => match cached {
-                Some((route, _)) if e.is_transport() => {
+                Some((route, _, _)) if e.is_transport() => {
                     tracing::warn!(topic, error = %e, "route refresh failed, using the cached route");
                     Ok(route)
                 }
@@ -358,6 +360,7 @@ impl Client {
             CachedRoute {
                 route: route.clone(),
                 fetched: Instant::now(),
+                expired: false,
             },
         );
         Ok(route)
@@ -366,6 +369,14 @@ impl Client {
     /// Forget the cached route so the next use fetches it.
     pub fn invalidate_route(&self, topic: &str) {
         self.inner.routes.borrow_mut().remove(topic);
+    }
+
+    /// Make the next [`Client::route`] of `topic` fetch it again, keeping the cached route
+    /// as the fallback when the name servers cannot be reached.
+    pub fn expire_route(&self, topic: &str) {
+        if let Some(c) = self.inner.routes.borrow_mut().get_mut(topic) {
+            c.expired = true;
+        }
     }
 
     /// Master address of `broker_name`, from the routes seen so far.

@@ -75,6 +75,9 @@ struct Shared {
     addr: SocketAddr,
     state: Mutex<State>,
     sends: AtomicU64,
+    route_queries: AtomicU64,
+    /// Routes leave out `cfg.peers` (a name server that dropped them).
+    hide_peers: Arc<AtomicBool>,
     messages: AtomicU64,
     stop: AtomicBool,
 }
@@ -94,6 +97,8 @@ impl MockBroker {
             addr,
             state: Mutex::new(State::default()),
             sends: AtomicU64::new(0),
+            route_queries: AtomicU64::new(0),
+            hide_peers: Arc::new(AtomicBool::new(false)),
             messages: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
@@ -119,6 +124,17 @@ impl MockBroker {
     /// Send requests answered so far.
     pub fn sends(&self) -> u64 {
         self.shared.sends.load(Ordering::Relaxed)
+    }
+
+    /// Route queries (GET_ROUTEINFO_BY_TOPIC) answered so far.
+    pub fn route_queries(&self) -> u64 {
+        self.shared.route_queries.load(Ordering::Relaxed)
+    }
+
+    /// While the returned flag is true, routes leave out the configured peers (as if the
+    /// name server had dropped them). Settable from any thread.
+    pub fn hide_peers(&self) -> Arc<AtomicBool> {
+        self.shared.hide_peers.clone()
     }
 
     /// Messages stored so far (batches count each message).
@@ -249,6 +265,7 @@ fn handle(shared: &Shared, view: &CommandView<'_>) -> Option<RemotingCommand> {
     let addr = shared.addr.to_string();
     Some(match view.code {
         RequestCode::GET_ROUTEINFO_BY_TOPIC => {
+            shared.route_queries.fetch_add(1, Ordering::Relaxed);
             let topic = view.ext_get("topic").unwrap_or("");
             let queues = {
                 let mut st = lock(&shared.state);
@@ -269,7 +286,9 @@ fn handle(shared: &Shared, view: &CommandView<'_>) -> Option<RemotingCommand> {
                 ));
             };
             let mut brokers = vec![(cfg.broker_name.clone(), addr)];
-            brokers.extend(cfg.peers.iter().cloned());
+            if !shared.hide_peers.load(Ordering::Relaxed) {
+                brokers.extend(cfg.peers.iter().cloned());
+            }
             let route = TopicRouteData {
                 broker_datas: brokers
                     .iter()

@@ -21,7 +21,7 @@ pub mod instance;
 pub mod producer;
 
 pub use instance::{Client, ClientConfig};
-pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
+pub use producer::{BrokerSendStats, Producer, ProducerConfig, SendResult, SendStatus};
 pub mod consumer;
 pub mod offset_store;
 

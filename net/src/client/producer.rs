@@ -1,11 +1,13 @@
 //! Producer: sync sends with retry on another broker, async sends within a bounded in-flight
 //! window, one-way sends and batches; queue selection by round robin (with latency-based fault
-//! avoidance), hash of key, or a custom function.
+//! avoidance), hash of key, or a custom function. An attempt that fails on the connection makes
+//! the next pick use a freshly fetched route (a dead broker leaves it at once), and every
+//! attempt is counted per broker ([`Producer::send_stats`]).
 //!
 //! Wire: SEND_MESSAGE_V2 (310) with one-letter header keys, SEND_BATCH_MESSAGE (320) with the
 //! batch body of [`encode_batch`]. Each message gets a `UNIQ_KEY` unless it has one.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,13 @@ use super::transport::{self, Connection, ResponseWait, Window};
 
 /// Template topic for broker-side auto-creation.
 pub const DEFAULT_TOPIC: &str = "TBW102";
+
+/// A send attempt that fails on the connection (broker down) makes the producer fetch the
+/// topic's route again before its next attempt: the name server drops a broker as soon as its
+/// registration connection closes, so the dead broker's queues leave the selection without
+/// waiting for the periodic refresh. While such refreshes do not help (the name server still
+/// lists the broker), they happen at most once per this interval.
+pub const FAILURE_ROUTE_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -81,10 +90,33 @@ pub struct SendResult {
     pub region: Option<String>,
 }
 
+/// Send attempts to one broker (each retry of a sync send is an attempt of its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerSendStats {
+    /// Requests sent, or tried to be sent, to this broker.
+    pub attempts: u64,
+    /// Attempts that failed (no connection, connection lost, timeout, error answer).
+    pub failures: u64,
+}
+
 struct TopicPublish {
     queues: Vec<MessageQueue>,
     rr: RoundRobin,
     fetched: Instant,
+    /// Fetched because a send failed on the connection.
+    after_failure: bool,
+    /// A send failed on the connection since: fetch the route again before the next pick.
+    stale: Cell<bool>,
+}
+
+impl TopicPublish {
+    /// A send through this route failed on the connection: refresh the route, unless this
+    /// route is itself such a refresh younger than [`FAILURE_ROUTE_REFRESH_MIN_INTERVAL`].
+    fn note_transport_failure(&self) {
+        if !self.after_failure || self.fetched.elapsed() >= FAILURE_ROUTE_REFRESH_MIN_INTERVAL {
+            self.stale.set(true);
+        }
+    }
 }
 
 struct Inner {
@@ -92,6 +124,7 @@ struct Inner {
     config: ProducerConfig,
     topics: RefCell<HashMap<String, Rc<TopicPublish>>>,
     faults: RefCell<FaultTable>,
+    stats: RefCell<HashMap<String, BrokerSendStats>>,
     window: Rc<Window>,
     epoch: Instant,
 }
@@ -138,6 +171,7 @@ impl Producer {
                 config,
                 topics: RefCell::new(HashMap::new()),
                 faults: RefCell::new(FaultTable::new()),
+                stats: RefCell::new(HashMap::new()),
                 window,
                 epoch: Instant::now(),
             }),
@@ -163,8 +197,12 @@ impl Producer {
 
     async fn topic_publish(&self, topic: &str) -> Result<Rc<TopicPublish>, ClientError> {
         let refresh = self.inner.client.config().route_refresh;
+        let mut after_failure = false;
         if let Some(tp) = self.inner.topics.borrow().get(topic) {
-            if tp.fetched.elapsed() < refresh {
+            if tp.stale.get() {
+                after_failure = true;
+                self.inner.client.expire_route(topic);
+            } else if tp.fetched.elapsed() < refresh {
                 return Ok(tp.clone());
             }
         }
@@ -200,6 +238,8 @@ impl Producer {
             queues,
             rr: RoundRobin::new(start),
             fetched: Instant::now(),
+            after_failure,
+            stale: Cell::new(false),
         });
         self.inner
             .topics
@@ -302,7 +342,52 @@ impl Producer {
         }
     }
 
+    /// Per broker name: the send attempts made so far and how many failed.
+    pub fn send_stats(&self) -> HashMap<String, BrokerSendStats> {
+        self.inner.stats.borrow().clone()
+    }
+
+    /// Whether round-robin selection may choose `broker_name` now: false while fault avoidance
+    /// keeps it out after a slow or failed send (always true with fault avoidance off).
+    pub fn is_broker_available(&self, broker_name: &str) -> bool {
+        !self.inner.config.fault_avoidance
+            || self
+                .inner
+                .faults
+                .borrow()
+                .is_available(broker_name, self.clock_ms())
+    }
+
+    /// A send to `topic` failed on the connection: refresh its route before the next pick
+    /// (see [`FAILURE_ROUTE_REFRESH_MIN_INTERVAL`]).
+    fn route_failed(&self, topic: &str) {
+        if let Some(tp) = self.inner.topics.borrow().get(topic) {
+            tp.note_transport_failure();
+        }
+    }
+
+    /// Records an attempt's outcome: the per-broker counters, and the latency for fault
+    /// avoidance when it is on.
     fn note_latency(&self, broker: &str, started: Instant, failed: bool) {
+        {
+            let mut stats = self.inner.stats.borrow_mut();
+            let failures = u64::from(failed);
+            match stats.get_mut(broker) {
+                Some(e) => {
+                    e.attempts += 1;
+                    e.failures += failures;
+                }
+                None => {
+                    stats.insert(
+                        broker.to_string(),
+                        BrokerSendStats {
+                            attempts: 1,
+                            failures,
+                        },
+                    );
+                }
+            }
+        }
         if self.inner.config.fault_avoidance {
             let ms = started.elapsed().as_millis() as u64;
             let now = self.clock_ms();
@@ -337,6 +422,9 @@ impl Producer {
                     self.note_latency(&mq.broker_name, started, true);
                     let retriable = e.is_retriable_send();
                     tracing::debug!(attempt, broker = %mq.broker_name, error = %e, "send failed");
+                    if e.is_transport() {
+                        tp.note_transport_failure();
+                    }
                     if matches!(&e, ClientError::Broker { code, .. } if *code == ResponseCode::TOPIC_NOT_EXIST)
                     {
                         self.inner.topics.borrow_mut().remove(&topic);
@@ -429,7 +517,17 @@ impl Producer {
                 reason: "no queue".into(),
             })?;
         let addr = self.inner.client.master_addr(&mq.broker_name)?;
-        let conn = self.inner.client.connection(&addr).await?;
+        let connecting = Instant::now();
+        let conn = match self.inner.client.connection(&addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.note_latency(&mq.broker_name, connecting, true);
+                if e.is_transport() {
+                    self.route_failed(&mq.topic);
+                }
+                return Err(e);
+            }
+        };
         self.start_request(&conn, &mq, &payload, true)?;
         Ok(())
     }
@@ -469,6 +567,9 @@ impl Producer {
                 Err(e) => Err(e),
             };
             this.note_latency(&mq.broker_name, t0, r.is_err());
+            if r.as_ref().is_err_and(ClientError::is_transport) {
+                this.route_failed(&mq.topic);
+            }
             window.signal(1);
             callback(r);
         });
@@ -495,7 +596,18 @@ impl Producer {
                 reason: "no queue".into(),
             })?;
         let addr = self.inner.client.master_addr(&mq.broker_name)?;
-        let conn = self.inner.client.connection(&addr).await?;
+        let connecting = Instant::now();
+        let conn = match self.inner.client.connection(&addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Counted like a failed attempt: fault avoidance and the route refresh see it.
+                self.note_latency(&mq.broker_name, connecting, true);
+                if e.is_transport() {
+                    self.route_failed(&topic);
+                }
+                return Err(e);
+            }
+        };
         let code = match payload {
             Payload::One(_) => RequestCode::SEND_MESSAGE_V2,
             Payload::Batch(_) => RequestCode::SEND_BATCH_MESSAGE,

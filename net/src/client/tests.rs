@@ -381,13 +381,177 @@ fn sync_send_retries_on_another_broker_and_fault_avoidance_skips_it() {
                 .expect("retried send succeeds");
             brokers.push(r.queue.broker_name);
         }
-        brokers
+        let stats = p.send_stats();
+        (
+            brokers,
+            stats.get("a").copied(),
+            stats.get("b").copied(),
+            p.is_broker_available("a"),
+            p.is_broker_available("b"),
+        )
     })
     .expect("executor");
+    let (results, stats_a, stats_b, a_available, b_available) = results;
     assert!(results.iter().all(|b| b == "a"), "{results:?}");
     assert_eq!(good.messages(), 6);
     // Broker b failed at most once; after that fault avoidance kept it out.
     assert_eq!(bad.sends(), 1);
+    // What the producer reports: every attempt counted, the failing broker avoided.
+    assert_eq!(
+        stats_a,
+        Some(BrokerSendStats {
+            attempts: 6,
+            failures: 0
+        })
+    );
+    assert_eq!(
+        stats_b,
+        Some(BrokerSendStats {
+            attempts: 1,
+            failures: 1
+        })
+    );
+    assert!(a_available);
+    assert!(!b_available, "a failed broker is avoided for 600 s");
+}
+
+/// A closed port on 127.0.0.1 (a broker that died).
+fn dead_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = l.local_addr().expect("addr").to_string();
+    drop(l);
+    a
+}
+
+#[test]
+fn connection_failure_refreshes_the_route_so_a_dead_broker_leaves_the_selection() {
+    // Fault avoidance off: only the route refresh keeps the dead broker out.
+    let good = MockBroker::start(MockConfig {
+        broker_name: "a".into(),
+        default_queues: 2,
+        peers: vec![("b".into(), dead_addr())],
+        ..MockConfig::default()
+    })
+    .expect("mock");
+    // The name server still lists b: one forced refresh, then none for a while.
+    let c = client_for(&good);
+    let queries0 = good.route_queries();
+    let r = block_on(None, async move {
+        let p = Producer::new(c, ProducerConfig::new("PG"));
+        let mut brokers = Vec::new();
+        for i in 0..12 {
+            let r = p
+                .send(Message::new("T", format!("m{i}")))
+                .await
+                .expect("retried send succeeds");
+            brokers.push(r.queue.broker_name);
+        }
+        (brokers, p.send_stats())
+    })
+    .expect("executor");
+    let (brokers, stats) = r;
+    assert!(brokers.iter().all(|b| b == "a"), "{brokers:?}");
+    let b = stats.get("b").copied().unwrap_or_default();
+    assert_eq!(stats.get("a").map(|s| s.attempts), Some(12));
+    assert!(
+        b.attempts >= 2,
+        "b stays in the route and gets chosen: {stats:?}"
+    );
+    assert_eq!(b.failures, b.attempts);
+    assert_eq!(
+        good.route_queries() - queries0,
+        2,
+        "the first fetch plus one forced refresh within {:?}",
+        producer::FAILURE_ROUTE_REFRESH_MIN_INTERVAL
+    );
+
+    // The name server drops b after the producer cached the route: the first failure on b
+    // refreshes the route and b is never chosen again.
+    let c = client_for(&good);
+    let hide = good.hide_peers();
+    let queries0 = good.route_queries();
+    let r = block_on(None, async move {
+        let p = Producer::new(c, ProducerConfig::new("PG"));
+        let cached = p.queues("T").await.expect("route").len();
+        hide.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut brokers = Vec::new();
+        for i in 0..12 {
+            let r = p
+                .send(Message::new("T", format!("n{i}")))
+                .await
+                .expect("retried send succeeds");
+            brokers.push(r.queue.broker_name);
+        }
+        let after = p.queues("T").await.expect("route").len();
+        (cached, brokers, p.send_stats(), after)
+    })
+    .expect("executor");
+    let (cached, brokers, stats, after) = r;
+    assert_eq!(cached, 4, "the cached route lists b");
+    assert!(brokers.iter().all(|b| b == "a"), "{brokers:?}");
+    assert_eq!(
+        stats.get("b").copied(),
+        Some(BrokerSendStats {
+            attempts: 1,
+            failures: 1
+        }),
+        "b is chosen once, then the refreshed route leaves it out"
+    );
+    assert_eq!(after, 2, "only a's queues remain");
+    assert_eq!(good.route_queries() - queries0, 2);
+}
+
+#[test]
+fn async_send_that_cannot_connect_counts_as_a_failed_attempt() {
+    let good = MockBroker::start(MockConfig {
+        broker_name: "a".into(),
+        default_queues: 2,
+        peers: vec![("b".into(), dead_addr())],
+        ..MockConfig::default()
+    })
+    .expect("mock");
+    let c = client_for(&good);
+    let r = block_on(None, async move {
+        let mut cfg = ProducerConfig::new("PG");
+        cfg.fault_avoidance = true;
+        let p = Producer::new(c, cfg);
+        let outcomes = Rc::new(RefCell::new(Vec::new()));
+        for i in 0..12 {
+            let o = outcomes.clone();
+            p.send_async(
+                vec![Message::new("T", format!("x{i}"))],
+                &QueueSelector::RoundRobin,
+                move |r| o.borrow_mut().push(r.map(|s| s.queue.broker_name)),
+            )
+            .await
+            .expect("queued");
+            p.flush().await;
+        }
+        let outcomes: Vec<_> = outcomes.borrow_mut().drain(..).collect();
+        (outcomes, p.send_stats(), p.is_broker_available("b"))
+    })
+    .expect("executor");
+    let (outcomes, stats, b_available) = r;
+    assert_eq!(outcomes.len(), 12);
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    // Async sends make one attempt: the first one on b (round robin reaches it within three
+    // sends) fails, after that b is avoided.
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed.iter().all(|e| e.contains("cannot connect")),
+        "{failed:?}"
+    );
+    assert!(outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .all(|b| b == "a"));
+    let b = stats.get("b").copied().unwrap_or_default();
+    assert_eq!(b.attempts as usize, failed.len(), "{stats:?}");
+    assert_eq!(b.failures, b.attempts);
+    assert!(!b_available);
 }
 
 #[test]
