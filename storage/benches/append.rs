@@ -3,8 +3,14 @@
 //! - `append_async/{100B,4KiB}/{direct,buffered}`: one task appends as fast as it can under
 //!   `flush = async`; back-pressure (Busy) waits count. Time = appends accepted (in memory,
 //!   dispatched), not flushed: RocketMQ ASYNC_FLUSH acknowledges at that point.
-//! - `append_sync/4KiB/{direct,buffered}/{16,64}x`: N concurrent appenders, each awaiting
-//!   `wait_durable` after every append (SYNC_FLUSH, group commit). Time = all acknowledged.
+//! - `append_async/100B/direct-pool`: the same with the write-buffer pool preallocated to the
+//!   tail cache size (`write_pool_preallocate_bytes = tail_cache_bytes`): the memory a busy
+//!   store holds in steady state, so appends write into mapped memory as they do once the tail
+//!   cache recycles chunks; the default config pays first-touch page faults in every sample.
+//! - `append_sync/4KiB/{direct,buffered}/{16,64,256,1024,4096}x`: N concurrent appenders, each
+//!   awaiting `wait_durable` after every append (SYNC_FLUSH, group commit). Time = all
+//!   acknowledged. A broker has thousands of sync sends in flight across its connections.
+//! - `append_sync/4KiB/direct-pool/{256,1024,4096}x`: the sync cases with the preallocated pool.
 //! - `append_sync/100B/direct/64x`: the same with small records (fdatasync-bound).
 //!
 //! Each sample opens a fresh store in a temporary directory (`RAMJET_BENCH_DIR`, default the
@@ -20,6 +26,32 @@ use ramjet_storage::{FlushMode, IoMode, Store, StoreConfig, StoreError};
 
 const TOPIC: &str = "BenchTopic";
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Async samples append at least this many bytes of bodies and report the time scaled to the
+/// count criterion asked for: a store opened per sample costs a fixed amount on its first
+/// appends (queue and chunk creation) that must not pass for the per-message cost when
+/// criterion picks tiny counts (it does when opening the store is slow, e.g. with a
+/// preallocated pool). 32 MiB stays well below `max_unflushed_bytes`.
+const MIN_ASYNC_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Sync samples run at least this many appends per appender, scaled the same way (each sample
+/// then covers several group commits, not just the first one of a fresh store).
+const MIN_SYNC_ROUNDS: u64 = 8;
+
+/// `run_with` for `iters` async appends, measured over at least [`MIN_ASYNC_BYTES`].
+fn run_async(iters: u64, body_len: usize, io_mode: IoMode, pool: bool) -> Duration {
+    let n = iters.max(MIN_ASYNC_BYTES / body_len as u64);
+    let t = run_with(n, body_len, io_mode, FlushMode::Async, 1, pool);
+    t.mul_f64(iters as f64 / n as f64)
+}
+
+/// `run_with` for `iters` sync appends by `appenders` tasks, measured over at least
+/// [`MIN_SYNC_ROUNDS`] appends per task.
+fn run_sync(iters: u64, body_len: usize, io_mode: IoMode, appenders: u64, pool: bool) -> Duration {
+    let n = iters.max(appenders * MIN_SYNC_ROUNDS);
+    let t = run_with(n, body_len, io_mode, FlushMode::Sync, appenders, pool);
+    t.mul_f64(iters as f64 / n as f64)
+}
 
 fn bench_dir() -> PathBuf {
     std::env::var_os("RAMJET_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
@@ -46,18 +78,29 @@ fn message(body: &[u8], queue_id: i32) -> MessageToStore<'_> {
     }
 }
 
-fn config(dir: PathBuf, io_mode: IoMode, flush: FlushMode) -> StoreConfig {
+fn config(dir: PathBuf, io_mode: IoMode, flush: FlushMode, pool: bool) -> StoreConfig {
     let mut cfg = StoreConfig::new(dir);
     cfg.segment_size_bytes = SEGMENT_BYTES;
     cfg.io_mode = io_mode;
     cfg.flush = flush;
+    if pool {
+        cfg.write_pool_bytes = cfg.write_pool_bytes.max(cfg.tail_cache_bytes);
+        cfg.write_pool_preallocate_bytes = cfg.tail_cache_bytes;
+    }
     cfg
 }
 
 /// Appends `iters` messages of `body_len` bytes with `appenders` tasks; returns the time.
-fn run(iters: u64, body_len: usize, io_mode: IoMode, flush: FlushMode, appenders: u64) -> Duration {
+fn run_with(
+    iters: u64,
+    body_len: usize,
+    io_mode: IoMode,
+    flush: FlushMode,
+    appenders: u64,
+    pool: bool,
+) -> Duration {
     let tmp = tempfile::tempdir_in(bench_dir()).expect("bench temp dir");
-    let cfg = config(tmp.path().join("store"), io_mode, flush);
+    let cfg = config(tmp.path().join("store"), io_mode, flush, pool);
     ramjet_storage::io::block_on(async move {
         let store = Store::open(cfg).await.expect("open store");
         let body = vec![0xA5u8; body_len];
@@ -105,30 +148,40 @@ fn append(c: &mut Criterion) {
         for (mode_label, mode) in [("direct", IoMode::Direct), ("buffered", IoMode::Buffered)] {
             g.throughput(Throughput::Elements(1));
             g.bench_function(BenchmarkId::new(label, mode_label), |b| {
-                b.iter_custom(|iters| run(iters, len, mode, FlushMode::Async, 1))
+                b.iter_custom(|iters| run_async(iters, len, mode, false))
             });
         }
     }
+    g.bench_function(BenchmarkId::new("100B", "direct-pool"), |b| {
+        b.iter_custom(|iters| run_async(iters, 100, IoMode::Direct, true))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("append_sync");
     g.sample_size(10);
     for (mode_label, mode) in [("direct", IoMode::Direct), ("buffered", IoMode::Buffered)] {
-        for appenders in [16u64, 64, 256] {
+        let counts: &[u64] = match mode {
+            IoMode::Direct => &[16, 64, 256, 1024, 4096],
+            IoMode::Buffered => &[16, 64],
+        };
+        for &appenders in counts {
             g.throughput(Throughput::Bytes(4096));
             g.bench_function(
                 BenchmarkId::new(format!("4KiB/{mode_label}"), format!("{appenders}x")),
-                |b| {
-                    b.iter_custom(|iters| {
-                        run(iters.max(appenders), 4096, mode, FlushMode::Sync, appenders)
-                    })
-                },
+                |b| b.iter_custom(|iters| run_sync(iters, 4096, mode, appenders, false)),
             );
         }
     }
+    for appenders in [256u64, 1024, 4096] {
+        g.throughput(Throughput::Bytes(4096));
+        g.bench_function(
+            BenchmarkId::new("4KiB/direct-pool", format!("{appenders}x")),
+            |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, appenders, true)),
+        );
+    }
     g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("100B/direct", "64x"), |b| {
-        b.iter_custom(|iters| run(iters.max(64), 100, IoMode::Direct, FlushMode::Sync, 64))
+        b.iter_custom(|iters| run_sync(iters, 100, IoMode::Direct, 64, false))
     });
     g.finish();
 }

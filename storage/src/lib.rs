@@ -24,6 +24,7 @@ pub mod commitlog;
 pub mod config;
 pub mod consumequeue;
 pub mod error;
+pub mod fxhash;
 pub mod index;
 pub mod io;
 pub mod recovery;

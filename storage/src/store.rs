@@ -139,10 +139,12 @@ pub struct Store {
     inner: Rc<Inner>,
 }
 
+#[inline]
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    // Seconds and sub-second millis separately: no 128-bit arithmetic per message.
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        d.as_secs() as i64 * 1000 + i64::from(d.subsec_millis())
+    })
 }
 
 impl Store {
@@ -213,18 +215,44 @@ impl Store {
         msg.check_limits_with(prop_crc)?;
         let len = msg.encoded_len_with(prop_crc);
         let dispatched = sysflag::is_dispatched(msg.sys_flag);
-        let queue_offset = if dispatched {
-            inner.next_queue_offset(msg.topic, msg.queue_id)
+        // One ConsumeQueue lookup per message: the slot gives the next queue offset now and
+        // takes the unit after the append (a queue's first message goes the slow way).
+        let mut queues = inner.queues.borrow_mut();
+        let mut slot = if dispatched {
+            queues.slot(msg.topic, msg.queue_id)
         } else {
-            0
+            None
         };
+        let queue_offset = slot.as_ref().map_or(0, |s| s.max_offset());
         let ts = now_ms();
         let placed = inner.log.writer.borrow_mut().append(len, |phys, out| {
             encode_record_with(msg, queue_offset, phys as i64, ts, prop_crc, out).map(|_| ())
         });
         let placed = inner.count_refusal(placed)??;
         let phys = placed.offset;
-        inner.after_append(msg, queue_offset, phys, len as u32, ts, dispatched)?;
+        if dispatched {
+            let tags = msg.tags_code;
+            match slot.as_mut() {
+                Some(s) => s.put(
+                    msg.topic,
+                    msg.queue_id,
+                    queue_offset,
+                    phys,
+                    len as u32,
+                    tags,
+                )?,
+                None => queues.put(
+                    msg.topic,
+                    msg.queue_id,
+                    queue_offset,
+                    phys,
+                    len as u32,
+                    tags,
+                )?,
+            };
+        }
+        drop(queues);
+        inner.index_one(msg, phys, len as u32, ts)?;
         inner.appended(1, len as u64, ts);
         if dispatched {
             inner.notify_arrival(msg.topic, msg.queue_id, queue_offset + 1);
@@ -276,11 +304,13 @@ impl Store {
             });
         }
         let dispatched = sysflag::is_dispatched(first.sys_flag);
-        let first_qo = if dispatched {
-            inner.next_queue_offset(first.topic, first.queue_id)
+        let mut queues = inner.queues.borrow_mut();
+        let slot = if dispatched {
+            queues.slot(first.topic, first.queue_id)
         } else {
-            0
+            None
         };
+        let first_qo = slot.as_ref().map_or(0, |s| s.max_offset());
         let ts = now_ms();
         let placed = inner.log.writer.borrow_mut().append(total, |phys, out| {
             let mut at = 0usize;
@@ -299,11 +329,32 @@ impl Store {
             Ok::<(), ramjet_core::record::RecordError>(())
         });
         let placed = inner.count_refusal(placed)??;
+        if dispatched {
+            let mut phys = placed.offset;
+            let mut units = msgs.iter().enumerate().map(|(i, m)| {
+                let len = m.encoded_len_with(prop_crc) as u32;
+                let at = phys;
+                phys += u64::from(len);
+                (m, first_qo + i as i64, at, len)
+            });
+            match slot {
+                Some(mut s) => {
+                    for (m, qo, at, len) in &mut units {
+                        s.put(m.topic, m.queue_id, qo, at, len, m.tags_code)?;
+                    }
+                }
+                None => {
+                    for (m, qo, at, len) in &mut units {
+                        queues.put(m.topic, m.queue_id, qo, at, len, m.tags_code)?;
+                    }
+                }
+            }
+        }
+        drop(queues);
         let mut phys = placed.offset;
-        for (i, m) in msgs.iter().enumerate() {
+        for m in msgs {
             let len = m.encoded_len_with(prop_crc);
-            let qo = if dispatched { first_qo + i as i64 } else { 0 };
-            inner.after_append(m, qo, phys, len as u32, ts, dispatched)?;
+            inner.index_one(m, phys, len as u32, ts)?;
             phys += len as u64;
         }
         inner.appended(msgs.len() as u64, total as u64, ts);
@@ -758,32 +809,15 @@ fn redispatch(
 }
 
 impl Inner {
+    /// IndexFile dispatch of one appended record, in the same step as the append.
     #[inline]
-    fn next_queue_offset(&self, topic: &str, queue_id: i32) -> i64 {
-        self.queues.borrow().max_offset(topic, queue_id)
-    }
-
-    /// Dispatch of one appended record, in the same step as the append.
-    #[inline]
-    fn after_append(
+    fn index_one(
         &self,
         msg: &MessageToStore<'_>,
-        queue_offset: i64,
         phys: u64,
         len: u32,
         ts: i64,
-        dispatched: bool,
     ) -> Result<(), StoreError> {
-        if dispatched {
-            self.queues.borrow_mut().put(
-                msg.topic,
-                msg.queue_id,
-                queue_offset,
-                phys,
-                len,
-                msg.tags_code,
-            )?;
-        }
         self.index.borrow_mut().index_message(
             msg.topic,
             msg.stored_sys_flag(),

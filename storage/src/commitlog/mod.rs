@@ -78,6 +78,9 @@ pub struct CommitLogStats {
     pub tail_cache_misses: u64,
     pub tail_cache_bytes: u64,
     pub tail_cache_chunks: u64,
+    /// Write chunks served from a recycled buffer / from a fresh allocation.
+    pub write_buffers_reused: u64,
+    pub write_buffers_allocated: u64,
     pub appended_end: u64,
     pub written_end: u64,
     pub durable_end: u64,
@@ -169,6 +172,8 @@ impl CommitLog {
                 .max(cfg.max_record_bytes() + IO_ALIGNMENT as usize),
             max_unflushed_bytes: cfg.max_unflushed_bytes,
             tail_cache_bytes: cfg.tail_cache_bytes,
+            pool_bytes: cfg.write_pool_bytes,
+            pool_preallocate_bytes: cfg.write_pool_preallocate_bytes,
         };
         let min_offset = known
             .first()
@@ -225,6 +230,9 @@ impl CommitLog {
         s.tail_cache_misses = w.cache().misses();
         s.tail_cache_bytes = w.cache().bytes();
         s.tail_cache_chunks = w.cache().chunk_count() as u64;
+        let pool = w.pool_stats();
+        s.write_buffers_reused = pool.reused;
+        s.write_buffers_allocated = pool.allocated;
         s.appended_end = w.appended_end();
         s.written_end = w.written_end();
         s.durable_end = self.durable.durable();

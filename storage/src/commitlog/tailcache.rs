@@ -109,7 +109,7 @@ impl TailCache {
             .chunks
             .back()
             .is_none_or(|c| c.data_start <= chunk.data_start));
-        self.bytes += chunk.buf.capacity() as u64;
+        self.bytes += chunk.buf.footprint() as u64;
         self.chunks.push_back(chunk);
     }
 
@@ -123,7 +123,7 @@ impl TailCache {
             if front.end() > written_end {
                 break;
             }
-            self.bytes -= front.buf.capacity() as u64;
+            self.bytes -= front.buf.footprint() as u64;
             self.chunks.pop_front();
         }
     }
@@ -147,11 +147,9 @@ impl TailCache {
         else {
             return;
         };
-        let copy = Rc::new(ChunkBuffer::new(compact_cap));
-        copy.write_with(0, used, |w| w.copy_from_slice(chunk.bytes(0, used)));
-        copy.freeze(used);
+        let copy = Rc::new(ChunkBuffer::copy_of(chunk.bytes(0, used)));
         copy.seal(true);
-        self.bytes -= (chunk.capacity() - copy.capacity()) as u64;
+        self.bytes -= (chunk.footprint() - copy.footprint()) as u64;
         slot.buf = copy;
     }
 
@@ -162,7 +160,7 @@ impl TailCache {
             .back()
             .is_some_and(|c| Rc::ptr_eq(&c.buf, chunk))
         {
-            self.bytes -= chunk.capacity() as u64;
+            self.bytes -= chunk.footprint() as u64;
             self.chunks.pop_back();
         }
     }
@@ -176,7 +174,7 @@ impl TailCache {
             if front.end() > offset {
                 break;
             }
-            self.bytes -= front.buf.capacity() as u64;
+            self.bytes -= front.buf.footprint() as u64;
             self.chunks.pop_front();
         }
     }

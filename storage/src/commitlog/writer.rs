@@ -11,7 +11,9 @@
 //!
 //! Back-of-the-envelope: a 1 KiB message costs one encode (memcpy of the body, CRC32 at memory
 //! speed) into the chunk; a flush costs one O_DIRECT write per chunk (<= `write_chunk_bytes`) and
-//! one fdatasync per flush; a sealed chunk costs one allocation, amortised over the flush.
+//! one fdatasync per flush; a sealed chunk costs one buffer from the writer's [`BufferPool`]
+//! (recycled once the tail cache lets go of older chunks; a fresh allocation only while the
+//! pool has nothing that fits).
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -21,10 +23,14 @@ use ramjet_core::record::{write_blank, BLANK_RECORD_LEN};
 use super::tailcache::{CachedChunk, TailCache};
 use crate::config::IO_ALIGNMENT;
 use crate::error::StoreError;
-use crate::io::ChunkBuffer;
+use crate::io::{BufferPool, ChunkBuffer, PoolStats};
 
 /// Smallest chunk the adaptive sizing goes down to (small flushes under `flush = sync`).
 pub const MIN_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Most write buffers the writer's pool keeps, whatever their size (bounds the best-fit scan,
+/// which runs once per chunk, never per message).
+pub const WRITE_POOL_MAX_BUFFERS: usize = 128;
 
 /// How a chunk is sealed, which decides how much of it its write sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +53,10 @@ pub struct WriterLimits {
     pub chunk_max_bytes: usize,
     pub max_unflushed_bytes: u64,
     pub tail_cache_bytes: u64,
+    /// Bytes of free write buffers kept for reuse (`StoreConfig::write_pool_bytes`).
+    pub pool_bytes: u64,
+    /// Bytes allocated into the pool up front (`StoreConfig::write_pool_preallocate_bytes`).
+    pub pool_preallocate_bytes: u64,
 }
 
 /// See the module docs.
@@ -65,6 +75,8 @@ pub struct Writer {
     cache: TailCache,
     appended_since_seal: u64,
     blank_count: u64,
+    /// Recycled write buffers (see [`crate::io::BufferPool`]).
+    pool: Rc<BufferPool>,
 }
 
 /// Where an append went.
@@ -92,7 +104,14 @@ impl Writer {
             .max(IO_ALIGNMENT as usize);
         let cap = chunk_target.max(tail_block.len() + IO_ALIGNMENT as usize);
         let cap = cap.min(segment_room(&limits, base) as usize);
-        let buf = Rc::new(ChunkBuffer::new(cap));
+        let chunk_max = limits.chunk_max_bytes.max(MIN_CHUNK_BYTES);
+        let pool = BufferPool::new(
+            WRITE_POOL_MAX_BUFFERS,
+            usize::try_from(limits.pool_bytes).unwrap_or(usize::MAX),
+        );
+        let pre = limits.pool_preallocate_bytes.min(limits.pool_bytes);
+        pool.preallocate((pre / chunk_max as u64) as usize, chunk_max);
+        let buf = Rc::new(ChunkBuffer::from_pool(&pool, cap, cap));
         buf.write_with(0, tail_block.len(), |w| w.copy_from_slice(tail_block));
         buf.freeze(tail_block.len());
         let active = CachedChunk {
@@ -113,6 +132,7 @@ impl Writer {
             cache,
             appended_since_seal: 0,
             blank_count: 0,
+            pool,
         }
     }
 
@@ -134,6 +154,11 @@ impl Writer {
     /// Segment rolls done by this writer (blank records written).
     pub fn blank_count(&self) -> u64 {
         self.blank_count
+    }
+
+    /// Counters of the write-buffer pool.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
     }
 
     pub fn limits(&self) -> &WriterLimits {
@@ -254,11 +279,10 @@ impl Writer {
         let end = self.appended_end;
         let base = end - end % IO_ALIGNMENT;
         let prefix = (end - base) as usize;
-        let cap = self
-            .chunk_target
-            .max(prefix + need)
-            .min(segment_room(&self.limits, base) as usize);
-        let buf = Rc::new(ChunkBuffer::new(cap));
+        let room = segment_room(&self.limits, base) as usize;
+        let min = (prefix + need).min(room);
+        let cap = self.chunk_target.max(prefix + need).min(room);
+        let buf = Rc::new(ChunkBuffer::from_pool(&self.pool, min, cap));
         if prefix > 0 && base >= self.active.base {
             let from = (base - self.active.base) as usize;
             let old = self.active.buf.clone();

@@ -52,7 +52,6 @@ mod unit;
 mod tests;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use disk::{DiskError, DiskStats};
@@ -64,6 +63,8 @@ pub use unit::{
 };
 
 use disk::FileWrite;
+
+use crate::fxhash::FxHashMap;
 
 /// Longest topic accepted as a directory name.
 pub const MAX_TOPIC_DIR_LEN: usize = 255;
@@ -78,12 +79,104 @@ pub fn is_valid_topic_dir(topic: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
 }
 
+/// Appends one unit to `q` (see [`ConsumeQueueStore::put`]), first cutting the queue where a
+/// re-dispatch disagrees with the unit it holds.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn put_into(
+    q: &mut ConsumeQueue,
+    removed: &mut Vec<PathBuf>,
+    topic: &str,
+    queue_id: i32,
+    queue_offset: i64,
+    physical_offset: u64,
+    size: u32,
+    tags_code: i64,
+) -> Result<PutOutcome, CqError> {
+    // A re-dispatch (recovery) of an offset the queue holds must match the unit there; if it
+    // does not, the queue disagrees with the CommitLog from that unit on: cut it there and
+    // rebuild from the CommitLog's record.
+    let mut repaired = false;
+    if queue_offset < q.max_offset() {
+        if let Some(held) = q.get_raw(queue_offset) {
+            if !held.is_filler() && (held.physical_offset, held.size) != (physical_offset, size) {
+                tracing::warn!(
+                    topic,
+                    queue_id,
+                    queue_offset,
+                    held = held.physical_offset,
+                    record = physical_offset,
+                    "ConsumeQueue unit disagrees with the CommitLog; cutting the queue there"
+                );
+                q.truncate_from(queue_offset, removed);
+                repaired = true;
+            }
+        }
+    }
+    let out = q.put(
+        topic,
+        queue_id,
+        queue_offset,
+        physical_offset,
+        size,
+        tags_code,
+    )?;
+    if out == PutOutcome::Appended && repaired {
+        return Ok(PutOutcome::Repaired);
+    }
+    Ok(out)
+}
+
+/// A queue borrowed from its [`ConsumeQueueStore`] together with the store's bookkeeping, see
+/// [`ConsumeQueueStore::slot`].
+#[derive(Debug)]
+pub struct QueueSlot<'a> {
+    queue: &'a mut ConsumeQueue,
+    removed: &'a mut Vec<PathBuf>,
+    dispatched_end: &'a mut u64,
+}
+
+impl QueueSlot<'_> {
+    /// Next queue offset to assign.
+    #[inline]
+    pub fn max_offset(&self) -> i64 {
+        self.queue.max_offset()
+    }
+
+    /// Same as [`ConsumeQueueStore::put`] on this queue.
+    #[inline]
+    pub fn put(
+        &mut self,
+        topic: &str,
+        queue_id: i32,
+        queue_offset: i64,
+        physical_offset: u64,
+        size: u32,
+        tags_code: i64,
+    ) -> Result<PutOutcome, CqError> {
+        let out = put_into(
+            self.queue,
+            self.removed,
+            topic,
+            queue_id,
+            queue_offset,
+            physical_offset,
+            size,
+            tags_code,
+        )?;
+        if matches!(out, PutOutcome::Appended | PutOutcome::Repaired) {
+            *self.dispatched_end = (*self.dispatched_end).max(physical_offset + u64::from(size));
+        }
+        Ok(out)
+    }
+}
+
 /// All consume queues of one shard's store.
 #[derive(Debug)]
 pub struct ConsumeQueueStore {
     root: PathBuf,
     units_per_file: u32,
-    topics: HashMap<Box<str>, HashMap<i32, ConsumeQueue>>,
+    topics: FxHashMap<Box<str>, FxHashMap<i32, ConsumeQueue>>,
     dispatched_end: u64,
     durable_offset: u64,
     pending_removals: Vec<PathBuf>,
@@ -152,7 +245,7 @@ impl ConsumeQueueStore {
         ConsumeQueueStore {
             root,
             units_per_file: units_per_file.max(1),
-            topics: HashMap::new(),
+            topics: FxHashMap::default(),
             dispatched_end: 0,
             durable_offset: 0,
             pending_removals: Vec::new(),
@@ -194,7 +287,7 @@ impl ConsumeQueueStore {
                 tracing::warn!(path = %t.path().display(), "ignoring an entry that is not a topic directory");
                 continue;
             }
-            let mut queues = HashMap::new();
+            let mut queues = FxHashMap::default();
             for qd in std::fs::read_dir(t.path()).map_err(list_err(&t.path()))? {
                 let qd = qd.map_err(list_err(&t.path()))?;
                 let Some(qid) = qd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
@@ -238,55 +331,48 @@ impl ConsumeQueueStore {
         size: u32,
         tags_code: i64,
     ) -> Result<PutOutcome, CqError> {
-        if self.queue(topic, queue_id).is_none() {
+        // One map lookup on the hot path; the queue is created (and validated) on first use.
+        for _ in 0..2 {
+            if let Some(q) = self
+                .topics
+                .get_mut(topic)
+                .and_then(|qs| qs.get_mut(&queue_id))
+            {
+                let out = put_into(
+                    q,
+                    &mut self.pending_removals,
+                    topic,
+                    queue_id,
+                    queue_offset,
+                    physical_offset,
+                    size,
+                    tags_code,
+                )?;
+                if matches!(out, PutOutcome::Appended | PutOutcome::Repaired) {
+                    self.dispatched_end =
+                        self.dispatched_end.max(physical_offset + u64::from(size));
+                }
+                return Ok(out);
+            }
             self.queue_mut(topic, queue_id)?;
         }
-        let removed = &mut self.pending_removals;
-        let Some(q) = self
-            .topics
-            .get_mut(topic)
-            .and_then(|qs| qs.get_mut(&queue_id))
-        else {
-            return Err(CqError::BadTopic {
-                topic: topic.to_owned(),
-            });
-        };
-        // A re-dispatch (recovery) of an offset the queue holds must match the unit there; if
-        // it does not, the queue disagrees with the CommitLog from that unit on: cut it there
-        // and rebuild from the CommitLog's record.
-        let mut repaired = false;
-        if queue_offset < q.max_offset() {
-            if let Some(held) = q.get_raw(queue_offset) {
-                if !held.is_filler() && (held.physical_offset, held.size) != (physical_offset, size)
-                {
-                    tracing::warn!(
-                        topic,
-                        queue_id,
-                        queue_offset,
-                        held = held.physical_offset,
-                        record = physical_offset,
-                        "ConsumeQueue unit disagrees with the CommitLog; cutting the queue there"
-                    );
-                    q.truncate_from(queue_offset, removed);
-                    repaired = true;
-                }
-            }
-        }
-        let out = q.put(
-            topic,
-            queue_id,
-            queue_offset,
-            physical_offset,
-            size,
-            tags_code,
-        )?;
-        if out == PutOutcome::Appended {
-            self.dispatched_end = self.dispatched_end.max(physical_offset + u64::from(size));
-            if repaired {
-                return Ok(PutOutcome::Repaired);
-            }
-        }
-        Ok(out)
+        Err(CqError::BadTopic {
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// The existing queue `(topic, queue_id)` with what a put needs beside it, found with one
+    /// map lookup, so that an append reads the next queue offset and later dispatches its unit
+    /// without looking the queue up twice. `None` when the queue does not exist yet (use
+    /// [`ConsumeQueueStore::put`], which creates it).
+    #[inline]
+    pub fn slot(&mut self, topic: &str, queue_id: i32) -> Option<QueueSlot<'_>> {
+        let queue = self.topics.get_mut(topic)?.get_mut(&queue_id)?;
+        Some(QueueSlot {
+            queue,
+            removed: &mut self.pending_removals,
+            dispatched_end: &mut self.dispatched_end,
+        })
     }
 
     /// The queue, created empty if new.
@@ -305,7 +391,7 @@ impl ConsumeQueueStore {
                     topic: topic.to_owned(),
                 });
             }
-            self.topics.insert(topic.into(), HashMap::new());
+            self.topics.insert(topic.into(), FxHashMap::default());
         }
         let root = &self.root;
         let upf = self.units_per_file;

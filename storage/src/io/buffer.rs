@@ -8,10 +8,19 @@
 //! frozen prefix in both states. The memory never moves: glommio's `DmaBuffer` owns a heap (or
 //! registered) allocation addressed by a raw pointer, so moving the `DmaBuffer` value between the
 //! states leaves outstanding slices valid.
+//!
+//! Recycling: a chunk taken from a [`BufferPool`] goes back to it when its last reference drops
+//! (after the tail cache let go of it), so a store in steady state writes into memory that is
+//! already mapped instead of paying a fresh allocation, the kernel's page zeroing and a memset
+//! per chunk. Recycled memory holds old bytes; nothing reads past the frozen prefix, and
+//! [`ChunkBuffer::seal`] zeroes the padding a write sends after it, so the file content is the
+//! same as with fresh zeroed buffers. glommio can only shorten a `DmaBuffer` (`trim_to_size`),
+//! so a recycled buffer is as long as the last write it served; the pool hands out buffers by
+//! best fit and drops those that became too short to be useful.
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use glommio::io::DmaBuffer;
 
@@ -24,6 +33,144 @@ enum Storage {
     Moving,
 }
 
+/// Buffers shorter than this are not kept by a [`BufferPool`] (they are freed instead).
+pub const POOL_MIN_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A pooled buffer serves a chunk only if it is no longer than this many times the chunk's
+/// wanted capacity (a short chunk would trim a big buffer down to its own write length).
+pub const POOL_MAX_OVERSIZE: usize = 4;
+
+/// Counters of a [`BufferPool`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Chunks served from a recycled buffer.
+    pub reused: u64,
+    /// Chunks that needed a fresh allocation.
+    pub allocated: u64,
+    /// Buffers given back and kept.
+    pub returned: u64,
+    /// Buffers given back and freed (pool full, or too short).
+    pub released: u64,
+}
+
+/// A small bounded pool of DMA write buffers owned by one store's writer (single-threaded, no
+/// lock). See the module docs.
+#[derive(Debug)]
+pub struct BufferPool {
+    /// Free buffers with the size of their allocation (at least their length: glommio trims
+    /// the length of a written buffer, never the allocation).
+    free: RefCell<Vec<(DmaBuffer, usize)>>,
+    held_bytes: Cell<usize>,
+    max_buffers: usize,
+    max_bytes: usize,
+    stats: Cell<PoolStats>,
+}
+
+impl BufferPool {
+    /// A pool that keeps at most `max_buffers` buffers and `max_bytes` bytes.
+    pub fn new(max_buffers: usize, max_bytes: usize) -> Rc<BufferPool> {
+        Rc::new(BufferPool {
+            free: RefCell::new(Vec::with_capacity(max_buffers)),
+            held_bytes: Cell::new(0),
+            max_buffers,
+            max_bytes,
+            stats: Cell::new(PoolStats::default()),
+        })
+    }
+
+    /// Allocates up to `count` zeroed buffers of `size` bytes now (within the pool's limits),
+    /// so the first chunks do not pay for fresh memory on the append path.
+    pub fn preallocate(&self, count: usize, size: usize) {
+        let size = align_up(size);
+        for _ in 0..count {
+            if !self.has_room_for(size) {
+                break;
+            }
+            let mut buf = glommio::allocate_dma_buffer(size);
+            buf.as_bytes_mut().fill(0);
+            self.held_bytes.set(self.held_bytes.get() + size);
+            self.free.borrow_mut().push((buf, size));
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PoolStats {
+        self.stats.get()
+    }
+
+    /// Buffers held now.
+    pub fn len(&self) -> usize {
+        self.free.borrow().len()
+    }
+
+    /// Whether the pool holds no buffer.
+    pub fn is_empty(&self) -> bool {
+        self.free.borrow().is_empty()
+    }
+
+    fn has_room_for(&self, size: usize) -> bool {
+        self.free.borrow().len() < self.max_buffers
+            && self.held_bytes.get() + size <= self.max_bytes
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut PoolStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// Best fit for a chunk that must hold `min` bytes and would like `want`: the shortest
+    /// buffer of at least `want`, else the longest of at least `min` (and at least half of
+    /// `want`); never one more than [`POOL_MAX_OVERSIZE`] times `want`.
+    fn take(&self, min: usize, want: usize) -> Option<(DmaBuffer, usize)> {
+        let floor = min.max(want / 2);
+        let ceiling = want.saturating_mul(POOL_MAX_OVERSIZE).max(min);
+        let mut free = self.free.borrow_mut();
+        let mut best: Option<(usize, usize)> = None;
+        for (i, (b, _)) in free.iter().enumerate() {
+            let len = b.len();
+            if len < floor || len > ceiling {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((_, cur)) if cur >= want => len >= want && len < cur,
+                Some((_, cur)) => len > cur,
+            };
+            if better {
+                best = Some((i, len));
+            }
+        }
+        let (i, _) = best?;
+        let (buf, alloc) = free.swap_remove(i);
+        self.held_bytes.set(self.held_bytes.get() - alloc);
+        Some((buf, alloc))
+    }
+
+    /// Takes `buf` (an allocation of `alloc` bytes) back if it is long enough, not mostly
+    /// trimmed away (at least half its allocation is usable, which bounds the memory a chunk
+    /// holds beyond its capacity) and the pool has room; frees it otherwise.
+    fn give(&self, buf: DmaBuffer, alloc: usize) {
+        let len = buf.len();
+        if len >= POOL_MIN_BUFFER_BYTES
+            && len >= alloc / 2
+            && len.is_multiple_of(IO_ALIGNMENT as usize)
+            && self.has_room_for(alloc)
+        {
+            self.held_bytes.set(self.held_bytes.get() + alloc);
+            self.free.borrow_mut().push((buf, alloc));
+            self.bump(|s| s.returned += 1);
+        } else {
+            self.bump(|s| s.released += 1);
+        }
+    }
+}
+
+fn align_up(n: usize) -> usize {
+    let align = IO_ALIGNMENT as usize;
+    n.max(align).div_ceil(align) * align
+}
+
 /// A DMA-aligned, append-only buffer shared between the writer, the flusher and readers.
 pub struct ChunkBuffer {
     ptr: NonNull<u8>,
@@ -31,26 +178,78 @@ pub struct ChunkBuffer {
     /// Bytes `[0, frozen)` are written and immutable.
     frozen: Cell<usize>,
     storage: RefCell<Storage>,
+    /// Bytes of the allocation behind the buffer (>= capacity; a recycled buffer may be longer
+    /// than the chunk uses, or hold a trimmed-off tail).
+    footprint: usize,
+    /// Where the memory goes when the chunk drops (none: freed).
+    pool: Option<Weak<BufferPool>>,
 }
 
 impl ChunkBuffer {
     /// Allocates a zero-filled buffer of `capacity` rounded up to the I/O alignment. Zero-filled
-    /// so that the padding a write sends past the last record is zeros (what recovery expects
-    /// after the tail) and no uninitialised byte is ever exposed.
+    /// so that no uninitialised byte is ever exposed (the padding a write sends past the last
+    /// record is zeroed again by [`ChunkBuffer::seal`]).
     pub fn new(capacity: usize) -> ChunkBuffer {
-        let align = IO_ALIGNMENT as usize;
-        let capacity = capacity.max(align).div_ceil(align) * align;
+        let capacity = align_up(capacity);
         let mut buf = glommio::allocate_dma_buffer(capacity);
         let ptr = buf.as_mut_ptr();
         // SAFETY: `ptr` addresses `capacity` writable bytes owned by `buf`; no reference to them
         // exists yet.
         unsafe { std::ptr::write_bytes(ptr, 0, capacity) };
+        ChunkBuffer::from_dma(buf, capacity, capacity, None)
+    }
+
+    /// A buffer holding exactly `bytes` (frozen) and zeros up to the next block boundary: one
+    /// allocation, each byte written once.
+    pub fn copy_of(bytes: &[u8]) -> ChunkBuffer {
+        let capacity = align_up(bytes.len());
+        let mut buf = glommio::allocate_dma_buffer(capacity);
+        let (data, pad) = buf.as_bytes_mut().split_at_mut(bytes.len());
+        data.copy_from_slice(bytes);
+        pad.fill(0);
+        let c = ChunkBuffer::from_dma(buf, capacity, capacity, None);
+        c.freeze(bytes.len());
+        c
+    }
+
+    /// A buffer from `pool` (recycled when one fits, else freshly allocated and zeroed) that
+    /// holds at least `min` bytes and about `want` (both rounded up to the I/O alignment); it
+    /// goes back to the pool when dropped. Its capacity may be below `want`, never below `min`.
+    pub fn from_pool(pool: &Rc<BufferPool>, min: usize, want: usize) -> ChunkBuffer {
+        let min = align_up(min);
+        let want = align_up(want).max(min);
+        let (buf, capacity, footprint) = match pool.take(min, want) {
+            Some((buf, alloc)) => {
+                pool.bump(|s| s.reused += 1);
+                let cap = buf.len().min(want);
+                (buf, cap, alloc)
+            }
+            None => {
+                pool.bump(|s| s.allocated += 1);
+                let mut buf = glommio::allocate_dma_buffer(want);
+                buf.as_bytes_mut().fill(0);
+                (buf, want, want)
+            }
+        };
+        ChunkBuffer::from_dma(buf, capacity, footprint, Some(Rc::downgrade(pool)))
+    }
+
+    fn from_dma(
+        mut buf: DmaBuffer,
+        capacity: usize,
+        footprint: usize,
+        pool: Option<Weak<BufferPool>>,
+    ) -> ChunkBuffer {
+        debug_assert!(capacity <= buf.len() && buf.len() <= footprint);
+        let ptr = buf.as_mut_ptr();
         ChunkBuffer {
             // glommio never hands out a null buffer pointer (allocation failure aborts).
             ptr: NonNull::new(ptr).unwrap_or_else(|| std::process::abort()),
             capacity,
             frozen: Cell::new(0),
             storage: RefCell::new(Storage::Open(buf)),
+            footprint,
+            pool,
         }
     }
 
@@ -58,6 +257,12 @@ impl ChunkBuffer {
     #[inline]
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Bytes of memory the buffer holds (its allocation), what memory limits count.
+    #[inline]
+    pub fn footprint(&self) -> usize {
+        self.footprint
     }
 
     /// Bytes written and readable.
@@ -129,6 +334,16 @@ impl ChunkBuffer {
         let mut st = self.storage.borrow_mut();
         match std::mem::replace(&mut *st, Storage::Moving) {
             Storage::Open(mut buf) => {
+                if write_len > frozen {
+                    // SAFETY: `[frozen, write_len)` lies inside the allocation (write_len <=
+                    // capacity: `frozen` <= capacity and capacity is block-aligned) and past the
+                    // frozen prefix, so no reader holds a slice of it; the buffer is still open,
+                    // so only this single-threaded writer touches those bytes. Recycled memory
+                    // holds old bytes there; the file must get zeros after the last record.
+                    unsafe {
+                        std::ptr::write_bytes(self.ptr.as_ptr().add(frozen), 0, write_len - frozen)
+                    };
+                }
                 buf.trim_to_size(write_len);
                 *st = Storage::Sealed(Rc::new(buf));
                 write_len
@@ -159,6 +374,24 @@ impl ChunkBuffer {
     }
 }
 
+impl Drop for ChunkBuffer {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take().and_then(|p| p.upgrade()) else {
+            return;
+        };
+        let buf = match std::mem::replace(self.storage.get_mut(), Storage::Moving) {
+            Storage::Open(buf) => Some(buf),
+            // A write still holding the buffer (never the case once the flusher popped the
+            // chunk) keeps it; it is freed with the last reference.
+            Storage::Sealed(rc) => Rc::try_unwrap(rc).ok(),
+            Storage::Moving => None,
+        };
+        if let Some(buf) = buf {
+            pool.give(buf, self.footprint);
+        }
+    }
+}
+
 impl std::fmt::Debug for ChunkBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChunkBuffer")
@@ -166,5 +399,95 @@ impl std::fmt::Debug for ChunkBuffer {
             .field("frozen", &self.frozen.get())
             .field("sealed", &self.is_sealed())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        crate::io::block_on(f).unwrap_or_else(|e| panic!("executor: {e}"))
+    }
+
+    #[test]
+    fn recycled_buffer_is_reused_and_its_padding_zeroed() {
+        run(async {
+            let pool = BufferPool::new(4, 1 << 20);
+            let cap = 128 * 1024;
+            let first = ChunkBuffer::from_pool(&pool, cap, cap);
+            assert_eq!(first.capacity(), cap);
+            first.write_with(0, cap, |w| w.fill(0xEE));
+            first.freeze(cap);
+            assert_eq!(first.seal(true), cap);
+            drop(first);
+            assert_eq!(pool.len(), 1);
+
+            // Reused: the old 0xEE bytes are there, but a write sends zeros after the data.
+            let second = ChunkBuffer::from_pool(&pool, 64 * 1024, cap);
+            assert_eq!(second.capacity(), cap);
+            assert!(pool.is_empty());
+            second.write_with(0, 100, |w| w.fill(0x11));
+            second.freeze(100);
+            assert_eq!(second.seal(true), 4096);
+            let dma = second
+                .sealed_dma()
+                .unwrap_or_else(|| panic!("sealed chunk has no DMA buffer"));
+            let bytes = dma.as_bytes();
+            assert_eq!(bytes.len(), 4096);
+            assert!(bytes[..100].iter().all(|b| *b == 0x11));
+            assert!(bytes[100..].iter().all(|b| *b == 0));
+            drop(dma);
+            drop(second);
+            // Trimmed to 4 KiB by its write: too short to keep.
+            assert!(pool.is_empty());
+            let st = pool.stats();
+            assert_eq!(
+                (st.allocated, st.reused, st.returned, st.released),
+                (1, 1, 1, 1)
+            );
+        });
+    }
+
+    #[test]
+    fn pool_picks_the_best_fit_and_respects_its_limits() {
+        run(async {
+            let pool = BufferPool::new(2, 10 << 20);
+            pool.preallocate(3, 4 << 20);
+            // Two 4 MiB buffers fit the byte limit and the count limit stops at two.
+            assert_eq!(pool.len(), 2);
+            // A 16 KiB chunk must not trim a 4 MiB buffer down: fresh allocation.
+            let small = ChunkBuffer::from_pool(&pool, 16 * 1024, 16 * 1024);
+            assert_eq!(small.capacity(), 16 * 1024);
+            assert_eq!(pool.len(), 2);
+            assert_eq!(pool.stats().allocated, 1);
+            // A 2 MiB chunk takes a 4 MiB buffer and uses 2 MiB of it.
+            let big = ChunkBuffer::from_pool(&pool, 4096, 2 << 20);
+            assert_eq!(big.capacity(), 2 << 20);
+            assert_eq!(pool.len(), 1);
+            assert_eq!(pool.stats().reused, 1);
+            // Dropped while open: the whole 4 MiB buffer goes back.
+            drop(big);
+            assert_eq!(pool.len(), 2);
+            let again = ChunkBuffer::from_pool(&pool, 4096, 4 << 20);
+            assert_eq!(again.capacity(), 4 << 20);
+        });
+    }
+
+    #[test]
+    fn copy_of_holds_the_bytes_and_zero_padding() {
+        run(async {
+            let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8 + 1).collect();
+            let c = ChunkBuffer::copy_of(&data);
+            assert_eq!(c.capacity(), 8192);
+            assert_eq!(c.frozen_len(), 5000);
+            assert_eq!(c.bytes(0, 5000), &data[..]);
+            assert_eq!(c.seal(true), 8192);
+            let dma = c
+                .sealed_dma()
+                .unwrap_or_else(|| panic!("sealed chunk has no DMA buffer"));
+            assert_eq!(&dma.as_bytes()[..5000], &data[..]);
+            assert!(dma.as_bytes()[5000..].iter().all(|b| *b == 0));
+        });
     }
 }

@@ -7,7 +7,7 @@ mod buffer;
 mod file;
 mod runtime;
 
-pub use buffer::ChunkBuffer;
+pub use buffer::{BufferPool, ChunkBuffer, PoolStats, POOL_MAX_OVERSIZE, POOL_MIN_BUFFER_BYTES};
 pub use file::{sync_dir, warm_up, SegmentFile};
 pub use runtime::{block_on, sleep, spawn, yield_now, BackgroundTask};
 

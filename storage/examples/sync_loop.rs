@@ -1,0 +1,97 @@
+//! Profiling aid for group commit: A appenders on one store under `flush = sync`, each waiting
+//! for durability after every append; prints the rate and the flush counters.
+//! `cargo run --release -p ramjet-storage --example sync_loop -- DIR [N] [B] [A] [SEGMENT_MIB] [POOL_MIB]`
+
+use std::time::Instant;
+
+use ramjet_core::record::MessageToStore;
+use ramjet_storage::{FlushMode, Store, StoreConfig, StoreError};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().unwrap_or_else(|| "sync-loop-store".to_string());
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let body_len: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(4096);
+    let appenders: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let segment_mib: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let pool_mib: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let tmp = tempfile::tempdir_in(&dir).unwrap_or_else(|e| panic!("temp dir in {dir}: {e}"));
+    let mut cfg = StoreConfig::new(tmp.path().join("store"));
+    cfg.segment_size_bytes = segment_mib << 20;
+    cfg.flush = FlushMode::Sync;
+    // RAMJET_PREALLOCATE=fallocate: segments fallocated instead of zero-filled.
+    if std::env::var("RAMJET_PREALLOCATE").is_ok_and(|v| v == "fallocate") {
+        cfg.preallocate = ramjet_storage::Preallocate::Fallocate;
+    }
+    if pool_mib > 0 {
+        cfg.write_pool_bytes = cfg.write_pool_bytes.max(pool_mib << 20);
+        cfg.write_pool_preallocate_bytes = pool_mib << 20;
+    }
+    let (secs, stats) = ramjet_storage::io::block_on(async move {
+        let store = Store::open(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        let body = std::rc::Rc::new(vec![0xA5u8; body_len]);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..appenders {
+            let store = store.clone();
+            let body = body.clone();
+            let count = n / appenders + u64::from(t < n % appenders);
+            tasks.push(glommio::spawn_local(async move {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 50000));
+                let msg = MessageToStore {
+                    topic: "BenchTopic",
+                    queue_id: (t % 8) as i32,
+                    flag: 0,
+                    body: &body,
+                    properties: b"",
+                    sys_flag: 0,
+                    born_timestamp: 1_700_000_000_000,
+                    born_host: addr,
+                    store_host: addr,
+                    reconsume_times: 0,
+                    prepared_transaction_offset: 0,
+                    tags_code: 0,
+                };
+                for _ in 0..count {
+                    let put = loop {
+                        match store.put_message(&msg) {
+                            Ok(p) => break p,
+                            Err(StoreError::Busy { .. }) => {
+                                store.wait_writable(msg.encoded_len()).await
+                            }
+                            Err(e) => panic!("append: {e}"),
+                        }
+                    };
+                    store
+                        .wait_durable(put.end_physical_offset)
+                        .await
+                        .unwrap_or_else(|e| panic!("durable: {e}"));
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let stats = store.stats();
+        store
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        (secs, stats)
+    })
+    .unwrap_or_else(|e| panic!("executor: {e}"));
+    let bytes = n as f64 * body_len as f64;
+    println!(
+        "{n} x {body_len} B, {appenders} appenders: {:.1} MiB/s, {:.0} msg/s; flushes {} fdatasyncs {} chunk writes {} bytes written {} ({:.2} MiB/flush)",
+        bytes / secs / (1 << 20) as f64,
+        n as f64 / secs,
+        stats.flush_count,
+        stats.fdatasync_count,
+        stats.chunk_writes,
+        stats.bytes_written,
+        stats.bytes_written as f64 / stats.flush_count.max(1) as f64 / (1 << 20) as f64
+    );
+}
