@@ -125,6 +125,9 @@ struct Inner {
     disk_used_ratio: Cell<f64>,
     shutdown: Cell<bool>,
     flusher: RefCell<Option<BackgroundTask<()>>>,
+    /// ConsumeQueue/IndexFile flush, checkpoint and retention, apart from the CommitLog
+    /// flusher so that a sync append never waits behind them.
+    background: RefCell<Option<BackgroundTask<()>>>,
     counters: Cell<StoreStats>,
     /// Store timestamp of the last appended record.
     last_store_timestamp: Cell<i64>,
@@ -173,6 +176,7 @@ impl Store {
             disk_used_ratio: Cell::new(0.0),
             shutdown: Cell::new(false),
             flusher: RefCell::new(None),
+            background: RefCell::new(None),
             counters: Cell::new(StoreStats::default()),
             last_store_timestamp: Cell::new(recovered.last_store_timestamp.unwrap_or(0)),
             scratch_units: Cell::new(Vec::new()),
@@ -180,6 +184,8 @@ impl Store {
         inner.refresh_disk_usage();
         let task = io::spawn(flusher_loop(Rc::downgrade(&inner), inner.log.clone()));
         *inner.flusher.borrow_mut() = Some(task);
+        let task = io::spawn(background_loop(Rc::downgrade(&inner)));
+        *inner.background.borrow_mut() = Some(task);
         Ok(Store { inner })
     }
 
@@ -466,6 +472,15 @@ impl Store {
         if let Some(t) = task {
             t.join().await;
         }
+        // The background loop sees the flag within one tick; the last ConsumeQueue/IndexFile
+        // flush and checkpoint happen here, after the CommitLog's final flush.
+        let task = inner.background.borrow_mut().take();
+        if let Some(t) = task {
+            t.join().await;
+        }
+        if let Err(e) = inner.flush_derived().await {
+            tracing::error!(error = %e, "final ConsumeQueue/IndexFile flush or checkpoint failed");
+        }
         let res = if inner.log.durable_offset() < inner.log.end_offset() {
             Err(StoreError::FlushFailed {
                 durable_offset: inner.log.durable_offset(),
@@ -637,28 +652,19 @@ impl Inner {
     }
 }
 
-/// The flusher: waits for appends (sync), the interval or the byte threshold (async), writes and
-/// syncs the CommitLog, then on its own cadence flushes ConsumeQueue/IndexFile files, writes the
-/// checkpoint and re-measures disk usage. Exits after the final flush at shutdown, or when the
-/// store is dropped.
+/// The CommitLog flusher: waits for appends (sync), the interval or the byte threshold
+/// (async), writes and syncs the CommitLog and wakes the waiters. Nothing else runs in this
+/// loop: a sync append waits for this loop only. Exits after the final flush at shutdown, or
+/// when the store is dropped.
 async fn flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
-    let (mode, interval_ms, disk_ms, cp_ms, retention_ms) = match store.upgrade() {
-        Some(s) => (
-            s.cfg.flush,
-            s.cfg.flush_interval_ms,
-            s.cfg.disk_check_interval_ms,
-            s.cfg.checkpoint_interval_ms,
-            s.cfg.retention_check_interval_ms,
-        ),
+    let (mode, interval_ms) = match store.upgrade() {
+        Some(s) => (s.cfg.flush, s.cfg.flush_interval_ms),
         None => return,
     };
     let tick = Duration::from_millis(match mode {
         FlushMode::Sync => IDLE_TICK_MS.min(interval_ms),
         FlushMode::Async => interval_ms,
     });
-    let mut last_disk = Instant::now();
-    let mut last_derived = Instant::now();
-    let mut last_retention = Instant::now();
     loop {
         futures_lite::future::or(log.signal.wait(), io::sleep(tick)).await;
         let Some(inner) = store.upgrade() else { return };
@@ -672,21 +678,51 @@ async fn flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
                 true
             }
         };
+        if shutting {
+            return;
+        }
+        if failed {
+            io::sleep(Duration::from_millis(FLUSH_RETRY_MS)).await;
+        }
+    }
+}
+
+/// Everything else on its own cadence: ConsumeQueue/IndexFile flush and checkpoint (every
+/// `min(checkpoint_interval_ms, flush_interval_ms)`), disk usage, retention. Stops at
+/// shutdown; [`Store::shutdown`] does the last derived flush itself.
+async fn background_loop(store: Weak<Inner>) {
+    let (interval_ms, disk_ms, cp_ms, retention_ms) = match store.upgrade() {
+        Some(s) => (
+            s.cfg.flush_interval_ms,
+            s.cfg.disk_check_interval_ms,
+            s.cfg.checkpoint_interval_ms,
+            s.cfg.retention_check_interval_ms,
+        ),
+        None => return,
+    };
+    let derived_every = Duration::from_millis(cp_ms.min(interval_ms).max(1));
+    let tick = Duration::from_millis(IDLE_TICK_MS).min(derived_every);
+    let mut last_disk = Instant::now();
+    let mut last_derived = Instant::now();
+    let mut last_retention = Instant::now();
+    loop {
+        io::sleep(tick).await;
         let Some(inner) = store.upgrade() else { return };
+        if inner.shutdown.get() {
+            return;
+        }
         let now = Instant::now();
         if now.duration_since(last_disk) >= Duration::from_millis(disk_ms) {
             inner.refresh_disk_usage();
             last_disk = now;
         }
-        if shutting
-            || now.duration_since(last_derived) >= Duration::from_millis(cp_ms.min(interval_ms))
-        {
+        if now.duration_since(last_derived) >= derived_every {
             if let Err(e) = inner.flush_derived().await {
                 tracing::error!(error = %e, "flushing ConsumeQueue/IndexFile or checkpoint failed");
             }
             last_derived = Instant::now();
         }
-        if shutting {
+        if inner.shutdown.get() {
             return;
         }
         if now.duration_since(last_retention) >= Duration::from_millis(retention_ms) {
@@ -697,10 +733,6 @@ async fn flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
                 tracing::error!(error = %e, "retention sweep failed");
             }
             last_retention = Instant::now();
-        }
-        drop(inner);
-        if failed {
-            io::sleep(Duration::from_millis(FLUSH_RETRY_MS)).await;
         }
     }
 }
@@ -848,7 +880,9 @@ impl Inner {
             consumequeue_durable_offset: cq_durable.min(durable),
             index_durable_offset: index_durable.min(durable),
         };
-        cp.store(&self.cfg.dir).map_err(|e| {
+        // Two fsyncs (file, directory): on a blocking thread, never on the shard.
+        let dir = self.cfg.dir.clone();
+        io::blocking(move || cp.store(&dir)).await.map_err(|e| {
             StoreError::io(
                 "writing checkpoint",
                 &self.cfg.dir,

@@ -34,6 +34,16 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> BackgroundTa
     }
 }
 
+/// Runs blocking work (a small file written with fsync) on the executor's blocking thread and
+/// waits for it without stalling the shard.
+pub async fn blocking<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(f).await
+}
+
 /// Sleeps on the executor's timer.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await
