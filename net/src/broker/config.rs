@@ -176,6 +176,9 @@ pub struct StoreSection {
     pub max_transfer_count_in_memory: u32,
     pub max_transfer_bytes_on_disk: u32,
     pub max_transfer_count_on_disk: u32,
+    /// Recycled CommitLog write buffers: most bytes kept, and bytes allocated at start-up.
+    pub write_pool_bytes: u64,
+    pub write_pool_preallocate_bytes: u64,
 }
 
 impl Default for StoreSection {
@@ -198,6 +201,8 @@ impl Default for StoreSection {
             max_transfer_count_in_memory: 1024,
             max_transfer_bytes_on_disk: 128 * 1024,
             max_transfer_count_on_disk: 256,
+            write_pool_bytes: 64 * 1024 * 1024,
+            write_pool_preallocate_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -289,6 +294,13 @@ impl Config {
             if v == 0 {
                 return inv(key, v.to_string(), "must be at least 1");
             }
+        }
+        if self.store.write_pool_preallocate_bytes > self.store.write_pool_bytes {
+            return inv(
+                "store.write_pool_preallocate_bytes",
+                self.store.write_pool_preallocate_bytes.to_string(),
+                "must not exceed store.write_pool_bytes",
+            );
         }
         if self.broker.name.is_empty() || self.broker.name.len() > 100 {
             return inv(
@@ -392,6 +404,31 @@ mod tests {
         let mut c = Config::default();
         c.broker.base_port = 65530;
         assert!(c.shard_port(2).is_err());
+        let mut c = Config::default();
+        c.store.max_transfer_count_on_disk = 0;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "store.max_transfer_count_on_disk",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.store.write_pool_preallocate_bytes = c.store.write_pool_bytes + 1;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "store.write_pool_preallocate_bytes",
+                ..
+            })
+        ));
+        // The keys reach the store.
+        let mut c = Config::default();
+        c.store.max_transfer_count_in_memory = 77;
+        c.store.write_pool_bytes = 8 << 20;
+        let sc = crate::broker::shard::store_config(&c, "/tmp/x".into());
+        assert_eq!(sc.max_transfer_count_in_memory, 77);
+        assert_eq!(sc.write_pool_bytes, 8 << 20);
     }
 
     #[test]

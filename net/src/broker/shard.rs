@@ -139,6 +139,8 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         max_transfer_count_in_memory: s.max_transfer_count_in_memory,
         max_transfer_bytes_on_disk: s.max_transfer_bytes_on_disk,
         max_transfer_count_on_disk: s.max_transfer_count_on_disk,
+        write_pool_bytes: s.write_pool_bytes,
+        write_pool_preallocate_bytes: s.write_pool_preallocate_bytes,
         ..StoreConfig::default()
     }
 }
