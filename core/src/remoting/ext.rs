@@ -428,9 +428,9 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     // Common case (ids, names, numbers): nothing to escape. A branch-free fold the compiler
     // vectorizes, then one copy; a batch's msgId list is thousands of bytes per response.
-    let needs_escape = bytes
-        .iter()
-        .fold(false, |acc, &b| acc | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    let needs_escape = bytes.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
     if !needs_escape {
         out.extend_from_slice(bytes);
         out.push(b'"');
