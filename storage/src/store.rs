@@ -505,7 +505,8 @@ impl Store {
     /// `retention_check_interval_ms`; callers may run it at any time.
     pub async fn retention_sweep(&self) -> Result<crate::retention::DeletionReport, StoreError> {
         use crate::retention::{
-            delete_segments, disk_usage, plan_deletion, segment_ages, DiskUsage, RetentionPolicy,
+            delete_derived_parts, disk_usage, plan_deletion, segment_ages, unlink_segments,
+            DeletionReport, DiskUsage, RetentionPolicy,
         };
         let inner = &*self.inner;
         let cfg = &inner.cfg;
@@ -523,12 +524,24 @@ impl Store {
         let end = inner.log.end_offset();
         let active_base = end - end % cfg.segment_size_bytes;
         let plan = plan_deletion(&segments, active_base, now_ms(), usage, &policy);
-        let report = delete_segments(inner.log.dir(), &plan, &mut |min| {
+        let derived = delete_derived_parts(inner.log.dir(), &plan, &mut |min| {
             inner.queues.borrow_mut().delete_below(min);
             inner.index.borrow_mut().delete_below(min);
             Ok(())
         })
         .map_err(retention_err)?;
+        let report = match derived {
+            None => DeletionReport {
+                new_min_offset: plan.new_min_offset,
+                ..DeletionReport::default()
+            },
+            Some(new_min) => {
+                let (dir, bases) = (inner.log.dir().to_path_buf(), plan.delete_bases.clone());
+                io::blocking(move || unlink_segments(&dir, &bases, new_min))
+                    .await
+                    .map_err(retention_err)?
+            }
+        };
         if let Some(min) = report.new_min_offset {
             if !report.deleted_bases.is_empty() {
                 inner.log.forget_segments_below(min);
