@@ -94,12 +94,12 @@ impl<'a> Iterator for PropertyIter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.rest.is_empty() {
-            let (segment, rest) = match self.rest.iter().position(|&b| b == PROPERTY_SEPARATOR) {
+            let (segment, rest) = match memchr::memchr(PROPERTY_SEPARATOR, self.rest) {
                 Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
                 None => (self.rest, &self.rest[self.rest.len()..]),
             };
             self.rest = rest;
-            if let Some(i) = segment.iter().position(|&b| b == NAME_VALUE_SEPARATOR) {
+            if let Some(i) = memchr::memchr(NAME_VALUE_SEPARATOR, segment) {
                 let (name, value) = (&segment[..i], &segment[i + 1..]);
                 if !name.is_empty() && !value.is_empty() {
                     return Some((name, value));
@@ -112,6 +112,9 @@ impl<'a> Iterator for PropertyIter<'a> {
 
 /// The value of property `name` (the last occurrence, as Java's map keeps it).
 pub fn get<'a>(props: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    // Most lookups are for a property the message does not carry (TAGS, KEYS on the send
+    // path): one SIMD substring search rejects them without splitting the pairs.
+    memchr::memmem::find(props, name.as_bytes())?;
     iter(props)
         .filter(|(n, _)| *n == name.as_bytes())
         .last()

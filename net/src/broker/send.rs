@@ -283,9 +283,12 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
 /// Appends `v` as 16 uppercase hex digits (the offset part of an offset message id).
 fn push_hex16(out: &mut String, v: u64) {
     const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-    for i in (0..16).rev() {
-        out.push(char::from(HEX_UPPER[((v >> (4 * i)) & 0xF) as usize]));
+    let mut buf = [0u8; 16];
+    for (i, d) in buf.iter_mut().enumerate() {
+        *d = HEX_UPPER[((v >> (4 * (15 - i))) & 0xF) as usize];
     }
+    // Hex digits only: always valid UTF-8.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
 #[allow(clippy::too_many_arguments)]
