@@ -72,6 +72,10 @@ pub struct BenchArgs {
     /// caps it too (store.max_transfer_* keys).
     #[arg(long, default_value_t = 32)]
     pub pull_batch: i32,
+    /// Microseconds each worker keeps polling before it sleeps in the kernel (0: sleep at
+    /// once). For latency runs on dedicated cores.
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
     /// Client instances (each with its own TCP connection per broker); default one per

@@ -12,7 +12,7 @@ use ramjet_net::client::consumer::{
     ConsumeFrom, ConsumeResult, PullOptions, PushConsumer, PushConsumerConfig, Subscription,
 };
 use ramjet_net::client::selector::QueueSelector;
-use ramjet_net::client::transport::{self, block_on};
+use ramjet_net::client::transport::{self, block_on, block_on_spinning};
 use ramjet_net::client::{
     Client, ClientConfig, ClientError, Message, MessageExt, Producer, ProducerConfig,
 };
@@ -235,7 +235,8 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
             let idx = a.index;
             let cpu = a.cpu;
             let tx2 = tx.clone();
-            let r = block_on(cpu, worker(mode, a, args, timing, tx2));
+            let spin = Duration::from_micros(args.spin_us);
+            let r = block_on_spinning(cpu, spin, worker(mode, a, args, timing, tx2));
             let msg = match r {
                 Ok(Ok(())) => WorkerMsg::Done,
                 Ok(Err(e)) => WorkerMsg::Failed(idx, e.to_string()),

@@ -515,17 +515,29 @@ pub fn block_on<T: 'static>(
     cpu: Option<usize>,
     fut: impl Future<Output = T> + 'static,
 ) -> Result<T, ClientError> {
+    block_on_spinning(cpu, Duration::ZERO, fut)
+}
+
+/// [`block_on`], polling `spin` before the executor sleeps in the kernel (lower wake-up
+/// latency for load generators on a dedicated core).
+pub fn block_on_spinning<T: 'static>(
+    cpu: Option<usize>,
+    spin: Duration,
+    fut: impl Future<Output = T> + 'static,
+) -> Result<T, ClientError> {
     let placement = match cpu {
         Some(c) => glommio::Placement::Fixed(c),
         None => glommio::Placement::Unbound,
     };
-    let ex = glommio::LocalExecutorBuilder::new(placement)
-        .make()
-        .map_err(|e| {
-            ClientError::Runtime(format!(
-                "{e}; glommio needs io_uring and ~512 KiB of locked memory (ulimit -l)"
-            ))
-        })?;
+    let mut builder = glommio::LocalExecutorBuilder::new(placement);
+    if !spin.is_zero() {
+        builder = builder.spin_before_park(spin);
+    }
+    let ex = builder.make().map_err(|e| {
+        ClientError::Runtime(format!(
+            "{e}; glommio needs io_uring and ~512 KiB of locked memory (ulimit -l)"
+        ))
+    })?;
     Ok(ex.run(fut))
 }
 

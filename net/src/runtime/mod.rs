@@ -86,6 +86,9 @@ pub enum Pin {
 pub struct ExecutorOptions {
     pub io_memory_bytes: usize,
     pub ring_depth: usize,
+    /// Keep polling this long after the last event before sleeping in the kernel (0: sleep at
+    /// once). Polling trades an idle core's CPU for wake-up latency.
+    pub spin_before_park: Duration,
 }
 
 impl Default for ExecutorOptions {
@@ -93,6 +96,7 @@ impl Default for ExecutorOptions {
         Self {
             io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
             ring_depth: RING_DEPTH,
+            spin_before_park: Duration::ZERO,
         }
     }
 }
@@ -257,15 +261,17 @@ where
                 Pin::Cpu(c) => glommio::Placement::Fixed(c),
                 Pin::Unbound => glommio::Placement::Unbound,
             };
-            let ex = glommio::LocalExecutorBuilder::new(placement)
+            let mut builder = glommio::LocalExecutorBuilder::new(placement)
                 .name(&exec_name)
                 .io_memory(opts.io_memory_bytes)
-                .ring_depth(opts.ring_depth)
-                .make()
-                .map_err(|e| RuntimeError::Executor {
-                    name: exec_name.clone(),
-                    message: e.to_string(),
-                })?;
+                .ring_depth(opts.ring_depth);
+            if !opts.spin_before_park.is_zero() {
+                builder = builder.spin_before_park(opts.spin_before_park);
+            }
+            let ex = builder.make().map_err(|e| RuntimeError::Executor {
+                name: exec_name.clone(),
+                message: e.to_string(),
+            })?;
             Ok(ex.run(make()))
         })
         .map_err(|source| RuntimeError::Thread {
