@@ -608,6 +608,21 @@ async fn raw_load(
     Ok(())
 }
 
+/// When request `k` of a producer is due: on the open-loop schedule (`--rate`, split over the
+/// producers; a request carries `--batch` messages) or now (closed loop). `None` once the
+/// schedule reaches the end of the run.
+fn intended_send(args: &BenchArgs, timing: Timing, k: u64) -> Option<Instant> {
+    let intended = match args.rate {
+        Some(r) => {
+            let per_producer = r / args.producers.max(1) as f64;
+            let interval = args.batch as f64 / per_producer;
+            timing.start + Duration::from_secs_f64(interval * k as f64)
+        }
+        None => Instant::now(),
+    };
+    (intended < timing.end).then_some(intended)
+}
+
 async fn raw_produce_loop(
     queues: Vec<ramjet_net::client::MessageQueue>,
     conns: Vec<ramjet_net::client::Connection>,
@@ -618,18 +633,9 @@ async fn raw_produce_loop(
 ) {
     let window = Rc::new(transport::Window::new(args.window as u64));
     sleep_until(timing.start).await;
-    let per_producer_rate = args.rate.map(|r| r / args.producers.max(1) as f64);
-    let interval = per_producer_rate.map(|r| args.batch as f64 / r);
     let (n, bytes) = (args.batch as u64, (args.batch * args.size) as u64);
     let mut k: u64 = 0;
-    loop {
-        let intended = match interval {
-            Some(iv) => timing.start + Duration::from_secs_f64(iv * k as f64),
-            None => Instant::now(),
-        };
-        if intended >= timing.end {
-            break;
-        }
+    while let Some(intended) = intended_send(&args, timing, k) {
         sleep_until(intended).await;
         if window.acquire(1).await.is_err() {
             break;
@@ -746,19 +752,9 @@ fn build_batch(args: &BenchArgs, stamp_us: u64) -> Vec<Message> {
 
 async fn produce_loop(producer: Producer, args: BenchArgs, timing: Timing, rec: Rec) {
     sleep_until(timing.start).await;
-    let per_producer_rate = args.rate.map(|r| r / args.producers.max(1) as f64);
-    // Seconds between requests of this producer in open loop (a request carries `batch`).
-    let interval = per_producer_rate.map(|r| args.batch as f64 / r);
     let mut k: u64 = 0;
     let selector = QueueSelector::RoundRobin;
-    loop {
-        let intended = match interval {
-            Some(iv) => timing.start + Duration::from_secs_f64(iv * k as f64),
-            None => Instant::now(),
-        };
-        if intended >= timing.end {
-            break;
-        }
+    while let Some(intended) = intended_send(&args, timing, k) {
         sleep_until(intended).await;
         let msgs = build_batch(&args, timing.epoch_us(intended));
         let (n, bytes) = (args.batch as u64, (args.batch * args.size) as u64);

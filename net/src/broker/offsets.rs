@@ -177,15 +177,7 @@ impl OffsetStore {
 
     /// Writes the file now (atomically).
     pub fn persist(&self) -> Result<(), OffsetsError> {
-        let mut file = OffsetFile::default();
-        for (key, q, o) in self.entries() {
-            file.offset_table
-                .entry(key)
-                .or_default()
-                .insert(q.to_string(), o);
-        }
-        // Serializing a map of strings and integers cannot fail.
-        let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
+        let bytes = self.snapshot();
         // Clear before writing: an update racing the write marks it dirty again.
         self.dirty.set(false);
         if let Err(e) = write_atomically(&self.path, &bytes) {
