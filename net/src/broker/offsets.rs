@@ -135,19 +135,10 @@ impl OffsetStore {
         self.table.borrow().values().map(HashMap::len).sum()
     }
 
-    /// Writes the file if anything changed since the last write.
-    pub fn persist_if_dirty(&self) -> Result<bool, OffsetsError> {
-        if !self.dirty.get() {
-            return Ok(false);
-        }
-        self.persist()?;
-        Ok(true)
-    }
-
-    /// Like [`persist_if_dirty`](Self::persist_if_dirty), but the write and its two fsyncs
-    /// run on a blocking thread: done on the shard they stall every connection of the shard
-    /// for the fsync time (milliseconds), every `offset_persist_interval_ms`.
-    pub async fn persist_if_dirty_off_shard(&self) -> Result<bool, OffsetsError> {
+    /// Writes the file if anything changed since the last write (the periodic persist). The
+    /// write and its two fsyncs run on a blocking thread: done on the shard they stall every
+    /// connection of the shard for the fsync time (milliseconds).
+    pub async fn persist_if_dirty(&self) -> Result<bool, OffsetsError> {
         if !self.dirty.get() {
             return Ok(false);
         }
@@ -205,8 +196,7 @@ mod tests {
         s.commit("T", "G", 3, 7);
         s.commit("T@x", "G2", 1, 99);
         s.commit("T", "G", 0, 13);
-        assert!(s.persist_if_dirty().unwrap());
-        assert!(!s.persist_if_dirty().unwrap());
+        s.persist().unwrap();
         let text = std::fs::read_to_string(dir.path().join(OFFSETS_FILE)).unwrap();
         assert!(text.contains("\"offsetTable\""), "{text}");
         assert!(text.contains("\"T@G\""), "{text}");
@@ -230,12 +220,12 @@ mod tests {
         let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .spawn(move || async move {
                 let s = OffsetStore::open(&path).unwrap();
-                assert!(!s.persist_if_dirty_off_shard().await.unwrap());
+                assert!(!s.persist_if_dirty().await.unwrap());
                 s.commit("T", "G", 2, 41);
-                assert!(s.persist_if_dirty_off_shard().await.unwrap());
-                assert!(!s.persist_if_dirty_off_shard().await.unwrap());
+                assert!(s.persist_if_dirty().await.unwrap());
+                assert!(!s.persist_if_dirty().await.unwrap());
                 s.commit("T", "G", 2, 42);
-                assert!(s.persist_if_dirty_off_shard().await.unwrap());
+                assert!(s.persist_if_dirty().await.unwrap());
             })
             .unwrap();
         ex.join().unwrap();

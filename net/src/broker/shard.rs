@@ -288,7 +288,7 @@ impl Broker {
             since_scan += tick;
             if since_persist >= persist_every {
                 since_persist = Duration::ZERO;
-                if let Err(e) = self.offsets.persist_if_dirty_off_shard().await {
+                if let Err(e) = self.offsets.persist_if_dirty().await {
                     tracing::error!(shard = self.index, error = %e, "persisting consumer offsets failed");
                 }
             }

@@ -423,16 +423,21 @@ fn dead_addr() -> String {
     a
 }
 
-#[test]
-fn connection_failure_refreshes_the_route_so_a_dead_broker_leaves_the_selection() {
-    // Fault avoidance off: only the route refresh keeps the dead broker out.
-    let good = MockBroker::start(MockConfig {
+/// Broker "a" (2 queues) whose route also lists broker "b" at an address nobody listens on.
+fn mock_a_with_dead_peer_b() -> MockBroker {
+    MockBroker::start(MockConfig {
         broker_name: "a".into(),
         default_queues: 2,
         peers: vec![("b".into(), dead_addr())],
         ..MockConfig::default()
     })
-    .expect("mock");
+    .expect("mock")
+}
+
+#[test]
+fn connection_failure_refreshes_the_route_so_a_dead_broker_leaves_the_selection() {
+    // Fault avoidance off: only the route refresh keeps the dead broker out.
+    let good = mock_a_with_dead_peer_b();
     // The name server still lists b: one forced refresh, then none for a while.
     let c = client_for(&good);
     let queries0 = good.route_queries();
@@ -503,13 +508,7 @@ fn connection_failure_refreshes_the_route_so_a_dead_broker_leaves_the_selection(
 
 #[test]
 fn async_send_that_cannot_connect_counts_as_a_failed_attempt() {
-    let good = MockBroker::start(MockConfig {
-        broker_name: "a".into(),
-        default_queues: 2,
-        peers: vec![("b".into(), dead_addr())],
-        ..MockConfig::default()
-    })
-    .expect("mock");
+    let good = mock_a_with_dead_peer_b();
     let c = client_for(&good);
     let r = block_on(None, async move {
         let mut cfg = ProducerConfig::new("PG");
