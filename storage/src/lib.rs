@@ -25,6 +25,7 @@ pub mod config;
 pub mod consumequeue;
 pub mod error;
 pub mod fxhash;
+mod prefault;
 pub mod index;
 pub mod io;
 pub mod recovery;

@@ -39,6 +39,8 @@ pub(crate) struct CqFile {
     /// The units written so far; capacity is the whole file, reserved at creation, so appends
     /// never reallocate (untouched capacity costs address space, not memory).
     pub(crate) buf: Vec<u8>,
+    /// Populates `buf` ahead of the appends (page faults off the shard thread).
+    pub(crate) ahead: crate::prefault::Ahead,
     /// Units known to be on disk and synced.
     pub(crate) durable_units: u64,
     /// Units the file on disk may hold (it may hold more than `units()` after a truncation,
@@ -119,9 +121,14 @@ impl ConsumeQueue {
     }
 
     fn new_file(&self, start_unit: u64) -> CqFile {
+        let mut buf = Vec::with_capacity(self.units_per_file as usize * CQ_UNIT_LEN);
+        crate::prefault::advise_huge(&mut buf);
+        let mut ahead = crate::prefault::Ahead::default();
+        ahead.after_write(&buf);
         CqFile {
             start_unit,
-            buf: Vec::with_capacity(self.units_per_file as usize * CQ_UNIT_LEN),
+            buf,
+            ahead,
             durable_units: 0,
             disk_units: 0,
             on_disk: false,
@@ -147,6 +154,7 @@ impl ConsumeQueue {
         }
         if let Some(f) = self.files.back_mut() {
             f.buf.extend_from_slice(e.to_unit().as_bytes());
+            f.ahead.after_write(&f.buf);
         }
     }
 
@@ -450,6 +458,7 @@ impl ConsumeQueue {
             q.files.push_back(CqFile {
                 start_unit: start,
                 buf,
+                ahead: crate::prefault::Ahead::default(),
                 durable_units: units as u64,
                 disk_units,
                 on_disk: true,

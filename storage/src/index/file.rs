@@ -77,6 +77,8 @@ pub struct IndexFile {
     /// The whole slot table is on disk (written once, when the file is sealed).
     pub(crate) slots_durable: bool,
     pub(crate) on_disk: bool,
+    /// Populates `entries` ahead of `put` (page faults off the shard thread).
+    ahead: crate::prefault::Ahead,
     pub(crate) generation: u64,
 }
 
@@ -91,7 +93,17 @@ impl IndexFile {
         prev_end_ts: i64,
     ) -> IndexFile {
         let mut entries = Vec::with_capacity(max_entries as usize * ENTRY_LEN);
+        crate::prefault::advise_huge(&mut entries);
         entries.extend_from_slice(&[0u8; ENTRY_LEN]);
+        let mut ahead = crate::prefault::Ahead::default();
+        ahead.after_write(&entries);
+        // Hash slots are hit at random: populate the whole table ahead of the first puts.
+        let mut slot_table = vec![0u32; slots as usize];
+        crate::prefault::advise_huge(&mut slot_table);
+        crate::prefault::populate(
+            slot_table.as_ptr() as usize,
+            slot_table.len() * std::mem::size_of::<u32>(),
+        );
         IndexFile {
             name_ms,
             path,
@@ -106,13 +118,14 @@ impl IndexFile {
                 index_count: 1,
             },
             body: Body::Memory {
-                slots: vec![0u32; slots as usize],
+                slots: slot_table,
                 entries,
             },
             durable_count: 1,
             header_dirty: true,
             slots_durable: false,
             on_disk: false,
+            ahead,
             generation: 0,
         }
     }
@@ -136,6 +149,7 @@ impl IndexFile {
             header_dirty: false,
             slots_durable: true,
             on_disk: true,
+            ahead: crate::prefault::Ahead::default(),
             generation: 0,
         }
     }
@@ -192,6 +206,7 @@ impl IndexFile {
             prev_index: I32::new(prev as i32),
         };
         entries.extend_from_slice(e.as_bytes());
+        self.ahead.after_write(entries);
         slots[slot] = count;
         self.header.hash_slot_count = self.header.hash_slot_count.saturating_add(1);
         self.header.index_count = count + 1;
