@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
+use ramjet_core::remoting::SerializeType;
 use ramjet_net::client::admin::{Admin, TopicSpec};
 use ramjet_net::client::consumer::{
     ConsumeFrom, ConsumeResult, PullOptions, PushConsumer, PushConsumerConfig, Subscription,
@@ -366,7 +367,12 @@ async fn worker(
 ) -> Result<(), BenchError> {
     let mut clients = Vec::new();
     for _ in 0..a.clients {
-        clients.push(Client::new(ClientConfig::new(&args.namesrv)?));
+        let mut cfg = ClientConfig::new(&args.namesrv)?;
+        cfg.serialize_type = match args.serialize {
+            crate::args::Serialize::Rocketmq => SerializeType::RocketMq,
+            crate::args::Serialize::Json => SerializeType::Json,
+        };
+        clients.push(Client::new(cfg));
     }
     let produce_rec: Rec = Rc::new(RefCell::new(Recorder::new()));
     let consume_rec: Rec = Rc::new(RefCell::new(Recorder::new()));

@@ -100,8 +100,13 @@ impl AsyncWrite for Half {
 }
 
 impl Connection {
-    /// Connect to `addr` (`host:port`) and start the reader and writer tasks.
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<Connection, ClientError> {
+    /// Connect to `addr` (`host:port`) and start the reader and writer tasks. Requests go out
+    /// with headers encoded as `serialize_type`.
+    pub async fn connect(
+        addr: &str,
+        timeout: Duration,
+        serialize_type: SerializeType,
+    ) -> Result<Connection, ClientError> {
         let stream = match TcpStream::connect_timeout(addr, timeout).await {
             Ok(s) => s,
             Err(glommio::GlommioError::TimedOut(_)) => {
@@ -122,7 +127,7 @@ impl Connection {
         let stream = Rc::new(RefCell::new(stream));
         let inner = Rc::new(Inner {
             addr: addr.to_string(),
-            serialize_type: SerializeType::Json,
+            serialize_type,
             out: RefCell::new(Vec::with_capacity(READ_BUFFER_BYTES)),
             writer_waker: Cell::new(None),
             pending: RefCell::new(HashMap::new()),
