@@ -24,6 +24,7 @@ use ramjet_core::remoting::body::{
 use ramjet_core::remoting::headers::SendMessageRequestHeader;
 use ramjet_core::remoting::{
     decode_command, CodecLimits, CommandView, RemotingCommand, RequestCode, ResponseCode,
+    SerializeType,
 };
 
 /// Mock behaviour.
@@ -79,6 +80,9 @@ struct Shared {
     /// Routes leave out `cfg.peers` (a name server that dropped them).
     hide_peers: Arc<AtomicBool>,
     messages: AtomicU64,
+    /// Requests received with JSON headers and with binary (ROCKETMQ) headers.
+    json_requests: AtomicU64,
+    binary_requests: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -100,6 +104,8 @@ impl MockBroker {
             route_queries: AtomicU64::new(0),
             hide_peers: Arc::new(AtomicBool::new(false)),
             messages: AtomicU64::new(0),
+            json_requests: AtomicU64::new(0),
+            binary_requests: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -124,6 +130,14 @@ impl MockBroker {
     /// Send requests answered so far.
     pub fn sends(&self) -> u64 {
         self.shared.sends.load(Ordering::Relaxed)
+    }
+
+    /// Requests received so far as (JSON headers, binary headers).
+    pub fn requests_by_serialize_type(&self) -> (u64, u64) {
+        (
+            self.shared.json_requests.load(Ordering::Relaxed),
+            self.shared.binary_requests.load(Ordering::Relaxed),
+        )
     }
 
     /// Route queries (GET_ROUTEINFO_BY_TOPIC) answered so far.
@@ -214,6 +228,10 @@ fn serve(shared: Arc<Shared>, stream: TcpStream) {
         if shared.stop.load(Ordering::Relaxed) {
             return;
         }
+        match view.serialize_type {
+            SerializeType::Json => shared.json_requests.fetch_add(1, Ordering::Relaxed),
+            SerializeType::RocketMq => shared.binary_requests.fetch_add(1, Ordering::Relaxed),
+        };
         if view.code == RequestCode::PULL_MESSAGE {
             let cmd = view.to_owned_command();
             let (s, w) = (shared.clone(), writer.clone());

@@ -14,6 +14,7 @@ use super::mock::{MockBroker, MockConfig};
 use super::selector::QueueSelector;
 use super::transport::block_on;
 use super::*;
+use ramjet_core::remoting::SerializeType;
 
 fn client_for(mock: &MockBroker) -> Client {
     let cfg = ClientConfig::new(&mock.addr()).expect("config");
@@ -92,6 +93,51 @@ fn sync_async_oneway_and_batch_sends_reach_the_broker() {
     }
     assert_eq!(mock.messages(), 57);
     assert_eq!(mock.sends(), 1 + 1 + 50 + 1 + 2);
+}
+
+#[test]
+fn headers_go_out_binary_by_default_and_json_when_configured() {
+    for (serialize, want_json) in [(None, false), (Some(SerializeType::Json), true)] {
+        let mock = MockBroker::start(MockConfig::default()).expect("mock");
+        let addr = mock.addr();
+        let (sent, pulled) = block_on(None, async move {
+            let mut cfg = ClientConfig::new(&addr).expect("cfg");
+            if let Some(st) = serialize {
+                cfg.serialize_type = st;
+            }
+            let client = Client::new(cfg);
+            let p = Producer::new(client.clone(), ProducerConfig::new("PG"));
+            let r = p
+                .send(Message::new("T", "typed").with_keys("k"))
+                .await
+                .expect("send");
+            let res = client
+                .pull(
+                    "CG",
+                    &r.queue,
+                    &Subscription::new("T", "*"),
+                    r.queue_offset,
+                    PullOptions::new(32),
+                )
+                .await
+                .expect("pull");
+            (r, res.messages)
+        })
+        .expect("executor");
+        assert_eq!(sent.status, SendStatus::SendOk);
+        assert_eq!(pulled.len(), 1);
+        assert_eq!(&pulled[0].body[..], b"typed");
+        let (json, binary) = mock.requests_by_serialize_type();
+        assert!(
+            json + binary >= 3,
+            "route, send and pull: {json} + {binary}"
+        );
+        if want_json {
+            assert_eq!(binary, 0, "a JSON client sent {binary} binary requests");
+        } else {
+            assert_eq!(json, 0, "a binary client sent {json} JSON requests");
+        }
+    }
 }
 
 #[test]
