@@ -14,7 +14,10 @@
 #            (io_mode direct with sendfile and with --no-zero-copy, io_mode buffered);
 #            the 100 B produce once more with `--client full` (the client library as generator).
 #            Shared layout: broker `--shards 2 --cpus 0,1`, bench `--cpus 0,1`, 100 B produce.
-#            Optional `perf record -e cpu-clock -g` of broker and bench during a 100 B produce.
+#            The e2e and sync latency rows once more with polling (broker and bench spin).
+#            Optional `perf record -e cpu-clock -g` of broker and bench, with flame graphs
+#            (inferno, installed from crates.io into target/ when missing): 100 B produce, e2e
+#            at 50% of its max, 1 KiB sync at 50% of its max.
 #
 # Usage: perf/bench-report.sh [OUT_DIR]
 #   OUT_DIR   default ./target/bench-report/<UTC time>; gets results.tsv, summary.md, per-run
@@ -28,6 +31,7 @@
 #   SEG=268435456              --segment-size-bytes
 #   PROFILE=1                  0 skips the perf profile run
 #   FIO=1                      0 skips fio
+#   SPIN_US=1000               polling (us) of the broker and bench in the "-spin" latency rows
 #   CATCHUP_PULL=1024          --pull-batch of the catch-up runs
 #   MEM_TAIL_CACHE=2147483648  tail cache of the from-memory catch-up broker
 # Needs: fio, jq, gcc (for the TCP echo), GNU dd, util-linux fincore, /usr/bin/time; perf when
@@ -49,6 +53,7 @@ PORT=${PORT:-20911}
 SEG=${SEG:-268435456}
 PROFILE=${PROFILE:-1}
 FIO=${FIO:-1}
+SPIN_US=${SPIN_US:-1000}          # polling of the "spin" latency rows (broker and bench)
 NS=127.0.0.1:$NS_PORT
 # Catch-up brokers keep only this much CommitLog in memory, so reads come from the files.
 CATCHUP_TAIL_CACHE=${CATCHUP_TAIL_CACHE:-16777216}
@@ -317,6 +322,49 @@ bench() {
 rate_of() { jq -r '.msgs_per_s | floor' "$OUT/$1.json" 2>/dev/null || echo 0; }
 half() { awk -v r="$1" 'BEGIN {printf "%d", r / 2}'; }
 
+# Flame graphs need inferno (crates.io); installed into target/ on first use, skipped if that fails.
+FLAMEGRAPH=""
+flamegraph_tools() {
+    [ -n "$FLAMEGRAPH" ] && return 0
+    local root=$ROOT/target/tools/inferno
+    if [ ! -x "$root/bin/inferno-flamegraph" ]; then
+        say "installing inferno (flame graphs) into $root"
+        cargo install --quiet --locked inferno --root "$root" >"$OUT/inferno-install.log" 2>&1 ||
+            { say "inferno install failed (see inferno-install.log): no flame graphs"; return 1; }
+    fi
+    FLAMEGRAPH=$root/bin
+}
+
+# profile NAME WHAT BENCH_ARGS... : a separate bench run (perf costs CPU, so its numbers are not
+# the reported ones) with `perf record -e cpu-clock -g` on the broker and on ramjet-bench for
+# DUR-2 seconds after the warm-up: text reports (by symbol, by thread) and flame graphs.
+profile() {
+    local name=$1 what=$2
+    shift 2
+    say "profile $name: perf record -e cpu-clock -g of the broker (pid $BPID) and of ramjet-bench during $what"
+    "$BENCH" "$1" --namesrv "$NS" "${@:2}" --quiet --json "$OUT/profile-$name.json" >"$OUT/profile-$name.log" 2>&1 &
+    local bench_pid=$!
+    sleep "$WARM"
+    perf record -q -e cpu-clock -g -p "$BPID" -o "$OUT/perf-$name-broker.data" -- sleep "$((DUR - 2))" 2>/dev/null &
+    local perf_b=$!
+    perf record -q -e cpu-clock -g -p "$bench_pid" -o "$OUT/perf-$name-bench.data" -- sleep "$((DUR - 2))" 2>/dev/null &
+    local perf_c=$!
+    wait "$perf_b" "$perf_c" || true
+    wait "$bench_pid" || say "profile $name: ramjet-bench failed"
+    local w
+    for w in broker bench; do
+        local data=$OUT/perf-$name-$w.data
+        perf report -i "$data" --stdio --no-children -g none --percent-limit 0.5 >"$OUT/perf-$name-$w.txt" 2>/dev/null || true
+        perf report -i "$data" --stdio --no-children -g none --sort comm >"$OUT/perf-$name-$w-threads.txt" 2>/dev/null || true
+        if flamegraph_tools; then
+            perf script -i "$data" 2>/dev/null | "$FLAMEGRAPH/inferno-collapse-perf" 2>/dev/null |
+                "$FLAMEGRAPH/inferno-flamegraph" --title "ramjet $w: $what" >"$OUT/flame-$name-$w.svg" 2>/dev/null ||
+                say "profile $name: flame graph of $w failed"
+        fi
+    done
+    say "profile $name throughput (perf attached): $(rate_of "profile-$name") msg/s; perf-$name-{broker,bench}.txt, flame-$name-{broker,bench}.svg"
+}
+
 # cached_mib DIR : page-cache residency of the files under DIR (fincore).
 cached_mib() {
     find "$1" -type f -size +0 -print0 | xargs -0 -r fincore -b -n -o RES 2>/dev/null |
@@ -344,25 +392,10 @@ if [ "$E2E_HALF" -gt 0 ]; then
     bench e2e-half "50% of e2e-max ($E2E_MAX msg/s)" e2e --topic E2eHalf --queues 8 --size 100 --rate "$E2E_HALF" "${P[@]}"
 fi
 if [ "$PROFILE" != 0 ]; then
-    # A separate run: perf costs CPU, so its throughput is not the reported one.
-    say "profile: perf record -e cpu-clock -g of the broker (pid $BPID) and of ramjet-bench during a 100 B produce"
-    "$BENCH" produce --namesrv "$NS" --topic Prof --queues 8 --size 100 --batch 100 --producers 4 \
-        "${P[@]}" --quiet --json "$OUT/profile-produce.json" >"$OUT/profile-produce.log" 2>&1 &
-    bench_pid=$!
-    sleep "$WARM"
-    perf record -q -e cpu-clock -g -p "$BPID" -o "$OUT/perf-broker.data" -- sleep "$((DUR - 2))" 2>/dev/null &
-    perf_b=$!
-    perf record -q -e cpu-clock -g -p "$bench_pid" -o "$OUT/perf-bench.data" -- sleep "$((DUR - 2))" 2>/dev/null &
-    perf_c=$!
-    wait "$perf_b" "$perf_c" || true
-    wait "$bench_pid" || say "profile run: ramjet-bench failed"
-    for w in broker bench; do
-        perf report -i "$OUT/perf-$w.data" --stdio --no-children -g none --percent-limit 0.5 \
-            >"$OUT/perf-$w.txt" 2>/dev/null || true
-        perf report -i "$OUT/perf-$w.data" --stdio --no-children -g none --sort comm \
-            >"$OUT/perf-$w-threads.txt" 2>/dev/null || true
-    done
-    say "profile run throughput (perf attached): $(rate_of profile-produce) msg/s; reports in perf-broker.txt, perf-bench.txt"
+    profile produce "a 100 B batch-100 produce" produce --topic Prof --queues 8 --size 100 --batch 100 --producers 4 "${P[@]}"
+    if [ "$E2E_HALF" -gt 0 ]; then
+        profile e2e-half "e2e at 50% of e2e-max ($E2E_HALF msg/s)" e2e --topic ProfE2e --queues 8 --size 100 --rate "$E2E_HALF" "${P[@]}"
+    fi
 fi
 broker_stop
 say ""
@@ -404,6 +437,25 @@ bench produce-1KiB-sync-max "closed loop, window 128" produce --topic S1k --queu
 S_HALF=$(half "$(rate_of produce-1KiB-sync-max)")
 if [ "$S_HALF" -gt 0 ]; then
     bench produce-1KiB-sync-half "50% of produce-1KiB-sync-max" produce --topic S1kHalf --queues 8 --size 1024 --batch 1 --rate "$S_HALF" "${P[@]}"
+    if [ "$PROFILE" != 0 ]; then
+        profile sync-half "a 1 KiB flush=sync produce at 50% of its max ($S_HALF msg/s)" produce --topic ProfS1k --queues 8 --size 1024 --batch 1 --rate "$S_HALF" "${P[@]}"
+    fi
+fi
+broker_stop
+say ""
+
+say "## Latency rows again with polling: broker runtime.spin_before_park_us = $SPIN_US, ramjet-bench --spin-us $SPIN_US"
+say "(on this kind of VM an idle vCPU is woken through the hypervisor; polling keeps both threads on CPU)"
+printf '[runtime]\nspin_before_park_us = %s\n' "$SPIN_US" >"$OUT/spin.toml"
+broker_start async-spin async-spin 1 "$BROKER_CPUS" async direct "" "--config $OUT/spin.toml"
+if [ "$E2E_HALF" -gt 0 ]; then
+    bench e2e-10k-spin "polling" e2e --topic E2e10kSpin --queues 8 --size 100 --rate 10000 --spin-us "$SPIN_US" "${P[@]}"
+    bench e2e-half-spin "polling, 50% of e2e-max ($E2E_MAX msg/s, measured without polling)" e2e --topic E2eHalfSpin --queues 8 --size 100 --rate "$E2E_HALF" --spin-us "$SPIN_US" "${P[@]}"
+fi
+broker_stop
+broker_start sync-spin sync-spin 1 "$BROKER_CPUS" sync direct "" "--config $OUT/spin.toml"
+if [ "$S_HALF" -gt 0 ]; then
+    bench produce-1KiB-sync-half-spin "polling, 50% of produce-1KiB-sync-max" produce --topic S1kHalfSpin --queues 8 --size 1024 --batch 1 --rate "$S_HALF" --spin-us "$SPIN_US" "${P[@]}"
 fi
 broker_stop
 say ""
@@ -426,10 +478,17 @@ if [ -f "$OUT/e2e-half.json" ]; then
     p99=$(jq -r '.latency.p99_us' "$OUT/e2e-half.json")
     say "e2e p99 at 50% of max: $p99 us vs <= 1000 us: $(awk -v p="$p99" 'BEGIN {printf "%.2f", p / 1000}')x of the bound"
 fi
-if [ -f "$OUT/produce-1KiB-sync-half.json" ] && [ -n "$FSYNC_P99_US" ]; then
-    p99=$(jq -r '.latency.p99_us' "$OUT/produce-1KiB-sync-half.json")
+if [ -f "$OUT/e2e-half-spin.json" ]; then
+    p99=$(jq -r '.latency.p99_us' "$OUT/e2e-half-spin.json")
+    say "e2e p99 at 50% of max, polling: $p99 us vs <= 1000 us: $(awk -v p="$p99" 'BEGIN {printf "%.2f", p / 1000}')x of the bound"
+fi
+if [ -n "$FSYNC_P99_US" ]; then
     bound=$(awk -v f="$FSYNC_P99_US" -v r="$RTT_P99_US" 'BEGIN {printf "%.0f", 2 * (f + r)}')
-    say "1 KiB sync produce p99 at 50% of max: $p99 us vs <= 2 x (fdatasync p99 $FSYNC_P99_US us + TCP RTT p99 $RTT_P99_US us) = $bound us: $(awk -v p="$p99" -v b="$bound" 'BEGIN {printf "%.2f", p / b}')x of the bound"
+    for run in produce-1KiB-sync-half produce-1KiB-sync-half-spin; do
+        [ -f "$OUT/$run.json" ] || continue
+        p99=$(jq -r '.latency.p99_us' "$OUT/$run.json")
+        say "$run p99: $p99 us vs <= 2 x (fdatasync p99 $FSYNC_P99_US us + TCP RTT p99 $RTT_P99_US us) = $bound us: $(awk -v p="$p99" -v b="$bound" 'BEGIN {printf "%.2f", p / b}')x of the bound"
+    done
 fi
 say ""
 say "## All runs"
@@ -442,4 +501,4 @@ tail -n +2 "$RESULTS" | awk -F'\t' '{printf "- %s: `%s`\n", $1, $2}' | tee -a "$
 say ""
 say "uptime at end: $(uptime)"
 say "results: $RESULTS"
-rm -rf "$DATA_DIR/async" "$DATA_DIR/buffered" "$DATA_DIR/sync" "$DATA_DIR/shared"
+rm -rf "$DATA_DIR/async" "$DATA_DIR/buffered" "$DATA_DIR/sync" "$DATA_DIR/shared" "$DATA_DIR/async-spin" "$DATA_DIR/sync-spin" "$DATA_DIR/memory"
