@@ -103,6 +103,7 @@ fn sender() -> Option<&'static SyncSender<(usize, usize)>> {
         let spawned = std::thread::Builder::new()
             .name("ramjet-prefault".into())
             .spawn(move || {
+                unpin_to_process_cpus();
                 while let Ok((addr, len)) = rx.recv() {
                     populate_now(addr, len);
                 }
@@ -116,6 +117,22 @@ fn sender() -> Option<&'static SyncSender<(usize, usize)>> {
         }
     })
     .as_ref()
+}
+
+/// The thread is started by whichever shard first needs it and would inherit that shard's
+/// pinning, putting all prefault work on one shard's core. It takes the process's own CPU
+/// set instead (the main thread's, which `ramjet` never pins), so the kernel runs it where
+/// there is room: background work, like the kernel's own workers.
+fn unpin_to_process_cpus() {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the main thread
+    // (pid == its tid) and sched_setaffinity(0, ..) applies it to the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(libc::getpid(), size, &mut set) == 0 {
+            libc::sched_setaffinity(0, size, &set);
+        }
+    }
 }
 
 fn populate_now(addr: usize, len: usize) {
