@@ -31,12 +31,18 @@ const QUEUE_DEPTH: usize = 256;
 /// freed memory: harmless, but useless).
 pub(crate) fn advise_huge<T>(v: &mut Vec<T>) {
     let (start, len) = span(v);
+    advise_huge_range(start, len);
+}
+
+/// [`advise_huge`] for any live allocation `[start, start + len)` (write buffers too): only
+/// the whole 2 MiB pages inside it are advised.
+pub(crate) fn advise_huge_range(start: usize, len: usize) {
     let first = start.next_multiple_of(HUGE_PAGE_BYTES);
     let end = (start + len) & !(HUGE_PAGE_BYTES - 1);
     if end <= first {
         return;
     }
-    // SAFETY: [first, end) lies inside the Vec's live allocation and is page aligned;
+    // SAFETY: [first, end) lies inside the caller's live allocation and is page aligned;
     // MADV_HUGEPAGE only changes how the kernel backs those pages, never the bytes the
     // program sees, so no Rust reference is affected. Failure is harmless (ignored).
     unsafe {
