@@ -1,6 +1,9 @@
 //! Profiling aid: one store, one appender, N async appends of B-byte bodies (no criterion, no
 //! per-sample setup), prints the rate. `cargo run --release -p ramjet-storage --example
-//! append_loop -- DIR [N] [B] [POOL_MIB] [SEGMENT_MIB]`; run it under `perf record -g` to see the append path alone.
+//! append_loop -- DIR [N] [B] [POOL_MIB] [SEGMENT_MIB] [REPEAT]`; run it under `perf record -g` to
+//! see the append path alone. With REPEAT > 1 it opens REPEAT fresh stores one after the other
+//! in the same process, as the criterion bench does per sample (memory freed by one store is
+//! reused by the next), and prints the rate of each.
 
 use std::time::Instant;
 
@@ -19,7 +22,14 @@ fn main() {
     let body_len: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100);
     let pool_mib: Option<u64> = args.next().and_then(|s| s.parse().ok()).filter(|m| *m > 0);
     let segment_mib: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
-    let tmp = tempfile::tempdir_in(&dir).unwrap_or_else(|e| panic!("temp dir in {dir}: {e}"));
+    let repeat: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    for _ in 0..repeat.max(1) {
+        run_once(&dir, n, body_len, pool_mib, segment_mib);
+    }
+}
+
+fn run_once(dir: &str, n: u64, body_len: usize, pool_mib: Option<u64>, segment_mib: u64) {
+    let tmp = tempfile::tempdir_in(dir).unwrap_or_else(|e| panic!("temp dir in {dir}: {e}"));
     let mut cfg = StoreConfig::new(tmp.path().join("store"));
     cfg.segment_size_bytes = segment_mib << 20;
     if let Some(mib) = pool_mib {

@@ -19,9 +19,12 @@ fn main() {
     let mut cfg = StoreConfig::new(tmp.path().join("store"));
     cfg.segment_size_bytes = segment_mib << 20;
     cfg.flush = FlushMode::Sync;
-    // RAMJET_PREALLOCATE=fallocate: segments fallocated instead of zero-filled.
-    if std::env::var("RAMJET_PREALLOCATE").is_ok_and(|v| v == "fallocate") {
-        cfg.preallocate = ramjet_storage::Preallocate::Fallocate;
+    // RAMJET_PREALLOCATE=zero|fallocate|none overrides how segments are prepared.
+    match std::env::var("RAMJET_PREALLOCATE").as_deref() {
+        Ok("zero") => cfg.preallocate = ramjet_storage::Preallocate::Zero,
+        Ok("fallocate") => cfg.preallocate = ramjet_storage::Preallocate::Fallocate,
+        Ok("none") => cfg.preallocate = ramjet_storage::Preallocate::None,
+        _ => {}
     }
     if pool_mib > 0 {
         cfg.write_pool_bytes = cfg.write_pool_bytes.max(pool_mib << 20);

@@ -48,13 +48,26 @@ pub enum IoMode {
 /// order (7,700 / 5,100 / 5,300). `fallocate` leaves unwritten extents whose conversion costs a
 /// journal commit on every durable write, so zero-filling (RocketMQ's warm-up) is the default:
 /// it costs one sequential write of the segment, done ahead of need by the flusher.
+///
+/// The price of zero-filling is that every CommitLog byte is written twice (zeros, then
+/// records), which caps a store that writes continuously at about half the disk's bandwidth.
+/// With many concurrent synchronous appenders `fallocate` wins: `examples/sync_loop.rs`
+/// (200,000 x 4 KiB, 64 MiB segments, 1024 / 4096 appenders, back to back, load < 1) gave
+/// 508-558 / 730-805 MiB/s with `fallocate` against 427-434 / 654-671 MiB/s zero-filled
+/// (+17-23 %). The criterion bench (`benches/append.rs`: a fresh store per sample, whose
+/// first segment is zero-filled before the clock starts) showed `fallocate` 18 % slower at
+/// 1024 appenders and no faster at 4096, so the default stays. Choose `fallocate` for
+/// sustained high-concurrency `flush = sync` traffic; see perf/results/storage-2026-11-23.md
+/// (session 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preallocate {
-    /// Write zeros over the whole segment before use (best for `flush = sync`).
+    /// Write zeros over the whole segment before use (fastest single fdatasync; every byte is
+    /// written twice over the life of the segment).
     #[default]
     Zero,
-    /// `fallocate` the segment (cheap to create; durable writes pay extent conversion).
+    /// `fallocate` the segment (cheap to create, each byte written once; durable writes pay an
+    /// extent conversion, one journal commit per fdatasync).
     Fallocate,
     /// Let the file grow as it is written.
     None,

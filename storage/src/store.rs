@@ -129,6 +129,10 @@ struct Inner {
     /// flusher so that a sync append never waits behind them.
     background: RefCell<Option<BackgroundTask<()>>>,
     counters: Cell<StoreStats>,
+    /// `StoreStats::messages_appended` / `bytes_appended`, kept apart from `counters` so that
+    /// an append bumps two integers instead of copying the whole stats struct twice.
+    messages_appended: Cell<u64>,
+    bytes_appended: Cell<u64>,
     /// Store timestamp of the last appended record.
     last_store_timestamp: Cell<i64>,
     /// Reused unit buffer of `get_messages`.
@@ -142,8 +146,32 @@ pub struct Store {
     inner: Rc<Inner>,
 }
 
+/// Wall-clock milliseconds since the epoch for the store timestamp of a record (one read per
+/// `put_message`, one per `put_batch`), from `CLOCK_REALTIME_COARSE`.
+///
+/// Why the coarse clock: `CLOCK_REALTIME` through the vDSO costs ~24 ns on this kind of host (KVM,
+/// tsc clocksource), 10 % of an async 100 B append; the coarse clock ~6 ns. It is the same
+/// wall clock (same epoch, same NTP steps and slewing), read as of the last timer tick instead
+/// of now, so a stamp can be up to one tick (1/CONFIG_HZ: 4 ms at HZ=250, 1 ms at HZ=1000)
+/// behind the true time; `clock_getres` reports that tick. That stays within what RocketMQ's
+/// own store timestamps carry: RocketMQ sets `storeTimestamp` with `System.currentTimeMillis()`
+/// before it takes the CommitLog put lock, so its stamps already lag the real append by the
+/// lock wait and are not ordered by offset either; everything that reads the stamp (time
+/// search, retention by file age, the `earliest_msg_store_time` query, client latency
+/// metrics) works at millisecond-to-hour granularity. Stamps never run ahead of the
+/// wall clock. Falls back to `SystemTime` if the coarse clock is unavailable.
 #[inline]
 fn now_ms() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call; clock_gettime
+    // only writes it (vDSO call, no other memory touched).
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if rc == 0 {
+        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000;
+    }
     // Seconds and sub-second millis separately: no 128-bit arithmetic per message.
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
         d.as_secs() as i64 * 1000 + i64::from(d.subsec_millis())
@@ -178,6 +206,8 @@ impl Store {
             flusher: RefCell::new(None),
             background: RefCell::new(None),
             counters: Cell::new(StoreStats::default()),
+            messages_appended: Cell::new(0),
+            bytes_appended: Cell::new(0),
             last_store_timestamp: Cell::new(recovered.last_store_timestamp.unwrap_or(0)),
             scratch_units: Cell::new(Vec::new()),
         });
@@ -562,6 +592,8 @@ impl Store {
         let inner = &self.inner;
         let l = inner.log.stats();
         let mut s = inner.counters.get();
+        s.messages_appended = inner.messages_appended.get();
+        s.bytes_appended = inner.bytes_appended.get();
         s.fdatasync_count = l.fdatasync_count;
         s.flush_count = l.flush_count;
         s.flush_failures = l.flush_failures;
@@ -602,6 +634,9 @@ impl Inner {
                 refuse_pct: self.cfg.disk_refuse_ratio * 100.0,
             });
         }
+        if !self.log.durable.has_failure() {
+            return Ok(());
+        }
         if let Some((no_space, reason)) = self.log.durable.current_failure() {
             return Err(StoreError::FlushFailed {
                 durable_offset: self.log.durable_offset(),
@@ -627,10 +662,9 @@ impl Inner {
     }
 
     fn appended(&self, msgs: u64, bytes: u64, ts: i64) {
-        self.bump(|s| {
-            s.messages_appended += msgs;
-            s.bytes_appended += bytes;
-        });
+        self.messages_appended
+            .set(self.messages_appended.get() + msgs);
+        self.bytes_appended.set(self.bytes_appended.get() + bytes);
         self.last_store_timestamp.set(ts);
         match self.cfg.flush {
             FlushMode::Sync => self.log.signal.raise(),

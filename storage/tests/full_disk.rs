@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ramjet_core::record::{MessageToStore, RecordView};
-use ramjet_storage::{FlushMode, Store, StoreConfig, StoreError};
+use ramjet_storage::{FlushMode, Preallocate, Store, StoreConfig, StoreError};
 
 const TOPIC: &str = "FullTopic";
 const TMPFS_BYTES: &str = "8m";
@@ -115,6 +115,25 @@ async fn check_acked(store: &Store, acked: &Acked) {
 
 #[test]
 fn real_full_file_system_refuses_cleanly() {
+    full_file_system_refuses_cleanly(Preallocate::Zero);
+}
+
+/// The same with `fallocate`d segments. There the file system can also run out of room inside
+/// a chunk write, which the kernel reports as a short O_DIRECT write rather than an error; the
+/// store must still call it a full disk (`SegmentFile::write_chunk` writes the rest on its own
+/// to get the ENOSPC). Whether this run hits that path or the disk-usage guard first depends
+/// on timing; both must end in a clean disk-full refusal.
+#[test]
+fn real_full_file_system_refuses_cleanly_with_fallocated_segments() {
+    full_file_system_refuses_cleanly(Preallocate::Fallocate);
+}
+
+fn full_file_system_refuses_cleanly(prealloc: Preallocate) {
+    let config = move |dir: &Path| {
+        let mut c = config(dir);
+        c.preallocate = prealloc;
+        c
+    };
     let tmp = tempfile::tempdir().expect("tmp");
     let mnt = tmp.path().join("mnt");
     let mount = try_mount_tmpfs(&mnt);

@@ -4,9 +4,12 @@
 //! Group commit falls out of the shape: appenders park on the watermark; the single flusher task
 //! takes everything appended so far, writes it, issues ONE fdatasync, raises the watermark and
 //! wakes every waiter it covers. Appends that arrive meanwhile park again and ride the next
-//! flush. Waiters are woken in bulk; each re-checks its own offset.
+//! flush. Waiters are kept in offset order and only those the new watermark covers are woken
+//! (appends that arrived after the flush sealed its data are not covered; waking them too
+//! would only re-poll them so that they park again). A failed flush or shutdown wakes all.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -28,7 +31,8 @@ pub struct DurableWatch {
     failures: Cell<u64>,
     last_failure: RefCell<Option<(bool, String)>>,
     closed: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
+    /// Parked waits with the offset each needs, in ascending offset order.
+    waiters: RefCell<VecDeque<(u64, Waker)>>,
 }
 
 impl DurableWatch {
@@ -44,13 +48,31 @@ impl DurableWatch {
         self.durable.get()
     }
 
-    /// Raises the watermark and wakes the waiters.
+    /// Raises the watermark, clears a recorded failure and wakes the waiters it covers.
     pub fn advance(&self, to: u64) {
         if to > self.durable.get() {
             self.durable.set(to);
         }
-        *self.last_failure.borrow_mut() = None;
-        self.wake_all();
+        let had_failure = self.last_failure.borrow_mut().take().is_some();
+        if had_failure {
+            self.wake_all();
+            return;
+        }
+        let durable = self.durable.get();
+        loop {
+            // Pop one at a time and wake outside the borrow (a waker may run code that waits).
+            let next = {
+                let mut ws = self.waiters.borrow_mut();
+                match ws.front() {
+                    Some((end, _)) if *end <= durable => ws.pop_front(),
+                    _ => None,
+                }
+            };
+            match next {
+                Some((_, w)) => w.wake(),
+                None => break,
+            }
+        }
     }
 
     /// Records a failed flush and wakes the waiters, which fail.
@@ -58,6 +80,12 @@ impl DurableWatch {
         self.failures.set(self.failures.get() + 1);
         *self.last_failure.borrow_mut() = Some((no_space, reason));
         self.wake_all();
+    }
+
+    /// Whether the last flush failed (cheap: no clone of the reason).
+    #[inline]
+    pub fn has_failure(&self) -> bool {
+        self.last_failure.borrow().is_some()
     }
 
     /// The failure of the last flush, if it failed: `(no_space, reason)`.
@@ -76,15 +104,27 @@ impl DurableWatch {
     }
 
     fn wake_all(&self) {
-        // Taking the vector and giving it back keeps its capacity: no allocation per flush
+        // Taking the queue and giving it back keeps its capacity: no allocation per flush
         // once the waiter count has peaked.
         let mut ws = std::mem::take(&mut *self.waiters.borrow_mut());
-        for w in ws.drain(..) {
+        for (_, w) in ws.drain(..) {
             w.wake();
         }
         let mut cur = self.waiters.borrow_mut();
         if cur.is_empty() {
             *cur = ws;
+        }
+    }
+
+    /// Parks `waker` until the watermark reaches `end`. Appenders wait in append order, so
+    /// this is a push at the back; an out-of-order wait is inserted at its place.
+    fn park(&self, end: u64, waker: &Waker) {
+        let mut ws = self.waiters.borrow_mut();
+        if ws.back().is_none_or(|(e, _)| *e <= end) {
+            ws.push_back((end, waker.clone()));
+        } else {
+            let at = ws.partition_point(|(e, _)| *e <= end);
+            ws.insert(at, (end, waker.clone()));
         }
     }
 
@@ -124,7 +164,7 @@ impl Future for WaitDurable<'_> {
         if w.closed.get() {
             return Poll::Ready(Err(WaitFailure::ShutDown));
         }
-        w.waiters.borrow_mut().push(cx.waker().clone());
+        w.park(self.end, cx.waker());
         Poll::Pending
     }
 }

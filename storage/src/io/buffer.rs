@@ -87,6 +87,7 @@ impl BufferPool {
                 break;
             }
             let mut buf = glommio::allocate_dma_buffer(size);
+            advise_huge_pages(&mut buf);
             buf.as_bytes_mut().fill(0);
             self.held_bytes.set(self.held_bytes.get() + size);
             self.free.borrow_mut().push((buf, size));
@@ -166,6 +167,19 @@ impl BufferPool {
     }
 }
 
+/// Asks the kernel to back the whole 2 MiB pages inside a fresh write buffer with transparent
+/// huge pages, before its first touch. A busy store fills its tail cache with fresh chunks
+/// (256 MiB by default) before it recycles any, and with 4 KiB pages every first touch is a
+/// page fault on the shard thread: under `flush = sync` with 4 KiB records the fault handling
+/// of fresh chunks (`exc_page_fault`, `do_anonymous_page`, the irq-restore spin) was ~20 % of
+/// the shard's samples beside the zeroing itself. With huge pages it is one fault per 2 MiB;
+/// the kernel still clears every byte. Measured (session 3): cold-process 100 B async appends
+/// ~+10 %, 4 KiB sync appends unchanged within noise. A no-op when THP is `never` (or the
+/// range holds no whole huge page); failures only cost speed and are ignored.
+fn advise_huge_pages(buf: &mut DmaBuffer) {
+    crate::prefault::advise_huge_range(buf.as_mut_ptr() as usize, buf.len());
+}
+
 fn align_up(n: usize) -> usize {
     let align = IO_ALIGNMENT as usize;
     n.max(align).div_ceil(align) * align
@@ -227,6 +241,7 @@ impl ChunkBuffer {
             None => {
                 pool.bump(|s| s.allocated += 1);
                 let mut buf = glommio::allocate_dma_buffer(want);
+                advise_huge_pages(&mut buf);
                 buf.as_bytes_mut().fill(0);
                 (buf, want, want)
             }

@@ -227,10 +227,32 @@ impl SegmentFile {
                         std::io::Error::other("chunk not sealed"),
                     )
                 })?;
-                let written = self.dma.write_rc_at(buf, pos).await.map_err(|e| {
+                let written = self.dma.write_rc_at(buf.clone(), pos).await.map_err(|e| {
                     StoreError::io("writing chunk (O_DIRECT)", &self.path, to_io_error(e))
                 })?;
                 if written != len {
+                    if written > 0 && written < len && (written as u64).is_multiple_of(IO_ALIGNMENT)
+                    {
+                        // A short write (the file system ran out of room part-way through an
+                        // extending or unwritten range): write the rest on its own, which
+                        // either completes the chunk or reports why (ENOSPC), so a full disk
+                        // is recognised as such.
+                        let rest = &buf.as_bytes()[written..len];
+                        let mut copy = glommio::allocate_dma_buffer(rest.len());
+                        copy.as_bytes_mut().copy_from_slice(rest);
+                        let at = pos + written as u64;
+                        let more = self.dma.write_rc_at(Rc::new(copy), at).await.map_err(|e| {
+                            StoreError::io("writing chunk (O_DIRECT)", &self.path, to_io_error(e))
+                        })?;
+                        if more == rest.len() {
+                            return Ok(());
+                        }
+                        return Err(StoreError::io(
+                            "writing chunk (O_DIRECT)",
+                            &self.path,
+                            short_write(more, rest.len(), at),
+                        ));
+                    }
                     return Err(StoreError::io(
                         "writing chunk (O_DIRECT)",
                         &self.path,
