@@ -108,6 +108,8 @@ say "data dir: $DATA_DIR on $(df -T "$DATA_DIR" | awk 'NR==2 {print $1" ("$2")"}
 say "binaries: $RAMJET, $BENCH ($("$BENCH" --version))"
 say "layout: broker --cpus $BROKER_CPUS, bench --cpus $BENCH_CPUS; DUR=${DUR}s WARM=${WARM}s"
 say "uptime at start: $(uptime)"
+# Retention cleans early above 75 % disk use and deletes the catch-up data under test.
+say "disk at start: $(df -h "$DATA_DIR" | awk 'NR==2 {print $3" used, "$4" available ("$5")"}') (the runs write ~25 GB; retention cleans early above 75 %)"
 say ""
 
 # ---------------------------------------------------------------------------------------------
@@ -405,6 +407,7 @@ broker_start catchup-memory memory 1 "$BROKER_CPUS" async direct "$MEM_TAIL_CACH
 bench produce-for-memory "backlog for catchup-memory" produce --topic M100b100 --queues 8 --size 100 --batch 100 --producers 4 --cpus "$BENCH_CPUS" --duration 4 --warmup 0
 bench catchup-memory "backlog: $(jq -r '.messages' "$OUT/produce-for-memory.json" 2>/dev/null) msgs, all in the tail cache" consume --topic M100b100 --group CatchupMemory --from first --pull-batch "$CATCHUP_PULL" --cpus "$BENCH_CPUS" --duration 2 --warmup 0.5
 broker_stop
+rm -rf "$DATA_DIR/memory"  # keep the disk below retention's early-cleaning mark (75 %)
 say ""
 
 say "## Catch-up consume from files, io_mode direct (data of produce-100B-b100, broker restarted)"
@@ -419,6 +422,7 @@ broker_start catchup-direct-copy async 1 "$BROKER_CPUS" async direct "$CATCHUP_T
 evict "$DATA_DIR/async"
 bench catchup-direct-copy "--no-zero-copy (read + copy instead of sendfile)" consume --topic P100b100 --group CatchupDirectCopy --from first --pull-batch "$CATCHUP_PULL" "${P[@]}"
 broker_stop
+rm -rf "$DATA_DIR/async"
 say ""
 
 say "## Catch-up consume, io_mode buffered (written through the page cache, broker restarted, cache kept)"
@@ -429,6 +433,7 @@ broker_start catchup-buffered buffered 1 "$BROKER_CPUS" async buffered "$CATCHUP
 say "page cache of $DATA_DIR/buffered: $(cached_mib "$DATA_DIR/buffered") MiB"
 bench catchup-buffered "backlog: $(jq -r '.messages' "$OUT/produce-100B-b100-buffered.json")+ msgs" consume --topic B100b100 --group CatchupBuffered --from first --pull-batch "$CATCHUP_PULL" "${P[@]}"
 broker_stop
+rm -rf "$DATA_DIR/buffered"
 say ""
 
 say "## Split layout, flush sync (group commit), io_mode direct, 1 KiB"
