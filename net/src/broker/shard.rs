@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ramjet_core::remoting::{CodecLimits, CommandView, RequestCode, ResponseCode};
-use ramjet_storage::{FlushMode, IoMode, Store, StoreConfig};
+use ramjet_storage::{FlushMode, IoMode, Preallocate, Store, StoreConfig};
 
 use super::clients::ClientRegistry;
 use super::config::{Config, VIP_PORT_OFFSET};
@@ -141,6 +141,11 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         max_transfer_count_on_disk: s.max_transfer_count_on_disk,
         write_pool_bytes: s.write_pool_bytes,
         write_pool_preallocate_bytes: s.write_pool_preallocate_bytes,
+        preallocate: match s.preallocate.as_str() {
+            "fallocate" => Preallocate::Fallocate,
+            "none" => Preallocate::None,
+            _ => Preallocate::Zero,
+        },
         ..StoreConfig::default()
     }
 }
