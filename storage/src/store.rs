@@ -212,7 +212,10 @@ impl Store {
             scratch_units: Cell::new(Vec::new()),
         });
         inner.refresh_disk_usage();
-        let task = io::spawn(flusher_loop(Rc::downgrade(&inner), inner.log.clone()));
+        let task = io::spawn_urgent(
+            "commitlog-flusher",
+            flusher_loop(Rc::downgrade(&inner), inner.log.clone()),
+        );
         *inner.flusher.borrow_mut() = Some(task);
         let task = io::spawn(background_loop(Rc::downgrade(&inner)));
         *inner.background.borrow_mut() = Some(task);

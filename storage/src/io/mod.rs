@@ -9,7 +9,7 @@ mod runtime;
 
 pub use buffer::{BufferPool, ChunkBuffer, PoolStats, POOL_MAX_OVERSIZE, POOL_MIN_BUFFER_BYTES};
 pub use file::{sync_dir, warm_up, SegmentFile};
-pub use runtime::{block_on, blocking, sleep, spawn, yield_now, BackgroundTask};
+pub use runtime::{block_on, blocking, sleep, spawn, spawn_urgent, yield_now, BackgroundTask};
 
 /// Turns a glommio error into the `std::io::Error` it wraps, keeping the OS error code (glommio's
 /// own conversion drops it for "enhanced" errors, and ENOSPC must stay recognisable).

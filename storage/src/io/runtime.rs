@@ -34,6 +34,30 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> BackgroundTa
     }
 }
 
+/// How soon a latency-sensitive task queue must get the CPU after its I/O completes.
+const URGENT_LATENCY: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Like [`spawn`], in a task queue of its own that glommio treats as latency-sensitive: its
+/// I/O goes through the latency ring, and a completion there preempts the other queues within
+/// [`URGENT_LATENCY`]. Without it, a shard kept busy by connection tasks only looks at I/O
+/// completions when its run queue empties or every 100 ms (glommio's preempt timer), and the
+/// CommitLog flusher fell behind the appends. Panics only if glommio refuses the queue it just
+/// created (a programming error, like calling it outside an executor).
+pub fn spawn_urgent<T: 'static>(
+    name: &str,
+    fut: impl Future<Output = T> + 'static,
+) -> BackgroundTask<T> {
+    let tq = glommio::executor().create_task_queue(
+        glommio::Shares::default(),
+        glommio::Latency::Matters(URGENT_LATENCY),
+        name,
+    );
+    match glommio::spawn_local_into(fut, tq) {
+        Ok(task) => BackgroundTask { task: Some(task) },
+        Err(e) => panic!("spawning into a task queue created just now failed: {e}"),
+    }
+}
+
 /// Runs blocking work (a small file written with fsync) on the executor's blocking thread and
 /// waits for it without stalling the shard.
 pub async fn blocking<F, R>(f: F) -> R
