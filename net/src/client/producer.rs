@@ -446,6 +446,23 @@ impl Producer {
         }))
     }
 
+    /// The master connection for `mq`'s broker. A failure to connect counts like a failed
+    /// attempt: fault avoidance and the route refresh see it.
+    async fn connect_to(&self, mq: &MessageQueue) -> Result<(String, Connection), ClientError> {
+        let addr = self.inner.client.master_addr(&mq.broker_name)?;
+        let connecting = Instant::now();
+        match self.inner.client.connection(&addr).await {
+            Ok(c) => Ok((addr, c)),
+            Err(e) => {
+                self.note_latency(&mq.broker_name, connecting, true);
+                if e.is_transport() {
+                    self.route_failed(&mq.topic);
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn attempt(
         &self,
         mq: &MessageQueue,
@@ -516,18 +533,7 @@ impl Producer {
                 topic: msg.topic.clone(),
                 reason: "no queue".into(),
             })?;
-        let addr = self.inner.client.master_addr(&mq.broker_name)?;
-        let connecting = Instant::now();
-        let conn = match self.inner.client.connection(&addr).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.note_latency(&mq.broker_name, connecting, true);
-                if e.is_transport() {
-                    self.route_failed(&mq.topic);
-                }
-                return Err(e);
-            }
-        };
+        let (_, conn) = self.connect_to(&mq).await?;
         self.start_request(&conn, &mq, &payload, true)?;
         Ok(())
     }
@@ -595,19 +601,7 @@ impl Producer {
                 topic: topic.clone(),
                 reason: "no queue".into(),
             })?;
-        let addr = self.inner.client.master_addr(&mq.broker_name)?;
-        let connecting = Instant::now();
-        let conn = match self.inner.client.connection(&addr).await {
-            Ok(c) => c,
-            Err(e) => {
-                // Counted like a failed attempt: fault avoidance and the route refresh see it.
-                self.note_latency(&mq.broker_name, connecting, true);
-                if e.is_transport() {
-                    self.route_failed(&topic);
-                }
-                return Err(e);
-            }
-        };
+        let (addr, conn) = self.connect_to(&mq).await?;
         let code = match payload {
             Payload::One(_) => RequestCode::SEND_MESSAGE_V2,
             Payload::Batch(_) => RequestCode::SEND_BATCH_MESSAGE,
