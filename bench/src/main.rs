@@ -30,6 +30,9 @@ fn main() {
         print!("{}", r.render());
     }
     print!("{}", out.report.render());
+    if let Some(l) = &out.send_lag {
+        println!("{}", ramjet_bench::stats::lag_line(l));
+    }
     if let Err(e) = write_outputs(&args, &out) {
         eprintln!("ramjet-bench: {e}");
         std::process::exit(1);

@@ -20,7 +20,7 @@ use ramjet_net::client::{
 
 use crate::args::{parse_cpus, BenchArgs, ClientImpl, StartFrom};
 use crate::raw::{self, BatchTemplate, Pulled, Puller};
-use crate::stats::{progress_line, Recorder, Report};
+use crate::stats::{progress_line, LatencySummary, Recorder, Report};
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,8 @@ const STAMP_PLAUSIBLE_US: u64 = 3_600_000_000;
 enum Side {
     Produce,
     Consume,
+    /// Open loop: how late each request left against its schedule (the generator's own lag).
+    Lag,
 }
 
 enum WorkerMsg {
@@ -85,6 +87,10 @@ pub struct Outcome {
     pub report: Report,
     pub recorder: Recorder,
     pub produce_side: Option<(Report, Recorder)>,
+    /// Open loop: actual minus intended send time of every measured request. A generator that
+    /// keeps up shows tens of microseconds here; milliseconds mean the load generator itself
+    /// (its CPU, its wake-ups) is part of the latency the report shows.
+    pub send_lag: Option<LatencySummary>,
 }
 
 /// Shared timing of one run (all `Instant`s of this process).
@@ -248,6 +254,7 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
     }
     drop(tx);
     let (mut produce_total, mut consume_total) = (Recorder::new(), Recorder::new());
+    let mut lag_total = Recorder::new();
     let mut interval = Recorder::new();
     let mut last_tick = Instant::now();
     let mut done = 0;
@@ -264,6 +271,7 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
                 match side {
                     Side::Produce => produce_total.add(&rec),
                     Side::Consume => consume_total.add(&rec),
+                    Side::Lag => lag_total.add(&rec),
                 }
                 if side == primary {
                     interval.add(&rec);
@@ -300,10 +308,12 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
     } else {
         args.rate
     };
-    let (rec, side_name) = match primary {
-        Side::Produce => (produce_total.clone(), mode.name()),
-        Side::Consume => (consume_total.clone(), mode.name()),
+    let rec = if primary == Side::Produce {
+        produce_total.clone()
+    } else {
+        consume_total.clone()
     };
+    let side_name = mode.name();
     let report = Report::new(side_name, rate, args.duration, &rec);
     let produce_side = (mode == Mode::E2e).then(|| {
         (
@@ -316,10 +326,13 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
             produce_total,
         )
     });
+    let send_lag = (args.rate.is_some() && matches!(mode, Mode::Produce | Mode::E2e))
+        .then(|| lag_total.summary());
     Ok(Outcome {
         report,
         recorder: rec,
         produce_side,
+        send_lag,
     })
 }
 
@@ -331,6 +344,9 @@ pub fn write_outputs(args: &BenchArgs, out: &Outcome) -> Result<(), BenchError> 
         if let Some((r, _)) = &out.produce_side {
             v["produce_side"] =
                 serde_json::to_value(r).map_err(|e| BenchError::Args(e.to_string()))?;
+        }
+        if let Some(l) = &out.send_lag {
+            v["send_lag"] = serde_json::to_value(l).map_err(|e| BenchError::Args(e.to_string()))?;
         }
         let text = serde_json::to_string_pretty(&v).map_err(|e| BenchError::Args(e.to_string()))?;
         std::fs::write(p, text + "\n").map_err(|source| BenchError::Output {
@@ -376,11 +392,13 @@ async fn worker(
     }
     let produce_rec: Rec = Rc::new(RefCell::new(Recorder::new()));
     let consume_rec: Rec = Rc::new(RefCell::new(Recorder::new()));
+    let lag_rec: Rec = Rc::new(RefCell::new(Recorder::new()));
     let stop_reporting = Rc::new(std::cell::Cell::new(false));
     {
-        let (p, c, tx, stop) = (
+        let (p, c, l, tx, stop) = (
             produce_rec.clone(),
             consume_rec.clone(),
+            lag_rec.clone(),
             tx.clone(),
             stop_reporting.clone(),
         );
@@ -395,22 +413,22 @@ async fn worker(
                     Side::Consume,
                     Box::new(c.borrow_mut().take()),
                 ));
+                let _ = tx.send(WorkerMsg::Interval(
+                    Side::Lag,
+                    Box::new(l.borrow_mut().take()),
+                ));
             }
         });
     }
     let result = match mode {
         Mode::Pingpong => pingpong(&clients, &args, timing, &consume_rec).await,
         _ => {
-            load(
-                mode,
-                &a,
-                &clients,
-                &args,
-                timing,
-                &produce_rec,
-                &consume_rec,
-            )
-            .await
+            let recs = Recs {
+                produce: produce_rec.clone(),
+                consume: consume_rec.clone(),
+                lag: lag_rec.clone(),
+            };
+            load(mode, &a, &clients, &args, timing, &recs).await
         }
     };
     stop_reporting.set(true);
@@ -422,7 +440,18 @@ async fn worker(
         Side::Consume,
         Box::new(consume_rec.borrow_mut().take()),
     ));
+    let _ = tx.send(WorkerMsg::Interval(
+        Side::Lag,
+        Box::new(lag_rec.borrow_mut().take()),
+    ));
     result
+}
+
+/// The recorders a worker's load loops write into.
+struct Recs {
+    produce: Rec,
+    consume: Rec,
+    lag: Rec,
 }
 
 async fn load(
@@ -431,12 +460,12 @@ async fn load(
     clients: &[Client],
     args: &BenchArgs,
     timing: Timing,
-    produce_rec: &Rec,
-    consume_rec: &Rec,
+    recs: &Recs,
 ) -> Result<(), BenchError> {
     if args.client == ClientImpl::Raw {
-        return raw_load(mode, a, clients, args, timing, produce_rec, consume_rec).await;
+        return raw_load(mode, a, clients, args, timing, recs).await;
     }
+    let consume_rec = &recs.consume;
     // Consumers first, so e2e sees every message.
     let mut consumers = Vec::new();
     for i in 0..a.consumers {
@@ -472,7 +501,8 @@ async fn load(
             producer,
             args.clone(),
             timing,
-            produce_rec.clone(),
+            recs.produce.clone(),
+            recs.lag.clone(),
         )));
     }
     sleep_until(timing.end).await;
@@ -536,8 +566,7 @@ async fn raw_load(
     clients: &[Client],
     args: &BenchArgs,
     timing: Timing,
-    produce_rec: &Rec,
-    consume_rec: &Rec,
+    recs: &Recs,
 ) -> Result<(), BenchError> {
     // The route, fetched by every client (each keeps its own broker table); every producer
     // and puller uses the same queue list.
@@ -582,7 +611,7 @@ async fn raw_load(
                 args.group.clone(),
                 timing,
                 stop_pulls,
-                consume_rec.clone(),
+                recs.consume.clone(),
                 mode == Mode::E2e,
             )));
         }
@@ -605,13 +634,25 @@ async fn raw_load(
             template,
             args.clone(),
             timing,
-            produce_rec.clone(),
+            recs.produce.clone(),
+            recs.lag.clone(),
         )));
     }
     for t in tasks {
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Open loop: how late a measured request leaves against its schedule (after waiting for a
+/// window permit: a full window is lag too).
+fn record_lag(lag: &Rec, args: &BenchArgs, intended: Instant, measured: bool) {
+    if measured && args.rate.is_some() {
+        let us = Instant::now()
+            .saturating_duration_since(intended)
+            .as_micros() as u64;
+        lag.borrow_mut().record(us, 0, 0);
+    }
 }
 
 /// When request `k` of a producer is due: on the open-loop schedule (`--rate`, split over the
@@ -636,6 +677,7 @@ async fn raw_produce_loop(
     args: BenchArgs,
     timing: Timing,
     rec: Rec,
+    lag: Rec,
 ) {
     let window = Rc::new(transport::Window::new(args.window as u64));
     sleep_until(timing.start).await;
@@ -647,6 +689,7 @@ async fn raw_produce_loop(
             break;
         }
         let measured = intended >= timing.measure_start;
+        record_lag(&lag, &args, intended, measured);
         let qi = (k % queues.len() as u64) as usize;
         template.prepare(timing.epoch_us(intended));
         let born_ms = (timing.epoch_us(Instant::now()) / 1000) as i64;
@@ -756,7 +799,7 @@ fn build_batch(args: &BenchArgs, stamp_us: u64) -> Vec<Message> {
         .collect()
 }
 
-async fn produce_loop(producer: Producer, args: BenchArgs, timing: Timing, rec: Rec) {
+async fn produce_loop(producer: Producer, args: BenchArgs, timing: Timing, rec: Rec, lag: Rec) {
     sleep_until(timing.start).await;
     let mut k: u64 = 0;
     let selector = QueueSelector::RoundRobin;
@@ -766,6 +809,7 @@ async fn produce_loop(producer: Producer, args: BenchArgs, timing: Timing, rec: 
         let (n, bytes) = (args.batch as u64, (args.batch * args.size) as u64);
         let r = rec.clone();
         let measured = intended >= timing.measure_start;
+        record_lag(&lag, &args, intended, measured);
         let sent = producer
             .send_async(msgs, &selector, move |res| {
                 if !measured {
@@ -957,6 +1001,40 @@ mod tests {
             c.percentile_us(99.0)
         );
         assert_eq!(open_mock.messages(), o.messages);
+        // A wide window keeps the generator on schedule through the stall; closed loop has
+        // no schedule to lag behind.
+        let lag = open.send_lag.expect("open loop reports its send lag");
+        assert!(lag.count >= 900, "lag samples {}", lag.count);
+        assert!(lag.p99_us < STALL_US / 2, "send lag p99 {} us", lag.p99_us);
+        assert!(closed.send_lag.is_none());
+    }
+
+    #[test]
+    fn send_lag_shows_a_generator_held_back_by_its_window() {
+        // One request in flight: requests due during the stall leave only after it, and the
+        // report says so (the latencies include it as well).
+        let mock = stalled_mock();
+        let out = run(
+            Mode::Produce,
+            &args_for(
+                &mock,
+                &["--rate", "1000", "--duration", "1", "--window", "1"],
+            ),
+        )
+        .expect("open run, window 1");
+        let lag = out.send_lag.expect("open loop reports its send lag");
+        assert!(lag.count >= 900, "lag samples {}", lag.count);
+        assert!(
+            lag.max_us >= STALL_US * 8 / 10,
+            "send lag max {} us",
+            lag.max_us
+        );
+        assert!(
+            out.recorder.hist.max() >= lag.max_us,
+            "latency max {} below send lag max {}",
+            out.recorder.hist.max(),
+            lag.max_us
+        );
     }
 
     #[test]

@@ -199,6 +199,18 @@ impl Report {
     }
 }
 
+/// The open-loop generator's own lateness (actual minus intended send time), one line.
+pub fn lag_line(l: &LatencySummary) -> String {
+    let ms = |us: u64| us as f64 / 1000.0;
+    format!(
+        "generator send lag ms: p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  (late sends are counted in the latencies above)",
+        ms(l.p50_us),
+        ms(l.p99_us),
+        ms(l.p999_us),
+        ms(l.max_us)
+    )
+}
+
 /// One live progress line for an interval of `secs` seconds.
 pub fn progress_line(elapsed_s: f64, interval: &Recorder, secs: f64) -> String {
     let secs = secs.max(1e-9);
