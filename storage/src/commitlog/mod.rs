@@ -102,6 +102,9 @@ pub struct CommitLog {
     unsynced: RefCell<BTreeSet<u64>>,
     pub(crate) durable: DurableWatch,
     pub(crate) signal: FlushSignal,
+    /// Someone waits for everything appended to become durable (explicit flush, a durable
+    /// wait, shutdown, a retry): the next flush seals the active chunk whatever its fill.
+    whole_wanted: Cell<bool>,
     pub(crate) room: RoomWatch,
     /// Base of the segment a background task is preparing.
     preparing: Cell<Option<u64>>,
@@ -189,6 +192,7 @@ impl CommitLog {
             unsynced: RefCell::new(BTreeSet::new()),
             durable: DurableWatch::new(end_offset),
             signal: FlushSignal::default(),
+            whole_wanted: Cell::new(false),
             room: RoomWatch::default(),
             preparing: Cell::new(None),
             min_offset: Cell::new(min_offset),
@@ -452,11 +456,27 @@ impl CommitLog {
         Ok(out)
     }
 
+    /// Wakes the flusher for a flush that covers everything appended so far.
+    pub(crate) fn request_whole_flush(&self) {
+        self.whole_wanted.set(true);
+        self.signal.raise();
+    }
+
     /// One flush cycle: writes every sealed chunk in order, then one fdatasync per segment
     /// written (one, except at a roll), then raises the durable watermark. Returns whether
     /// anything was flushed. Only the flusher task calls this.
-    pub(crate) async fn flush_once(self: &Rc<Self>) -> Result<bool, StoreError> {
-        let target = self.writer.borrow_mut().seal_for_flush();
+    ///
+    /// `whole` (or a pending [`CommitLog::request_whole_flush`]) seals the active chunk too, so
+    /// that everything appended becomes durable. Without it (an async-mode flush woken by the
+    /// byte threshold) a chunk under half full stays open when sealed chunks are there to
+    /// write: sealing trims its buffer to the written length, and a buffer trimmed below half
+    /// its allocation cannot be recycled, so such flushes made every new chunk a fresh
+    /// allocation (page faults on the shard; see `io::buffer`). Such a flush makes durable the
+    /// whole records below the open chunk; the rest follows with the next whole flush (at
+    /// most `flush_interval_ms` later).
+    pub(crate) async fn flush_once(self: &Rc<Self>, whole: bool) -> Result<bool, StoreError> {
+        let whole = self.whole_wanted.replace(false) || whole;
+        let target = self.writer.borrow_mut().seal_for_flush(whole);
         if target <= self.durable.durable()
             && self.writer.borrow().next_pending().is_none()
             && self.unsynced.borrow().is_empty()

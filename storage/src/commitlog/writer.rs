@@ -23,7 +23,7 @@ use ramjet_core::record::{write_blank, BLANK_RECORD_LEN};
 use super::tailcache::{CachedChunk, TailCache};
 use crate::config::IO_ALIGNMENT;
 use crate::error::StoreError;
-use crate::io::{BufferPool, ChunkBuffer, PoolStats};
+use crate::io::{BufferPool, ChunkBuffer, PoolStats, WARM_SPARES};
 
 /// Smallest chunk the adaptive sizing goes down to (small flushes under `flush = sync`).
 pub const MIN_CHUNK_BYTES: usize = 16 * 1024;
@@ -77,6 +77,13 @@ pub struct Writer {
     blank_count: u64,
     /// Recycled write buffers (see [`crate::io::BufferPool`]).
     pool: Rc<BufferPool>,
+    /// End of the last record that ends at or below the block boundary under `appended_end`
+    /// (kept per append: two compares, no memory).
+    record_end_below_block: u64,
+    /// `record_end_below_block` when the active chunk opened: everything below the active
+    /// chunk's base that is whole records ends here (the durable point of a flush that writes
+    /// only the sealed chunks).
+    record_end_at_active_base: u64,
 }
 
 /// Where an append went.
@@ -108,10 +115,11 @@ impl Writer {
         let pool = BufferPool::new(
             WRITE_POOL_MAX_BUFFERS,
             usize::try_from(limits.pool_bytes).unwrap_or(usize::MAX),
+            WARM_SPARES,
         );
         let pre = limits.pool_preallocate_bytes.min(limits.pool_bytes);
         pool.preallocate((pre / chunk_max as u64) as usize, chunk_max);
-        let buf = Rc::new(ChunkBuffer::from_pool(&pool, cap, cap));
+        let buf = Rc::new(ChunkBuffer::from_pool(&pool, cap, cap, cap));
         buf.write_with(0, tail_block.len(), |w| w.copy_from_slice(tail_block));
         buf.freeze(tail_block.len());
         let active = CachedChunk {
@@ -132,6 +140,8 @@ impl Writer {
             cache,
             appended_since_seal: 0,
             blank_count: 0,
+            record_end_below_block: base,
+            record_end_at_active_base: base,
             pool,
         }
     }
@@ -232,6 +242,13 @@ impl Writer {
         buf.freeze(at + len);
         self.appended_end += len as u64;
         self.appended_since_seal += len as u64;
+        let end = self.appended_end;
+        if end.is_multiple_of(IO_ALIGNMENT) {
+            self.record_end_below_block = end;
+        } else if end - end % IO_ALIGNMENT > offset {
+            // This record crosses a block boundary: the one before it ended below it.
+            self.record_end_below_block = offset;
+        }
         Ok(Ok(Placement { offset, rolled }))
     }
 
@@ -278,11 +295,17 @@ impl Writer {
         }
         let end = self.appended_end;
         let base = end - end % IO_ALIGNMENT;
+        if end == base {
+            // Block aligned (a segment roll, or records that happened to end there).
+            self.record_end_below_block = end;
+        }
+        self.record_end_at_active_base = self.record_end_below_block;
         let prefix = (end - base) as usize;
         let room = segment_room(&self.limits, base) as usize;
         let min = (prefix + need).min(room);
         let cap = self.chunk_target.max(prefix + need).min(room);
-        let buf = Rc::new(ChunkBuffer::from_pool(&self.pool, min, cap));
+        // A bigger recycled buffer is used whole, within the segment.
+        let buf = Rc::new(ChunkBuffer::from_pool(&self.pool, min, cap, room));
         if prefix > 0 && base >= self.active.base {
             let from = (base - self.active.base) as usize;
             let old = self.active.buf.clone();
@@ -300,8 +323,15 @@ impl Writer {
 
     /// Prepares a flush: seals the active chunk if it holds appended data (opening the next
     /// one) and sizes future chunks after this cycle's volume. Returns the offset the flush
-    /// will make durable.
-    pub fn seal_for_flush(&mut self) -> u64 {
+    /// will make durable. With `whole == false` the active chunk stays open when it is under
+    /// half full and sealed chunks wait to be written; then only those are written, and the
+    /// flush makes durable the whole records below the active chunk's base.
+    pub fn seal_for_flush(&mut self, whole: bool) -> u64 {
+        let fill = self.active.end() - self.active.base;
+        if !whole && !self.pending.is_empty() && fill < (self.active.buf.capacity() / 2) as u64 {
+            debug_assert!(self.record_end_at_active_base <= self.active.base);
+            return self.record_end_at_active_base;
+        }
         if self.seal_active(Seal::FlushPoint) {
             let cycle = self.appended_since_seal.min(usize::MAX as u64 / 4) as usize;
             self.chunk_target = (cycle * 2).next_power_of_two().clamp(
@@ -359,4 +389,74 @@ impl Writer {
 /// Bytes from `base` to the end of its segment.
 fn segment_room(limits: &WriterLimits, base: u64) -> u64 {
     limits.segment_size - base % limits.segment_size
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flush that leaves the open chunk alone makes durable exactly the records that end at
+    /// or below that chunk's base: never a point inside a record, never past the base.
+    #[test]
+    fn partial_flush_target_is_the_last_record_end_below_the_open_chunk() {
+        crate::io::block_on(async {
+            let limits = WriterLimits {
+                segment_size: 1 << 20,
+                chunk_max_bytes: 64 * 1024,
+                max_unflushed_bytes: 64 << 20,
+                tail_cache_bytes: 1 << 20,
+                pool_bytes: 0,
+                pool_preallocate_bytes: 0,
+            };
+            let mut w = Writer::new(limits, 0, &[]);
+            let mut ends = vec![0u64];
+            let mut seed = 12345u64;
+            let mut targets = 0;
+            for i in 0..20_000u64 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Mostly small records, now and then one over a block (a batch's size).
+                let len = if i % 97 == 0 {
+                    5000
+                } else {
+                    40 + (seed >> 33) as usize % 400
+                };
+                let placed = w
+                    .append(len, |_, buf| {
+                        buf.fill(7);
+                        Ok::<(), ()>(())
+                    })
+                    .unwrap_or_else(|e| panic!("append: {e}"))
+                    .unwrap_or_else(|()| panic!("encode"));
+                if placed.rolled {
+                    // The blank record ended the old segment there.
+                    ends.push(placed.offset);
+                }
+                ends.push(placed.offset + len as u64);
+                if (seed >> 20).is_multiple_of(61) {
+                    let t = w.seal_for_flush(false);
+                    assert!(
+                        ends.binary_search(&t).is_ok(),
+                        "target {t} is not a record end"
+                    );
+                    assert!(t <= w.appended_end());
+                    if t < w.appended_end() {
+                        // Each append here is one record: the target is the last end below
+                        // the open chunk's base, not just some record end.
+                        let base = w.active.base;
+                        let last = ends.iter().copied().filter(|e| *e <= base).max();
+                        assert_eq!(Some(t), last, "open chunk at {base}");
+                        targets += 1;
+                    }
+                    while w.next_pending().is_some() {
+                        w.pop_written();
+                    }
+                }
+            }
+            eprintln!("partial flushes: {targets}");
+            assert!(targets >= 3, "only {targets} partial flushes");
+        })
+        .unwrap_or_else(|e| panic!("executor: {e}"));
+    }
 }

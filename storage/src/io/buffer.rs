@@ -36,6 +36,11 @@ enum Storage {
 /// Buffers shorter than this are not kept by a [`BufferPool`] (they are freed instead).
 pub const POOL_MIN_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Fresh buffers a CommitLog writer's [`BufferPool`] keeps ready for its next chunks (see
+/// `BufferPool::restock`): two, so that the prefault thread has one chunk's worth of appends
+/// to map the next one.
+pub const WARM_SPARES: usize = 2;
+
 /// A pooled buffer serves a chunk only if it is no longer than this many times the chunk's
 /// wanted capacity (a short chunk would trim a big buffer down to its own write length).
 pub const POOL_MAX_OVERSIZE: usize = 4;
@@ -47,6 +52,9 @@ pub struct PoolStats {
     pub reused: u64,
     /// Chunks that needed a fresh allocation.
     pub allocated: u64,
+    /// Fresh buffers put in the pool ahead of need (their pages populated off the shard
+    /// thread by [`crate::prefault`]).
+    pub stocked: u64,
     /// Buffers given back and kept.
     pub returned: u64,
     /// Buffers given back and freed (pool full, or too short).
@@ -63,17 +71,21 @@ pub struct BufferPool {
     held_bytes: Cell<usize>,
     max_buffers: usize,
     max_bytes: usize,
+    /// Fresh buffers kept ready for the next chunks (see `restock`).
+    spares: usize,
     stats: Cell<PoolStats>,
 }
 
 impl BufferPool {
-    /// A pool that keeps at most `max_buffers` buffers and `max_bytes` bytes.
-    pub fn new(max_buffers: usize, max_bytes: usize) -> Rc<BufferPool> {
+    /// A pool that keeps at most `max_buffers` buffers and `max_bytes` bytes, `spares` of them
+    /// stocked ahead of need with fresh memory (0: only recycled buffers).
+    pub fn new(max_buffers: usize, max_bytes: usize, spares: usize) -> Rc<BufferPool> {
         Rc::new(BufferPool {
             free: RefCell::new(Vec::with_capacity(max_buffers)),
             held_bytes: Cell::new(0),
             max_buffers,
             max_bytes,
+            spares,
             stats: Cell::new(PoolStats::default()),
         })
     }
@@ -120,6 +132,31 @@ impl BufferPool {
         self.stats.set(s);
     }
 
+    /// Keeps `spares` buffers that could serve a chunk of `want` bytes in the pool (room
+    /// permitting): fresh allocations whose pages the prefault thread maps ahead of use. A
+    /// store fills its tail cache with fresh memory before it recycles any, and taking that
+    /// memory's first-touch faults on the shard (the kernel clears every page; on a VM the
+    /// host backs it too) stalled appends for 5-10 ms per 4 MiB chunk on the 2-vCPU guest:
+    /// the periodic e2e latency spikes of a freshly started broker.
+    fn restock(&self, want: usize) {
+        let fits = |len: usize| len >= want / 2 && len <= want.saturating_mul(POOL_MAX_OVERSIZE);
+        let mut ready = self
+            .free
+            .borrow()
+            .iter()
+            .filter(|(b, _)| fits(b.len()))
+            .count();
+        while ready < self.spares && self.has_room_for(want) {
+            let mut buf = glommio::allocate_dma_buffer(want);
+            advise_huge_pages(&mut buf);
+            crate::prefault::populate(buf.as_mut_ptr() as usize, buf.len());
+            self.held_bytes.set(self.held_bytes.get() + want);
+            self.free.borrow_mut().push((buf, want));
+            self.bump(|s| s.stocked += 1);
+            ready += 1;
+        }
+    }
+
     /// Best fit for a chunk that must hold `min` bytes and would like `want`: the shortest
     /// buffer of at least `want`, else the longest of at least `min` (and at least half of
     /// `want`); never one more than [`POOL_MAX_OVERSIZE`] times `want`.
@@ -148,22 +185,37 @@ impl BufferPool {
         Some((buf, alloc))
     }
 
-    /// Takes `buf` (an allocation of `alloc` bytes) back if it is long enough, not mostly
+    /// Takes `buf` (an allocation of `alloc` bytes) back if it is long enough and not mostly
     /// trimmed away (at least half its allocation is usable, which bounds the memory a chunk
-    /// holds beyond its capacity) and the pool has room; frees it otherwise.
+    /// holds beyond its capacity); frees it otherwise. When the pool is full the oldest
+    /// buffers make room: chunk sizes follow the load (a produce burst leaves 4 MiB buffers
+    /// that a slow stream's smaller chunks cannot use), and keeping the newest keeps the pool
+    /// serving what the writer asks for now.
     fn give(&self, buf: DmaBuffer, alloc: usize) {
         let len = buf.len();
-        if len >= POOL_MIN_BUFFER_BYTES
-            && len >= alloc / 2
-            && len.is_multiple_of(IO_ALIGNMENT as usize)
-            && self.has_room_for(alloc)
+        if len < POOL_MIN_BUFFER_BYTES
+            || len < alloc / 2
+            || !len.is_multiple_of(IO_ALIGNMENT as usize)
+            || alloc > self.max_bytes
+            || self.max_buffers == 0
         {
-            self.held_bytes.set(self.held_bytes.get() + alloc);
-            self.free.borrow_mut().push((buf, alloc));
-            self.bump(|s| s.returned += 1);
-        } else {
             self.bump(|s| s.released += 1);
+            return;
         }
+        {
+            let mut free = self.free.borrow_mut();
+            while !free.is_empty()
+                && (free.len() >= self.max_buffers
+                    || self.held_bytes.get() + alloc > self.max_bytes)
+            {
+                let (_, old) = free.remove(0);
+                self.held_bytes.set(self.held_bytes.get() - old);
+                self.bump(|s| s.released += 1);
+            }
+        }
+        self.held_bytes.set(self.held_bytes.get() + alloc);
+        self.free.borrow_mut().push((buf, alloc));
+        self.bump(|s| s.returned += 1);
     }
 }
 
@@ -226,26 +278,36 @@ impl ChunkBuffer {
         c
     }
 
-    /// A buffer from `pool` (recycled when one fits, else freshly allocated and zeroed) that
+    /// A buffer from `pool` (recycled or stocked when one fits, else freshly allocated) that
     /// holds at least `min` bytes and about `want` (both rounded up to the I/O alignment); it
     /// goes back to the pool when dropped. Its capacity may be below `want`, never below `min`.
-    pub fn from_pool(pool: &Rc<BufferPool>, min: usize, want: usize) -> ChunkBuffer {
+    ///
+    /// A recycled buffer longer than `want` gives the chunk up to `max` bytes of it (rounded
+    /// down to the I/O alignment; `max <= want` keeps the chunk at `want`): a chunk that uses
+    /// only part of a buffer is trimmed to that part when sealed, and a buffer trimmed below
+    /// half its allocation is freed instead of recycled.
+    pub fn from_pool(pool: &Rc<BufferPool>, min: usize, want: usize, max: usize) -> ChunkBuffer {
         let min = align_up(min);
         let want = align_up(want).max(min);
+        let max = (max / IO_ALIGNMENT as usize * IO_ALIGNMENT as usize).max(want);
         let (buf, capacity, footprint) = match pool.take(min, want) {
             Some((buf, alloc)) => {
                 pool.bump(|s| s.reused += 1);
-                let cap = buf.len().min(want);
+                let cap = buf.len().min(max);
                 (buf, cap, alloc)
             }
             None => {
+                // Not zeroed, like a recycled buffer: nothing reads past the frozen prefix and
+                // `seal` zeroes the padding a write sends. A memset here would take every
+                // first-touch fault of the chunk at once, on the shard thread.
                 pool.bump(|s| s.allocated += 1);
                 let mut buf = glommio::allocate_dma_buffer(want);
                 advise_huge_pages(&mut buf);
-                buf.as_bytes_mut().fill(0);
+                crate::prefault::populate(buf.as_mut_ptr() as usize, buf.len());
                 (buf, want, want)
             }
         };
+        pool.restock(want);
         ChunkBuffer::from_dma(buf, capacity, footprint, Some(Rc::downgrade(pool)))
     }
 
@@ -428,9 +490,9 @@ mod tests {
     #[test]
     fn recycled_buffer_is_reused_and_its_padding_zeroed() {
         run(async {
-            let pool = BufferPool::new(4, 1 << 20);
+            let pool = BufferPool::new(4, 1 << 20, 0);
             let cap = 128 * 1024;
-            let first = ChunkBuffer::from_pool(&pool, cap, cap);
+            let first = ChunkBuffer::from_pool(&pool, cap, cap, cap);
             assert_eq!(first.capacity(), cap);
             first.write_with(0, cap, |w| w.fill(0xEE));
             first.freeze(cap);
@@ -439,7 +501,7 @@ mod tests {
             assert_eq!(pool.len(), 1);
 
             // Reused: the old 0xEE bytes are there, but a write sends zeros after the data.
-            let second = ChunkBuffer::from_pool(&pool, 64 * 1024, cap);
+            let second = ChunkBuffer::from_pool(&pool, 64 * 1024, cap, cap);
             assert_eq!(second.capacity(), cap);
             assert!(pool.is_empty());
             second.write_with(0, 100, |w| w.fill(0x11));
@@ -467,25 +529,87 @@ mod tests {
     #[test]
     fn pool_picks_the_best_fit_and_respects_its_limits() {
         run(async {
-            let pool = BufferPool::new(2, 10 << 20);
+            let pool = BufferPool::new(2, 10 << 20, 0);
             pool.preallocate(3, 4 << 20);
             // Two 4 MiB buffers fit the byte limit and the count limit stops at two.
             assert_eq!(pool.len(), 2);
             // A 16 KiB chunk must not trim a 4 MiB buffer down: fresh allocation.
-            let small = ChunkBuffer::from_pool(&pool, 16 * 1024, 16 * 1024);
+            let small = ChunkBuffer::from_pool(&pool, 16 * 1024, 16 * 1024, 16 * 1024);
             assert_eq!(small.capacity(), 16 * 1024);
             assert_eq!(pool.len(), 2);
             assert_eq!(pool.stats().allocated, 1);
             // A 2 MiB chunk takes a 4 MiB buffer and uses 2 MiB of it.
-            let big = ChunkBuffer::from_pool(&pool, 4096, 2 << 20);
+            let big = ChunkBuffer::from_pool(&pool, 4096, 2 << 20, 2 << 20);
             assert_eq!(big.capacity(), 2 << 20);
             assert_eq!(pool.len(), 1);
             assert_eq!(pool.stats().reused, 1);
             // Dropped while open: the whole 4 MiB buffer goes back.
             drop(big);
             assert_eq!(pool.len(), 2);
-            let again = ChunkBuffer::from_pool(&pool, 4096, 4 << 20);
+            let again = ChunkBuffer::from_pool(&pool, 4096, 4 << 20, 4 << 20);
             assert_eq!(again.capacity(), 4 << 20);
+            drop(again);
+            // Allowed to, a 2 MiB chunk uses the whole 4 MiB buffer it gets (so that sealing
+            // it full keeps the buffer recyclable), bounded by `max`.
+            let whole = ChunkBuffer::from_pool(&pool, 4096, 2 << 20, 16 << 20);
+            assert_eq!(whole.capacity(), 4 << 20);
+            let bounded = ChunkBuffer::from_pool(&pool, 4096, 2 << 20, (3 << 20) + 100);
+            assert_eq!(bounded.capacity(), 3 << 20);
+            drop((whole, bounded));
+            assert_eq!(pool.len(), 2);
+            // A full pool makes room for a returned buffer by freeing its oldest one, so it
+            // follows the chunk sizes in use now.
+            let released = pool.stats().released;
+            let half = ChunkBuffer::from_pool(&pool, 4096, 512 << 10, 512 << 10);
+            assert_eq!(
+                pool.stats().allocated,
+                2,
+                "4 MiB buffers are too big for 512 KiB"
+            );
+            drop(half);
+            assert_eq!(pool.len(), 2);
+            assert_eq!(pool.stats().released, released + 1);
+            let reused = pool.stats().reused;
+            let again = ChunkBuffer::from_pool(&pool, 4096, 512 << 10, 512 << 10);
+            assert_eq!(pool.stats().reused, reused + 1);
+            assert_eq!(again.capacity(), 512 << 10);
+        });
+    }
+
+    #[test]
+    fn spares_are_stocked_for_the_next_chunk_within_the_limits() {
+        run(async {
+            let cap = 256 * 1024;
+            let pool = BufferPool::new(8, 4 * cap, 2);
+            let first = ChunkBuffer::from_pool(&pool, cap, cap, cap);
+            // One fresh buffer for the chunk, two stocked beside it.
+            assert_eq!(pool.len(), 2);
+            let st = pool.stats();
+            assert_eq!((st.allocated, st.stocked, st.reused), (1, 2, 0));
+            // The next chunk takes a stocked buffer and one more is stocked in its place.
+            let second = ChunkBuffer::from_pool(&pool, cap, cap, cap);
+            assert_eq!(second.capacity(), cap);
+            let st = pool.stats();
+            assert_eq!((st.allocated, st.stocked, st.reused), (1, 3, 1));
+            assert_eq!(pool.len(), 2);
+            // A stocked buffer holds what is written into it, and a write pads it with zeros.
+            second.write_with(0, 5000, |w| w.fill(0x5A));
+            second.freeze(5000);
+            assert_eq!(second.seal(true), 8192);
+            let dma = second
+                .sealed_dma()
+                .unwrap_or_else(|| panic!("sealed chunk has no DMA buffer"));
+            assert!(dma.as_bytes()[..5000].iter().all(|b| *b == 0x5A));
+            assert!(dma.as_bytes()[5000..8192].iter().all(|b| *b == 0));
+            drop(dma);
+            drop((first, second));
+
+            // The pool's byte limit bounds the stock: room for one spare only.
+            let small = BufferPool::new(8, cap + cap / 2, 2);
+            let only = ChunkBuffer::from_pool(&small, cap, cap, cap);
+            assert_eq!(small.len(), 1);
+            assert_eq!(small.stats().stocked, 1);
+            drop(only);
         });
     }
 

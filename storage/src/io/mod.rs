@@ -7,7 +7,9 @@ mod buffer;
 mod file;
 mod runtime;
 
-pub use buffer::{BufferPool, ChunkBuffer, PoolStats, POOL_MAX_OVERSIZE, POOL_MIN_BUFFER_BYTES};
+pub use buffer::{
+    BufferPool, ChunkBuffer, PoolStats, POOL_MAX_OVERSIZE, POOL_MIN_BUFFER_BYTES, WARM_SPARES,
+};
 pub use file::{sync_dir, warm_up, SegmentFile};
 pub use runtime::{block_on, blocking, sleep, spawn, spawn_urgent, yield_now, BackgroundTask};
 
