@@ -314,6 +314,11 @@ bench() {
     say "$(jq -r --arg n "$name" --arg l "$l" --arg b "$bcpu" --arg c "$bench_cpu" \
         '"\($n): \(.msgs_per_s | floor) msg/s, p50 \(.latency.p50_us / 1000) ms, p99 \(.latency.p99_us / 1000) ms, p99.9 \(.latency.p999_us / 1000) ms, errors \(.errors) (load1 \($l), broker CPU \($b)%, bench CPU \($c)%)"' \
         "$OUT/$name.json")"
+    if jq -e '.send_lag' "$OUT/$name.json" >/dev/null; then
+        # The open-loop generator's own lateness: when it is milliseconds, the generator (its
+        # CPU, or a full window while the broker stalled) is part of the latency above.
+        say "  generator send lag: $(jq -r '.send_lag | "p50 \(.p50_us / 1000) ms, p99 \(.p99_us / 1000) ms, max \(.max_us / 1000) ms"' "$OUT/$name.json")"
+    fi
     if grep -q 'send failed' "$OUT/$name.log"; then
         say "  failed sends by reason (numbers replaced by N):"
         grep 'send failed' "$OUT/$name.log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/.*error=//' -e 's/[0-9][0-9]*/N/g' |
