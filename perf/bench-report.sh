@@ -374,12 +374,14 @@ profile() {
 
 # cached_mib DIR : page-cache residency of the files under DIR (fincore).
 cached_mib() {
-    find "$1" -type f -size +0 -print0 | xargs -0 -r fincore -b -n -o RES 2>/dev/null |
+    { find "$1" -type f -size +0 -print0 2>/dev/null || true; } | xargs -0 -r fincore -b -n -o RES 2>/dev/null |
         awk '{s += $1} END {printf "%.0f", s / 1048576}'
 }
 evict() { # drop the page cache of every file under DIR (posix_fadvise DONTNEED via dd)
     sync
-    find "$1" -type f -size +0 -exec dd if={} iflag=nocache count=0 status=none \;
+    # The broker is running: a file may vanish between find and dd (the checkpoint is written
+    # under a temporary name and renamed). That is no reason to stop the report.
+    find "$1" -type f -size +0 -exec dd if={} iflag=nocache count=0 status=none \; 2>/dev/null || true
 }
 
 P=(--cpus "$BENCH_CPUS" --duration "$DUR" --warmup "$WARM")
