@@ -9,7 +9,8 @@
 #            ramjet-bench pingpong: send one message, pull it back, repeat (broker round trip).
 #   Broker   `ramjet start --shards 1 --cpus 0`, ramjet-bench pinned to `--cpus 1` (split layout):
 #            produce 100 B batched (async flush) at max; 1 KiB `--flush sync` at max and at 50%
-#            of that max (open loop); e2e 100 B at 10k/s, 100k/s and 50% of the e2e max;
+#            of that max (open loop); e2e 100 B at 10k/s, 100k/s and 50% of the e2e max (on a
+#            fresh broker of their own, not the one that just stored the produce rows);
 #            catch-up consume from the tail cache, and from files after a broker restart
 #            (io_mode direct with sendfile and with --no-zero-copy, io_mode buffered);
 #            the 100 B produce once more with `--client full` (the client library as generator).
@@ -392,6 +393,18 @@ bench pingpong "broker round trip, one message at a time" pingpong --topic PingP
 bench produce-100B-b100 "" produce --topic P100b100 --queues 8 --size 100 --batch 100 --producers 4 "${P[@]}"
 bench produce-100B-b100-fullclient "--client full: ramjet's client library as the generator" produce --topic P100b100 --size 100 --batch 100 --producers 4 --client full "${P[@]}"
 bench produce-100B-b1000 "" produce --topic P100b1000 --queues 8 --size 100 --batch 1000 --producers 4 "${P[@]}"
+if [ "$PROFILE" != 0 ]; then
+    profile produce "a 100 B batch-100 produce" produce --topic Prof --queues 8 --size 100 --batch 100 --producers 4 "${P[@]}"
+fi
+broker_stop
+say ""
+
+# The produce rows store ~60 M messages; the broker then writes their ConsumeQueue and
+# IndexFile parts (~2 GB, buffered writes punted by io_uring to a worker on the shard's core)
+# for minutes, which took 13-18 % of the shard core's samples during the e2e rows that used to
+# follow on the same broker (s10 profile). The latency rows get a broker of their own.
+say "## Latency rows, flush async, io_mode direct (a fresh broker, not the one that just stored the produce rows)"
+broker_start async-latency latency 1 "$BROKER_CPUS" async direct
 bench e2e-max "closed loop" e2e --topic E2eMax --queues 8 --size 100 "${P[@]}"
 E2E_MAX=$(rate_of e2e-max)
 bench e2e-10k "" e2e --topic E2e10k --queues 8 --size 100 --rate 10000 "${P[@]}"
@@ -400,13 +413,11 @@ E2E_HALF=$(half "$E2E_MAX")
 if [ "$E2E_HALF" -gt 0 ]; then
     bench e2e-half "50% of e2e-max ($E2E_MAX msg/s)" e2e --topic E2eHalf --queues 8 --size 100 --rate "$E2E_HALF" "${P[@]}"
 fi
-if [ "$PROFILE" != 0 ]; then
-    profile produce "a 100 B batch-100 produce" produce --topic Prof --queues 8 --size 100 --batch 100 --producers 4 "${P[@]}"
-    if [ "$E2E_HALF" -gt 0 ]; then
-        profile e2e-half "e2e at 50% of e2e-max ($E2E_HALF msg/s)" e2e --topic ProfE2e --queues 8 --size 100 --rate "$E2E_HALF" "${P[@]}"
-    fi
+if [ "$PROFILE" != 0 ] && [ "$E2E_HALF" -gt 0 ]; then
+    profile e2e-half "e2e at 50% of e2e-max ($E2E_HALF msg/s)" e2e --topic ProfE2e --queues 8 --size 100 --rate "$E2E_HALF" "${P[@]}"
 fi
 broker_stop
+rm -rf "$DATA_DIR/latency"
 say ""
 
 say "## Catch-up consume from the tail cache (fresh broker with a $MEM_TAIL_CACHE-byte tail cache: produce 4 s, then consume from the first offset for 2 s)"
