@@ -4,9 +4,11 @@
 //!   with its own clients, producers and consumers; nothing is shared on the hot path.
 //! - Open loop (`--rate`): each producer sends on a fixed schedule and latency is measured from
 //!   the INTENDED send time, so a stalled broker shows up in the percentiles instead of quietly
-//!   slowing the load down (coordinated-omission correction). Without `--rate` it runs closed
-//!   loop at max throughput with `--window` requests in flight per producer, latency from the
-//!   actual send.
+//!   slowing the load down (coordinated-omission correction). The report adds the generator's
+//!   own send lag (actual minus intended send time): milliseconds there mean the generator
+//!   itself fell behind (its CPU, or a full `--window` while the broker stalled). Without
+//!   `--rate` it runs closed loop at max throughput with `--window` requests in flight per
+//!   producer, latency from the actual send.
 //! - Latencies go into HDR histograms (µs, 3 significant digits); workers hand interval copies
 //!   to the reporter once a second for the live line; the final report prints p50..p99.99 and
 //!   max, and can be written as JSON (`--json`) and as an `.hgrm` percentile file (`--hgrm`).
