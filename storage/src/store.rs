@@ -941,7 +941,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Flushes ConsumeQueue and IndexFile files, then writes the checkpoint.
     /// Durable offsets of the ConsumeQueues and the IndexFile (progress of derived flushes).
     fn derived_durable(&self) -> (u64, u64) {
         (
@@ -950,6 +949,7 @@ impl Inner {
         )
     }
 
+    /// Flushes ConsumeQueue and IndexFile files, then writes the checkpoint.
     async fn flush_derived(&self) -> Result<(), StoreError> {
         // Units and entries reach the disk only for records already durable (pass the
         // CommitLog's durable offset), so a crash never leaves one pointing past the recovered
