@@ -156,9 +156,7 @@ impl BufferPool {
             .filter(|(b, _)| fits(b.len()))
             .count();
         while ready < self.spares && self.has_room_for(want) {
-            let mut buf = glommio::allocate_dma_buffer(want);
-            advise_huge_pages(&mut buf);
-            crate::prefault::populate(buf.as_mut_ptr() as usize, buf.len());
+            let buf = fresh_buffer(want);
             self.held_bytes.set(self.held_bytes.get() + want);
             self.free.borrow_mut().push((buf, want));
             self.bump(|s| s.stocked += 1);
@@ -241,6 +239,17 @@ fn advise_huge_pages(buf: &mut DmaBuffer) {
     crate::prefault::advise_huge_range(buf.as_mut_ptr() as usize, buf.len());
 }
 
+/// A newly allocated, unzeroed write buffer of `size` bytes; from [`STOCK_MIN_BYTES`] up its
+/// pages are advised huge and handed to the prefault thread to be mapped off the shard.
+fn fresh_buffer(size: usize) -> DmaBuffer {
+    let mut buf = glommio::allocate_dma_buffer(size);
+    if size >= STOCK_MIN_BYTES {
+        advise_huge_pages(&mut buf);
+        crate::prefault::populate(buf.as_mut_ptr() as usize, buf.len());
+    }
+    buf
+}
+
 fn align_up(n: usize) -> usize {
     let align = IO_ALIGNMENT as usize;
     n.max(align).div_ceil(align) * align
@@ -310,12 +319,7 @@ impl ChunkBuffer {
                 // `seal` zeroes the padding a write sends. A memset here would take every
                 // first-touch fault of the chunk at once, on the shard thread.
                 pool.bump(|s| s.allocated += 1);
-                let mut buf = glommio::allocate_dma_buffer(want);
-                if want >= STOCK_MIN_BYTES {
-                    advise_huge_pages(&mut buf);
-                    crate::prefault::populate(buf.as_mut_ptr() as usize, buf.len());
-                }
-                (buf, want, want)
+                (fresh_buffer(want), want, want)
             }
         };
         pool.restock(want);
