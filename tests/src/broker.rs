@@ -332,9 +332,17 @@ impl Broker {
                     self.log_tail()
                 );
             }
-            pending.retain(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_err());
-            if pending.is_empty() {
-                break;
+            // The process's own "ready" line first: until the previous process's listening
+            // sockets are gone (io_uring tears a ring down after the process is reaped), a
+            // connect can still land in the old socket's backlog and be reset when it closes.
+            // The new process binds without SO_REUSEPORT, so it prints "ready" only after the
+            // old sockets left LISTEN.
+            if self.printed_ready() {
+                pending
+                    .retain(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_err());
+                if pending.is_empty() {
+                    break;
+                }
             }
             if Instant::now() >= deadline {
                 let tail = self.log_tail();
@@ -343,6 +351,15 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the current start (the log after its `==== e2e: start #N` marker) printed
+    /// `ramjet: ready`.
+    fn printed_ready(&self) -> bool {
+        let text = self.log_text();
+        let marker = format!("==== e2e: start #{} :", self.starts);
+        text.rfind(&marker)
+            .is_some_and(|at| text[at..].contains("\nramjet: ready"))
     }
 
     fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
