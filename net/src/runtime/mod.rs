@@ -268,6 +268,19 @@ where
             if !opts.spin_before_park.is_zero() {
                 builder = builder.spin_before_park(opts.spin_before_park);
             }
+            if let Pin::Cpu(c) = pin {
+                // The executor's blocking thread (ConsumeQueue/IndexFile writes and syncs,
+                // checkpoints, segment unlinks) runs on the other CPUs: glommio would pin it
+                // to the shard's own core, where every millisecond of it is a millisecond the
+                // shard's connections wait.
+                if let Ok(others) = glommio::CpuSet::online().map(|s| s.filter(|l| l.cpu != c)) {
+                    if !others.is_empty() {
+                        builder = builder.blocking_thread_pool_placement(
+                            glommio::PoolPlacement::Fenced(1, others),
+                        );
+                    }
+                }
+            }
             let ex = builder.make().map_err(|e| RuntimeError::Executor {
                 name: exec_name.clone(),
                 message: e.to_string(),

@@ -1,16 +1,23 @@
-//! File writes of the ConsumeQueue and IndexFile flushers, through glommio's buffered files
-//! (io_uring). The only glommio code of `consumequeue` and `index`; it belongs beside the
-//! CommitLog's in `crate::io` and can move there unchanged.
+//! File writes of the ConsumeQueue and IndexFile flushers: plain positioned writes and
+//! fdatasync on the executor's blocking thread ([`crate::io::blocking`]), never on the shard's
+//! own thread.
 //!
 //! Why buffered, not O_DIRECT: ConsumeQueue units (20 bytes) and index entries are small appends
 //! at unaligned positions (a ConsumeQueue file is 6,000,000 bytes, not a multiple of 4096), so
 //! O_DIRECT would rewrite whole 4 KiB blocks per flush and pad file ends; the page cache takes
 //! the small writes and one fdatasync per file per flush makes them durable. These files are
 //! rebuildable from the CommitLog, so they never gate an acknowledgement.
+//!
+//! Why not io_uring: a buffered write through io_uring is punted to an io-wq worker (the page
+//! cache copy may block), and io-wq workers inherit the shard thread's CPU pinning, so after a
+//! burst the copy of megabytes of units and index entries, and any dirty-page throttling, ran
+//! on the shard's core (13-18 % of it in the session-4 profiles). The blocking thread is not
+//! pinned to the shard's core (see `ramjet_net::runtime`), so the kernel runs this work where
+//! there is room.
 
 use std::path::{Path, PathBuf};
 
-use glommio::io::OpenOptions;
+use std::os::unix::fs::FileExt;
 
 /// A file operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,15 +35,6 @@ fn disk_err(op: &'static str, path: &Path, source: std::io::Error) -> DiskError 
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn glommio_err<T>(op: &'static str, path: &Path, e: glommio::GlommioError<T>) -> DiskError {
-    let source = match e {
-        glommio::GlommioError::IoError(e) => e,
-        glommio::GlommioError::EnhancedIoError { source, .. } => source,
-        other => std::io::Error::other(other.to_string()),
-    };
-    disk_err(op, path, source)
 }
 
 /// Byte ranges to put into the file at `path` (`(position, bytes)`, in order), then optionally
@@ -67,22 +65,30 @@ fn sync_dir(dir: &Path) -> Result<(), DiskError> {
 
 /// Removes `removals` (absent files are fine), then performs `writes` in order (each file written,
 /// truncated if asked, fdatasync'ed), then removes the directories in `dir_removals` that are
-/// empty. Stops at the first failure.
+/// empty. Stops at the first failure. Blocking: runs on the executor's blocking thread.
 pub(crate) async fn apply(
+    removals: Vec<PathBuf>,
+    writes: Vec<FileWrite>,
+    dir_removals: Vec<PathBuf>,
+) -> (Vec<PathBuf>, Vec<PathBuf>, Result<DiskStats, DiskError>) {
+    crate::io::blocking(move || {
+        let res = apply_blocking(&removals, writes, &dir_removals);
+        (removals, dir_removals, res)
+    })
+    .await
+}
+
+fn apply_blocking(
     removals: &[PathBuf],
     writes: Vec<FileWrite>,
     dir_removals: &[PathBuf],
 ) -> Result<DiskStats, DiskError> {
     let mut stats = DiskStats::default();
     for path in removals {
-        match glommio::io::remove(path).await {
+        match std::fs::remove_file(path) {
             Ok(()) => stats.files_removed += 1,
-            Err(e) => {
-                let e = glommio_err("removing", path, e);
-                if e.source.kind() != std::io::ErrorKind::NotFound {
-                    return Err(e);
-                }
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(disk_err("removing", path, e)),
         }
     }
     for w in writes {
@@ -92,44 +98,26 @@ pub(crate) async fn apply(
                 std::fs::create_dir_all(dir).map_err(|e| disk_err("creating directory", dir, e))?;
             }
         }
-        let file = OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .buffered_open(&w.path)
-            .await
-            .map_err(|e| glommio_err("opening", &w.path, e))?;
-        for (pos, data) in w.ranges {
-            let len = data.len();
-            if len == 0 {
-                continue;
-            }
-            // write_at takes the buffer; a regular file writes it whole or fails (a short
-            // count means the disk filled up mid-write), so a short write is an error.
-            let n = file
-                .write_at(data, pos)
-                .await
-                .map_err(|e| glommio_err("writing", &w.path, e))?;
-            if n != len {
-                let source = if n == 0 {
-                    std::io::Error::from_raw_os_error(libc::ENOSPC)
-                } else {
-                    std::io::Error::other(format!("short write: {n} of {len} bytes at {pos}"))
-                };
-                return Err(disk_err("writing", &w.path, source));
-            }
-            stats.bytes_written += len as u64;
+            .truncate(false)
+            .open(&w.path)
+            .map_err(|e| disk_err("opening", &w.path, e))?;
+        for (pos, data) in &w.ranges {
+            // write_all_at reports a full disk as ENOSPC (a zero-length write) and retries
+            // short writes, so a partial range never passes for a written one.
+            file.write_all_at(data, *pos)
+                .map_err(|e| disk_err("writing", &w.path, e))?;
+            stats.bytes_written += data.len() as u64;
         }
         if let Some(len) = w.truncate_to {
-            file.truncate(len)
-                .await
-                .map_err(|e| glommio_err("truncating", &w.path, e))?;
+            file.set_len(len)
+                .map_err(|e| disk_err("truncating", &w.path, e))?;
         }
-        file.fdatasync()
-            .await
-            .map_err(|e| glommio_err("fdatasync", &w.path, e))?;
-        file.close()
-            .await
-            .map_err(|e| glommio_err("closing", &w.path, e))?;
+        file.sync_data()
+            .map_err(|e| disk_err("fdatasync", &w.path, e))?;
+        drop(file);
         if w.new_file {
             if let Some(dir) = &dir {
                 sync_dir(dir)?;

@@ -228,10 +228,11 @@ pub struct CqFlushOutcome {
 impl CqFlushJob {
     /// Performs the writes, truncations and removals.
     pub async fn run(self) -> CqFlushOutcome {
-        let result = disk::apply(&self.removals, self.writes, &self.dir_removals).await;
+        let (removals, dir_removals, result) =
+            disk::apply(self.removals, self.writes, self.dir_removals).await;
         CqFlushOutcome {
-            removals: self.removals,
-            dir_removals: self.dir_removals,
+            removals,
+            dir_removals,
             receipts: self.receipts,
             durable_candidate: self.durable_candidate,
             result,

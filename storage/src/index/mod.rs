@@ -115,9 +115,9 @@ pub struct IndexFlushOutcome {
 impl IndexFlushJob {
     /// Performs the writes and removals.
     pub async fn run(self) -> IndexFlushOutcome {
-        let result = disk::apply(&self.removals, self.writes, &[]).await;
+        let (removals, _, result) = disk::apply(self.removals, self.writes, Vec::new()).await;
         IndexFlushOutcome {
-            removals: self.removals,
+            removals,
             receipts: self.receipts,
             durable_candidate: self.durable_candidate,
             result,
