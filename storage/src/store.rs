@@ -785,8 +785,16 @@ async fn background_loop(store: Weak<Inner>) {
     let mut last_disk = Instant::now();
     let mut last_derived = Instant::now();
     let mut last_retention = Instant::now();
+    // Set when a derived flush left work behind (each writes a bounded amount, see
+    // `consumequeue::MAX_FLUSH_BYTES` and `index::MAX_FLUSH_ENTRIES`): the next one follows
+    // without waiting for the interval.
+    let mut backlog = false;
     loop {
-        io::sleep(tick).await;
+        if backlog {
+            io::yield_now().await;
+        } else {
+            io::sleep(tick).await;
+        }
         let Some(inner) = store.upgrade() else { return };
         if inner.shutdown.get() {
             return;
@@ -796,10 +804,20 @@ async fn background_loop(store: Weak<Inner>) {
             inner.refresh_disk_usage();
             last_disk = now;
         }
-        if now.duration_since(last_derived) >= derived_every {
-            if let Err(e) = inner.flush_derived().await {
-                tracing::error!(error = %e, "flushing ConsumeQueue/IndexFile or checkpoint failed");
-            }
+        if backlog || now.duration_since(last_derived) >= derived_every {
+            let before = inner.derived_durable();
+            backlog = match inner.flush_derived().await {
+                // Dirty and moving: more to write. (Dirty without progress means the units
+                // wait for the CommitLog's durable offset: the interval is soon enough.)
+                Ok(()) => {
+                    (inner.queues.borrow().is_dirty() || inner.index.borrow().is_dirty())
+                        && inner.derived_durable() != before
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "flushing ConsumeQueue/IndexFile or checkpoint failed");
+                    false
+                }
+            };
             last_derived = Instant::now();
         }
         if inner.shutdown.get() {

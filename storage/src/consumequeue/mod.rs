@@ -69,6 +69,12 @@ use crate::fxhash::FxHashMap;
 /// Longest topic accepted as a directory name.
 pub const MAX_TOPIC_DIR_LEN: usize = 255;
 
+/// Unit bytes one flush writes at most (over all queues). Collecting a flush copies its units
+/// on the shard; after a burst of 24 M messages an unbounded flush copied 480 MB there in one
+/// go (a 200+ ms stall of every connection). What is left is written by the next flushes,
+/// which follow at once while the store is dirty.
+pub const MAX_FLUSH_BYTES: usize = 2 << 20;
+
 /// Whether `topic` may name a directory: RocketMQ's topic charset `[%|a-zA-Z0-9_-]`, which rules
 /// out `/`, `.` and `..`.
 pub fn is_valid_topic_dir(topic: &str) -> bool {
@@ -537,6 +543,7 @@ impl ConsumeQueueStore {
         let mut writes = Vec::new();
         let mut receipts = Vec::new();
         let mut first_unflushed = u64::MAX;
+        let mut budget = MAX_FLUSH_BYTES / CQ_UNIT_LEN;
         for (topic, qs) in &self.topics {
             for (&queue_id, q) in qs {
                 for f in &q.files {
@@ -554,6 +561,17 @@ impl ConsumeQueueStore {
                         }
                     }
                     let truncate = f.disk_units > units;
+                    // The per-flush budget (a truncation is always done whole: rare, small).
+                    if !truncate && upto - f.durable_units > budget as u64 {
+                        let cut = f.durable_units + budget as u64;
+                        // The first unit left for the next flush bounds the durable point.
+                        let at = cut as usize * CQ_UNIT_LEN;
+                        if let Some(e) = decode_unit(&f.buf[at..]) {
+                            first_unflushed = first_unflushed.min(e.physical_offset);
+                        }
+                        upto = cut;
+                    }
+                    budget -= (upto.saturating_sub(f.durable_units) as usize).min(budget);
                     if upto == f.durable_units && !truncate {
                         continue;
                     }

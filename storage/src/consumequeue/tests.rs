@@ -526,3 +526,44 @@ mod model {
         }
     }
 }
+
+#[test]
+fn a_flush_writes_at_most_its_budget_and_the_rest_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cq");
+    let budget = (MAX_FLUSH_BYTES / CQ_UNIT_LEN) as u64;
+    // Two queues with 0.75 budget each: the first flush takes all of one queue and part of
+    // the other; the durable point stops at the first unit it left behind.
+    let per_queue = budget * 3 / 4;
+    let store = RefCell::new(ConsumeQueueStore::new(root.clone(), 1_000_000));
+    {
+        let mut s = store.borrow_mut();
+        for i in 0..per_queue {
+            // Queue 0 and queue 1 interleave in the CommitLog.
+            s.put("T", 0, i as i64, phys(2 * i), 100, 0).unwrap();
+            s.put("T", 1, i as i64, phys(2 * i + 1), 100, 0).unwrap();
+        }
+    }
+    let first = run(flush(&store, u64::MAX)).unwrap();
+    assert_eq!(first.units, budget, "one flush writes exactly its budget");
+    assert!(store.borrow().is_dirty());
+    // Queue 0 or 1 is written whole (map order), the other up to the budget: the durable
+    // point is the first unit not written, never past it.
+    let left = per_queue * 2 - budget;
+    let loaded = ConsumeQueueStore::load(root.clone(), 1_000_000).unwrap();
+    let (m0, m1) = (loaded.max_offset("T", 0), loaded.max_offset("T", 1));
+    assert_eq!((m0 + m1) as u64, budget);
+    let (short_q, short_max) = if m0 < m1 { (0u64, m0) } else { (1, m1) };
+    assert_eq!(short_max as u64, per_queue - left);
+    assert_eq!(
+        first.durable_offset,
+        phys(2 * short_max as u64 + short_q),
+        "durable point = the first unit left for the next flush"
+    );
+    let second = run(flush(&store, u64::MAX)).unwrap();
+    assert_eq!(second.units, left);
+    assert!(!store.borrow().is_dirty());
+    assert_eq!(second.durable_offset, phys(2 * per_queue - 1) + 100);
+    let loaded = ConsumeQueueStore::load(root, 1_000_000).unwrap();
+    assert_eq!(all_units(&loaded), all_units(&store.borrow()));
+}

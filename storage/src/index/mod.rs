@@ -58,7 +58,7 @@ use layout::{entry_pos, file_len, IndexEntry, ENTRY_LEN, HEADER_LEN};
 
 /// Entries one flush copies per file at most, so one flush's memory stays bounded (1,000,000
 /// entries = 20 MB); the rest goes in the next flush.
-pub const MAX_FLUSH_ENTRIES: u32 = 1_000_000;
+pub const MAX_FLUSH_ENTRIES: u32 = 100_000;
 
 /// All index files of one shard's store.
 #[derive(Debug)]
