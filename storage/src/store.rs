@@ -787,11 +787,15 @@ async fn background_loop(store: Weak<Inner>) {
     let mut last_retention = Instant::now();
     // Set when a derived flush left work behind (each writes a bounded amount, see
     // `consumequeue::MAX_FLUSH_BYTES` and `index::MAX_FLUSH_ENTRIES`): the next one follows
-    // without waiting for the interval.
+    // after a pause as long as the round took, not after the interval.
     let mut backlog = false;
+    let mut last_round = Duration::ZERO;
     loop {
         if backlog {
-            io::yield_now().await;
+            // Paced: a pause as long as the last round took. The rounds' page-cache copy runs
+            // at a few hundred MB/s; back to back, draining a burst's backlog kept a whole
+            // CPU busy for seconds (the shard's or the load generator's on a small machine).
+            io::sleep(last_round.min(derived_every)).await;
         } else {
             io::sleep(tick).await;
         }
@@ -806,7 +810,10 @@ async fn background_loop(store: Weak<Inner>) {
         }
         if backlog || now.duration_since(last_derived) >= derived_every {
             let before = inner.derived_durable();
-            backlog = match inner.flush_derived().await {
+            let started = Instant::now();
+            let res = inner.flush_derived().await;
+            last_round = started.elapsed();
+            backlog = match res {
                 // Dirty and moving: more to write. (Dirty without progress means the units
                 // wait for the CommitLog's durable offset: the interval is soon enough.)
                 Ok(()) => {
