@@ -520,14 +520,15 @@ impl Store {
         // next start). Rounds stop when nothing is left, or when one makes no progress.
         let mut rounds = 0u32;
         loop {
-            let before = inner.derived_durable();
-            if let Err(e) = inner.flush_derived().await {
-                tracing::error!(error = %e, "final ConsumeQueue/IndexFile flush or checkpoint failed");
-                break;
-            }
+            let more = match inner.flush_derived_round().await {
+                Ok(more) => more,
+                Err(e) => {
+                    tracing::error!(error = %e, "final ConsumeQueue/IndexFile flush or checkpoint failed");
+                    break;
+                }
+            };
             rounds += 1;
-            let dirty = inner.queues.borrow().is_dirty() || inner.index.borrow().is_dirty();
-            if !dirty || inner.derived_durable() == before || rounds >= MAX_SHUTDOWN_FLUSH_ROUNDS {
+            if !more || rounds >= MAX_SHUTDOWN_FLUSH_ROUNDS {
                 break;
             }
         }
@@ -809,17 +810,11 @@ async fn background_loop(store: Weak<Inner>) {
             last_disk = now;
         }
         if backlog || now.duration_since(last_derived) >= derived_every {
-            let before = inner.derived_durable();
             let started = Instant::now();
-            let res = inner.flush_derived().await;
+            let res = inner.flush_derived_round().await;
             last_round = started.elapsed();
             backlog = match res {
-                // Dirty and moving: more to write. (Dirty without progress means the units
-                // wait for the CommitLog's durable offset: the interval is soon enough.)
-                Ok(()) => {
-                    (inner.queues.borrow().is_dirty() || inner.index.borrow().is_dirty())
-                        && inner.derived_durable() != before
-                }
+                Ok(more) => more,
                 Err(e) => {
                     tracing::error!(error = %e, "flushing ConsumeQueue/IndexFile or checkpoint failed");
                     false
@@ -972,6 +967,16 @@ impl Inner {
             self.queues.borrow().durable_offset(),
             self.index.borrow().durable_offset(),
         )
+    }
+
+    /// One bounded [`Inner::flush_derived`]; returns whether another round has work: files
+    /// still dirty and this round moved the durable point (dirty without progress means the
+    /// units wait for the CommitLog's durable offset).
+    async fn flush_derived_round(&self) -> Result<bool, StoreError> {
+        let before = self.derived_durable();
+        self.flush_derived().await?;
+        let dirty = self.queues.borrow().is_dirty() || self.index.borrow().is_dirty();
+        Ok(dirty && self.derived_durable() != before)
     }
 
     /// Flushes ConsumeQueue and IndexFile files, then writes the checkpoint.

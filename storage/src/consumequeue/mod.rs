@@ -72,7 +72,7 @@ pub const MAX_TOPIC_DIR_LEN: usize = 255;
 /// Unit bytes one flush writes at most (over all queues). Collecting a flush copies its units
 /// on the shard; after a burst of 24 M messages an unbounded flush copied 480 MB there in one
 /// go (a 200+ ms stall of every connection). What is left is written by the next flushes,
-/// which follow at once while the store is dirty.
+/// which the background loop runs soon after (paced) while a backlog drains.
 pub const MAX_FLUSH_BYTES: usize = 2 << 20;
 
 /// Whether `topic` may name a directory: RocketMQ's topic charset `[%|a-zA-Z0-9_-]`, which rules

@@ -56,8 +56,9 @@ pub use layout::{file_name, key_hash, parse_file_name, DEFAULT_ENTRIES, DEFAULT_
 use file::Body;
 use layout::{entry_pos, file_len, IndexEntry, ENTRY_LEN, HEADER_LEN};
 
-/// Entries one flush copies per file at most, so one flush's memory stays bounded (1,000,000
-/// entries = 20 MB); the rest goes in the next flush.
+/// Entries one flush copies per file at most (100,000 entries = 2 MB): the copy runs on the
+/// shard, so each flush's stall and memory stay small; the rest goes in the next flush, which
+/// the background loop runs soon after while a backlog drains.
 pub const MAX_FLUSH_ENTRIES: u32 = 100_000;
 
 /// All index files of one shard's store.
