@@ -30,12 +30,18 @@ fn main() {
         cfg.write_pool_bytes = cfg.write_pool_bytes.max(pool_mib << 20);
         cfg.write_pool_preallocate_bytes = pool_mib << 20;
     }
+    // RAMJET_PREWRITTEN=1: segment 0 exists already, fully written (zeros), as a recycled
+    // segment would be; with RAMJET_PREALLOCATE=none nothing else is prepared during the run.
+    if std::env::var("RAMJET_PREWRITTEN").as_deref() == Ok("1") {
+        prewrite_first_segment(&cfg.dir.join("commitlog"), cfg.segment_size_bytes);
+    }
     let (secs, stats) = ramjet_storage::io::block_on(async move {
         let store = Store::open(cfg)
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));
         let body = std::rc::Rc::new(vec![0xA5u8; body_len]);
         let start = Instant::now();
+        let cpu0 = cpu_seconds();
         let mut tasks = Vec::new();
         for t in 0..appenders {
             let store = store.clone();
@@ -78,6 +84,10 @@ fn main() {
             t.await;
         }
         let secs = start.elapsed().as_secs_f64();
+        println!(
+            "process CPU during the run: {:.2} s of {secs:.2} s wall",
+            cpu_seconds() - cpu0
+        );
         let stats = store.stats();
         store
             .shutdown()
@@ -97,4 +107,38 @@ fn main() {
         stats.bytes_written,
         stats.bytes_written as f64 / stats.flush_count.max(1) as f64 / (1 << 20) as f64
     );
+}
+
+fn prewrite_first_segment(commitlog: &std::path::Path, size: u64) {
+    use std::io::Write;
+    std::fs::create_dir_all(commitlog).expect("commitlog dir");
+    let path = commitlog.join(format!("{:020}", 0));
+    let mut f = std::fs::File::create(&path).expect("segment 0");
+    let zeros = vec![0u8; 8 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n]).expect("zero fill");
+        left -= n as u64;
+    }
+    f.sync_all().expect("sync segment 0");
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based, man proc).
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / 100.0
 }
