@@ -18,7 +18,7 @@ use crate::error::StoreError;
 const PROBE_FILE_NAME: &str = ".dma_probe";
 
 /// Zero-fill writes go out in pieces of this size (one registered-buffer-sized DMA write each).
-const ZERO_FILL_WRITE_BYTES: usize = 1024 * 1024;
+pub const ZERO_FILL_WRITE_BYTES: usize = 1024 * 1024;
 
 /// glommio decides per device and per thread whether a device supports polled I/O by reading
 /// the first block of the first file opened with O_DIRECT; an empty file answers "yes" wrongly
@@ -96,6 +96,9 @@ impl SegmentFile {
     /// name first and linking it into place only if no file has that name yet, so a
     /// half-prepared file never carries a segment name and a segment the writer created in the
     /// meantime is never replaced. Returns the opened file, or an `AlreadyExists` I/O error.
+    ///
+    /// A zero fill pauses after each write for `pace(bytes_done, last_write_took)`, so that
+    /// the caller can keep it from taking the whole disk away from the records being written.
     pub async fn create_prepared(
         path: &Path,
         start_offset: u64,
@@ -103,6 +106,7 @@ impl SegmentFile {
         prealloc: Preallocate,
         io_mode: IoMode,
         still_wanted: &dyn Fn() -> bool,
+        pace: &dyn Fn(u64, std::time::Duration) -> std::time::Duration,
     ) -> Result<SegmentFile, StoreError> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".prep");
@@ -137,6 +141,7 @@ impl SegmentFile {
                         small.as_bytes_mut().fill(0);
                         Rc::new(small)
                     };
+                    let began = std::time::Instant::now();
                     let written = dma.write_rc_at(piece, pos).await.map_err(|e| {
                         StoreError::io("zero-filling segment", &tmp, to_io_error(e))
                     })?;
@@ -148,7 +153,12 @@ impl SegmentFile {
                         ));
                     }
                     pos += written as u64;
-                    super::yield_now().await;
+                    let pause = pace(pos, began.elapsed());
+                    if pause.is_zero() {
+                        super::yield_now().await;
+                    } else {
+                        super::sleep(pause).await;
+                    }
                 }
             }
             Preallocate::Fallocate => {
@@ -344,6 +354,7 @@ mod tests {
                 Preallocate::Zero,
                 IoMode::Direct,
                 &|| true,
+                &|_, _| std::time::Duration::ZERO,
             )
             .await
             .map(|_| ())
@@ -372,6 +383,7 @@ mod tests {
                 Preallocate::Zero,
                 IoMode::Direct,
                 &|| true,
+                &|_, _| std::time::Duration::ZERO,
             )
             .await?;
             f.close().await

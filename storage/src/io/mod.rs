@@ -10,7 +10,7 @@ mod runtime;
 pub use buffer::{
     BufferPool, ChunkBuffer, PoolStats, POOL_MAX_OVERSIZE, POOL_MIN_BUFFER_BYTES, WARM_SPARES,
 };
-pub use file::{sync_dir, warm_up, SegmentFile};
+pub use file::{sync_dir, warm_up, SegmentFile, ZERO_FILL_WRITE_BYTES};
 pub use runtime::{block_on, blocking, sleep, spawn, spawn_urgent, yield_now, BackgroundTask};
 
 /// Turns a glommio error into the `std::io::Error` it wraps, keeping the OS error code (glommio's
