@@ -348,8 +348,9 @@ pub async fn unregister_all(b: &Broker) {
             .map(|_| ())
             .map_err(|e| e.to_string())
         };
-        if let Err(e) = link.request(&encode, UNREGISTER_TIMEOUT).await {
-            tracing::debug!(shard = b.index, error = %e, "unregister failed");
+        match link.request(&encode, UNREGISTER_TIMEOUT).await {
+            Ok(_) => tracing::debug!(shard = b.index, namesrv = %addr, "unregistered"),
+            Err(e) => tracing::debug!(shard = b.index, error = %e, "unregister failed"),
         }
     }
 }

@@ -44,8 +44,12 @@ enum Started {
 
 /// A running server.
 pub struct Server {
+    /// Stops the shards.
     stop: Arc<AtomicBool>,
     threads: Vec<ExecutorThread<()>>,
+    /// Stops the embedded name server, after the shards (they unregister from it on the way out).
+    namesrv_stop: Arc<AtomicBool>,
+    namesrv_thread: Option<ExecutorThread<()>>,
     pub namesrv: Option<SocketAddr>,
     pub shards: Vec<ShardPorts>,
 }
@@ -80,9 +84,12 @@ impl Server {
         };
         runtime::startup_checks(shards + usize::from(roles.namesrv), &opts)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let namesrv_stop = Arc::new(AtomicBool::new(false));
         let mut server = Server {
             stop: stop.clone(),
             threads: Vec::new(),
+            namesrv_stop: namesrv_stop.clone(),
+            namesrv_thread: None,
             namesrv: None,
             shards: Vec::new(),
         };
@@ -91,7 +98,7 @@ impl Server {
         if roles.namesrv {
             let listen = cfg.namesrv.listen.clone();
             let scan = cfg.namesrv.scan_interval_ms;
-            let stop2 = stop.clone();
+            let stop2 = namesrv_stop.clone();
             let tx2 = tx.clone();
             let t = runtime::start_executor(
                 "ramjet-namesrv",
@@ -111,7 +118,7 @@ impl Server {
                     }
                 },
             )?;
-            server.threads.push(t);
+            server.namesrv_thread = Some(t);
             match rx.recv() {
                 Ok(Started::Namesrv(Ok(addr))) => {
                     server.namesrv = Some(addr);
@@ -193,10 +200,17 @@ impl Server {
     }
 
     /// Asks every executor to stop, waits for them (stores flushed), and reports failures.
+    /// The shards go first, so that they can still unregister from the embedded name server.
     pub fn shutdown(&mut self) -> Vec<RuntimeError> {
         self.stop.store(true, Ordering::Relaxed);
         let mut errs = Vec::new();
         for t in self.threads.drain(..) {
+            if let Err(e) = t.join() {
+                errs.push(e);
+            }
+        }
+        self.namesrv_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.namesrv_thread.take() {
             if let Err(e) = t.join() {
                 errs.push(e);
             }
@@ -207,7 +221,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || self.namesrv_thread.is_some() {
             self.shutdown();
         }
     }
