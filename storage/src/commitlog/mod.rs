@@ -577,6 +577,15 @@ impl CommitLog {
             return Ok(f.clone());
         }
         let path = self.dir.join(segment_file_name(base));
+        if self.cfg.preallocate != Preallocate::None {
+            // Appends outran the preparation (zero fill or fallocate of the next segment):
+            // this segment's writes extend the file, which on ext4 serializes them on the
+            // inode lock. Larger segments give the preparation more time.
+            tracing::info!(
+                segment = base,
+                "CommitLog segment created on demand: its preparation had not finished"
+            );
+        }
         let f = SegmentFile::open(&path, base, self.cfg.io_mode).await?;
         crate::io::sync_dir(&self.dir)?;
         let f = Rc::new(f);
