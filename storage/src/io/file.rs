@@ -132,7 +132,9 @@ impl SegmentFile {
                     )
                 })?;
                 let mut pos = 0u64;
-                while pos < size_bytes {
+                // A fill the writer no longer waits for (it created the segment itself) stops
+                // at once instead of competing with the records for the disk.
+                while pos < size_bytes && still_wanted() {
                     let n = ((size_bytes - pos) as usize).min(ZERO_FILL_WRITE_BYTES);
                     let piece = if n == buf.len() {
                         buf.clone()
@@ -335,6 +337,56 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A zero fill that is no longer wanted (the writer created the segment itself) stops
+    /// after the write in flight: the abandoned file is removed and not a zero more is written.
+    #[test]
+    fn an_unwanted_zero_fill_stops_early() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("00000000000000000000");
+        let dir_path = dir.path().to_path_buf();
+        let path2 = path.clone();
+        let writes = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let w = writes.clone();
+        let res = crate::io::block_on(async move {
+            warm_up(&dir_path).await?;
+            // Wanted for the first two checks only; the pace hook counts the zero writes.
+            let checks = std::cell::Cell::new(0u32);
+            let wanted = || {
+                checks.set(checks.get() + 1);
+                checks.get() <= 2
+            };
+            let pace = |_: u64, _: std::time::Duration| {
+                w.set(w.get() + 1);
+                std::time::Duration::ZERO
+            };
+            SegmentFile::create_prepared(
+                &path2,
+                0,
+                8 * ZERO_FILL_WRITE_BYTES as u64,
+                Preallocate::Zero,
+                IoMode::Direct,
+                &wanted,
+                &pace,
+            )
+            .await
+            .map(|_| ())
+        })
+        .unwrap_or_else(|e| panic!("executor: {e}"));
+        match res {
+            Err(StoreError::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists)
+            }
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+        assert_eq!(
+            writes.get(),
+            2,
+            "two of eight zero writes, then the fill stopped"
+        );
+        assert!(!path.exists());
+        assert!(!dir.path().join("00000000000000000000.prep").exists());
+    }
 
     /// A segment the writer created (and wrote) while a preparation ran must survive the
     /// preparation's publish step untouched.
