@@ -338,6 +338,16 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
+    /// `create_prepared` declined to publish: an `AlreadyExists` I/O error.
+    fn assert_already_exists(res: Result<(), StoreError>) {
+        match res {
+            Err(StoreError::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists)
+            }
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+    }
+
     /// A zero fill that is no longer wanted (the writer created the segment itself) stops
     /// after the write in flight: the abandoned file is removed and not a zero more is written.
     #[test]
@@ -373,12 +383,7 @@ mod tests {
             .map(|_| ())
         })
         .unwrap_or_else(|e| panic!("executor: {e}"));
-        match res {
-            Err(StoreError::Io { source, .. }) => {
-                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists)
-            }
-            other => panic!("expected AlreadyExists, got {other:?}"),
-        }
+        assert_already_exists(res);
         assert_eq!(
             writes.get(),
             2,
@@ -412,12 +417,7 @@ mod tests {
             .map(|_| ())
         })
         .unwrap_or_else(|e| panic!("executor: {e}"));
-        match res {
-            Err(StoreError::Io { source, .. }) => {
-                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists)
-            }
-            other => panic!("expected AlreadyExists, got {other:?}"),
-        }
+        assert_already_exists(res);
         let kept = std::fs::read(dir.path().join("00000000000000000000"))
             .unwrap_or_else(|e| panic!("read: {e}"));
         assert_eq!(kept, b"records written by the writer");
