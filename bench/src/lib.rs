@@ -16,6 +16,7 @@
 //!   bytes of each body; consumers subtract it from their clock on arrival.
 
 pub mod args;
+pub mod engine;
 pub mod raw;
 pub mod runner;
 pub mod stats;

@@ -12,15 +12,12 @@
 //! ([`for_each_record`]) without decoding them into owned messages.
 
 use std::cell::Cell;
-use std::time::Duration;
 
 use ramjet_core::record::RecordView;
-use ramjet_core::remoting::headers::{
-    PullMessageRequestHeader, PullMessageResponseHeader, PullSysFlag, SendMessageRequestHeader,
-};
+use ramjet_core::remoting::headers::SendMessageRequestHeader;
 use ramjet_core::remoting::{RequestCode, ResponseCode};
 use ramjet_net::client::message::{encode_batch, encode_properties, prop};
-use ramjet_net::client::{Client, ClientError, Connection, Message, MessageQueue};
+use ramjet_net::client::{Client, ClientError, Message, MessageQueue};
 
 /// Hex digits of a `UNIQ_KEY` (16 bytes).
 const UNIQ_KEY_HEX: usize = 32;
@@ -45,6 +42,8 @@ pub struct BatchTemplate {
     batch: bool,
     /// Next counter value (unique per template; the id prefix holds the producer's number).
     next: u64,
+    /// Body bytes of one message.
+    size: usize,
 }
 
 impl BatchTemplate {
@@ -73,6 +72,7 @@ impl BatchTemplate {
             counters: Vec::with_capacity(count),
             batch: count > 1,
             next: 0,
+            size,
         };
         let key = format!("{}\u{1}", prop::UNIQ_KEY);
         if t.batch {
@@ -152,6 +152,11 @@ impl BatchTemplate {
     pub fn messages(&self) -> usize {
         self.counters.len()
     }
+
+    /// Message body bytes of one request (what the report counts as bytes).
+    pub fn payload_bytes(&self) -> usize {
+        self.size * self.counters.len()
+    }
 }
 
 fn be_u32(b: &[u8]) -> u32 {
@@ -170,14 +175,13 @@ pub fn id_prefix(client: &Client, producer: usize) -> String {
     format!("{base}{:02X}", producer as u8)
 }
 
-/// Starts one send of `t` on `conn` to `mq`; await the returned future for its outcome.
-pub fn start_send(
-    conn: &Connection,
-    group: &str,
-    mq: &MessageQueue,
-    t: &BatchTemplate,
+/// Request code and header of one send of `t` to `mq`.
+pub fn send_header<'a>(
+    group: &'a str,
+    mq: &'a MessageQueue,
+    t: &'a BatchTemplate,
     born_ms: i64,
-) -> Result<(i32, ramjet_net::client::transport::ResponseWait), ClientError> {
+) -> (i32, SendMessageRequestHeader<'a>) {
     let header = SendMessageRequestHeader {
         producer_group: group,
         topic: &mq.topic,
@@ -199,8 +203,7 @@ pub fn start_send(
     } else {
         RequestCode::SEND_MESSAGE_V2
     };
-    let wait = conn.start(code, &header.v2(), t.body())?;
-    Ok((code, wait))
+    (code, header)
 }
 
 /// What a send's answer means for the report.
@@ -230,102 +233,6 @@ pub fn for_each_record(buf: &[u8], bad: &Cell<u64>, mut f: impl FnMut(&[u8], i64
         pos += total;
     }
     n
-}
-
-/// One queue's puller state.
-pub struct Puller {
-    pub mq: MessageQueue,
-    pub conn: Connection,
-    pub addr: String,
-    pub offset: i64,
-    pub max_nums: i32,
-    /// Offset last committed with a pull (piggy-backed), to commit only on change.
-    committed: i64,
-}
-
-/// Answer of one pull.
-pub enum Pulled {
-    /// Records in the body; the offset moved on.
-    Found(bytes::Bytes),
-    /// Nothing new (long poll timed out) or nothing matched.
-    Empty,
-    /// The broker moved our offset (too small or too big).
-    Moved,
-}
-
-impl Puller {
-    pub fn new(
-        mq: MessageQueue,
-        conn: Connection,
-        addr: String,
-        offset: i64,
-        max_nums: i32,
-    ) -> Self {
-        Puller {
-            mq,
-            conn,
-            addr,
-            offset,
-            max_nums,
-            committed: offset,
-        }
-    }
-
-    /// One PULL_MESSAGE, held by the broker up to `suspend` when there is nothing new.
-    pub async fn pull(&mut self, group: &str, suspend: Duration) -> Result<Pulled, ClientError> {
-        let mut sys_flag = PullSysFlag::SUBSCRIPTION | PullSysFlag::SUSPEND;
-        let commit = self.offset != self.committed;
-        if commit {
-            sys_flag |= PullSysFlag::COMMIT_OFFSET;
-        }
-        let h = PullMessageRequestHeader {
-            consumer_group: group,
-            topic: &self.mq.topic,
-            queue_id: self.mq.queue_id,
-            queue_offset: self.offset,
-            max_msg_nums: self.max_nums,
-            sys_flag,
-            commit_offset: if commit { self.offset } else { 0 },
-            suspend_timeout_millis: suspend.as_millis() as i64,
-            subscription: Some("*"),
-            sub_version: 0,
-            expression_type: Some("TAG"),
-            max_msg_bytes: None,
-            broker_name: Some(&self.mq.broker_name),
-        };
-        let code = RequestCode::PULL_MESSAGE;
-        let resp = self
-            .conn
-            .invoke(code, &h, &[], suspend + Duration::from_secs(5))
-            .await?;
-        if commit {
-            self.committed = self.offset;
-        }
-        let found = match resp.code {
-            ResponseCode::SUCCESS => true,
-            ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY => false,
-            ResponseCode::PULL_OFFSET_MOVED => {
-                let rh: PullMessageResponseHeader = Client::decode_header(&self.addr, code, &resp)?;
-                self.offset = rh.next_begin_offset;
-                return Ok(Pulled::Moved);
-            }
-            other => {
-                return Err(ClientError::Broker {
-                    addr: self.addr.clone(),
-                    request_code: code,
-                    code: other,
-                    remark: resp.remark.clone().unwrap_or_default(),
-                })
-            }
-        };
-        let rh: PullMessageResponseHeader = Client::decode_header(&self.addr, code, &resp)?;
-        self.offset = rh.next_begin_offset;
-        Ok(if found {
-            Pulled::Found(resp.body)
-        } else {
-            Pulled::Empty
-        })
-    }
 }
 
 #[cfg(test)]

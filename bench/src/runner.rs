@@ -19,7 +19,8 @@ use ramjet_net::client::{
 };
 
 use crate::args::{parse_cpus, BenchArgs, ClientImpl, StartFrom};
-use crate::raw::{self, BatchTemplate, Pulled, Puller};
+use crate::engine;
+use crate::raw::{self, BatchTemplate};
 use crate::stats::{progress_line, LatencySummary, Recorder, Report};
 
 /// What to run.
@@ -390,60 +391,53 @@ async fn worker(
         };
         clients.push(Client::new(cfg));
     }
-    let produce_rec: Rec = Rc::new(RefCell::new(Recorder::new()));
-    let consume_rec: Rec = Rc::new(RefCell::new(Recorder::new()));
-    let lag_rec: Rec = Rc::new(RefCell::new(Recorder::new()));
     let stop_reporting = Rc::new(std::cell::Cell::new(false));
+    let report: Rc<dyn Fn(Recorder, Recorder, Recorder)> = Rc::new(move |p, c, l| {
+        let _ = tx.send(WorkerMsg::Interval(Side::Produce, Box::new(p)));
+        let _ = tx.send(WorkerMsg::Interval(Side::Consume, Box::new(c)));
+        let _ = tx.send(WorkerMsg::Interval(Side::Lag, Box::new(l)));
+    });
+    let recs = Recs {
+        produce: Rc::new(RefCell::new(Recorder::new())),
+        consume: Rc::new(RefCell::new(Recorder::new())),
+        lag: Rc::new(RefCell::new(Recorder::new())),
+        report,
+    };
+    let hand_over = |r: &Recs| {
+        (r.report)(
+            r.produce.borrow_mut().take(),
+            r.consume.borrow_mut().take(),
+            r.lag.borrow_mut().take(),
+        )
+    };
     {
-        let (p, c, l, tx, stop) = (
-            produce_rec.clone(),
-            consume_rec.clone(),
-            lag_rec.clone(),
-            tx.clone(),
+        let (p, c, l, report, stop) = (
+            recs.produce.clone(),
+            recs.consume.clone(),
+            recs.lag.clone(),
+            recs.report.clone(),
             stop_reporting.clone(),
         );
         transport::spawn(async move {
             while !stop.get() {
                 transport::sleep(Duration::from_secs(1)).await;
-                let _ = tx.send(WorkerMsg::Interval(
-                    Side::Produce,
-                    Box::new(p.borrow_mut().take()),
-                ));
-                let _ = tx.send(WorkerMsg::Interval(
-                    Side::Consume,
-                    Box::new(c.borrow_mut().take()),
-                ));
-                let _ = tx.send(WorkerMsg::Interval(
-                    Side::Lag,
-                    Box::new(l.borrow_mut().take()),
-                ));
+                if stop.get() {
+                    break;
+                }
+                report(
+                    p.borrow_mut().take(),
+                    c.borrow_mut().take(),
+                    l.borrow_mut().take(),
+                );
             }
         });
     }
     let result = match mode {
-        Mode::Pingpong => pingpong(&clients, &args, timing, &consume_rec).await,
-        _ => {
-            let recs = Recs {
-                produce: produce_rec.clone(),
-                consume: consume_rec.clone(),
-                lag: lag_rec.clone(),
-            };
-            load(mode, &a, &clients, &args, timing, &recs).await
-        }
+        Mode::Pingpong => pingpong(&clients, &args, timing, &recs.consume).await,
+        _ => load(mode, &a, &clients, &args, timing, &recs).await,
     };
     stop_reporting.set(true);
-    let _ = tx.send(WorkerMsg::Interval(
-        Side::Produce,
-        Box::new(produce_rec.borrow_mut().take()),
-    ));
-    let _ = tx.send(WorkerMsg::Interval(
-        Side::Consume,
-        Box::new(consume_rec.borrow_mut().take()),
-    ));
-    let _ = tx.send(WorkerMsg::Interval(
-        Side::Lag,
-        Box::new(lag_rec.borrow_mut().take()),
-    ));
+    hand_over(&recs);
     result
 }
 
@@ -452,6 +446,8 @@ struct Recs {
     produce: Rec,
     consume: Rec,
     lag: Rec,
+    /// Hands one interval's recorders (produce, consume, lag) to the reporter thread.
+    report: Rc<dyn Fn(Recorder, Recorder, Recorder)>,
 }
 
 async fn load(
@@ -559,7 +555,8 @@ const MAX_SUSPEND: Duration = Duration::from_secs(1);
 /// Back-off after a failed pull.
 const PULL_RETRY: Duration = Duration::from_millis(100);
 
-/// `load` with the generator's own protocol loops (`--client raw`).
+/// `load` with the generator's own protocol loop (`--client raw`, [`engine`]): routes, queues
+/// and start offsets come from the client library; the load runs on plain sockets.
 async fn raw_load(
     mode: Mode,
     a: &Assignment,
@@ -582,21 +579,30 @@ async fn raw_load(
             args.topic
         )));
     }
-    // Pullers first, at their start offsets, so e2e sees every message.
-    let mut tasks = Vec::new();
-    let stop_pulls = match mode {
-        Mode::E2e => timing.end + E2E_GRACE,
-        _ => timing.end,
+    // One socket per (client instance, broker), like the client library's connections.
+    let mut addrs: Vec<String> = Vec::new();
+    let mut slots: Vec<(usize, String)> = Vec::new();
+    let mut slot = |client: usize, addr: String| -> usize {
+        match slots.iter().position(|s| s.0 == client && s.1 == addr) {
+            Some(i) => i,
+            None => {
+                slots.push((client, addr.clone()));
+                addrs.push(addr);
+                addrs.len() - 1
+            }
+        }
     };
+    let mut pullers = Vec::new();
+    let mut pulled_queues = Vec::new();
     for i in 0..a.consumers {
         let global = a.first_consumer + i;
-        let client = clients[(a.producers + i) % clients.len()].clone();
+        let ci = (a.producers + i) % clients.len();
+        let client = &clients[ci];
         for (qi, mq) in queues.iter().enumerate() {
             if qi % a.all_consumers.max(1) != global {
                 continue;
             }
             let addr = client.master_addr(&mq.broker_name)?;
-            let conn = client.connection(&addr).await?;
             let offset = match client.committed_offset(&args.group, mq).await? {
                 Some(o) if o >= 0 && mode != Mode::E2e => o,
                 _ => match (mode, args.from) {
@@ -604,185 +610,125 @@ async fn raw_load(
                     (_, StartFrom::First) => client.min_offset(mq).await?,
                 },
             };
-            let puller = Puller::new(mq.clone(), conn, addr, offset, args.pull_batch);
-            tasks.push(transport::spawn_joinable(raw_pull_loop(
-                puller,
-                client.clone(),
-                args.group.clone(),
-                timing,
-                stop_pulls,
-                recs.consume.clone(),
-                mode == Mode::E2e,
-            )));
+            pullers.push(engine::PullerPlan {
+                mq: mq.clone(),
+                conn: slot(ci, addr),
+                offset,
+            });
+            pulled_queues.push((ci, mq.clone()));
         }
     }
+    let mut producers = Vec::new();
     for i in 0..a.producers {
-        let client = clients[i % clients.len()].clone();
-        let mut conns = Vec::with_capacity(queues.len());
+        let ci = i % clients.len();
+        let client = &clients[ci];
+        let mut targets = Vec::with_capacity(queues.len());
         for mq in &queues {
-            conns.push(
-                client
-                    .connection(&client.master_addr(&mq.broker_name)?)
-                    .await?,
-            );
+            targets.push((mq.clone(), slot(ci, client.master_addr(&mq.broker_name)?)));
         }
-        let prefix = raw::id_prefix(&client, a.first_producer + i);
+        let prefix = raw::id_prefix(client, a.first_producer + i);
         let template = BatchTemplate::new(&args.topic, args.batch, args.size, &prefix)?;
-        tasks.push(transport::spawn_joinable(raw_produce_loop(
-            queues.clone(),
-            conns,
-            template,
-            args.clone(),
-            timing,
-            recs.produce.clone(),
-            recs.lag.clone(),
-        )));
+        producers.push(engine::ProducerPlan { template, targets });
     }
-    for t in tasks {
-        let _ = t.await;
+    let settings = engine::Settings {
+        serialize: clients[0].config().serialize_type,
+        producer_group: PRODUCER_GROUP,
+        consumer_group: &args.group,
+        window: args.window,
+        pull_batch: args.pull_batch,
+        spin: Duration::from_micros(args.spin_us),
+        send_timeout: SEND_TIMEOUT,
+        max_suspend: MAX_SUSPEND,
+        pull_retry: PULL_RETRY,
+        drain: DRAIN,
+        start_pulls: timing.start,
+        stop_pulls: match mode {
+            Mode::E2e => timing.end + E2E_GRACE,
+            _ => timing.end,
+        },
+    };
+    let sched = RunSchedule {
+        timing,
+        rate: args.rate,
+        producers: args.producers,
+        batch: args.batch,
+        by_stamp: mode == Mode::E2e,
+    };
+    let plan = engine::Plan {
+        addrs,
+        producers,
+        pullers,
+    };
+    // The loop owns the thread until the run ends; it hands the interval recorders to the
+    // reporter itself.
+    let finish = {
+        let (mut p, mut c, mut l) = (
+            recs.produce.borrow_mut(),
+            recs.consume.borrow_mut(),
+            recs.lag.borrow_mut(),
+        );
+        let mut sinks = engine::Sinks {
+            produce: &mut p,
+            consume: &mut c,
+            lag: &mut l,
+        };
+        let report = &recs.report;
+        engine::run(plan, &settings, &sched, &mut sinks, &mut |s| {
+            report(s.produce.take(), s.consume.take(), s.lag.take())
+        })
+        .map_err(|e| BenchError::Args(e.to_string()))?
+    };
+    if finish.malformed > 0 {
+        tracing::warn!(
+            malformed = finish.malformed,
+            "pull answers held malformed records"
+        );
+    }
+    // Leave the group's progress on the broker (the pulls carried it until the last one).
+    for ((ci, mq), offset) in pulled_queues.iter().zip(finish.pull_offsets) {
+        if let Err(e) = clients[*ci].commit_offset(&args.group, mq, offset).await {
+            tracing::debug!(error = %e, "final offset commit failed");
+        }
     }
     Ok(())
 }
 
-/// Open loop: how late a measured request leaves against its schedule (after waiting for a
-/// window permit: a full window is lag too).
-fn record_lag(lag: &Rec, args: &BenchArgs, intended: Instant, measured: bool) {
-    if measured && args.rate.is_some() {
-        let us = Instant::now()
-            .saturating_duration_since(intended)
-            .as_micros() as u64;
-        lag.borrow_mut().record(us, 0, 0);
-    }
-}
-
-/// When request `k` of a producer is due: on the open-loop schedule (`--rate`, split over the
-/// producers; a request carries `--batch` messages) or now (closed loop). `None` once the
-/// schedule reaches the end of the run.
-fn intended_send(args: &BenchArgs, timing: Timing, k: u64) -> Option<Instant> {
-    let intended = match args.rate {
-        Some(r) => {
-            let per_producer = r / args.producers.max(1) as f64;
-            let interval = args.batch as f64 / per_producer;
-            timing.start + Duration::from_secs_f64(interval * k as f64)
-        }
-        None => Instant::now(),
-    };
-    (intended < timing.end).then_some(intended)
-}
-
-async fn raw_produce_loop(
-    queues: Vec<ramjet_net::client::MessageQueue>,
-    conns: Vec<ramjet_net::client::Connection>,
-    mut template: BatchTemplate,
-    args: BenchArgs,
+/// The open- or closed-loop schedule of a run, for the raw loop.
+struct RunSchedule {
     timing: Timing,
-    rec: Rec,
-    lag: Rec,
-) {
-    let window = Rc::new(transport::Window::new(args.window as u64));
-    sleep_until(timing.start).await;
-    let (n, bytes) = (args.batch as u64, (args.batch * args.size) as u64);
-    let mut k: u64 = 0;
-    while let Some(intended) = intended_send(&args, timing, k) {
-        sleep_until(intended).await;
-        if window.acquire(1).await.is_err() {
-            break;
-        }
-        let measured = intended >= timing.measure_start;
-        record_lag(&lag, &args, intended, measured);
-        let qi = (k % queues.len() as u64) as usize;
-        template.prepare(timing.epoch_us(intended));
-        let born_ms = (timing.epoch_us(Instant::now()) / 1000) as i64;
-        match raw::start_send(&conns[qi], PRODUCER_GROUP, &queues[qi], &template, born_ms) {
-            Ok((code, wait)) => {
-                let (conn, r, w) = (conns[qi].clone(), rec.clone(), window.clone());
-                transport::spawn(async move {
-                    let res = conn.finish(code, wait, SEND_TIMEOUT).await;
-                    w.signal(1);
-                    if !measured {
-                        return;
-                    }
-                    let lat = Instant::now()
-                        .saturating_duration_since(intended)
-                        .as_micros() as u64;
-                    match res {
-                        Ok(resp) if raw::send_ok(resp.code) => r.borrow_mut().record(lat, n, bytes),
-                        Ok(resp) => {
-                            tracing::debug!(code = resp.code, remark = ?resp.remark, "send refused");
-                            r.borrow_mut().record_error();
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "send failed");
-                            r.borrow_mut().record_error();
-                        }
-                    }
-                });
-            }
-            Err(e) => {
-                window.signal(1);
-                tracing::debug!(error = %e, "send not started");
-                if measured {
-                    rec.borrow_mut().record_error();
-                }
-            }
-        }
-        k += 1;
-    }
-    // Wait for every answer (all permits back), at most DRAIN.
-    let all = args.window as u64;
-    futures_lite::future::or(
-        async {
-            let _ = window.acquire(all).await;
-        },
-        transport::sleep(DRAIN),
-    )
-    .await;
-}
-
-async fn raw_pull_loop(
-    mut p: Puller,
-    client: Client,
-    group: String,
-    timing: Timing,
-    stop_at: Instant,
-    rec: Rec,
+    rate: Option<f64>,
+    producers: usize,
+    batch: usize,
     by_stamp: bool,
-) {
-    let bad = std::cell::Cell::new(0u64);
-    sleep_until(timing.start.min(stop_at)).await;
-    loop {
-        let now = Instant::now();
-        if now >= stop_at {
-            break;
-        }
-        let suspend = (stop_at - now)
-            .min(MAX_SUSPEND)
-            .max(Duration::from_millis(1));
-        match p.pull(&group, suspend).await {
-            Ok(Pulled::Found(body)) => {
-                let now = Instant::now();
-                let mut r = rec.borrow_mut();
-                raw::for_each_record(&body, &bad, |b, born| {
-                    if let Some(lat) = arrival_latency(b, born, now, timing, by_stamp) {
-                        r.record(lat, 1, b.len() as u64);
-                    }
-                });
+}
+
+impl engine::Schedule for RunSchedule {
+    fn intended(&self, k: u64, now: Instant) -> Option<Instant> {
+        let t = match self.rate {
+            Some(r) => {
+                let per_producer = r / self.producers.max(1) as f64;
+                let interval = self.batch as f64 / per_producer;
+                self.timing.start + Duration::from_secs_f64(interval * k as f64)
             }
-            Ok(Pulled::Empty) | Ok(Pulled::Moved) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, queue = ?p.mq, "pull failed");
-                rec.borrow_mut().record_error();
-                transport::sleep(PULL_RETRY).await;
-            }
-        }
+            None => now.max(self.timing.start),
+        };
+        (t < self.timing.end).then_some(t)
     }
-    if bad.get() > 0 {
-        tracing::warn!(queue = ?p.mq, malformed = bad.get(), "pull answers held malformed records");
-        rec.borrow_mut().record_error();
+
+    fn measured(&self, t: Instant) -> bool {
+        t >= self.timing.measure_start
     }
-    // Leave the group's progress on the broker (the pulls carried it until the last one).
-    if let Err(e) = client.commit_offset(&group, &p.mq, p.offset).await {
-        tracing::debug!(error = %e, "final offset commit failed");
+
+    fn epoch_us(&self, t: Instant) -> u64 {
+        self.timing.epoch_us(t)
+    }
+
+    fn arrival(&self, body: &[u8], born_ms: i64, now: Instant) -> Option<u64> {
+        arrival_latency(body, born_ms, now, self.timing, self.by_stamp)
+    }
+
+    fn open_loop(&self) -> bool {
+        self.rate.is_some()
     }
 }
 
@@ -800,16 +746,31 @@ fn build_batch(args: &BenchArgs, stamp_us: u64) -> Vec<Message> {
 }
 
 async fn produce_loop(producer: Producer, args: BenchArgs, timing: Timing, rec: Rec, lag: Rec) {
+    use engine::Schedule;
     sleep_until(timing.start).await;
     let mut k: u64 = 0;
     let selector = QueueSelector::RoundRobin;
-    while let Some(intended) = intended_send(&args, timing, k) {
+    let sched = RunSchedule {
+        timing,
+        rate: args.rate,
+        producers: args.producers,
+        batch: args.batch,
+        by_stamp: false,
+    };
+    while let Some(intended) = sched.intended(k, Instant::now()) {
         sleep_until(intended).await;
         let msgs = build_batch(&args, timing.epoch_us(intended));
         let (n, bytes) = (args.batch as u64, (args.batch * args.size) as u64);
         let r = rec.clone();
-        let measured = intended >= timing.measure_start;
-        record_lag(&lag, &args, intended, measured);
+        let measured = sched.measured(intended);
+        if measured && sched.open_loop() {
+            // How late the request leaves against its schedule (after waiting for a window
+            // permit: a full window is lag too).
+            let us = Instant::now()
+                .saturating_duration_since(intended)
+                .as_micros() as u64;
+            lag.borrow_mut().record(us, 0, 0);
+        }
         let sent = producer
             .send_async(msgs, &selector, move |res| {
                 if !measured {
