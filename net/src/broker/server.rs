@@ -58,6 +58,7 @@ impl Server {
     /// Starts the roles and waits until every listener is bound (or something failed).
     pub fn start(mut cfg: Config, roles: Roles) -> Result<Server, ServerError> {
         cfg.validate()?;
+        runtime::keep_heap_mapped();
         let shards = if roles.broker {
             if cfg.broker.shards == 0 {
                 runtime::online_cpus().len()

@@ -470,6 +470,59 @@ pub fn wait_for_shutdown_signal() -> i32 {
     }
 }
 
+/// glibc malloc: allocations up to this size come from the arenas (reused), not from a fresh
+/// `mmap` each (glibc's fixed maximum for this setting on 64-bit).
+const MALLOC_MMAP_THRESHOLD: libc::c_int = 32 * 1024 * 1024;
+/// glibc malloc: an arena grows by at least this much at a time (fewer `mprotect` calls).
+const MALLOC_TOP_PAD: libc::c_int = 16 * 1024 * 1024;
+/// glibc malloc: free memory at the top of an arena is kept up to this size (never trimmed in
+/// practice: an arena heap is at most 64 MiB).
+const MALLOC_TRIM_THRESHOLD: libc::c_int = 1 << 30;
+
+/// Keeps freed heap memory mapped, process-wide, so that steady-state allocation on a shard
+/// makes no `mmap`, `munmap` or `mprotect` call.
+///
+/// Why: those calls take the process's mmap lock for writing. The lock is also held, for
+/// reading, by every `madvise(MADV_POPULATE_WRITE)` of the prefault thread (storage/src/
+/// prefault.rs) and by page faults. With glibc's defaults (a dynamic mmap threshold and heap
+/// trimming) a shard at 151k msg/s e2e called `munmap` or `mprotect` a few times a second, and
+/// each call waited 2-5 ms behind a populate call whose thread had been preempted:
+/// `perf record -e sched:sched_switch -g` showed the shard in `rwsem_down_write_slowpath` from
+/// `__vm_munmap` / `do_mprotect_pkey` inside most multi-millisecond e2e stalls
+/// (perf/results/session7-2026-12-04.md). Allocations above 32 MiB (IndexFile tables) still
+/// use `mmap`; they happen once per file.
+///
+/// Called once by [`crate::broker::server::Server::start`]; a no-op where the C library is not
+/// glibc.
+pub fn keep_heap_mapped() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            for (param, value, name) in [
+                (
+                    libc::M_MMAP_THRESHOLD,
+                    MALLOC_MMAP_THRESHOLD,
+                    "M_MMAP_THRESHOLD",
+                ),
+                (libc::M_TOP_PAD, MALLOC_TOP_PAD, "M_TOP_PAD"),
+                (
+                    libc::M_TRIM_THRESHOLD,
+                    MALLOC_TRIM_THRESHOLD,
+                    "M_TRIM_THRESHOLD",
+                ),
+            ] {
+                // SAFETY: mallopt only changes glibc malloc's tuning parameters (it takes the
+                // arena locks itself); the values are within the documented ranges.
+                let ok = unsafe { libc::mallopt(param, value) };
+                if ok != 1 {
+                    tracing::debug!(param = name, value, "mallopt refused; glibc default kept");
+                }
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
