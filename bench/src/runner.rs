@@ -1054,6 +1054,55 @@ mod tests {
     }
 
     #[test]
+    fn refused_sends_are_errors_not_messages() {
+        // Every send is answered SYSTEM_BUSY: each measured request is one error, nothing is
+        // counted as produced, and the run still ends on schedule.
+        let mock = MockBroker::start(MockConfig {
+            fail_sends: true,
+            ..MockConfig::default()
+        })
+        .expect("mock");
+        let out = run(
+            Mode::Produce,
+            &args_for(&mock, &["--rate", "1000", "--duration", "0.5"]),
+        )
+        .expect("run");
+        assert_eq!(out.recorder.messages, 0);
+        assert_eq!(out.recorder.hist.len(), 0);
+        assert!(
+            (450..=501).contains(&out.recorder.errors),
+            "errors {}",
+            out.recorder.errors
+        );
+    }
+
+    #[test]
+    fn an_unreachable_broker_in_the_route_fails_the_run_with_its_address() {
+        // A port nobody listens on (bound, then closed).
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead_addr = dead.local_addr().expect("addr").to_string();
+        drop(dead);
+        let mock = MockBroker::start(MockConfig {
+            peers: vec![("dead-s0".into(), dead_addr.clone())],
+            ..MockConfig::default()
+        })
+        .expect("mock");
+        let err = run(
+            Mode::Produce,
+            &args_for(&mock, &["--rate", "1000", "--duration", "0.3"]),
+        )
+        .err()
+        .expect("the run must fail");
+        let text = err.to_string();
+        assert!(text.contains(&dead_addr), "{text}");
+        assert_eq!(
+            mock.messages(),
+            0,
+            "nothing is sent before every connection is up"
+        );
+    }
+
+    #[test]
     fn e2e_latency_from_stamps() {
         let mock = MockBroker::start(MockConfig {
             default_queues: 2,
