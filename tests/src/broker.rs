@@ -60,6 +60,8 @@ pub struct BrokerSpec {
     pub name: String,
     /// Extra TOML lines appended to the `[broker]` section.
     pub broker_toml: String,
+    /// Extra TOML lines appended to the `[store]` section.
+    pub store_toml: String,
 }
 
 impl Default for BrokerSpec {
@@ -71,6 +73,7 @@ impl Default for BrokerSpec {
             segment_size_bytes: 64 * 1024 * 1024,
             name: "ramjet".to_string(),
             broker_toml: String::new(),
+            store_toml: String::new(),
         }
     }
 }
@@ -246,7 +249,8 @@ impl Broker {
              segment_size_bytes = {seg}\n\
              tail_cache_bytes = {tail}\n\
              index_slots = 4096\n\
-             index_entries = 16384\n",
+             index_entries = 16384\n\
+             {store_extra}\n",
             name = self.spec.name,
             base = self.base_port,
             shards = self.spec.shards,
@@ -254,6 +258,7 @@ impl Broker {
             ns_addr = self.namesrv_addr(),
             ns = self.namesrv_port,
             extra = self.spec.broker_toml,
+            store_extra = self.spec.store_toml,
             seg = self.spec.segment_size_bytes,
             tail = 16 * 1024 * 1024,
         );

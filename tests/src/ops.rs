@@ -376,7 +376,8 @@ pub fn wait_route(namesrv: SocketAddr, topic: &str, brokers: usize, timeout: Dur
     }
 }
 
-fn send_ext(
+/// Ext fields of a SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE request (one-letter keys).
+pub fn send_ext(
     topic: &str,
     queue_id: i32,
     flag: i32,
@@ -426,13 +427,8 @@ pub fn send(
         .map(send_outcome)
 }
 
-/// SEND_BATCH_MESSAGE of `msgs` to one queue (body encoded with `ramjet_core::record`).
-pub fn send_batch(
-    conn: &mut Conn,
-    topic: &str,
-    queue_id: i32,
-    msgs: &[OutMessage],
-) -> Result<SendOutcome, WireError> {
+/// The body of a SEND_BATCH_MESSAGE carrying `msgs` (encoded with `ramjet_core::record`).
+pub fn batch_body(msgs: &[OutMessage]) -> Vec<u8> {
     let mut body = Vec::new();
     for m in msgs {
         let props = m.properties();
@@ -442,6 +438,17 @@ pub fn send_batch(
             panic!("batch entry does not encode: {e}");
         }
     }
+    body
+}
+
+/// SEND_BATCH_MESSAGE of `msgs` to one queue (body encoded with `ramjet_core::record`).
+pub fn send_batch(
+    conn: &mut Conn,
+    topic: &str,
+    queue_id: i32,
+    msgs: &[OutMessage],
+) -> Result<SendOutcome, WireError> {
+    let body = batch_body(msgs);
     let ext = send_ext(topic, queue_id, 0, b"", true);
     conn.call(request::SEND_BATCH_MESSAGE, &ext, &body)
         .map(send_outcome)

@@ -32,6 +32,7 @@ pub mod request {
     pub const QUERY_CONSUMER_OFFSET: i32 = 14;
     pub const UPDATE_CONSUMER_OFFSET: i32 = 15;
     pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
+    pub const GET_BROKER_RUNTIME_INFO: i32 = 28;
     pub const GET_MAX_OFFSET: i32 = 30;
     pub const GET_MIN_OFFSET: i32 = 31;
     pub const HEART_BEAT: i32 = 34;
@@ -45,6 +46,7 @@ pub mod request {
 pub mod response {
     pub const SUCCESS: i32 = 0;
     pub const SYSTEM_ERROR: i32 = 1;
+    pub const SYSTEM_BUSY: i32 = 2;
     pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
     pub const TOPIC_NOT_EXIST: i32 = 17;
     pub const PULL_NOT_FOUND: i32 = 19;

@@ -146,6 +146,7 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("commitLogDiskRatio", format!("{:.4}", s.disk_used_ratio));
     put("ramjet.shard", b.index.to_string());
     put("ramjet.msgsPutFailed", c.msgs_put_failed.get().to_string());
+    put("ramjet.sendsHeld", c.sends_held.get().to_string());
     put("ramjet.pulls", c.pulls.get().to_string());
     put("ramjet.pullsFound", c.pulls_found.get().to_string());
     put("ramjet.bytesPulled", c.bytes_pulled.get().to_string());

@@ -84,6 +84,11 @@ pub struct BrokerSection {
     pub max_connections: u32,
     /// Parked (long-polling) pulls per shard; beyond it pulls are answered at once.
     pub max_parked_pulls: u32,
+    /// A send that finds the CommitLog's unflushed bytes at `store.max_unflushed_bytes` waits
+    /// up to this long for the flush to make room (reads of its connection pause meanwhile)
+    /// before it is refused with SYSTEM_BUSY; 0 refuses at once. RocketMQ's
+    /// `waitTimeMillsInSendQueue` (200 ms) bounds its send queue the same way.
+    pub send_busy_wait_ms: u64,
     /// Ceiling of a pull's suspend time.
     pub long_poll_max_ms: u64,
     /// Largest pull response in bytes.
@@ -119,6 +124,7 @@ impl Default for BrokerSection {
             max_batch_messages: 10_000,
             max_connections: 10_000,
             max_parked_pulls: 100_000,
+            send_busy_wait_ms: 200,
             long_poll_max_ms: MAX_LONG_POLL_MS,
             max_pull_bytes: 256 * 1024,
             offset_persist_interval_ms: 5_000,
@@ -162,6 +168,9 @@ pub struct StoreSection {
     pub segment_size_bytes: u64,
     pub flush_interval_ms: u64,
     pub flush_bytes: u64,
+    /// CommitLog bytes appended but not yet written to the file beyond which sends wait for
+    /// the flush (`broker.send_busy_wait_ms`) and then get SYSTEM_BUSY.
+    pub max_unflushed_bytes: u64,
     pub tail_cache_bytes: u64,
     pub retention_hours: u64,
     pub disk_clean_ratio: f64,
@@ -193,6 +202,7 @@ impl Default for StoreSection {
             segment_size_bytes: 1 << 30,
             flush_interval_ms: 500,
             flush_bytes: 4 * 1024 * 1024,
+            max_unflushed_bytes: 256 * 1024 * 1024,
             tail_cache_bytes: 256 * 1024 * 1024,
             retention_hours: 72,
             disk_clean_ratio: 0.75,

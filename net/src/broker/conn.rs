@@ -74,9 +74,21 @@ pub struct Conn {
     next_opaque: Cell<i32>,
     /// Serialization of the last request (used for broker-initiated requests).
     last_serialize_type: Cell<SerializeType>,
+    /// A request that holds this connection's reads until it completes (see
+    /// [`Conn::hold_reads`]).
+    hold: RefCell<Option<Pin<Box<dyn Future<Output = ()>>>>>,
 }
 
 impl Conn {
+    /// Reads no further request from this connection until `until` completes (it must end by
+    /// itself, e.g. at a deadline). The requests behind it wait in the socket, so TCP flow
+    /// control reaches the client and they are handled in their order afterwards. Used by a
+    /// send that waits for the flush to make room instead of being refused at once.
+    pub fn hold_reads(&self, until: Pin<Box<dyn Future<Output = ()>>>) {
+        let prev = self.hold.borrow_mut().replace(until);
+        debug_assert!(prev.is_none(), "one held request per connection");
+    }
+
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -431,6 +443,7 @@ pub async fn serve_connection(
         counters: counters.clone(),
         next_opaque: Cell::new(1),
         last_serialize_type: Cell::new(SerializeType::Json),
+        hold: RefCell::new(None),
     });
     let writer_task = runtime::spawn_task(writer_loop(conn.clone(), delivery));
 
@@ -486,6 +499,12 @@ pub async fn serve_connection(
                                 conn.send_frame(st, &head.with_remark(&remark), &(), &[]);
                             }
                         }
+                    }
+                    // A request that waits (a send held for flush room) keeps the ones behind it
+                    // unread until it is answered.
+                    let held = conn.hold.borrow_mut().take();
+                    if let Some(until) = held {
+                        until.await;
                     }
                 }
                 Err(e) => {

@@ -5,14 +5,22 @@
 //! servers at once) or TOPIC_NOT_EXIST, queue id range, body limits -> MESSAGE_ILLEGAL. The
 //! record is encoded straight from the request buffer (no copy); with `flush = sync` the answer
 //! waits for the group-commit fdatasync that covers it.
+//!
+//! A send that finds the CommitLog's unflushed bytes at their limit is not refused at once: it
+//! waits up to `broker.send_busy_wait_ms` for the flush to make room, with its connection's
+//! reads paused (so later requests keep their order and TCP slows the client), and only then
+//! gets SYSTEM_BUSY. The waiting request is copied once (the busy path only).
 
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use ramjet_core::record::{
     decode_batch, offset_msg_id, properties, tag_hash_bytes, MessageToStore, OffsetMsgId,
 };
 use ramjet_core::remoting::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
-use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode, SerializeType};
+use ramjet_core::remoting::{
+    decode_frame, CommandView, FrameDecode, FrameHead, ResponseCode, SerializeType,
+};
 use ramjet_storage::{FlushMode, StoreError};
 
 use super::conn::Conn;
@@ -48,23 +56,74 @@ fn tags_code(props: &[u8]) -> i64 {
 }
 
 pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bool) {
+    let wait_ms = b.cfg.broker.send_busy_wait_ms;
+    let Some(need) = send_once(b, conn, req, batch, wait_ms > 0) else {
+        return;
+    };
+    // The store is busy: hold this connection's reads and try again whenever the flush has
+    // made room for `need` bytes, until the deadline; the last try answers either way.
+    let Some(broker) = b.rc() else {
+        return conn.respond_error(req, ResponseCode::SYSTEM_BUSY, "broker shutting down");
+    };
+    let mut frame = Vec::new();
+    if let Err(e) = req.to_owned_command().encode(&mut frame) {
+        return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string());
+    }
+    ShardCounters::add(&b.counters.sends_held, 1);
+    let conn = conn.clone();
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let limits = b.conn_options().limits;
+    conn.clone().hold_reads(Box::pin(async move {
+        let mut need = need;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = crate::runtime::timeout(left, broker.store.wait_writable(need)).await;
+            let view = match decode_frame(&frame, &limits) {
+                Ok(FrameDecode::Frame {
+                    command: Ok(view), ..
+                }) => view,
+                _ => {
+                    // Encoded above from a decoded request: cannot happen; answer anyway.
+                    tracing::error!(conn = conn.id(), "held send does not decode again");
+                    return;
+                }
+            };
+            match send_once(&broker, &conn, &view, batch, Instant::now() < deadline) {
+                None => return,
+                Some(n) => need = n,
+            }
+        }
+    }));
+}
+
+/// One attempt at a send. Answers it and returns `None`, or, when the store is busy and
+/// `may_wait`, answers nothing and returns the bytes the append needs.
+fn send_once(
+    b: &Broker,
+    conn: &Rc<Conn>,
+    req: &CommandView<'_>,
+    batch: bool,
+    may_wait: bool,
+) -> Option<usize> {
     let h = match SendMessageRequestHeader::decode(req) {
         Ok(h) => h,
         Err(e) => {
-            return conn.respond_error(
+            conn.respond_error(
                 req,
                 ResponseCode::SYSTEM_ERROR,
                 &format!("bad send header: {e}"),
-            )
+            );
+            return None;
         }
     };
     // RocketMQ decides by the header's batch flag (the C++ client sends batches as code 10
     // with batch "1", which the header decoder reads as true); code 320 always carries a batch.
     let batch = batch || h.batch == Some(true);
     tracing::trace!(header = ?h, batch, body_len = req.body.len(), "send");
-    let fail = |code: i32, remark: &str| {
+    let fail = |code: i32, remark: &str| -> Option<usize> {
         ShardCounters::add(&b.counters.msgs_put_failed, 1);
-        conn.respond_error(req, code, remark)
+        conn.respond_error(req, code, remark);
+        None
     };
     if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic) {
         return fail(
@@ -150,6 +209,8 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
     };
     // Offsets of every stored record (for the batch's msgId list).
     let mut ids = String::new();
+    // Bytes the append needs (what a busy send waits for).
+    let mut need = 0usize;
     let put = if batch {
         let mut msgs = Vec::new();
         for item in decode_batch(req.body) {
@@ -192,6 +253,9 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
             return fail(ResponseCode::MESSAGE_ILLEGAL, "empty batch");
         }
         let r = b.store.put_batch(&msgs);
+        if r.is_err() {
+            need = msgs.iter().map(|m| b.store.record_len(m)).sum();
+        }
         if let Ok(p) = &r {
             let mut off = p.physical_offset as i64;
             // Every id is the same store-host prefix and the record's offset in 16 hex digits.
@@ -210,10 +274,15 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
         }
         r
     } else {
-        b.store.put_message(&template)
+        let r = b.store.put_message(&template);
+        if r.is_err() {
+            need = b.store.record_len(&template);
+        }
+        r
     };
     let put = match put {
         Ok(p) => p,
+        Err(StoreError::Busy { .. }) if may_wait => return Some(need),
         Err(e) => {
             if e.is_disk_full() {
                 tracing::warn!(shard = b.index, error = %e, "send refused: disk full");
@@ -237,7 +306,7 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
     };
     if b.store.config().flush == FlushMode::Sync {
         // Ack after the fdatasync covering the record (group commit).
-        let Some(broker) = b.rc() else { return };
+        let broker = b.rc()?;
         let conn = conn.clone();
         let (opaque, st, oneway) = (req.opaque, req.serialize_type, req.is_oneway());
         let msg_id = msg_id.to_string();
@@ -263,10 +332,10 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
                 &broker,
             );
         });
-        return;
+        return None;
     }
     if req.is_oneway() {
-        return;
+        return None;
     }
     let header = SendMessageResponseHeader {
         msg_id,
@@ -278,6 +347,7 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
         trace_on: Some(trace),
     };
     conn.respond(req, ResponseCode::SUCCESS, None, &header, &[]);
+    None
 }
 
 /// Appends `v` as 16 uppercase hex digits (the offset part of an offset message id).

@@ -62,6 +62,8 @@ pub enum ShardError {
 pub struct ShardCounters {
     pub msgs_put: Cell<u64>,
     pub msgs_put_failed: Cell<u64>,
+    /// Sends that found the store busy and waited for flush room (`broker.send_busy_wait_ms`).
+    pub sends_held: Cell<u64>,
     pub msgs_got: Cell<u64>,
     pub pulls: Cell<u64>,
     pub pulls_found: Cell<u64>,
@@ -126,6 +128,7 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         },
         flush_interval_ms: s.flush_interval_ms,
         flush_bytes: s.flush_bytes,
+        max_unflushed_bytes: s.max_unflushed_bytes,
         tail_cache_bytes: s.tail_cache_bytes,
         max_message_bytes: cfg.broker.max_message_bytes as usize,
         retention_hours: s.retention_hours,
