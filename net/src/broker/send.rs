@@ -73,6 +73,7 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
     let conn = conn.clone();
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let limits = b.conn_options().limits;
+    let (opaque, st) = (req.opaque, req.serialize_type);
     conn.clone().hold_reads(Box::pin(async move {
         let mut need = need;
         loop {
@@ -83,8 +84,11 @@ pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bo
                     command: Ok(view), ..
                 }) => view,
                 _ => {
-                    // Encoded above from a decoded request: cannot happen; answer anyway.
+                    // Encoded above from a decoded request, so this cannot happen; the client
+                    // still gets an answer.
                     tracing::error!(conn = conn.id(), "held send does not decode again");
+                    let head = FrameHead::response(ResponseCode::SYSTEM_ERROR, opaque);
+                    conn.send_frame(st, &head.with_remark("held send lost its copy"), &(), &[]);
                     return;
                 }
             };
