@@ -478,8 +478,10 @@ pub fn run(
         if let Some(d) = next_due {
             wake = wake.min(d.checked_sub(WAKE_AHEAD).unwrap_or(d));
         }
-        if let Some(d) = drain_until {
-            wake = wake.min(d);
+        if in_flight_sends > 0 {
+            if let Some(d) = drain_until {
+                wake = wake.min(d);
+            }
         }
         if now < s.start_pulls {
             wake = wake.min(s.start_pulls);
