@@ -124,6 +124,9 @@ pub struct Finish {
     pub pull_offsets: Vec<i64>,
     /// Malformed records found in pull answers.
     pub malformed: u64,
+    /// When every puller had read its queue to the end (its last answer left nothing behind
+    /// it), if they all had by the end of the run: the end of a catch-up.
+    pub drained_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -272,6 +275,8 @@ struct Puller {
     committed: i64,
     in_flight: bool,
     retry_at: Option<Instant>,
+    /// Since when this queue has had nothing left to read (`None` while it has).
+    drained_at: Option<Instant>,
 }
 
 /// Runs the plan until the schedule ends and its answers are in (or `drain` passed) and the
@@ -316,6 +321,7 @@ pub fn run(
                 committed: p.offset,
                 in_flight: false,
                 retry_at: None,
+                drained_at: None,
             }
         })
         .collect();
@@ -632,9 +638,15 @@ pub fn run(
             report(sinks);
         }
     }
+    let drained_at = if !pullers.is_empty() && pullers.iter().all(|p| p.drained_at.is_some()) {
+        pullers.iter().filter_map(|p| p.drained_at).max()
+    } else {
+        None
+    };
     Ok(Finish {
         pull_offsets: pullers.iter().map(|p| p.offset).collect(),
         malformed,
+        drained_at,
     })
 }
 
@@ -720,7 +732,18 @@ fn answer(
                 }
             };
             match view.decode_header::<PullMessageResponseHeader>() {
-                Ok(h) => q.offset = h.next_begin_offset,
+                Ok(h) => {
+                    q.offset = h.next_begin_offset;
+                    // Read to the end: by these records (now), or earlier, when the queue
+                    // was already empty.
+                    if found && h.next_begin_offset >= h.max_offset {
+                        q.drained_at = Some(now);
+                    } else if !found {
+                        q.drained_at.get_or_insert(now);
+                    } else {
+                        q.drained_at = None;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, queue = ?q.mq, "pull answer without a readable header");
                     sinks.consume.record_error();

@@ -30,6 +30,11 @@ fn main() {
         print!("{}", r.render());
     }
     print!("{}", out.report.render());
+    if let Some(d) = out.drained_after_s {
+        println!(
+            "backlog read to its end {d:.3} s into the measured window: duration and rates are over that time"
+        );
+    }
     if let Some(l) = &out.send_lag {
         println!("{}", ramjet_bench::stats::lag_line(l));
     }

@@ -79,6 +79,8 @@ enum Side {
 
 enum WorkerMsg {
     Interval(Side, Box<Recorder>),
+    /// A consume run read every queue of this worker to its end at this instant.
+    Drained(Instant),
     Done,
     Failed(usize, String),
 }
@@ -92,6 +94,10 @@ pub struct Outcome {
     /// keeps up shows tens of microseconds here; milliseconds mean the load generator itself
     /// (its CPU, its wake-ups) is part of the latency the report shows.
     pub send_lag: Option<LatencySummary>,
+    /// Consume runs that read the whole backlog before the window ended: seconds after the
+    /// measured start when the last queue was read to its end. The report's duration and rates
+    /// are over that time.
+    pub drained_after_s: Option<f64>,
 }
 
 /// Shared timing of one run (all `Instant`s of this process).
@@ -260,6 +266,7 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
     let mut last_tick = Instant::now();
     let mut done = 0;
     let mut failure: Option<BenchError> = None;
+    let mut drained: Vec<Instant> = Vec::new();
     let primary = if mode == Mode::Produce {
         Side::Produce
     } else {
@@ -278,6 +285,7 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
                     interval.add(&rec);
                 }
             }
+            Ok(WorkerMsg::Drained(t)) => drained.push(t),
             Ok(WorkerMsg::Done) => done += 1,
             Ok(WorkerMsg::Failed(worker, reason)) => {
                 done += 1;
@@ -315,7 +323,25 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
         consume_total.clone()
     };
     let side_name = mode.name();
-    let report = Report::new(side_name, rate, args.duration, &rec);
+    // A consume run that read every queue to its end inside the window (a drained catch-up
+    // backlog) is rated over the time it took, not over the idle rest of the window.
+    let consumer_workers = plan.iter().filter(|a| a.consumers > 0).count();
+    let drained_after_s =
+        (mode == Mode::Consume && consumer_workers > 0 && drained.len() == consumer_workers)
+            .then(|| drained.iter().max().copied())
+            .flatten()
+            .filter(|&t| t > timing.measure_start && t < timing.end)
+            .map(|t| {
+                t.saturating_duration_since(timing.measure_start)
+                    .as_secs_f64()
+                    .max(1e-3)
+            });
+    let report = Report::new(
+        side_name,
+        rate,
+        drained_after_s.unwrap_or(args.duration),
+        &rec,
+    );
     let produce_side = (mode == Mode::E2e).then(|| {
         (
             Report::new(
@@ -334,6 +360,7 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
         recorder: rec,
         produce_side,
         send_lag,
+        drained_after_s,
     })
 }
 
@@ -348,6 +375,9 @@ pub fn write_outputs(args: &BenchArgs, out: &Outcome) -> Result<(), BenchError> 
         }
         if let Some(l) = &out.send_lag {
             v["send_lag"] = serde_json::to_value(l).map_err(|e| BenchError::Args(e.to_string()))?;
+        }
+        if let Some(d) = out.drained_after_s {
+            v["drained_after_s"] = serde_json::json!(d);
         }
         let text = serde_json::to_string_pretty(&v).map_err(|e| BenchError::Args(e.to_string()))?;
         std::fs::write(p, text + "\n").map_err(|source| BenchError::Output {
@@ -392,6 +422,7 @@ async fn worker(
         clients.push(Client::new(cfg));
     }
     let stop_reporting = Rc::new(std::cell::Cell::new(false));
+    let drained_tx = tx.clone();
     let report: Rc<dyn Fn(Recorder, Recorder, Recorder)> = Rc::new(move |p, c, l| {
         let _ = tx.send(WorkerMsg::Interval(Side::Produce, Box::new(p)));
         let _ = tx.send(WorkerMsg::Interval(Side::Consume, Box::new(c)));
@@ -402,6 +433,7 @@ async fn worker(
         consume: Rc::new(RefCell::new(Recorder::new())),
         lag: Rc::new(RefCell::new(Recorder::new())),
         report,
+        drained: Rc::new(std::cell::Cell::new(None)),
     };
     let hand_over = |r: &Recs| {
         (r.report)(
@@ -438,6 +470,9 @@ async fn worker(
     };
     stop_reporting.set(true);
     hand_over(&recs);
+    if let Some(t) = recs.drained.get() {
+        let _ = drained_tx.send(WorkerMsg::Drained(t));
+    }
     result
 }
 
@@ -448,6 +483,8 @@ struct Recs {
     lag: Rec,
     /// Hands one interval's recorders (produce, consume, lag) to the reporter thread.
     report: Rc<dyn Fn(Recorder, Recorder, Recorder)>,
+    /// Consume runs: when this worker's pullers had read their queues to the end.
+    drained: Rc<std::cell::Cell<Option<Instant>>>,
 }
 
 async fn load(
@@ -678,6 +715,9 @@ async fn raw_load(
         })
         .map_err(|e| BenchError::Args(e.to_string()))?
     };
+    if mode == Mode::Consume {
+        recs.drained.set(finish.drained_at);
+    }
     if finish.malformed > 0 {
         tracing::warn!(
             malformed = finish.malformed,
@@ -1100,6 +1140,46 @@ mod tests {
             0,
             "nothing is sent before every connection is up"
         );
+    }
+
+    #[test]
+    fn a_drained_backlog_is_rated_over_the_time_it_took() {
+        // 2,000 messages stored first; a 3 s consume from the first offset reads them in a
+        // fraction of it, so the rate is over the time until every queue was read to its end.
+        let mock = MockBroker::start(MockConfig::default()).expect("mock");
+        let produced = run(
+            Mode::Produce,
+            &args_for(&mock, &["--rate", "4000", "--duration", "0.5"]),
+        )
+        .expect("produce");
+        assert_eq!(produced.recorder.errors, 0);
+        let stored = mock.messages();
+        assert!(stored >= 1_900, "stored {stored}");
+        let mut a = args_for(
+            &mock,
+            &["--duration", "3", "--from", "first", "--pull-batch", "64"],
+        );
+        a.producers = 0;
+        a.consumers = 1;
+        a.group = "drain".into();
+        let out = run(Mode::Consume, &a).expect("consume");
+        assert_eq!(
+            out.recorder.messages, stored,
+            "every stored message read once"
+        );
+        let d = out
+            .drained_after_s
+            .expect("the backlog was read to its end");
+        assert!(d > 0.0 && d < 3.0, "drained after {d} s");
+        assert!((out.report.duration_s - d).abs() < 1e-9);
+        let rate = stored as f64 / d;
+        assert!(
+            (out.report.msgs_per_s - rate).abs() < 1e-6 * rate,
+            "{} vs {rate}",
+            out.report.msgs_per_s
+        );
+        // A producing run never reports a drain.
+        assert!(produced.drained_after_s.is_none());
     }
 
     #[test]
