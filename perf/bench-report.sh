@@ -320,6 +320,10 @@ bench() {
         # CPU, or a full window while the broker stalled) is part of the latency above.
         say "  generator send lag: $(jq -r '.send_lag | "p50 \(.p50_us / 1000) ms, p99 \(.p99_us / 1000) ms, max \(.max_us / 1000) ms"' "$OUT/$name.json")"
     fi
+    if jq -e '.drained_after_s' "$OUT/$name.json" >/dev/null; then
+        # A catch-up that read its whole backlog inside the window is rated up to that moment.
+        say "  backlog read to its end $(jq -r '.drained_after_s * 1000 | floor / 1000' "$OUT/$name.json") s into the window; rate over that time ($(jq -r '.messages' "$OUT/$name.json") messages)"
+    fi
     if grep -q 'send failed' "$OUT/$name.log"; then
         say "  failed sends by reason (numbers replaced by N):"
         grep 'send failed' "$OUT/$name.log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/.*error=//' -e 's/[0-9][0-9]*/N/g' |
