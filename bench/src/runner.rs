@@ -1,5 +1,6 @@
-//! Running a benchmark: worker threads (one glommio executor each, pinned when `--cpus` is
-//! given), the per-second reporter and the final report.
+//! Running a benchmark: worker threads (pinned when `--cpus` is given; each sets up its
+//! clients on a glommio executor, then runs the raw loop of [`crate::engine`] or the client
+//! library), the per-second reporter and the final report.
 
 use std::cell::RefCell;
 use std::rc::Rc;
