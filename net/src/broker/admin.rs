@@ -166,6 +166,8 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
         "ramjet.eagainFallbacks",
         d.eagain_fallbacks.get().to_string(),
     );
+    put("ramjet.coldReads", d.cold_reads.get().to_string());
+    put("ramjet.coldReadBytes", d.cold_read_bytes.get().to_string());
     put(
         "ramjet.connectionsOpen",
         l.open_connections.get().to_string(),

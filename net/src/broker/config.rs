@@ -99,6 +99,9 @@ pub struct BrokerSection {
     pub client_idle_ms: u64,
     /// Deliver file-backed pull data with sendfile(2); false forces the copy path.
     pub zero_copy: bool,
+    /// Read pull data that is not in the page cache on the blocking thread before sending it,
+    /// so that the shard never waits for the disk inside sendfile/pread (see `broker::warm`).
+    pub cold_reads_off_shard: bool,
     pub region_id: String,
     pub trace_on: bool,
 }
@@ -131,6 +134,7 @@ impl Default for BrokerSection {
             register_interval_ms: 30_000,
             client_idle_ms: 120_000,
             zero_copy: true,
+            cold_reads_off_shard: true,
             region_id: "DefaultRegion".into(),
             trace_on: true,
         }

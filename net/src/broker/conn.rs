@@ -29,6 +29,7 @@ use ramjet_core::remoting::{
 use ramjet_storage::Chunk;
 
 use super::delivery::{Delivery, DeliveryCounters, OutChunk};
+use super::warm;
 use crate::runtime::{self, TcpListener, TcpStream};
 
 /// Initial read buffer per connection; it grows up to the frame limit for large frames.
@@ -286,9 +287,10 @@ impl Future for OutboxRoom<'_> {
     }
 }
 
-async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery) {
+async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery, cold_reads_off_shard: bool) {
     let mut buf = Vec::with_capacity(READ_BUFFER_BYTES);
     let mut pieces = Vec::new();
+    let mut cold = Vec::new();
     loop {
         let more = TakeOutbox {
             conn: &conn,
@@ -299,6 +301,9 @@ async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery) {
         if !more {
             break;
         }
+        if cold_reads_off_shard {
+            read_in_cold_chunks(&pieces, &mut cold, delivery.counters()).await;
+        }
         let result = write_pending(&mut delivery, &buf, &mut pieces).await;
         pieces.clear();
         if let Err(e) = result {
@@ -308,6 +313,49 @@ async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery) {
         }
     }
     delivery.close().await;
+}
+
+/// Reads the file chunks of `pieces` that are not in the page cache on the blocking thread
+/// (see [`super::warm`]), so that the sendfile/pread that follows does not wait for the disk on
+/// the shard. A failed read-in is only logged: the write path then reads as before and reports
+/// a real error itself.
+async fn read_in_cold_chunks(
+    pieces: &[Piece],
+    cold: &mut Vec<warm::ColdRange>,
+    counters: &DeliveryCounters,
+) {
+    let files = pieces.iter().flat_map(|p| match p {
+        Piece::Chunks(chunks) => chunks.as_slice(),
+        Piece::BytesUpTo(_) => &[],
+    });
+    let files = files.filter_map(|c| match c {
+        Chunk::File { file, offset, len } => Some((&**file, *offset, u64::from(*len))),
+        Chunk::Memory(_) => None,
+    });
+    cold.clear();
+    warm::cold_ranges(files, cold);
+    if cold.is_empty() {
+        return;
+    }
+    let ranges = std::mem::take(cold);
+    let (ranges, res) = runtime::blocking(move || {
+        let res = warm::read_in(&ranges);
+        (ranges, res)
+    })
+    .await;
+    match res {
+        Ok(bytes) => {
+            counters
+                .cold_reads
+                .set(counters.cold_reads.get() + ranges.len() as u64);
+            counters
+                .cold_read_bytes
+                .set(counters.cold_read_bytes.get() + bytes);
+        }
+        Err(e) => tracing::warn!(error = %e, "reading cold pull data into the page cache failed"),
+    }
+    *cold = ranges;
+    cold.clear();
 }
 
 /// Writes everything the outbox held: plain response bytes and pull responses' record chunks
@@ -360,6 +408,8 @@ pub struct ConnOptions {
     pub max_connections: u32,
     pub idle_timeout: Duration,
     pub zero_copy: bool,
+    /// See `broker.cold_reads_off_shard`.
+    pub cold_reads_off_shard: bool,
 }
 
 /// Shared counters of a listener (and the shard's totals).
@@ -445,7 +495,11 @@ pub async fn serve_connection(
         last_serialize_type: Cell::new(SerializeType::Json),
         hold: RefCell::new(None),
     });
-    let writer_task = runtime::spawn_task(writer_loop(conn.clone(), delivery));
+    let writer_task = runtime::spawn_task(writer_loop(
+        conn.clone(),
+        delivery,
+        opts.cold_reads_off_shard,
+    ));
 
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut start = 0usize;

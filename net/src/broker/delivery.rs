@@ -62,6 +62,10 @@ pub struct DeliveryCounters {
     pub bytes_sendfile: Cell<u64>,
     pub bytes_copied: Cell<u64>,
     pub eagain_fallbacks: Cell<u64>,
+    /// File ranges of pull answers read into the page cache off the shard first, and their
+    /// bytes (see `broker::warm`).
+    pub cold_reads: Cell<u64>,
+    pub cold_read_bytes: Cell<u64>,
 }
 
 impl DeliveryCounters {

@@ -19,3 +19,4 @@ pub mod send;
 pub mod server;
 pub mod shard;
 pub mod topics;
+pub mod warm;

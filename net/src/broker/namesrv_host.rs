@@ -92,6 +92,7 @@ impl NamesrvHost {
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(120),
             zero_copy: false,
+            cold_reads_off_shard: false,
         };
         let svc: Rc<dyn Service> = service.clone();
         let fd = self.listener.fd();

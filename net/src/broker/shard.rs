@@ -264,6 +264,7 @@ impl Broker {
             max_connections: b.max_connections,
             idle_timeout: Duration::from_millis(b.client_idle_ms),
             zero_copy: b.zero_copy,
+            cold_reads_off_shard: b.cold_reads_off_shard,
         }
     }
 
