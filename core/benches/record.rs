@@ -66,5 +66,24 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// `properties::get` on a Java client's usual send properties: a name present (TAGS, looked up
+/// per message on the send path for the tag hash) and one absent (KEYS).
+fn bench_properties(c: &mut Criterion) {
+    let props = properties::encode([
+        (properties::UNIQ_KEY, "7F0000010B5C18B4AAC2652B6A3E0000"),
+        (properties::WAIT, "true"),
+        (properties::TAGS, "TagA"),
+    ])
+    .expect("static properties encode");
+    let mut g = c.benchmark_group("properties_get");
+    g.bench_function("present", |b| {
+        b.iter(|| properties::get(black_box(&props), properties::TAGS))
+    });
+    g.bench_function("absent", |b| {
+        b.iter(|| properties::get(black_box(&props), properties::KEYS))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_properties);
 criterion_main!(benches);
