@@ -95,9 +95,16 @@ fn workspace_manifest() -> PathBuf {
         .join("Cargo.toml")
 }
 
-/// The release `ramjet` binary. `RAMJET_BIN` overrides; otherwise `cargo build --release --bin
-/// ramjet` runs once (a no-op when up to date) into this test's own target dir, so the tests
-/// always run the binary built from the current sources.
+/// The release `ramjet` binary. `RAMJET_BIN` overrides; otherwise `cargo build --release
+/// --workspace --tests --bin ramjet` runs once (a no-op when up to date) into this test's own
+/// target dir, so the tests always run the binary built from the current sources.
+///
+/// `--workspace --tests` makes cargo resolve features exactly as `cargo test --workspace` does
+/// (dev-dependencies and every member included), so the libraries the binary links are the ones
+/// the test build just compiled and only the binary itself is compiled here. A plain `cargo
+/// build --bin ramjet` resolves fewer features and rebuilt half the dependency tree (glommio, the
+/// ramjet crates, serde, ...): about 150 s of a fresh clone's CI run on a 2-core VM, spent
+/// inside the first end-to-end test.
 pub fn ramjet_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -114,6 +121,8 @@ pub fn ramjet_bin() -> &'static Path {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(&cargo);
         cmd.arg("build")
+            .arg("--workspace")
+            .arg("--tests")
             .arg("--bin")
             .arg("ramjet")
             .arg("--manifest-path")
