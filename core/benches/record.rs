@@ -82,6 +82,14 @@ fn bench_properties(c: &mut Criterion) {
     g.bench_function("absent", |b| {
         b.iter(|| properties::get(black_box(&props), properties::KEYS))
     });
+    // The IndexFile's pass on every appended message: every pair, split at 0x01.
+    g.bench_function("iter_all", |b| {
+        b.iter(|| {
+            properties::iter(black_box(&props))
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
+        })
+    });
     g.finish();
 }
 

@@ -211,8 +211,9 @@ fn send_once(
         prepared_transaction_offset: 0,
         tags_code: tags_code(props),
     };
-    // Offsets of every stored record (for the batch's msgId list).
-    let mut ids = String::new();
+    // Offsets of every stored record (for the batch's msgId list): ASCII bytes, made a string
+    // once per batch rather than validated per id.
+    let mut ids: Vec<u8> = Vec::new();
     // Bytes the append needs (what a busy send waits for).
     let mut need = 0usize;
     let put = if batch {
@@ -269,9 +270,9 @@ fn send_once(
             ids.reserve(msgs.len() * (first.len() + 1));
             for (i, m) in msgs.iter().enumerate() {
                 if i > 0 {
-                    ids.push(',');
+                    ids.push(b',');
                 }
-                ids.push_str(prefix);
+                ids.extend_from_slice(prefix.as_bytes());
                 push_hex16(&mut ids, off as u64);
                 off += b.store.record_len(m) as i64;
             }
@@ -296,6 +297,8 @@ fn send_once(
     };
     ShardCounters::add(&b.counters.msgs_put, put.msg_count as u64);
     let single: OffsetMsgId;
+    // Prefix (an offset id's text) and hex digits only: always valid UTF-8.
+    let ids = String::from_utf8(ids).unwrap_or_default();
     let msg_id: &str = if batch {
         &ids
     } else {
@@ -355,14 +358,28 @@ fn send_once(
 }
 
 /// Appends `v` as 16 uppercase hex digits (the offset part of an offset message id).
-fn push_hex16(out: &mut String, v: u64) {
-    const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-    let mut buf = [0u8; 16];
-    for (i, d) in buf.iter_mut().enumerate() {
-        *d = HEX_UPPER[((v >> (4 * (15 - i))) & 0xF) as usize];
-    }
-    // Hex digits only: always valid UTF-8.
-    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+fn push_hex16(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&hex16(v));
+}
+
+/// `v` as 16 uppercase hex digits, most significant first, without a loop or table: the
+/// nibbles are spread one per byte of a u128 (nibble k in byte k), then each byte gets '0'
+/// added, plus 7 more where it is 10 or above ('A' = '0' + 17). A batch of 100 answers with
+/// 100 ids; the per-digit table loop was 2.3 % of the shard's produce profile.
+fn hex16(v: u64) -> [u8; 16] {
+    const LANE_LO32: u128 = 0x0000_0000_FFFF_FFFF_0000_0000_FFFF_FFFF;
+    const LANE_LO16: u128 = 0x0000_FFFF_0000_FFFF_0000_FFFF_0000_FFFF;
+    const LANE_LO8: u128 = 0x00FF_00FF_00FF_00FF_00FF_00FF_00FF_00FF;
+    const LANE_LO4: u128 = 0x0F0F_0F0F_0F0F_0F0F_0F0F_0F0F_0F0F_0F0F;
+    const EACH: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
+    let mut x = u128::from(v);
+    x = (x | (x << 32)) & LANE_LO32;
+    x = (x | (x << 16)) & LANE_LO16;
+    x = (x | (x << 8)) & LANE_LO8;
+    x = (x | (x << 4)) & LANE_LO4;
+    // Bytes are 0..=15: adding 6 sets bit 4 exactly for 10..=15, with no carry between bytes.
+    let letters = ((x + 6 * EACH) >> 4) & EACH;
+    (x + b'0' as u128 * EACH + 7 * letters).to_be_bytes()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -400,14 +417,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hex16_matches_format() {
+        let mut v: u64 = 0x0123_4567_89AB_CDEF;
+        for _ in 0..10_000 {
+            assert_eq!(hex16(v), format!("{v:016X}").as_bytes());
+            v = v.rotate_left(7).wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+        }
+        for v in [0, 9, 10, 15, 16, u64::MAX, 0xA000_0000_0000_0009] {
+            assert_eq!(hex16(v), format!("{v:016X}").as_bytes());
+        }
+    }
+
+    #[test]
     fn batch_ids_are_offset_msg_ids() {
         let host: std::net::SocketAddr = "10.1.2.3:10911".parse().unwrap();
         for off in [0i64, 1, 0x1234_5678_9ABC, i64::MAX] {
             let full = offset_msg_id(host, off);
             let full = full.as_str();
-            let mut s = String::from(&full[..full.len() - 16]);
+            let mut s = full.as_bytes()[..full.len() - 16].to_vec();
             push_hex16(&mut s, off as u64);
-            assert_eq!(s, full);
+            assert_eq!(s, full.as_bytes());
         }
     }
 }
