@@ -548,18 +548,32 @@ impl ConsumeQueueStore {
             for (&queue_id, q) in qs {
                 for f in &q.files {
                     let units = f.units();
-                    // Units ascend in the CommitLog: the flushable ones are a prefix.
-                    let mut upto = units;
-                    while upto > f.durable_units {
-                        let at = (upto - 1) as usize * CQ_UNIT_LEN;
-                        match decode_unit(&f.buf[at..]) {
-                            Some(e) if !e.is_filler() && e.end() > up_to_physical_offset => {
-                                first_unflushed = first_unflushed.min(e.physical_offset);
-                                upto -= 1;
-                            }
-                            _ => break,
+                    // Units ascend in the CommitLog (fillers only precede a queue's first
+                    // unit): the flushable ones are a prefix and the units past the bound a
+                    // suffix, found by binary search. Walking back over that suffix cost
+                    // every flush one step per unit appended since the CommitLog's last
+                    // flush (2.5 % of the shard under 100 B batch produce).
+                    let past = |i: u64| {
+                        decode_unit(&f.buf[i as usize * CQ_UNIT_LEN..])
+                            .filter(|e| !e.is_filler() && e.end() > up_to_physical_offset)
+                    };
+                    let (mut lo, mut hi) = (f.durable_units, units);
+                    while lo < hi {
+                        let mid = lo + (hi - lo) / 2;
+                        if past(mid).is_some() {
+                            hi = mid;
+                        } else {
+                            lo = mid + 1;
                         }
                     }
+                    let mut upto = lo;
+                    if let Some(e) = (upto < units).then(|| past(upto)).flatten() {
+                        first_unflushed = first_unflushed.min(e.physical_offset);
+                    }
+                    debug_assert!(
+                        (upto..units).all(|i| past(i).is_some()),
+                        "ConsumeQueue units out of CommitLog order"
+                    );
                     let truncate = f.disk_units > units;
                     // The per-flush budget (a truncation is always done whole: rare, small).
                     if !truncate && upto - f.durable_units > budget as u64 {
