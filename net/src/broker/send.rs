@@ -421,7 +421,10 @@ mod tests {
         let mut v: u64 = 0x0123_4567_89AB_CDEF;
         for _ in 0..10_000 {
             assert_eq!(hex16(v), format!("{v:016X}").as_bytes());
-            v = v.rotate_left(7).wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+            v = v
+                .rotate_left(7)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(1);
         }
         for v in [0, 9, 10, 15, 16, u64::MAX, 0xA000_0000_0000_0009] {
             assert_eq!(hex16(v), format!("{v:016X}").as_bytes());

@@ -543,7 +543,11 @@ pub fn block_on_spinning<T: 'static>(
             "{e}; glommio needs io_uring and ~512 KiB of locked memory (ulimit -l)"
         ))
     })?;
-    Ok(ex.run(fut))
+    Ok(ex.run(async move {
+        // Bounds a lost executor wake-up (see the function's docs).
+        ramjet_storage::io::install_wake_guard();
+        fut.await
+    }))
 }
 
 /// Sleep on the client's executor.

@@ -285,7 +285,10 @@ where
                 name: exec_name.clone(),
                 message: e.to_string(),
             })?;
-            Ok(ex.run(make()))
+            Ok(ex.run(async move {
+                ramjet_storage::io::install_wake_guard();
+                make().await
+            }))
         })
         .map_err(|source| RuntimeError::Thread {
             name: thread_name.clone(),

@@ -11,7 +11,10 @@ pub use buffer::{
     BufferPool, ChunkBuffer, PoolStats, POOL_MAX_OVERSIZE, POOL_MIN_BUFFER_BYTES, WARM_SPARES,
 };
 pub use file::{sync_dir, warm_up, SegmentFile, ZERO_FILL_WRITE_BYTES};
-pub use runtime::{block_on, blocking, sleep, spawn, spawn_urgent, yield_now, BackgroundTask};
+pub use runtime::{
+    block_on, blocking, install_wake_guard, sleep, spawn, spawn_urgent, wake_guard_nudges,
+    yield_now, BackgroundTask, WAKE_GUARD_PERIOD,
+};
 
 /// Turns a glommio error into the `std::io::Error` it wraps, keeping the OS error code (glommio's
 /// own conversion drops it for "enhanced" errors, and ENOSPC must stay recognisable).

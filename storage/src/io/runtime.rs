@@ -84,5 +84,134 @@ pub fn block_on<T>(fut: impl Future<Output = T>) -> std::io::Result<T> {
     let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .make()
         .map_err(super::to_io_error)?;
-    Ok(ex.run(fut))
+    Ok(ex.run(async move {
+        install_wake_guard();
+        fut.await
+    }))
+}
+
+/// How often the wake guard nudges every executor that installed it.
+pub const WAKE_GUARD_PERIOD: Duration = Duration::from_millis(50);
+
+/// Bounds a lost wake-up of the calling glommio executor to [`WAKE_GUARD_PERIOD`].
+///
+/// Why: on the 2-vCPU Firecracker guest (kernel 6.18, glommio 0.9) an executor was seen
+/// asleep in `io_uring_enter` (waiting for one completion on its main ring, rings linked by a
+/// poll) while its timers had expired: the full-disk storage test hung for 25 minutes, and in
+/// a loop under write-back pressure about 1 run in 7 hung. A signal (attaching gdb) made the
+/// `io_uring_enter` return and the executor carried on at once, so the work was ready and only
+/// the wake-up was lost. Every shard relies on its timers (flush interval, retries, long-poll
+/// expiry), so a lost timer wake-up is a stalled shard.
+///
+/// How: one process-wide thread writes a byte every [`WAKE_GUARD_PERIOD`] into one end of a
+/// socket pair per executor; a task of that executor reads the other end through glommio, so
+/// each nudge is a completion on the executor's main ring, which ends any sleep. A busy shard
+/// pays 20 small reads a second. The guard ends when its executor ends (the reader's end
+/// closes and the writer drops the socket on the next failed write). Failures to set it up
+/// are logged and leave the executor as it was.
+pub fn install_wake_guard() {
+    if let Err(e) = try_install_wake_guard() {
+        tracing::warn!(error = %e, "executor wake guard not installed");
+    }
+}
+
+/// Nudges read by all executors of the process so far.
+static WAKE_GUARD_NUDGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Nudges the wake guard delivered to executors of this process so far.
+pub fn wake_guard_nudges() -> u64 {
+    WAKE_GUARD_NUDGES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn try_install_wake_guard() -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::net::UnixStream as StdUnixStream;
+    let (ours, theirs) = StdUnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    theirs.set_nonblocking(true)?;
+    wake_guard_sender()?
+        .lock()
+        .map_err(|_| std::io::Error::other("wake guard registry poisoned"))?
+        .push(theirs);
+    let fd = ours.into_raw_fd();
+    // SAFETY: `fd` was just released by `into_raw_fd`, so it is an open, non-blocking Unix
+    // stream socket that nothing else owns; glommio's `UnixStream` takes ownership and closes
+    // it on drop.
+    let stream = unsafe { <glommio::net::UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    glommio::spawn_local(async move {
+        use futures_lite::AsyncReadExt;
+        let mut stream = stream;
+        let mut buf = [0u8; 64];
+        // Each read completes on a nudge; the bytes carry nothing but their count.
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            WAKE_GUARD_NUDGES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+/// The registry of the nudging thread, started on first use.
+fn wake_guard_sender(
+) -> std::io::Result<&'static std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>> {
+    use std::sync::{Mutex, OnceLock};
+    static REGISTRY: OnceLock<Mutex<Vec<std::os::unix::net::UnixStream>>> = OnceLock::new();
+    static STARTED: OnceLock<std::io::Result<()>> = OnceLock::new();
+    let registry = REGISTRY.get_or_init(|| Mutex::new(Vec::new()));
+    let started = STARTED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("ramjet-wake-guard".into())
+            .spawn(move || loop {
+                std::thread::sleep(WAKE_GUARD_PERIOD);
+                let Some(reg) = REGISTRY.get() else { continue };
+                let Ok(mut socks) = reg.lock() else { return };
+                socks.retain(|s| {
+                    use std::os::fd::AsRawFd;
+                    let byte = 0u8;
+                    // SAFETY: `s` is an open socket owned by the registry for the duration of
+                    // the call and `byte` is a live one-byte buffer; MSG_NOSIGNAL turns a
+                    // closed peer into EPIPE instead of a SIGPIPE.
+                    let rc = unsafe {
+                        libc::send(
+                            s.as_raw_fd(),
+                            std::ptr::from_ref(&byte).cast(),
+                            1,
+                            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                        )
+                    };
+                    if rc >= 0 {
+                        return true;
+                    }
+                    // A full socket buffer means the reader is behind: it is awake anyway.
+                    // Anything else (EPIPE, ECONNRESET): the executor ended and closed its end.
+                    std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+                });
+            })
+            .map(|_| ())
+    });
+    match started {
+        Ok(()) => Ok(registry),
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An executor started by `block_on` gets the nudges while it sleeps on a timer: each one
+    /// is a completion on its ring, so a lost timer wake-up lasts one period at most.
+    #[test]
+    fn a_sleeping_executor_is_nudged_every_period() {
+        let before = wake_guard_nudges();
+        block_on(sleep(WAKE_GUARD_PERIOD * 8)).expect("executor");
+        let got = wake_guard_nudges() - before;
+        assert!(
+            (3..=40).contains(&got),
+            "{got} nudges in 8 periods of {WAKE_GUARD_PERIOD:?}"
+        );
+    }
 }
