@@ -56,7 +56,22 @@ struct Mount(PathBuf);
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        // Right after the store closes, the kernel can still hold a file of the mount for a
+        // moment (an io_uring worker finishing its request): a plain umount then fails with
+        // "target is busy" and every run left an 8 MiB tmpfs mounted. Retry briefly, then
+        // detach it lazily (it goes away once the last reference does).
+        for _ in 0..20 {
+            if Command::new("umount")
+                .arg(&self.0)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 
