@@ -12,7 +12,9 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ramjet_core::record::{encode_record, properties, MessageToStore, RecordView};
+use ramjet_core::record::{
+    encode_record, encode_record_with, properties, MessageToStore, RecordView,
+};
 
 fn bench(c: &mut Criterion) {
     let props = properties::encode([
@@ -45,6 +47,22 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 encode_record(black_box(&msg), 7, 4096, 1_700_000_000_001, &mut out)
                     .expect("buffer sized by encoded_len")
+            })
+        });
+        // What the store writes by default (`store.append_prop_crc = true`): the same record
+        // plus the `__CRC32#` property, a second CRC over the whole record.
+        let mut out_crc = vec![0u8; msg.encoded_len_with(true)];
+        g.bench_function("encode_prop_crc", |b| {
+            b.iter(|| {
+                encode_record_with(
+                    black_box(&msg),
+                    7,
+                    4096,
+                    1_700_000_000_001,
+                    true,
+                    &mut out_crc,
+                )
+                .expect("buffer sized by encoded_len_with")
             })
         });
         let n = encode_record(&msg, 7, 4096, 1_700_000_000_001, &mut out)
