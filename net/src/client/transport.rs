@@ -544,7 +544,7 @@ pub fn block_on_spinning<T: 'static>(
         ))
     })?;
     Ok(ex.run(async move {
-        // Bounds a lost executor wake-up (see the function's docs).
+        // Bounds a lost executor wake-up (see `ramjet_storage::io::install_wake_guard`).
         ramjet_storage::io::install_wake_guard();
         fut.await
     }))

@@ -129,7 +129,7 @@ fn try_install_wake_guard() -> std::io::Result<()> {
     let (ours, theirs) = StdUnixStream::pair()?;
     ours.set_nonblocking(true)?;
     theirs.set_nonblocking(true)?;
-    wake_guard_sender()?
+    wake_guard_registry()
         .lock()
         .map_err(|_| std::io::Error::other("wake guard registry poisoned"))?
         .push(theirs);
@@ -154,48 +154,45 @@ fn try_install_wake_guard() -> std::io::Result<()> {
     Ok(())
 }
 
-/// The registry of the nudging thread, started on first use.
-fn wake_guard_sender(
-) -> std::io::Result<&'static std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>> {
+/// The sockets the nudging thread writes to; the thread starts with the registry. If it cannot
+/// start, that is logged and the registered sockets are simply never written (the executors
+/// run as they would without a guard).
+fn wake_guard_registry() -> &'static std::sync::Mutex<Vec<std::os::unix::net::UnixStream>> {
     use std::sync::{Mutex, OnceLock};
     static REGISTRY: OnceLock<Mutex<Vec<std::os::unix::net::UnixStream>>> = OnceLock::new();
-    static STARTED: OnceLock<std::io::Result<()>> = OnceLock::new();
-    let registry = REGISTRY.get_or_init(|| Mutex::new(Vec::new()));
-    let started = STARTED.get_or_init(|| {
-        std::thread::Builder::new()
+    REGISTRY.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
             .name("ramjet-wake-guard".into())
-            .spawn(move || loop {
+            .spawn(|| loop {
                 std::thread::sleep(WAKE_GUARD_PERIOD);
                 let Some(reg) = REGISTRY.get() else { continue };
                 let Ok(mut socks) = reg.lock() else { return };
-                socks.retain(|s| {
-                    use std::os::fd::AsRawFd;
-                    let byte = 0u8;
-                    // SAFETY: `s` is an open socket owned by the registry for the duration of
-                    // the call and `byte` is a live one-byte buffer; MSG_NOSIGNAL turns a
-                    // closed peer into EPIPE instead of a SIGPIPE.
-                    let rc = unsafe {
-                        libc::send(
-                            s.as_raw_fd(),
-                            std::ptr::from_ref(&byte).cast(),
-                            1,
-                            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                        )
-                    };
-                    if rc >= 0 {
-                        return true;
-                    }
-                    // A full socket buffer means the reader is behind: it is awake anyway.
-                    // Anything else (EPIPE, ECONNRESET): the executor ended and closed its end.
-                    std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
-                });
-            })
-            .map(|_| ())
-    });
-    match started {
-        Ok(()) => Ok(registry),
-        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-    }
+                socks.retain(nudge);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "executor wake guard thread not started");
+        }
+        Mutex::new(Vec::new())
+    })
+}
+
+/// Writes one byte to `s`; false when its executor is gone (the socket is then dropped).
+fn nudge(s: &std::os::unix::net::UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let byte = 0u8;
+    // SAFETY: `s` is an open socket borrowed for the duration of the call and `byte` is a live
+    // one-byte buffer; MSG_NOSIGNAL turns a closed peer into EPIPE instead of a SIGPIPE.
+    let rc = unsafe {
+        libc::send(
+            s.as_raw_fd(),
+            std::ptr::from_ref(&byte).cast(),
+            1,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    // A full socket buffer means the reader is behind: it is awake anyway. Anything else
+    // (EPIPE, ECONNRESET): the executor ended and closed its end.
+    rc >= 0 || std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
 #[cfg(test)]
