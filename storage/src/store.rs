@@ -94,6 +94,14 @@ pub struct StoreStats {
     pub tail_cache_hits: u64,
     pub tail_cache_misses: u64,
     pub tail_cache_bytes: u64,
+    /// CommitLog chunks served from the writer's buffer pool.
+    pub write_buffers_reused: u64,
+    /// CommitLog chunks that needed a fresh write buffer on the spot.
+    pub write_buffers_allocated: u64,
+    /// Fresh write buffers stocked into the pool ahead of need (memory the kernel zeroes).
+    pub write_buffers_stocked: u64,
+    /// Write buffers freed instead of kept (pool full, or trimmed too short to reuse).
+    pub write_buffers_released: u64,
     pub commitlog_min_offset: u64,
     pub commitlog_end_offset: u64,
     pub commitlog_durable_offset: u64,
@@ -631,6 +639,10 @@ impl Store {
         s.tail_cache_hits = l.tail_cache_hits;
         s.tail_cache_misses = l.tail_cache_misses;
         s.tail_cache_bytes = l.tail_cache_bytes;
+        s.write_buffers_reused = l.write_buffers_reused;
+        s.write_buffers_allocated = l.write_buffers_allocated;
+        s.write_buffers_stocked = l.write_buffers_stocked;
+        s.write_buffers_released = l.write_buffers_released;
         s.commitlog_min_offset = inner.log.min_offset();
         s.commitlog_end_offset = l.appended_end;
         s.commitlog_durable_offset = l.durable_end;
@@ -1901,6 +1913,80 @@ mod tests {
             assert_eq!(cp.commitlog_durable_offset, end);
             assert_eq!(cp.consumequeue_durable_offset, end);
             assert_eq!(cp.index_durable_offset, end);
+        });
+    }
+
+    /// One flush cycle writes the chunks sealed when it began, syncs and advances the durable
+    /// point; chunks sealed while it writes wait for the next cycle. (A cycle that wrote until
+    /// nothing was pending never ended while appends kept sealing chunks faster than a window
+    /// of writes completed: 100 B produce at ~300 MB/s ran 8 s without one fdatasync.)
+    #[test]
+    fn a_flush_cycle_stops_at_the_chunks_sealed_when_it_began() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        run(async {
+            let c = StoreConfig {
+                segment_size_bytes: 64 * MIB,
+                write_chunk_bytes: 64 * 1024,
+                max_unflushed_bytes: 32 * MIB,
+                // Only this test's calls flush.
+                flush_interval_ms: 3_600_000,
+                flush_bytes: u64::MAX,
+                ..cfg(dir.path())
+            };
+            let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
+            let m = Msg::new("A", 0, body(3, 1000), "t", "k");
+            let mut appended = 0u64;
+            let mut append_until = |store: &Store, end: u64| {
+                while appended < end {
+                    appended = store
+                        .put_message(&m.view())
+                        .unwrap_or_else(|e| panic!("put at {appended}: {e}"))
+                        .end_physical_offset;
+                }
+                appended
+            };
+            let log = store.inner.log.clone();
+            let pending = || log.writer.borrow().pending_len();
+            let first_end = append_until(&store, 256 * 1024);
+            let sealed_first = pending();
+            assert!(sealed_first >= 2, "{sealed_first} chunks sealed");
+            let flusher = log.clone();
+            let cycle = io::spawn(async move { flusher.flush_once(false).await });
+            // The cycle starts and waits for its writes; appends go on meanwhile.
+            futures_lite::future::yield_now().await;
+            let second_end = append_until(&store, first_end + 1024 * 1024);
+            let sealed_both = pending();
+            assert!(
+                sealed_both > sealed_first,
+                "{sealed_first} chunks sealed before the cycle, {sealed_both} after the appends"
+            );
+            let flushed = cycle
+                .join()
+                .await
+                .unwrap_or_else(|| panic!("flush task cancelled"))
+                .unwrap_or_else(|e| panic!("flush: {e}"));
+            assert!(flushed);
+            let durable = store.stats().commitlog_durable_offset;
+            assert!(
+                durable > 0 && durable <= first_end,
+                "durable {durable}: within what was sealed before the cycle ({first_end})"
+            );
+            assert_eq!(
+                pending(),
+                sealed_both - sealed_first,
+                "the chunks sealed during the cycle wait for the next one"
+            );
+            assert_eq!(store.stats().flush_count, 1);
+            assert!(log
+                .flush_once(true)
+                .await
+                .unwrap_or_else(|e| panic!("flush: {e}")));
+            assert_eq!(pending(), 0);
+            assert_eq!(store.stats().commitlog_durable_offset, second_end);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
         });
     }
 

@@ -192,6 +192,22 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.bytesAppended", s.bytes_appended.to_string());
     put("ramjet.tailCacheHits", s.tail_cache_hits.to_string());
     put("ramjet.tailCacheMisses", s.tail_cache_misses.to_string());
+    put(
+        "ramjet.writeBuffersReused",
+        s.write_buffers_reused.to_string(),
+    );
+    put(
+        "ramjet.writeBuffersAllocated",
+        s.write_buffers_allocated.to_string(),
+    );
+    put(
+        "ramjet.writeBuffersStocked",
+        s.write_buffers_stocked.to_string(),
+    );
+    put(
+        "ramjet.writeBuffersReleased",
+        s.write_buffers_released.to_string(),
+    );
     put("ramjet.putsRefusedBusy", s.puts_refused_busy.to_string());
     put(
         "ramjet.putsRefusedDiskFull",

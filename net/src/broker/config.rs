@@ -219,7 +219,7 @@ impl Default for StoreSection {
             max_transfer_count_in_memory: 1024,
             max_transfer_bytes_on_disk: 128 * 1024,
             max_transfer_count_on_disk: 256,
-            write_pool_bytes: 64 * 1024 * 1024,
+            write_pool_bytes: 128 * 1024 * 1024,
             write_pool_preallocate_bytes: 16 * 1024 * 1024,
             preallocate: "zero".into(),
         }

@@ -79,9 +79,13 @@ pub struct CommitLogStats {
     pub tail_cache_misses: u64,
     pub tail_cache_bytes: u64,
     pub tail_cache_chunks: u64,
-    /// Write chunks served from a recycled buffer / from a fresh allocation.
+    /// Write chunks served from the writer's pool (a recycled buffer or a stocked fresh one)
+    /// / from a fresh allocation on the spot.
     pub write_buffers_reused: u64,
     pub write_buffers_allocated: u64,
+    /// Fresh buffers stocked into the pool ahead of need / buffers given back and freed.
+    pub write_buffers_stocked: u64,
+    pub write_buffers_released: u64,
     pub appended_end: u64,
     pub written_end: u64,
     pub durable_end: u64,
@@ -239,6 +243,8 @@ impl CommitLog {
         let pool = w.pool_stats();
         s.write_buffers_reused = pool.reused;
         s.write_buffers_allocated = pool.allocated;
+        s.write_buffers_stocked = pool.stocked;
+        s.write_buffers_released = pool.released;
         s.appended_end = w.appended_end();
         s.written_end = w.written_end();
         s.durable_end = self.durable.durable();
@@ -464,7 +470,7 @@ impl CommitLog {
         self.signal.raise();
     }
 
-    /// One flush cycle: writes every sealed chunk in order, then one fdatasync per segment
+    /// One flush cycle: writes the chunks sealed when it starts, in order, then one fdatasync per segment
     /// written (one, except at a roll), then raises the durable watermark. Returns whether
     /// anything was flushed. Only the flusher task calls this.
     ///
@@ -492,13 +498,21 @@ impl CommitLog {
         }
         let seg_size = self.cfg.segment_size_bytes;
         let mut window = Vec::with_capacity(MAX_WRITES_IN_FLIGHT);
-        loop {
+        // Only the chunks sealed by now: they hold everything below `target`. Chunks sealed
+        // while this flush writes wait for the next one, so that under a sustained load each
+        // cycle ends with its fdatasync and the durable point keeps moving (writing until
+        // nothing was pending never ended while appends kept up with the disk: no fdatasync,
+        // no durable progress, no derived-file flush or checkpoint for as long as the load
+        // lasted).
+        let mut left = self.writer.borrow().pending_len();
+        while left > 0 {
             self.writer
                 .borrow()
-                .pending_window(MAX_WRITES_IN_FLIGHT, &mut window);
+                .pending_window(MAX_WRITES_IN_FLIGHT.min(left), &mut window);
             if window.is_empty() {
                 break;
             }
+            left -= window.len();
             // The window's writes cover disjoint blocks, so they go out together; the next
             // window starts after all of them completed.
             let mut writes = Vec::with_capacity(window.len());

@@ -344,6 +344,11 @@ impl Writer {
         self.appended_end
     }
 
+    /// Sealed chunks not yet written.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The oldest sealed chunk not yet written.
     pub(crate) fn next_pending(&self) -> Option<CachedChunk> {
         self.pending.front().cloned()
