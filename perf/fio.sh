@@ -2,7 +2,9 @@
 # What the disk under a directory can do, measured with fio, as the yardstick for ramjet's
 # CommitLog numbers (storage/benches/append.rs):
 #   1. O_DIRECT sequential write bandwidth, 4 KiB and 1 MiB blocks (io_uring, queue depth 1 and 8)
-#   2. 4 KiB write + fdatasync latency (buffered and O_DIRECT), p50/p99/p99.9 and syncs/s:
+#   2. sustained O_DIRECT write with an fdatasync per 64 MiB (4 MiB blocks, QD16): the disk's
+#      durable bandwidth, the ceiling of any async-flush produce run that lasts
+#   3. 4 KiB write + fdatasync latency (buffered and O_DIRECT), p50/p99/p99.9 and syncs/s:
 #      what one group commit costs at the least.
 #
 # Usage: perf/fio.sh [DIR] [SIZE]      DIR defaults to ./target/fio-scratch (same file system
@@ -65,6 +67,13 @@ run seqwrite-1m-qd1 --rw=write --bs=1M --direct=1 --ioengine=io_uring --iodepth=
 echo "1 MiB, QD1:  $(bw_line seqwrite-1m-qd1)"
 run seqwrite-1m-qd4 --rw=write --bs=1M --direct=1 --ioengine=io_uring --iodepth=4
 echo "1 MiB, QD4:  $(bw_line seqwrite-1m-qd4)"
+echo
+
+echo "## Sustained durable sequential write: the CommitLog flusher's shape under async flush"
+echo "## (4 MiB chunks, up to 16 writes in flight, one fdatasync per 64 MiB written), time-based"
+run durable-4m-qd16 --rw=write --bs=4M --direct=1 --ioengine=io_uring --iodepth=16 \
+    --fdatasync=16 --time_based=1
+echo "4 MiB, QD16, fdatasync / 64 MiB: $(bw_line durable-4m-qd16)"
 echo
 
 echo "## 4 KiB write + fdatasync per write (the floor of one group commit)"
