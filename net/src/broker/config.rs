@@ -194,7 +194,8 @@ pub struct StoreSection {
     pub write_pool_preallocate_bytes: u64,
     /// How a new CommitLog segment is prepared: "zero" (written with zeros ahead of use: the
     /// cheapest fdatasync, but every byte reaches the disk twice), "fallocate" (extents
-    /// reserved, each byte written once; a durable write converts extents) or "none".
+    /// reserved, each byte written once; a durable write converts extents), "none", or
+    /// "auto" (the default: "zero" under `flush = sync`, "fallocate" under `flush = async`).
     pub preallocate: String,
 }
 
@@ -221,7 +222,7 @@ impl Default for StoreSection {
             max_transfer_count_on_disk: 256,
             write_pool_bytes: 128 * 1024 * 1024,
             write_pool_preallocate_bytes: 16 * 1024 * 1024,
-            preallocate: "zero".into(),
+            preallocate: "auto".into(),
         }
     }
 }
@@ -277,12 +278,12 @@ impl Config {
         }
         if !matches!(
             self.store.preallocate.as_str(),
-            "zero" | "fallocate" | "none"
+            "auto" | "zero" | "fallocate" | "none"
         ) {
             return inv(
                 "store.preallocate",
                 self.store.preallocate.clone(),
-                "expected \"zero\", \"fallocate\" or \"none\"",
+                "expected \"auto\", \"zero\", \"fallocate\" or \"none\"",
             );
         }
         if !matches!(self.store.io_mode.as_str(), "direct" | "buffered") {
@@ -471,6 +472,24 @@ mod tests {
         let sc = crate::broker::shard::store_config(&c, "/tmp/x".into());
         assert_eq!(sc.max_transfer_count_in_memory, 77);
         assert_eq!(sc.write_pool_bytes, 8 << 20);
+    }
+
+    #[test]
+    fn preallocate_auto_follows_the_flush_mode() {
+        use ramjet_storage::Preallocate;
+        let resolved = |flush: &str, pre: &str| {
+            let mut c = Config::default();
+            c.store.flush = flush.into();
+            c.store.preallocate = pre.into();
+            assert!(c.validate().is_ok(), "{flush}/{pre}");
+            crate::broker::shard::store_config(&c, "/tmp/x".into()).preallocate
+        };
+        assert_eq!(Config::default().store.preallocate, "auto");
+        assert_eq!(resolved("sync", "auto"), Preallocate::Zero);
+        assert_eq!(resolved("async", "auto"), Preallocate::Fallocate);
+        assert_eq!(resolved("async", "zero"), Preallocate::Zero);
+        assert_eq!(resolved("sync", "fallocate"), Preallocate::Fallocate);
+        assert_eq!(resolved("sync", "none"), Preallocate::None);
     }
 
     #[test]

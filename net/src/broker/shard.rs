@@ -145,9 +145,14 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         write_pool_bytes: s.write_pool_bytes,
         write_pool_preallocate_bytes: s.write_pool_preallocate_bytes,
         preallocate: match s.preallocate.as_str() {
+            "zero" => Preallocate::Zero,
             "fallocate" => Preallocate::Fallocate,
             "none" => Preallocate::None,
-            _ => Preallocate::Zero,
+            // "auto": zeros where a sync append waits for the fdatasync (no extent conversion
+            // on the acknowledgement path), extents reserved where nobody waits for it (each
+            // byte reaches the disk once instead of twice).
+            _ if s.flush == "sync" => Preallocate::Zero,
+            _ => Preallocate::Fallocate,
         },
         ..StoreConfig::default()
     }
