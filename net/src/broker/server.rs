@@ -82,6 +82,8 @@ impl Server {
             io_memory_bytes: cfg.runtime.io_memory_bytes,
             ring_depth: cfg.runtime.ring_depth,
             spin_before_park: std::time::Duration::from_micros(cfg.runtime.spin_before_park_us),
+            shard_slice: (cfg.runtime.shard_slice_us > 0)
+                .then(|| std::time::Duration::from_micros(cfg.runtime.shard_slice_us)),
         };
         runtime::startup_checks(shards + usize::from(roles.namesrv), &opts)?;
         let stop = Arc::new(AtomicBool::new(false));

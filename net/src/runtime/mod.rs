@@ -89,6 +89,9 @@ pub struct ExecutorOptions {
     /// Keep polling this long after the last event before sleeping in the kernel (0: sleep at
     /// once). Polling trades an idle core's CPU for wake-up latency.
     pub spin_before_park: Duration,
+    /// Scheduler time slice a pinned (shard) executor asks the kernel for, see
+    /// [`request_time_slice`]; `None` leaves the kernel's default.
+    pub shard_slice: Option<Duration>,
 }
 
 impl Default for ExecutorOptions {
@@ -97,8 +100,81 @@ impl Default for ExecutorOptions {
             io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
             ring_depth: RING_DEPTH,
             spin_before_park: Duration::ZERO,
+            shard_slice: Some(DEFAULT_SHARD_SLICE),
         }
     }
+}
+
+/// Default of `runtime.shard_slice_us`: the shortest slice the kernel accepts.
+pub const DEFAULT_SHARD_SLICE: Duration = Duration::from_micros(100);
+/// Bounds of a custom fair-class slice (Linux `sched_setattr`, kernel >= 6.12).
+pub const SHARD_SLICE_MIN: Duration = Duration::from_micros(100);
+pub const SHARD_SLICE_MAX: Duration = Duration::from_millis(100);
+
+/// `struct sched_attr` of `sched_setattr(2)` (SCHED_ATTR_SIZE_VER1, 56 bytes).
+#[repr(C)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+/// Asks the kernel for a time slice of `slice` for the calling thread (SCHED_OTHER, nice 0,
+/// `sched_runtime` = slice: EEVDF's custom slice, Linux >= 6.12; older kernels accept and
+/// ignore it). Threads it creates afterwards inherit the slice, io_uring's io-wq workers
+/// included. Returns the slice the kernel reports in `/proc/thread-self/sched` (`se.slice`,
+/// nanoseconds) when it shows one.
+///
+/// Why: a shard thread is runnable almost all the time, and helpers pinned to its CPU (the
+/// io-wq worker that runs the shard's fdatasync, which cannot be moved: io-wq workers refuse
+/// `sched_setaffinity`) wait until the shard's slice runs out before they get the CPU. With
+/// the default slice (1.4 ms on 2 CPUs, more with more CPUs) and a shard that polls
+/// (`spin_before_park_us`), every group commit waited ~1.3 ms for its worker: 1 KiB sync
+/// produce at 87k msg/s had p50 893 ms; with a 100 us slice, 0.6 ms
+/// (perf/results/session11-2026-12-05.md).
+pub fn request_time_slice(slice: Duration) -> std::io::Result<Option<u64>> {
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: libc::SCHED_OTHER as u32,
+        flags: 0,
+        nice: 0,
+        priority: 0,
+        runtime: slice.as_nanos() as u64,
+        deadline: 0,
+        period: 0,
+        util_min: 0,
+        util_max: 0,
+    };
+    // SAFETY: `attr` is a fully initialized `struct sched_attr` whose `size` field gives its
+    // length; the kernel only reads it during the call. pid 0 is the calling thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0 as libc::pid_t,
+            &attr as *const SchedAttr,
+            0 as libc::c_uint,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(current_time_slice_ns())
+}
+
+/// `se.slice` of the calling thread from `/proc/thread-self/sched` (nanoseconds), if shown.
+pub fn current_time_slice_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("se.slice"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// CPUs the process may run on, in ascending order.
@@ -267,6 +343,22 @@ where
                 .ring_depth(opts.ring_depth);
             if !opts.spin_before_park.is_zero() {
                 builder = builder.spin_before_park(opts.spin_before_park);
+            }
+            if let (Pin::Cpu(_), Some(slice)) = (pin, opts.shard_slice) {
+                match request_time_slice(slice) {
+                    Ok(got) => tracing::debug!(
+                        executor = %exec_name,
+                        asked_ns = slice.as_nanos() as u64,
+                        kernel_slice_ns = ?got,
+                        "shard time slice requested"
+                    ),
+                    Err(e) => tracing::warn!(
+                        executor = %exec_name,
+                        error = %e,
+                        "could not set the shard's scheduler time slice (runtime.shard_slice_us); \
+                         helpers on its CPU may wait a whole default slice for it"
+                    ),
+                }
             }
             if let Pin::Cpu(c) = pin {
                 // The executor's blocking thread (ConsumeQueue/IndexFile writes and syncs,
@@ -529,6 +621,46 @@ pub fn keep_heap_mapped() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Kernel release as (major, minor), from `uname -r`'s text in /proc.
+    fn kernel_version() -> (u32, u32) {
+        let text = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut parts = text.trim().split(['.', '-']);
+        let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        (major, minor)
+    }
+
+    #[test]
+    fn a_pinned_executor_gets_its_time_slice_and_passes_it_on() {
+        let cpu = online_cpus()[0];
+        let opts = ExecutorOptions {
+            shard_slice: Some(Duration::from_micros(250)),
+            ..ExecutorOptions::default()
+        };
+        let t = start_executor("slice-test", Pin::Cpu(cpu), opts, || async {
+            let own = current_time_slice_ns();
+            // A thread created afterwards (as io_uring creates its io-wq workers) inherits it.
+            let child = std::thread::spawn(current_time_slice_ns).join().unwrap();
+            (own, child)
+        })
+        .unwrap();
+        let (own, child) = t.join().unwrap();
+        // An unpinned executor keeps the kernel's slice.
+        let u = start_executor("slice-test-unbound", Pin::Unbound, opts, || async {
+            current_time_slice_ns()
+        })
+        .unwrap();
+        let unbound = u.join().unwrap();
+        if kernel_version() >= (6, 12) {
+            assert_eq!(own, Some(250_000));
+            assert_eq!(child, Some(250_000));
+            assert_ne!(unbound, Some(250_000));
+        } else {
+            // Older kernels accept the call and keep their own slice.
+            assert_eq!(own, child);
+        }
+    }
 
     #[test]
     fn cpu_list_parses_ranges_and_singles() {
