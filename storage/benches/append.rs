@@ -13,6 +13,9 @@
 //! - `append_sync/4KiB/direct-pool/{256,1024,4096}x`: the sync cases with the preallocated pool.
 //! - `append_sync/100B/direct/64x`: the same with small records (fdatasync-bound).
 //!
+//! `RAMJET_BENCH_SYNC_ROUNDS=N` runs N appends per sync appender and sample instead of 8 (long
+//! samples for `perf record` of the steady state).
+//!
 //! Each sample opens a fresh store in a temporary directory (`RAMJET_BENCH_DIR`, default the
 //! system temp dir: put it on the disk you measure) on a fresh glommio executor; only the append
 //! loop is timed. Compare with `perf/fio.sh` on the same file system.
@@ -48,9 +51,19 @@ fn run_async(iters: u64, body_len: usize, io_mode: IoMode, pool: bool) -> Durati
 /// `run_with` for `iters` sync appends by `appenders` tasks, measured over at least
 /// [`MIN_SYNC_ROUNDS`] appends per task.
 fn run_sync(iters: u64, body_len: usize, io_mode: IoMode, appenders: u64, pool: bool) -> Duration {
-    let n = iters.max(appenders * MIN_SYNC_ROUNDS);
+    let n = iters.max(appenders * sync_rounds());
     let t = run_with(n, body_len, io_mode, FlushMode::Sync, appenders, pool);
     t.mul_f64(iters as f64 / n as f64)
+}
+
+/// [`MIN_SYNC_ROUNDS`], or `RAMJET_BENCH_SYNC_ROUNDS` when set: long samples for profiling
+/// the steady state (`perf record` sees the store set-up of every sample otherwise).
+fn sync_rounds() -> u64 {
+    std::env::var("RAMJET_BENCH_SYNC_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MIN_SYNC_ROUNDS)
+        .max(1)
 }
 
 fn bench_dir() -> PathBuf {
