@@ -1,4 +1,4 @@
-//! `ramjet admin ...`: topics, cluster, consumer lag.
+//! `ramjet admin ...`: topics, cluster, broker status, consumer lag.
 
 use std::io::Write;
 
@@ -31,6 +31,17 @@ pub enum AdminCommand {
     },
     /// Brokers registered with the name server, by cluster.
     Cluster,
+    /// Runtime counters of every master broker (GET_BROKER_RUNTIME_INFO, like mqadmin
+    /// brokerStatus): messages put and got, CommitLog offsets, flushes, fdatasyncs, pulls,
+    /// bytes in and out, refusals.
+    Status {
+        /// Only brokers of this cluster (default: every cluster).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only keys containing this text (case-insensitive), e.g. `flush` or `ramjet.`.
+        #[arg(long)]
+        filter: Option<String>,
+    },
     /// Consumer progress of GROUP: committed offset vs. broker offset, per queue.
     Lag {
         group: String,
@@ -243,6 +254,42 @@ pub(crate) async fn admin_text(admin: &Admin, args: &AdminArgs) -> Result<String
                         "{:<20} {:<24} {:>4} {:<24}",
                         b.cluster, b.broker_name, b.broker_id, b.addr
                     );
+                }
+            }
+        }
+        AdminCommand::Status { cluster, filter } => {
+            let all = admin.status(cluster.as_deref()).await?;
+            let wanted = |k: &str| {
+                filter
+                    .as_ref()
+                    .is_none_or(|f| k.to_lowercase().contains(&f.to_lowercase()))
+            };
+            if json {
+                let brokers: Vec<_> = all
+                    .iter()
+                    .map(|(b, info)| {
+                        let info: std::collections::BTreeMap<&String, &String> =
+                            info.iter().filter(|(k, _)| wanted(k)).collect();
+                        json!({"cluster": b.cluster, "broker_name": b.broker_name, "addr": b.addr, "info": info})
+                    })
+                    .collect();
+                s = json!({ "brokers": brokers }).to_string();
+                s.push('\n');
+            } else if all.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "no master broker registered with the name server; start one with `ramjet start`"
+                );
+            } else {
+                for (b, info) in &all {
+                    let _ = writeln!(
+                        s,
+                        "broker {} ({}, cluster {})",
+                        b.broker_name, b.addr, b.cluster
+                    );
+                    for (k, v) in info.iter().filter(|(k, _)| wanted(k)) {
+                        let _ = writeln!(s, "  {k:<36} {v}");
+                    }
                 }
             }
         }

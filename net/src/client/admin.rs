@@ -137,6 +137,34 @@ impl Admin {
             .collect())
     }
 
+    /// The runtime counters of the broker at `addr` (GET_BROKER_RUNTIME_INFO: RocketMQ's keys
+    /// such as `msgPutTotalTodayNow`, `commitLogMaxOffset`, and ramjet's `ramjet.*` keys).
+    pub async fn runtime_info(&self, addr: &str) -> Result<BTreeMap<String, String>, ClientError> {
+        let code = RequestCode::GET_BROKER_RUNTIME_INFO;
+        let resp = self.client.invoke_ok(addr, code, &(), &[]).await?;
+        let kv: body::KVTable =
+            body::from_slice(&resp.body, "KVTable").map_err(|e| ClientError::BadBody {
+                addr: addr.to_string(),
+                code,
+                reason: e.to_string(),
+            })?;
+        Ok(kv.table)
+    }
+
+    /// [`Admin::runtime_info`] of every broker of `cluster` (all clusters when `None`), in
+    /// [`Admin::brokers`] order.
+    pub async fn status(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<(BrokerEntry, BTreeMap<String, String>)>, ClientError> {
+        let mut out = Vec::new();
+        for b in self.masters(cluster).await? {
+            let info = self.runtime_info(&b.addr).await?;
+            out.push((b, info));
+        }
+        Ok(out)
+    }
+
     /// Create or update `spec` on every master of `cluster` (all clusters when `None`).
     /// Returns the brokers written.
     pub async fn create_topic(

@@ -1,0 +1,89 @@
+//! `ramjet admin status` against the real broker: the counters it prints are the broker's.
+
+use std::process::Command;
+use std::time::Duration;
+
+use ramjet_tests::ops::{self, OutMessage, SendOutcome};
+use ramjet_tests::wire::response;
+use ramjet_tests::{setup, Broker, BrokerSpec, Conn};
+
+const TOPIC: &str = "e2e_admin_status";
+
+fn admin(broker: &Broker, args: &[&str]) -> String {
+    let out = Command::new(setup::ramjet_bin())
+        .arg("admin")
+        .args(["--namesrv", &broker.namesrv()])
+        .args(args)
+        .output()
+        .expect("run ramjet admin");
+    assert!(
+        out.status.success(),
+        "ramjet admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn admin_status_prints_each_shards_counters() {
+    let broker = Broker::start(BrokerSpec::default().shards(2));
+    // Five messages on shard 0, none on shard 1.
+    let mut c = Conn::connect(broker.shard_addr(0)).expect("connect");
+    let r = ops::create_topic(&mut c, TOPIC, 1).expect("create topic");
+    assert_eq!(r.code, response::SUCCESS);
+    let mut end = 0;
+    for i in 0..5 {
+        let msg = OutMessage::new(format!("status-{i}").into_bytes());
+        match ops::send(&mut c, TOPIC, 0, &msg).expect("send") {
+            SendOutcome::Ok(ok) => assert_eq!(ok.queue_offset, i),
+            other => panic!("send {i}: {other:?}"),
+        }
+        end += 1;
+    }
+    ops::wait_route(broker.namesrv_addr(), TOPIC, 1, Duration::from_secs(20));
+
+    let v: serde_json::Value =
+        serde_json::from_str(&admin(&broker, &["status", "--json"])).expect("json");
+    let brokers = v["brokers"].as_array().expect("brokers");
+    assert_eq!(brokers.len(), 2, "{v}");
+    let info = |name: &str, key: &str| -> i64 {
+        let b = brokers
+            .iter()
+            .find(|b| b["broker_name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {v}"));
+        b["info"][key]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{name} {key}: {v}"))
+    };
+    let s0 = broker.shard_broker_name(0);
+    let s1 = broker.shard_broker_name(1);
+    assert_eq!(info(&s0, "msgPutTotalTodayNow"), end);
+    assert_eq!(info(&s1, "msgPutTotalTodayNow"), 0);
+    let appended = info(&s0, "ramjet.bytesAppended");
+    assert!(appended > 0);
+    assert_eq!(info(&s0, "commitLogMaxOffset"), appended);
+    assert_eq!(info(&s1, "commitLogMaxOffset"), 0);
+
+    // --filter keeps only matching keys, in text and in JSON.
+    let text = admin(&broker, &["status", "--filter", "MSGPUT"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("broker ") && lines[2].starts_with("broker "),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("msgPutTotalTodayNow                  {end}")),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&admin(
+        &broker,
+        &["status", "--json", "--filter", "fdatasync"],
+    ))
+    .expect("json");
+    for b in v["brokers"].as_array().expect("brokers") {
+        let keys: Vec<&String> = b["info"].as_object().expect("info").keys().collect();
+        assert_eq!(keys, ["ramjet.fdatasyncCount"], "{v}");
+    }
+}
