@@ -105,11 +105,11 @@ impl Default for ExecutorOptions {
     }
 }
 
-/// Default of `runtime.shard_slice_us`: the shortest slice the kernel accepts.
-pub const DEFAULT_SHARD_SLICE: Duration = Duration::from_micros(100);
 /// Bounds of a custom fair-class slice (Linux `sched_setattr`, kernel >= 6.12).
 pub const SHARD_SLICE_MIN: Duration = Duration::from_micros(100);
 pub const SHARD_SLICE_MAX: Duration = Duration::from_millis(100);
+/// Default of `runtime.shard_slice_us`: the shortest slice the kernel accepts.
+pub const DEFAULT_SHARD_SLICE: Duration = SHARD_SLICE_MIN;
 
 /// `struct sched_attr` of `sched_setattr(2)` (SCHED_ATTR_SIZE_VER1, 56 bytes).
 #[repr(C)]
