@@ -20,6 +20,25 @@ pub fn record_crc(covered: &[u8]) -> u32 {
     crc32fast::hash(covered) & 0x7FFF_FFFF
 }
 
+/// [`record_crc`] of `head ++ body ++ tail` without reading the body: `body_full_crc` is the
+/// unmasked CRC32 of the body's `body_len` bytes (computed once for the body CRC field), joined
+/// to the CRCs of the pieces around it with CRC32's combine rule (a multiply by x^(8 * len)
+/// modulo the polynomial per set bit of `body_len`, about 0.1 us for 4 KiB). Why: the encoder
+/// copies the body into a write buffer that is usually cold; a second CRC pass over that
+/// copy stalled on memory and was the largest single cost of a 4 KiB append
+/// (perf/results/session12-2026-12-05.md).
+#[inline]
+pub fn record_crc_around(head: &[u8], body_full_crc: u32, body_len: usize, tail: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(head);
+    h.combine(&crc32fast::Hasher::new_with_initial_len(
+        body_full_crc,
+        body_len as u64,
+    ));
+    h.update(tail);
+    h.finalize() & 0x7FFF_FFFF
+}
+
 /// Writes the `__CRC32#` pair for `crc` into `out` (exactly [`PROP_CRC32_LEN`] bytes). The
 /// digits are written as Java's `MessageDecoder.createCrc32` writes them: least significant
 /// digit first, padded with '0' up to 10 digits (so 12345 is stored as "5432100000").

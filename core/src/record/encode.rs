@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use zerocopy::byteorder::big_endian::{I16, I32, I64};
 use zerocopy::IntoBytes;
 
-use super::crc::{body_crc, record_crc, write_prop_crc, PROP_CRC32_LEN};
+use super::crc::{record_crc, record_crc_around, write_prop_crc, PROP_CRC32_LEN};
 use super::error::RecordError;
 use super::layout::{
     host_len, BlankMarker, HostV4, HostV6, RecordHead, RecordMid, BLANK_MAGIC_CODE,
@@ -177,6 +177,12 @@ pub fn encode_record(
     )
 }
 
+/// Bodies at least this long get their whole-record CRC by combining CRCs around the body
+/// (`record_crc_around`) instead of a second pass over the record. Below it the second pass is
+/// cheaper: `cargo bench -p ramjet-core --bench record -- encode_prop_crc` gave 64 ns (one
+/// pass) vs 162 ns (combine) for a 100 B body, 189 vs 154 ns for 4 KiB, in cache.
+const PROP_CRC_COMBINE_MIN_BODY: usize = 1024;
+
 /// [`encode_record`], and with `prop_crc` also the whole-record CRC as RocketMQ 5.x writes it
 /// with `enabledAppendPropCRC`: the properties string gets a closing 0x02 if it lacks one, then
 /// the pair `__CRC32#` 0x01 <10 digits> 0x02 as its last bytes, holding the CRC32 (31-bit
@@ -200,6 +206,9 @@ pub fn encode_record_with(
         });
     }
     let v2 = msg.uses_magic_v2();
+    // The body CRC field is this masked to 31 bits (`body_crc`); unmasked, it also gives the
+    // whole-record CRC without a second pass over the body (`record_crc_around`).
+    let body_full_crc = crc32fast::hash(msg.body);
     let head = RecordHead {
         // check_limits keeps len within i32.
         total_size: I32::new(len as i32),
@@ -208,7 +217,7 @@ pub fn encode_record_with(
         } else {
             MESSAGE_MAGIC_CODE_V1
         }),
-        body_crc: I32::new(body_crc(msg.body) as i32),
+        body_crc: I32::new((body_full_crc & 0x7FFF_FFFF) as i32),
         queue_id: I32::new(msg.queue_id),
         flag: I32::new(msg.flag),
         queue_offset: I64::new(queue_offset),
@@ -227,7 +236,9 @@ pub fn encode_record_with(
     put(out, &mut pos, I64::new(store_timestamp).as_bytes());
     put_host(out, &mut pos, &msg.store_host);
     put(out, &mut pos, mid.as_bytes());
+    let body_start = pos;
     put(out, &mut pos, msg.body);
+    let body_end = pos;
     if v2 {
         put(out, &mut pos, I16::new(msg.topic.len() as i16).as_bytes());
     } else {
@@ -245,7 +256,18 @@ pub fn encode_record_with(
         if extra > PROP_CRC32_LEN {
             put(out, &mut pos, &[PROPERTY_SEPARATOR]);
         }
-        let crc = record_crc(&out[..pos]);
+        let crc = if msg.body.len() >= PROP_CRC_COMBINE_MIN_BODY {
+            let crc = record_crc_around(
+                &out[..body_start],
+                body_full_crc,
+                msg.body.len(),
+                &out[body_end..pos],
+            );
+            debug_assert_eq!(crc, record_crc(&out[..pos]));
+            crc
+        } else {
+            record_crc(&out[..pos])
+        };
         write_prop_crc(&mut out[pos..pos + PROP_CRC32_LEN], crc);
         pos += PROP_CRC32_LEN;
     }

@@ -36,7 +36,7 @@ mod tag;
 mod view;
 
 pub use batch::{batch_entry_len, decode_batch, encode_batch_entry, BatchItem, BatchIter};
-pub use crc::{body_crc, record_crc, PROP_CRC32_LEN};
+pub use crc::{body_crc, record_crc, record_crc_around, PROP_CRC32_LEN};
 pub use encode::{blank_record, encode_record, encode_record_with, write_blank, MessageToStore};
 pub use error::RecordError;
 pub use layout::{
