@@ -11,6 +11,8 @@
 //!   awaiting `wait_durable` after every append (SYNC_FLUSH, group commit). Time = all
 //!   acknowledged. A broker has thousands of sync sends in flight across its connections.
 //! - `append_sync/4KiB/direct-pool/{256,1024,4096}x`: the sync cases with the preallocated pool.
+//! - `append_sync/4KiB/direct-pipeline/{1024,4096}x`: the sync cases with pipelined group
+//!   commit (`StoreConfig::sync_pipeline`).
 //! - `append_sync/100B/direct/64x`: the same with small records (fdatasync-bound).
 //!
 //! `RAMJET_BENCH_SYNC_ROUNDS=N` runs N appends per sync appender and sample instead of 8 (long
@@ -40,6 +42,11 @@ const MIN_ASYNC_BYTES: u64 = 32 * 1024 * 1024;
 /// Sync samples run at least this many appends per appender, scaled the same way (each sample
 /// then covers several group commits, not just the first one of a fresh store).
 const MIN_SYNC_ROUNDS: u64 = 8;
+
+thread_local! {
+    /// `StoreConfig::sync_pipeline` for the next runs (the `direct-pipeline` cases).
+    static SYNC_PIPELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// `run_with` for `iters` async appends, measured over at least [`MIN_ASYNC_BYTES`].
 fn run_async(iters: u64, body_len: usize, io_mode: IoMode, pool: bool) -> Duration {
@@ -93,6 +100,7 @@ fn message(body: &[u8], queue_id: i32) -> MessageToStore<'_> {
 
 fn config(dir: PathBuf, io_mode: IoMode, flush: FlushMode, pool: bool) -> StoreConfig {
     let mut cfg = StoreConfig::new(dir);
+    cfg.sync_pipeline = SYNC_PIPELINE.with(|p| p.get());
     cfg.segment_size_bytes = SEGMENT_BYTES;
     cfg.io_mode = io_mode;
     cfg.flush = flush;
@@ -192,6 +200,15 @@ fn append(c: &mut Criterion) {
             |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, appenders, true)),
         );
     }
+    SYNC_PIPELINE.with(|p| p.set(true));
+    for appenders in [1024u64, 4096] {
+        g.throughput(Throughput::Bytes(4096));
+        g.bench_function(
+            BenchmarkId::new("4KiB/direct-pipeline", format!("{appenders}x")),
+            |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, appenders, false)),
+        );
+    }
+    SYNC_PIPELINE.with(|p| p.set(false));
     g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("100B/direct", "64x"), |b| {
         b.iter_custom(|iters| run_sync(iters, 100, IoMode::Direct, 64, false))

@@ -26,6 +26,8 @@ fn main() {
         Ok("none") => cfg.preallocate = ramjet_storage::Preallocate::None,
         _ => {}
     }
+    // RAMJET_SYNC_PIPELINE=1: pipelined group commit (`StoreConfig::sync_pipeline`).
+    cfg.sync_pipeline = std::env::var("RAMJET_SYNC_PIPELINE").as_deref() == Ok("1");
     if pool_mib > 0 {
         cfg.write_pool_bytes = cfg.write_pool_bytes.max(pool_mib << 20);
         cfg.write_pool_preallocate_bytes = pool_mib << 20;

@@ -83,7 +83,11 @@ fn parse_ack(line: &str) -> Option<Ack> {
 
 fn child(dir: PathBuf, run: u64) -> ! {
     let r = ramjet_storage::io::block_on(async move {
-        let store = match Store::open(config(&dir)).await {
+        // Every other run appends with pipelined group commit (`sync_pipeline`): a sync in
+        // flight while the next group is written must not acknowledge that group.
+        let mut cfg = config(&dir);
+        cfg.sync_pipeline = run.is_multiple_of(2);
+        let store = match Store::open(cfg).await {
             Ok(s) => s,
             Err(e) => {
                 println!("OPEN-FAILED {e}");

@@ -197,6 +197,9 @@ pub struct StoreSection {
     /// reserved, each byte written once; a durable write converts extents), "none", or
     /// "auto" (the default: "zero" under `flush = sync`, "fallocate" under `flush = async`).
     pub preallocate: String,
+    /// `flush = sync`: write the next group while the previous group's fdatasync is in
+    /// flight (pipelined group commit; see `ramjet_storage::StoreConfig::sync_pipeline`).
+    pub sync_pipeline: bool,
 }
 
 impl Default for StoreSection {
@@ -223,6 +226,7 @@ impl Default for StoreSection {
             write_pool_bytes: 128 * 1024 * 1024,
             write_pool_preallocate_bytes: 16 * 1024 * 1024,
             preallocate: "auto".into(),
+            sync_pipeline: false,
         }
     }
 }

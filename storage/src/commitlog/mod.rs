@@ -483,6 +483,24 @@ impl CommitLog {
     /// whole records below the open chunk; the rest follows with the next whole flush (at
     /// most `flush_interval_ms` later).
     pub(crate) async fn flush_once(self: &Rc<Self>, whole: bool) -> Result<bool, StoreError> {
+        match self.write_phase(whole).await? {
+            None => Ok(false),
+            Some(target) => {
+                if let Some(segs) = self.take_unsynced(target) {
+                    self.sync_phase(target, segs).await?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// The first half of [`CommitLog::flush_once`]: seals and writes, and marks the segments
+    /// written as needing a sync. Returns the offset a [`CommitLog::sync_phase`] started after
+    /// it makes durable, or `None` when there is nothing to write or sync.
+    pub(crate) async fn write_phase(
+        self: &Rc<Self>,
+        whole: bool,
+    ) -> Result<Option<u64>, StoreError> {
         let whole = self.whole_wanted.replace(false) || whole;
         let target = self.writer.borrow_mut().seal_for_flush(whole);
         if target <= self.durable.durable()
@@ -494,7 +512,7 @@ impl CommitLog {
                 // may go on.
                 self.durable.advance(target);
             }
-            return Ok(false);
+            return Ok(None);
         }
         let seg_size = self.cfg.segment_size_bytes;
         let mut window = Vec::with_capacity(MAX_WRITES_IN_FLIGHT);
@@ -562,20 +580,56 @@ impl CommitLog {
             }
             self.room.wake_all();
         }
-        loop {
-            let Some(base) = self.unsynced.borrow().first().copied() else {
-                break;
+        Ok(Some(target))
+    }
+
+    /// The segments written since the last call, unmarked: what a sync started now for
+    /// `target` must cover. Call it right after [`CommitLog::write_phase`] returned `target`
+    /// (all its writes complete) and before anything can issue another write: a segment with a
+    /// write still in flight must stay marked for the sync after. `None` when `target` is
+    /// durable already and nothing was written. The durable point never moves without an
+    /// fdatasync: with nothing marked and `target` not yet durable, `target`'s own segment is
+    /// synced.
+    pub(crate) fn take_unsynced(&self, target: u64) -> Option<Vec<u64>> {
+        let segs: Vec<u64> = std::mem::take(&mut *self.unsynced.borrow_mut())
+            .into_iter()
+            .collect();
+        if !segs.is_empty() {
+            return Some(segs);
+        }
+        if target <= self.durable.durable() {
+            return None;
+        }
+        let last = target - 1;
+        Some(vec![last - last % self.cfg.segment_size_bytes])
+    }
+
+    /// The second half of [`CommitLog::flush_once`]: one fdatasync per segment in `segs` (from
+    /// [`CommitLog::take_unsynced`]; at most the two of a roll), then the durable watermark goes to `target` (the value
+    /// the [`CommitLog::write_phase`] before it returned). Writes issued after `segs` was taken
+    /// mark their segment again and wait for the next sync. On failure the segments not synced
+    /// are marked again, so a retry syncs them.
+    pub(crate) async fn sync_phase(
+        self: &Rc<Self>,
+        target: u64,
+        segs: Vec<u64>,
+    ) -> Result<(), StoreError> {
+        for (i, &base) in segs.iter().enumerate() {
+            let synced = match self.segment_for_write(base).await {
+                Ok(file) => file.sync_data().await,
+                Err(e) => Err(e),
             };
-            let file = self.segment_for_write(base).await?;
-            file.sync_data().await?;
-            self.unsynced.borrow_mut().remove(&base);
+            if let Err(e) = synced {
+                self.unsynced.borrow_mut().extend(segs[i..].iter().copied());
+                return Err(e);
+            }
             self.bump(|s| s.fdatasync_count += 1);
         }
         self.durable.advance(target);
         self.bump(|s| s.flush_count += 1);
         self.close_finished_segments();
         self.maybe_prepare_next();
-        Ok(true)
+        Ok(())
     }
 
     /// Records a failed flush: waiters fail, appends are refused until a flush succeeds.
