@@ -15,10 +15,21 @@ use ramjet_core::remoting::{
 use ramjet_net::broker::config::Config;
 use ramjet_net::broker::server::{Roles, Server};
 
-/// A distinct port block per test (and per process) so that tests can run in parallel.
+/// A distinct port block per test (and per process) so that tests can run in parallel. The
+/// blocks lie below the kernel's ephemeral range (32768 and up by default), where the client
+/// sockets of tests running meanwhile get their ports (one of them once took 42030 before a
+/// broker could bind it), and a block is probed before use.
 fn base_port(test: u16) -> u16 {
-    let pid = std::process::id() as u16;
-    20_000 + (pid % 400) * 100 + test * 10
+    const BLOCKS: u32 = 120;
+    let pid = std::process::id();
+    for k in 0..BLOCKS {
+        let base = 20_000 + ((pid + k) % BLOCKS) as u16 * 100 + test * 10;
+        // The listeners of up to two shards: P-2, P, P+1 each, shards SHARD_PORT_STEP apart.
+        if (base - 2..base + 8).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free port block for test {test} in 20000..32000");
 }
 
 fn config(dir: &Path, test: u16, shards: usize) -> Config {
