@@ -16,7 +16,8 @@
 //! - `append_sync/100B/direct/64x`: the same with small records (fdatasync-bound).
 //!
 //! `RAMJET_BENCH_SYNC_ROUNDS=N` runs N appends per sync appender and sample instead of 8 (long
-//! samples for `perf record` of the steady state).
+//! samples for `perf record` of the steady state). `RAMJET_BENCH_SEGMENT_MIB=N` sets the
+//! segment size (64 MiB by default).
 //!
 //! Each sample opens a fresh store in a temporary directory (`RAMJET_BENCH_DIR`, default the
 //! system temp dir: put it on the disk you measure) on a fresh glommio executor; only the append
@@ -30,7 +31,19 @@ use ramjet_core::record::MessageToStore;
 use ramjet_storage::{FlushMode, IoMode, Store, StoreConfig, StoreError};
 
 const TOPIC: &str = "BenchTopic";
+/// CommitLog segment size of the bench stores; `RAMJET_BENCH_SEGMENT_MIB` overrides it.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// [`SEGMENT_BYTES`], or `RAMJET_BENCH_SEGMENT_MIB` MiB when set (a multiple of 4 KiB):
+/// `RAMJET_BENCH_SEGMENT_MIB=1024` gives the broker's default segment, whose first segment
+/// a fresh store prepares before the clock starts, so that a sample's appends meet no segment
+/// roll and no background zero fill (64 MiB puts both into every 64 MiB of a sample).
+fn segment_bytes() -> u64 {
+    std::env::var("RAMJET_BENCH_SEGMENT_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(SEGMENT_BYTES, |mib| (mib << 20).max(1 << 20))
+}
 
 /// Async samples append at least this many bytes of bodies and report the time scaled to the
 /// count criterion asked for: a store opened per sample costs a fixed amount on its first
@@ -101,7 +114,7 @@ fn message(body: &[u8], queue_id: i32) -> MessageToStore<'_> {
 fn config(dir: PathBuf, io_mode: IoMode, flush: FlushMode, pool: bool) -> StoreConfig {
     let mut cfg = StoreConfig::new(dir);
     cfg.sync_pipeline = SYNC_PIPELINE.with(|p| p.get());
-    cfg.segment_size_bytes = SEGMENT_BYTES;
+    cfg.segment_size_bytes = segment_bytes();
     cfg.io_mode = io_mode;
     cfg.flush = flush;
     if pool {

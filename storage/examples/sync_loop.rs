@@ -26,6 +26,13 @@ fn main() {
         Ok("none") => cfg.preallocate = ramjet_storage::Preallocate::None,
         _ => {}
     }
+    // RAMJET_CHUNK_KIB=N: largest write chunk (`StoreConfig::write_chunk_bytes`).
+    if let Some(kib) = std::env::var("RAMJET_CHUNK_KIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        cfg.write_chunk_bytes = kib << 10;
+    }
     // RAMJET_SYNC_PIPELINE=1: pipelined group commit (`StoreConfig::sync_pipeline`).
     cfg.sync_pipeline = std::env::var("RAMJET_SYNC_PIPELINE").as_deref() == Ok("1");
     if pool_mib > 0 {
