@@ -2436,9 +2436,21 @@ mod tests {
 
     #[test]
     fn disk_full_and_enospc_refuse_cleanly() {
+        disk_full_and_enospc_refuse_cleanly_with(false);
+    }
+
+    /// The same with pipelined group commit: a failed write fails its waiters, and its retry
+    /// after the fault clears makes the same records durable.
+    #[test]
+    fn disk_full_and_enospc_refuse_cleanly_pipelined() {
+        disk_full_and_enospc_refuse_cleanly_with(true);
+    }
+
+    fn disk_full_and_enospc_refuse_cleanly_with(sync_pipeline: bool) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let c = StoreConfig {
             flush: FlushMode::Sync,
+            sync_pipeline,
             ..cfg(dir.path())
         };
         run(async {

@@ -130,7 +130,14 @@ async fn check_acked(store: &Store, acked: &Acked) {
 
 #[test]
 fn real_full_file_system_refuses_cleanly() {
-    full_file_system_refuses_cleanly(Preallocate::Zero);
+    full_file_system_refuses_cleanly(Preallocate::Zero, false);
+}
+
+/// The same with pipelined group commit (`sync_pipeline`): the fdatasync of one group may be
+/// in flight when the next group's write hits the full disk.
+#[test]
+fn real_full_file_system_refuses_cleanly_pipelined() {
+    full_file_system_refuses_cleanly(Preallocate::Zero, true);
 }
 
 /// The same with `fallocate`d segments. There the file system can also run out of room inside
@@ -140,13 +147,14 @@ fn real_full_file_system_refuses_cleanly() {
 /// on timing; both must end in a clean disk-full refusal.
 #[test]
 fn real_full_file_system_refuses_cleanly_with_fallocated_segments() {
-    full_file_system_refuses_cleanly(Preallocate::Fallocate);
+    full_file_system_refuses_cleanly(Preallocate::Fallocate, false);
 }
 
-fn full_file_system_refuses_cleanly(prealloc: Preallocate) {
+fn full_file_system_refuses_cleanly(prealloc: Preallocate, sync_pipeline: bool) {
     let config = move |dir: &Path| {
         let mut c = config(dir);
         c.preallocate = prealloc;
+        c.sync_pipeline = sync_pipeline;
         c
     };
     let tmp = tempfile::tempdir().expect("tmp");
