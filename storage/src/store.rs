@@ -1931,6 +1931,49 @@ mod tests {
         });
     }
 
+    /// (physical offset, body) of acknowledged appends.
+    type Acked = Vec<(u64, Vec<u8>)>;
+
+    /// Runs `tasks` concurrent appenders of `per_task` messages (bodies of `body_len` bytes,
+    /// topic `topic`, 4 queues), each waiting for durability after every append and checking
+    /// that the durable point covers it. Returns (physical offset, body) of every append, all
+    /// acknowledged.
+    async fn sync_appenders(
+        store: &Store,
+        topic: &'static str,
+        tasks: usize,
+        per_task: usize,
+        body_len: usize,
+    ) -> Acked {
+        let acked: Rc<RefCell<Acked>> = Rc::default();
+        let mut handles = Vec::new();
+        for t in 0..tasks {
+            let store = store.clone();
+            let acked = acked.clone();
+            handles.push(io::spawn(async move {
+                for i in 0..per_task {
+                    let b = body(t * 1000 + i, body_len);
+                    let m = Msg::new(topic, (t % 4) as i32, b.clone(), "g", "k");
+                    let r = store
+                        .put_message(&m.view())
+                        .unwrap_or_else(|e| panic!("put: {e}"));
+                    store
+                        .wait_durable(r.end_physical_offset)
+                        .await
+                        .unwrap_or_else(|e| panic!("durable: {e}"));
+                    assert!(store.stats().commitlog_durable_offset >= r.end_physical_offset);
+                    acked.borrow_mut().push((r.physical_offset, b));
+                }
+            }));
+        }
+        for h in handles {
+            h.join().await;
+        }
+        let acked = std::mem::take(&mut *acked.borrow_mut());
+        assert_eq!(acked.len(), tasks * per_task);
+        acked
+    }
+
     #[test]
     fn group_commit_shares_fdatasyncs() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -1942,31 +1985,8 @@ mod tests {
         const PER_TASK: usize = 20;
         run(async {
             let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
-            let acked = Rc::new(Cell::new(0usize));
-            let mut tasks = Vec::new();
-            for t in 0..TASKS {
-                let store = store.clone();
-                let acked = acked.clone();
-                tasks.push(io::spawn(async move {
-                    for i in 0..PER_TASK {
-                        let m = Msg::new("G", (t % 4) as i32, body(t * 1000 + i, 200), "g", "k");
-                        let r = store
-                            .put_message(&m.view())
-                            .unwrap_or_else(|e| panic!("put: {e}"));
-                        store
-                            .wait_durable(r.end_physical_offset)
-                            .await
-                            .unwrap_or_else(|e| panic!("durable: {e}"));
-                        assert!(store.stats().commitlog_durable_offset >= r.end_physical_offset);
-                        acked.set(acked.get() + 1);
-                    }
-                }));
-            }
-            for t in tasks {
-                t.join().await;
-            }
+            sync_appenders(&store, "G", TASKS, PER_TASK, 200).await;
             let total = TASKS * PER_TASK;
-            assert_eq!(acked.get(), total);
             let s = store.stats();
             assert_eq!(s.messages_appended, total as u64);
             assert!(s.fdatasync_count >= 1);
@@ -1998,38 +2018,12 @@ mod tests {
         const TASKS: usize = 64;
         const PER_TASK: usize = 40;
         const BODY: usize = 2000;
-        // (physical offset, body) of every acknowledged append.
-        type Acked = Rc<RefCell<Vec<(u64, Vec<u8>)>>>;
-        let acked: Acked = Rc::default();
         let c2 = c.clone();
-        let acked2 = acked.clone();
-        run(async move {
+        let acked = run(async move {
             let store = Store::open(c2)
                 .await
                 .unwrap_or_else(|e| panic!("open: {e}"));
-            let mut tasks = Vec::new();
-            for t in 0..TASKS {
-                let store = store.clone();
-                let acked = acked2.clone();
-                tasks.push(io::spawn(async move {
-                    for i in 0..PER_TASK {
-                        let b = body(t * 1000 + i, BODY);
-                        let m = Msg::new("P", (t % 4) as i32, b.clone(), "g", "k");
-                        let r = store
-                            .put_message(&m.view())
-                            .unwrap_or_else(|e| panic!("put: {e}"));
-                        store
-                            .wait_durable(r.end_physical_offset)
-                            .await
-                            .unwrap_or_else(|e| panic!("durable: {e}"));
-                        assert!(store.stats().commitlog_durable_offset >= r.end_physical_offset);
-                        acked.borrow_mut().push((r.physical_offset, b));
-                    }
-                }));
-            }
-            for t in tasks {
-                t.join().await;
-            }
+            let acked = sync_appenders(&store, "P", TASKS, PER_TASK, BODY).await;
             let total = TASKS * PER_TASK;
             let s = store.stats();
             assert_eq!(s.messages_appended, total as u64);
@@ -2046,9 +2040,8 @@ mod tests {
                 .shutdown()
                 .await
                 .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            acked
         });
-        let acked = std::mem::take(&mut *acked.borrow_mut());
-        assert_eq!(acked.len(), TASKS * PER_TASK);
         run(async move {
             let store = Store::open(c)
                 .await
