@@ -1696,14 +1696,8 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("reopen: {e}"));
             for (phys, seed) in &acked {
-                let rec = store
-                    .read_record(*phys)
-                    .await
-                    .unwrap_or_else(|e| panic!("read {phys}: {e}"));
-                let v = RecordView::parse_verified(&rec)
-                    .unwrap_or_else(|e| panic!("parse {phys}: {e}"));
                 assert!(
-                    v.body() == &body(*seed, 40 + seed % 961)[..],
+                    stored_body(&store, *phys).await == body(*seed, 40 + seed % 961),
                     "body at {phys}"
                 );
             }
@@ -1931,6 +1925,16 @@ mod tests {
         });
     }
 
+    /// The body of the record stored at `phys`, read back and CRC-verified.
+    async fn stored_body(store: &Store, phys: u64) -> Vec<u8> {
+        let rec = store
+            .read_record(phys)
+            .await
+            .unwrap_or_else(|e| panic!("read {phys}: {e}"));
+        let v = RecordView::parse_verified(&rec).unwrap_or_else(|e| panic!("parse {phys}: {e}"));
+        v.body().to_vec()
+    }
+
     /// (physical offset, body) of acknowledged appends.
     type Acked = Vec<(u64, Vec<u8>)>;
 
@@ -2047,12 +2051,7 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("reopen: {e}"));
             for (phys, b) in &acked {
-                let rec = store
-                    .read_record(*phys)
-                    .await
-                    .unwrap_or_else(|e| panic!("read {phys}: {e}"));
-                let v = RecordView::parse_verified(&rec).unwrap_or_else(|e| panic!("parse: {e}"));
-                assert_eq!(v.body(), &b[..], "record at {phys}");
+                assert_eq!(&stored_body(&store, *phys).await, b, "record at {phys}");
             }
             let sum: i64 = (0..4).map(|q| store.max_offset("P", q)).sum();
             assert_eq!(sum, (TASKS * PER_TASK) as i64);
