@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The 4 KiB flush=sync store row against fio, as ratios of runs made next to each other.
+#
+# Why: this VM's disk drifts by a third within the hour (fio 1 MiB QD4 1.5-2.9 GB/s on one
+# day), so one fio figure and one store figure taken minutes apart give any ratio from 50 to
+# 90 %. Here each pair is fio's O_DIRECT 1 MiB QD4 sequential write (perf/fio.sh's yardstick
+# row: a laid-out file overwritten) immediately followed by the store (examples/sync_loop.rs:
+# 4096 concurrent appenders, each waiting for the fdatasync that covers its 4 KiB record, one
+# prewritten 1 GiB segment so that no background zero fill shares the disk), with the
+# pipelined group commit off and on. It prints every pair and the median of the ratios.
+#
+# Usage: perf/sync-ratio.sh [DIR] [PAIRS]   DIR: scratch directory on the disk under test
+#        (default ./target/bench-scratch), PAIRS: how many rounds (default 8).
+# Needs fio and jq (perf/fio.sh installs fio when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${1:-./target/bench-scratch}
+PAIRS=${2:-8}
+MSGS=${SYNC_RATIO_MSGS:-240000}
+mkdir -p "$DIR"
+command -v fio >/dev/null 2>&1 || perf/fio.sh "$DIR" 64M >/dev/null
+command -v jq >/dev/null 2>&1 || { echo "jq is needed (apt-get -y install jq)" >&2; exit 1; }
+cargo build --release -q -p ramjet-storage --example sync_loop
+BIN=${CARGO_TARGET_DIR:-target}/release/examples/sync_loop
+FILE="$DIR/sync-ratio-fio.dat"
+trap 'rm -f "$FILE"' EXIT
+fio --name=layout --filename="$FILE" --rw=write --bs=1M --size=1G --direct=1 \
+    --ioengine=psync --output-format=json >/dev/null
+
+fio_mib() {
+    fio --name=w --filename="$FILE" --rw=write --bs=1M --iodepth=4 --ioengine=io_uring \
+        --direct=1 --size=1G --output-format=json | jq -r '.jobs[0].write.bw_bytes / 1048576 | floor'
+}
+
+store_mib() { # pipeline 0|1
+    RAMJET_PREWRITTEN=1 RAMJET_PREALLOCATE=none RAMJET_SYNC_PIPELINE=$1 \
+        "$BIN" "$DIR" "$MSGS" 4096 4096 1024 | tail -1 | sed -E 's/.*appenders: ([0-9.]+) MiB\/s.*/\1/'
+}
+
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs, $(git rev-parse --short HEAD)"
+echo "# dir $(realpath "$DIR") on $(df -T "$DIR" | awk 'NR==2 {print $1" ("$2")"}')"
+echo "# store: $MSGS x 4 KiB, 4096 appenders, flush=sync, io_mode=direct, prewritten 1 GiB segment"
+echo "pair fio_MiB/s store_MiB/s pipelined_MiB/s ratio pipelined_ratio"
+R1=()
+R2=()
+for i in $(seq 1 "$PAIRS"); do
+    f=$(fio_mib)
+    s=$(store_mib 0)
+    p=$(store_mib 1)
+    r1=$(awk -v a="$s" -v b="$f" 'BEGIN {printf "%.3f", a / b}')
+    r2=$(awk -v a="$p" -v b="$f" 'BEGIN {printf "%.3f", a / b}')
+    R1+=("$r1")
+    R2+=("$r2")
+    echo "$i $f $s $p $r1 $r2"
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+echo "median ratio: store $(median "${R1[@]}"), pipelined $(median "${R2[@]}") (target 0.80)"
