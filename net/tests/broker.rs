@@ -678,3 +678,71 @@ fn batch_at_the_max_batch_messages_limit() {
     );
     assert_eq!(m.ext_get("offset"), Some("5"));
 }
+
+/// `flush = sync`: many sends pipelined on one connection (a oneway one among them) are all
+/// answered from the shard's ack queue after their fdatasync, each with the queue offset and
+/// the offset message id of its own record, and the oneway send is stored but never answered.
+#[test]
+fn pipelined_sync_sends_get_their_own_ids_and_offsets() {
+    const N: usize = 300;
+    const ONEWAY: usize = 137;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 9, 1);
+    cfg.store.flush = "sync".into();
+    let server = start(cfg);
+    let mut c = Client::connect(server.shards[0].main);
+    let p = props("T", "k1");
+    let mut opaques = Vec::new();
+    for m in 0..N {
+        let body = format!("sync-{m:04}-{}", "x".repeat(m % 50));
+        let ext = [
+            ("a", "PG"),
+            ("b", "SA"),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", "0"),
+            ("f", "0"),
+            ("g", "1700000000000"),
+            ("h", "0"),
+            ("i", p.as_str()),
+        ];
+        let o = c.send(
+            RequestCode::SEND_MESSAGE_V2,
+            &ext,
+            body.as_bytes(),
+            m == ONEWAY,
+        );
+        opaques.push(o);
+    }
+    let mut answers = std::collections::HashMap::new();
+    while answers.len() < N - 1 {
+        let f = c.next_frame().expect("connection open");
+        assert!(f.is_response());
+        assert!(
+            answers.insert(f.opaque, f).is_none(),
+            "an opaque answered twice"
+        );
+    }
+    assert!(!answers.contains_key(&opaques[ONEWAY]), "oneway answered");
+    let bytes = pull_all(&mut c, "SA", N);
+    let mut pos = 0;
+    let mut m = 0;
+    while pos < bytes.len() {
+        let r = RecordView::parse(&bytes[pos..]).unwrap();
+        let want = format!("sync-{m:04}-{}", "x".repeat(m % 50));
+        assert_eq!(r.body(), want.as_bytes(), "record {m}");
+        assert_eq!(r.queue_offset(), m as i64);
+        if m != ONEWAY {
+            let a = &answers[&opaques[m]];
+            assert_eq!(a.code, ResponseCode::SUCCESS, "{:?}", a.remark);
+            assert_eq!(a.ext_get("queueOffset"), Some(m.to_string().as_str()));
+            assert_eq!(a.ext_get("queueId"), Some("0"));
+            let id = a.ext_get("msgId").expect("msgId");
+            assert_eq!(id.len(), 32, "IPv4 offset id: {id}");
+            assert_eq!(&id[16..], format!("{:016X}", r.physical_offset()));
+        }
+        pos += r.total_size() as usize;
+        m += 1;
+    }
+    assert_eq!(m, N);
+}

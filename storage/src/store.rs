@@ -425,6 +425,11 @@ impl Store {
         })
     }
 
+    /// CommitLog offset below which everything is durable (fdatasync'ed).
+    pub fn durable_offset(&self) -> u64 {
+        self.inner.log.durable_offset()
+    }
+
     /// Group commit: resolves once a flush (write + fdatasync) covers `end_physical_offset`.
     /// Fails if a flush fails first (the data stays in memory and is retried) or at shutdown.
     pub async fn wait_durable(&self, end_physical_offset: u64) -> Result<(), StoreError> {

@@ -18,5 +18,6 @@ pub mod register;
 pub mod send;
 pub mod server;
 pub mod shard;
+pub mod syncack;
 pub mod topics;
 pub mod warm;

@@ -296,6 +296,22 @@ fn send_once(
         }
     };
     ShardCounters::add(&b.counters.msgs_put, put.msg_count as u64);
+    if b.store.config().flush == FlushMode::Sync && !batch {
+        // Ack after the fdatasync covering the record (group commit), from the shard's queue.
+        if !req.is_oneway() {
+            b.sync_acks.push(
+                b,
+                conn,
+                put.end_physical_offset,
+                put.physical_offset,
+                queue_id,
+                put.queue_offset,
+                req.opaque,
+                req.serialize_type,
+            );
+        }
+        return None;
+    }
     let single: OffsetMsgId;
     // Prefix (an offset id's text) and hex digits only: always valid UTF-8.
     let ids = String::from_utf8(ids).unwrap_or_default();
@@ -312,7 +328,7 @@ fn send_once(
         "false"
     };
     if b.store.config().flush == FlushMode::Sync {
-        // Ack after the fdatasync covering the record (group commit).
+        // A batch: its ids are one string per request, answered from a task of its own.
         let broker = b.rc()?;
         let conn = conn.clone();
         let (opaque, st, oneway) = (req.opaque, req.serialize_type, req.is_oneway());
@@ -383,7 +399,7 @@ fn hex16(v: u64) -> [u8; 16] {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn respond_send(
+pub(crate) fn respond_send(
     conn: &Conn,
     st: SerializeType,
     opaque: i32,

@@ -97,6 +97,8 @@ pub struct Broker {
     pub boot_ms: i64,
     /// Round-robin cursor for sends with queueId < 0.
     pub(crate) rr_queue: Cell<u32>,
+    /// Answers to single-message sends waiting for their fdatasync (`flush = sync`).
+    pub sync_acks: super::syncack::SyncAcks,
     /// Itself, for handlers that continue in a task of their own.
     me: std::rc::Weak<Broker>,
 }
@@ -241,6 +243,7 @@ impl Broker {
             registrar,
             boot_ms: super::namesrv_host::now_ms(),
             rr_queue: Cell::new(0),
+            sync_acks: super::syncack::SyncAcks::default(),
             me: me.clone(),
         });
         let ports = ShardPorts {

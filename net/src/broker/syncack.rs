@@ -1,0 +1,158 @@
+//! Answers to single-message sends under `flush = sync`, in one queue per shard.
+//!
+//! A sync send is answered after the fdatasync that covers its record. Each such send used to
+//! spawn a task of its own that waited for durability, with its message id copied into a
+//! `String`: two heap allocations, a task and a parked waker per message, and at every group
+//! commit one task wake-up per acknowledged message. Here a send leaves a fixed-size entry in
+//! the shard's queue (records are appended in offset order, so the queue is ordered by end
+//! offset), and one task waits for the front entry only; when the durable point moves it
+//! answers every entry it covers in one pass, writing each answer into its connection's
+//! outbox. The message id is rebuilt from the physical offset at answer time (no copy kept).
+//! The task exists only while entries are queued.
+//!
+//! Batches (one id per message, a per-request string) keep a task of their own; oneway sends
+//! are never answered and are not queued.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use ramjet_core::record::offset_msg_id;
+use ramjet_core::remoting::{ResponseCode, SerializeType};
+use ramjet_storage::StoreError;
+
+use super::conn::Conn;
+use super::shard::Broker;
+
+/// Entries the queue holds without growing (it grows beyond on demand, and keeps the room).
+const INITIAL_CAPACITY: usize = 4096;
+
+/// One send waiting for its fdatasync.
+struct PendingAck {
+    /// End of the record in the CommitLog: durable at or past this, the send is answered.
+    end: u64,
+    physical_offset: u64,
+    queue_offset: i64,
+    queue_id: i32,
+    opaque: i32,
+    st: SerializeType,
+    conn: Rc<Conn>,
+}
+
+/// The shard's queue of sync sends awaiting durability.
+pub struct SyncAcks {
+    queue: RefCell<VecDeque<PendingAck>>,
+    /// Whether the task that answers the queue is running.
+    running: Cell<bool>,
+    /// Sends answered from the queue (runtime info, tests).
+    answered: Cell<u64>,
+}
+
+impl Default for SyncAcks {
+    fn default() -> Self {
+        SyncAcks {
+            queue: RefCell::new(VecDeque::with_capacity(INITIAL_CAPACITY)),
+            running: Cell::new(false),
+            answered: Cell::new(0),
+        }
+    }
+}
+
+impl SyncAcks {
+    /// Sends answered through the queue so far.
+    pub fn answered(&self) -> u64 {
+        self.answered.get()
+    }
+
+    /// Sends waiting in the queue now.
+    pub fn pending(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    /// Queues the answer to a send whose record ends at `end`; starts the answering task when
+    /// it is not running.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push(
+        &self,
+        broker: &Broker,
+        conn: &Rc<Conn>,
+        end: u64,
+        physical_offset: u64,
+        queue_id: i32,
+        queue_offset: i64,
+        opaque: i32,
+        st: SerializeType,
+    ) {
+        {
+            let mut q = self.queue.borrow_mut();
+            debug_assert!(q.back().is_none_or(|b| b.end <= end), "acks out of order");
+            q.push_back(PendingAck {
+                end,
+                physical_offset,
+                queue_offset,
+                queue_id,
+                opaque,
+                st,
+                conn: conn.clone(),
+            });
+        }
+        if !self.running.replace(true) {
+            match broker.rc() {
+                Some(b) => crate::runtime::spawn_detached(answer_loop(b)),
+                None => {
+                    // The broker is being dropped: nothing can be made durable any more.
+                    self.running.set(false);
+                    self.answer_ready(broker, Some(&StoreError::ShutDown));
+                }
+            }
+        }
+    }
+
+    /// Answers every queued send the durable point covers; with `failure`, the rest too (with
+    /// the error). Never awaits, so the queue cannot change during the pass.
+    fn answer_ready(&self, b: &Broker, failure: Option<&StoreError>) {
+        let durable = b.store.durable_offset();
+        let remark = failure.map(|e| e.to_string());
+        loop {
+            let ack = {
+                let mut q = self.queue.borrow_mut();
+                match q.front() {
+                    Some(a) if a.end <= durable || failure.is_some() => q.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(a) = ack else { break };
+            let (code, remark) = if a.end <= durable {
+                (ResponseCode::SUCCESS, None)
+            } else {
+                (ResponseCode::FLUSH_DISK_TIMEOUT, remark.as_deref())
+            };
+            let id = offset_msg_id(b.addr, a.physical_offset as i64);
+            super::send::respond_send(
+                &a.conn,
+                a.st,
+                a.opaque,
+                code,
+                remark,
+                id.as_str(),
+                a.queue_id,
+                a.queue_offset,
+                b,
+            );
+            self.answered.set(self.answered.get() + 1);
+        }
+    }
+}
+
+/// Waits for the front entry's durability, answers what it covers, until the queue is empty.
+async fn answer_loop(b: Rc<Broker>) {
+    loop {
+        let front = b.sync_acks.queue.borrow().front().map(|a| a.end);
+        let Some(end) = front else {
+            b.sync_acks.running.set(false);
+            return;
+        };
+        let r = b.store.wait_durable(end).await;
+        b.sync_acks.answer_ready(&b, r.as_ref().err());
+    }
+}
