@@ -151,12 +151,14 @@ pub struct StoreConfig {
     pub append_prop_crc: bool,
     /// `flush = sync` only: pipelined group commit. The next group's writes go out while the
     /// previous group's fdatasync is in flight (at most one fdatasync in flight; the durable
-    /// point still moves only after a sync that covers it). Off by default: it raises the
-    /// throughput of many concurrent synchronous appenders (`examples/sync_loop.rs`, 4 KiB x
-    /// 4096 appenders, 5 alternating pairs on a prewritten segment: 938-1,505 -> 1,191-1,623
-    /// MiB/s; 1 KiB sync produce closed loop 161-172k -> 178-186k msg/s) but at moderate load
-    /// it made the p99 worse (1 KiB at 87k msg/s, 5 pairs: 2.2-3.5 ms -> 2.3-48 ms);
-    /// perf/results/session12-2026-12-05.md.
+    /// point still moves only after a sync that covers it). On by default since session 14:
+    /// it raises the throughput of many concurrent synchronous appenders (`examples/sync_loop.rs`,
+    /// 4 KiB x 4096 appenders, 5 alternating pairs on a prewritten segment: 938-1,505 ->
+    /// 1,191-1,623 MiB/s; 1 KiB sync produce closed loop 161-172k -> 178-186k msg/s), and with
+    /// sync sends answered from one ack queue per shard it also lowered the latency at moderate
+    /// load (1 KiB at 87k msg/s, 5 alternating pairs at the generator's default window: p90
+    /// 1.45-1.54 -> 0.91-1.25 ms, median p99 2.84 -> 2.27 ms; p99.9 mixed).
+    /// perf/results/session12-2026-12-05.md, perf/results/session14-2026-12-05.md.
     pub sync_pipeline: bool,
 }
 
@@ -192,7 +194,7 @@ impl Default for StoreConfig {
             max_transfer_bytes_on_disk: 64 * 1024,
             max_transfer_count_on_disk: 8,
             append_prop_crc: true,
-            sync_pipeline: false,
+            sync_pipeline: true,
         }
     }
 }

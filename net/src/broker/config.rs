@@ -198,7 +198,8 @@ pub struct StoreSection {
     /// "auto" (the default: "zero" under `flush = sync`, "fallocate" under `flush = async`).
     pub preallocate: String,
     /// `flush = sync`: write the next group while the previous group's fdatasync is in
-    /// flight (pipelined group commit; see `ramjet_storage::StoreConfig::sync_pipeline`).
+    /// flight (pipelined group commit, on by default; see
+    /// `ramjet_storage::StoreConfig::sync_pipeline`).
     pub sync_pipeline: bool,
 }
 
@@ -226,7 +227,7 @@ impl Default for StoreSection {
             write_pool_bytes: 128 * 1024 * 1024,
             write_pool_preallocate_bytes: 16 * 1024 * 1024,
             preallocate: "auto".into(),
-            sync_pipeline: false,
+            sync_pipeline: true,
         }
     }
 }
