@@ -833,6 +833,10 @@ async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
             }
             return;
         }
+        // Writes completed by earlier passes get their sync now, before this pass writes:
+        // no write of this loop is in flight here, and waiting for this pass's writes first
+        // would leave the disk without a sync for the whole write phase.
+        start_sync(&log, &done, &mut next, &mut in_flight);
         // Writes go out even while a sync is in flight: that is the overlap.
         match log.write_phase(true).await {
             Ok(Some(t)) => next = Some(next.map_or(t, |n| n.max(t))),
@@ -850,22 +854,34 @@ async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
                 continue;
             }
         }
-        if in_flight {
-            continue;
-        }
-        let Some(target) = next.take() else { continue };
-        // Taken right after the write phase: no write of this loop is in flight.
-        let Some(segs) = log.take_unsynced(target) else {
-            continue;
-        };
-        in_flight = true;
-        let (log2, done2) = (log.clone(), done.clone());
-        io::spawn(async move {
-            let r = log2.sync_phase(target, segs).await;
-            *done2.borrow_mut() = Some(r);
-            log2.signal.raise();
-        });
+        // Right after the write phase: no write of this loop is in flight.
+        start_sync(&log, &done, &mut next, &mut in_flight);
     }
+}
+
+/// Starts the sync that makes `next` durable, unless one is in flight or nothing waits. Call
+/// only when no write of the flusher is in flight: the sync covers the segments marked by
+/// completed writes ([`CommitLog::take_unsynced`]).
+fn start_sync(
+    log: &Rc<CommitLog>,
+    done: &Rc<RefCell<Option<Result<(), StoreError>>>>,
+    next: &mut Option<u64>,
+    in_flight: &mut bool,
+) {
+    if *in_flight {
+        return;
+    }
+    let Some(target) = next.take() else { return };
+    let Some(segs) = log.take_unsynced(target) else {
+        return;
+    };
+    *in_flight = true;
+    let (log2, done2) = (log.clone(), done.clone());
+    io::spawn(async move {
+        let r = log2.sync_phase(target, segs).await;
+        *done2.borrow_mut() = Some(r);
+        log2.signal.raise();
+    });
 }
 
 /// Waits until the sync in flight (if any) has left its result in `done`, and takes it.
