@@ -144,21 +144,25 @@ fn props(tag: &str, key: &str) -> String {
     p
 }
 
-fn send_msg(c: &mut Client, topic: &str, queue: i32, body: &[u8], tag: &str) -> RemotingCommand {
-    let q = queue.to_string();
-    let p = props(tag, "k1");
-    let ext = [
+/// SEND_MESSAGE_V2 header fields for one message to `topic`/`queue` with `props`.
+fn send_ext<'a>(topic: &'a str, queue: &'a str, props: &'a str) -> [(&'static str, &'a str); 9] {
+    [
         ("a", "PG"),
         ("b", topic),
         ("c", "TBW102"),
         ("d", "4"),
-        ("e", q.as_str()),
+        ("e", queue),
         ("f", "0"),
         ("g", "1700000000000"),
         ("h", "0"),
-        ("i", p.as_str()),
-    ];
-    c.call(RequestCode::SEND_MESSAGE_V2, &ext, body)
+        ("i", props),
+    ]
+}
+
+fn send_msg(c: &mut Client, topic: &str, queue: i32, body: &[u8], tag: &str) -> RemotingCommand {
+    let q = queue.to_string();
+    let p = props(tag, "k1");
+    c.call(RequestCode::SEND_MESSAGE_V2, &send_ext(topic, &q, &p), body)
 }
 
 fn pull_ext(
@@ -695,17 +699,7 @@ fn pipelined_sync_sends_get_their_own_ids_and_offsets() {
     let mut opaques = Vec::new();
     for m in 0..N {
         let body = format!("sync-{m:04}-{}", "x".repeat(m % 50));
-        let ext = [
-            ("a", "PG"),
-            ("b", "SA"),
-            ("c", "TBW102"),
-            ("d", "4"),
-            ("e", "0"),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            ("i", p.as_str()),
-        ];
+        let ext = send_ext("SA", "0", &p);
         let o = c.send(
             RequestCode::SEND_MESSAGE_V2,
             &ext,
