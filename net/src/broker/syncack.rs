@@ -44,8 +44,6 @@ pub struct SyncAcks {
     queue: RefCell<VecDeque<PendingAck>>,
     /// Whether the task that answers the queue is running.
     running: Cell<bool>,
-    /// Sends answered from the queue (runtime info, tests).
-    answered: Cell<u64>,
 }
 
 impl Default for SyncAcks {
@@ -53,22 +51,11 @@ impl Default for SyncAcks {
         SyncAcks {
             queue: RefCell::new(VecDeque::with_capacity(INITIAL_CAPACITY)),
             running: Cell::new(false),
-            answered: Cell::new(0),
         }
     }
 }
 
 impl SyncAcks {
-    /// Sends answered through the queue so far.
-    pub fn answered(&self) -> u64 {
-        self.answered.get()
-    }
-
-    /// Sends waiting in the queue now.
-    pub fn pending(&self) -> usize {
-        self.queue.borrow().len()
-    }
-
     /// Queues the answer to a send whose record ends at `end`; starts the answering task when
     /// it is not running.
     #[allow(clippy::too_many_arguments)]
@@ -139,7 +126,6 @@ impl SyncAcks {
                 a.queue_offset,
                 b,
             );
-            self.answered.set(self.answered.get() + 1);
         }
     }
 }
