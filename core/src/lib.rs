@@ -4,6 +4,8 @@
 //!   tag hash, message ids.
 //! - [`remoting`]: RocketMQ remoting frames (JSON and binary headers), request/response codes,
 //!   typed request/response headers and JSON bodies.
+//! - [`ratelog`]: rate-limited logging for conditions that repeat per message or per retry.
 
+pub mod ratelog;
 pub mod record;
 pub mod remoting;

@@ -6,6 +6,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ramjet_core::ratelog::LogEvery;
+
 use ramjet_core::record::{
     encode_record_with, sysflag, MessageToStore, RecordView, PROP_CRC32_LEN,
 };
@@ -120,6 +122,9 @@ pub const INDEX_DIR: &str = "index";
 const IDLE_TICK_MS: u64 = 100;
 /// Pause before retrying after a failed flush.
 const FLUSH_RETRY_MS: u64 = 100;
+/// Least time between two log lines of a failing CommitLog flush (it is retried every
+/// [`FLUSH_RETRY_MS`] for as long as, say, the disk stays full).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Called with (topic, queue id, new max offset) after each put.
 pub type ArrivalListener = Box<dyn Fn(&str, i32, i64)>;
@@ -767,6 +772,7 @@ async fn flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
     // The interval flush makes everything appended durable; flushes woken in between (byte
     // threshold, back-pressure) in async mode write the filled chunks only.
     let mut last_whole = Instant::now();
+    let failures = LogEvery::default();
     loop {
         futures_lite::future::or(log.signal.wait(), io::sleep(tick)).await;
         let Some(inner) = store.upgrade() else { return };
@@ -779,7 +785,9 @@ async fn flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
         let failed = match log.flush_once(whole).await {
             Ok(_) => false,
             Err(e) => {
-                tracing::error!(error = %e, "CommitLog flush failed; appends refused until a retry succeeds");
+                if let Some(n) = failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                    tracing::error!(error = %e, failures = n, "CommitLog flush failed; appends refused until a retry succeeds");
+                }
                 log.flush_failed(&e);
                 true
             }
@@ -809,6 +817,7 @@ async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
     let mut in_flight = false;
     // The offset the next sync makes durable (the latest write phase's target).
     let mut next: Option<u64> = None;
+    let failures = LogEvery::default();
     loop {
         futures_lite::future::or(log.signal.wait(), io::sleep(tick)).await;
         let Some(inner) = store.upgrade() else { return };
@@ -819,7 +828,9 @@ async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
         if let Some(r) = finished {
             in_flight = false;
             if let Err(e) = r {
-                tracing::error!(error = %e, "CommitLog fdatasync failed; appends refused until a retry succeeds");
+                if let Some(n) = failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                    tracing::error!(error = %e, failures = n, "CommitLog fdatasync failed; appends refused until a retry succeeds");
+                }
                 log.flush_failed(&e);
                 io::sleep(Duration::from_millis(FLUSH_RETRY_MS)).await;
             }
@@ -847,7 +858,9 @@ async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
                     tracing::error!(error = %se, "CommitLog fdatasync failed");
                 }
                 in_flight = false;
-                tracing::error!(error = %e, "CommitLog write failed; appends refused until a retry succeeds");
+                if let Some(n) = failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                    tracing::error!(error = %e, failures = n, "CommitLog write failed; appends refused until a retry succeeds");
+                }
                 log.flush_failed(&e);
                 io::sleep(Duration::from_millis(FLUSH_RETRY_MS)).await;
                 log.signal.raise();

@@ -99,6 +99,8 @@ pub struct Broker {
     pub(crate) rr_queue: Cell<u32>,
     /// Answers to single-message sends waiting for their fdatasync (`flush = sync`).
     pub sync_acks: super::syncack::SyncAcks,
+    /// Rate limit of the "send refused: disk full" warning.
+    pub(crate) disk_full_warn: ramjet_core::ratelog::LogEvery,
     /// Itself, for handlers that continue in a task of their own.
     me: std::rc::Weak<Broker>,
 }
@@ -244,6 +246,7 @@ impl Broker {
             boot_ms: super::namesrv_host::now_ms(),
             rr_queue: Cell::new(0),
             sync_acks: super::syncack::SyncAcks::default(),
+            disk_full_warn: ramjet_core::ratelog::LogEvery::default(),
             me: me.clone(),
         });
         let ports = ShardPorts {
