@@ -62,6 +62,9 @@ pub struct BrokerSpec {
     pub broker_toml: String,
     /// Extra TOML lines appended to the `[store]` section.
     pub store_toml: String,
+    /// `[broker] data_dir` somewhere else than the process's temp dir (a file system the test
+    /// mounted, say); `None`: `data` inside the temp dir.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for BrokerSpec {
@@ -74,6 +77,7 @@ impl Default for BrokerSpec {
             name: "ramjet".to_string(),
             broker_toml: String::new(),
             store_toml: String::new(),
+            data_dir: None,
         }
     }
 }
@@ -188,7 +192,10 @@ impl Broker {
 
     /// The data directory (`[broker] data_dir`).
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        match &self.spec.data_dir {
+            Some(d) => d.clone(),
+            None => self.dir.path().join("data"),
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
