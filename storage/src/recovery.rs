@@ -28,13 +28,19 @@
 //!      are acknowledged data gone bad: [`RecoveryError::Corrupt`].
 //!    - Otherwise the rest of that segment and every later segment are searched for a valid
 //!      record (magic, PHYSICALOFFSET equal to its own position, structure, CRC). If one exists,
-//!      the bad bytes sit before valid data, which a torn write of the tail cannot explain:
-//!      [`RecoveryError::Corrupt`], naming the segment file, the offset and the next valid record.
-//!      Nothing is modified in either error case.
-//!    - If none exists, `P` is the end: the non-zero bytes from `P` to the end of its segment
-//!      are overwritten with zeros and fdatasync'ed (so a partial record can never resurface,
-//!      e.g. after a later write lengthens the valid data up to it), and later segments (which
-//!      hold no valid record) are deleted.
+//!      the bad bytes sit before valid data. One crash explains that: the writes in flight
+//!      (up to [`RecoveryOptions::max_in_flight_bytes`]) complete in any order, so a later
+//!      one can land while an earlier one never did. That is accepted as a torn tail (below)
+//!      only when a whole sector of zeros (never written) lies between `P` and the next valid
+//!      record and every non-zero byte after `P` is within that bound; nothing there was
+//!      acknowledged under `flush = sync` (an acknowledgement needs every byte below it
+//!      written and synced). Anything else is [`RecoveryError::Corrupt`], naming the segment
+//!      file, the offset and the next valid record. Nothing is modified in either error case.
+//!    - If none exists (or the hole is accepted), `P` is the end: the non-zero bytes from `P`
+//!      to the end of its segment are overwritten with zeros and fdatasync'ed (so a partial
+//!      record can never resurface, e.g. after a later write lengthens the valid data up to
+//!      it), and later segments (no valid record, or only records cut with the hole) are
+//!      deleted.
 //!
 //! What it deliberately does not do: skip bad records, guess record boundaries below the end,
 //! or touch ConsumeQueue/IndexFile files (the caller truncates units at or past
@@ -67,6 +73,9 @@ const ZERO_CHUNK_BYTES: usize = 1024 * 1024;
 /// ..., PHYSICALOFFSET (ends at 36).
 const PROBE_BYTES: usize = 36;
 const PHYSICAL_OFFSET_POS: usize = 28;
+/// Smallest unit a device writes whole (a sector): a write interrupted by a power loss leaves
+/// sectors either written or not.
+const SECTOR_BYTES: u64 = 512;
 /// Why a position of zeros is not a record.
 const UNWRITTEN_REASON: &str = "zero bytes (unwritten)";
 
@@ -139,6 +148,14 @@ pub struct RecoveryOptions {
     /// before it in the scan had one (or it is the first scanned), is trusted only when a valid
     /// entry follows it. Records with the property are checked against it either way.
     pub expect_prop_crc: bool,
+    /// Most CommitLog bytes the writer can have in flight at once (the store: writes in
+    /// flight x largest write). Writes in flight at a crash may complete in any order, so
+    /// unacknowledged records can sit after a sector that was never written. Past
+    /// `durable_offset`, a bad position followed by valid records is cut as a torn tail
+    /// (instead of [`RecoveryError::Corrupt`]) when a whole sector of zeros lies between it and
+    /// the next valid record, and every non-zero byte after it is within this many bytes.
+    /// 0: never (any valid record after a bad one is corruption).
+    pub max_in_flight_bytes: u64,
 }
 
 impl RecoveryOptions {
@@ -151,6 +168,7 @@ impl RecoveryOptions {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             dry_run: false,
             expect_prop_crc: true,
+            max_in_flight_bytes: 0,
         }
     }
 
@@ -534,6 +552,32 @@ fn find_valid_record(
     Ok((None, nonzero_end))
 }
 
+/// The position of the first whole sector ([`SECTOR_BYTES`]-aligned in the file) of zeros in
+/// `[from, to)` of one segment, if any.
+fn zero_sector_in(
+    reader: &mut SegmentReader,
+    from: u64,
+    to: u64,
+) -> Result<Option<u64>, RecoveryError> {
+    let mut s = from.next_multiple_of(SECTOR_BYTES);
+    while s + SECTOR_BYTES <= to {
+        let want = ((to - s) / SECTOR_BYTES * SECTOR_BYTES).min(SCAN_WINDOW_BYTES as u64);
+        let bytes = reader.get(s, want as usize)?;
+        let got = bytes.len() as u64 / SECTOR_BYTES * SECTOR_BYTES;
+        if got == 0 {
+            break;
+        }
+        if let Some(i) = bytes[..got as usize]
+            .chunks_exact(SECTOR_BYTES as usize)
+            .position(|sec| sec.iter().all(|&b| b == 0))
+        {
+            return Ok(Some(s + i as u64 * SECTOR_BYTES));
+        }
+        s += got;
+    }
+    Ok(None)
+}
+
 fn zero_range(path: &Path, from: u64, to: u64) -> Result<(), RecoveryError> {
     let file = OpenOptions::new()
         .write(true)
@@ -739,34 +783,68 @@ fn finish_at_invalid(
         pos + 1,
         opts.max_record_bytes,
     )?;
-    if let Some(at) = found {
-        return Err(RecoveryError::Corrupt {
-            segment: seg.path.clone(),
-            offset: end,
-            position: pos,
-            reason,
-            context: format!(
-                "a valid record follows at offset {} in the same segment, so this is not a torn tail",
-                seg.base_offset + at
-            ),
-        });
-    }
+    // The first valid record after `pos` (global offset, segment), and the global end of the
+    // last non-zero byte of this and the later segments.
+    let mut valid_after = found.map(|at| (seg.base_offset + at, &seg.path));
+    let mut last_nonzero = seg.base_offset + nonzero_end;
     for later in &segments[idx + 1..] {
         let mut r = SegmentReader::open(later, opts.segment_size)?;
-        if let (Some(at), _) =
-            find_valid_record(&mut r, later.base_offset, 0, 0, opts.max_record_bytes)?
-        {
-            return Err(RecoveryError::Corrupt {
-                segment: seg.path.clone(),
-                offset: end,
-                position: pos,
-                reason,
-                context: format!(
-                    "a valid record follows at offset {} in segment {}, so this is not a torn tail",
-                    later.base_offset + at,
-                    later.path.display()
-                ),
-            });
+        let (at, nz) = find_valid_record(&mut r, later.base_offset, 0, 0, opts.max_record_bytes)?;
+        if valid_after.is_none() {
+            valid_after = at.map(|at| (later.base_offset + at, &later.path));
+        }
+        if nz > 0 {
+            last_nonzero = later.base_offset + nz;
+        }
+    }
+    let mut reason = reason;
+    if let Some((at, at_path)) = valid_after {
+        let where_ = if at_path == &seg.path {
+            format!("at offset {at} in the same segment")
+        } else {
+            format!("at offset {at} in segment {}", at_path.display())
+        };
+        let hole_to = (at - seg.base_offset).min(opts.segment_size);
+        let hole = zero_sector_in(&mut reader, pos, hole_to)?;
+        let extent = last_nonzero - end;
+        match hole {
+            Some(sector) if opts.max_in_flight_bytes > 0 && extent <= opts.max_in_flight_bytes => {
+                // Out-of-order completion of the writes in flight at a crash: nothing at or
+                // after `end` was acknowledged under `flush = sync` (an acknowledgement needs
+                // every byte below it written and synced), so all of it is cut.
+                tracing::warn!(
+                    segment = %seg.path.display(),
+                    offset = end,
+                    unwritten_sector = seg.base_offset + sector,
+                    next_valid = at,
+                    data_end = last_nonzero,
+                    "CommitLog: records after a sector that was never written (writes in flight at a crash completed out of order); cutting them as a torn tail"
+                );
+                reason = format!(
+                    "{reason}; the sector at offset {} was never written, and the records after it \
+                     (up to offset {last_nonzero}) were still in flight",
+                    seg.base_offset + sector
+                );
+            }
+            _ => {
+                let why = if hole.is_none() {
+                    "and no unwritten sector lies before it".to_string()
+                } else {
+                    format!(
+                        "{extent} bytes past it, more than the {} a crash can leave in flight",
+                        opts.max_in_flight_bytes
+                    )
+                };
+                return Err(RecoveryError::Corrupt {
+                    segment: seg.path.clone(),
+                    offset: end,
+                    position: pos,
+                    reason,
+                    context: format!(
+                        "a valid record follows {where_} {why}, so this is not a torn tail"
+                    ),
+                });
+            }
         }
     }
     // A torn tail (or the clean end of the data). Cut it.

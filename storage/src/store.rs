@@ -1022,6 +1022,13 @@ fn recover(
     let mut opts = RecoveryOptions::from_checkpoint(cfg.segment_size_bytes, checkpoint.as_ref());
     opts.max_record_bytes = cfg.max_record_bytes().max(cfg.max_batch_bytes);
     opts.expect_prop_crc = cfg.append_prop_crc;
+    // A write carries at most a chunk, or one record (batch) bigger than a chunk, plus the
+    // rewritten partial block before it and the block it ends in.
+    let largest_write = (cfg.write_chunk_bytes as u64)
+        .max(StoreConfig::default().write_chunk_bytes as u64)
+        .max(opts.max_record_bytes as u64)
+        + 2 * crate::config::IO_ALIGNMENT;
+    opts.max_in_flight_bytes = crate::commitlog::MAX_WRITES_IN_FLIGHT as u64 * largest_write;
     let mut dispatch_error: Option<String> = None;
     let report = recover_commitlog(&cfg.commitlog_dir(), &opts, &mut |view, offset| {
         if dispatch_error.is_some() {

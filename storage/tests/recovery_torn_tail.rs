@@ -633,3 +633,153 @@ fn old_record_with_zeroed_properties_at_the_end_is_still_cut() {
     assert_laid(&seen, &w.laid[..5]);
     assert!(r.truncated.expect("cut").reason.contains("torn write"));
 }
+
+/// Zeroes `[from, from + len)` of one segment (a write that never reached the disk).
+fn unwrite(path: &Path, from: u64, len: usize) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    f.write_all_at(&vec![0u8; len], from).expect("zero");
+}
+
+/// A log of 70 records of 700 B in one segment with a 4 KiB block never written after
+/// record 45 (records 10.. are past the checkpoint's durable offset): (writer, hole start,
+/// index of the first record the hole touches).
+fn log_with_hole(dir: &Path) -> (LogWriter, u64, usize) {
+    let mut w = LogWriter::new(dir, SEG, true);
+    for _ in 0..70 {
+        w.append(700);
+    }
+    assert!(w.end < SEG, "one segment");
+    let hole = w.laid[45].offset.next_multiple_of(4096);
+    unwrite(&w.segment_path(0), hole, 4096);
+    let torn = w
+        .laid
+        .iter()
+        .position(|l| l.offset + l.bytes.len() as u64 > hole)
+        .expect("a record touches the hole");
+    (w, hole, torn)
+}
+
+#[test]
+fn records_in_flight_after_an_unwritten_block_are_cut_as_a_torn_tail() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (w, hole, torn) = log_with_hole(tmp.path());
+    let opts = RecoveryOptions {
+        durable_offset: w.laid[10].offset,
+        max_in_flight_bytes: SEG,
+        ..RecoveryOptions::full(SEG)
+    };
+    let (report, seen) = recover(tmp.path(), &opts).expect("a torn tail, not corruption");
+    let cut = w.laid[torn].offset;
+    assert_eq!(report.end_offset, cut);
+    assert_laid(&seen, &w.laid[..torn]);
+    let t = report.truncated.expect("truncated");
+    assert_eq!(t.offset, cut);
+    assert!(t.reason.contains("never written"), "{}", t.reason);
+    assert!(t.reason.contains(&hole.to_string()), "{}", t.reason);
+    // Everything from the cut to the old end is zero on disk: the records after the hole
+    // cannot resurface.
+    let rest = read_at(&w.segment_path(0), cut, (w.end - cut) as usize);
+    assert!(
+        rest.iter().all(|&b| b == 0),
+        "bytes after the cut were zeroed"
+    );
+    // A second recovery finds a clean end there.
+    let (again, seen) = recover(tmp.path(), &opts).expect("recover again");
+    assert_eq!(again.end_offset, cut);
+    assert_eq!(again.truncated, None);
+    assert_eq!(seen.len(), torn);
+}
+
+#[test]
+fn an_unwritten_block_is_corruption_when_the_data_after_it_exceeds_what_can_be_in_flight() {
+    for (max_in_flight, wanted) in [(0, "no"), (4096, "more than the 4096")] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (w, _hole, torn) = log_with_hole(tmp.path());
+        let before = std::fs::read(w.segment_path(0)).expect("read");
+        let opts = RecoveryOptions {
+            durable_offset: w.laid[10].offset,
+            max_in_flight_bytes: max_in_flight,
+            ..RecoveryOptions::full(SEG)
+        };
+        match recover(tmp.path(), &opts).expect_err("corruption") {
+            RecoveryError::Corrupt {
+                offset, context, ..
+            } => {
+                assert_eq!(offset, w.laid[torn].offset);
+                assert!(context.contains("not a torn tail"), "{context}");
+                if max_in_flight > 0 {
+                    assert!(context.contains(wanted), "{context}");
+                }
+            }
+            other => panic!("expected Corrupt, got {other}"),
+        }
+        assert_eq!(
+            std::fs::read(w.segment_path(0)).expect("read"),
+            before,
+            "nothing modified"
+        );
+    }
+}
+
+#[test]
+fn a_flipped_bit_before_valid_records_stays_corruption_with_writes_in_flight_allowed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    for _ in 0..60 {
+        w.append(700);
+    }
+    let victim = w.laid[40].clone();
+    flip(&w.segment_path(0), victim.offset + BODY_POS + 3, 0x10);
+    let opts = RecoveryOptions {
+        durable_offset: w.laid[10].offset,
+        max_in_flight_bytes: SEG,
+        ..RecoveryOptions::full(SEG)
+    };
+    match recover(tmp.path(), &opts).expect_err("corruption") {
+        RecoveryError::Corrupt {
+            offset, context, ..
+        } => {
+            assert_eq!(offset, victim.offset);
+            assert!(context.contains("no unwritten sector"), "{context}");
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+}
+
+#[test]
+fn an_unwritten_segment_end_before_records_of_the_next_segment_is_cut_with_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut w = LogWriter::new(tmp.path(), SEG, true);
+    while w.end < SEG + 3000 {
+        w.append(900);
+    }
+    // The last block of segment 0 (end of its last record and the blank marker) was never
+    // written; segment 1's first records were.
+    let seg0 = w.segment_path(0);
+    let last_block = SEG - 4096;
+    unwrite(&seg0, last_block, 4096);
+    let torn = w
+        .laid
+        .iter()
+        .position(|l| l.offset + l.bytes.len() as u64 > last_block)
+        .expect("a record touches the last block");
+    assert!(w.laid[torn].offset < SEG, "the torn record is in segment 0");
+    let opts = RecoveryOptions {
+        durable_offset: w.laid[5].offset,
+        max_in_flight_bytes: 2 * SEG,
+        ..RecoveryOptions::full(SEG)
+    };
+    let (report, seen) = recover(tmp.path(), &opts).expect("a torn tail across segments");
+    assert_eq!(report.end_offset, w.laid[torn].offset);
+    assert_eq!(seen.len(), torn);
+    let seg1 = w.segment_path(SEG);
+    assert_eq!(report.removed_segments, vec![seg1.clone()]);
+    assert!(
+        !seg1.exists(),
+        "the later segment's in-flight records are gone"
+    );
+}
