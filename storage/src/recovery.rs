@@ -755,6 +755,13 @@ fn finish_at_invalid(
 ) -> Result<RecoveryReport, RecoveryError> {
     let seg = &segments[idx];
     let end = seg.base_offset + pos;
+    let corrupt = |reason: String, context: String| RecoveryError::Corrupt {
+        segment: seg.path.clone(),
+        offset: end,
+        position: pos,
+        reason,
+        context,
+    };
     if end < opts.durable_offset {
         if reason == UNWRITTEN_REASON {
             return Err(RecoveryError::DurableDataMissing {
@@ -762,16 +769,13 @@ fn finish_at_invalid(
                 durable_offset: opts.durable_offset,
             });
         }
-        return Err(RecoveryError::Corrupt {
-            segment: seg.path.clone(),
-            offset: end,
-            position: pos,
+        return Err(corrupt(
             reason,
-            context: format!(
+            format!(
                 "the checkpoint says the CommitLog was durable up to offset {}",
                 opts.durable_offset
             ),
-        });
+        ));
     }
     let mut reader = SegmentReader::open(seg, opts.segment_size)?;
     // Non-zero bytes are measured from `pos`; valid records are looked for after it (the
@@ -835,15 +839,10 @@ fn finish_at_invalid(
                         opts.max_in_flight_bytes
                     )
                 };
-                return Err(RecoveryError::Corrupt {
-                    segment: seg.path.clone(),
-                    offset: end,
-                    position: pos,
+                return Err(corrupt(
                     reason,
-                    context: format!(
-                        "a valid record follows {where_} {why}, so this is not a torn tail"
-                    ),
-                });
+                    format!("a valid record follows {where_} {why}, so this is not a torn tail"),
+                ));
             }
         }
     }

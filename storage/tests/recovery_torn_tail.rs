@@ -634,6 +634,17 @@ fn old_record_with_zeroed_properties_at_the_end_is_still_cut() {
     assert!(r.truncated.expect("cut").reason.contains("torn write"));
 }
 
+/// The offset and context of a [`RecoveryError::Corrupt`]; any other outcome fails the test.
+fn corrupt_at(r: Result<(RecoveryReport, Seen), RecoveryError>) -> (u64, String) {
+    match r {
+        Err(RecoveryError::Corrupt {
+            offset, context, ..
+        }) => (offset, context),
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok((report, _)) => panic!("expected Corrupt, recovered: {report:?}"),
+    }
+}
+
 /// Zeroes `[from, from + len)` of one segment (a write that never reached the disk).
 fn unwrite(path: &Path, from: u64, len: usize) {
     use std::os::unix::fs::FileExt;
@@ -696,7 +707,7 @@ fn records_in_flight_after_an_unwritten_block_are_cut_as_a_torn_tail() {
 
 #[test]
 fn an_unwritten_block_is_corruption_when_the_data_after_it_exceeds_what_can_be_in_flight() {
-    for (max_in_flight, wanted) in [(0, "no"), (4096, "more than the 4096")] {
+    for (max_in_flight, wanted) in [(0, "more than the 0 "), (4096, "more than the 4096 ")] {
         let tmp = tempfile::tempdir().expect("tmp");
         let (w, _hole, torn) = log_with_hole(tmp.path());
         let before = std::fs::read(w.segment_path(0)).expect("read");
@@ -705,18 +716,10 @@ fn an_unwritten_block_is_corruption_when_the_data_after_it_exceeds_what_can_be_i
             max_in_flight_bytes: max_in_flight,
             ..RecoveryOptions::full(SEG)
         };
-        match recover(tmp.path(), &opts).expect_err("corruption") {
-            RecoveryError::Corrupt {
-                offset, context, ..
-            } => {
-                assert_eq!(offset, w.laid[torn].offset);
-                assert!(context.contains("not a torn tail"), "{context}");
-                if max_in_flight > 0 {
-                    assert!(context.contains(wanted), "{context}");
-                }
-            }
-            other => panic!("expected Corrupt, got {other}"),
-        }
+        let (offset, context) = corrupt_at(recover(tmp.path(), &opts));
+        assert_eq!(offset, w.laid[torn].offset);
+        assert!(context.contains("not a torn tail"), "{context}");
+        assert!(context.contains(wanted), "{context}");
         assert_eq!(
             std::fs::read(w.segment_path(0)).expect("read"),
             before,
@@ -739,15 +742,9 @@ fn a_flipped_bit_before_valid_records_stays_corruption_with_writes_in_flight_all
         max_in_flight_bytes: SEG,
         ..RecoveryOptions::full(SEG)
     };
-    match recover(tmp.path(), &opts).expect_err("corruption") {
-        RecoveryError::Corrupt {
-            offset, context, ..
-        } => {
-            assert_eq!(offset, victim.offset);
-            assert!(context.contains("no unwritten sector"), "{context}");
-        }
-        other => panic!("expected Corrupt, got {other}"),
-    }
+    let (offset, context) = corrupt_at(recover(tmp.path(), &opts));
+    assert_eq!(offset, victim.offset);
+    assert!(context.contains("no unwritten sector"), "{context}");
 }
 
 #[test]
