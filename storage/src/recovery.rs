@@ -32,7 +32,8 @@
 //!      (up to [`RecoveryOptions::max_in_flight_bytes`]) complete in any order, so a later
 //!      one can land while an earlier one never did. That is accepted as a torn tail (below)
 //!      only when a whole sector of zeros (never written) lies between `P` and the next valid
-//!      record and every non-zero byte after `P` is within that bound; nothing there was
+//!      record (or zeros run from `P`, TOTALSIZE included, to its sector's end: a lost
+//!      rewrite of the partial block at a flush point) and every non-zero byte after `P` is within that bound; nothing there was
 //!      acknowledged under `flush = sync` (an acknowledgement needs every byte below it
 //!      written and synced). Anything else is [`RecoveryError::Corrupt`], naming the segment
 //!      file, the offset and the next valid record. Nothing is modified in either error case.
@@ -76,6 +77,8 @@ const PHYSICAL_OFFSET_POS: usize = 28;
 /// Smallest unit a device writes whole (a sector): a write interrupted by a power loss leaves
 /// sectors either written or not.
 const SECTOR_BYTES: u64 = 512;
+/// Bytes of a record's TOTALSIZE field (its first).
+const TOTAL_SIZE_BYTES: u64 = 4;
 /// Why a position of zeros is not a record.
 const UNWRITTEN_REASON: &str = "zero bytes (unwritten)";
 
@@ -809,7 +812,19 @@ fn finish_at_invalid(
             format!("at offset {at} in segment {}", at_path.display())
         };
         let hole_to = (at - seg.base_offset).min(opts.segment_size);
-        let hole = zero_sector_in(&mut reader, pos, hole_to)?;
+        let mut hole = zero_sector_in(&mut reader, pos, hole_to)?;
+        let sector_end = pos.next_multiple_of(SECTOR_BYTES).min(hole_to);
+        if hole.is_none() && sector_end >= pos + TOTAL_SIZE_BYTES {
+            // A lost rewrite of the partial block at a flush point: the sector keeps its old
+            // content, the durable records and the zeros written after them, up to its end.
+            // At least TOTALSIZE must be zero (no record starts so); 1-3 zero bytes before a
+            // sector's end are what every record under 16 MiB starts with, so they prove
+            // nothing and the rule above decides.
+            let rest = reader.get(pos, (sector_end - pos) as usize)?;
+            if rest.iter().all(|&b| b == 0) {
+                hole = Some(pos);
+            }
+        }
         let extent = last_nonzero - end;
         match hole {
             Some(sector) if opts.max_in_flight_bytes > 0 && extent <= opts.max_in_flight_bytes => {

@@ -780,3 +780,74 @@ fn an_unwritten_segment_end_before_records_of_the_next_segment_is_cut_with_it() 
         "the later segment's in-flight records are gone"
     );
 }
+
+mod power_loss {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+        /// A power loss with writes in flight: past the durable point, any set of 4 KiB blocks
+        /// never reached the disk (out-of-order completion), and the rewrite of the partial
+        /// block at the durable point may be lost too (its bytes past the point read as the
+        /// zeros the earlier write left there). Recovery never refuses, keeps every record
+        /// below the durable point byte for byte, and keeps exactly the records before the
+        /// first one the loss touched.
+        #[test]
+        fn lost_in_flight_blocks_never_cost_a_durable_record_nor_the_restart(
+            sizes in proptest::collection::vec(0usize..2500, 4..40),
+            durable_frac in 0.0f64..1.0,
+            lost in proptest::collection::vec(any::<bool>(), 16),
+            lose_partial in any::<bool>(),
+        ) {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let mut w = LogWriter::new(tmp.path(), SEG, true);
+            for s in &sizes {
+                if w.end + *s as u64 + 400 >= SEG { break; }
+                w.append(*s);
+            }
+            let d_idx = ((w.laid.len() as f64 * durable_frac) as usize).min(w.laid.len() - 1);
+            let durable = w.laid[d_idx].offset;
+            let seg0 = w.segment_path(0);
+            let first_block = durable.next_multiple_of(4096);
+            // Not covered: a lost partial block whose zeros are only 1-3 bytes (the high bytes
+            // of TOTALSIZE, zero in every record) carries no sign of the loss, so recovery
+            // refuses (the safe side) when records follow.
+            prop_assume!(!(lose_partial && (1..4).contains(&(first_block - durable))));
+            if lose_partial && first_block > durable {
+                unwrite(&seg0, durable, (first_block - durable) as usize);
+            }
+            for (i, &gone) in lost.iter().enumerate() {
+                let b = first_block + i as u64 * 4096;
+                if gone && b < w.end {
+                    unwrite(&seg0, b, 4096);
+                }
+            }
+            let keep: Vec<_> = w
+                .laid
+                .iter()
+                .take_while(|l| read_at(&seg0, l.offset, l.bytes.len()) == l.bytes)
+                .cloned()
+                .collect();
+            prop_assert!(keep.len() >= d_idx, "a durable record was damaged by the test itself");
+            let opts = RecoveryOptions {
+                durable_offset: durable,
+                max_in_flight_bytes: SEG,
+                ..RecoveryOptions::full(SEG)
+            };
+            let (r, seen) = recover(tmp.path(), &opts)
+                .map_err(|e| TestCaseError::fail(format!("recovery refused: {e}")))?;
+            let expected_end = keep.last().map_or(0, |l| l.offset + l.bytes.len() as u64);
+            prop_assert_eq!(r.end_offset, expected_end);
+            prop_assert!(r.end_offset >= durable);
+            prop_assert_eq!(seen.len(), keep.len());
+            for (s, l) in seen.iter().zip(&keep) {
+                prop_assert_eq!(s.0, l.offset);
+                prop_assert_eq!(&s.1, &l.bytes);
+            }
+            // Nothing past the cut survives on disk.
+            let rest = read_at(&seg0, expected_end, (w.end - expected_end) as usize);
+            prop_assert!(rest.iter().all(|&b| b == 0));
+        }
+    }
+}
