@@ -33,10 +33,11 @@
 //!      one can land while an earlier one never did. That is accepted as a torn tail (below)
 //!      only when a whole sector of zeros (never written) lies between `P` and the next valid
 //!      record (or zeros run from `P`, TOTALSIZE included, to its sector's end: a lost
-//!      rewrite of the partial block at a flush point) and every non-zero byte after `P` is within that bound; nothing there was
-//!      acknowledged under `flush = sync` (an acknowledgement needs every byte below it
-//!      written and synced). Anything else is [`RecoveryError::Corrupt`], naming the segment
-//!      file, the offset and the next valid record. Nothing is modified in either error case.
+//!      rewrite of the partial block at a flush point) and every non-zero byte after `P` is
+//!      within that bound; nothing there was acknowledged under `flush = sync` (an
+//!      acknowledgement needs every byte below it written and synced). Anything else is
+//!      [`RecoveryError::Corrupt`], naming the segment file, the offset and the next valid
+//!      record. Nothing is modified in either error case.
 //!    - If none exists (or the hole is accepted), `P` is the end: the non-zero bytes from `P`
 //!      to the end of its segment are overwritten with zeros and fdatasync'ed (so a partial
 //!      record can never resurface, e.g. after a later write lengthens the valid data up to
@@ -155,9 +156,10 @@ pub struct RecoveryOptions {
     /// flight x largest write). Writes in flight at a crash may complete in any order, so
     /// unacknowledged records can sit after a sector that was never written. Past
     /// `durable_offset`, a bad position followed by valid records is cut as a torn tail
-    /// (instead of [`RecoveryError::Corrupt`]) when a whole sector of zeros lies between it and
-    /// the next valid record, and every non-zero byte after it is within this many bytes.
-    /// 0: never (any valid record after a bad one is corruption).
+    /// (instead of [`RecoveryError::Corrupt`]) when a sector that was never written lies
+    /// between it and the next valid record (see the module docs), and every non-zero byte
+    /// after it is within this many bytes. 0: never (any valid record after a bad one is
+    /// corruption).
     pub max_in_flight_bytes: u64,
 }
 
