@@ -85,6 +85,7 @@ pub struct StoreStats {
     pub messages_appended: u64,
     pub bytes_appended: u64,
     pub puts_refused_busy: u64,
+    /// Appends refused for a full disk: above `disk_refuse_ratio`, or after a write hit ENOSPC.
     pub puts_refused_disk_full: u64,
     pub fdatasync_count: u64,
     pub flush_count: u64,
@@ -695,6 +696,11 @@ impl Inner {
             return Ok(());
         }
         if let Some((no_space, reason)) = self.log.durable.current_failure() {
+            if no_space {
+                // Refused for a full disk too: the write hit ENOSPC before the usage probe
+                // saw the ratio.
+                self.bump(|s| s.puts_refused_disk_full += 1);
+            }
             return Err(StoreError::FlushFailed {
                 durable_offset: self.log.durable_offset(),
                 no_space,

@@ -213,6 +213,9 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
         "ramjet.putsRefusedDiskFull",
         s.puts_refused_disk_full.to_string(),
     );
+    // Every failed CommitLog write or fdatasync, retries included (the log says it once per
+    // 10 s): nonzero means the disk refused data at some point since start.
+    put("ramjet.flushFailures", s.flush_failures.to_string());
     put(
         "ramjet.registrationsOk",
         b.registrar.registrations_ok.get().to_string(),
