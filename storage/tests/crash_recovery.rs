@@ -242,17 +242,22 @@ fn chunk_bytes(chunks: &[Chunk]) -> Vec<u8> {
     out
 }
 
-/// Simulates what a power cut can leave that SIGKILL cannot: a partly written record past the
-/// end (a plausible header with this position's PHYSICALOFFSET, then random bytes). Returns
-/// the offset written at, or None when the end is at a segment boundary.
-fn tear_tail(dir: &Path, rng: &mut impl Rng) -> Option<u64> {
+/// Where the valid CommitLog ends now (a read-only scan).
+fn valid_end(dir: &Path) -> u64 {
     let opts = RecoveryOptions {
         dry_run: true,
         ..RecoveryOptions::full(SEGMENT_BYTES)
     };
-    let end = recover_commitlog(&dir.join("commitlog"), &opts, &mut |_, _| {})
-        .expect("scan before tearing")
-        .end_offset;
+    recover_commitlog(&dir.join("commitlog"), &opts, &mut |_, _| {})
+        .expect("scan for the valid end")
+        .end_offset
+}
+
+/// Simulates what a power cut can leave that SIGKILL cannot: a partly written record past the
+/// end (a plausible header with this position's PHYSICALOFFSET, then random bytes). Returns
+/// the offset written at, or None when the end is at a segment boundary.
+fn tear_tail(dir: &Path, rng: &mut impl Rng) -> Option<u64> {
+    let end = valid_end(dir);
     let pos = end % SEGMENT_BYTES;
     let room = SEGMENT_BYTES - pos;
     if room < 64 {
@@ -279,13 +284,7 @@ fn tear_tail(dir: &Path, rng: &mut impl Rng) -> Option<u64> {
 /// that never reached the disk) so that the record at the end is torn and valid ones follow.
 /// Returns the offset written at, or None when the segment has too little room left.
 fn hole_tail(dir: &Path, rng: &mut impl Rng) -> Option<u64> {
-    let opts = RecoveryOptions {
-        dry_run: true,
-        ..RecoveryOptions::full(SEGMENT_BYTES)
-    };
-    let end = recover_commitlog(&dir.join("commitlog"), &opts, &mut |_, _| {})
-        .expect("scan before the hole")
-        .end_offset;
+    let end = valid_end(dir);
     let pos = end % SEGMENT_BYTES;
     let hole = pos.next_multiple_of(4096);
     if SEGMENT_BYTES - pos < 16 * 1024 || hole + 8192 > SEGMENT_BYTES {
