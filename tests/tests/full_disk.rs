@@ -338,6 +338,14 @@ fn sync_sends_on_a_full_disk_fail_cleanly_and_resume_when_space_returns() {
         assert_eq!(a.code, response::SUCCESS, "send {s} after the disk grew");
     }
     answers.extend(after);
+    let recovered_lines = broker
+        .log_text()
+        .matches("CommitLog flush succeeded again; appends accepted")
+        .count();
+    assert_eq!(
+        recovered_lines, 1,
+        "the log says once that the disk took data again"
+    );
     let before_kill = stored(&broker);
     check(&before_kill, &answers, "after the disk grew");
 

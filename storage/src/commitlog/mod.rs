@@ -510,7 +510,7 @@ impl CommitLog {
             if self.durable.current_failure().is_some() {
                 // Nothing left to retry (a fault hit after the data was made durable): appends
                 // may go on.
-                self.durable.advance(target);
+                self.advance_durable(target);
             }
             return Ok(None);
         }
@@ -625,11 +625,25 @@ impl CommitLog {
             }
             self.bump(|s| s.fdatasync_count += 1);
         }
-        self.durable.advance(target);
+        self.advance_durable(target);
         self.bump(|s| s.flush_count += 1);
         self.close_finished_segments();
         self.maybe_prepare_next();
         Ok(())
+    }
+
+    /// Raises the durable watermark; after failed flushes this is where appends are accepted
+    /// again, which the log says (the failures were logged at most once per 10 s).
+    fn advance_durable(&self, target: u64) {
+        let was_failing = self.durable.has_failure();
+        self.durable.advance(target);
+        if was_failing {
+            tracing::info!(
+                durable_offset = self.durable.durable(),
+                flush_failures = self.stats.get().flush_failures,
+                "CommitLog flush succeeded again; appends accepted"
+            );
+        }
     }
 
     /// Records a failed flush: waiters fail, appends are refused until a flush succeeds.
