@@ -572,6 +572,20 @@ pub fn pull_all(
     }
 }
 
+/// One numeric counter of GET_BROKER_RUNTIME_INFO (`ramjet admin status`); fails the test
+/// when the broker does not answer or has no such numeric key.
+pub fn runtime_counter(conn: &mut Conn, key: &str) -> u64 {
+    let info = conn
+        .call(request::GET_BROKER_RUNTIME_INFO, &[], &[])
+        .expect("runtime info");
+    assert_eq!(info.code, response::SUCCESS);
+    let v: serde_json::Value = serde_json::from_slice(&info.body).expect("runtime info json");
+    v["table"][key]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{key} missing from runtime info"))
+}
+
 /// GET_MAX_OFFSET of a queue.
 pub fn max_offset(conn: &mut Conn, topic: &str, queue_id: i32) -> Result<i64, String> {
     let ext = [

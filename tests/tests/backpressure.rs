@@ -61,15 +61,7 @@ fn pipelined_batches(broker: &Broker) -> (Vec<i32>, i64, u64) {
         })
         .collect();
     let max = ops::max_offset(&mut c, TOPIC, 0).expect("max offset");
-    let info = c
-        .call(request::GET_BROKER_RUNTIME_INFO, &[], &[])
-        .expect("runtime info");
-    assert_eq!(info.code, response::SUCCESS);
-    let v: serde_json::Value = serde_json::from_slice(&info.body).expect("runtime info json");
-    let held = v["table"]["ramjet.sendsHeld"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("ramjet.sendsHeld");
+    let held = ops::runtime_counter(&mut c, "ramjet.sendsHeld");
     (codes, max, held)
 }
 

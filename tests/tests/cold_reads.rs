@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use ramjet_tests::ops::{self, OutMessage};
-use ramjet_tests::wire::{request, response};
+use ramjet_tests::wire::response;
 use ramjet_tests::{Broker, BrokerSpec, Conn, Flush};
 
 const TOPIC: &str = "e2e_cold_reads";
@@ -23,18 +23,6 @@ fn body(i: usize) -> Vec<u8> {
     let mut b = vec![(i % 251) as u8; BODY];
     b[..8].copy_from_slice(&(i as u64).to_le_bytes());
     b
-}
-
-fn runtime_counter(c: &mut Conn, key: &str) -> u64 {
-    let info = c
-        .call(request::GET_BROKER_RUNTIME_INFO, &[], &[])
-        .expect("runtime info");
-    assert_eq!(info.code, response::SUCCESS);
-    let v: serde_json::Value = serde_json::from_slice(&info.body).expect("runtime info json");
-    v["table"][key]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{key} missing from runtime info"))
 }
 
 /// Whether this kernel has cachestat(2) (Linux 6.5): without it the broker cannot tell cold
@@ -69,7 +57,7 @@ fn store_and_pull_back(off_shard: bool) -> u64 {
             .expect_ok(&format!("batch {b}"));
         assert_eq!(sent.queue_offset, (b * PER_BATCH) as i64);
     }
-    let before = runtime_counter(&mut c, "ramjet.coldReads");
+    let before = ops::runtime_counter(&mut c, "ramjet.coldReads");
     assert_eq!(before, 0, "nothing pulled yet");
     let pulled = ops::pull_all(&mut c, "cold_group", TOPIC, 0, 0, Duration::from_secs(60));
     assert_eq!(pulled.len(), BATCHES * PER_BATCH, "every message pulled");
@@ -77,8 +65,8 @@ fn store_and_pull_back(off_shard: bool) -> u64 {
         assert_eq!(m.queue_offset, i as i64, "queue offsets in order");
         assert!(m.body == body(i), "body of message {i} differs");
     }
-    let cold = runtime_counter(&mut c, "ramjet.coldReads");
-    let cold_bytes = runtime_counter(&mut c, "ramjet.coldReadBytes");
+    let cold = ops::runtime_counter(&mut c, "ramjet.coldReads");
+    let cold_bytes = ops::runtime_counter(&mut c, "ramjet.coldReadBytes");
     assert!(
         cold_bytes >= cold,
         "cold reads {cold} but only {cold_bytes} bytes"

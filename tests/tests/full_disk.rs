@@ -149,21 +149,6 @@ fn send_windowed(
     }
 }
 
-/// GET_BROKER_RUNTIME_INFO: a lookup of its numeric counters.
-fn runtime_info(c: &mut Conn) -> impl Fn(&str) -> u64 {
-    let info = c
-        .call(request::GET_BROKER_RUNTIME_INFO, &[], &[])
-        .expect("runtime info");
-    assert_eq!(info.code, response::SUCCESS);
-    let v: serde_json::Value = serde_json::from_slice(&info.body).expect("runtime info json");
-    move |name: &str| {
-        v["table"][name]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("runtime info has no numeric {name}"))
-    }
-}
-
 /// Every stored message of the queue, by queue offset, as message numbers.
 fn stored(broker: &Broker) -> Vec<(i64, u64)> {
     let mut c = Conn::connect(broker.shard_addr(0)).expect("connect");
@@ -297,13 +282,12 @@ fn sync_sends_on_a_full_disk_fail_cleanly_and_resume_when_space_returns() {
         "{retry_lines} flush failure lines in 0.5 s of retries every 100 ms"
     );
     // ... while the runtime counters count every failure and refusal.
-    let counter = runtime_info(&mut c);
-    let failures = counter("ramjet.flushFailures");
+    let failures = ops::runtime_counter(&mut c, "ramjet.flushFailures");
     assert!(
         failures >= 3,
         "ramjet.flushFailures {failures} after 0.5 s of retries every 100 ms"
     );
-    let refused = counter("ramjet.putsRefusedDiskFull");
+    let refused = ops::runtime_counter(&mut c, "ramjet.putsRefusedDiskFull");
     assert!(
         refused >= unavailable as u64,
         "ramjet.putsRefusedDiskFull {refused} for {unavailable} SERVICE_NOT_AVAILABLE answers"

@@ -196,6 +196,7 @@ fn hostile_round(
 #[test]
 fn hostile_connections_do_not_disturb_a_normal_client() {
     let mut broker = Broker::start(BrokerSpec::default());
+    let started = std::time::Instant::now();
     let addr = broker.shard_addr(0);
     let namesrv = broker.namesrv_addr();
     {
@@ -400,6 +401,19 @@ fn hostile_connections_do_not_disturb_a_normal_client() {
         ops::max_offset(&mut c, TOPIC, 3).unwrap(),
         0,
         "refused sends to queue 3 must not be stored"
+    );
+    // Every bad frame is counted; the log gets at most one line per kind (malformed frame,
+    // stream closed) per listener (shard, name server) per 10 s, not one per frame.
+    let bad_frames = ops::runtime_counter(&mut c, "ramjet.badFrames");
+    let log = broker.log_text();
+    let lines = log.matches("malformed frame").count()
+        + log.matches("stream cannot be re-synchronised").count();
+    let windows = started.elapsed().as_secs() as usize / 10 + 1;
+    assert!(bad_frames >= 60, "only {bad_frames} bad frames counted");
+    assert!(
+        lines <= 2 * 2 * windows,
+        "{lines} log lines for {bad_frames} bad frames in {:?}",
+        started.elapsed()
     );
     let mut ns = Conn::connect(namesrv).unwrap();
     let route = ops::get_route(&mut ns, TOPIC).unwrap();

@@ -19,9 +19,10 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
+use ramjet_core::ratelog::LogEvery;
 use ramjet_core::remoting::{
     decode_frame, encode_frame, encode_frame_head, CodecLimits, CommandView, EncodeHeader,
     FrameDecode, FrameHead, RemotingCommand, ResponseCode, SerializeType,
@@ -420,7 +421,17 @@ pub struct ListenerStats {
     pub refused_total: Cell<u64>,
     pub bad_frames_total: Cell<u64>,
     pub requests_total: Cell<u64>,
+    /// Rate limits of the lines a client can cause per frame or per connection (malformed
+    /// frames, unrecoverable streams, refused connections) and of accept errors: a hostile
+    /// or broken client must not flood the log. The counters above count every event.
+    bad_frame_log: LogEvery,
+    resync_log: LogEvery,
+    refused_log: LogEvery,
+    accept_error_log: LogEvery,
 }
+
+/// Least time between two log lines of one kind of bad input or refusal on a listener.
+pub const BAD_INPUT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Accepts connections forever, serving each with `service`.
 pub async fn serve_listener(
@@ -439,17 +450,25 @@ pub async fn serve_listener(
                 if runtime::is_listener_shut_down(&e) {
                     return;
                 }
-                tracing::warn!(error = %e, "accept failed");
+                if let Some(n) = stats
+                    .accept_error_log
+                    .hit(Instant::now(), BAD_INPUT_LOG_EVERY)
+                {
+                    tracing::warn!(error = %e, failures = n, "accept failed");
+                }
                 runtime::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
         if stats.open_connections.get() >= opts.max_connections {
             stats.refused_total.set(stats.refused_total.get() + 1);
-            tracing::warn!(
-                limit = opts.max_connections,
-                "connection refused: broker.max_connections reached"
-            );
+            if let Some(n) = stats.refused_log.hit(Instant::now(), BAD_INPUT_LOG_EVERY) {
+                tracing::warn!(
+                    limit = opts.max_connections,
+                    refused = n,
+                    "connection refused: broker.max_connections reached"
+                );
+            }
             drop(stream);
             continue;
         }
@@ -545,7 +564,11 @@ pub async fn serve_connection(
                         }
                         Err(e) => {
                             stats.bad_frames_total.set(stats.bad_frames_total.get() + 1);
-                            tracing::warn!(conn = id, peer = %peer, error = %e, "malformed frame");
+                            if let Some(n) =
+                                stats.bad_frame_log.hit(Instant::now(), BAD_INPUT_LOG_EVERY)
+                            {
+                                tracing::warn!(conn = id, peer = %peer, error = %e, bad_frames = n, "malformed frame");
+                            }
                             if let Some(opaque) = e.reply_opaque() {
                                 let st = e.serialize_type.unwrap_or(SerializeType::Json);
                                 let remark = e.to_string();
@@ -569,7 +592,9 @@ pub async fn serve_connection(
         }
         if let Some(e) = fatal {
             stats.bad_frames_total.set(stats.bad_frames_total.get() + 1);
-            tracing::warn!(conn = id, peer = %peer, error = %e, "closing connection: stream cannot be re-synchronised");
+            if let Some(n) = stats.resync_log.hit(Instant::now(), BAD_INPUT_LOG_EVERY) {
+                tracing::warn!(conn = id, peer = %peer, error = %e, closed = n, "closing connection: stream cannot be re-synchronised");
+            }
             break Ok(());
         }
         if start == end {
