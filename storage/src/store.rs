@@ -124,7 +124,8 @@ const IDLE_TICK_MS: u64 = 100;
 /// Pause before retrying after a failed flush.
 const FLUSH_RETRY_MS: u64 = 100;
 /// Least time between two log lines of a failing CommitLog flush (it is retried every
-/// [`FLUSH_RETRY_MS`] for as long as, say, the disk stays full).
+/// [`FLUSH_RETRY_MS`] for as long as, say, the disk stays full), and of a failing
+/// ConsumeQueue/IndexFile flush or retention sweep.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Called with (topic, queue id, new max offset) after each put.
@@ -943,6 +944,7 @@ async fn background_loop(store: Weak<Inner>) {
     // after a pause as long as the round took, not after the interval.
     let mut backlog = false;
     let mut last_round = Duration::ZERO;
+    let (derived_failures, retention_failures) = (LogEvery::default(), LogEvery::default());
     loop {
         if backlog {
             // Paced: a pause as long as the last round took. The rounds' page-cache copy runs
@@ -968,7 +970,11 @@ async fn background_loop(store: Weak<Inner>) {
             backlog = match res {
                 Ok(more) => more,
                 Err(e) => {
-                    tracing::error!(error = %e, "flushing ConsumeQueue/IndexFile or checkpoint failed");
+                    // Retried every round (500 ms by default) for as long as, say, the disk
+                    // stays full: logged once per FAILURE_LOG_EVERY with the count.
+                    if let Some(n) = derived_failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                        tracing::error!(error = %e, failures = n, "flushing ConsumeQueue/IndexFile or checkpoint failed");
+                    }
                     false
                 }
             };
@@ -982,7 +988,9 @@ async fn background_loop(store: Weak<Inner>) {
                 inner: inner.clone(),
             };
             if let Err(e) = st.retention_sweep().await {
-                tracing::error!(error = %e, "retention sweep failed");
+                if let Some(n) = retention_failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                    tracing::error!(error = %e, failures = n, "retention sweep failed");
+                }
             }
             last_retention = Instant::now();
         }

@@ -5,9 +5,11 @@
 //! queue offset its answer named; the sends waiting for the failed flush are answered
 //! FLUSH_DISK_TIMEOUT (the sync-ack queue's failure branch: the outcome is unknown to the
 //! client, as in RocketMQ); the sends after it are refused with SERVICE_NOT_AVAILABLE and never
-//! stored. Once space is freed (the tmpfs grows), the flusher's retry succeeds and sends are
-//! acknowledged again without a restart; after a SIGKILL and a restart every acknowledged
-//! message is still there, in order.
+//! stored. Killed and restarted on the still-full disk, the broker starts, serves every
+//! acknowledged message and refuses sends cleanly. Once space is freed (the tmpfs grows), the
+//! flusher's retry succeeds and sends are acknowledged again without a restart; after a
+//! SIGKILL and a restart every acknowledged message is still there, in order. Failures that
+//! repeat (refused sends, flush retries, background flushes) are logged, not once each.
 //!
 //! The store is configured so that only the real ENOSPC can refuse: the disk-usage guards are
 //! at 1.0 (no early refusal, no clean-up deleting acknowledged segments), segments are not
@@ -293,7 +295,36 @@ fn sync_sends_on_a_full_disk_fail_cleanly_and_resume_when_space_returns() {
         "ramjet.putsRefusedDiskFull {refused} for {unavailable} SERVICE_NOT_AVAILABLE answers"
     );
 
-    // 2. Free space: the flusher's retry succeeds and sends are acknowledged again.
+    // 2. SIGKILL and restart while the disk is still full: the broker starts, serves every
+    // acknowledged message, refuses sends cleanly, and its background flushes (ConsumeQueue,
+    // IndexFile, checkpoint: every 500 ms, all failing) do not flood the log.
+    drop(c);
+    let log_before = broker.log_text().len();
+    broker.restart();
+    check(&stored(&broker), &answers, "restarted on the full disk");
+    let mut c = Conn::connect(broker.shard_addr(0)).expect("connect after restart");
+    let next = answers.keys().max().expect("answers") + 1;
+    let on_full = send_windowed(&mut c, next..next + 8, |_| false);
+    for (seq, a) in &on_full {
+        assert!(
+            a.code == response::FLUSH_DISK_TIMEOUT || a.code == response::SERVICE_NOT_AVAILABLE,
+            "send {seq} on the full disk after the restart answered {}",
+            a.code
+        );
+    }
+    answers.extend(on_full);
+    std::thread::sleep(Duration::from_millis(1600));
+    let since_restart = broker.log_text()[log_before..].to_string();
+    let derived_lines = since_restart
+        .matches("flushing ConsumeQueue/IndexFile or checkpoint failed")
+        .count();
+    assert!(
+        derived_lines <= 2,
+        "{derived_lines} background flush failure lines in 1.6 s (a round every 500 ms)"
+    );
+    check(&stored(&broker), &answers, "after sends on the full disk");
+
+    // 3. Free space: the flusher's retry succeeds and sends are acknowledged again.
     mount.grow();
     let next = answers.keys().max().expect("answers") + 1;
     let resumed = Instant::now() + Duration::from_secs(20);
@@ -333,7 +364,7 @@ fn sync_sends_on_a_full_disk_fail_cleanly_and_resume_when_space_returns() {
     let before_kill = stored(&broker);
     check(&before_kill, &answers, "after the disk grew");
 
-    // 3. SIGKILL and restart: every acknowledged message survives, in the same places.
+    // 4. SIGKILL and restart: every acknowledged message survives, in the same places.
     drop(c);
     broker.restart();
     let after_restart = stored(&broker);
