@@ -312,6 +312,12 @@ fn sync_sends_on_a_full_disk_fail_cleanly_and_resume_when_space_returns() {
             a.code
         );
     }
+    // The first send after the restart either finds the disk-usage probe at 100 % already
+    // (refused before any write: SERVICE_NOT_AVAILABLE) or gets appended and its flush fails
+    // (FLUSH_DISK_TIMEOUT); only the second starts a failure episode in this process.
+    let flush_failed_after_restart = on_full
+        .values()
+        .any(|a| a.code == response::FLUSH_DISK_TIMEOUT);
     answers.extend(on_full);
     std::thread::sleep(Duration::from_millis(1600));
     let since_restart = broker.log_text()[log_before..].to_string();
@@ -358,8 +364,9 @@ fn sync_sends_on_a_full_disk_fail_cleanly_and_resume_when_space_returns() {
         .matches("CommitLog flush succeeded again; appends accepted")
         .count();
     assert_eq!(
-        recovered_lines, 1,
-        "the log says once that the disk took data again"
+        recovered_lines,
+        usize::from(flush_failed_after_restart),
+        "the log says once that the disk took data again, when a flush had failed"
     );
     let before_kill = stored(&broker);
     check(&before_kill, &answers, "after the disk grew");
