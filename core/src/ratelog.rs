@@ -6,6 +6,10 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+/// Least time between two lines of one repeated condition, everywhere in ramjet (a full disk's
+/// refusals and retries, bad input on a listener, failing background flushes).
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct LogEvery {
@@ -14,6 +18,11 @@ pub struct LogEvery {
 }
 
 impl LogEvery {
+    /// [`LogEvery::hit`] now, with [`LOG_EVERY`]: what every call site logs through.
+    pub fn due(&self) -> Option<u64> {
+        self.hit(Instant::now(), LOG_EVERY)
+    }
+
     /// Counts one occurrence at `now`. Returns `Some(n)` when a line is due (`n` occurrences
     /// since the last line, this one included), `None` while within `every` of the last line.
     pub fn hit(&self, now: Instant, every: Duration) -> Option<u64> {

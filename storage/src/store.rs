@@ -7,7 +7,6 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ramjet_core::ratelog::LogEvery;
-
 use ramjet_core::record::{
     encode_record_with, sysflag, MessageToStore, RecordView, PROP_CRC32_LEN,
 };
@@ -121,12 +120,9 @@ pub const INDEX_DIR: &str = "index";
 
 /// How often the flusher wakes in sync mode without appends (disk checks, derived files).
 const IDLE_TICK_MS: u64 = 100;
-/// Pause before retrying after a failed flush.
+/// Pause before retrying after a failed flush (the failure is logged at most once per
+/// [`ramjet_core::ratelog::LOG_EVERY`], with the count).
 const FLUSH_RETRY_MS: u64 = 100;
-/// Least time between two log lines of a failing CommitLog flush (it is retried every
-/// [`FLUSH_RETRY_MS`] for as long as, say, the disk stays full), and of a failing
-/// ConsumeQueue/IndexFile flush or retention sweep.
-const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Called with (topic, queue id, new max offset) after each put.
 pub type ArrivalListener = Box<dyn Fn(&str, i32, i64)>;
@@ -792,7 +788,7 @@ async fn flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
         let failed = match log.flush_once(whole).await {
             Ok(_) => false,
             Err(e) => {
-                if let Some(n) = failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                if let Some(n) = failures.due() {
                     tracing::error!(error = %e, failures = n, "CommitLog flush failed; appends refused until a retry succeeds");
                 }
                 log.flush_failed(&e);
@@ -835,7 +831,7 @@ async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
         if let Some(r) = finished {
             in_flight = false;
             if let Err(e) = r {
-                if let Some(n) = failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                if let Some(n) = failures.due() {
                     tracing::error!(error = %e, failures = n, "CommitLog fdatasync failed; appends refused until a retry succeeds");
                 }
                 log.flush_failed(&e);
@@ -865,7 +861,7 @@ async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
                     tracing::error!(error = %se, "CommitLog fdatasync failed");
                 }
                 in_flight = false;
-                if let Some(n) = failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                if let Some(n) = failures.due() {
                     tracing::error!(error = %e, failures = n, "CommitLog write failed; appends refused until a retry succeeds");
                 }
                 log.flush_failed(&e);
@@ -971,8 +967,8 @@ async fn background_loop(store: Weak<Inner>) {
                 Ok(more) => more,
                 Err(e) => {
                     // Retried every round (500 ms by default) for as long as, say, the disk
-                    // stays full: logged once per FAILURE_LOG_EVERY with the count.
-                    if let Some(n) = derived_failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                    // stays full: logged once per `LOG_EVERY` with the count.
+                    if let Some(n) = derived_failures.due() {
                         tracing::error!(error = %e, failures = n, "flushing ConsumeQueue/IndexFile or checkpoint failed");
                     }
                     false
@@ -988,7 +984,7 @@ async fn background_loop(store: Weak<Inner>) {
                 inner: inner.clone(),
             };
             if let Err(e) = st.retention_sweep().await {
-                if let Some(n) = retention_failures.hit(Instant::now(), FAILURE_LOG_EVERY) {
+                if let Some(n) = retention_failures.due() {
                     tracing::error!(error = %e, failures = n, "retention sweep failed");
                 }
             }

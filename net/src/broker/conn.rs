@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_lite::AsyncReadExt;
 use ramjet_core::ratelog::LogEvery;
@@ -421,17 +421,15 @@ pub struct ListenerStats {
     pub refused_total: Cell<u64>,
     pub bad_frames_total: Cell<u64>,
     pub requests_total: Cell<u64>,
-    /// Rate limits of the lines a client can cause per frame or per connection (malformed
-    /// frames, unrecoverable streams, refused connections) and of accept errors: a hostile
-    /// or broken client must not flood the log. The counters above count every event.
+    /// Rate limits ([`ramjet_core::ratelog::LOG_EVERY`]) of the lines a client can cause per
+    /// frame or per connection (malformed frames, unrecoverable streams, refused connections)
+    /// and of accept errors: a hostile or broken client must not flood the log. The counters
+    /// above count every event.
     bad_frame_log: LogEvery,
     resync_log: LogEvery,
     refused_log: LogEvery,
     accept_error_log: LogEvery,
 }
-
-/// Least time between two log lines of one kind of bad input or refusal on a listener.
-pub const BAD_INPUT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Accepts connections forever, serving each with `service`.
 pub async fn serve_listener(
@@ -450,10 +448,7 @@ pub async fn serve_listener(
                 if runtime::is_listener_shut_down(&e) {
                     return;
                 }
-                if let Some(n) = stats
-                    .accept_error_log
-                    .hit(Instant::now(), BAD_INPUT_LOG_EVERY)
-                {
+                if let Some(n) = stats.accept_error_log.due() {
                     tracing::warn!(error = %e, failures = n, "accept failed");
                 }
                 runtime::sleep(Duration::from_millis(10)).await;
@@ -462,7 +457,7 @@ pub async fn serve_listener(
         };
         if stats.open_connections.get() >= opts.max_connections {
             stats.refused_total.set(stats.refused_total.get() + 1);
-            if let Some(n) = stats.refused_log.hit(Instant::now(), BAD_INPUT_LOG_EVERY) {
+            if let Some(n) = stats.refused_log.due() {
                 tracing::warn!(
                     limit = opts.max_connections,
                     refused = n,
@@ -564,9 +559,7 @@ pub async fn serve_connection(
                         }
                         Err(e) => {
                             stats.bad_frames_total.set(stats.bad_frames_total.get() + 1);
-                            if let Some(n) =
-                                stats.bad_frame_log.hit(Instant::now(), BAD_INPUT_LOG_EVERY)
-                            {
+                            if let Some(n) = stats.bad_frame_log.due() {
                                 tracing::warn!(conn = id, peer = %peer, error = %e, bad_frames = n, "malformed frame");
                             }
                             if let Some(opaque) = e.reply_opaque() {
@@ -592,7 +585,7 @@ pub async fn serve_connection(
         }
         if let Some(e) = fatal {
             stats.bad_frames_total.set(stats.bad_frames_total.get() + 1);
-            if let Some(n) = stats.resync_log.hit(Instant::now(), BAD_INPUT_LOG_EVERY) {
+            if let Some(n) = stats.resync_log.due() {
                 tracing::warn!(conn = id, peer = %peer, error = %e, closed = n, "closing connection: stream cannot be re-synchronised");
             }
             break Ok(());

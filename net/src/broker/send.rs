@@ -27,10 +27,6 @@ use super::conn::Conn;
 use super::shard::{Broker, ShardCounters};
 use super::topics::{SendTopic, NOT_ALLOWED_SEND_TOPICS, PERM_WRITE};
 
-/// Least time between two "send refused: disk full" lines of a shard: a full disk refuses
-/// every send, and a line per send would flood the log at the send rate.
-pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-
 /// Maps a store error to RocketMQ's response code (spec §7.1 step 9).
 pub fn store_error_code(e: &StoreError) -> i32 {
     match e {
@@ -294,7 +290,7 @@ fn send_once(
         Err(StoreError::Busy { .. }) if may_wait => return Some(need),
         Err(e) => {
             if e.is_disk_full() {
-                if let Some(refused) = b.disk_full_warn.hit(Instant::now(), REFUSAL_LOG_EVERY) {
+                if let Some(refused) = b.disk_full_warn.due() {
                     tracing::warn!(shard = b.index, error = %e, refused, "send refused: disk full (refused: sends since the last such line)");
                 }
             }

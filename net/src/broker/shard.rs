@@ -99,7 +99,8 @@ pub struct Broker {
     pub(crate) rr_queue: Cell<u32>,
     /// Answers to single-message sends waiting for their fdatasync (`flush = sync`).
     pub sync_acks: super::syncack::SyncAcks,
-    /// Rate limit of the "send refused: disk full" warning.
+    /// Rate limit of the "send refused: disk full" warning (a full disk refuses every send;
+    /// a line per send would flood the log at the send rate).
     pub(crate) disk_full_warn: ramjet_core::ratelog::LogEvery,
     /// Itself, for handlers that continue in a task of their own.
     me: std::rc::Weak<Broker>,
