@@ -110,6 +110,11 @@ pub struct StoreConfig {
     /// holds anyway once its tail cache is full (`tail_cache_bytes`), paid up front instead of
     /// on the append path (RocketMQ's `transientStorePool` does the same with 5 GiB).
     pub write_pool_preallocate_bytes: u64,
+    /// Ask for transparent huge pages (`MADV_HUGEPAGE`) for the in-memory tables and the write
+    /// buffers. Off by default: each huge page is zeroed in one uninterruptible page fault on
+    /// the prefault thread, which shares the shards' CPUs (see `prefault::set_huge_pages` for
+    /// what that cost). Process-wide: the last store opened decides.
+    pub huge_pages: bool,
     /// Recent CommitLog bytes kept in memory for reads (evicted by size, oldest first; data not
     /// yet written is never evicted and counts toward `max_unflushed_bytes` instead).
     pub tail_cache_bytes: u64,
@@ -176,6 +181,7 @@ impl Default for StoreConfig {
             max_unflushed_bytes: 256 * 1024 * 1024,
             write_pool_bytes: 128 * 1024 * 1024,
             write_pool_preallocate_bytes: 16 * 1024 * 1024,
+            huge_pages: false,
             tail_cache_bytes: 256 * 1024 * 1024,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_batch_bytes: DEFAULT_MAX_MESSAGE_BYTES + RECORD_OVERHEAD_MAX_BYTES,

@@ -16,6 +16,7 @@
 //! lacks the call, the shard takes the faults itself as before. Nothing here changes
 //! contents, so no failure can corrupt data.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::OnceLock;
 
@@ -34,9 +35,32 @@ pub(crate) fn advise_huge<T>(v: &mut Vec<T>) {
     advise_huge_range(start, len);
 }
 
+/// Whether [`advise_huge_range`] asks for huge pages at all (`StoreConfig::huge_pages`, off by
+/// default). Process-wide: every shard of a process opens its store with the same config.
+static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
+
+/// Turns the huge-page advice on or off for tables and write buffers allocated from now on.
+///
+/// Off by default since session 16. A huge page is zeroed in one page fault, and on a kernel
+/// without full preemption (PREEMPT_NONE, this VM's and most distributions' server default)
+/// nothing else runs on that CPU until it is done: ~4 ms per 2 MiB on the 2-vCPU guest, where
+/// fresh memory is slow. The prefault thread shares the shards' CPUs, so a shard woken
+/// meanwhile waited up to 4 ms, and for the first seconds after a start (tables, pool, tail
+/// cache all fresh) the zeroing took a third of a CPU. Measured with 4 KiB pages instead
+/// (perf/results/session16-2026-12-05.md): 100 B at 87k msg/s open loop, p99 4-15 ms -> 0.5-0.7
+/// ms and the shard's CPU 65 % -> 37 %; produce 100 B batch 100, 3 alternating pairs, 2.53 /
+/// 2.83 / 2.82 M -> 2.90 / 2.97 / 2.89 M msg/s.
+pub fn set_huge_pages(on: bool) {
+    HUGE_PAGES.store(on, Ordering::Relaxed);
+}
+
 /// [`advise_huge`] for any live allocation `[start, start + len)` (write buffers too): only
-/// the whole 2 MiB pages inside it are advised.
+/// the whole 2 MiB pages inside it are advised. Nothing while huge pages are off
+/// ([`set_huge_pages`]).
 pub(crate) fn advise_huge_range(start: usize, len: usize) {
+    if !HUGE_PAGES.load(Ordering::Relaxed) {
+        return;
+    }
     let first = start.next_multiple_of(HUGE_PAGE_BYTES);
     let end = (start + len) & !(HUGE_PAGE_BYTES - 1);
     if end <= first {

@@ -198,6 +198,7 @@ impl Store {
     /// the shard's glommio executor.
     pub async fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         cfg.validate()?;
+        crate::prefault::set_huge_pages(cfg.huge_pages);
         std::fs::create_dir_all(&cfg.dir)
             .map_err(|e| StoreError::io("creating store directory", &cfg.dir, e))?;
         io::warm_up(&cfg.dir).await?;

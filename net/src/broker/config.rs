@@ -192,6 +192,8 @@ pub struct StoreSection {
     /// Recycled CommitLog write buffers: most bytes kept, and bytes allocated at start-up.
     pub write_pool_bytes: u64,
     pub write_pool_preallocate_bytes: u64,
+    /// Transparent huge pages for tables and write buffers (`StoreConfig::huge_pages`).
+    pub huge_pages: bool,
     /// How a new CommitLog segment is prepared: "zero" (written with zeros ahead of use: the
     /// cheapest fdatasync, but every byte reaches the disk twice), "fallocate" (extents
     /// reserved, each byte written once; a durable write converts extents), "none", or
@@ -226,6 +228,7 @@ impl Default for StoreSection {
             max_transfer_count_on_disk: 256,
             write_pool_bytes: 128 * 1024 * 1024,
             write_pool_preallocate_bytes: 16 * 1024 * 1024,
+            huge_pages: false,
             preallocate: "auto".into(),
             sync_pipeline: true,
         }
