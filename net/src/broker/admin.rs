@@ -182,6 +182,12 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     );
     put("ramjet.badFrames", l.bad_frames_total.get().to_string());
     put("ramjet.requests", l.requests_total.get().to_string());
+    let (ticks, coalesced) = b
+        .read_coalesce
+        .as_ref()
+        .map_or((0, 0), |c| (c.ticks(), c.coalesced_reads()));
+    put("ramjet.readTicks", ticks.to_string());
+    put("ramjet.coalescedReads", coalesced.to_string());
     put("ramjet.pullsParked", lp.parked.to_string());
     put("ramjet.pullsWoken", lp.woken_total.to_string());
     put("ramjet.pullsTimedOut", lp.timed_out_total.to_string());

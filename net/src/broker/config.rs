@@ -13,6 +13,8 @@ pub const SHARD_PORT_STEP: u16 = 4;
 pub const VIP_PORT_OFFSET: u16 = 2;
 /// Default name server port.
 pub const DEFAULT_NAMESRV_PORT: u16 = 9876;
+/// Default `broker.read_coalesce_us`.
+pub const DEFAULT_READ_COALESCE_US: u64 = 50;
 /// Upper bound of a long-poll hold, whatever the client asks (RocketMQ's push default).
 pub const MAX_LONG_POLL_MS: u64 = 15_000;
 
@@ -102,6 +104,9 @@ pub struct BrokerSection {
     /// Read pull data that is not in the page cache on the blocking thread before sending it,
     /// so that the shard never waits for the disk inside sendfile/pread (see `broker::warm`).
     pub cold_reads_off_shard: bool,
+    /// Read coalescing period in microseconds (0: off): a connection whose reads come closer
+    /// together than this is read once per tick of a shard-wide timer (see `broker::coalesce`).
+    pub read_coalesce_us: u64,
     pub region_id: String,
     pub trace_on: bool,
 }
@@ -135,6 +140,7 @@ impl Default for BrokerSection {
             client_idle_ms: 120_000,
             zero_copy: true,
             cold_reads_off_shard: true,
+            read_coalesce_us: DEFAULT_READ_COALESCE_US,
             region_id: "DefaultRegion".into(),
             trace_on: true,
         }
@@ -318,6 +324,13 @@ impl Config {
                 "expected \"direct\" or \"buffered\"",
             );
         }
+        if self.broker.read_coalesce_us > super::coalesce::MAX_READ_COALESCE_US {
+            return inv(
+                "broker.read_coalesce_us",
+                self.broker.read_coalesce_us.to_string(),
+                "expected 0 (off) to 10000 microseconds",
+            );
+        }
         if self.broker.max_frame_bytes < 1024 {
             return inv(
                 "broker.max_frame_bytes",
@@ -483,6 +496,20 @@ mod tests {
         let mut c = Config::default();
         c.runtime.shard_slice_us = 0;
         c.validate().unwrap();
+        let mut c = Config::default();
+        c.broker.read_coalesce_us = 10_001;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "broker.read_coalesce_us",
+                ..
+            })
+        ));
+        for ok in [0, 10_000] {
+            let mut c = Config::default();
+            c.broker.read_coalesce_us = ok;
+            c.validate().unwrap();
+        }
         let mut c = Config::default();
         c.broker.base_port = 65530;
         assert!(c.shard_port(2).is_err());

@@ -29,6 +29,7 @@ use ramjet_core::remoting::{
 };
 use ramjet_storage::Chunk;
 
+use super::coalesce::ReadCoalescer;
 use super::delivery::{Delivery, DeliveryCounters, OutChunk};
 use super::warm;
 use crate::runtime::{self, TcpListener, TcpStream};
@@ -403,7 +404,7 @@ fn out_chunk(c: &Chunk) -> OutChunk<'_> {
 }
 
 /// Per-listener settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ConnOptions {
     pub limits: CodecLimits,
     pub max_connections: u32,
@@ -411,6 +412,8 @@ pub struct ConnOptions {
     pub zero_copy: bool,
     /// See `broker.cold_reads_off_shard`.
     pub cold_reads_off_shard: bool,
+    /// The shard's read tick (`broker.read_coalesce_us`), if coalescing is on.
+    pub read_coalesce: Option<Rc<ReadCoalescer>>,
 }
 
 /// Shared counters of a listener (and the shard's totals).
@@ -474,6 +477,7 @@ pub async fn serve_listener(
         let counters = counters.clone();
         stats.accepted_total.set(stats.accepted_total.get() + 1);
         stats.open_connections.set(stats.open_connections.get() + 1);
+        let opts = opts.clone();
         runtime::spawn_detached(async move {
             if let Err(e) = serve_connection(stream, id, service, opts, &stats2, counters).await {
                 tracing::debug!(conn = id, error = %e, "connection ended");
@@ -518,6 +522,12 @@ pub async fn serve_connection(
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut start = 0usize;
     let mut end = 0usize;
+    // Read coalescing (see `super::coalesce`): frames decoded from the bytes of the last read;
+    // two or more mean requests queued up while the shard was busy, and then the next read
+    // waits for the shard's tick.
+    let mut frames_since_read = 0u32;
+    // Whether the last read filled all the room it had (more is likely waiting: read on).
+    let mut read_filled = false;
     let result = loop {
         // Decode every complete frame in buf[start..end].
         let mut fatal = None;
@@ -539,6 +549,7 @@ pub async fn serve_connection(
                 }
                 Ok(FrameDecode::Frame { consumed, command }) => {
                     start += consumed;
+                    frames_since_read += 1;
                     match command {
                         Ok(view) => {
                             conn.last_serialize_type.set(view.serialize_type);
@@ -610,6 +621,28 @@ pub async fn serve_connection(
         if conn.is_closed() {
             break Ok(());
         }
+        let hot = frames_since_read >= 2 && !read_filled;
+        frames_since_read = 0;
+        let room = buf.len() - end;
+        if let (true, Some(tick)) = (hot, &opts.read_coalesce) {
+            tick.next_tick().await;
+            if conn.is_closed() {
+                break Ok(());
+            }
+            match runtime::try_recv(&reader, &mut buf[end..]) {
+                Ok(Some(0)) => break Ok(()),
+                Ok(Some(n)) => {
+                    tick.count_coalesced_read();
+                    counters.bytes_in.set(counters.bytes_in.get() + n as u64);
+                    end += n;
+                    read_filled = n == room;
+                    continue;
+                }
+                // Nothing came during a whole period: wait for readiness again.
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+        }
         let read = runtime::timeout(opts.idle_timeout, reader.read(&mut buf[end..])).await;
         match read {
             None => {
@@ -620,6 +653,7 @@ pub async fn serve_connection(
             Some(Ok(n)) => {
                 counters.bytes_in.set(counters.bytes_in.get() + n as u64);
                 end += n;
+                read_filled = n == room;
             }
             Some(Err(e)) => break Err(e),
         }

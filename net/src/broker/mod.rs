@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod clients;
+pub mod coalesce;
 pub mod config;
 pub mod conn;
 pub mod delivery;

@@ -93,6 +93,7 @@ impl NamesrvHost {
             idle_timeout: Duration::from_secs(120),
             zero_copy: false,
             cold_reads_off_shard: false,
+            read_coalesce: None,
         };
         let svc: Rc<dyn Service> = service.clone();
         let fd = self.listener.fd();

@@ -93,6 +93,8 @@ pub struct Broker {
     pub counters: ShardCounters,
     pub delivery: Rc<DeliveryCounters>,
     pub listeners: Rc<ListenerStats>,
+    /// The read tick of this shard's connections (`broker.read_coalesce_us`; `None`: off).
+    pub read_coalesce: Option<Rc<super::coalesce::ReadCoalescer>>,
     pub registrar: Registrar,
     pub boot_ms: i64,
     /// Round-robin cursor for sends with queueId < 0.
@@ -244,6 +246,11 @@ impl Broker {
             counters: ShardCounters::default(),
             delivery: Rc::new(DeliveryCounters::default()),
             listeners: Rc::new(ListenerStats::default()),
+            read_coalesce: (cfg.broker.read_coalesce_us > 0).then(|| {
+                super::coalesce::ReadCoalescer::new(Duration::from_micros(
+                    cfg.broker.read_coalesce_us,
+                ))
+            }),
             registrar,
             boot_ms: super::namesrv_host::now_ms(),
             rr_queue: Cell::new(0),
@@ -279,6 +286,7 @@ impl Broker {
             idle_timeout: Duration::from_millis(b.client_idle_ms),
             zero_copy: b.zero_copy,
             cold_reads_off_shard: b.cold_reads_off_shard,
+            read_coalesce: self.read_coalesce.clone(),
         }
     }
 
@@ -298,6 +306,9 @@ impl Broker {
                 self.delivery.clone(),
                 next_id.clone(),
             )));
+        }
+        if let Some(c) = &self.read_coalesce {
+            tasks.push(runtime::spawn_task(c.clone().run()));
         }
         let reg = runtime::spawn_task(super::register::registration_loop(self.clone()));
         let tick = Duration::from_millis(100);

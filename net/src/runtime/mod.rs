@@ -445,6 +445,35 @@ pub fn split_stream(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)
     Ok((stream, writer))
 }
 
+/// One non-blocking `recv(2)` on `stream` into `buf`: `Some(n)` bytes read (0: the peer closed),
+/// `None` when nothing is waiting (EAGAIN). For a reader that knows data is likely there (read
+/// coalescing) and wants it without a trip through the reactor.
+pub fn try_recv(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes for the duration of the
+        // call, and the descriptor belongs to `stream`, which the caller borrows (so it stays
+        // open); MSG_DONTWAIT keeps the call from blocking the shard.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) => return Ok(None),
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
 /// Runs blocking work (file writes with fsync) on the executor's blocking thread and waits
 /// for it without stalling the shard.
 pub async fn blocking<F, R>(f: F) -> R
