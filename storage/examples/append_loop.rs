@@ -31,6 +31,8 @@ fn main() {
 fn run_once(dir: &str, n: u64, body_len: usize, pool_mib: Option<u64>, segment_mib: u64) {
     let tmp = tempfile::tempdir_in(dir).unwrap_or_else(|e| panic!("temp dir in {dir}: {e}"));
     let mut cfg = StoreConfig::new(tmp.path().join("store"));
+    // RAMJET_HUGE_PAGES=1: transparent huge pages for buffers and tables (`StoreConfig::huge_pages`).
+    cfg.huge_pages = std::env::var("RAMJET_HUGE_PAGES").as_deref() == Ok("1");
     cfg.segment_size_bytes = segment_mib << 20;
     if let Some(mib) = pool_mib {
         cfg.write_pool_bytes = cfg.write_pool_bytes.max(mib << 20);

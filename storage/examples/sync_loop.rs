@@ -17,6 +17,8 @@ fn main() {
     let pool_mib: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let tmp = tempfile::tempdir_in(&dir).unwrap_or_else(|e| panic!("temp dir in {dir}: {e}"));
     let mut cfg = StoreConfig::new(tmp.path().join("store"));
+    // RAMJET_HUGE_PAGES=1: transparent huge pages for buffers and tables (`StoreConfig::huge_pages`).
+    cfg.huge_pages = std::env::var("RAMJET_HUGE_PAGES").as_deref() == Ok("1");
     cfg.segment_size_bytes = segment_mib << 20;
     cfg.flush = FlushMode::Sync;
     // RAMJET_PREALLOCATE=zero|fallocate|none overrides how segments are prepared.
