@@ -190,15 +190,26 @@ fn lower_priority() {
     }
 }
 
+/// Bytes one `madvise` call of the prefault thread populates when huge pages are off. The
+/// thread shares CPUs with the shards and the load generator; with PREEMPT_NONE a thread
+/// already on the CPU is only switched out at a tick or when it gives up the CPU, and one 2 MiB
+/// call took 1-2.5 ms on the 2-vCPU guest (`perf sched`: the generator's send lag). 256 KiB
+/// (64 pages) is ~0.1 ms there, and the thread yields after each.
+const POPULATE_PIECE_BYTES: usize = 256 * 1024;
+
 fn populate_now(addr: usize, len: usize) {
     let page = 4096usize;
     let first = addr.next_multiple_of(page);
     let end = (addr + len) & !(page - 1);
-    // One huge page per call: each call holds the mmap lock and runs uninterrupted by
-    // this thread's own scheduling for a short while only (~2.5 ms on the slow guest).
+    // With huge pages one call per huge page (its fault cannot be split); else small pieces.
+    let piece = if HUGE_PAGES.load(Ordering::Relaxed) {
+        HUGE_PAGE_BYTES
+    } else {
+        POPULATE_PIECE_BYTES
+    };
     let mut at = first;
     while at < end {
-        let piece_end = (at + 1).next_multiple_of(HUGE_PAGE_BYTES).min(end);
+        let piece_end = (at + 1).next_multiple_of(piece).min(end);
         // SAFETY: MADV_POPULATE_WRITE faults in writable pages for the range without writing
         // to them: a page that is present keeps its bytes, a missing one is mapped zeroed,
         // exactly what the owner would get on its own first touch. No Rust reference is
@@ -212,6 +223,8 @@ fn populate_now(addr: usize, len: usize) {
             );
         }
         at = piece_end;
+        // Background work: whoever else wants this CPU goes first.
+        std::thread::yield_now();
     }
 }
 
