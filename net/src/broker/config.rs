@@ -104,8 +104,9 @@ pub struct BrokerSection {
     /// Read pull data that is not in the page cache on the blocking thread before sending it,
     /// so that the shard never waits for the disk inside sendfile/pread (see `broker::warm`).
     pub cold_reads_off_shard: bool,
-    /// Read coalescing period in microseconds (0: off): a connection whose reads come closer
-    /// together than this is read once per tick of a shard-wide timer (see `broker::coalesce`).
+    /// Read coalescing period in microseconds (0: off): a connection whose last read held two
+    /// or more requests is read next after a tick of a shard-wide timer of this period (see
+    /// `broker::coalesce`).
     pub read_coalesce_us: u64,
     pub region_id: String,
     pub trace_on: bool,
