@@ -230,7 +230,8 @@ impl Conn {
         any
     }
 
-    /// Reads what the socket has. Returns whether bytes came in.
+    /// Reads what the socket has (until a read comes back short). Returns whether bytes came
+    /// in.
     fn fill(&mut self) -> bool {
         let mut any = false;
         while self.failed.is_none() {
@@ -244,11 +245,18 @@ impl Conn {
                     self.inb.resize(n * 2, 0);
                 }
             }
+            let room = self.inb.len() - self.end;
             match self.sock.read(&mut self.inb[self.end..]) {
                 Ok(0) => self.failed = Some("closed by the broker".into()),
                 Ok(n) => {
                     self.end += n;
                     any = true;
+                    if n < room {
+                        // A short read emptied the socket's receive queue: asking again would
+                        // only cost a read that says EAGAIN (one syscall per readable pass;
+                        // what arrives meanwhile is seen by the next poll).
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
