@@ -79,7 +79,9 @@ enum Side {
 }
 
 enum WorkerMsg {
-    Interval(Side, Box<Recorder>),
+    /// One interval of one side from worker `usize`; the recorder goes back to that worker,
+    /// cleared, through its spares channel.
+    Interval(usize, Side, Recorder),
     /// A consume run read every queue of this worker to its end at this instant.
     Drained(Instant),
     Done,
@@ -244,14 +246,18 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
     };
     let (tx, rx) = mpsc::channel::<WorkerMsg>();
     let mut handles = Vec::new();
+    // Interval recorders travel worker -> here -> back (cleared): see `Spares`.
+    let mut give_back = Vec::with_capacity(plan.len());
     for a in plan.clone() {
         let (tx, args) = (tx.clone(), args.clone());
+        let (back_tx, back_rx) = mpsc::channel::<Recorder>();
+        give_back.push(back_tx);
         handles.push(std::thread::spawn(move || {
             let idx = a.index;
             let cpu = a.cpu;
             let tx2 = tx.clone();
             let spin = Duration::from_micros(args.spin_us);
-            let r = block_on_spinning(cpu, spin, worker(mode, a, args, timing, tx2));
+            let r = block_on_spinning(cpu, spin, worker(mode, a, args, timing, tx2, back_rx));
             let msg = match r {
                 Ok(Ok(())) => WorkerMsg::Done,
                 Ok(Err(e)) => WorkerMsg::Failed(idx, e.to_string()),
@@ -276,7 +282,7 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
     while done < plan.len() {
         let wait = Duration::from_secs(1).saturating_sub(last_tick.elapsed());
         match rx.recv_timeout(wait) {
-            Ok(WorkerMsg::Interval(side, rec)) => {
+            Ok(WorkerMsg::Interval(worker, side, mut rec)) => {
                 match side {
                     Side::Produce => produce_total.add(&rec),
                     Side::Consume => consume_total.add(&rec),
@@ -284,6 +290,10 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
                 }
                 if side == primary {
                     interval.add(&rec);
+                }
+                rec.clear();
+                if let Some(back) = give_back.get(worker) {
+                    let _ = back.send(rec);
                 }
             }
             Ok(WorkerMsg::Drained(t)) => drained.push(t),
@@ -405,6 +415,8 @@ async fn sleep_until(t: Instant) {
 }
 
 type Rec = Rc<RefCell<Recorder>>;
+/// Hands one interval's (produce, consume, lag) recorders over, leaving empty ones.
+type ReportFn = Rc<dyn Fn(&mut Recorder, &mut Recorder, &mut Recorder)>;
 
 async fn worker(
     mode: Mode,
@@ -412,6 +424,7 @@ async fn worker(
     args: BenchArgs,
     timing: Timing,
     tx: mpsc::Sender<WorkerMsg>,
+    back: mpsc::Receiver<Recorder>,
 ) -> Result<(), BenchError> {
     let mut clients = Vec::new();
     for _ in 0..a.clients {
@@ -424,10 +437,14 @@ async fn worker(
     }
     let stop_reporting = Rc::new(std::cell::Cell::new(false));
     let drained_tx = tx.clone();
-    let report: Rc<dyn Fn(Recorder, Recorder, Recorder)> = Rc::new(move |p, c, l| {
-        let _ = tx.send(WorkerMsg::Interval(Side::Produce, Box::new(p)));
-        let _ = tx.send(WorkerMsg::Interval(Side::Consume, Box::new(c)));
-        let _ = tx.send(WorkerMsg::Interval(Side::Lag, Box::new(l)));
+    let me = a.index;
+    let spares = Spares::new(back);
+    let report: ReportFn = Rc::new(move |p, c, l| {
+        for (side, live) in [(Side::Produce, p), (Side::Consume, c), (Side::Lag, l)] {
+            let mut out = spares.take();
+            live.swap_into(&mut out);
+            let _ = tx.send(WorkerMsg::Interval(me, side, out));
+        }
     });
     let recs = Recs {
         produce: Rc::new(RefCell::new(Recorder::new())),
@@ -438,9 +455,9 @@ async fn worker(
     };
     let hand_over = |r: &Recs| {
         (r.report)(
-            r.produce.borrow_mut().take(),
-            r.consume.borrow_mut().take(),
-            r.lag.borrow_mut().take(),
+            &mut r.produce.borrow_mut(),
+            &mut r.consume.borrow_mut(),
+            &mut r.lag.borrow_mut(),
         )
     };
     {
@@ -458,9 +475,9 @@ async fn worker(
                     break;
                 }
                 report(
-                    p.borrow_mut().take(),
-                    c.borrow_mut().take(),
-                    l.borrow_mut().take(),
+                    &mut p.borrow_mut(),
+                    &mut c.borrow_mut(),
+                    &mut l.borrow_mut(),
                 );
             }
         });
@@ -477,13 +494,52 @@ async fn worker(
     result
 }
 
+/// Empty recorders a worker swaps its interval recorders with once a second (three per
+/// interval): allocated and zeroed before the run, then the same ones come back cleared by the
+/// reporter thread, so the send loop never allocates, copies or frees a histogram.
+struct Spares {
+    stock: RefCell<Vec<Recorder>>,
+    back: mpsc::Receiver<Recorder>,
+}
+
+/// Spares a worker starts with: two intervals' worth, so one can be away at the reporter.
+const SPARE_RECORDERS: usize = 6;
+
+impl Spares {
+    fn new(back: mpsc::Receiver<Recorder>) -> Spares {
+        let stock = (0..SPARE_RECORDERS)
+            .map(|_| {
+                let mut r = Recorder::new();
+                // Touch every page of the counts now, not on the first records of an interval.
+                r.clear();
+                r
+            })
+            .collect();
+        Spares {
+            stock: RefCell::new(stock),
+            back,
+        }
+    }
+
+    /// An empty recorder: one given back, else from the stock, else (the reporter fell behind)
+    /// a new one.
+    fn take(&self) -> Recorder {
+        let mut stock = self.stock.borrow_mut();
+        while let Ok(r) = self.back.try_recv() {
+            stock.push(r);
+        }
+        stock.pop().unwrap_or_default()
+    }
+}
+
 /// The recorders a worker's load loops write into.
 struct Recs {
     produce: Rec,
     consume: Rec,
     lag: Rec,
-    /// Hands one interval's recorders (produce, consume, lag) to the reporter thread.
-    report: Rc<dyn Fn(Recorder, Recorder, Recorder)>,
+    /// Hands one interval's recorders (produce, consume, lag) to the reporter thread, leaving
+    /// empty ones in their place.
+    report: ReportFn,
     /// Consume runs: when this worker's pullers had read their queues to the end.
     drained: Rc<std::cell::Cell<Option<Instant>>>,
 }
@@ -712,7 +768,7 @@ async fn raw_load(
         };
         let report = &recs.report;
         engine::run(plan, &settings, &sched, &mut sinks, &mut |s| {
-            report(s.produce.take(), s.consume.take(), s.lag.take())
+            report(s.produce, s.consume, s.lag)
         })
         .map_err(|e| BenchError::Args(e.to_string()))?
     };

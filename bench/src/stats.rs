@@ -69,15 +69,28 @@ impl Recorder {
         self.clamped += other.clamped;
     }
 
-    /// Hand out what was recorded since the last call and start over.
-    pub fn take(&mut self) -> Recorder {
-        let out = self.clone();
+    /// Empties the recorder, keeping its memory (the histogram's counts are zeroed in place).
+    pub fn clear(&mut self) {
         self.hist.reset();
         self.messages = 0;
         self.bytes = 0;
         self.errors = 0;
         self.clamped = 0;
-        out
+    }
+
+    /// Nothing recorded (no request, no error).
+    pub fn is_empty(&self) -> bool {
+        self.hist.is_empty() && self.messages == 0 && self.errors == 0
+    }
+
+    /// Hands what was recorded since the last call to `out` and starts over, by swapping the
+    /// two: no allocation and no copy on the recording thread. `out` must be empty (a recorder
+    /// the reporter cleared and gave back). A worker did `clone` + `reset` here once a
+    /// second: allocating and copying three ~250 KiB histograms took 1.3-3.3 ms inside the
+    /// generator's send loop, a stall in every second of every run.
+    pub fn swap_into(&mut self, out: &mut Recorder) {
+        debug_assert!(out.is_empty(), "swap_into needs an empty recorder");
+        std::mem::swap(self, out);
     }
 
     pub fn percentile_us(&self, p: f64) -> u64 {
@@ -302,13 +315,21 @@ mod tests {
     }
 
     #[test]
-    fn take_resets_and_add_merges() {
+    fn swap_into_hands_over_and_add_merges() {
         let mut a = Recorder::new();
         a.record(10, 1, 1);
         a.record_error();
-        let t = a.take();
+        let mut t = Recorder::new();
+        assert!(t.is_empty());
+        a.swap_into(&mut t);
         assert_eq!((t.messages, t.errors, t.hist.len()), (1, 1, 1));
         assert_eq!((a.messages, a.errors, a.hist.len()), (0, 0, 0));
+        assert!(a.is_empty());
+        // Cleared, the handed-over recorder can be given back for the next interval.
+        let mut back = t.clone();
+        back.clear();
+        assert!(back.is_empty());
+        assert_eq!(back.hist.len(), 0);
         let mut total = Recorder::new();
         total.add(&t);
         total.add(&t);
