@@ -34,7 +34,7 @@ fio_mib() {
 
 store_mib() { # pipeline 0|1
     RAMJET_PREWRITTEN=1 RAMJET_PREALLOCATE=none RAMJET_SYNC_PIPELINE=$1 \
-        "$BIN" "$DIR" "$MSGS" 4096 4096 1024 2> >(grep -v 'store open, appending' >&2) | tail -1 | sed -E 's/.*appenders: ([0-9.]+) MiB\/s.*/\1/'
+        "$BIN" "$DIR" "$MSGS" 4096 4096 1024 2> >(grep -v 'store open, appending' >&2) | grep appenders: | sed -E 's/.*appenders: ([0-9.]+) MiB\/s.*/\1/'
 }
 
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs, $(git rev-parse --short HEAD)"

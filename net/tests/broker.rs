@@ -42,6 +42,9 @@ fn config(dir: &Path, test: u16, shards: usize) -> Config {
     c.namesrv.listen = "127.0.0.1:0".into();
     c.store.segment_size_bytes = 8 * 1024 * 1024;
     c.store.io_mode = "buffered".into();
+    // The default preallocates pool + tail cache (384 MiB per shard), mapped in the
+    // background: CPU and memory these tests do not need.
+    c.store.write_pool_preallocate_bytes = Some(16 * 1024 * 1024);
     c
 }
 

@@ -35,4 +35,5 @@ pub mod store;
 pub use commitlog::{Chunk, TailSlice};
 pub use config::{FlushMode, IoMode, Preallocate, StoreConfig};
 pub use error::StoreError;
+pub use prefault::backlog as prefault_backlog;
 pub use store::{ArrivalListener, GetResult, GetStatus, PutResult, Store, StoreStats};

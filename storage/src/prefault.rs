@@ -16,7 +16,7 @@
 //! lacks the call, the shard takes the faults itself as before. Nothing here changes
 //! contents, so no failure can corrupt data.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::OnceLock;
 
@@ -25,7 +25,7 @@ const HUGE_PAGE_BYTES: usize = 2 * 1024 * 1024;
 /// How far ahead of a table's write position its memory is populated.
 pub(crate) const AHEAD_BYTES: usize = 16 * 1024 * 1024;
 /// Requests the prefault thread may have queued; beyond that, requests are dropped.
-const QUEUE_DEPTH: usize = 256;
+const QUEUE_DEPTH: usize = 1024;
 
 /// Asks the kernel to back the whole 2 MiB pages inside `v`'s reserved capacity with huge
 /// pages. The Vec must never grow past its capacity afterwards (the advice would stay on
@@ -114,9 +114,25 @@ pub(crate) fn populate(addr: usize, len: usize) {
         return;
     }
     let Some(tx) = sender() else { return };
+    // Counted before the send so that the thread never takes one off first.
+    BACKLOG.fetch_add(1, Ordering::Relaxed);
     match tx.try_send((addr, len)) {
-        Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            BACKLOG.fetch_sub(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Requests handed to the prefault thread and not finished yet (process-wide).
+static BACKLOG: AtomicUsize = AtomicUsize::new(0);
+
+/// Population requests queued or in progress in this process: 0 once the memory asked for so
+/// far (tables' next windows, a store's preallocated write buffers) is mapped. Lets a
+/// benchmark start timing a freshly opened store once it is as warm as one that has been up
+/// for a moment.
+pub fn backlog() -> usize {
+    BACKLOG.load(Ordering::Relaxed)
 }
 
 fn span<T>(v: &Vec<T>) -> (usize, usize) {
@@ -137,6 +153,7 @@ fn sender() -> Option<&'static SyncSender<(usize, usize)>> {
                 lower_priority();
                 while let Ok((addr, len)) = rx.recv() {
                     populate_now(addr, len);
+                    BACKLOG.fetch_sub(1, Ordering::Relaxed);
                 }
             });
         match spawned {

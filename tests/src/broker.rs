@@ -255,6 +255,7 @@ impl Broker {
              flush = \"{flush}\"\n\
              segment_size_bytes = {seg}\n\
              tail_cache_bytes = {tail}\n\
+             write_pool_bytes = {pool}\n\
              index_slots = 4096\n\
              index_entries = 16384\n\
              {store_extra}\n",
@@ -268,6 +269,9 @@ impl Broker {
             store_extra = self.spec.store_toml,
             seg = self.spec.segment_size_bytes,
             tail = 16 * 1024 * 1024,
+            // Small like the tail cache: the write buffers preallocated at start (pool + tail
+            // cache by default) are mapped in the background, CPU the tests do not need.
+            pool = 16 * 1024 * 1024,
         );
         if let Err(e) = std::fs::write(self.config_path(), text) {
             panic!("cannot write {}: {e}", self.config_path().display());

@@ -196,9 +196,14 @@ pub struct StoreSection {
     pub max_transfer_count_in_memory: u32,
     pub max_transfer_bytes_on_disk: u32,
     pub max_transfer_count_on_disk: u32,
-    /// Recycled CommitLog write buffers: most bytes kept, and bytes allocated at start-up.
+    /// Recycled CommitLog write buffers: most bytes kept, and bytes allocated at start-up
+    /// (mapped in the background; at most `write_pool_bytes + tail_cache_bytes`, which is the
+    /// default when the key is absent: the memory a busy shard holds anyway, taken up front
+    /// so that the first fill of the tail cache does not pay for fresh memory, see
+    /// `ramjet_storage::StoreConfig::write_pool_preallocate_bytes`).
     pub write_pool_bytes: u64,
-    pub write_pool_preallocate_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_pool_preallocate_bytes: Option<u64>,
     /// Transparent huge pages for tables and write buffers (`StoreConfig::huge_pages`).
     pub huge_pages: bool,
     /// How a new CommitLog segment is prepared: "zero" (written with zeros ahead of use: the
@@ -210,6 +215,20 @@ pub struct StoreSection {
     /// flight (pipelined group commit, on by default; see
     /// `ramjet_storage::StoreConfig::sync_pipeline`).
     pub sync_pipeline: bool,
+}
+
+impl StoreSection {
+    /// Most write-buffer bytes a shard may allocate up front: its pool plus its tail cache.
+    pub fn pool_preallocate_max(&self) -> u64 {
+        self.write_pool_bytes.saturating_add(self.tail_cache_bytes)
+    }
+
+    /// `write_pool_preallocate_bytes`, or its default (the whole
+    /// [`StoreSection::pool_preallocate_max`]) when the key is absent.
+    pub fn pool_preallocate_bytes(&self) -> u64 {
+        self.write_pool_preallocate_bytes
+            .unwrap_or_else(|| self.pool_preallocate_max())
+    }
 }
 
 impl Default for StoreSection {
@@ -234,7 +253,7 @@ impl Default for StoreSection {
             max_transfer_bytes_on_disk: 128 * 1024,
             max_transfer_count_on_disk: 256,
             write_pool_bytes: 128 * 1024 * 1024,
-            write_pool_preallocate_bytes: 16 * 1024 * 1024,
+            write_pool_preallocate_bytes: None,
             huge_pages: false,
             preallocate: "auto".into(),
             sync_pipeline: true,
@@ -368,12 +387,14 @@ impl Config {
                 return inv(key, v.to_string(), "must be at least 1");
             }
         }
-        if self.store.write_pool_preallocate_bytes > self.store.write_pool_bytes {
-            return inv(
-                "store.write_pool_preallocate_bytes",
-                self.store.write_pool_preallocate_bytes.to_string(),
-                "must not exceed store.write_pool_bytes",
-            );
+        if let Some(pre) = self.store.write_pool_preallocate_bytes {
+            if pre > self.store.pool_preallocate_max() {
+                return inv(
+                    "store.write_pool_preallocate_bytes",
+                    pre.to_string(),
+                    "must not exceed store.write_pool_bytes + store.tail_cache_bytes",
+                );
+            }
         }
         if self.broker.name.is_empty() || self.broker.name.len() > 100 {
             return inv(
@@ -524,7 +545,8 @@ mod tests {
             })
         ));
         let mut c = Config::default();
-        c.store.write_pool_preallocate_bytes = c.store.write_pool_bytes + 1;
+        c.store.write_pool_preallocate_bytes =
+            Some(c.store.write_pool_bytes + c.store.tail_cache_bytes + 1);
         assert!(matches!(
             c.validate(),
             Err(ConfigError::Invalid {
@@ -536,9 +558,16 @@ mod tests {
         let mut c = Config::default();
         c.store.max_transfer_count_in_memory = 77;
         c.store.write_pool_bytes = 8 << 20;
+        c.store.tail_cache_bytes = 2 << 20;
         let sc = crate::broker::shard::store_config(&c, "/tmp/x".into());
         assert_eq!(sc.max_transfer_count_in_memory, 77);
         assert_eq!(sc.write_pool_bytes, 8 << 20);
+        // Absent, the preallocation covers the pool and the tail cache; set, it is taken.
+        assert_eq!(sc.write_pool_preallocate_bytes, 10 << 20);
+        sc.validate().expect("the default preallocation is valid");
+        c.store.write_pool_preallocate_bytes = Some(3 << 20);
+        let sc = crate::broker::shard::store_config(&c, "/tmp/x".into());
+        assert_eq!(sc.write_pool_preallocate_bytes, 3 << 20);
     }
 
     #[test]

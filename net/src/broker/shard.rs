@@ -150,7 +150,7 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         max_transfer_bytes_on_disk: s.max_transfer_bytes_on_disk,
         max_transfer_count_on_disk: s.max_transfer_count_on_disk,
         write_pool_bytes: s.write_pool_bytes,
-        write_pool_preallocate_bytes: s.write_pool_preallocate_bytes,
+        write_pool_preallocate_bytes: s.pool_preallocate_bytes(),
         huge_pages: s.huge_pages,
         sync_pipeline: s.sync_pipeline,
         preallocate: match s.preallocate.as_str() {

@@ -55,7 +55,8 @@ pub struct WriterLimits {
     pub tail_cache_bytes: u64,
     /// Bytes of free write buffers kept for reuse (`StoreConfig::write_pool_bytes`).
     pub pool_bytes: u64,
-    /// Bytes allocated into the pool up front (`StoreConfig::write_pool_preallocate_bytes`).
+    /// Bytes allocated into the pool up front (`StoreConfig::write_pool_preallocate_bytes`,
+    /// at most `pool_bytes + tail_cache_bytes`).
     pub pool_preallocate_bytes: u64,
 }
 
@@ -117,8 +118,11 @@ impl Writer {
             usize::try_from(limits.pool_bytes).unwrap_or(usize::MAX),
             WARM_SPARES,
         );
-        let pre = limits.pool_preallocate_bytes.min(limits.pool_bytes);
-        pool.preallocate((pre / chunk_max as u64) as usize, chunk_max);
+        let pre = limits
+            .pool_preallocate_bytes
+            .min(limits.pool_bytes.saturating_add(limits.tail_cache_bytes));
+        let pre = usize::try_from(pre).unwrap_or(usize::MAX);
+        pool.preallocate(pre / chunk_max, chunk_max, pre);
         let buf = Rc::new(ChunkBuffer::from_pool(&pool, cap, cap, cap));
         buf.write_with(0, tail_block.len(), |w| w.copy_from_slice(tail_block));
         buf.freeze(tail_block.len());

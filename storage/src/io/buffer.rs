@@ -96,20 +96,32 @@ impl BufferPool {
         })
     }
 
-    /// Allocates up to `count` zeroed buffers of `size` bytes now (within the pool's limits),
-    /// so the first chunks do not pay for fresh memory on the append path.
-    pub fn preallocate(&self, count: usize, size: usize) {
+    /// Puts up to `count` fresh buffers of `size` bytes in the pool now, while the bytes it
+    /// holds stay within `limit_bytes` (which may exceed the pool's own byte limit: the
+    /// excess is the memory a busy store's tail cache takes from the pool before anything
+    /// comes back, see `StoreConfig::write_pool_preallocate_bytes`). From
+    /// [`STOCK_MIN_BYTES`] up, their pages are mapped by the prefault thread in the background
+    /// (not zeroed here: like recycled buffers, nothing reads past a chunk's frozen prefix),
+    /// so opening a store does not wait for them and the first chunks do not pay for fresh
+    /// memory on the append path.
+    pub fn preallocate(&self, count: usize, size: usize, limit_bytes: usize) {
         let size = align_up(size);
         for _ in 0..count {
-            if !self.has_room_for(size) {
+            if self.free.borrow().len() >= self.max_buffers
+                || self.held_bytes.get() + size > limit_bytes
+            {
                 break;
             }
-            let mut buf = glommio::allocate_dma_buffer(size);
-            advise_huge_pages(&mut buf);
-            buf.as_bytes_mut().fill(0);
+            let buf = fresh_buffer(size);
             self.held_bytes.set(self.held_bytes.get() + size);
             self.free.borrow_mut().push((buf, size));
+            self.bump(|s| s.stocked += 1);
         }
+    }
+
+    /// Bytes of the buffers held now.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes.get()
     }
 
     /// Counters.
@@ -545,9 +557,10 @@ mod tests {
     fn pool_picks_the_best_fit_and_respects_its_limits() {
         run(async {
             let pool = BufferPool::new(2, 10 << 20, 0);
-            pool.preallocate(3, 4 << 20);
+            pool.preallocate(3, 4 << 20, 10 << 20);
             // Two 4 MiB buffers fit the byte limit and the count limit stops at two.
             assert_eq!(pool.len(), 2);
+            assert_eq!(pool.stats().stocked, 2);
             // A 16 KiB chunk must not trim a 4 MiB buffer down: fresh allocation.
             let small = ChunkBuffer::from_pool(&pool, 16 * 1024, 16 * 1024, 16 * 1024);
             assert_eq!(small.capacity(), 16 * 1024);
@@ -588,6 +601,27 @@ mod tests {
             let again = ChunkBuffer::from_pool(&pool, 4096, 512 << 10, 512 << 10);
             assert_eq!(pool.stats().reused, reused + 1);
             assert_eq!(again.capacity(), 512 << 10);
+        });
+    }
+
+    #[test]
+    fn preallocation_may_exceed_the_pool_until_buffers_come_back() {
+        run(async {
+            // A pool that keeps 8 MiB, preallocated with 16 MiB (the part a tail cache takes).
+            let pool = BufferPool::new(8, 8 << 20, 0);
+            pool.preallocate(5, 4 << 20, 16 << 20);
+            assert_eq!((pool.len(), pool.held_bytes()), (4, 16 << 20));
+            assert_eq!(pool.stats().stocked, 4);
+            let chunks: Vec<ChunkBuffer> = (0..3)
+                .map(|_| ChunkBuffer::from_pool(&pool, 4 << 20, 4 << 20, 4 << 20))
+                .collect();
+            assert_eq!(pool.stats().reused, 3);
+            assert_eq!(pool.stats().allocated, 0, "served by the preallocation");
+            assert_eq!((pool.len(), pool.held_bytes()), (1, 4 << 20));
+            // Coming back, the buffers are kept within the pool's own limit again.
+            drop(chunks);
+            assert_eq!((pool.len(), pool.held_bytes()), (2, 8 << 20));
+            assert_eq!(pool.stats().released, 2);
         });
     }
 
