@@ -15,6 +15,8 @@
 #            (io_mode direct with sendfile and with --no-zero-copy, io_mode buffered);
 #            the 100 B produce once more with `--client full` (the client library as generator).
 #            Shared layout: broker `--shards 2 --cpus 0,1`, bench `--cpus 0,1`, 100 B produce.
+#            The open-loop floor of those latency rows: the same sends at the same rates
+#            against a no-op server (bench/examples/mock_floor, built when missing).
 #            The e2e and sync latency rows once more with polling (broker and bench spin).
 #            Optional `perf record -e cpu-clock -g` of broker and bench, with flame graphs
 #            (inferno, installed from crates.io into target/ when missing): 100 B produce, e2e
@@ -485,6 +487,32 @@ fi
 broker_stop
 say ""
 
+say "## Open-loop floor: a no-op server at the latency rows' rates"
+say "(bench/examples/mock_floor: the client library's in-memory mock broker, std threads pinned to CPU ${BROKER_CPUS%%[,-]*}, answering every send at once with no storage. What the generator, loopback TCP and this machine alone give an open-loop send at the same rate, size and layout; the idle round-trip floors above are closed loop)"
+MOCK=$BIN_DIR/examples/mock_floor
+if [ ! -x "$MOCK" ] && [ "$BIN_DIR" = "$ROOT/target/release" ]; then
+    (cd "$ROOT" && cargo build --release -q -p ramjet-bench --example mock_floor) || true
+fi
+if [ -x "$MOCK" ]; then
+    "$MOCK" "${BROKER_CPUS%%[,-]*}" >"$OUT/mock-floor.addr" 2>"$OUT/mock-floor.log" &
+    BPID=$!
+    for _ in $(seq 1 50); do [ -s "$OUT/mock-floor.addr" ] && break; sleep 0.1; done
+    NS_BROKER=$NS
+    NS=$(head -1 "$OUT/mock-floor.addr")
+    # Not at the e2e-half rate: the mock (a thread per connection, a mutex) saturates below it.
+    bench floor-100B-10k "no-op server, sends of 100 B at 10k msg/s (the e2e-10k rate)" produce --topic FloorE2e --queues 8 --size 100 --batch 1 --rate 10000 "${P[@]}"
+    if [ "$S_HALF" -gt 0 ]; then
+        bench floor-1KiB-sync-half-rate "no-op server, sends of 1 KiB at the produce-1KiB-sync-half rate ($S_HALF msg/s)" produce --topic FloorS1k --queues 8 --size 1024 --batch 1 --rate "$S_HALF" "${P[@]}"
+    fi
+    kill "$BPID" 2>/dev/null || true
+    wait "$BPID" 2>/dev/null || true
+    BPID=""
+    NS=$NS_BROKER
+else
+    say "skipped: $MOCK missing (cargo build --release -p ramjet-bench --example mock_floor)"
+fi
+say ""
+
 say "## Latency rows again with polling: broker runtime.spin_before_park_us = $SPIN_US, ramjet-bench --spin-us $SPIN_US"
 say "(on this kind of VM an idle vCPU is woken through the hypervisor; polling keeps both threads on CPU)"
 printf '[runtime]\nspin_before_park_us = %s\n' "$SPIN_US" >"$OUT/spin.toml"
@@ -519,6 +547,9 @@ if [ -f "$OUT/e2e-half.json" ]; then
     p99=$(jq -r '.latency.p99_us' "$OUT/e2e-half.json")
     say "e2e p99 at 50% of max: $p99 us vs <= 1000 us: $(awk -v p="$p99" 'BEGIN {printf "%.2f", p / 1000}')x of the bound"
 fi
+if [ -f "$OUT/floor-100B-10k.json" ] && [ -f "$OUT/e2e-10k.json" ]; then
+    say "e2e p99 at 10k msg/s: $(jq -r '.latency.p99_us' "$OUT/e2e-10k.json") us; open-loop floor at that rate (no-op server, sends only): p99 $(jq -r '.latency.p99_us' "$OUT/floor-100B-10k.json") us"
+fi
 if [ -f "$OUT/e2e-half-spin.json" ]; then
     p99=$(jq -r '.latency.p99_us' "$OUT/e2e-half-spin.json")
     say "e2e p99 at 50% of max, polling: $p99 us vs <= 1000 us: $(awk -v p="$p99" 'BEGIN {printf "%.2f", p / 1000}')x of the bound"
@@ -530,6 +561,9 @@ if [ -n "$FSYNC_P99_US" ]; then
         p99=$(jq -r '.latency.p99_us' "$OUT/$run.json")
         say "$run p99: $p99 us vs <= 2 x (fdatasync p99 $FSYNC_P99_US us + TCP RTT p99 $RTT_P99_US us) = $bound us: $(awk -v p="$p99" -v b="$bound" 'BEGIN {printf "%.2f", p / b}')x of the bound"
     done
+    if [ -f "$OUT/floor-1KiB-sync-half-rate.json" ]; then
+        say "  open-loop floor at that rate (no-op server, no disk): p99 $(jq -r '.latency.p99_us' "$OUT/floor-1KiB-sync-half-rate.json") us"
+    fi
 fi
 say ""
 say "## All runs"
