@@ -176,6 +176,16 @@ pub struct StoreConfig {
     /// 1.45-1.54 -> 0.91-1.25 ms, median p99 2.84 -> 2.27 ms; p99.9 mixed).
     /// perf/results/session12-2026-12-05.md, perf/results/session14-2026-12-05.md.
     pub sync_pipeline: bool,
+    /// ConsumeQueue/IndexFile flushing falls behind the CommitLog by at most about this many
+    /// bytes under a sustained load: beyond it, derived-flush rounds follow each other without
+    /// their pacing pause and with up to 8x the budget. Below it they are paced (a pause as
+    /// long as the last round), which spares the CPUs after a burst. The lag is the work a
+    /// recovery redoes after a crash, and the units and entries it holds stay on the heap until
+    /// written (about a quarter of the lagging CommitLog bytes for 100 B messages). Before this
+    /// bound (session 18) the lag grew without limit at 2.7 M msg/s of 100 B produce (to 9.9
+    /// GB in 18 s, the heap by ~100 MB/s); catching up costs produce throughput on a small
+    /// machine (2 vCPUs, 40 s at max: 2.56 -> 2.42 M msg/s).
+    pub derived_catch_up_lag_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -206,6 +216,7 @@ impl Default for StoreConfig {
             index_slots: 5_000_000,
             index_entries: 20_000_000,
             checkpoint_interval_ms: 1000,
+            derived_catch_up_lag_bytes: 8 << 30,
             max_transfer_bytes_in_memory: 256 * 1024,
             max_transfer_count_in_memory: 32,
             max_transfer_bytes_on_disk: 64 * 1024,

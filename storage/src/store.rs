@@ -545,7 +545,7 @@ impl Store {
         // next start). Rounds stop when nothing is left, or when one makes no progress.
         let mut rounds = 0u32;
         loop {
-            let more = match inner.flush_derived_round().await {
+            let more = match inner.flush_derived_round(MAX_DERIVED_SCALE).await {
                 Ok(more) => more,
                 Err(e) => {
                     tracing::error!(error = %e, "final ConsumeQueue/IndexFile flush or checkpoint failed");
@@ -922,12 +922,13 @@ async fn wait_sync(
 /// `min(checkpoint_interval_ms, flush_interval_ms)`), disk usage, retention. Stops at
 /// shutdown; [`Store::shutdown`] does the last derived flush itself.
 async fn background_loop(store: Weak<Inner>) {
-    let (interval_ms, disk_ms, cp_ms, retention_ms) = match store.upgrade() {
+    let (interval_ms, disk_ms, cp_ms, retention_ms, catch_up_lag) = match store.upgrade() {
         Some(s) => (
             s.cfg.flush_interval_ms,
             s.cfg.disk_check_interval_ms,
             s.cfg.checkpoint_interval_ms,
             s.cfg.retention_check_interval_ms,
+            s.cfg.derived_catch_up_lag_bytes,
         ),
         None => return,
     };
@@ -941,9 +942,19 @@ async fn background_loop(store: Weak<Inner>) {
     // after a pause as long as the round took, not after the interval.
     let mut backlog = false;
     let mut last_round = Duration::ZERO;
+    // Budget multiplier of the rounds: doubled after each round that left a backlog while the
+    // derived files trail the CommitLog by more than `derived_catch_up_lag_bytes`, halved
+    // otherwise. A round's cost is mostly its fdatasyncs (one per file written, plus the
+    // checkpoint's), not its bytes: with the base budget (100k units, 100k index entries) a
+    // round took 45-70 ms on the 2-vCPU guest, and paced rounds flushed ~0.9 M messages/s
+    // against a 2.7 M msg/s produce (perf/results/session18-2026-12-06.md).
+    let mut scale: u32 = 1;
     let (derived_failures, retention_failures) = (LogEvery::default(), LogEvery::default());
     loop {
-        if backlog {
+        if backlog && scale > 1 {
+            // Catching up: the next round at once (`derived_catch_up_lag_bytes`).
+            io::yield_now().await;
+        } else if backlog {
             // Paced: a pause as long as the last round took. The rounds' page-cache copy runs
             // at a few hundred MB/s; back to back, draining a burst's backlog kept a whole
             // CPU busy for seconds (the shard's or the load generator's on a small machine).
@@ -962,7 +973,7 @@ async fn background_loop(store: Weak<Inner>) {
         }
         if backlog || now.duration_since(last_derived) >= derived_every {
             let started = Instant::now();
-            let res = inner.flush_derived_round().await;
+            let res = inner.flush_derived_round(scale).await;
             last_round = started.elapsed();
             backlog = match res {
                 Ok(more) => more,
@@ -976,6 +987,11 @@ async fn background_loop(store: Weak<Inner>) {
                 }
             };
             last_derived = Instant::now();
+            scale = if backlog && inner.derived_lag() > catch_up_lag {
+                (scale * 2).min(MAX_DERIVED_SCALE)
+            } else {
+                (scale / 2).max(1)
+            };
         }
         if inner.shutdown.get() {
             return;
@@ -1126,6 +1142,12 @@ impl Inner {
     }
 
     /// Durable offsets of the ConsumeQueues and the IndexFile (progress of derived flushes).
+    /// CommitLog bytes made durable whose ConsumeQueue units or index entries are not yet.
+    fn derived_lag(&self) -> u64 {
+        let (cq, ix) = self.derived_durable();
+        self.log.durable_offset().saturating_sub(cq.min(ix))
+    }
+
     fn derived_durable(&self) -> (u64, u64) {
         (
             self.queues.borrow().durable_offset(),
@@ -1142,26 +1164,28 @@ impl Inner {
     /// produce at 25k msg/s, session 10: ~56 rounds/s, each an open, pwrite, fdatasync and
     /// close per file plus a checkpoint: ~560 extra fdatasyncs/s on the CommitLog's disk and
     /// ~9 % of the other core) instead of once per interval.
-    async fn flush_derived_round(&self) -> Result<bool, StoreError> {
+    async fn flush_derived_round(&self, scale: u32) -> Result<bool, StoreError> {
         let before = self.derived_durable();
-        let (units, entries) = self.flush_derived().await?;
+        let (units, entries) = self.flush_derived(scale).await?;
         self.bump(|s| s.derived_flush_rounds += 1);
+        let scale = u64::from(scale.max(1));
         let full = units
             >= (crate::consumequeue::MAX_FLUSH_BYTES / crate::consumequeue::CQ_UNIT_LEN) as u64
-            || entries >= u64::from(crate::index::MAX_FLUSH_ENTRIES);
+                * scale
+            || entries >= u64::from(crate::index::MAX_FLUSH_ENTRIES) * scale;
         let dirty = self.queues.borrow().is_dirty() || self.index.borrow().is_dirty();
         Ok(full && dirty && self.derived_durable() != before)
     }
 
     /// Flushes ConsumeQueue and IndexFile files, then writes the checkpoint. Returns the units
     /// and index entries that became durable.
-    async fn flush_derived(&self) -> Result<(u64, u64), StoreError> {
+    async fn flush_derived(&self, scale: u32) -> Result<(u64, u64), StoreError> {
         // Units and entries reach the disk only for records already durable (pass the
         // CommitLog's durable offset), so a crash never leaves one pointing past the recovered
         // end.
         let durable = self.log.durable_offset();
-        let cq = crate::consumequeue::flush(&self.queues, durable).await?;
-        let ix = crate::index::flush(&self.index, durable).await?;
+        let cq = crate::consumequeue::flush_scaled(&self.queues, durable, scale as usize).await?;
+        let ix = crate::index::flush_scaled(&self.index, durable, scale).await?;
         let (cq_durable, index_durable) = (cq.durable_offset, ix.durable_offset);
         let written = (cq.units, ix.entries);
         let durable = self.log.durable_offset();
@@ -1186,6 +1210,9 @@ impl Inner {
         Ok(written)
     }
 }
+
+/// Largest budget multiplier of a derived-flush round (and of every round at shutdown).
+const MAX_DERIVED_SCALE: u32 = 8;
 
 /// Most derived-flush rounds at shutdown (each writes up to `index::MAX_FLUSH_ENTRIES`
 /// entries): a bound, never reached unless a flush stops making progress.

@@ -215,6 +215,9 @@ pub struct StoreSection {
     /// flight (pipelined group commit, on by default; see
     /// `ramjet_storage::StoreConfig::sync_pipeline`).
     pub sync_pipeline: bool,
+    /// Bound on how far ConsumeQueue/IndexFile flushing may trail the CommitLog before it
+    /// catches up at full speed (`ramjet_storage::StoreConfig::derived_catch_up_lag_bytes`).
+    pub derived_catch_up_lag_bytes: u64,
 }
 
 impl StoreSection {
@@ -257,6 +260,7 @@ impl Default for StoreSection {
             huge_pages: false,
             preallocate: "auto".into(),
             sync_pipeline: true,
+            derived_catch_up_lag_bytes: 8 << 30,
         }
     }
 }
@@ -559,7 +563,9 @@ mod tests {
         c.store.max_transfer_count_in_memory = 77;
         c.store.write_pool_bytes = 8 << 20;
         c.store.tail_cache_bytes = 2 << 20;
+        c.store.derived_catch_up_lag_bytes = 123 << 20;
         let sc = crate::broker::shard::store_config(&c, "/tmp/x".into());
+        assert_eq!(sc.derived_catch_up_lag_bytes, 123 << 20);
         assert_eq!(sc.max_transfer_count_in_memory, 77);
         assert_eq!(sc.write_pool_bytes, 8 << 20);
         // Absent, the preallocation covers the pool and the tail cache; set, it is taken.

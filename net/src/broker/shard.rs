@@ -153,6 +153,7 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         write_pool_preallocate_bytes: s.pool_preallocate_bytes(),
         huge_pages: s.huge_pages,
         sync_pipeline: s.sync_pipeline,
+        derived_catch_up_lag_bytes: s.derived_catch_up_lag_bytes,
         preallocate: match s.preallocate.as_str() {
             "zero" => Preallocate::Zero,
             "fallocate" => Preallocate::Fallocate,

@@ -198,6 +198,8 @@ pub struct FlushStats {
     pub units: u64,
     /// Durable point after the flush.
     pub durable_offset: u64,
+    /// Full, durable files whose units moved from the heap to a mapping of the file.
+    pub files_mapped: u64,
 }
 
 /// Receipt of one file written by a flush.
@@ -537,13 +539,24 @@ impl ConsumeQueueStore {
         &mut self,
         up_to_physical_offset: u64,
     ) -> Result<Option<CqFlushJob>, CqError> {
+        self.begin_flush_scaled(up_to_physical_offset, 1)
+    }
+
+    /// [`ConsumeQueueStore::begin_flush`] with `scale` times the usual budget
+    /// ([`MAX_FLUSH_BYTES`]): a store whose derived files fell behind catches up with larger
+    /// rounds (each round's cost is mostly its fdatasyncs, whatever it writes).
+    pub fn begin_flush_scaled(
+        &mut self,
+        up_to_physical_offset: u64,
+        scale: usize,
+    ) -> Result<Option<CqFlushJob>, CqError> {
         if self.flush_in_flight {
             return Err(CqError::FlushInFlight);
         }
         let mut writes = Vec::new();
         let mut receipts = Vec::new();
         let mut first_unflushed = u64::MAX;
-        let mut budget = MAX_FLUSH_BYTES / CQ_UNIT_LEN;
+        let mut budget = MAX_FLUSH_BYTES * scale.max(1) / CQ_UNIT_LEN;
         for (topic, qs) in &self.topics {
             for (&queue_id, q) in qs {
                 for f in &q.files {
@@ -554,7 +567,7 @@ impl ConsumeQueueStore {
                     // every flush one step per unit appended since the CommitLog's last
                     // flush (2.5 % of the shard under 100 B batch produce).
                     let past = |i: u64| {
-                        decode_unit(&f.buf[i as usize * CQ_UNIT_LEN..])
+                        decode_unit(&f.bytes()[i as usize * CQ_UNIT_LEN..])
                             .filter(|e| !e.is_filler() && e.end() > up_to_physical_offset)
                     };
                     let (mut lo, mut hi) = (f.durable_units, units);
@@ -580,7 +593,7 @@ impl ConsumeQueueStore {
                         let cut = f.durable_units + budget as u64;
                         // The first unit left for the next flush bounds the durable point.
                         let at = cut as usize * CQ_UNIT_LEN;
-                        if let Some(e) = decode_unit(&f.buf[at..]) {
+                        if let Some(e) = decode_unit(&f.bytes()[at..]) {
                             first_unflushed = first_unflushed.min(e.physical_offset);
                         }
                         upto = cut;
@@ -593,7 +606,7 @@ impl ConsumeQueueStore {
                     let to = upto as usize * CQ_UNIT_LEN;
                     writes.push(FileWrite {
                         path: q.dir.join(file_name(f.start_unit)),
-                        ranges: vec![(from as u64, f.buf[from..to].to_vec())],
+                        ranges: vec![(from as u64, f.bytes()[from..to].to_vec())],
                         truncate_to: truncate.then_some(to as u64),
                         new_file: !f.on_disk,
                     });
@@ -660,6 +673,9 @@ impl ConsumeQueueStore {
                 stats.units += r.units - f.durable_units;
                 f.durable_units = r.units;
             }
+            if ok {
+                stats.files_mapped += q.map_cold_files() as u64;
+            }
         }
         let disk = match outcome.result {
             Ok(d) => d,
@@ -683,7 +699,18 @@ pub async fn flush(
     store: &RefCell<ConsumeQueueStore>,
     up_to_physical_offset: u64,
 ) -> Result<FlushStats, CqError> {
-    let job = store.borrow_mut().begin_flush(up_to_physical_offset)?;
+    flush_scaled(store, up_to_physical_offset, 1).await
+}
+
+/// [`flush`] with `scale` times the usual budget (see [`ConsumeQueueStore::begin_flush_scaled`]).
+pub async fn flush_scaled(
+    store: &RefCell<ConsumeQueueStore>,
+    up_to_physical_offset: u64,
+    scale: usize,
+) -> Result<FlushStats, CqError> {
+    let job = store
+        .borrow_mut()
+        .begin_flush_scaled(up_to_physical_offset, scale)?;
     let Some(job) = job else {
         let durable_offset = store.borrow().durable_offset();
         return Ok(FlushStats {

@@ -7,6 +7,7 @@ use zerocopy::IntoBytes;
 
 use super::error::CqError;
 use super::unit::{decode_unit, file_name, parse_file_name, CqEntry, CQ_UNIT_LEN};
+use crate::io::mapping::Mapping;
 
 /// Which end of a run of equal store timestamps a time search returns (RocketMQ 5.x
 /// `BoundaryType`).
@@ -31,14 +32,30 @@ pub enum PutOutcome {
     Repaired,
 }
 
-/// One file of a queue, resident in memory.
+/// Files of a queue kept on the heap however old: the one being filled and the one before it
+/// (a consumer just behind the head reads it). Older files, once full and wholly on disk, are
+/// read through a mapping of the file instead ([`CqUnits::Mapped`]).
+pub const CQ_RESIDENT_FILES: usize = 2;
+
+/// Where a file's units are read from.
+#[derive(Debug)]
+pub(crate) enum CqUnits {
+    /// On the heap: the units written so far; capacity is the whole file, reserved at
+    /// creation, so appends never reallocate (untouched capacity costs address space, not
+    /// memory).
+    Memory(Vec<u8>),
+    /// A full file that is wholly on disk, mapped read-only: page-cache memory the kernel can
+    /// reclaim, instead of 20 bytes per message on the heap for as long as retention keeps
+    /// the file.
+    Mapped(Mapping),
+}
+
+/// One file of a queue.
 #[derive(Debug)]
 pub(crate) struct CqFile {
     /// Queue offset of the file's first unit (file name = start_unit * 20).
     pub(crate) start_unit: u64,
-    /// The units written so far; capacity is the whole file, reserved at creation, so appends
-    /// never reallocate (untouched capacity costs address space, not memory).
-    pub(crate) buf: Vec<u8>,
+    pub(crate) data: CqUnits,
     /// Populates `buf` ahead of the appends (page faults off the shard thread).
     pub(crate) ahead: crate::prefault::Ahead,
     /// Units known to be on disk and synced.
@@ -51,15 +68,43 @@ pub(crate) struct CqFile {
 }
 
 impl CqFile {
+    /// The units' bytes, wherever they are.
+    #[inline]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match &self.data {
+            CqUnits::Memory(v) => v,
+            CqUnits::Mapped(m) => m.bytes(),
+        }
+    }
+
     #[inline]
     pub(crate) fn units(&self) -> u64 {
-        (self.buf.len() / CQ_UNIT_LEN) as u64
+        (self.bytes().len() / CQ_UNIT_LEN) as u64
     }
 
     #[inline]
     fn entry(&self, i: u64) -> Option<CqEntry> {
         let at = i as usize * CQ_UNIT_LEN;
-        decode_unit(self.buf.get(at..at + CQ_UNIT_LEN)?)
+        decode_unit(self.bytes().get(at..at + CQ_UNIT_LEN)?)
+    }
+
+    /// Whether the units are read through a mapping of the file.
+    pub(crate) fn is_mapped(&self) -> bool {
+        matches!(self.data, CqUnits::Mapped(_))
+    }
+
+    /// The units on the heap, copied back from the mapping first if the file was mapped (a
+    /// truncation is about to change them; the mapping is dropped before the file can shrink).
+    fn memory_mut(&mut self, units_per_file: u64) -> &mut Vec<u8> {
+        if let CqUnits::Mapped(m) = &self.data {
+            let mut v = Vec::with_capacity(units_per_file as usize * CQ_UNIT_LEN);
+            v.extend_from_slice(m.bytes());
+            self.data = CqUnits::Memory(v);
+        }
+        match &mut self.data {
+            CqUnits::Memory(v) => v,
+            CqUnits::Mapped(_) => unreachable!("converted to memory above"),
+        }
     }
 }
 
@@ -127,7 +172,7 @@ impl ConsumeQueue {
         ahead.after_write(&buf);
         CqFile {
             start_unit,
-            buf,
+            data: CqUnits::Memory(buf),
             ahead,
             durable_units: 0,
             disk_units: 0,
@@ -152,9 +197,17 @@ impl ConsumeQueue {
             let f = self.new_file(start);
             self.files.push_back(f);
         }
+        let upf = self.units_per_file;
         if let Some(f) = self.files.back_mut() {
-            f.buf.extend_from_slice(e.to_unit().as_bytes());
-            f.ahead.after_write(&f.buf);
+            // The last file is mapped only after a reload or truncation left a full file
+            // last, and then `need_file` opened a new one: this is a heap file.
+            if f.is_mapped() {
+                f.memory_mut(upf);
+            }
+            if let CqUnits::Memory(buf) = &mut f.data {
+                buf.extend_from_slice(e.to_unit().as_bytes());
+                f.ahead.after_write(buf);
+            }
         }
     }
 
@@ -311,6 +364,7 @@ impl ConsumeQueue {
         removed: &mut Vec<PathBuf>,
     ) -> bool {
         let mut changed = false;
+        let upf = self.units_per_file;
         while let Some(f) = self.files.back_mut() {
             let mut keep = f.units();
             while keep > 0 {
@@ -324,7 +378,7 @@ impl ConsumeQueue {
             }
             changed = true;
             self.max_offset = (f.start_unit + keep) as i64;
-            f.buf.truncate(keep as usize * CQ_UNIT_LEN);
+            f.memory_mut(upf).truncate(keep as usize * CQ_UNIT_LEN);
             f.durable_units = f.durable_units.min(keep);
             let only_fillers = (0..keep).all(|i| f.entry(i).is_some_and(|e| e.is_filler()));
             if keep == 0 || only_fillers {
@@ -457,12 +511,15 @@ impl ConsumeQueue {
             }
             q.files.push_back(CqFile {
                 start_unit: start,
-                buf,
+                data: CqUnits::Memory(buf),
                 ahead: crate::prefault::Ahead::default(),
                 durable_units: units as u64,
                 disk_units,
                 on_disk: true,
             });
+            // Older full files go to mappings as the load goes, so a long retention is never
+            // on the heap at once.
+            q.map_cold_files();
         }
         // Drop trailing files left without units (but keep one to anchor max_offset).
         while q.files.len() > 1 && q.files.back().is_some_and(|f| f.units() == 0) {
@@ -492,6 +549,42 @@ impl ConsumeQueue {
             }
         }
         Ok(q)
+    }
+
+    /// Reads the full files that are wholly on disk, except the last [`CQ_RESIDENT_FILES`],
+    /// through mappings of their files and frees their heap copies. Files are mapped oldest
+    /// first and never go back unless truncated, so the scan stops at the first mapped file.
+    /// Returns the files mapped now. A file that cannot be mapped stays on the heap (logged).
+    pub(crate) fn map_cold_files(&mut self) -> usize {
+        let upf = self.units_per_file;
+        let Some(end) = self.files.len().checked_sub(CQ_RESIDENT_FILES) else {
+            return 0;
+        };
+        let mut mapped = 0;
+        for i in (0..end).rev() {
+            let f = &mut self.files[i];
+            if f.is_mapped() {
+                break;
+            }
+            if f.units() != upf || f.durable_units != upf || f.disk_units != upf || !f.on_disk {
+                continue;
+            }
+            let path = self.dir.join(file_name(f.start_unit));
+            match Mapping::open(&path, upf as usize * CQ_UNIT_LEN) {
+                Ok(m) if m.bytes() == f.bytes() => {
+                    m.forget_resident();
+                    f.data = CqUnits::Mapped(m);
+                    mapped += 1;
+                }
+                Ok(_) => {
+                    tracing::warn!(path = %path.display(), "ConsumeQueue file differs from its units in memory; keeping them in memory")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ConsumeQueue file not mapped; keeping its units in memory")
+                }
+            }
+        }
+        mapped
     }
 
     /// Drops the units at queue offsets >= `offset` (files left empty go to `removed`).

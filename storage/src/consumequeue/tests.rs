@@ -567,3 +567,89 @@ fn a_flush_writes_at_most_its_budget_and_the_rest_follows() {
     let loaded = ConsumeQueueStore::load(root, 1_000_000).unwrap();
     assert_eq!(all_units(&loaded), all_units(&store.borrow()));
 }
+
+fn mapped_files(s: &ConsumeQueueStore, topic: &str, qid: i32) -> Vec<bool> {
+    s.queue(topic, qid)
+        .unwrap()
+        .files
+        .iter()
+        .map(|f| f.is_mapped())
+        .collect()
+}
+
+#[test]
+fn full_durable_files_are_read_through_mappings_and_come_back_for_a_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("consumequeue");
+    let store = RefCell::new(ConsumeQueueStore::new(root.clone(), 10));
+    fill(&mut store.borrow_mut(), "T", 0, 55);
+    let before = all_units(&store.borrow());
+    // Nothing is mapped before it is on disk.
+    assert_eq!(mapped_files(&store.borrow(), "T", 0), vec![false; 6]);
+    let stats = run(flush(&store, u64::MAX)).unwrap();
+    assert_eq!(stats.units, 55);
+    // Files 0..4 are full and durable; the last CQ_RESIDENT_FILES (4 and the partial 5) stay.
+    assert_eq!(queue::CQ_RESIDENT_FILES, 2);
+    assert_eq!(stats.files_mapped, 4);
+    assert_eq!(
+        mapped_files(&store.borrow(), "T", 0),
+        vec![true, true, true, true, false, false]
+    );
+    // Every unit reads the same, by offset, by iteration and by time search.
+    assert_eq!(all_units(&store.borrow()), before);
+    for i in 0..55 {
+        assert_eq!(
+            store.borrow().get("T", 0, i).unwrap().physical_offset,
+            phys(i as u64)
+        );
+    }
+    // A reload maps the old full files as it goes.
+    let loaded = ConsumeQueueStore::load(root.clone(), 10).unwrap();
+    assert_eq!(all_units(&loaded), before);
+    assert_eq!(
+        mapped_files(&loaded, "T", 0),
+        vec![true, true, true, true, false, false]
+    );
+    drop(loaded);
+
+    // A truncation into a mapped file brings it back to the heap, cuts it, and the next
+    // flush cuts the file on disk; appends continue from there.
+    store.borrow_mut().truncate(phys(24) + 100);
+    assert_eq!(store.borrow().max_offset("T", 0), 25);
+    assert_eq!(
+        mapped_files(&store.borrow(), "T", 0),
+        vec![true, true, false]
+    );
+    run(flush(&store, u64::MAX)).unwrap();
+    assert_eq!(
+        std::fs::metadata(root.join("T/0/00000000000000000400"))
+            .unwrap()
+            .len(),
+        5 * 20
+    );
+    fill_from(&mut store.borrow_mut(), 25, 47);
+    let stats = run(flush(&store, u64::MAX)).unwrap();
+    assert_eq!(stats.units, 22);
+    assert_eq!(
+        stats.files_mapped, 1,
+        "file 2 is full and durable again, and cold"
+    );
+    assert_eq!(
+        mapped_files(&store.borrow(), "T", 0),
+        vec![true, true, true, false, false]
+    );
+    let s = store.borrow();
+    for i in 0..47 {
+        assert_eq!(s.get("T", 0, i).unwrap().physical_offset, phys(i as u64));
+    }
+    // Retention drops mapped files like any other (the unlink follows at the next flush).
+    drop(s);
+    assert_eq!(store.borrow_mut().delete_below(phys(30)), 3);
+    run(flush(&store, u64::MAX)).unwrap();
+    assert!(!root.join("T/0/00000000000000000000").exists());
+    assert_eq!(store.borrow().min_offset("T", 0), 30);
+    assert_eq!(
+        store.borrow().get("T", 0, 30).unwrap().physical_offset,
+        phys(30)
+    );
+}

@@ -498,6 +498,16 @@ impl IndexService {
         &mut self,
         up_to_physical_offset: u64,
     ) -> Result<Option<IndexFlushJob>, IndexError> {
+        self.begin_flush_scaled(up_to_physical_offset, 1)
+    }
+
+    /// [`IndexService::begin_flush`] with up to `scale` times [`MAX_FLUSH_ENTRIES`] per file.
+    pub fn begin_flush_scaled(
+        &mut self,
+        up_to_physical_offset: u64,
+        scale: u32,
+    ) -> Result<Option<IndexFlushJob>, IndexError> {
+        let max_entries = MAX_FLUSH_ENTRIES.saturating_mul(scale.max(1));
         if self.flush_in_flight {
             return Err(IndexError::FlushInFlight);
         }
@@ -525,7 +535,7 @@ impl IndexService {
                 }
                 continue;
             }
-            let mut upto = count.min(f.durable_count.saturating_add(MAX_FLUSH_ENTRIES));
+            let mut upto = count.min(f.durable_count.saturating_add(max_entries));
             while upto > f.durable_count && phy_at(entries, upto - 1) >= up_to_physical_offset {
                 upto -= 1;
             }
@@ -670,7 +680,18 @@ pub async fn flush(
     svc: &RefCell<IndexService>,
     up_to_physical_offset: u64,
 ) -> Result<IndexFlushStats, IndexError> {
-    let job = svc.borrow_mut().begin_flush(up_to_physical_offset)?;
+    flush_scaled(svc, up_to_physical_offset, 1).await
+}
+
+/// [`flush`] with `scale` times the usual budget (see [`IndexService::begin_flush_scaled`]).
+pub async fn flush_scaled(
+    svc: &RefCell<IndexService>,
+    up_to_physical_offset: u64,
+    scale: u32,
+) -> Result<IndexFlushStats, IndexError> {
+    let job = svc
+        .borrow_mut()
+        .begin_flush_scaled(up_to_physical_offset, scale)?;
     let Some(job) = job else {
         let durable_offset = svc.borrow().durable_offset();
         return Ok(IndexFlushStats {

@@ -5,6 +5,7 @@
 
 mod buffer;
 mod file;
+pub(crate) mod mapping;
 mod runtime;
 
 pub use buffer::{
