@@ -37,6 +37,12 @@ pub enum PutOutcome {
 /// read through a mapping of the file instead ([`CqUnits::Mapped`]).
 pub const CQ_RESIDENT_FILES: usize = 2;
 
+thread_local! {
+    /// Failed mappings, logged at most once per `LOG_EVERY` (a full `vm.max_map_count` fails
+    /// every file).
+    static MAP_FAILURES: ramjet_core::ratelog::LogEvery = ramjet_core::ratelog::LogEvery::default();
+}
+
 /// Where a file's units are read from.
 #[derive(Debug)]
 pub(crate) enum CqUnits {
@@ -579,9 +585,13 @@ impl ConsumeQueue {
                 Ok(_) => {
                     tracing::warn!(path = %path.display(), "ConsumeQueue file differs from its units in memory; keeping them in memory")
                 }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ConsumeQueue file not mapped; keeping its units in memory")
-                }
+                // One mapping per file: past `vm.max_map_count` (65,530 by default, ~20 G
+                // messages of 300,000-unit files) mmap fails and files stay on the heap.
+                Err(e) => MAP_FAILURES.with(|l| {
+                    if let Some(n) = l.due() {
+                        tracing::warn!(path = %path.display(), error = %e, failures = n, "ConsumeQueue file not mapped; keeping its units in memory");
+                    }
+                }),
             }
         }
         mapped
