@@ -987,11 +987,7 @@ async fn background_loop(store: Weak<Inner>) {
                 }
             };
             last_derived = Instant::now();
-            scale = if backlog && inner.derived_lag() > catch_up_lag {
-                (scale * 2).min(MAX_DERIVED_SCALE)
-            } else {
-                (scale / 2).max(1)
-            };
+            scale = next_derived_scale(scale, backlog, inner.derived_lag(), catch_up_lag);
         }
         if inner.shutdown.get() {
             return;
@@ -1208,6 +1204,18 @@ impl Inner {
             )
         })?;
         Ok(written)
+    }
+}
+
+/// The budget multiplier of the next derived-flush round: doubled (up to
+/// [`MAX_DERIVED_SCALE`]) after a round that left a backlog while the derived files trail the
+/// CommitLog by more than `bound` bytes, halved (down to 1) otherwise. Above 1 the rounds also
+/// skip their pacing pause.
+fn next_derived_scale(scale: u32, backlog: bool, lag: u64, bound: u64) -> u32 {
+    if backlog && lag > bound {
+        scale.saturating_mul(2).clamp(1, MAX_DERIVED_SCALE)
+    } else {
+        (scale / 2).max(1)
     }
 }
 
@@ -2055,6 +2063,32 @@ mod tests {
         let acked = std::mem::take(&mut *acked.borrow_mut());
         assert_eq!(acked.len(), tasks * per_task);
         acked
+    }
+
+    #[test]
+    fn derived_flush_catches_up_only_past_the_lag_bound() {
+        let bound = 8 << 30;
+        // Below the bound, or without a backlog: paced rounds at the base budget.
+        assert_eq!(next_derived_scale(1, true, bound, bound), 1);
+        assert_eq!(next_derived_scale(1, false, bound * 4, bound), 1);
+        // Past it with a backlog: the budget doubles round after round, up to the cap.
+        let mut scale = 1;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            scale = next_derived_scale(scale, true, bound + 1, bound);
+            seen.push(scale);
+        }
+        assert_eq!(seen, vec![2, 4, 8, 8, 8]);
+        assert_eq!(MAX_DERIVED_SCALE, 8);
+        // Caught up (or the backlog gone): back down by halves.
+        let mut down = Vec::new();
+        for _ in 0..4 {
+            scale = next_derived_scale(scale, false, 0, bound);
+            down.push(scale);
+        }
+        assert_eq!(down, vec![4, 2, 1, 1]);
+        // A zero bound means: always catch up when behind.
+        assert_eq!(next_derived_scale(1, true, 1, 0), 2);
     }
 
     #[test]
