@@ -543,8 +543,9 @@ impl Store {
         // `index::MAX_FLUSH_ENTRIES` index entries; after a burst the backlog is larger (60 M
         // messages stopped right after a produce benchmark took 65 s of re-dispatch at the
         // next start). Rounds stop when nothing is left, or when one makes no progress.
-        let mut rounds = 0u32;
+        let (mut rounds, mut stalled) = (0u32, 0u32);
         loop {
+            let before = inner.derived_durable();
             let more = match inner.flush_derived_round(MAX_DERIVED_SCALE).await {
                 Ok(more) => more,
                 Err(e) => {
@@ -553,7 +554,18 @@ impl Store {
                 }
             };
             rounds += 1;
-            if !more || rounds >= MAX_SHUTDOWN_FLUSH_ROUNDS {
+            // A round can end short of its budget with work left (an IndexFile sealed in it
+            // holds newer files for the next round, and writing a sealed file's slot table
+            // may not move the durable point): go on while anything is dirty, until a few
+            // rounds in a row made no progress.
+            if inner.derived_durable() == before {
+                stalled += 1;
+            } else {
+                stalled = 0;
+            }
+            let dirty = inner.queues.borrow().is_dirty() || inner.index.borrow().is_dirty();
+            let go_on = more || (dirty && stalled < MAX_SHUTDOWN_STALLED_ROUNDS);
+            if !go_on || rounds >= MAX_SHUTDOWN_FLUSH_ROUNDS {
                 break;
             }
         }
@@ -1221,6 +1233,10 @@ fn next_derived_scale(scale: u32, backlog: bool, lag: u64, bound: u64) -> u32 {
 
 /// Largest budget multiplier of a derived-flush round (and of every round at shutdown).
 const MAX_DERIVED_SCALE: u32 = 8;
+
+/// Rounds in a row without progress after which the final derived flush gives up on files
+/// still dirty (a failing disk; the next start rebuilds what is missing from the CommitLog).
+const MAX_SHUTDOWN_STALLED_ROUNDS: u32 = 3;
 
 /// Most derived-flush rounds at shutdown (each writes up to `index::MAX_FLUSH_ENTRIES`
 /// entries): a bound, never reached unless a flush stops making progress.
