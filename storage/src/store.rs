@@ -1023,9 +1023,9 @@ async fn background_loop(store: Weak<Inner>) {
 //
 // What this file calls on them (kept narrow on purpose):
 //   consumequeue: ConsumeQueueStore::load, put, queue(..).get/iter_from, min/max_offset,
-//     search_offset_by_timestamp, truncate (recovery), queues, delete_topic, flush(&RefCell, up_to)
+//     search_offset_by_timestamp, truncate (recovery), queues, delete_topic, flush(&RefCell, up_to, scale)
 //   index: IndexService::load, index_message, query, truncate (recovery), delete_below,
-//     flush(&RefCell, up_to)
+//     flush(&RefCell, up_to, scale)
 // ---------------------------------------------------------------------------------------------
 
 /// What recovery told the store.
@@ -1192,8 +1192,8 @@ impl Inner {
         // CommitLog's durable offset), so a crash never leaves one pointing past the recovered
         // end.
         let durable = self.log.durable_offset();
-        let cq = crate::consumequeue::flush_scaled(&self.queues, durable, scale as usize).await?;
-        let ix = crate::index::flush_scaled(&self.index, durable, scale).await?;
+        let cq = crate::consumequeue::flush(&self.queues, durable, scale as usize).await?;
+        let ix = crate::index::flush(&self.index, durable, scale).await?;
         let (cq_durable, index_durable) = (cq.durable_offset, ix.durable_offset);
         let written = (cq.units, ix.entries);
         let durable = self.log.durable_offset();

@@ -37,10 +37,10 @@
 //! .delete_topic(topic) -> bool
 //! .queues() -> impl Iterator<Item = (&str, i32)>
 //! .durable_offset() -> u64 / .set_durable_offset(u64) / .dispatched_offset() -> u64
-//! .begin_flush(up_to_physical_offset: u64) -> Result<Option<CqFlushJob>, CqError>   // sync part
+//! .begin_flush(up_to_physical_offset: u64, scale: usize) -> Result<Option<CqFlushJob>, CqError>   // sync part
 //! CqFlushJob::run(self).await -> CqFlushOutcome                                       // I/O, no borrow held
 //! .complete_flush(CqFlushOutcome) -> Result<FlushStats, CqError>                      // sync part
-//! flush(&RefCell<ConsumeQueueStore>, up_to_physical_offset).await -> Result<FlushStats, CqError>  // all three
+//! flush(&RefCell<ConsumeQueueStore>, up_to_physical_offset, scale).await -> Result<FlushStats, CqError>  // all three
 //! ```
 
 pub(crate) mod disk;
@@ -535,17 +535,11 @@ impl ConsumeQueueStore {
     /// `up_to_physical_offset` (pass the CommitLog's durable offset, so no unit reaches the disk
     /// before its record) that are not yet on disk, and the pending removals. `Ok(None)` when
     /// there is nothing to do.
+    ///
+    /// One flush writes at most `scale` (>= 1) times [`MAX_FLUSH_BYTES`] of units: a store
+    /// whose derived files fell behind catches up with larger rounds (each round's cost is
+    /// mostly its fdatasyncs, whatever it writes).
     pub fn begin_flush(
-        &mut self,
-        up_to_physical_offset: u64,
-    ) -> Result<Option<CqFlushJob>, CqError> {
-        self.begin_flush_scaled(up_to_physical_offset, 1)
-    }
-
-    /// [`ConsumeQueueStore::begin_flush`] with `scale` times the usual budget
-    /// ([`MAX_FLUSH_BYTES`]): a store whose derived files fell behind catches up with larger
-    /// rounds (each round's cost is mostly its fdatasyncs, whatever it writes).
-    pub fn begin_flush_scaled(
         &mut self,
         up_to_physical_offset: u64,
         scale: usize,
@@ -698,19 +692,11 @@ impl ConsumeQueueStore {
 pub async fn flush(
     store: &RefCell<ConsumeQueueStore>,
     up_to_physical_offset: u64,
-) -> Result<FlushStats, CqError> {
-    flush_scaled(store, up_to_physical_offset, 1).await
-}
-
-/// [`flush`] with `scale` times the usual budget (see [`ConsumeQueueStore::begin_flush_scaled`]).
-pub async fn flush_scaled(
-    store: &RefCell<ConsumeQueueStore>,
-    up_to_physical_offset: u64,
     scale: usize,
 ) -> Result<FlushStats, CqError> {
     let job = store
         .borrow_mut()
-        .begin_flush_scaled(up_to_physical_offset, scale)?;
+        .begin_flush(up_to_physical_offset, scale)?;
     let Some(job) = job else {
         let durable_offset = store.borrow().durable_offset();
         return Ok(FlushStats {

@@ -298,7 +298,7 @@ fn flush_then_reload_equals_what_was_written() {
         .borrow_mut()
         .put("TopicB", 1, 5, 50_000, 33, -5)
         .unwrap();
-    let stats = run(flush(&store, u64::MAX)).unwrap();
+    let stats = run(flush(&store, u64::MAX, 1)).unwrap();
     // TopicB's file starts at unit 4: one filler, then its unit.
     assert_eq!(stats.units, 9 + 2 + 2);
     let s = store.borrow();
@@ -341,7 +341,7 @@ fn flush_then_reload_equals_what_was_written() {
         .borrow_mut()
         .put("TopicA", 0, 9, phys(9), 100, 1)
         .unwrap();
-    run(flush(&store, u64::MAX)).unwrap();
+    run(flush(&store, u64::MAX, 1)).unwrap();
     let again = ConsumeQueueStore::load(root, 4).unwrap();
     assert_eq!(again.max_offset("TopicA", 0), 10);
     assert_eq!(again.get("TopicA", 0, 9).unwrap().tags_code, 1);
@@ -354,7 +354,7 @@ fn flush_stops_at_the_bound_and_tracks_the_durable_point() {
     let store = RefCell::new(ConsumeQueueStore::new(root.clone(), 4));
     fill(&mut store.borrow_mut(), "T", 0, 6);
     // The CommitLog is durable up to the end of record 2.
-    let stats = run(flush(&store, phys(3))).unwrap();
+    let stats = run(flush(&store, phys(3), 1)).unwrap();
     assert_eq!(stats.units, 3);
     assert_eq!(stats.durable_offset, phys(3));
     assert_eq!(store.borrow().durable_offset(), phys(3));
@@ -364,7 +364,7 @@ fn flush_stops_at_the_bound_and_tracks_the_durable_point() {
             .max_offset("T", 0),
         3
     );
-    let stats = run(flush(&store, u64::MAX)).unwrap();
+    let stats = run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(stats.units, 3);
     // Never past what was dispatched.
     assert_eq!(store.borrow().durable_offset(), phys(5) + 100);
@@ -373,7 +373,7 @@ fn flush_stops_at_the_bound_and_tracks_the_durable_point() {
         6
     );
     // A second flush with nothing new is a no-op.
-    let stats = run(flush(&store, u64::MAX)).unwrap();
+    let stats = run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(stats.units, 0);
     assert_eq!(stats.disk.files_written, 0);
 }
@@ -385,10 +385,10 @@ fn truncate_and_delete_reach_the_disk() {
     let store = RefCell::new(ConsumeQueueStore::new(root.clone(), 4));
     fill(&mut store.borrow_mut(), "T", 0, 10);
     fill(&mut store.borrow_mut(), "Gone", 0, 1);
-    run(flush(&store, u64::MAX)).unwrap();
+    run(flush(&store, u64::MAX, 1)).unwrap();
     store.borrow_mut().truncate(phys(6));
     assert!(store.borrow_mut().delete_topic("Gone"));
-    let stats = run(flush(&store, u64::MAX)).unwrap();
+    let stats = run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(stats.disk.files_removed, 1 + 1);
     assert!(!root.join("T/0/00000000000000000160").exists());
     assert_eq!(
@@ -404,7 +404,7 @@ fn truncate_and_delete_reach_the_disk() {
 
     // Retention: the first file goes from disk.
     store.borrow_mut().delete_below(phys(5));
-    run(flush(&store, u64::MAX)).unwrap();
+    run(flush(&store, u64::MAX, 1)).unwrap();
     assert!(!root.join("T/0/00000000000000000000").exists());
     let loaded = ConsumeQueueStore::load(root, 4).unwrap();
     assert_eq!(
@@ -544,7 +544,7 @@ fn a_flush_writes_at_most_its_budget_and_the_rest_follows() {
             s.put("T", 1, i as i64, phys(2 * i + 1), 100, 0).unwrap();
         }
     }
-    let first = run(flush(&store, u64::MAX)).unwrap();
+    let first = run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(first.units, budget, "one flush writes exactly its budget");
     assert!(store.borrow().is_dirty());
     // Queue 0 or 1 is written whole (map order), the other up to the budget: the durable
@@ -560,7 +560,7 @@ fn a_flush_writes_at_most_its_budget_and_the_rest_follows() {
         phys(2 * short_max as u64 + short_q),
         "durable point = the first unit left for the next flush"
     );
-    let second = run(flush(&store, u64::MAX)).unwrap();
+    let second = run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(second.units, left);
     assert!(!store.borrow().is_dirty());
     assert_eq!(second.durable_offset, phys(2 * per_queue - 1) + 100);
@@ -586,7 +586,7 @@ fn full_durable_files_are_read_through_mappings_and_come_back_for_a_truncation()
     let before = all_units(&store.borrow());
     // Nothing is mapped before it is on disk.
     assert_eq!(mapped_files(&store.borrow(), "T", 0), vec![false; 6]);
-    let stats = run(flush(&store, u64::MAX)).unwrap();
+    let stats = run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(stats.units, 55);
     // Files 0..4 are full and durable; the last CQ_RESIDENT_FILES (4 and the partial 5) stay.
     assert_eq!(queue::CQ_RESIDENT_FILES, 2);
@@ -620,7 +620,7 @@ fn full_durable_files_are_read_through_mappings_and_come_back_for_a_truncation()
         mapped_files(&store.borrow(), "T", 0),
         vec![true, true, false]
     );
-    run(flush(&store, u64::MAX)).unwrap();
+    run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(
         std::fs::metadata(root.join("T/0/00000000000000000400"))
             .unwrap()
@@ -628,7 +628,7 @@ fn full_durable_files_are_read_through_mappings_and_come_back_for_a_truncation()
         5 * 20
     );
     fill_from(&mut store.borrow_mut(), 25, 47);
-    let stats = run(flush(&store, u64::MAX)).unwrap();
+    let stats = run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(stats.units, 22);
     assert_eq!(
         stats.files_mapped, 1,
@@ -645,7 +645,7 @@ fn full_durable_files_are_read_through_mappings_and_come_back_for_a_truncation()
     // Retention drops mapped files like any other (the unlink follows at the next flush).
     drop(s);
     assert_eq!(store.borrow_mut().delete_below(phys(30)), 3);
-    run(flush(&store, u64::MAX)).unwrap();
+    run(flush(&store, u64::MAX, 1)).unwrap();
     assert!(!root.join("T/0/00000000000000000000").exists());
     assert_eq!(store.borrow().min_offset("T", 0), 30);
     assert_eq!(

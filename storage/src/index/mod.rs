@@ -27,10 +27,10 @@
 //! .truncate(max_physical_offset: u64)                    // recovery
 //! .delete_below(min_physical_offset: u64) -> usize       // retention: files whose entries all precede it
 //! .durable_offset() / .set_durable_offset(u64) / .dispatched_offset()
-//! .begin_flush(up_to_physical_offset) -> Result<Option<IndexFlushJob>, IndexError>
+//! .begin_flush(up_to_physical_offset, scale) -> Result<Option<IndexFlushJob>, IndexError>
 //! IndexFlushJob::run(self).await -> IndexFlushOutcome
 //! .complete_flush(IndexFlushOutcome) -> Result<IndexFlushStats, IndexError>
-//! flush(&RefCell<IndexService>, up_to_physical_offset).await -> Result<IndexFlushStats, IndexError>
+//! flush(&RefCell<IndexService>, up_to_physical_offset, scale).await -> Result<IndexFlushStats, IndexError>
 //! ```
 
 mod error;
@@ -494,15 +494,8 @@ impl IndexService {
 
     /// First half of a flush: new entries of records below `up_to_physical_offset` (the
     /// CommitLog's durable offset), headers, slot tables of sealed files, removals.
+    /// Up to `scale` (>= 1) times [`MAX_FLUSH_ENTRIES`] entries per file.
     pub fn begin_flush(
-        &mut self,
-        up_to_physical_offset: u64,
-    ) -> Result<Option<IndexFlushJob>, IndexError> {
-        self.begin_flush_scaled(up_to_physical_offset, 1)
-    }
-
-    /// [`IndexService::begin_flush`] with up to `scale` times [`MAX_FLUSH_ENTRIES`] per file.
-    pub fn begin_flush_scaled(
         &mut self,
         up_to_physical_offset: u64,
         scale: u32,
@@ -679,19 +672,9 @@ impl IndexService {
 pub async fn flush(
     svc: &RefCell<IndexService>,
     up_to_physical_offset: u64,
-) -> Result<IndexFlushStats, IndexError> {
-    flush_scaled(svc, up_to_physical_offset, 1).await
-}
-
-/// [`flush`] with `scale` times the usual budget (see [`IndexService::begin_flush_scaled`]).
-pub async fn flush_scaled(
-    svc: &RefCell<IndexService>,
-    up_to_physical_offset: u64,
     scale: u32,
 ) -> Result<IndexFlushStats, IndexError> {
-    let job = svc
-        .borrow_mut()
-        .begin_flush_scaled(up_to_physical_offset, scale)?;
+    let job = svc.borrow_mut().begin_flush(up_to_physical_offset, scale)?;
     let Some(job) = job else {
         let durable_offset = svc.borrow().durable_offset();
         return Ok(IndexFlushStats {

@@ -248,7 +248,7 @@ fn flush_reload_truncate_and_delete_on_disk() {
     // Each flush seals at most one file before writing newer ones.
     let mut flushes = 0;
     while s.borrow().is_dirty() {
-        let st = run(flush(&s, u64::MAX)).unwrap();
+        let st = run(flush(&s, u64::MAX, 1)).unwrap();
         flushes += 1;
         if flushes == 1 {
             // File 0 sealed; files 1 and 2 wait, so the durable point is file 1's first record.
@@ -304,7 +304,7 @@ fn flush_reload_truncate_and_delete_on_disk() {
     );
     assert_eq!(s.borrow_mut().delete_below(400), 1);
     while s.borrow().is_dirty() {
-        run(flush(&s, u64::MAX)).unwrap();
+        run(flush(&s, u64::MAX, 1)).unwrap();
     }
     assert!(!idir.join(&names[0]).exists());
     let loaded = IndexService::load(idir, 5, 4).unwrap();
@@ -326,7 +326,7 @@ fn flush_bound_keeps_later_entries_in_memory() {
             .index_message("T", 0, 100 * i, 100, T0 + 1000 * i as i64, &props("", "k"))
             .unwrap();
     }
-    let st = run(flush(&s, 300)).unwrap();
+    let st = run(flush(&s, 300, 1)).unwrap();
     assert_eq!(st.entries, 3);
     assert_eq!(st.durable_offset, 300);
     let loaded = IndexService::load(idir.clone(), 3, 100).unwrap();
@@ -334,7 +334,7 @@ fn flush_bound_keeps_later_entries_in_memory() {
         loaded.query("T", "k", 10, 0, i64::MAX).unwrap(),
         vec![200, 100, 0]
     );
-    let st = run(flush(&s, u64::MAX)).unwrap();
+    let st = run(flush(&s, u64::MAX, 1)).unwrap();
     assert_eq!(st.entries, 2);
     assert_eq!(st.durable_offset, 500);
     let loaded = IndexService::load(idir, 3, 100).unwrap();
@@ -361,7 +361,7 @@ fn load_stops_at_a_torn_tail_of_the_newest_file() {
             )
             .unwrap();
     }
-    run(flush(&s, u64::MAX)).unwrap();
+    run(flush(&s, u64::MAX, 1)).unwrap();
     // Simulate a crash that persisted the header (count 7) but zeros for entries 5 and 6.
     let path = idir.join(file_name(T0));
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
