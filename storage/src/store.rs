@@ -2137,6 +2137,56 @@ mod tests {
         });
     }
 
+    /// The next CommitLog segment is prepared as soon as the writer is in the one before it,
+    /// not only once that one is half full: under load the preparation (create, fallocate,
+    /// fdatasync, link, reopen) took longer than half a segment's worth of appends, and the
+    /// writer then created every segment itself. Here a few records fill far less than half of
+    /// segment 0, and segment 1 still appears, full size, without being appended to.
+    #[test]
+    fn next_segment_is_prepared_while_the_active_one_is_nearly_empty() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = StoreConfig {
+            preallocate: crate::config::Preallocate::Fallocate,
+            ..cfg(dir.path())
+        };
+        let seg = c.segment_size_bytes;
+        let next = dir
+            .path()
+            .join("commitlog")
+            .join(crate::recovery::segment_file_name(seg));
+        let next2 = next.clone();
+        run(async move {
+            let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
+            let mut end = 0;
+            for i in 0..4 {
+                let m = Msg::new("Prep", 0, body(i, 1000), "g", "k");
+                end = store
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put: {e}"))
+                    .end_physical_offset;
+            }
+            store.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
+            assert_eq!(store.stats().commitlog_durable_offset, end);
+            assert!(end > 0 && end < seg / 8, "records end at {end}");
+            // The preparation runs in the background; give it up to 10 s.
+            let mut waited = 0;
+            while store.stats().segments_created < 2 && waited < 1000 {
+                io::sleep(Duration::from_millis(10)).await;
+                waited += 1;
+            }
+            assert_eq!(store.stats().segments_created, 2, "segment 1 prepared");
+            assert!(store.stats().commitlog_durable_offset < seg / 8);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+        let len = std::fs::metadata(&next2)
+            .unwrap_or_else(|e| panic!("{}: {e}", next2.display()))
+            .len();
+        assert_eq!(len, seg, "the prepared segment is fallocated to full size");
+    }
+
     /// Pipelined group commit (`sync_pipeline`): many appenders over several segment rolls are
     /// all acknowledged with far fewer fdatasyncs than messages, never before the durable point
     /// covers them, and after a reopen every acknowledged record is there byte for byte.
