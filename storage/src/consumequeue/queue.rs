@@ -89,7 +89,7 @@ impl CqFile {
     }
 
     #[inline]
-    fn entry(&self, i: u64) -> Option<CqEntry> {
+    pub(crate) fn entry(&self, i: u64) -> Option<CqEntry> {
         let at = i as usize * CQ_UNIT_LEN;
         decode_unit(self.bytes().get(at..at + CQ_UNIT_LEN)?)
     }

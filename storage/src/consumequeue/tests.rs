@@ -527,19 +527,22 @@ mod model {
     }
 }
 
+/// A flush with more pending than its budget goes up to one CommitLog offset in every queue
+/// (the records in CommitLog order that fit the budget), so the durable point moves with
+/// each round; spending the budget queue by queue left the durable point at the first
+/// queue's start for as long as the backlog lasted.
 #[test]
-fn a_flush_writes_at_most_its_budget_and_the_rest_follows() {
+fn a_flush_writes_its_budget_in_commitlog_order_and_the_rest_follows() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cq");
     let budget = (MAX_FLUSH_BYTES / CQ_UNIT_LEN) as u64;
-    // Two queues with 0.75 budget each: the first flush takes all of one queue and part of
-    // the other; the durable point stops at the first unit it left behind.
+    // Two queues with 0.75 budget each, interleaved in the CommitLog: record k (queue k % 2)
+    // at phys(k), ending at phys(k + 1).
     let per_queue = budget * 3 / 4;
     let store = RefCell::new(ConsumeQueueStore::new(root.clone(), 1_000_000));
     {
         let mut s = store.borrow_mut();
         for i in 0..per_queue {
-            // Queue 0 and queue 1 interleave in the CommitLog.
             s.put("T", 0, i as i64, phys(2 * i), 100, 0).unwrap();
             s.put("T", 1, i as i64, phys(2 * i + 1), 100, 0).unwrap();
         }
@@ -547,23 +550,52 @@ fn a_flush_writes_at_most_its_budget_and_the_rest_follows() {
     let first = run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(first.units, budget, "one flush writes exactly its budget");
     assert!(store.borrow().is_dirty());
-    // Queue 0 or 1 is written whole (map order), the other up to the budget: the durable
-    // point is the first unit not written, never past it.
-    let left = per_queue * 2 - budget;
+    // Records 0..budget are written, in both queues alike; the durable point is the first
+    // record left for the next flush.
     let loaded = ConsumeQueueStore::load(root.clone(), 1_000_000).unwrap();
-    let (m0, m1) = (loaded.max_offset("T", 0), loaded.max_offset("T", 1));
-    assert_eq!((m0 + m1) as u64, budget);
-    let (short_q, short_max) = if m0 < m1 { (0u64, m0) } else { (1, m1) };
-    assert_eq!(short_max as u64, per_queue - left);
-    assert_eq!(
-        first.durable_offset,
-        phys(2 * short_max as u64 + short_q),
-        "durable point = the first unit left for the next flush"
-    );
+    assert_eq!(loaded.max_offset("T", 0) as u64, budget.div_ceil(2));
+    assert_eq!(loaded.max_offset("T", 1) as u64, budget / 2);
+    assert_eq!(first.durable_offset, phys(budget));
+    let left = per_queue * 2 - budget;
     let second = run(flush(&store, u64::MAX, 1)).unwrap();
     assert_eq!(second.units, left);
     assert!(!store.borrow().is_dirty());
     assert_eq!(second.durable_offset, phys(2 * per_queue - 1) + 100);
+    let loaded = ConsumeQueueStore::load(root, 1_000_000).unwrap();
+    assert_eq!(all_units(&loaded), all_units(&store.borrow()));
+}
+
+/// A queue written three times as often as another: each budget-bound flush still moves the
+/// durable point to the CommitLog offset it flushed up to, in both queues.
+#[test]
+fn uneven_queues_share_a_flush_by_commitlog_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cq");
+    let budget = (MAX_FLUSH_BYTES / CQ_UNIT_LEN) as u64;
+    let records = budget * 5 / 2;
+    let store = RefCell::new(ConsumeQueueStore::new(root.clone(), 1_000_000));
+    {
+        let mut s = store.borrow_mut();
+        let mut next = [0i64; 2];
+        for k in 0..records {
+            let q = usize::from(k % 4 == 3);
+            s.put("T", q as i32, next[q], phys(k), 100, 0).unwrap();
+            next[q] += 1;
+        }
+    }
+    let mut durable = Vec::new();
+    loop {
+        let st = run(flush(&store, u64::MAX, 1)).unwrap();
+        if st.units == 0 {
+            break;
+        }
+        assert!(st.units <= budget);
+        durable.push(st.durable_offset);
+    }
+    assert_eq!(
+        durable,
+        vec![phys(budget), phys(2 * budget), phys(records - 1) + 100]
+    );
     let loaded = ConsumeQueueStore::load(root, 1_000_000).unwrap();
     assert_eq!(all_units(&loaded), all_units(&store.borrow()));
 }
