@@ -954,16 +954,18 @@ async fn background_loop(store: Weak<Inner>) {
     // after a pause as long as the round took, not after the interval.
     let mut backlog = false;
     let mut last_round = Duration::ZERO;
-    // Budget multiplier of the rounds: doubled after each round that left a backlog while the
-    // derived files trail the CommitLog by more than `derived_catch_up_lag_bytes`, halved
+    // Budget multiplier of the rounds (`next_derived_scale`): doubled after each round that
+    // left a backlog, up to 4 while paced and 8 past `derived_catch_up_lag_bytes`, halved
     // otherwise. A round's cost is mostly its fdatasyncs (one per file written, plus the
     // checkpoint's), not its bytes: with the base budget (100k units, 100k index entries) a
     // round took 45-70 ms on the 2-vCPU guest, and paced rounds flushed ~0.9 M messages/s
     // against a 2.7 M msg/s produce (perf/results/session18-2026-12-06.md).
     let mut scale: u32 = 1;
+    // Past `derived_catch_up_lag_bytes`: rounds back to back.
+    let mut catching_up = false;
     let (derived_failures, retention_failures) = (LogEvery::default(), LogEvery::default());
     loop {
-        if backlog && scale > 1 {
+        if backlog && catching_up {
             // Catching up: the next round at once (`derived_catch_up_lag_bytes`).
             io::yield_now().await;
         } else if backlog {
@@ -999,7 +1001,9 @@ async fn background_loop(store: Weak<Inner>) {
                 }
             };
             last_derived = Instant::now();
-            scale = next_derived_scale(scale, backlog, inner.derived_lag(), catch_up_lag);
+            let lag = inner.derived_lag();
+            catching_up = lag > catch_up_lag;
+            scale = next_derived_scale(scale, backlog, lag, catch_up_lag);
         }
         if inner.shutdown.get() {
             return;
@@ -1219,20 +1223,30 @@ impl Inner {
     }
 }
 
-/// The budget multiplier of the next derived-flush round: doubled (up to
-/// [`MAX_DERIVED_SCALE`]) after a round that left a backlog while the derived files trail the
-/// CommitLog by more than `bound` bytes, halved (down to 1) otherwise. Above 1 the rounds also
-/// skip their pacing pause.
+/// The budget multiplier of the next derived-flush round: doubled after a round that left a
+/// backlog, up to [`MAX_PACED_DERIVED_SCALE`] while the derived files trail the CommitLog by
+/// at most `bound` bytes (the rounds stay paced) and up to [`MAX_DERIVED_SCALE`] past it (the
+/// rounds run back to back); halved (down to 1) once a round leaves no backlog. A round's
+/// cost is mostly its fdatasyncs, not its bytes, so a larger paced round flushes more for
+/// about the same time: at the base budget the paced rounds fell behind a 2.7 M msg/s
+/// produce from the first second (~0.8 M msg/s) and the lag reached the bound after ~20 s.
 fn next_derived_scale(scale: u32, backlog: bool, lag: u64, bound: u64) -> u32 {
-    if backlog && lag > bound {
-        scale.saturating_mul(2).clamp(1, MAX_DERIVED_SCALE)
-    } else {
-        (scale / 2).max(1)
+    if !backlog {
+        return (scale / 2).max(1);
     }
+    let cap = if lag > bound {
+        MAX_DERIVED_SCALE
+    } else {
+        MAX_PACED_DERIVED_SCALE
+    };
+    scale.saturating_mul(2).clamp(1, cap)
 }
 
 /// Largest budget multiplier of a derived-flush round (and of every round at shutdown).
 const MAX_DERIVED_SCALE: u32 = 8;
+
+/// Largest budget multiplier of a paced derived-flush round (lag within the bound).
+const MAX_PACED_DERIVED_SCALE: u32 = 4;
 
 /// Rounds in a row without progress after which the final derived flush gives up on files
 /// still dirty (a failing disk; the next start rebuilds what is missing from the CommitLog).
@@ -2082,20 +2096,29 @@ mod tests {
     }
 
     #[test]
-    fn derived_flush_catches_up_only_past_the_lag_bound() {
+    fn derived_flush_rounds_grow_with_a_backlog_and_most_past_the_lag_bound() {
         let bound = 8 << 30;
-        // Below the bound, or without a backlog: paced rounds at the base budget.
-        assert_eq!(next_derived_scale(1, true, bound, bound), 1);
+        // Without a backlog: the base budget, whatever the lag.
         assert_eq!(next_derived_scale(1, false, bound * 4, bound), 1);
-        // Past it with a backlog: the budget doubles round after round, up to the cap.
+        // A backlog within the bound: paced rounds grow up to the paced cap.
         let mut scale = 1;
         let mut seen = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..4 {
+            scale = next_derived_scale(scale, true, bound, bound);
+            seen.push(scale);
+        }
+        assert_eq!(seen, vec![2, 4, 4, 4]);
+        assert_eq!(MAX_PACED_DERIVED_SCALE, 4);
+        // Past it: the budget keeps doubling, up to the cap.
+        let mut seen = Vec::new();
+        for _ in 0..3 {
             scale = next_derived_scale(scale, true, bound + 1, bound);
             seen.push(scale);
         }
-        assert_eq!(seen, vec![2, 4, 8, 8, 8]);
+        assert_eq!(seen, vec![8, 8, 8]);
         assert_eq!(MAX_DERIVED_SCALE, 8);
+        // Back within the bound with a backlog: down to the paced cap.
+        assert_eq!(next_derived_scale(8, true, bound, bound), 4);
         // Caught up (or the backlog gone): back down by halves.
         let mut down = Vec::new();
         for _ in 0..4 {
