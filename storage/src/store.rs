@@ -2640,6 +2640,84 @@ mod tests {
         disk_full_and_enospc_refuse_cleanly_with(true);
     }
 
+    /// The pipelined flusher's order of events: the writes of cycle k complete, cycle k+1's
+    /// write fails (ENOSPC), then cycle k's sync completes. That sync makes cycle k's data
+    /// durable, but the failed write still waits for its retry: appends stay refused until
+    /// the retry succeeds. (Clearing the failure on any sync accepted appends on a full disk.)
+    #[test]
+    fn a_sync_of_earlier_writes_does_not_clear_a_later_write_failure() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        // Async, with an interval and byte threshold the test never reaches: the phases are
+        // driven by hand.
+        let c = StoreConfig {
+            flush: FlushMode::Async,
+            flush_interval_ms: 600_000,
+            flush_bytes: 1 << 30,
+            ..cfg(dir.path())
+        };
+        run(async {
+            let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
+            let log = store.inner.log.clone();
+            let m = Msg::new("F", 0, body(1, 100), "t", "k");
+            let put = |what: &str| {
+                store
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put {what}: {e}"))
+            };
+            let r1 = put("1");
+            let t1 = log
+                .write_phase(true)
+                .await
+                .unwrap_or_else(|e| panic!("write 1: {e}"))
+                .unwrap_or_else(|| panic!("write 1 had nothing to write"));
+            assert_eq!(t1, r1.end_physical_offset);
+            let segs = log
+                .take_unsynced(t1)
+                .unwrap_or_else(|| panic!("segments to sync"));
+            let r2 = put("2");
+            log.set_write_fault(Some(libc::ENOSPC));
+            let e = log
+                .write_phase(true)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("write 2 should fail"));
+            log.flush_failed(&e);
+            log.sync_phase(t1, segs)
+                .await
+                .unwrap_or_else(|e| panic!("sync 1: {e}"));
+            assert_eq!(store.stats().commitlog_durable_offset, t1);
+            let refused = store.put_message(&m.view()).err();
+            assert!(
+                matches!(
+                    refused,
+                    Some(StoreError::FlushFailed { no_space: true, .. })
+                ),
+                "append while the write of record 2 is still failing: {refused:?}"
+            );
+            // The retry writes record 2; its sync clears the failure.
+            log.set_write_fault(None);
+            let t2 = log
+                .write_phase(true)
+                .await
+                .unwrap_or_else(|e| panic!("write 2 retried: {e}"))
+                .unwrap_or_else(|| panic!("the retry had nothing to write"));
+            assert_eq!(t2, r2.end_physical_offset);
+            let segs = log
+                .take_unsynced(t2)
+                .unwrap_or_else(|| panic!("segments to sync"));
+            log.sync_phase(t2, segs)
+                .await
+                .unwrap_or_else(|e| panic!("sync 2: {e}"));
+            assert_eq!(store.stats().commitlog_durable_offset, t2);
+            let r3 = put("3");
+            assert_eq!(r3.physical_offset, t2, "appended right after the retried record");
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
     fn disk_full_and_enospc_refuse_cleanly_with(sync_pipeline: bool) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let c = StoreConfig {

@@ -50,13 +50,23 @@ impl DurableWatch {
 
     /// Raises the watermark, clears a recorded failure and wakes the waiters it covers.
     pub fn advance(&self, to: u64) {
-        if to > self.durable.get() {
-            self.durable.set(to);
-        }
         let had_failure = self.last_failure.borrow_mut().take().is_some();
         if had_failure {
+            if to > self.durable.get() {
+                self.durable.set(to);
+            }
             self.wake_all();
             return;
+        }
+        self.raise(to);
+    }
+
+    /// Raises the watermark and wakes the waiters it covers, leaving a recorded failure in
+    /// place: data made durable by a sync of earlier writes, while a later write that failed
+    /// still waits for its retry.
+    pub fn raise(&self, to: u64) {
+        if to > self.durable.get() {
+            self.durable.set(to);
         }
         let durable = self.durable.get();
         loop {
