@@ -89,6 +89,12 @@ pub struct BenchArgs {
     /// once). For latency runs on dedicated cores.
     #[arg(long, default_value_t = 0)]
     pub spin_us: u64,
+    /// `--client raw`: microseconds before a request is due that the send loop stops sleeping
+    /// and polls (waking a sleeping thread is late by tens of µs, more on a VM). At rates with
+    /// a request due more often than this the loop never sleeps; 0 sleeps until each is due
+    /// (less CPU, later sends, counted in the latencies).
+    #[arg(long, default_value_t = crate::engine::DEFAULT_WAKE_AHEAD_US)]
+    pub wake_ahead_us: u64,
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
     /// Client instances (each with its own TCP connection per broker); default one per
@@ -236,6 +242,8 @@ mod tests {
             "r.json",
             "--hgrm",
             "r.hgrm",
+            "--wake-ahead-us",
+            "10",
         ])
         .expect("parse");
         let Command::Produce(a) = cli.command else {
@@ -246,6 +254,7 @@ mod tests {
             (1024, 16, 4, Some(2), Some(8))
         );
         assert_eq!(a.rate, Some(50_000.0));
+        assert_eq!(a.wake_ahead_us, 10);
         assert_eq!(parse_cpus(a.cpus.as_deref().unwrap_or("")), Ok(vec![0, 1]));
         assert!(a.validate().is_ok());
     }

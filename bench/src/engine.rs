@@ -10,10 +10,13 @@
 //! one pass goes out in one `write` per connection; one `ppoll` per pass both waits and finds
 //! the readable sockets; responses are decoded in place from the receive buffer.
 //!
-//! Waiting: the loop sleeps in `ppoll` until [`WAKE_AHEAD`] before the next request is due (or
-//! until a socket is readable) and polls without sleeping from then on, because waking a sleeping
-//! thread takes tens of microseconds (far more on a VM, see tuning/README.md) and that would be
-//! lag. `--spin-us N` also keeps polling N µs after the last event. A closed-loop run with its
+//! Waiting: the loop sleeps in `ppoll` until `--wake-ahead-us` ([`DEFAULT_WAKE_AHEAD_US`])
+//! before the next request is due (or until a socket is readable) and polls without sleeping
+//! from then on, because waking a sleeping thread takes tens of microseconds (far more on a VM,
+//! see tuning/README.md) and that would be lag. At rates where requests are due more often than
+//! that (above ~20k/s at 50 us) the loop never sleeps: its CPU is busy whatever the rate. `0`
+//! sleeps until each request is due: half the CPU at 97k sends/s on the 2-vCPU VM, a later p50
+//! (0.49 -> 0.65 ms, sync 1 KiB) and a shorter p99.9 (perf/results/session19-2026-12-06.md). `--spin-us N` also keeps polling N µs after the last event. A closed-loop run with its
 //! window full sleeps until an answer arrives.
 
 use std::collections::HashMap;
@@ -34,8 +37,9 @@ use ramjet_net::client::MessageQueue;
 use crate::raw::{self, BatchTemplate};
 use crate::stats::Recorder;
 
-/// How long before a request is due the loop stops sleeping and polls.
-pub const WAKE_AHEAD: Duration = Duration::from_micros(50);
+/// Default of `--wake-ahead-us`: how long before a request is due the loop stops sleeping and
+/// polls.
+pub const DEFAULT_WAKE_AHEAD_US: u64 = 50;
 /// How often unanswered requests are checked against their deadlines.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Progress callback period.
@@ -81,6 +85,8 @@ pub struct Settings<'a> {
     pub pull_batch: i32,
     /// Keep polling this long after the last event before sleeping.
     pub spin: Duration,
+    /// Stop sleeping this long before the next request is due.
+    pub wake_ahead: Duration,
     /// How long a send may wait for its answer.
     pub send_timeout: Duration,
     /// Longest long-poll of a pull.
@@ -490,7 +496,7 @@ pub fn run(
         }
         let mut wake = next_sweep.min(next_report);
         if let Some(d) = next_due {
-            wake = wake.min(d.checked_sub(WAKE_AHEAD).unwrap_or(d));
+            wake = wake.min(d.checked_sub(s.wake_ahead).unwrap_or(d));
         }
         if in_flight_sends > 0 {
             if let Some(d) = drain_until {

@@ -731,6 +731,7 @@ async fn raw_load(
         window: args.window,
         pull_batch: args.pull_batch,
         spin: Duration::from_micros(args.spin_us),
+        wake_ahead: Duration::from_micros(args.wake_ahead_us),
         send_timeout: SEND_TIMEOUT,
         max_suspend: MAX_SUSPEND,
         pull_retry: PULL_RETRY,
@@ -989,6 +990,27 @@ mod tests {
             ..MockConfig::default()
         })
         .expect("mock")
+    }
+
+    /// `--wake-ahead-us 0`: the loop sleeps until each request is due and still sends the
+    /// whole schedule, each request once with its send lag recorded.
+    #[test]
+    fn sleeping_until_each_send_is_due_keeps_the_schedule() {
+        let mock = MockBroker::start(MockConfig::default()).expect("mock");
+        let args = args_for(
+            &mock,
+            &["--rate", "2000", "--duration", "1", "--wake-ahead-us", "0"],
+        );
+        assert_eq!(args.wake_ahead_us, 0);
+        let out = run(Mode::Produce, &args).expect("open run, no wake-ahead");
+        assert_eq!(out.recorder.errors, 0);
+        assert!(
+            out.recorder.messages >= 1800 && out.recorder.messages <= 2001,
+            "sent {}",
+            out.recorder.messages
+        );
+        let lag = out.send_lag.expect("open loop reports its send lag");
+        assert_eq!(lag.count, out.recorder.messages);
     }
 
     /// The broker stalls once for 200 ms. Open loop at 1000 msg/s: every request intended during
