@@ -26,7 +26,7 @@
 #   OUT_DIR   default ./target/bench-report/<UTC time>; gets results.tsv, summary.md, per-run
 #             JSON (--json), .hgrm (--hgrm), bench and broker logs, fio JSON, perf reports.
 # Environment (all optional):
-#   BIN_DIR=./target/release   where `ramjet` and `ramjet-bench` are (cargo build --release)
+#   BIN_DIR=./target/release   where `ramjet` and `ramjet-bench` are (the default: built first)
 #   DATA_DIR=OUT_DIR/data      broker data and fio scratch (must be the file system under test)
 #   DUR=10 WARM=2              measured seconds and warm-up seconds per broker run
 #   BROKER_CPUS=0 BENCH_CPUS=1 split layout pinning
@@ -69,8 +69,16 @@ MEM_TAIL_CACHE=${MEM_TAIL_CACHE:-4294967296}  # tail cache of the from-memory ca
 READY_TIMEOUT_S=60
 TICKS=$(getconf CLK_TCK)
 
+# With the default BIN_DIR the binaries are built from this tree first: a workspace
+# `cargo build --release` builds only the root package (`ramjet`), and a report once ran a stale
+# `ramjet-bench` left by an earlier build (session 19).
+if [ "$BIN_DIR" = "$ROOT/target/release" ]; then
+    (cd "$ROOT" && cargo build --release -q --workspace --bins &&
+        cargo build --release -q -p ramjet-bench --example mock_floor) ||
+        { echo "cargo build failed" >&2; exit 1; }
+fi
 for b in "$RAMJET" "$BENCH"; do
-    [ -x "$b" ] || { echo "missing $b (cargo build --release, or set BIN_DIR)" >&2; exit 1; }
+    [ -x "$b" ] || { echo "missing $b (cargo build --release --workspace --bins, or set BIN_DIR)" >&2; exit 1; }
 done
 for t in jq gcc dd fincore /usr/bin/time; do
     command -v "$t" >/dev/null 2>&1 || { echo "missing tool: $t" >&2; exit 1; }
@@ -111,7 +119,7 @@ printf 'name\tcommand\tmsgs_per_s\tmb_per_s\tp50_ms\tp99_ms\tp999_ms\tmax_ms\ter
 say "# ramjet bench report, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 say "machine: $(uname -r); $(lscpu | sed -n 's/^Model name: *//p'); $(nproc) CPUs; $(lscpu | sed -n 's/^Hypervisor vendor: *//p') guest"
 say "data dir: $DATA_DIR on $(df -T "$DATA_DIR" | awk 'NR==2 {print $1" ("$2")"}')"
-say "binaries: $RAMJET, $BENCH ($("$BENCH" --version))"
+say "binaries: $RAMJET, $BENCH ($("$BENCH" --version)); tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 say "layout: broker --cpus $BROKER_CPUS, bench --cpus $BENCH_CPUS; DUR=${DUR}s WARM=${WARM}s"
 say "uptime at start: $(uptime)"
 # Retention cleans early above 75 % disk use and deletes the catch-up data under test.
