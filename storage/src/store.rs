@@ -2640,6 +2640,20 @@ mod tests {
         disk_full_and_enospc_refuse_cleanly_with(true);
     }
 
+    /// One write phase of the CommitLog that has something to write, and the segments its
+    /// sync must cover: `(target, segments)`.
+    async fn write_pass(log: &Rc<CommitLog>, what: &str) -> (u64, Vec<u64>) {
+        let target = log
+            .write_phase(true)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .unwrap_or_else(|| panic!("{what}: nothing to write"));
+        let segs = log
+            .take_unsynced(target)
+            .unwrap_or_else(|| panic!("{what}: no segment to sync"));
+        (target, segs)
+    }
+
     /// The pipelined flusher's order of events: the writes of cycle k complete, cycle k+1's
     /// write fails (ENOSPC), then cycle k's sync completes. That sync makes cycle k's data
     /// durable, but the failed write still waits for its retry: appends stay refused until
@@ -2665,15 +2679,8 @@ mod tests {
                     .unwrap_or_else(|e| panic!("put {what}: {e}"))
             };
             let r1 = put("1");
-            let t1 = log
-                .write_phase(true)
-                .await
-                .unwrap_or_else(|e| panic!("write 1: {e}"))
-                .unwrap_or_else(|| panic!("write 1 had nothing to write"));
+            let (t1, segs) = write_pass(&log, "write 1").await;
             assert_eq!(t1, r1.end_physical_offset);
-            let segs = log
-                .take_unsynced(t1)
-                .unwrap_or_else(|| panic!("segments to sync"));
             let r2 = put("2");
             log.set_write_fault(Some(libc::ENOSPC));
             let e = log
@@ -2696,21 +2703,17 @@ mod tests {
             );
             // The retry writes record 2; its sync clears the failure.
             log.set_write_fault(None);
-            let t2 = log
-                .write_phase(true)
-                .await
-                .unwrap_or_else(|e| panic!("write 2 retried: {e}"))
-                .unwrap_or_else(|| panic!("the retry had nothing to write"));
+            let (t2, segs) = write_pass(&log, "write 2 retried").await;
             assert_eq!(t2, r2.end_physical_offset);
-            let segs = log
-                .take_unsynced(t2)
-                .unwrap_or_else(|| panic!("segments to sync"));
             log.sync_phase(t2, segs)
                 .await
                 .unwrap_or_else(|e| panic!("sync 2: {e}"));
             assert_eq!(store.stats().commitlog_durable_offset, t2);
             let r3 = put("3");
-            assert_eq!(r3.physical_offset, t2, "appended right after the retried record");
+            assert_eq!(
+                r3.physical_offset, t2,
+                "appended right after the retried record"
+            );
             store
                 .shutdown()
                 .await
