@@ -637,7 +637,8 @@ impl CommitLog {
     /// written chunk is still pending: then a sync of earlier writes ended after a later
     /// write failed (the pipelined flusher overlaps them), and the failure stands until the
     /// retry writes it. Clearing it there accepted appends on a disk that was still full and
-    /// logged a recovery that had not happened (`tests/tests/full_disk.rs`, ~1 run in 10).
+    /// logged a recovery that had not happened (`tests/tests/full_disk.rs` failed on it in
+    /// CI, session 19).
     fn advance_durable(&self, target: u64) {
         let was_failing = self.durable.has_failure();
         if was_failing && self.writer.borrow().next_pending().is_some() {

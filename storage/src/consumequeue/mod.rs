@@ -567,7 +567,8 @@ impl ConsumeQueueStore {
     /// queues the ConsumeQueue durable offset stayed at 0 for 16 s while the IndexFile's
     /// moved to 7 GB (session 19), and the lag it measured started the full-speed catch-up.
     fn flush_bound(&self, up_to_physical_offset: u64, budget: u64) -> u64 {
-        // The pending units of each file (a file to truncate is written whole, see below).
+        // The pending units of each file (not of a file to truncate: the budget never cuts
+        // its write, see below).
         let mut spans: Vec<(&CqFile, u64, u64)> = Vec::new();
         let mut total = 0u64;
         let mut lowest_end = u64::MAX;
