@@ -16,8 +16,9 @@
 //! see tuning/README.md) and that would be lag. At rates where requests are due more often than
 //! that (above ~20k/s at 50 us) the loop never sleeps: its CPU is busy whatever the rate. `0`
 //! sleeps until each request is due: half the CPU at 97k sends/s on the 2-vCPU VM, a later p50
-//! (0.49 -> 0.65 ms, sync 1 KiB) and a shorter p99.9 (perf/results/session19-2026-12-06.md). `--spin-us N` also keeps polling N µs after the last event. A closed-loop run with its
-//! window full sleeps until an answer arrives.
+//! (0.49 -> 0.65 ms, sync 1 KiB) and a shorter p99.9 (perf/results/session19-2026-12-06.md).
+//! `--spin-us N` also keeps polling N µs after the last event. A closed-loop run with its window
+//! full sleeps until an answer arrives.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
