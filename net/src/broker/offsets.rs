@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::persist::{read_optional, write_atomically, PersistError};
+use super::persist::{read_optional, PersistError, SnapshotFile};
 
 /// File name under the shard's `config/` directory (RocketMQ's name).
 pub const OFFSETS_FILE: &str = "consumerOffset.json";
@@ -41,9 +41,11 @@ type Table = HashMap<String, HashMap<String, HashMap<i32, i64>>>;
 
 /// One shard's consumer offsets.
 pub struct OffsetStore {
-    path: PathBuf,
+    file: SnapshotFile,
     table: RefCell<Table>,
     dirty: Cell<bool>,
+    /// Number of the last snapshot taken (see [`SnapshotFile`]).
+    generation: Cell<u64>,
 }
 
 impl OffsetStore {
@@ -73,9 +75,10 @@ impl OffsetStore {
             }
         }
         Ok(OffsetStore {
-            path,
+            file: SnapshotFile::new(path),
             table: RefCell::new(table),
             dirty: Cell::new(false),
+            generation: Cell::new(0),
         })
     }
 
@@ -142,10 +145,10 @@ impl OffsetStore {
         if !self.dirty.get() {
             return Ok(false);
         }
-        let bytes = self.snapshot();
+        let (generation, bytes) = self.snapshot();
         self.dirty.set(false);
-        let path = self.path.clone();
-        let r = crate::runtime::blocking(move || write_atomically(&path, &bytes)).await;
+        let file = self.file.clone();
+        let r = crate::runtime::blocking(move || file.write(generation, &bytes)).await;
         if let Err(e) = r {
             self.dirty.set(true);
             return Err(e.into());
@@ -153,8 +156,8 @@ impl OffsetStore {
         Ok(true)
     }
 
-    /// The file's bytes for the current table.
-    fn snapshot(&self) -> Vec<u8> {
+    /// The next snapshot's number and the file's bytes for the current table.
+    fn snapshot(&self) -> (u64, Vec<u8>) {
         let mut file = OffsetFile::default();
         for (key, q, o) in self.entries() {
             file.offset_table
@@ -162,16 +165,18 @@ impl OffsetStore {
                 .or_default()
                 .insert(q.to_string(), o);
         }
+        self.generation.set(self.generation.get() + 1);
         // Serializing a map of strings and integers cannot fail.
-        serde_json::to_vec_pretty(&file).unwrap_or_default()
+        let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
+        (self.generation.get(), bytes)
     }
 
     /// Writes the file now (atomically).
     pub fn persist(&self) -> Result<(), OffsetsError> {
-        let bytes = self.snapshot();
+        let (generation, bytes) = self.snapshot();
         // Clear before writing: an update racing the write marks it dirty again.
         self.dirty.set(false);
-        if let Err(e) = write_atomically(&self.path, &bytes) {
+        if let Err(e) = self.file.write(generation, &bytes) {
             self.dirty.set(true);
             return Err(e.into());
         }
@@ -179,7 +184,7 @@ impl OffsetStore {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 }
 
