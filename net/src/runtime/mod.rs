@@ -26,6 +26,8 @@ pub const DEFAULT_IO_MEMORY_BYTES: usize = 512 * 1024;
 pub const RING_DEPTH: usize = 128;
 /// Linux capability number of CAP_IPC_LOCK (locked memory beyond RLIMIT_MEMLOCK).
 const CAP_IPC_LOCK_BIT: u32 = 14;
+/// Blocking threads per shard executor (file syncs, renames, unlinks off the shard thread).
+const BLOCKING_THREADS: usize = 2;
 
 /// What can fail while starting shards.
 #[derive(Debug, thiserror::Error)]
@@ -360,15 +362,20 @@ where
                     ),
                 }
             }
+            // Two blocking threads per shard: the derived-file rounds (ConsumeQueue/IndexFile
+            // writes and syncs, checkpoints) take up to hundreds of ms under load, and a new
+            // CommitLog segment's publication (link, directory fsync) queued behind them on a
+            // single thread came late: 3-5 segments per 10 s run were created on demand again
+            // (session 19).
+            builder = builder
+                .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(BLOCKING_THREADS));
             if let Pin::Cpu(c) = pin {
-                // The executor's blocking thread (ConsumeQueue/IndexFile writes and syncs,
-                // checkpoints, segment unlinks) runs on the other CPUs: glommio would pin it
-                // to the shard's own core, where every millisecond of it is a millisecond the
-                // shard's connections wait.
+                // On the other CPUs: glommio would pin them to the shard's own core, where
+                // every millisecond of them is a millisecond the shard's connections wait.
                 if let Ok(others) = glommio::CpuSet::online().map(|s| s.filter(|l| l.cpu != c)) {
                     if !others.is_empty() {
                         builder = builder.blocking_thread_pool_placement(
-                            glommio::PoolPlacement::Fenced(1, others),
+                            glommio::PoolPlacement::Fenced(BLOCKING_THREADS, others),
                         );
                     }
                 }

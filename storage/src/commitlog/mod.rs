@@ -678,7 +678,13 @@ impl CommitLog {
             );
         }
         let f = SegmentFile::open(&path, base, self.cfg.io_mode).await?;
-        crate::io::sync_dir(&self.dir)?;
+        // The directory fsync on the blocking thread, not the shard's (see `create_prepared`).
+        let dir = self.dir.clone();
+        io::blocking(move || crate::io::sync_dir(&dir)).await?;
+        if let Some(f) = self.segments.borrow().get(&base) {
+            // Registered meanwhile (a preparation published it while this one waited).
+            return Ok(f.clone());
+        }
         let f = Rc::new(f);
         self.segments.borrow_mut().insert(base, f.clone());
         self.known.borrow_mut().insert(base);

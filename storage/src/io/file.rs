@@ -176,28 +176,18 @@ impl SegmentFile {
         dma.close()
             .await
             .map_err(|e| StoreError::io("closing new segment", &tmp, to_io_error(e)))?;
-        // Publish under the final name without ever replacing a file there: the writer may
-        // have created the segment itself meanwhile (and written records into it), and a rename
-        // would silently swap its file for this empty one. link(2) fails with EEXIST instead.
-        let already = !still_wanted()
-            || match std::fs::hard_link(&tmp, path) {
-                Ok(()) => false,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(StoreError::io("publishing new segment", path, e));
-                }
-            };
-        let _ = std::fs::remove_file(&tmp);
+        // Publish under the final name (link, unlink, directory fsync) on the blocking thread:
+        // a directory fsync waits for a journal commit, up to 15 ms behind the flusher's I/O
+        // under load (session 19), which on the shard thread is 15 ms of no network.
+        let wanted = still_wanted();
+        let (tmp2, path2) = (tmp.clone(), path.to_path_buf());
+        let already = super::blocking(move || publish(&tmp2, &path2, wanted)).await?;
         if already {
             return Err(StoreError::io(
                 "preparing segment",
                 path,
                 std::io::Error::from(std::io::ErrorKind::AlreadyExists),
             ));
-        }
-        if let Some(dir) = path.parent() {
-            sync_dir(dir)?;
         }
         SegmentFile::open(path, start_offset, io_mode).await
     }
@@ -325,6 +315,30 @@ fn short_write(written: usize, len: usize, pos: u64) -> std::io::Error {
     } else {
         std::io::Error::other(format!("short write at {pos}: {written} of {len} bytes"))
     }
+}
+
+/// Links the prepared segment `tmp` to `path` without ever replacing a file there (the writer
+/// may have created the segment itself meanwhile and written records into it; a rename would
+/// silently swap its file for this empty one, link(2) fails with EEXIST instead), removes
+/// `tmp`, and syncs the directory when linked. `wanted == false` only removes `tmp`. Returns
+/// whether the segment was there already (or no longer wanted). Blocking.
+fn publish(tmp: &Path, path: &Path, wanted: bool) -> Result<bool, StoreError> {
+    let already = !wanted
+        || match std::fs::hard_link(tmp, path) {
+            Ok(()) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
+            Err(e) => {
+                let _ = std::fs::remove_file(tmp);
+                return Err(StoreError::io("publishing new segment", path, e));
+            }
+        };
+    let _ = std::fs::remove_file(tmp);
+    if !already {
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    Ok(already)
 }
 
 /// fsync of a directory, so that a create or rename inside it is durable.
