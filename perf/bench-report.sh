@@ -7,6 +7,9 @@
 #            TCP: loopback round trip of a minimal C echo (client pinned to BENCH_CPUS' first
 #                 CPU, server to BROKER_CPUS' first CPU, TCP_NODELAY), 100 B and 1 KiB.
 #            ramjet-bench pingpong: send one message, pull it back, repeat (broker round trip).
+#            CPU availability (perf/cpu-gaps.sh): a spinning thread on the broker's and the
+#                 bench's CPU at once, gaps over 200 µs in which it did not run; measured
+#                 with the floors and again right before the latency rows.
 #   Broker   `ramjet start --shards 1 --cpus 0`, ramjet-bench pinned to `--cpus 1` (split layout):
 #            produce 100 B batched (async flush) at max; 1 KiB `--flush sync` at max and at 50%
 #            of that max (open loop); e2e 100 B at 10k/s, 100k/s and 50% of the e2e max (on a
@@ -248,6 +251,18 @@ wait "$RTT_PID" 2>/dev/null || true
 RTT_PID=""
 say ""
 
+# A spinning thread pinned to each of the two CPUs, both at once: the time in which a thread
+# that never sleeps still did not run (kernel threads; on a VM the host). Latency percentiles
+# of the rows below cannot be lower than the gaps that cover their share of the time.
+GAP_CPUS="${BROKER_CPUS%%[,-]*},${BENCH_CPUS%%[,-]*}"
+cpu_gaps() { # label
+    say "CPU availability, $1 (perf/cpu-gaps.sh $GAP_CPUS 5):"
+    "$ROOT/perf/cpu-gaps.sh" "$GAP_CPUS" 5 | while read -r line; do say "  $line"; done
+}
+say "## Floor: CPU availability (a spinning thread per CPU, gaps over 200 us in which it did not run)"
+cpu_gaps "with the floors"
+say ""
+
 # ---------------------------------------------------------------------------------------------
 # Broker runs
 # ---------------------------------------------------------------------------------------------
@@ -425,6 +440,7 @@ say ""
 # for minutes, which took 13-18 % of the shard core's samples during the e2e rows that used to
 # follow on the same broker (s10 profile). The latency rows get a broker of their own.
 say "## Latency rows, flush async, io_mode direct (a fresh broker, not the one that just stored the produce rows)"
+cpu_gaps "right before the latency rows"
 broker_start async-latency latency 1 "$BROKER_CPUS" async direct
 bench e2e-max "closed loop" e2e --topic E2eMax --queues 8 --size 100 "${P[@]}"
 E2E_MAX=$(rate_of e2e-max)
