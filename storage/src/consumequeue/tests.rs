@@ -527,6 +527,78 @@ mod model {
     }
 }
 
+mod bound_model {
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    /// `flush_bound` by brute force: every pending unit's record end, sorted; fillers count
+    /// at any bound.
+    fn reference(s: &ConsumeQueueStore, up_to: u64, budget: u64) -> u64 {
+        let (mut fillers, mut ends) = (0u64, Vec::new());
+        for (topic, qid) in s
+            .queues()
+            .map(|(t, q)| (t.to_string(), q))
+            .collect::<Vec<_>>()
+        {
+            for f in &s.queue(&topic, qid).unwrap().files {
+                for e in (f.durable_units..f.units()).filter_map(|i| f.entry(i)) {
+                    if e.is_filler() {
+                        fillers += 1;
+                    } else if e.end() <= up_to {
+                        ends.push(e.end());
+                    }
+                }
+            }
+        }
+        ends.sort_unstable();
+        if ends.is_empty() || fillers + ends.len() as u64 <= budget {
+            return up_to;
+        }
+        let lowest_end = ends[0];
+        let count = |x: u64| fillers + ends.partition_point(|&e| e <= x) as u64;
+        if count(lowest_end) > budget {
+            return lowest_end;
+        }
+        // The largest bound whose count fits: one below the first end past the budget.
+        ends[(budget - fillers) as usize] - 1
+    }
+
+    proptest! {
+        /// Random queues (some starting mid-file, so with fillers), skewed traffic, record
+        /// sizes and budgets: the bound equals the brute-force one, whichever way the search
+        /// narrows (interpolation, bisection, the final sort).
+        #[test]
+        fn flush_bound_matches_brute_force(
+            queues in 1usize..40,
+            records in 1u64..20_000,
+            skew in 0u32..4,
+            upf in 50u32..2_000,
+            budget in 1u64..8_000,
+            cut in 0u64..=100,
+            seed in any::<u64>(),
+        ) {
+            let mut s = ConsumeQueueStore::new("/nonexistent/cq".into(), upf);
+            let mut rng = seed;
+            let mut next = vec![None::<i64>; queues];
+            let mut phys = 0u64;
+            for _ in 0..records {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let r = (rng >> 33) as usize;
+                // skew 0: uniform; higher: low queue ids far busier.
+                let q = (r % queues) >> (skew as usize).min(r % 3);
+                let size = 60 + (r % 400) as u32;
+                let off = next[q].unwrap_or((r % (2 * upf as usize)) as i64);
+                s.put(&format!("T{}", q / 8), (q % 8) as i32, off, phys, size, 0).unwrap();
+                next[q] = Some(off + 1);
+                phys += u64::from(size);
+            }
+            let up_to = phys * cut / 100;
+            prop_assert_eq!(s.flush_bound(up_to, budget), reference(&s, up_to, budget));
+        }
+    }
+}
+
 /// A flush with more pending than its budget goes up to one CommitLog offset in every queue
 /// (the records in CommitLog order that fit the budget), so the durable point moves with
 /// each round; spending the budget queue by queue left the durable point at the first
