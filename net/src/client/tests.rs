@@ -95,6 +95,52 @@ fn sync_async_oneway_and_batch_sends_reach_the_broker() {
     assert_eq!(mock.sends(), 1 + 1 + 50 + 1 + 2);
 }
 
+/// The no-op mode of the mock (`keep_messages: false`, what `mock_floor` runs) answers a
+/// burst of pipelined sends, gathered into few writes, with the offsets a broker would give,
+/// and stores nothing.
+#[test]
+fn a_mock_that_keeps_nothing_answers_pipelined_sends_with_their_offsets() {
+    let mock = MockBroker::start(MockConfig {
+        default_queues: 1,
+        keep_messages: false,
+        ..MockConfig::default()
+    })
+    .expect("mock");
+    let addr = mock.addr();
+    let (offsets, batch) = block_on(None, async move {
+        let p = Producer::new(
+            Client::new(ClientConfig::new(&addr).expect("cfg")),
+            ProducerConfig::new("PG"),
+        );
+        let done = Rc::new(RefCell::new(Vec::new()));
+        for i in 0..200 {
+            let d = done.clone();
+            p.send_async(
+                vec![Message::new("T", format!("m{i}"))],
+                &QueueSelector::RoundRobin,
+                move |r| d.borrow_mut().push(r.map(|s| s.queue_offset).ok()),
+            )
+            .await
+            .expect("async");
+        }
+        p.flush().await;
+        let batch = p
+            .send_batch(vec![Message::new("T", "b1"), Message::new("T", "b2")])
+            .await
+            .expect("batch");
+        let offsets = done.borrow().clone();
+        (offsets, batch)
+    })
+    .expect("executor");
+    let mut offsets: Vec<i64> = offsets.into_iter().map(|o| o.expect("sent")).collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..200).collect::<Vec<i64>>());
+    assert_eq!((batch.queue.queue_id, batch.queue_offset), (0, 200));
+    assert_eq!(batch.offset_msg_id.split(',').count(), 2);
+    assert_eq!(mock.messages(), 202);
+    assert!(mock.bodies("T", 0).is_empty());
+}
+
 #[test]
 fn headers_go_out_binary_by_default_and_json_when_configured() {
     for (serialize, want_json) in [(None, false), (Some(SerializeType::Json), true)] {
