@@ -4,6 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Default of `--slice-us`: the shortest custom slice the kernel accepts (the broker's shards
+/// ask for the same, `runtime.shard_slice_us`).
+pub const DEFAULT_SLICE_US: u64 = 100;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ramjet-bench",
@@ -95,6 +99,13 @@ pub struct BenchArgs {
     /// (less CPU, later sends, counted in the latencies).
     #[arg(long, default_value_t = crate::engine::DEFAULT_WAKE_AHEAD_US)]
     pub wake_ahead_us: u64,
+    /// Scheduler time slice (µs) each pinned worker asks the kernel for (`sched_setattr`,
+    /// Linux >= 6.12; 0: the kernel's default). A worker that never sleeps holds its CPU for
+    /// a whole slice before kernel work queued there runs (disk-completion workers, softirq
+    /// threads, a broker's helper threads); a short slice bounds that wait. Like the broker's
+    /// `runtime.shard_slice_us`.
+    #[arg(long, default_value_t = DEFAULT_SLICE_US)]
+    pub slice_us: u64,
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
     /// Client instances (each with its own TCP connection per broker); default one per
@@ -244,6 +255,8 @@ mod tests {
             "r.hgrm",
             "--wake-ahead-us",
             "10",
+            "--slice-us",
+            "250",
         ])
         .expect("parse");
         let Command::Produce(a) = cli.command else {
@@ -254,7 +267,14 @@ mod tests {
             (1024, 16, 4, Some(2), Some(8))
         );
         assert_eq!(a.rate, Some(50_000.0));
-        assert_eq!(a.wake_ahead_us, 10);
+        assert_eq!((a.wake_ahead_us, a.slice_us), (10, 250));
+        let Command::E2e(d) = Cli::try_parse_from(["ramjet-bench", "e2e"])
+            .expect("parse")
+            .command
+        else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(d.slice_us, DEFAULT_SLICE_US);
         assert_eq!(parse_cpus(a.cpus.as_deref().unwrap_or("")), Ok(vec![0, 1]));
         assert!(a.validate().is_ok());
     }

@@ -257,6 +257,14 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
             let cpu = a.cpu;
             let tx2 = tx.clone();
             let spin = Duration::from_micros(args.spin_us);
+            if cpu.is_some() && args.slice_us > 0 {
+                // Before the executor starts: the threads it creates inherit the slice.
+                if let Err(e) = ramjet_net::runtime::request_time_slice(Duration::from_micros(
+                    args.slice_us,
+                )) {
+                    tracing::warn!(error = %e, slice_us = args.slice_us, "could not set the worker's time slice (--slice-us); the kernel's default stays");
+                }
+            }
             let r = block_on_spinning(cpu, spin, worker(mode, a, args, timing, tx2, back_rx));
             let msg = match r {
                 Ok(Ok(())) => WorkerMsg::Done,
