@@ -295,11 +295,11 @@ fn flush_answers(w: &Mutex<TcpStream>, out: &mut Vec<u8>) {
     out.clear();
 }
 
+/// Writes one answer at once (a held pull's, from its own thread).
 fn write_resp(w: &Mutex<TcpStream>, resp: &RemotingCommand) {
     let mut out = Vec::new();
     if resp.encode(&mut out).is_ok() {
-        let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = g.write_all(&out);
+        flush_answers(w, &mut out);
     }
 }
 
