@@ -57,7 +57,14 @@ fn main() {
     if std::env::var("RAMJET_PREWRITTEN").as_deref() == Ok("1") {
         prewrite_first_segment(&cfg.dir.join("commitlog"), cfg.segment_size_bytes);
     }
-    let (secs, stats) = ramjet_storage::io::block_on(async move {
+    // RAMJET_PREEMPT_US=N: the executor's preempt timer (`io::DEFAULT_PREEMPT_TIMER`).
+    let preempt = std::env::var("RAMJET_PREEMPT_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(ramjet_storage::io::DEFAULT_PREEMPT_TIMER, |us| {
+            std::time::Duration::from_micros(us)
+        });
+    let (secs, stats) = ramjet_storage::io::block_on_with_preempt(preempt, async move {
         let store = Store::open(cfg)
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));

@@ -84,6 +84,7 @@ impl Server {
             spin_before_park: std::time::Duration::from_micros(cfg.runtime.spin_before_park_us),
             shard_slice: (cfg.runtime.shard_slice_us > 0)
                 .then(|| std::time::Duration::from_micros(cfg.runtime.shard_slice_us)),
+            preempt_timer: std::time::Duration::from_micros(cfg.runtime.preempt_timer_us),
         };
         runtime::startup_checks(shards + usize::from(roles.namesrv), &opts)?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -94,6 +94,10 @@ pub struct ExecutorOptions {
     /// Scheduler time slice a pinned (shard) executor asks the kernel for, see
     /// [`request_time_slice`]; `None` leaves the kernel's default.
     pub shard_slice: Option<Duration>,
+    /// How long the executor runs task queues before it polls its rings (submits queued file
+    /// writes and fdatasyncs, reaps completions) when no latency-sensitive queue asks for
+    /// less; see `ramjet_storage::io::DEFAULT_PREEMPT_TIMER`.
+    pub preempt_timer: Duration,
 }
 
 impl Default for ExecutorOptions {
@@ -103,6 +107,7 @@ impl Default for ExecutorOptions {
             ring_depth: RING_DEPTH,
             spin_before_park: Duration::ZERO,
             shard_slice: Some(DEFAULT_SHARD_SLICE),
+            preempt_timer: ramjet_storage::io::DEFAULT_PREEMPT_TIMER,
         }
     }
 }
@@ -342,7 +347,8 @@ where
             let mut builder = glommio::LocalExecutorBuilder::new(placement)
                 .name(&exec_name)
                 .io_memory(opts.io_memory_bytes)
-                .ring_depth(opts.ring_depth);
+                .ring_depth(opts.ring_depth)
+                .preempt_timer(opts.preempt_timer);
             if !opts.spin_before_park.is_zero() {
                 builder = builder.spin_before_park(opts.spin_before_park);
             }

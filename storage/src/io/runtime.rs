@@ -81,7 +81,17 @@ pub async fn yield_now() {
 /// Runs `fut` to completion on a fresh single-threaded glommio executor on the calling thread
 /// (tests, tools). Fails if the executor cannot start (io_uring blocked, locked memory).
 pub fn block_on<T>(fut: impl Future<Output = T>) -> std::io::Result<T> {
+    block_on_with_preempt(DEFAULT_PREEMPT_TIMER, fut)
+}
+
+/// Like [`block_on`], with the executor's preempt timer set to `preempt` (see
+/// [`DEFAULT_PREEMPT_TIMER`]).
+pub fn block_on_with_preempt<T>(
+    preempt: Duration,
+    fut: impl Future<Output = T>,
+) -> std::io::Result<T> {
     let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .preempt_timer(preempt)
         .make()
         .map_err(super::to_io_error)?;
     Ok(ex.run(async move {
@@ -89,6 +99,22 @@ pub fn block_on<T>(fut: impl Future<Output = T>) -> std::io::Result<T> {
         fut.await
     }))
 }
+
+/// How long a glommio executor runs task queues before it polls its rings again, when no
+/// latency-sensitive queue asks for less: glommio's own default, which the broker's shards
+/// use too (`runtime.preempt_timer_us`).
+///
+/// What it decides: glommio hands file writes and fdatasyncs to the kernel only when it polls
+/// its rings, and it polls them only between runs of task queues (every queue idle, a
+/// completion on the latency ring, or this timer). Under `flush = sync` a durable point that
+/// moves wakes thousands of appenders at once, ~1 us of CPU each, and the flusher's next
+/// fdatasync, queued while they run, waits for them (block trace of `sync_loop`, 4 KiB x 4096
+/// appenders: 1-2.6 ms gaps with the disk idle, 16 % of the run). A 200 us timer gave
+/// `sync_loop` +1.4 to +6.5 % in five sittings (6-8 alternating runs each) but cost the
+/// broker's 1 KiB `flush = sync` produce at 97k msg/s a quarter more p50 (0.52-0.54 ->
+/// 0.66-0.78 ms, 4 alternating runs) and b100 ~3 %, so it stays a knob
+/// (perf/results/session21-2026-12-06.md).
+pub const DEFAULT_PREEMPT_TIMER: Duration = Duration::from_millis(100);
 
 /// How often the wake guard nudges every executor that installed it.
 pub const WAKE_GUARD_PERIOD: Duration = Duration::from_millis(50);
