@@ -42,6 +42,14 @@ fn main() {
     {
         cfg.tail_cache_bytes = mib << 20;
     }
+    // RAMJET_ZERO_FILL_MAX_RATE_MIB=N: `StoreConfig::zero_fill_max_append_rate` in MiB/s (0:
+    // always zero-fill).
+    if let Some(mib) = std::env::var("RAMJET_ZERO_FILL_MAX_RATE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        cfg.zero_fill_max_append_rate = mib << 20;
+    }
     // RAMJET_SYNC_PIPELINE=1: pipelined group commit (`StoreConfig::sync_pipeline`).
     cfg.sync_pipeline = std::env::var("RAMJET_SYNC_PIPELINE").as_deref() == Ok("1");
     // POOL_MIB: write buffers allocated at open; 0 (the default): the broker's default, the
@@ -149,6 +157,10 @@ fn main() {
         stats.chunk_writes,
         stats.bytes_written,
         stats.bytes_written as f64 / stats.flush_count.max(1) as f64 / (1 << 20) as f64
+    );
+    println!(
+        "segments created {} (zero fills given up: {})",
+        stats.segments_created, stats.zero_fills_skipped
     );
     println!(
         "write buffers: reused {} allocated {} stocked {} released {}",

@@ -73,6 +73,15 @@ pub enum Preallocate {
     None,
 }
 
+/// Default of [`StoreConfig::zero_fill_max_append_rate`]: 256 MiB/s, above the 1 KiB
+/// `flush = sync` streams whose latency the fill serves (~185 MB/s at their closed-loop
+/// maximum on the development VM) and far below a disk-bound writer (1.1-2 GB/s).
+pub const DEFAULT_ZERO_FILL_MAX_APPEND_RATE: u64 = 256 << 20;
+
+/// How long a preparation watches the append rate before it may skip its zero fill (a burst
+/// shorter than this does not count as a rate).
+pub const ZERO_FILL_RATE_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Configuration of one shard's store. Defaults follow RocketMQ's where one exists.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -186,6 +195,17 @@ pub struct StoreConfig {
     /// GB in 18 s, the heap by ~100 MB/s); catching up costs produce throughput on a small
     /// machine (2 vCPUs, 40 s at max: 2.56 -> 2.42 M msg/s).
     pub derived_catch_up_lag_bytes: u64,
+    /// With `preallocate = Zero`: the append rate (bytes per second, measured from when the
+    /// preparation of the next segment starts) above which that segment is not zero-filled
+    /// but created as the writer reaches it; 0: always zero-fill. Why: a zero fill writes
+    /// every byte a second time, which a disk-bound writer pays for in full. `sync_loop`, 4
+    /// KiB x 4096 appenders under `flush = sync`, 4 GB from a fresh store in 1 GiB
+    /// segments: 1,081-1,242 MiB/s zero-filling against 1,345-1,365 MiB/s with segments
+    /// that grow as written (fio 1,662-2,255 MiB/s), while a 1 KiB `flush = sync` stream at
+    /// 92k msg/s (~100 MB/s) has its p50 doubled by growing segments (0.52 -> 1.0 ms: each
+    /// fdatasync also writes the inode), so slow streams keep the fill
+    /// (perf/results/session21-2026-12-06.md).
+    pub zero_fill_max_append_rate: u64,
 }
 
 impl Default for StoreConfig {
@@ -217,6 +237,7 @@ impl Default for StoreConfig {
             index_entries: 20_000_000,
             checkpoint_interval_ms: 1000,
             derived_catch_up_lag_bytes: 8 << 30,
+            zero_fill_max_append_rate: DEFAULT_ZERO_FILL_MAX_APPEND_RATE,
             max_transfer_bytes_in_memory: 256 * 1024,
             max_transfer_count_in_memory: 32,
             max_transfer_bytes_on_disk: 64 * 1024,

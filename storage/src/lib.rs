@@ -33,7 +33,10 @@ pub mod retention;
 pub mod store;
 
 pub use commitlog::{Chunk, TailSlice};
-pub use config::{FlushMode, IoMode, Preallocate, StoreConfig};
+pub use config::{
+    FlushMode, IoMode, Preallocate, StoreConfig, DEFAULT_ZERO_FILL_MAX_APPEND_RATE,
+    ZERO_FILL_RATE_WINDOW,
+};
 pub use error::StoreError;
 pub use prefault::backlog as prefault_backlog;
 pub use store::{ArrivalListener, GetResult, GetStatus, PutResult, Store, StoreStats};

@@ -94,6 +94,8 @@ pub struct StoreStats {
     pub chunk_writes: u64,
     pub bytes_written: u64,
     pub segments_created: u64,
+    /// Zero fills given up because appends ran above `zero_fill_max_append_rate`.
+    pub zero_fills_skipped: u64,
     pub segment_rolls: u64,
     pub tail_cache_hits: u64,
     pub tail_cache_misses: u64,
@@ -664,6 +666,7 @@ impl Store {
         s.chunk_writes = l.chunk_writes;
         s.bytes_written = l.bytes_written;
         s.segments_created = l.segments_created;
+        s.zero_fills_skipped = l.zero_fills_skipped;
         s.segment_rolls = l.segment_rolls;
         s.tail_cache_hits = l.tail_cache_hits;
         s.tail_cache_misses = l.tail_cache_misses;
@@ -2262,6 +2265,91 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("shutdown: {e}"));
         });
+    }
+
+    /// A zero fill that the appends outrun (`zero_fill_max_append_rate`, here 1 byte/s) is
+    /// given up once, its temporary file removed; the writer creates that segment itself when
+    /// it gets there, and every acknowledged record is there after a reopen.
+    #[test]
+    fn a_zero_fill_outrun_by_appends_is_given_up_and_the_writer_creates_the_segment() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let seg = 64 * MIB;
+        let c = StoreConfig {
+            flush: FlushMode::Sync,
+            preallocate: Preallocate::Zero,
+            segment_size_bytes: seg,
+            zero_fill_max_append_rate: 1,
+            ..cfg(dir.path())
+        };
+        let log_dir = dir.path().join("commitlog");
+        let next = log_dir.join(crate::recovery::segment_file_name(seg));
+        let c2 = c.clone();
+        let acked = run(async move {
+            let store = Store::open(c2)
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            // Slow appends: the fill paces itself (up to 16x slower), so it is still running
+            // when the rate window ends, and any append rate is above 1 byte/s.
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while store.stats().zero_fills_skipped == 0 && i < 1000 {
+                let b = body(i, 1000);
+                let m = Msg::new("Z", 0, b.clone(), "g", "k");
+                let r = store
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put: {e}"));
+                store
+                    .wait_durable(r.end_physical_offset)
+                    .await
+                    .unwrap_or_else(|e| panic!("durable: {e}"));
+                acked.push((r.physical_offset, b));
+                io::sleep(Duration::from_millis(5)).await;
+                i += 1;
+            }
+            assert_eq!(store.stats().zero_fills_skipped, 1, "after {i} appends");
+            assert_eq!(store.stats().segments_created, 1, "only segment 0 so far");
+            // The given-up fill removes its temporary file and publishes nothing.
+            let mut waited = 0;
+            while has_prep_file(&log_dir) && waited < 500 {
+                io::sleep(Duration::from_millis(10)).await;
+                waited += 1;
+            }
+            assert!(!has_prep_file(&log_dir), "the .prep file is removed");
+            assert!(!next.exists(), "segment 1 is not published");
+            // Fast appends across the roll: the writer creates segment 1.
+            acked.extend(sync_appenders(&store, "Z", 64, 270, 4000).await);
+            let s = store.stats();
+            assert!(s.commitlog_durable_offset > seg, "the run crosses the roll");
+            assert!(next.exists(), "the writer created segment 1");
+            assert!(s.segments_created >= 2);
+            assert!(s.zero_fills_skipped >= 1);
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            acked
+        });
+        run(async move {
+            let store = Store::open(c)
+                .await
+                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            for (phys, b) in &acked {
+                assert_eq!(&stored_body(&store, *phys).await, b, "record at {phys}");
+            }
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        });
+    }
+
+    fn has_prep_file(dir: &std::path::Path) -> bool {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "prep"))
+            })
+            .unwrap_or(false)
     }
 
     /// More index entries than one derived flush writes (`index::MAX_FLUSH_ENTRIES`): a clean

@@ -218,6 +218,10 @@ pub struct StoreSection {
     /// Bound on how far ConsumeQueue/IndexFile flushing may trail the CommitLog before it
     /// catches up at full speed (`ramjet_storage::StoreConfig::derived_catch_up_lag_bytes`).
     pub derived_catch_up_lag_bytes: u64,
+    /// With `preallocate` "zero" (or "auto" under `flush = sync`): the append rate in bytes
+    /// per second above which the next segment is not zero-filled but grows as it is written
+    /// (0: always zero-fill; `ramjet_storage::StoreConfig::zero_fill_max_append_rate`).
+    pub zero_fill_max_append_rate_bytes: u64,
 }
 
 impl StoreSection {
@@ -261,6 +265,7 @@ impl Default for StoreSection {
             preallocate: "auto".into(),
             sync_pipeline: true,
             derived_catch_up_lag_bytes: 8 << 30,
+            zero_fill_max_append_rate_bytes: ramjet_storage::DEFAULT_ZERO_FILL_MAX_APPEND_RATE,
         }
     }
 }
@@ -592,8 +597,10 @@ mod tests {
         c.store.write_pool_bytes = 8 << 20;
         c.store.tail_cache_bytes = 2 << 20;
         c.store.derived_catch_up_lag_bytes = 123 << 20;
+        c.store.zero_fill_max_append_rate_bytes = 77 << 20;
         let sc = crate::broker::shard::store_config(&c, "/tmp/x".into());
         assert_eq!(sc.derived_catch_up_lag_bytes, 123 << 20);
+        assert_eq!(sc.zero_fill_max_append_rate, 77 << 20);
         assert_eq!(sc.max_transfer_count_in_memory, 77);
         assert_eq!(sc.write_pool_bytes, 8 << 20);
         // Absent, the preallocation covers the pool and the tail cache; set, it is taken.

@@ -74,6 +74,9 @@ pub struct CommitLogStats {
     pub bytes_written: u64,
     pub flush_failures: u64,
     pub segments_created: u64,
+    /// Zero fills of a next segment given up because appends outran
+    /// `StoreConfig::zero_fill_max_append_rate` (the writer then creates the segment).
+    pub zero_fills_skipped: u64,
     pub segment_rolls: u64,
     pub tail_cache_hits: u64,
     pub tail_cache_misses: u64,
@@ -113,6 +116,8 @@ pub struct CommitLog {
     pub(crate) room: RoomWatch,
     /// Base of the segment a background task is preparing.
     preparing: Cell<Option<u64>>,
+    /// Base of a segment whose zero fill was given up (appends too fast): not prepared again.
+    prep_skipped: Cell<Option<u64>>,
     min_offset: Cell<u64>,
     /// Test hook: when set, chunk writes fail with this errno before reaching the file.
     write_fault: Cell<Option<i32>>,
@@ -201,6 +206,7 @@ impl CommitLog {
             whole_wanted: Cell::new(false),
             room: RoomWatch::default(),
             preparing: Cell::new(None),
+            prep_skipped: Cell::new(None),
             min_offset: Cell::new(min_offset),
             write_fault: Cell::new(None),
             stats: Cell::new(CommitLogStats {
@@ -668,7 +674,12 @@ impl CommitLog {
             return Ok(f.clone());
         }
         let path = self.dir.join(segment_file_name(base));
-        if self.cfg.preallocate != Preallocate::None {
+        if self.prep_skipped.get() == Some(base) {
+            tracing::debug!(
+                segment = base,
+                "CommitLog segment created as the writer reached it: appends ran above store.zero_fill_max_append_rate, its zero fill was skipped"
+            );
+        } else if self.cfg.preallocate != Preallocate::None {
             // Appends outran the preparation (zero fill or fallocate of the next segment):
             // this segment's writes extend the file, which on ext4 serializes them on the
             // inode lock. Larger segments give the preparation more time.
@@ -707,7 +718,7 @@ impl CommitLog {
         let seg_size = self.cfg.segment_size_bytes;
         let end = self.end_offset();
         let next = end - end % seg_size + seg_size;
-        if self.known.borrow().contains(&next) {
+        if self.known.borrow().contains(&next) || self.prep_skipped.get() == Some(next) {
             return;
         }
         self.preparing.set(Some(next));
@@ -715,12 +726,27 @@ impl CommitLog {
         let path = self.dir.join(segment_file_name(next));
         let (prealloc, io_mode) = (self.cfg.preallocate, self.cfg.io_mode);
         let (started, end_at_start) = (Instant::now(), end);
+        let rate_limit = match prealloc {
+            Preallocate::Zero => self.cfg.zero_fill_max_append_rate,
+            Preallocate::Fallocate | Preallocate::None => 0,
+        };
         io::spawn(async move {
             let wanted = {
                 let me = me.clone();
                 move || {
-                    me.upgrade()
-                        .is_some_and(|log| !log.known.borrow().contains(&next))
+                    me.upgrade().is_some_and(|log| {
+                        if log.known.borrow().contains(&next) {
+                            return false;
+                        }
+                        let appended = log.end_offset().saturating_sub(end_at_start);
+                        if appends_outrun_fill(appended, started.elapsed(), rate_limit) {
+                            if log.prep_skipped.replace(Some(next)) != Some(next) {
+                                log.bump(|s| s.zero_fills_skipped += 1);
+                            }
+                            return false;
+                        }
+                        true
+                    })
                 }
             };
             let pace = {
@@ -847,6 +873,15 @@ fn zero_fill_pause(p: PrepProgress) -> Duration {
     p.last_write.mul_f64(slowdown - 1.0)
 }
 
+/// Whether a zero fill should be given up: `appended` bytes in `elapsed` since the preparation
+/// started is above `limit` bytes per second (0: never), watched for at least
+/// [`crate::config::ZERO_FILL_RATE_WINDOW`].
+fn appends_outrun_fill(appended: u64, elapsed: Duration, limit: u64) -> bool {
+    limit > 0
+        && elapsed >= crate::config::ZERO_FILL_RATE_WINDOW
+        && appended as f64 / elapsed.as_secs_f64() > limit as f64
+}
+
 /// Removes half-prepared segments (`*.prep`) left by a crash.
 fn remove_leftovers(dir: &Path) -> Result<(), StoreError> {
     let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io("reading directory", dir, e))?;
@@ -862,6 +897,27 @@ fn remove_leftovers(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_fill_is_given_up_only_above_the_rate_after_the_window() {
+        let w = crate::config::ZERO_FILL_RATE_WINDOW;
+        // 300 MiB in 1 s: above 256 MiB/s.
+        assert!(appends_outrun_fill(
+            300 << 20,
+            Duration::from_secs(1),
+            256 << 20
+        ));
+        assert!(!appends_outrun_fill(
+            200 << 20,
+            Duration::from_secs(1),
+            256 << 20
+        ));
+        // The same rate before the window has passed does not count (a burst).
+        assert!(!appends_outrun_fill(30 << 20, w / 2, 1));
+        assert!(!appends_outrun_fill(1 << 30, w, 0), "0: never");
+        assert!(!appends_outrun_fill(0, w * 10, 1), "nothing appended");
+        assert!(appends_outrun_fill(1, w, 1), "1 byte in 0.1 s: 10 B/s");
+    }
 
     fn progress(room_left: u64, appended: u64, elapsed_ms: u64) -> PrepProgress {
         PrepProgress {
