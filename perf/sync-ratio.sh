@@ -10,7 +10,8 @@
 # pipelined group commit off and on (the executor's preempt timer at its default, 100 ms, as in
 # the broker), and the pipelined one again with a 200 us preempt timer (PREEMPT_US; the
 # broker's `runtime.preempt_timer_us`, see docs/config.md). It prints every pair and the
-# median of the ratios.
+# median of the ratios. What it leaves out: the preparation of the next segment (zero fill) that
+# a long run pays, see perf/results/session21-2026-12-06.md section 7.
 #
 # Usage: perf/sync-ratio.sh [DIR] [PAIRS]   DIR: scratch directory on the disk under test
 #        (default ./target/bench-scratch), PAIRS: how many rounds (default 8). PREEMPT_US (200): the
