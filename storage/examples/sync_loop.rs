@@ -159,8 +159,8 @@ fn main() {
         stats.bytes_written as f64 / stats.flush_count.max(1) as f64 / (1 << 20) as f64
     );
     println!(
-        "segments created {} (zero fills given up: {})",
-        stats.segments_created, stats.zero_fills_skipped
+        "segments created {} (zero fills stopped short: {})",
+        stats.segments_created, stats.zero_fills_stopped
     );
     println!(
         "write buffers: reused {} allocated {} stocked {} released {}",

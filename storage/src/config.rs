@@ -196,14 +196,15 @@ pub struct StoreConfig {
     /// machine (2 vCPUs, 40 s at max: 2.56 -> 2.42 M msg/s).
     pub derived_catch_up_lag_bytes: u64,
     /// With `preallocate = Zero`: the append rate (bytes per second, measured from when the
-    /// preparation of the next segment starts) above which that segment is not zero-filled
-    /// but created as the writer reaches it; 0: always zero-fill. Why: a zero fill writes
-    /// every byte a second time, which a disk-bound writer pays for in full. `sync_loop`, 4
-    /// KiB x 4096 appenders under `flush = sync`, 4 GB from a fresh store in 1 GiB
-    /// segments: 1,081-1,242 MiB/s zero-filling against 1,345-1,365 MiB/s with segments
-    /// that grow as written (fio 1,662-2,255 MiB/s), while a 1 KiB `flush = sync` stream at
-    /// 92k msg/s (~100 MB/s) has its p50 doubled by growing segments (0.52 -> 1.0 ms: each
-    /// fdatasync also writes the inode), so slow streams keep the fill
+    /// preparation of the next segment starts) above which its zero fill stops where it is
+    /// and the segment is published as filled so far, the rest growing as it is written; 0:
+    /// always zero-fill the whole segment. Why: a zero fill writes every byte a second time,
+    /// which a disk-bound writer pays for in full. `sync_loop`, 4 KiB x 4096 appenders under
+    /// `flush = sync`, 4 GB from a fresh store in 1 GiB segments, 6 rounds: 1,108 MiB/s mean
+    /// zero-filling whole segments against 1,260 MiB/s with the fill stopped at this rate
+    /// (fio 1,370-2,188 MiB/s). A 1 KiB `flush = sync` stream at 92k msg/s (~100 MB/s) has
+    /// its p50 doubled by segments that grow as written (0.52 -> 1.0 ms: each fdatasync also
+    /// writes the inode), so slow streams keep the fill
     /// (perf/results/session21-2026-12-06.md).
     pub zero_fill_max_append_rate: u64,
 }

@@ -196,7 +196,7 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.fdatasyncCount", s.fdatasync_count.to_string());
     put("ramjet.flushCount", s.flush_count.to_string());
     put("ramjet.segmentsCreated", s.segments_created.to_string());
-    put("ramjet.zeroFillsSkipped", s.zero_fills_skipped.to_string());
+    put("ramjet.zeroFillsStopped", s.zero_fills_stopped.to_string());
     put("ramjet.bytesAppended", s.bytes_appended.to_string());
     put("ramjet.tailCacheHits", s.tail_cache_hits.to_string());
     put("ramjet.tailCacheMisses", s.tail_cache_misses.to_string());

@@ -219,8 +219,9 @@ pub struct StoreSection {
     /// catches up at full speed (`ramjet_storage::StoreConfig::derived_catch_up_lag_bytes`).
     pub derived_catch_up_lag_bytes: u64,
     /// With `preallocate` "zero" (or "auto" under `flush = sync`): the append rate in bytes
-    /// per second above which the next segment is not zero-filled but grows as it is written
-    /// (0: always zero-fill; `ramjet_storage::StoreConfig::zero_fill_max_append_rate`).
+    /// per second above which the next segment's zero fill stops short and the rest of the
+    /// segment grows as it is written (0: always zero-fill the whole segment;
+    /// `ramjet_storage::StoreConfig::zero_fill_max_append_rate`).
     pub zero_fill_max_append_rate_bytes: u64,
 }
 

@@ -74,9 +74,10 @@ pub struct CommitLogStats {
     pub bytes_written: u64,
     pub flush_failures: u64,
     pub segments_created: u64,
-    /// Zero fills of a next segment given up because appends outran
-    /// `StoreConfig::zero_fill_max_append_rate` (the writer then creates the segment).
-    pub zero_fills_skipped: u64,
+    /// Zero fills of a next segment stopped short because appends outran
+    /// `StoreConfig::zero_fill_max_append_rate` (the segment is published as filled so far,
+    /// the rest grows as it is written).
+    pub zero_fills_stopped: u64,
     pub segment_rolls: u64,
     pub tail_cache_hits: u64,
     pub tail_cache_misses: u64,
@@ -116,8 +117,6 @@ pub struct CommitLog {
     pub(crate) room: RoomWatch,
     /// Base of the segment a background task is preparing.
     preparing: Cell<Option<u64>>,
-    /// Base of a segment whose zero fill was given up (appends too fast): not prepared again.
-    prep_skipped: Cell<Option<u64>>,
     min_offset: Cell<u64>,
     /// Test hook: when set, chunk writes fail with this errno before reaching the file.
     write_fault: Cell<Option<i32>>,
@@ -159,7 +158,7 @@ impl CommitLog {
                 cfg.preallocate,
                 cfg.io_mode,
                 &|| true,
-                &|_, _| Duration::ZERO,
+                &|_, _| Some(Duration::ZERO),
             )
             .await?;
             segments.insert(active_base, Rc::new(f));
@@ -206,7 +205,6 @@ impl CommitLog {
             whole_wanted: Cell::new(false),
             room: RoomWatch::default(),
             preparing: Cell::new(None),
-            prep_skipped: Cell::new(None),
             min_offset: Cell::new(min_offset),
             write_fault: Cell::new(None),
             stats: Cell::new(CommitLogStats {
@@ -674,12 +672,7 @@ impl CommitLog {
             return Ok(f.clone());
         }
         let path = self.dir.join(segment_file_name(base));
-        if self.prep_skipped.get() == Some(base) {
-            tracing::debug!(
-                segment = base,
-                "CommitLog segment created as the writer reached it: appends ran above store.zero_fill_max_append_rate, its zero fill was skipped"
-            );
-        } else if self.cfg.preallocate != Preallocate::None {
+        if self.cfg.preallocate != Preallocate::None {
             // Appends outran the preparation (zero fill or fallocate of the next segment):
             // this segment's writes extend the file, which on ext4 serializes them on the
             // inode lock. Larger segments give the preparation more time.
@@ -718,7 +711,7 @@ impl CommitLog {
         let seg_size = self.cfg.segment_size_bytes;
         let end = self.end_offset();
         let next = end - end % seg_size + seg_size;
-        if self.known.borrow().contains(&next) || self.prep_skipped.get() == Some(next) {
+        if self.known.borrow().contains(&next) {
             return;
         }
         self.preparing.set(Some(next));
@@ -734,35 +727,31 @@ impl CommitLog {
             let wanted = {
                 let me = me.clone();
                 move || {
-                    me.upgrade().is_some_and(|log| {
-                        if log.known.borrow().contains(&next) {
-                            return false;
-                        }
-                        let appended = log.end_offset().saturating_sub(end_at_start);
-                        if appends_outrun_fill(appended, started.elapsed(), rate_limit) {
-                            if log.prep_skipped.replace(Some(next)) != Some(next) {
-                                log.bump(|s| s.zero_fills_skipped += 1);
-                            }
-                            return false;
-                        }
-                        true
-                    })
+                    me.upgrade()
+                        .is_some_and(|log| !log.known.borrow().contains(&next))
                 }
             };
             let pace = {
                 let me = me.clone();
                 move |done: u64, took: Duration| {
-                    me.upgrade().map_or(Duration::ZERO, |log| {
-                        let appended = log.end_offset().saturating_sub(end_at_start);
-                        zero_fill_pause(PrepProgress {
-                            zero_left: seg_size.saturating_sub(done),
-                            last_write: took,
-                            write_bytes: io::ZERO_FILL_WRITE_BYTES as u64,
-                            room_left: next.saturating_sub(log.end_offset()),
-                            appended,
-                            elapsed: started.elapsed(),
-                        })
-                    })
+                    let Some(log) = me.upgrade() else {
+                        return Some(Duration::ZERO);
+                    };
+                    let appended = log.end_offset().saturating_sub(end_at_start);
+                    if appends_outrun_fill(appended, started.elapsed(), rate_limit) {
+                        // The rest of the segment grows as it is written: the disk is the
+                        // appends' (see `StoreConfig::zero_fill_max_append_rate`).
+                        log.bump(|s| s.zero_fills_stopped += 1);
+                        return None;
+                    }
+                    Some(zero_fill_pause(PrepProgress {
+                        zero_left: seg_size.saturating_sub(done),
+                        last_write: took,
+                        write_bytes: io::ZERO_FILL_WRITE_BYTES as u64,
+                        room_left: next.saturating_sub(log.end_offset()),
+                        appended,
+                        elapsed: started.elapsed(),
+                    }))
                 }
             };
             let res = SegmentFile::create_prepared(

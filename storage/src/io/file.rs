@@ -98,7 +98,9 @@ impl SegmentFile {
     /// meantime is never replaced. Returns the opened file, or an `AlreadyExists` I/O error.
     ///
     /// A zero fill pauses after each write for `pace(bytes_done, last_write_took)`, so that
-    /// the caller can keep it from taking the whole disk away from the records being written.
+    /// the caller can keep it from taking the whole disk away from the records being written;
+    /// `None` ends the fill there and the segment is published as filled so far (the rest
+    /// grows as it is written, as with `Preallocate::None`).
     pub async fn create_prepared(
         path: &Path,
         start_offset: u64,
@@ -106,7 +108,7 @@ impl SegmentFile {
         prealloc: Preallocate,
         io_mode: IoMode,
         still_wanted: &dyn Fn() -> bool,
-        pace: &dyn Fn(u64, std::time::Duration) -> std::time::Duration,
+        pace: &dyn Fn(u64, std::time::Duration) -> Option<std::time::Duration>,
     ) -> Result<SegmentFile, StoreError> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".prep");
@@ -155,7 +157,9 @@ impl SegmentFile {
                         ));
                     }
                     pos += written as u64;
-                    let pause = pace(pos, began.elapsed());
+                    let Some(pause) = pace(pos, began.elapsed()) else {
+                        break;
+                    };
                     if pause.is_zero() {
                         super::yield_now().await;
                     } else {
@@ -382,7 +386,7 @@ mod tests {
             };
             let pace = |_: u64, _: std::time::Duration| {
                 w.set(w.get() + 1);
-                std::time::Duration::ZERO
+                Some(std::time::Duration::ZERO)
             };
             SegmentFile::create_prepared(
                 &path2,
@@ -425,7 +429,7 @@ mod tests {
                 Preallocate::Zero,
                 IoMode::Direct,
                 &|| true,
-                &|_, _| std::time::Duration::ZERO,
+                &|_, _| Some(std::time::Duration::ZERO),
             )
             .await
             .map(|_| ())
@@ -449,7 +453,7 @@ mod tests {
                 Preallocate::Zero,
                 IoMode::Direct,
                 &|| true,
-                &|_, _| std::time::Duration::ZERO,
+                &|_, _| Some(std::time::Duration::ZERO),
             )
             .await?;
             f.close().await
