@@ -12,7 +12,8 @@
 //!   acknowledged. A broker has thousands of sync sends in flight across its connections.
 //! - `append_sync/4KiB/direct-pool/{256,1024,4096}x`: the sync cases with the preallocated pool.
 //! - `append_sync/4KiB/direct-pipeline/{1024,4096}x`: the sync cases with pipelined group
-//!   commit (`StoreConfig::sync_pipeline`).
+//!   commit (`StoreConfig::sync_pipeline`); `direct-pipeline-pool/4096x` with the pool
+//!   preallocated too (the broker's default store under `flush = sync`).
 //! - `append_sync/100B/direct/64x`: the same with small records (fdatasync-bound).
 //!
 //! `RAMJET_BENCH_SYNC_ROUNDS=N` runs N appends per sync appender and sample instead of 8 (long
@@ -221,6 +222,13 @@ fn append(c: &mut Criterion) {
             |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, appenders, false)),
         );
     }
+    // The broker's default store under `flush = sync`: pipelined, with the write pool
+    // preallocated.
+    g.throughput(Throughput::Bytes(4096));
+    g.bench_function(
+        BenchmarkId::new("4KiB/direct-pipeline-pool", "4096x"),
+        |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, 4096, true)),
+    );
     SYNC_PIPELINE.with(|p| p.set(false));
     g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("100B/direct", "64x"), |b| {

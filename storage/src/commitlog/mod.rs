@@ -744,6 +744,11 @@ impl CommitLog {
                         log.bump(|s| s.zero_fills_stopped += 1);
                         return None;
                     }
+                    if rate_limit > 0 && started.elapsed() < crate::config::ZERO_FILL_RATE_WINDOW {
+                        // While the rate is being watched the fill goes at its slowest, so
+                        // that a fill about to be stopped has not taken the disk meanwhile.
+                        return Some(took.mul_f64(ZERO_FILL_MAX_SLOWDOWN - 1.0));
+                    }
                     Some(zero_fill_pause(PrepProgress {
                         zero_left: seg_size.saturating_sub(done),
                         last_write: took,
