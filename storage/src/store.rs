@@ -2251,19 +2251,9 @@ mod tests {
                 .unwrap_or_else(|e| panic!("shutdown: {e}"));
             acked
         });
-        run(async move {
-            let store = Store::open(c)
-                .await
-                .unwrap_or_else(|e| panic!("reopen: {e}"));
-            for (phys, b) in &acked {
-                assert_eq!(&stored_body(&store, *phys).await, b, "record at {phys}");
-            }
+        reopen_and_check_acked(c, acked, |store| {
             let sum: i64 = (0..4).map(|q| store.max_offset("P", q)).sum();
             assert_eq!(sum, (TASKS * PER_TASK) as i64);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
         });
     }
 
@@ -2341,6 +2331,12 @@ mod tests {
                 .unwrap_or_else(|e| panic!("shutdown: {e}"));
             acked
         });
+        reopen_and_check_acked(c, acked, |_| {});
+    }
+
+    /// Reopens the store at `c`, checks every acknowledged record byte for byte, runs `also`
+    /// on the reopened store and shuts it down.
+    fn reopen_and_check_acked(c: StoreConfig, acked: Acked, also: impl FnOnce(&Store) + 'static) {
         run(async move {
             let store = Store::open(c)
                 .await
@@ -2348,6 +2344,7 @@ mod tests {
             for (phys, b) in &acked {
                 assert_eq!(&stored_body(&store, *phys).await, b, "record at {phys}");
             }
+            also(&store);
             store
                 .shutdown()
                 .await
