@@ -1919,13 +1919,7 @@ mod tests {
             let store = Store::open(c).await.unwrap_or_else(|e| panic!("open: {e}"));
             for i in 0..200 {
                 let m = Msg::new("C", 0, body(i, 4000), "t", "k");
-                let r = store
-                    .put_message(&m.view())
-                    .unwrap_or_else(|e| panic!("put: {e}"));
-                store
-                    .wait_durable(r.end_physical_offset)
-                    .await
-                    .unwrap_or_else(|e| panic!("durable: {e}"));
+                let _durable = put_durable(&store, &m).await;
             }
             let s = store.stats();
             assert!(
@@ -2062,6 +2056,18 @@ mod tests {
     /// topic `topic`, 4 queues), each waiting for durability after every append and checking
     /// that the durable point covers it. Returns (physical offset, body) of every append, all
     /// acknowledged.
+    /// Appends `m` and waits until it is durable (`flush = sync`).
+    async fn put_durable(store: &Store, m: &Msg) -> PutResult {
+        let r = store
+            .put_message(&m.view())
+            .unwrap_or_else(|e| panic!("put: {e}"));
+        store
+            .wait_durable(r.end_physical_offset)
+            .await
+            .unwrap_or_else(|e| panic!("durable: {e}"));
+        r
+    }
+
     async fn sync_appenders(
         store: &Store,
         topic: &'static str,
@@ -2078,13 +2084,7 @@ mod tests {
                 for i in 0..per_task {
                     let b = body(t * 1000 + i, body_len);
                     let m = Msg::new(topic, (t % 4) as i32, b.clone(), "g", "k");
-                    let r = store
-                        .put_message(&m.view())
-                        .unwrap_or_else(|e| panic!("put: {e}"));
-                    store
-                        .wait_durable(r.end_physical_offset)
-                        .await
-                        .unwrap_or_else(|e| panic!("durable: {e}"));
+                    let r = put_durable(&store, &m).await;
                     assert!(store.stats().commitlog_durable_offset >= r.end_physical_offset);
                     acked.borrow_mut().push((r.physical_offset, b));
                 }
@@ -2286,13 +2286,7 @@ mod tests {
             while store.stats().zero_fills_stopped == 0 && i < 1000 {
                 let b = body(i, 1000);
                 let m = Msg::new("Z", 0, b.clone(), "g", "k");
-                let r = store
-                    .put_message(&m.view())
-                    .unwrap_or_else(|e| panic!("put: {e}"));
-                store
-                    .wait_durable(r.end_physical_offset)
-                    .await
-                    .unwrap_or_else(|e| panic!("durable: {e}"));
+                let r = put_durable(&store, &m).await;
                 acked.push((r.physical_offset, b));
                 io::sleep(Duration::from_millis(5)).await;
                 i += 1;
@@ -2830,13 +2824,7 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("open: {e}"));
             let m = Msg::new("D", 0, body(1, 100), "t", "k");
-            let r = store
-                .put_message(&m.view())
-                .unwrap_or_else(|e| panic!("put: {e}"));
-            store
-                .wait_durable(r.end_physical_offset)
-                .await
-                .unwrap_or_else(|e| panic!("durable: {e}"));
+            let r = put_durable(&store, &m).await;
 
             let ratio = Rc::new(Cell::new(0.95));
             let probe = ratio.clone();
