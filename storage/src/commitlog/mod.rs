@@ -867,7 +867,7 @@ fn zero_fill_pause(p: PrepProgress) -> Duration {
     p.last_write.mul_f64(slowdown - 1.0)
 }
 
-/// Whether a zero fill should be given up: `appended` bytes in `elapsed` since the preparation
+/// Whether a zero fill should stop short: `appended` bytes in `elapsed` since the preparation
 /// started is above `limit` bytes per second (0: never), watched for at least
 /// [`crate::config::ZERO_FILL_RATE_WINDOW`].
 fn appends_outrun_fill(appended: u64, elapsed: Duration, limit: u64) -> bool {
@@ -893,7 +893,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_zero_fill_is_given_up_only_above_the_rate_after_the_window() {
+    fn a_zero_fill_stops_only_above_the_rate_after_the_window() {
         let w = crate::config::ZERO_FILL_RATE_WINDOW;
         // 300 MiB in 1 s: above 256 MiB/s.
         assert!(appends_outrun_fill(
