@@ -62,8 +62,15 @@ fn main() {
     };
     // RAMJET_PREWRITTEN=1: segment 0 exists already, fully written (zeros), as a recycled
     // segment would be; with RAMJET_PREALLOCATE=none nothing else is prepared during the run.
-    if std::env::var("RAMJET_PREWRITTEN").as_deref() == Ok("1") {
-        prewrite_first_segment(&cfg.dir.join("commitlog"), cfg.segment_size_bytes);
+    // RAMJET_PREWRITTEN=direct: the same written with O_DIRECT, so that none of it is in the
+    // page cache (as a segment the store zero-filled itself).
+    let prewritten = std::env::var("RAMJET_PREWRITTEN").ok();
+    if matches!(prewritten.as_deref(), Some("1") | Some("direct")) {
+        prewrite_first_segment(
+            &cfg.dir.join("commitlog"),
+            cfg.segment_size_bytes,
+            prewritten.as_deref() == Some("direct"),
+        );
     }
     // RAMJET_PREEMPT_US=N: the executor's preempt timer (`io::DEFAULT_PREEMPT_TIMER`).
     let preempt = std::env::var("RAMJET_PREEMPT_US")
@@ -171,15 +178,25 @@ fn main() {
     );
 }
 
-fn prewrite_first_segment(commitlog: &std::path::Path, size: u64) {
+fn prewrite_first_segment(commitlog: &std::path::Path, size: u64, direct: bool) {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(commitlog).expect("commitlog dir");
     let path = commitlog.join(format!("{:020}", 0));
-    let mut f = std::fs::File::create(&path).expect("segment 0");
-    let zeros = vec![0u8; 8 << 20];
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    if direct {
+        opts.custom_flags(libc::O_DIRECT);
+    }
+    let mut f = opts.open(&path).expect("segment 0");
+    // 8 MiB of zeros starting at a 4 KiB boundary (O_DIRECT needs aligned memory).
+    const PIECE: usize = 8 << 20;
+    let backing = vec![0u8; PIECE + 4096];
+    let skip = (4096 - backing.as_ptr() as usize % 4096) % 4096;
+    let zeros = &backing[skip..skip + PIECE];
     let mut left = size;
     while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
+        let n = left.min(PIECE as u64) as usize;
         f.write_all(&zeros[..n]).expect("zero fill");
         left -= n as u64;
     }
