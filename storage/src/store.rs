@@ -2052,10 +2052,6 @@ mod tests {
     /// (physical offset, body) of acknowledged appends.
     type Acked = Vec<(u64, Vec<u8>)>;
 
-    /// Runs `tasks` concurrent appenders of `per_task` messages (bodies of `body_len` bytes,
-    /// topic `topic`, 4 queues), each waiting for durability after every append and checking
-    /// that the durable point covers it. Returns (physical offset, body) of every append, all
-    /// acknowledged.
     /// Appends `m` and waits until it is durable (`flush = sync`).
     async fn put_durable(store: &Store, m: &Msg) -> PutResult {
         let r = store
@@ -2068,6 +2064,10 @@ mod tests {
         r
     }
 
+    /// Runs `tasks` concurrent appenders of `per_task` messages (bodies of `body_len` bytes,
+    /// topic `topic`, 4 queues), each waiting for durability after every append and checking
+    /// that the durable point covers it. Returns (physical offset, body) of every append, all
+    /// acknowledged.
     async fn sync_appenders(
         store: &Store,
         topic: &'static str,
@@ -2858,13 +2858,7 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("flush after fault cleared: {e}"));
             assert!(store.stats().commitlog_durable_offset >= r2.end_physical_offset);
-            let r3 = store
-                .put_message(&m.view())
-                .unwrap_or_else(|e| panic!("put after recovery: {e}"));
-            store
-                .wait_durable(r3.end_physical_offset)
-                .await
-                .unwrap_or_else(|e| panic!("durable: {e}"));
+            let _r3 = put_durable(&store, &m).await;
             store
                 .shutdown()
                 .await
