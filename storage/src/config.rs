@@ -78,8 +78,8 @@ pub enum Preallocate {
 /// maximum on the development VM) and far below a disk-bound writer (1.1-2 GB/s).
 pub const DEFAULT_ZERO_FILL_MAX_APPEND_RATE: u64 = 256 << 20;
 
-/// How long a preparation watches the append rate before it may stop its zero fill short (a burst
-/// shorter than this does not count as a rate).
+/// How long a preparation watches the append rate before it may stop its zero fill short (a
+/// burst shorter than this does not count as a rate).
 pub const ZERO_FILL_RATE_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Configuration of one shard's store. Defaults follow RocketMQ's where one exists.
