@@ -50,6 +50,13 @@ fn main() {
     {
         cfg.zero_fill_max_append_rate = mib << 20;
     }
+    // RAMJET_FLUSHER_LATENCY_US=N: `StoreConfig::flusher_latency_us`.
+    if let Some(us) = std::env::var("RAMJET_FLUSHER_LATENCY_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        cfg.flusher_latency_us = us;
+    }
     // RAMJET_SYNC_PIPELINE=1: pipelined group commit (`StoreConfig::sync_pipeline`).
     cfg.sync_pipeline = std::env::var("RAMJET_SYNC_PIPELINE").as_deref() == Ok("1");
     // POOL_MIB: write buffers allocated at open; 0 (the default): the broker's default, the
@@ -94,6 +101,14 @@ fn main() {
             "write buffers mapped {:.0} ms after open",
             warm.elapsed().as_secs_f64() * 1000.0
         );
+        // RAMJET_SETTLE_MS=N: wait N ms more before timing (lets the disk finish what the
+        // open and the preparation of the next segment wrote).
+        if let Some(ms) = std::env::var("RAMJET_SETTLE_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            glommio::timer::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         // On stderr so that a profiler can attach when the timed part starts.
         eprintln!("sync_loop: store open, appending");
         let start = Instant::now();

@@ -78,6 +78,15 @@ pub enum Preallocate {
 /// maximum on the development VM) and far below a disk-bound writer (1.1-2 GB/s).
 pub const DEFAULT_ZERO_FILL_MAX_APPEND_RATE: u64 = 256 << 20;
 
+/// Default of [`StoreConfig::flusher_latency_us`]: 5 ms.
+pub const DEFAULT_FLUSHER_LATENCY_US: u64 = 5_000;
+/// Shortest accepted [`StoreConfig::flusher_latency_us`]: below it the executor would spend
+/// its time re-arming and firing the preempt timer.
+pub const MIN_FLUSHER_LATENCY_US: u64 = 50;
+/// Longest accepted [`StoreConfig::flusher_latency_us`]: glommio's own preempt timer (100 ms),
+/// beyond which the setting changes nothing.
+pub const MAX_FLUSHER_LATENCY_US: u64 = 100_000;
+
 /// How long a preparation watches the append rate before it may stop its zero fill short (a
 /// burst shorter than this does not count as a rate).
 pub const ZERO_FILL_RATE_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
@@ -207,6 +216,23 @@ pub struct StoreConfig {
     /// writes the inode), so slow streams keep the fill
     /// (perf/results/session21-2026-12-06.md).
     pub zero_fill_max_append_rate: u64,
+    /// How soon, in microseconds, the CommitLog flusher's I/O completions take the shard's
+    /// CPU from other work: the flusher runs in a glommio task queue of its own with this
+    /// latency requirement (`Latency::Matters`), so while it has work the executor stops
+    /// running other task queues after at most this long and polls its rings. Without one (a
+    /// 100 ms preempt timer) a shard kept busy by connections saw the flusher's completions
+    /// late and refused batch-1000 produce (session 2, 1 ms chosen then).
+    ///
+    /// Why 5 ms rather than 1 ms: a shorter one preempts more often, and each preemption hands
+    /// the writes and fdatasyncs queued so far to the kernel, so group commits get smaller
+    /// and more frequent. 1 KiB `flush = sync` at 92k msg/s, one broker per run, 4 alternating
+    /// rounds (session 22): p50 / p90 / p99 0.52-0.54 / 1.20-1.34 / 1.82-2.34 ms at 1 ms,
+    /// 0.46-0.51 / 0.79-0.93 / 1.62-1.78 ms at 5 ms (2 ms behaved like 1 ms, 3 ms in between);
+    /// closed loop 183-189k -> 194-199k msg/s. Batch-100 and batch-1000 produce and e2e
+    /// latency were unchanged. The cost: `sync_loop` (4 KiB x 4096 appenders, whose wake-ups
+    /// come in bursts of ~2 ms of CPU) loses 5-10 % (1,371 vs 1,308 MiB/s, 4 rounds)
+    /// (perf/results/session22-2026-12-06.md).
+    pub flusher_latency_us: u64,
 }
 
 impl Default for StoreConfig {
@@ -239,6 +265,7 @@ impl Default for StoreConfig {
             checkpoint_interval_ms: 1000,
             derived_catch_up_lag_bytes: 8 << 30,
             zero_fill_max_append_rate: DEFAULT_ZERO_FILL_MAX_APPEND_RATE,
+            flusher_latency_us: DEFAULT_FLUSHER_LATENCY_US,
             max_transfer_bytes_in_memory: 256 * 1024,
             max_transfer_count_in_memory: 32,
             max_transfer_bytes_on_disk: 64 * 1024,
@@ -319,6 +346,15 @@ impl StoreConfig {
         if self.flush_interval_ms == 0 {
             return bad("flush_interval_ms", "must be at least 1".to_string());
         }
+        if !(MIN_FLUSHER_LATENCY_US..=MAX_FLUSHER_LATENCY_US).contains(&self.flusher_latency_us) {
+            return bad(
+                "flusher_latency_us",
+                format!(
+                    "{} is not within {MIN_FLUSHER_LATENCY_US}..={MAX_FLUSHER_LATENCY_US} (microseconds)",
+                    self.flusher_latency_us
+                ),
+            );
+        }
         for (field, v) in [
             ("disk_clean_ratio", self.disk_clean_ratio),
             ("disk_force_clean_ratio", self.disk_force_clean_ratio),
@@ -332,5 +368,44 @@ impl StoreConfig {
             return bad("cq_units_per_file", "must be at least 1".to_string());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flusher's latency requirement is accepted within its bounds and refused outside
+    /// them, naming the field.
+    #[test]
+    fn flusher_latency_is_bounded() {
+        assert_eq!(
+            StoreConfig::default().flusher_latency_us,
+            DEFAULT_FLUSHER_LATENCY_US
+        );
+        for ok in [
+            MIN_FLUSHER_LATENCY_US,
+            DEFAULT_FLUSHER_LATENCY_US,
+            MAX_FLUSHER_LATENCY_US,
+        ] {
+            let cfg = StoreConfig {
+                flusher_latency_us: ok,
+                ..StoreConfig::default()
+            };
+            assert!(cfg.validate().is_ok(), "{ok} us");
+        }
+        for bad in [0, MIN_FLUSHER_LATENCY_US - 1, MAX_FLUSHER_LATENCY_US + 1] {
+            let cfg = StoreConfig {
+                flusher_latency_us: bad,
+                ..StoreConfig::default()
+            };
+            match cfg.validate() {
+                Err(StoreError::Config { field, reason }) => {
+                    assert_eq!(field, "flusher_latency_us");
+                    assert!(reason.contains(&bad.to_string()), "{reason}");
+                }
+                other => panic!("{bad} us: {other:?}"),
+            }
+        }
     }
 }

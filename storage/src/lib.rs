@@ -34,7 +34,8 @@ pub mod store;
 
 pub use commitlog::{Chunk, TailSlice};
 pub use config::{
-    FlushMode, IoMode, Preallocate, StoreConfig, DEFAULT_ZERO_FILL_MAX_APPEND_RATE,
+    FlushMode, IoMode, Preallocate, StoreConfig, DEFAULT_FLUSHER_LATENCY_US,
+    DEFAULT_ZERO_FILL_MAX_APPEND_RATE, MAX_FLUSHER_LATENCY_US, MIN_FLUSHER_LATENCY_US,
     ZERO_FILL_RATE_WINDOW,
 };
 pub use error::StoreError;

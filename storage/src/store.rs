@@ -228,13 +228,16 @@ impl Store {
             scratch_units: Cell::new(Vec::new()),
         });
         inner.refresh_disk_usage();
+        let latency = Duration::from_micros(inner.cfg.flusher_latency_us);
         let task = match inner.cfg.flush {
             FlushMode::Sync if inner.cfg.sync_pipeline => io::spawn_urgent(
                 "commitlog-flusher",
+                latency,
                 sync_flusher_loop(Rc::downgrade(&inner), inner.log.clone()),
             ),
             FlushMode::Sync | FlushMode::Async => io::spawn_urgent(
                 "commitlog-flusher",
+                latency,
                 flusher_loop(Rc::downgrade(&inner), inner.log.clone()),
             ),
         };

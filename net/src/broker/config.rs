@@ -223,6 +223,9 @@ pub struct StoreSection {
     /// segment grows as it is written (0: always zero-fill the whole segment;
     /// `ramjet_storage::StoreConfig::zero_fill_max_append_rate`).
     pub zero_fill_max_append_rate_bytes: u64,
+    /// How soon, in microseconds, the CommitLog flusher's I/O completions preempt the shard's
+    /// other work (`ramjet_storage::StoreConfig::flusher_latency_us`, 5 ms).
+    pub flusher_latency_us: u64,
 }
 
 impl StoreSection {
@@ -267,6 +270,7 @@ impl Default for StoreSection {
             sync_pipeline: true,
             derived_catch_up_lag_bytes: 8 << 30,
             zero_fill_max_append_rate_bytes: ramjet_storage::DEFAULT_ZERO_FILL_MAX_APPEND_RATE,
+            flusher_latency_us: ramjet_storage::DEFAULT_FLUSHER_LATENCY_US,
         }
     }
 }
@@ -411,6 +415,20 @@ impl Config {
                 return inv(key, v.to_string(), "must be at least 1");
             }
         }
+        let latency =
+            ramjet_storage::MIN_FLUSHER_LATENCY_US..=ramjet_storage::MAX_FLUSHER_LATENCY_US;
+        if !latency.contains(&self.store.flusher_latency_us) {
+            return inv(
+                "store.flusher_latency_us",
+                self.store.flusher_latency_us.to_string(),
+                "must be within 50..=100000 (microseconds)",
+            );
+        }
+        // The message above names the bounds.
+        const _: () = assert!(
+            ramjet_storage::MIN_FLUSHER_LATENCY_US == 50
+                && ramjet_storage::MAX_FLUSHER_LATENCY_US == 100_000
+        );
         if let Some(pre) = self.store.write_pool_preallocate_bytes {
             if pre > self.store.pool_preallocate_max() {
                 return inv(
@@ -510,6 +528,20 @@ mod tests {
 
     #[test]
     fn validate_rejects_bad_values() {
+        for bad in [0, 49, 100_001] {
+            let mut c = Config::default();
+            c.store.flusher_latency_us = bad;
+            assert!(
+                matches!(
+                    c.validate(),
+                    Err(ConfigError::Invalid {
+                        key: "store.flusher_latency_us",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
         let mut c = Config::default();
         c.store.flush = "sometimes".into();
         assert!(matches!(
@@ -599,9 +631,11 @@ mod tests {
         c.store.tail_cache_bytes = 2 << 20;
         c.store.derived_catch_up_lag_bytes = 123 << 20;
         c.store.zero_fill_max_append_rate_bytes = 77 << 20;
+        c.store.flusher_latency_us = 750;
         let sc = crate::broker::shard::store_config(&c, "/tmp/x".into());
         assert_eq!(sc.derived_catch_up_lag_bytes, 123 << 20);
         assert_eq!(sc.zero_fill_max_append_rate, 77 << 20);
+        assert_eq!(sc.flusher_latency_us, 750);
         assert_eq!(sc.max_transfer_count_in_memory, 77);
         assert_eq!(sc.write_pool_bytes, 8 << 20);
         // Absent, the preallocation covers the pool and the tail cache; set, it is taken.

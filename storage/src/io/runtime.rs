@@ -34,22 +34,21 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> BackgroundTa
     }
 }
 
-/// How soon a latency-sensitive task queue must get the CPU after its I/O completes.
-const URGENT_LATENCY: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// Like [`spawn`], in a task queue of its own that glommio treats as latency-sensitive: its
-/// I/O goes through the latency ring, and a completion there preempts the other queues within
-/// [`URGENT_LATENCY`]. Without it, a shard kept busy by connection tasks only looks at I/O
-/// completions when its run queue empties or every 100 ms (glommio's preempt timer), and the
-/// CommitLog flusher fell behind the appends. Panics only if glommio refuses the queue it just
-/// created (a programming error, like calling it outside an executor).
+/// Like [`spawn`], in a task queue of its own that glommio treats as latency-sensitive: while
+/// it has runnable work, the executor stops running the other queues after at most `latency`
+/// and polls its rings (`StoreConfig::flusher_latency_us` for the CommitLog flusher). Without
+/// it, a shard kept busy by connection tasks only looks at I/O completions when its run queue
+/// empties or every 100 ms (glommio's preempt timer), and the CommitLog flusher fell behind
+/// the appends. Panics only if glommio refuses the queue it just created (a programming error,
+/// like calling it outside an executor).
 pub fn spawn_urgent<T: 'static>(
     name: &str,
+    latency: Duration,
     fut: impl Future<Output = T> + 'static,
 ) -> BackgroundTask<T> {
     let tq = glommio::executor().create_task_queue(
         glommio::Shares::default(),
-        glommio::Latency::Matters(URGENT_LATENCY),
+        glommio::Latency::Matters(latency),
         name,
     );
     match glommio::spawn_local_into(fut, tq) {
