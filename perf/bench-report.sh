@@ -121,7 +121,7 @@ printf 'name\tcommand\tmsgs_per_s\tmb_per_s\tp50_ms\tp99_ms\tp999_ms\tmax_ms\ter
 
 say "# ramjet bench report, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 say "machine: $(uname -r); $(lscpu | sed -n 's/^Model name: *//p'); $(nproc) CPUs; $(lscpu | sed -n 's/^Hypervisor vendor: *//p') guest"
-say "data dir: $DATA_DIR on $(df -T "$DATA_DIR" | awk 'NR==2 {print $1" ("$2")"}')"
+say "data dir: $DATA_DIR on $("$ROOT/perf/fs-info.sh" "$DATA_DIR")"
 say "binaries: $RAMJET, $BENCH ($("$BENCH" --version)); tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 say "layout: broker --cpus $BROKER_CPUS, bench --cpus $BENCH_CPUS; DUR=${DUR}s WARM=${WARM}s"
 say "uptime at start: $(uptime)"

@@ -44,7 +44,7 @@ store_mib() { # pipeline 0|1, preempt timer in us
 }
 
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs, $(git rev-parse --short HEAD)"
-echo "# dir $(realpath "$DIR") on $(df -T "$DIR" | awk 'NR==2 {print $1" ("$2")"}')"
+echo "# dir $(realpath "$DIR") on $(perf/fs-info.sh "$DIR")"
 echo "# store: $MSGS x 4 KiB, 4096 appenders, flush=sync, io_mode=direct, prewritten 1 GiB segment"
 echo "pair fio_MiB/s store_MiB/s pipelined_MiB/s pipelined_preempt${PREEMPT_US}us_MiB/s ratio pipelined_ratio pipelined_preempt_ratio"
 R1=()
