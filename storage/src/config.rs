@@ -230,8 +230,8 @@ pub struct StoreConfig {
     /// 0.46-0.51 / 0.79-0.93 / 1.62-1.78 ms at 5 ms (2 ms behaved like 1 ms, 3 ms in between);
     /// closed loop 183-189k -> 194-199k msg/s. Batch-100 and batch-1000 produce and e2e
     /// latency were unchanged. The cost: `sync_loop` (4 KiB x 4096 appenders, whose wake-ups
-    /// come in bursts of ~2 ms of CPU) loses 5-10 % (1,371 vs 1,308 MiB/s, 4 rounds)
-    /// (perf/results/session22-2026-12-06.md).
+    /// come in bursts of ~2 ms of CPU) lost 1-9 % in five interleaved sets of 4-8 rounds,
+    /// within this VM's noise for the store (perf/results/session22-2026-12-06.md).
     pub flusher_latency_us: u64,
 }
 
