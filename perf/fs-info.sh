@@ -3,8 +3,8 @@
 # it has a journal. Printed in the headers of perf/bench-report.sh and perf/sync-ratio.sh
 # because they decide what an fdatasync costs: on ext4 without a journal (this VM's root file
 # system) an fdatasync writes the inode's table block itself whenever the file's mtime moved
-# (once per timer tick under steady writes), on ext4 with a journal it waits for a journal
-# commit instead (perf/results/session22-2026-12-06.md).
+# (once per timer tick under steady writes; perf/results/session22-2026-12-06.md), where with
+# a journal the inode change goes through a journal commit.
 #
 # Usage: perf/fs-info.sh DIR
 set -euo pipefail

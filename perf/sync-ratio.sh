@@ -12,8 +12,9 @@
 # broker's `runtime.preempt_timer_us`, see docs/config.md), and again with the flusher's
 # latency requirement at FLUSHER_US (1000, the value before session 22; the default,
 # `store.flusher_latency_us`, is 5000, which suits the broker's 1 KiB sync rows and costs
-# this loop 1-9 %). It prints every pair and the median of the ratios. What it leaves out: the preparation of the next segment (zero fill) that
-# a long run pays, see perf/results/session21-2026-12-06.md section 7.
+# this loop 1-9 %). It prints every pair and the median of the ratios. What it leaves out:
+# the preparation of the next segment (zero fill) that a long run pays, see
+# perf/results/session21-2026-12-06.md section 7.
 #
 # Usage: perf/sync-ratio.sh [DIR] [PAIRS]   DIR: scratch directory on the disk under test
 #        (default ./target/bench-scratch), PAIRS: how many rounds (default 8). PREEMPT_US (200): the

@@ -29,32 +29,20 @@ fn main() {
         _ => {}
     }
     // RAMJET_CHUNK_KIB=N: largest write chunk (`StoreConfig::write_chunk_bytes`).
-    if let Some(kib) = std::env::var("RAMJET_CHUNK_KIB")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        cfg.write_chunk_bytes = kib << 10;
+    if let Some(kib) = env_u64("RAMJET_CHUNK_KIB") {
+        cfg.write_chunk_bytes = (kib as usize) << 10;
     }
     // RAMJET_TAIL_CACHE_MIB=N: tail cache size (`StoreConfig::tail_cache_bytes`).
-    if let Some(mib) = std::env::var("RAMJET_TAIL_CACHE_MIB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    if let Some(mib) = env_u64("RAMJET_TAIL_CACHE_MIB") {
         cfg.tail_cache_bytes = mib << 20;
     }
     // RAMJET_ZERO_FILL_MAX_RATE_MIB=N: `StoreConfig::zero_fill_max_append_rate` in MiB/s (0:
     // always zero-fill).
-    if let Some(mib) = std::env::var("RAMJET_ZERO_FILL_MAX_RATE_MIB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    if let Some(mib) = env_u64("RAMJET_ZERO_FILL_MAX_RATE_MIB") {
         cfg.zero_fill_max_append_rate = mib << 20;
     }
     // RAMJET_FLUSHER_LATENCY_US=N: `StoreConfig::flusher_latency_us`.
-    if let Some(us) = std::env::var("RAMJET_FLUSHER_LATENCY_US")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    if let Some(us) = env_u64("RAMJET_FLUSHER_LATENCY_US") {
         cfg.flusher_latency_us = us;
     }
     // RAMJET_SYNC_PIPELINE=1: pipelined group commit (`StoreConfig::sync_pipeline`).
@@ -80,9 +68,7 @@ fn main() {
         );
     }
     // RAMJET_PREEMPT_US=N: the executor's preempt timer (`io::DEFAULT_PREEMPT_TIMER`).
-    let preempt = std::env::var("RAMJET_PREEMPT_US")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
+    let preempt = env_u64("RAMJET_PREEMPT_US")
         .map_or(ramjet_storage::io::DEFAULT_PREEMPT_TIMER, |us| {
             std::time::Duration::from_micros(us)
         });
@@ -103,10 +89,7 @@ fn main() {
         );
         // RAMJET_SETTLE_MS=N: wait N ms more before timing (lets the disk finish what the
         // open and the preparation of the next segment wrote).
-        if let Some(ms) = std::env::var("RAMJET_SETTLE_MS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
+        if let Some(ms) = env_u64("RAMJET_SETTLE_MS") {
             glommio::timer::sleep(std::time::Duration::from_millis(ms)).await;
         }
         // On stderr so that a profiler can attach when the timed part starts.
@@ -244,4 +227,14 @@ fn stat_cpu_seconds(path: &str) -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(14) + ticks(15)) / 100.0
+}
+
+/// The number in environment variable `name`; `None` when it is unset or empty. Panics with
+/// the variable's name when it holds something else, rather than running with the default.
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+    match v.parse() {
+        Ok(n) => Some(n),
+        Err(e) => panic!("{name}={v:?} is not a non-negative integer: {e}"),
+    }
 }

@@ -83,8 +83,8 @@ pub const DEFAULT_FLUSHER_LATENCY_US: u64 = 5_000;
 /// Shortest accepted [`StoreConfig::flusher_latency_us`]: below it the executor would spend
 /// its time re-arming and firing the preempt timer.
 pub const MIN_FLUSHER_LATENCY_US: u64 = 50;
-/// Longest accepted [`StoreConfig::flusher_latency_us`]: glommio's own preempt timer (100 ms),
-/// beyond which the setting changes nothing.
+/// Longest accepted [`StoreConfig::flusher_latency_us`]: the executor's default preempt timer
+/// (glommio's 100 ms, `runtime.preempt_timer_us`), which preempts anyway.
 pub const MAX_FLUSHER_LATENCY_US: u64 = 100_000;
 
 /// How long a preparation watches the append rate before it may stop its zero fill short (a
