@@ -12,14 +12,17 @@
 # broker's `runtime.preempt_timer_us`, see docs/config.md), and again with the flusher's
 # latency requirement at FLUSHER_US (1000, the value before session 22; the default,
 # `store.flusher_latency_us`, is 5000, which suits the broker's 1 KiB sync rows and costs
-# this loop 1-9 %). It prints every pair and the median of the ratios. What it leaves out:
+# this loop 1-9 %), and again with the write phases not cut at `store.sync_group_max_bytes`
+# (GROUP_KIB, default 1 TiB: everything pending written before each fdatasync, the behaviour
+# before session 23; the default cuts at 8 MiB). It prints every pair and the median of the
+# ratios. What it leaves out:
 # the preparation of the next segment (zero fill) that a long run pays, see
 # perf/results/session21-2026-12-06.md section 7.
 #
 # Usage: perf/sync-ratio.sh [DIR] [PAIRS]   DIR: scratch directory on the disk under test
 #        (default ./target/bench-scratch), PAIRS: how many rounds (default 8). PREEMPT_US (200): the
 #        third store column's preempt timer. FLUSHER_US (1000): the fourth column's flusher
-#        latency.
+#        latency. GROUP_KIB (1073741824): the fifth column's sync group bound in KiB.
 # Needs fio and jq (perf/fio.sh installs fio when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,7 @@ PAIRS=${2:-8}
 MSGS=${SYNC_RATIO_MSGS:-240000}
 PREEMPT_US=${PREEMPT_US:-200}
 FLUSHER_US=${FLUSHER_US:-1000}
+GROUP_KIB=${GROUP_KIB:-1073741824}
 mkdir -p "$DIR"
 command -v fio >/dev/null 2>&1 || perf/fio.sh "$DIR" 64M >/dev/null
 command -v jq >/dev/null 2>&1 || { echo "jq is needed (apt-get -y install jq)" >&2; exit 1; }
@@ -43,34 +47,38 @@ fio_mib() {
         --direct=1 --size=1G --output-format=json | jq -r '.jobs[0].write.bw_bytes / 1048576 | floor'
 }
 
-store_mib() { # pipeline 0|1, preempt timer in us[, flusher latency in us]
-    RAMJET_FLUSHER_LATENCY_US=${3:-} RAMJET_PREEMPT_US=$2 RAMJET_PREWRITTEN=1 RAMJET_PREALLOCATE=none RAMJET_SYNC_PIPELINE=$1 \
+store_mib() { # pipeline 0|1, preempt timer in us[, flusher latency in us[, group bound in KiB]]
+    RAMJET_SYNC_GROUP_MAX_KIB=${4:-} RAMJET_FLUSHER_LATENCY_US=${3:-} RAMJET_PREEMPT_US=$2 RAMJET_PREWRITTEN=1 RAMJET_PREALLOCATE=none RAMJET_SYNC_PIPELINE=$1 \
         "$BIN" "$DIR" "$MSGS" 4096 4096 1024 2> >(grep -v 'store open, appending' >&2) | grep appenders: | sed -E 's/.*appenders: ([0-9.]+) MiB\/s.*/\1/'
 }
 
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs, $(git rev-parse --short HEAD)"
 echo "# dir $(realpath "$DIR") on $(perf/fs-info.sh "$DIR")"
 echo "# store: $MSGS x 4 KiB, 4096 appenders, flush=sync, io_mode=direct, prewritten 1 GiB segment"
-echo "pair fio_MiB/s store_MiB/s pipelined_MiB/s pipelined_preempt${PREEMPT_US}us_MiB/s pipelined_flusher${FLUSHER_US}us_MiB/s ratio pipelined_ratio pipelined_preempt_ratio pipelined_flusher_ratio"
+echo "pair fio_MiB/s store_MiB/s pipelined_MiB/s pipelined_preempt${PREEMPT_US}us_MiB/s pipelined_flusher${FLUSHER_US}us_MiB/s pipelined_group${GROUP_KIB}KiB_MiB/s ratio pipelined_ratio pipelined_preempt_ratio pipelined_flusher_ratio pipelined_group_ratio"
 R1=()
 R2=()
 R3=()
 R4=()
+R5=()
 for i in $(seq 1 "$PAIRS"); do
     f=$(fio_mib)
     s=$(store_mib 0 100000)
     p=$(store_mib 1 100000)
     q=$(store_mib 1 "$PREEMPT_US")
     u=$(store_mib 1 100000 "$FLUSHER_US")
+    g=$(store_mib 1 100000 "" "$GROUP_KIB")
     r1=$(awk -v a="$s" -v b="$f" 'BEGIN {printf "%.3f", a / b}')
     r2=$(awk -v a="$p" -v b="$f" 'BEGIN {printf "%.3f", a / b}')
     r3=$(awk -v a="$q" -v b="$f" 'BEGIN {printf "%.3f", a / b}')
     r4=$(awk -v a="$u" -v b="$f" 'BEGIN {printf "%.3f", a / b}')
+    r5=$(awk -v a="$g" -v b="$f" 'BEGIN {printf "%.3f", a / b}')
     R1+=("$r1")
     R2+=("$r2")
     R3+=("$r3")
     R4+=("$r4")
-    echo "$i $f $s $p $q $u $r1 $r2 $r3 $r4"
+    R5+=("$r5")
+    echo "$i $f $s $p $q $u $g $r1 $r2 $r3 $r4 $r5"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-echo "median ratio: store $(median "${R1[@]}"), pipelined $(median "${R2[@]}"), pipelined with a ${PREEMPT_US} us preempt timer $(median "${R3[@]}"), pipelined with the flusher at ${FLUSHER_US} us $(median "${R4[@]}") (target 0.80)"
+echo "median ratio: store $(median "${R1[@]}"), pipelined $(median "${R2[@]}"), pipelined with a ${PREEMPT_US} us preempt timer $(median "${R3[@]}"), pipelined with the flusher at ${FLUSHER_US} us $(median "${R4[@]}"), pipelined with the group bound at ${GROUP_KIB} KiB $(median "${R5[@]}") (target 0.80)"

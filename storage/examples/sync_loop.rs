@@ -45,6 +45,10 @@ fn main() {
     if let Some(us) = env_u64("RAMJET_FLUSHER_LATENCY_US") {
         cfg.flusher_latency_us = us;
     }
+    // RAMJET_SYNC_GROUP_MAX_KIB=N: `StoreConfig::sync_group_max_bytes` in KiB.
+    if let Some(kib) = env_u64("RAMJET_SYNC_GROUP_MAX_KIB") {
+        cfg.sync_group_max_bytes = kib << 10;
+    }
     // RAMJET_SYNC_PIPELINE=1: pipelined group commit (`StoreConfig::sync_pipeline`).
     cfg.sync_pipeline = std::env::var("RAMJET_SYNC_PIPELINE").as_deref() == Ok("1");
     // POOL_MIB: write buffers allocated at open; 0 (the default): the broker's default, the
@@ -164,8 +168,8 @@ fn main() {
         stats.bytes_written as f64 / stats.flush_count.max(1) as f64 / (1 << 20) as f64
     );
     println!(
-        "segments created {} (zero fills stopped short: {})",
-        stats.segments_created, stats.zero_fills_stopped
+        "segments created {} (zero fills stopped short: {}); write phases cut at sync_group_max_bytes: {}",
+        stats.segments_created, stats.zero_fills_stopped, stats.sync_group_splits
     );
     println!(
         "write buffers: reused {} allocated {} stocked {} released {}",

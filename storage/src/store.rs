@@ -93,6 +93,9 @@ pub struct StoreStats {
     pub derived_flush_rounds: u64,
     pub chunk_writes: u64,
     pub bytes_written: u64,
+    /// Write phases of the pipelined sync flusher cut at `sync_group_max_bytes` (see
+    /// [`StoreConfig::sync_group_max_bytes`]).
+    pub sync_group_splits: u64,
     pub segments_created: u64,
     /// Zero fills stopped short because appends ran above `zero_fill_max_append_rate` (the segment published as filled so far).
     pub zero_fills_stopped: u64,
@@ -668,6 +671,7 @@ impl Store {
         s.flush_failures = l.flush_failures;
         s.chunk_writes = l.chunk_writes;
         s.bytes_written = l.bytes_written;
+        s.sync_group_splits = l.sync_group_splits;
         s.segments_created = l.segments_created;
         s.zero_fills_stopped = l.zero_fills_stopped;
         s.segment_rolls = l.segment_rolls;
@@ -830,8 +834,11 @@ async fn flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
 /// order, and a sync covers only writes that completed before it was started (see
 /// [`CommitLog::take_unsynced`]).
 async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
-    let tick = match store.upgrade() {
-        Some(s) => Duration::from_millis(IDLE_TICK_MS.min(s.cfg.flush_interval_ms)),
+    let (tick, group_max) = match store.upgrade() {
+        Some(s) => (
+            Duration::from_millis(IDLE_TICK_MS.min(s.cfg.flush_interval_ms)),
+            s.cfg.sync_group_max_bytes,
+        ),
         None => return,
     };
     // The result of the sync in flight; the sync raises the flush signal when it is there.
@@ -871,7 +878,7 @@ async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
         // would leave the disk without a sync for the whole write phase.
         start_sync(&log, &done, &mut next, &mut in_flight);
         // Writes go out even while a sync is in flight: that is the overlap.
-        match log.write_phase(true).await {
+        match log.write_phase(true, group_max).await {
             Ok(Some(t)) => next = Some(next.map_or(t, |n| n.max(t))),
             Ok(None) => {}
             Err(e) => {
@@ -891,6 +898,11 @@ async fn sync_flusher_loop(store: Weak<Inner>, log: Rc<CommitLog>) {
         }
         // Right after the write phase: no write of this loop is in flight.
         start_sync(&log, &done, &mut next, &mut in_flight);
+        if log.writer.borrow().pending_len() > 0 {
+            // A phase cut at `group_max` (or chunks sealed meanwhile): the next phase goes
+            // out now, while this one's sync is in flight.
+            log.signal.raise();
+        }
     }
 }
 
@@ -2260,6 +2272,54 @@ mod tests {
         });
     }
 
+    /// The pipelined flusher cut at `sync_group_max_bytes` (here one block, so one chunk per
+    /// write phase): with many appenders in flight, phases stop with chunks left, each sync
+    /// makes durable only the whole records of the chunks written before it, and after a
+    /// reopen every acknowledged record is there byte for byte.
+    #[test]
+    fn pipelined_group_commit_cut_at_the_group_bound_acknowledges_only_durable_records() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = StoreConfig {
+            flush: FlushMode::Sync,
+            sync_pipeline: true,
+            sync_group_max_bytes: crate::MIN_SYNC_GROUP_MAX_BYTES,
+            write_chunk_bytes: 64 * 1024,
+            ..cfg(dir.path())
+        };
+        const TASKS: usize = 256;
+        const PER_TASK: usize = 20;
+        const BODY: usize = 4000;
+        let c2 = c.clone();
+        let acked = run(async move {
+            let store = Store::open(c2)
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let acked = sync_appenders(&store, "G", TASKS, PER_TASK, BODY).await;
+            let total = TASKS * PER_TASK;
+            let s = store.stats();
+            assert_eq!(s.messages_appended, total as u64);
+            assert!(s.sync_group_splits > 0, "no write phase was cut: {s:?}");
+            assert!(
+                s.commitlog_durable_offset > 4 * 2 * MIB,
+                "the run crosses segment rolls"
+            );
+            assert!(
+                s.fdatasync_count < (total / 4) as u64,
+                "{} fdatasyncs for {total} messages",
+                s.fdatasync_count
+            );
+            store
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            acked
+        });
+        reopen_and_check_acked(c, acked, |store| {
+            let sum: i64 = (0..4).map(|q| store.max_offset("G", q)).sum();
+            assert_eq!(sum, (TASKS * PER_TASK) as i64);
+        });
+    }
+
     /// A zero fill that the appends outrun (`zero_fill_max_append_rate`, here 1 byte/s) stops
     /// short once: the segment is published as filled so far (shorter than a segment, no
     /// `.prep` left), the writer rolls into it and writes past the zeros, and every
@@ -2738,7 +2798,7 @@ mod tests {
     /// sync must cover: `(target, segments)`.
     async fn write_pass(log: &Rc<CommitLog>, what: &str) -> (u64, Vec<u64>) {
         let target = log
-            .write_phase(true)
+            .write_phase(true, u64::MAX)
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"))
             .unwrap_or_else(|| panic!("{what}: nothing to write"));
@@ -2778,7 +2838,7 @@ mod tests {
             let r2 = put("2");
             log.set_write_fault(Some(libc::ENOSPC));
             let e = log
-                .write_phase(true)
+                .write_phase(true, u64::MAX)
                 .await
                 .err()
                 .unwrap_or_else(|| panic!("write 2 should fail"));

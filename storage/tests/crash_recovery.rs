@@ -85,8 +85,14 @@ fn child(dir: PathBuf, run: u64) -> ! {
     let r = ramjet_storage::io::block_on(async move {
         // Every other run appends with pipelined group commit (`sync_pipeline`): a sync in
         // flight while the next group is written must not acknowledge that group.
+        // Every fourth run cuts its write phases at one chunk (`sync_group_max_bytes` at its
+        // minimum): a sync then covers only the whole records of the chunks written before
+        // it, e.g. a segment's last chunk while the next segment's first waits.
         let mut cfg = config(&dir);
         cfg.sync_pipeline = run.is_multiple_of(2);
+        if run.is_multiple_of(4) {
+            cfg.sync_group_max_bytes = ramjet_storage::MIN_SYNC_GROUP_MAX_BYTES;
+        }
         let store = match Store::open(cfg).await {
             Ok(s) => s,
             Err(e) => {

@@ -197,6 +197,7 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.flushCount", s.flush_count.to_string());
     put("ramjet.segmentsCreated", s.segments_created.to_string());
     put("ramjet.zeroFillsStopped", s.zero_fills_stopped.to_string());
+    put("ramjet.syncGroupSplits", s.sync_group_splits.to_string());
     put("ramjet.bytesAppended", s.bytes_appended.to_string());
     put("ramjet.tailCacheHits", s.tail_cache_hits.to_string());
     put("ramjet.tailCacheMisses", s.tail_cache_misses.to_string());

@@ -226,6 +226,10 @@ pub struct StoreSection {
     /// How soon, in microseconds, the CommitLog flusher's I/O completions preempt the shard's
     /// other work (`ramjet_storage::StoreConfig::flusher_latency_us`, 5 ms).
     pub flusher_latency_us: u64,
+    /// `flush = sync` with `sync_pipeline`: the most bytes written before an fdatasync
+    /// starts; a larger backlog is made durable in parts, the first acknowledged while the
+    /// next is written (`ramjet_storage::StoreConfig::sync_group_max_bytes`, 8 MiB).
+    pub sync_group_max_bytes: u64,
 }
 
 impl StoreSection {
@@ -271,6 +275,7 @@ impl Default for StoreSection {
             derived_catch_up_lag_bytes: 8 << 30,
             zero_fill_max_append_rate_bytes: ramjet_storage::DEFAULT_ZERO_FILL_MAX_APPEND_RATE,
             flusher_latency_us: ramjet_storage::DEFAULT_FLUSHER_LATENCY_US,
+            sync_group_max_bytes: ramjet_storage::DEFAULT_SYNC_GROUP_MAX_BYTES,
         }
     }
 }
@@ -424,7 +429,20 @@ impl Config {
                 "must be within 50..=100000 (microseconds)",
             );
         }
-        // The message above names the bounds.
+        let group =
+            ramjet_storage::MIN_SYNC_GROUP_MAX_BYTES..=ramjet_storage::MAX_SYNC_GROUP_MAX_BYTES;
+        if !group.contains(&self.store.sync_group_max_bytes) {
+            return inv(
+                "store.sync_group_max_bytes",
+                self.store.sync_group_max_bytes.to_string(),
+                "must be within 4096..=1099511627776 (bytes)",
+            );
+        }
+        // The messages name the bounds.
+        const _: () = assert!(
+            ramjet_storage::MIN_SYNC_GROUP_MAX_BYTES == 4096
+                && ramjet_storage::MAX_SYNC_GROUP_MAX_BYTES == 1 << 40
+        );
         const _: () = assert!(
             ramjet_storage::MIN_FLUSHER_LATENCY_US == 50
                 && ramjet_storage::MAX_FLUSHER_LATENCY_US == 100_000
@@ -528,6 +546,20 @@ mod tests {
 
     #[test]
     fn validate_rejects_bad_values() {
+        for bad in [0, 4095, (1 << 40) + 1] {
+            let mut c = Config::default();
+            c.store.sync_group_max_bytes = bad;
+            assert!(
+                matches!(
+                    c.validate(),
+                    Err(ConfigError::Invalid {
+                        key: "store.sync_group_max_bytes",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
         for bad in [0, 49, 100_001] {
             let mut c = Config::default();
             c.store.flusher_latency_us = bad;
@@ -632,7 +664,9 @@ mod tests {
         c.store.derived_catch_up_lag_bytes = 123 << 20;
         c.store.zero_fill_max_append_rate_bytes = 77 << 20;
         c.store.flusher_latency_us = 750;
+        c.store.sync_group_max_bytes = 3 << 20;
         let sc = crate::broker::shard::store_config(&c, "/tmp/x".into());
+        assert_eq!(sc.sync_group_max_bytes, 3 << 20);
         assert_eq!(sc.derived_catch_up_lag_bytes, 123 << 20);
         assert_eq!(sc.zero_fill_max_append_rate, 77 << 20);
         assert_eq!(sc.flusher_latency_us, 750);

@@ -156,6 +156,7 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         derived_catch_up_lag_bytes: s.derived_catch_up_lag_bytes,
         zero_fill_max_append_rate: s.zero_fill_max_append_rate_bytes,
         flusher_latency_us: s.flusher_latency_us,
+        sync_group_max_bytes: s.sync_group_max_bytes,
         preallocate: match s.preallocate.as_str() {
             "zero" => Preallocate::Zero,
             "fallocate" => Preallocate::Fallocate,

@@ -72,6 +72,9 @@ pub struct CommitLogStats {
     pub flush_count: u64,
     pub chunk_writes: u64,
     pub bytes_written: u64,
+    /// Write phases of the pipelined sync flusher that stopped at
+    /// `StoreConfig::sync_group_max_bytes` with sealed chunks left for the next phase.
+    pub sync_group_splits: u64,
     pub flush_failures: u64,
     pub segments_created: u64,
     /// Zero fills of a next segment stopped short because appends outran
@@ -487,7 +490,7 @@ impl CommitLog {
     /// whole records below the open chunk; the rest follows with the next whole flush (at
     /// most `flush_interval_ms` later).
     pub(crate) async fn flush_once(self: &Rc<Self>, whole: bool) -> Result<bool, StoreError> {
-        match self.write_phase(whole).await? {
+        match self.write_phase(whole, u64::MAX).await? {
             None => Ok(false),
             Some(target) => {
                 if let Some(segs) = self.take_unsynced(target) {
@@ -504,9 +507,11 @@ impl CommitLog {
     pub(crate) async fn write_phase(
         self: &Rc<Self>,
         whole: bool,
+        max_bytes: u64,
     ) -> Result<Option<u64>, StoreError> {
         let whole = self.whole_wanted.replace(false) || whole;
-        let target = self.writer.borrow_mut().seal_for_flush(whole);
+        let sealed_end = self.writer.borrow_mut().seal_for_flush(whole);
+        let mut target = sealed_end;
         if target <= self.durable.durable()
             && self.writer.borrow().next_pending().is_none()
             && self.unsynced.borrow().is_empty()
@@ -527,12 +532,32 @@ impl CommitLog {
         // no durable progress, no derived-file flush or checkpoint for as long as the load
         // lasted).
         let mut left = self.writer.borrow().pending_len();
+        let mut phase_bytes = 0u64;
         while left > 0 {
+            if phase_bytes >= max_bytes {
+                // Stop here: the chunks written so far get their sync now, the rest waits for
+                // the next phase (written while this one's sync is in flight).
+                break;
+            }
             self.writer
                 .borrow()
                 .pending_window(MAX_WRITES_IN_FLIGHT.min(left), &mut window);
             if window.is_empty() {
                 break;
+            }
+            if max_bytes != u64::MAX {
+                // At least one chunk, then only as many as the byte budget takes.
+                let mut budget = max_bytes - phase_bytes;
+                let mut keep = 0;
+                for c in &window {
+                    keep += 1;
+                    let len = c.buf.write_len() as u64;
+                    if len >= budget {
+                        break;
+                    }
+                    budget -= len;
+                }
+                window.truncate(keep);
             }
             left -= window.len();
             // The window's writes cover disjoint blocks, so they go out together; the next
@@ -576,14 +601,25 @@ impl CommitLog {
             }
             for chunk in &window {
                 let written = chunk.buf.write_len() as u64;
+                phase_bytes += written;
                 self.writer.borrow_mut().pop_written();
                 self.bump(|s| {
                     s.chunk_writes += 1;
                     s.bytes_written += written;
                 });
             }
+            // Everything sealed for this phase written: what the seal returned. Chunks left
+            // for the next phase: the whole records the written ones hold.
+            target = match (left, window.last()) {
+                (0, _) | (_, None) => sealed_end,
+                (_, Some(last)) => last.records_end,
+            };
             self.room.wake_all();
         }
+        if left > 0 {
+            self.bump(|s| s.sync_group_splits += 1);
+        }
+        debug_assert!(target <= sealed_end);
         Ok(Some(target))
     }
 
@@ -644,6 +680,13 @@ impl CommitLog {
     /// logged a recovery that had not happened (`tests/tests/full_disk.rs` failed on it in
     /// CI, session 19).
     fn advance_durable(&self, target: u64) {
+        // Paired with the write phase's target: the durable point never passes the bytes
+        // written (an acknowledgement of data that is not on disk would be a lost message).
+        let written = self.writer.borrow().written_end();
+        assert!(
+            target <= written.max(self.durable.durable()),
+            "durable target {target} past the written end {written}"
+        );
         let was_failing = self.durable.has_failure();
         if was_failing && self.writer.borrow().next_pending().is_some() {
             self.durable.raise(target);

@@ -73,6 +73,11 @@ pub(crate) struct CachedChunk {
     /// Set at seal: this chunk's write includes a partial last block that the next chunk
     /// rewrites, so the two writes must not be in flight together.
     pub overlaps_next: bool,
+    /// Set at seal: the end of the last whole record that is on disk once this chunk's write
+    /// (and every earlier one) completed. The whole chunk for a chunk sealed at a flush point
+    /// or a segment end; the last record end at or below the partial block for a chunk sealed
+    /// because the next record did not fit (that block is written by the next chunk).
+    pub records_end: u64,
 }
 
 impl CachedChunk {

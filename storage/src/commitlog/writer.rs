@@ -131,6 +131,7 @@ impl Writer {
             base,
             data_start: end_offset,
             overlaps_next: false,
+            records_end: end_offset,
         };
         let mut cache = TailCache::new(limits.tail_cache_bytes);
         cache.push(active.clone());
@@ -286,6 +287,12 @@ impl Writer {
         let partial = !self.active.end().is_multiple_of(IO_ALIGNMENT);
         self.active.buf.seal(how != Seal::BeforePartialBlock);
         self.active.overlaps_next = how == Seal::FlushPoint && partial;
+        self.active.records_end = if how == Seal::BeforePartialBlock {
+            self.record_end_below_block
+        } else {
+            self.appended_end
+        };
+        debug_assert!(self.active.records_end <= self.appended_end);
         self.pending.push_back(self.active.clone());
         true
     }
@@ -321,6 +328,7 @@ impl Writer {
             base,
             data_start: end,
             overlaps_next: false,
+            records_end: end,
         };
         self.cache.push(self.active.clone());
     }
@@ -465,6 +473,89 @@ mod tests {
             }
             eprintln!("partial flushes: {targets}");
             assert!(targets >= 3, "only {targets} partial flushes");
+        })
+        .unwrap_or_else(|e| panic!("executor: {e}"));
+    }
+
+    /// Every sealed chunk knows how far its write makes whole records durable (what a write
+    /// phase cut at `sync_group_max_bytes` hands its sync): a record end whose bytes the chunk
+    /// and the ones before it write, never decreasing from chunk to chunk, and the
+    /// whole chunk for one sealed at a flush point. Chunks sealed because the next record did
+    /// not fit, at segment ends and at flush points all occur.
+    #[test]
+    fn each_sealed_chunk_makes_a_record_end_durable() {
+        crate::io::block_on(async {
+            let limits = WriterLimits {
+                segment_size: 256 * 1024,
+                chunk_max_bytes: 16 * 1024,
+                max_unflushed_bytes: 64 << 20,
+                tail_cache_bytes: 1 << 20,
+                pool_bytes: 0,
+                pool_preallocate_bytes: 0,
+            };
+            let mut w = Writer::new(limits, 0, &[]);
+            let mut ends = vec![0u64];
+            let mut seed = 99u64;
+            let (mut partial, mut rolls, mut flush_points) = (0, 0, 0);
+            let mut last_durable = 0u64;
+            for i in 0..30_000u64 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let len = if i % 89 == 0 {
+                    6000
+                } else {
+                    30 + (seed >> 33) as usize % 700
+                };
+                let placed = w
+                    .append(len, |_, buf| {
+                        buf.fill(3);
+                        Ok::<(), ()>(())
+                    })
+                    .unwrap_or_else(|e| panic!("append: {e}"))
+                    .unwrap_or_else(|()| panic!("encode"));
+                if placed.rolled {
+                    ends.push(placed.offset);
+                    rolls += 1;
+                }
+                ends.push(placed.offset + len as u64);
+                if !(seed >> 24).is_multiple_of(97) {
+                    continue;
+                }
+                let target = w.seal_for_flush(true);
+                while let Some(c) = w.next_pending() {
+                    assert!(
+                        ends.binary_search(&c.records_end).is_ok(),
+                        "records_end {} of the chunk at {} is not a record end",
+                        c.records_end,
+                        c.base
+                    );
+                    // The written bytes reach it (past the chunk's own bytes only a blank
+                    // record's skipped rest of the segment, which is never written).
+                    let covered = c.base + c.buf.write_len() as u64;
+                    let data_end = c.records_end.min(c.end());
+                    assert!(data_end <= covered, "{data_end} > {covered}");
+                    assert!(c.records_end >= last_durable);
+                    if c.buf.write_len() as u64 >= c.end() - c.base {
+                        // The whole chunk is written (a flush point, or a segment end whose
+                        // blank record reaches past the bytes the chunk holds).
+                        assert!(c.records_end >= c.end(), "chunk at {}", c.base);
+                        flush_points += 1;
+                    } else {
+                        partial += 1;
+                    }
+                    last_durable = c.records_end;
+                    w.pop_written();
+                }
+                assert_eq!(
+                    last_durable, target,
+                    "the last chunk reaches the flush target"
+                );
+            }
+            eprintln!(
+                "chunks: {partial} cut before a partial block, {flush_points} whole; {rolls} rolls"
+            );
+            assert!(partial >= 3 && flush_points >= 3 && rolls >= 3);
         })
         .unwrap_or_else(|e| panic!("executor: {e}"));
     }
