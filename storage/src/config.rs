@@ -251,12 +251,13 @@ pub struct StoreConfig {
     /// goes out per phase whatever the value; groups smaller than this (every 1 KiB sync
     /// produce row of the broker) are not touched.
     ///
-    /// `sync_loop`, 4 KiB x 4096 appenders (16 MiB in flight) on a prewritten segment, 8
+    /// `sync_loop`, 4 KiB x 4096 appenders (16 MiB in flight) on a prewritten segment, 5
     /// interleaved rounds in one sitting (session 23): unbounded (everything written before
     /// each fdatasync, the behaviour before) 1,152 MiB/s mean, ratio to fio 0.75; 4 MiB 1,320
-    /// (0.85); 8 MiB 1,423 (0.91); 12 MiB 1,403 (0.90). fdatasyncs double (59 -> 118 for
-    /// 0.94 GB); on this disk they are cheap (session 21: fio with an fdatasync every 2 MiB
-    /// kept its bandwidth).
+    /// (0.85); 8 MiB 1,423 (0.91); 12 MiB 1,403 (0.90). `perf/sync-ratio.sh`, 8 pairs: median
+    /// 0.974 at 8 MiB vs 0.892 unbounded (7 of 8 pairs higher). fdatasyncs double (59 -> 118
+    /// for 0.94 GB); on this disk they are cheap (session 21: fio with an fdatasync every 2 MiB
+    /// kept its bandwidth). perf/results/session23-2026-12-06.md.
     pub sync_group_max_bytes: u64,
 }
 
