@@ -413,6 +413,31 @@ impl StoreConfig {
 mod tests {
     use super::*;
 
+    /// A numeric field set by `set` is accepted at its bounds and default and refused just
+    /// outside them, with an error that names `field` and the value.
+    fn assert_bounded(
+        field: &str,
+        (min, default, max): (u64, u64, u64),
+        set: impl Fn(&mut StoreConfig, u64),
+    ) {
+        for ok in [min, default, max] {
+            let mut cfg = StoreConfig::default();
+            set(&mut cfg, ok);
+            assert!(cfg.validate().is_ok(), "{field} = {ok}");
+        }
+        for bad in [0, min - 1, max + 1] {
+            let mut cfg = StoreConfig::default();
+            set(&mut cfg, bad);
+            match cfg.validate() {
+                Err(StoreError::Config { field: f, reason }) => {
+                    assert_eq!(f, field);
+                    assert!(reason.contains(&bad.to_string()), "{reason}");
+                }
+                other => panic!("{field} = {bad}: {other:?}"),
+            }
+        }
+    }
+
     /// The flusher's latency requirement is accepted within its bounds and refused outside
     /// them, naming the field.
     #[test]
@@ -421,30 +446,15 @@ mod tests {
             StoreConfig::default().flusher_latency_us,
             DEFAULT_FLUSHER_LATENCY_US
         );
-        for ok in [
-            MIN_FLUSHER_LATENCY_US,
-            DEFAULT_FLUSHER_LATENCY_US,
-            MAX_FLUSHER_LATENCY_US,
-        ] {
-            let cfg = StoreConfig {
-                flusher_latency_us: ok,
-                ..StoreConfig::default()
-            };
-            assert!(cfg.validate().is_ok(), "{ok} us");
-        }
-        for bad in [0, MIN_FLUSHER_LATENCY_US - 1, MAX_FLUSHER_LATENCY_US + 1] {
-            let cfg = StoreConfig {
-                flusher_latency_us: bad,
-                ..StoreConfig::default()
-            };
-            match cfg.validate() {
-                Err(StoreError::Config { field, reason }) => {
-                    assert_eq!(field, "flusher_latency_us");
-                    assert!(reason.contains(&bad.to_string()), "{reason}");
-                }
-                other => panic!("{bad} us: {other:?}"),
-            }
-        }
+        assert_bounded(
+            "flusher_latency_us",
+            (
+                MIN_FLUSHER_LATENCY_US,
+                DEFAULT_FLUSHER_LATENCY_US,
+                MAX_FLUSHER_LATENCY_US,
+            ),
+            |c, v| c.flusher_latency_us = v,
+        );
     }
 
     /// The sync group bound is accepted within its bounds and refused outside them, naming
@@ -455,33 +465,14 @@ mod tests {
             StoreConfig::default().sync_group_max_bytes,
             DEFAULT_SYNC_GROUP_MAX_BYTES
         );
-        for ok in [
-            MIN_SYNC_GROUP_MAX_BYTES,
-            DEFAULT_SYNC_GROUP_MAX_BYTES,
-            MAX_SYNC_GROUP_MAX_BYTES,
-        ] {
-            let cfg = StoreConfig {
-                sync_group_max_bytes: ok,
-                ..StoreConfig::default()
-            };
-            assert!(cfg.validate().is_ok(), "{ok} bytes");
-        }
-        for bad in [
-            0,
-            MIN_SYNC_GROUP_MAX_BYTES - 1,
-            MAX_SYNC_GROUP_MAX_BYTES + 1,
-        ] {
-            let cfg = StoreConfig {
-                sync_group_max_bytes: bad,
-                ..StoreConfig::default()
-            };
-            match cfg.validate() {
-                Err(StoreError::Config { field, reason }) => {
-                    assert_eq!(field, "sync_group_max_bytes");
-                    assert!(reason.contains(&bad.to_string()), "{reason}");
-                }
-                other => panic!("{bad} bytes: {other:?}"),
-            }
-        }
+        assert_bounded(
+            "sync_group_max_bytes",
+            (
+                MIN_SYNC_GROUP_MAX_BYTES,
+                DEFAULT_SYNC_GROUP_MAX_BYTES,
+                MAX_SYNC_GROUP_MAX_BYTES,
+            ),
+            |c, v| c.sync_group_max_bytes = v,
+        );
     }
 }

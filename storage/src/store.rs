@@ -2239,37 +2239,7 @@ mod tests {
             sync_pipeline: true,
             ..cfg(dir.path())
         };
-        const TASKS: usize = 64;
-        const PER_TASK: usize = 40;
-        const BODY: usize = 2000;
-        let c2 = c.clone();
-        let acked = run(async move {
-            let store = Store::open(c2)
-                .await
-                .unwrap_or_else(|e| panic!("open: {e}"));
-            let acked = sync_appenders(&store, "P", TASKS, PER_TASK, BODY).await;
-            let total = TASKS * PER_TASK;
-            let s = store.stats();
-            assert_eq!(s.messages_appended, total as u64);
-            assert!(
-                s.commitlog_durable_offset > 2 * 2 * MIB,
-                "the run crosses segment rolls"
-            );
-            assert!(
-                s.fdatasync_count < (total / 4) as u64,
-                "{} fdatasyncs for {total} messages",
-                s.fdatasync_count
-            );
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
-            acked
-        });
-        reopen_and_check_acked(c, acked, |store| {
-            let sum: i64 = (0..4).map(|q| store.max_offset("P", q)).sum();
-            assert_eq!(sum, (TASKS * PER_TASK) as i64);
-        });
+        pipelined_run_keeps_every_ack(c, "P", (64, 40, 2000), 2, |_| {});
     }
 
     /// The pipelined flusher cut at `sync_group_max_bytes` (here one block, so one chunk per
@@ -2286,37 +2256,50 @@ mod tests {
             write_chunk_bytes: 64 * 1024,
             ..cfg(dir.path())
         };
-        const TASKS: usize = 256;
-        const PER_TASK: usize = 20;
-        const BODY: usize = 4000;
+        pipelined_run_keeps_every_ack(c, "G", (256, 20, 4000), 4, |s| {
+            assert!(s.sync_group_splits > 0, "no write phase was cut: {s:?}");
+        });
+    }
+
+    /// `tasks` sync appenders of `per_task` records of `body` bytes each on a store opened with
+    /// `c`: every message appended, the run past `rolls` segment rolls (2 MiB segments), far
+    /// fewer fdatasyncs than messages, `check` on the stats, and after a reopen every
+    /// acknowledged record there byte for byte and the queues' offsets adding up.
+    fn pipelined_run_keeps_every_ack(
+        c: StoreConfig,
+        topic: &'static str,
+        (tasks, per_task, body): (usize, usize, usize),
+        rolls: u64,
+        check: impl FnOnce(&StoreStats) + 'static,
+    ) {
         let c2 = c.clone();
         let acked = run(async move {
             let store = Store::open(c2)
                 .await
                 .unwrap_or_else(|e| panic!("open: {e}"));
-            let acked = sync_appenders(&store, "G", TASKS, PER_TASK, BODY).await;
-            let total = TASKS * PER_TASK;
+            let acked = sync_appenders(&store, topic, tasks, per_task, body).await;
+            let total = tasks * per_task;
             let s = store.stats();
             assert_eq!(s.messages_appended, total as u64);
-            assert!(s.sync_group_splits > 0, "no write phase was cut: {s:?}");
             assert!(
-                s.commitlog_durable_offset > 4 * 2 * MIB,
-                "the run crosses segment rolls"
+                s.commitlog_durable_offset > rolls * 2 * MIB,
+                "the run crosses {rolls} segment rolls"
             );
             assert!(
                 s.fdatasync_count < (total / 4) as u64,
                 "{} fdatasyncs for {total} messages",
                 s.fdatasync_count
             );
+            check(&s);
             store
                 .shutdown()
                 .await
                 .unwrap_or_else(|e| panic!("shutdown: {e}"));
             acked
         });
-        reopen_and_check_acked(c, acked, |store| {
-            let sum: i64 = (0..4).map(|q| store.max_offset("G", q)).sum();
-            assert_eq!(sum, (TASKS * PER_TASK) as i64);
+        reopen_and_check_acked(c, acked, move |store| {
+            let sum: i64 = (0..4).map(|q| store.max_offset(topic, q)).sum();
+            assert_eq!(sum, (tasks * per_task) as i64);
         });
     }
 

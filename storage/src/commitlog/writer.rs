@@ -412,45 +412,60 @@ fn segment_room(limits: &WriterLimits, base: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// A writer at offset 0 with `segment_size` segments and chunks of up to `chunk_max_bytes`.
+    fn test_writer(segment_size: u64, chunk_max_bytes: usize) -> Writer {
+        let limits = WriterLimits {
+            segment_size,
+            chunk_max_bytes,
+            max_unflushed_bytes: 64 << 20,
+            tail_cache_bytes: 1 << 20,
+            pool_bytes: 0,
+            pool_preallocate_bytes: 0,
+        };
+        Writer::new(limits, 0, &[])
+    }
+
+    /// The next value of a small linear congruential generator (test input, not randomness).
+    fn next_seed(seed: u64) -> u64 {
+        seed.wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407)
+    }
+
+    /// Appends one record of `len` bytes and records in `ends` where it ends (and, after a
+    /// roll, where the blank record ended the old segment).
+    fn append_record(w: &mut Writer, len: usize, fill: u8, ends: &mut Vec<u64>) -> Placement {
+        let placed = w
+            .append(len, |_, buf| {
+                buf.fill(fill);
+                Ok::<(), ()>(())
+            })
+            .unwrap_or_else(|e| panic!("append: {e}"))
+            .unwrap_or_else(|()| panic!("encode"));
+        if placed.rolled {
+            ends.push(placed.offset);
+        }
+        ends.push(placed.offset + len as u64);
+        placed
+    }
+
     /// A flush that leaves the open chunk alone makes durable exactly the records that end at
     /// or below that chunk's base: never a point inside a record, never past the base.
     #[test]
     fn partial_flush_target_is_the_last_record_end_below_the_open_chunk() {
         crate::io::block_on(async {
-            let limits = WriterLimits {
-                segment_size: 1 << 20,
-                chunk_max_bytes: 64 * 1024,
-                max_unflushed_bytes: 64 << 20,
-                tail_cache_bytes: 1 << 20,
-                pool_bytes: 0,
-                pool_preallocate_bytes: 0,
-            };
-            let mut w = Writer::new(limits, 0, &[]);
+            let mut w = test_writer(1 << 20, 64 * 1024);
             let mut ends = vec![0u64];
             let mut seed = 12345u64;
             let mut targets = 0;
             for i in 0..20_000u64 {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                seed = next_seed(seed);
                 // Mostly small records, now and then one over a block (a batch's size).
                 let len = if i % 97 == 0 {
                     5000
                 } else {
                     40 + (seed >> 33) as usize % 400
                 };
-                let placed = w
-                    .append(len, |_, buf| {
-                        buf.fill(7);
-                        Ok::<(), ()>(())
-                    })
-                    .unwrap_or_else(|e| panic!("append: {e}"))
-                    .unwrap_or_else(|()| panic!("encode"));
-                if placed.rolled {
-                    // The blank record ended the old segment there.
-                    ends.push(placed.offset);
-                }
-                ends.push(placed.offset + len as u64);
+                append_record(&mut w, len, 7, &mut ends);
                 if (seed >> 20).is_multiple_of(61) {
                     let t = w.seal_for_flush(false);
                     assert!(
@@ -485,40 +500,21 @@ mod tests {
     #[test]
     fn each_sealed_chunk_makes_a_record_end_durable() {
         crate::io::block_on(async {
-            let limits = WriterLimits {
-                segment_size: 256 * 1024,
-                chunk_max_bytes: 16 * 1024,
-                max_unflushed_bytes: 64 << 20,
-                tail_cache_bytes: 1 << 20,
-                pool_bytes: 0,
-                pool_preallocate_bytes: 0,
-            };
-            let mut w = Writer::new(limits, 0, &[]);
+            let mut w = test_writer(256 * 1024, 16 * 1024);
             let mut ends = vec![0u64];
             let mut seed = 99u64;
             let (mut partial, mut rolls, mut flush_points) = (0, 0, 0);
             let mut last_durable = 0u64;
             for i in 0..30_000u64 {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                seed = next_seed(seed);
                 let len = if i % 89 == 0 {
                     6000
                 } else {
                     30 + (seed >> 33) as usize % 700
                 };
-                let placed = w
-                    .append(len, |_, buf| {
-                        buf.fill(3);
-                        Ok::<(), ()>(())
-                    })
-                    .unwrap_or_else(|e| panic!("append: {e}"))
-                    .unwrap_or_else(|()| panic!("encode"));
-                if placed.rolled {
-                    ends.push(placed.offset);
+                if append_record(&mut w, len, 3, &mut ends).rolled {
                     rolls += 1;
                 }
-                ends.push(placed.offset + len as u64);
                 if !(seed >> 24).is_multiple_of(97) {
                     continue;
                 }
