@@ -300,6 +300,10 @@ pub struct RuntimeSection {
     /// 100000). Shorter helps many concurrent `flush = sync` appenders and costs latency at
     /// moderate rates: see `ramjet_storage::io::DEFAULT_PREEMPT_TIMER`.
     pub preempt_timer_us: u64,
+    /// A shard pinned to a CPU moves its io_uring worker threads (the kernel's threads for its
+    /// fdatasyncs and most CommitLog writes) to the other CPUs instead of its own (see
+    /// `crate::runtime::set_io_worker_cpus`).
+    pub io_workers_off_shard: bool,
 }
 
 impl Default for RuntimeSection {
@@ -310,6 +314,7 @@ impl Default for RuntimeSection {
             spin_before_park_us: 0,
             shard_slice_us: crate::runtime::DEFAULT_SHARD_SLICE.as_micros() as u64,
             preempt_timer_us: ramjet_storage::io::DEFAULT_PREEMPT_TIMER.as_micros() as u64,
+            io_workers_off_shard: true,
         }
     }
 }
@@ -617,6 +622,9 @@ mod tests {
                 })
             ));
         }
+        assert!(Config::default().runtime.io_workers_off_shard);
+        let c = Config::parse("[runtime]\nio_workers_off_shard = false\n").unwrap();
+        assert!(!c.runtime.io_workers_off_shard);
         let c = Config::parse("[runtime]\npreempt_timer_us = 1000\n").unwrap();
         assert_eq!(c.runtime.preempt_timer_us, 1000);
         c.validate().unwrap();

@@ -85,6 +85,7 @@ impl Server {
             shard_slice: (cfg.runtime.shard_slice_us > 0)
                 .then(|| std::time::Duration::from_micros(cfg.runtime.shard_slice_us)),
             preempt_timer: std::time::Duration::from_micros(cfg.runtime.preempt_timer_us),
+            io_workers_off_shard: cfg.runtime.io_workers_off_shard,
         };
         runtime::startup_checks(shards + usize::from(roles.namesrv), &opts)?;
         let stop = Arc::new(AtomicBool::new(false));

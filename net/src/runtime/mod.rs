@@ -98,6 +98,10 @@ pub struct ExecutorOptions {
     /// writes and fdatasyncs, reaps completions) when no latency-sensitive queue asks for
     /// less; see `ramjet_storage::io::DEFAULT_PREEMPT_TIMER`.
     pub preempt_timer: Duration,
+    /// A pinned (shard) executor moves its io_uring worker threads (io-wq: the kernel's
+    /// threads for the file writes and fdatasyncs it cannot issue inline) to the other CPUs,
+    /// see [`set_io_worker_cpus`]. Off: they share the shard's CPU.
+    pub io_workers_off_shard: bool,
 }
 
 impl Default for ExecutorOptions {
@@ -108,6 +112,7 @@ impl Default for ExecutorOptions {
             spin_before_park: Duration::ZERO,
             shard_slice: Some(DEFAULT_SHARD_SLICE),
             preempt_timer: ramjet_storage::io::DEFAULT_PREEMPT_TIMER,
+            io_workers_off_shard: true,
         }
     }
 }
@@ -140,8 +145,9 @@ struct SchedAttr {
 /// nanoseconds) when it shows one.
 ///
 /// Why: a shard thread is runnable almost all the time, and helpers pinned to its CPU (the
-/// io-wq worker that runs the shard's fdatasync, which cannot be moved: io-wq workers refuse
-/// `sched_setaffinity`) wait until the shard's slice runs out before they get the CPU. With
+/// io-wq worker that runs the shard's fdatasync, created with the shard's affinity; io-wq
+/// workers refuse `sched_setaffinity`, and since session 23 [`set_io_worker_cpus`] moves them
+/// off the shard's CPU instead) wait until the shard's slice runs out before they get the CPU. With
 /// the default slice (1.4 ms on 2 CPUs, more with more CPUs) and a shard that polls
 /// (`spin_before_park_us`), every group commit waited ~1.3 ms for its worker: 1 KiB sync
 /// produce at 87k msg/s had p50 893 ms; with a 100 us slice, 0.6 ms
@@ -173,6 +179,68 @@ pub fn request_time_slice(slice: Duration) -> std::io::Result<Option<u64>> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(current_time_slice_ns())
+}
+
+/// `IORING_REGISTER_IOWQ_AFF` of `io_uring_register(2)` (Linux >= 5.14).
+const IORING_REGISTER_IOWQ_AFF: libc::c_uint = 17;
+/// Size of `struct io_uring_params` (`io_uring_setup(2)`).
+const IO_URING_PARAMS_BYTES: usize = 120;
+
+/// Moves the io_uring worker threads of the calling thread (its io-wq: the kernel threads that
+/// run the requests it cannot issue inline, which for a shard are every fdatasync and most
+/// CommitLog writes) onto `cpus`, present and future workers alike.
+///
+/// Why: io-wq workers are created with the affinity of the thread that submits, so a shard
+/// pinned to CPU c had its fdatasync run on CPU c too, where it waited for the shard's own
+/// time slice to end (`runtime.shard_slice_us` shortened that wait, it did not remove it), and
+/// io-wq workers refuse `sched_setaffinity`. 1 KiB `flush = sync` produce at 92k msg/s, one
+/// broker per run, workers on the shard's CPU vs on the other one, two sets of 4 and 5
+/// alternating rounds (perf/results/session23-2026-12-06.md): p50 0.50-0.54 -> 0.44-0.48 ms
+/// and 0.46-0.49 -> 0.42-0.45 ms; the closed loop 187-215k -> 201-227k msg/s; b100 and e2e
+/// unchanged.
+///
+/// How: `IORING_REGISTER_IOWQ_AFF` acts on the calling thread's io_uring context whatever
+/// ring it is issued on, so it goes through a one-entry ring made for the call and closed
+/// after it (glommio does not hand out its own).
+pub fn set_io_worker_cpus(cpus: &[usize]) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let limit = libc::CPU_SETSIZE as usize;
+    if cpus.is_empty() || cpus.iter().any(|&c| c >= limit) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("io worker CPUs {cpus:?}: need at least one, each below {limit}"),
+        ));
+    }
+    // SAFETY: an all-zero `cpu_set_t` is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: `c` is below CPU_SETSIZE (checked above), so the bit lies inside `set`.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    let mut params = [0u8; IO_URING_PARAMS_BYTES];
+    // SAFETY: `params` is a zeroed `struct io_uring_params` (no flags, no features asked for)
+    // that the kernel fills during the call; one entry is the smallest ring.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns; the
+    // `OwnedFd` closes it when this function returns.
+    let ring = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    // SAFETY: `set` is an initialized `cpu_set_t` of the size passed; the kernel only reads it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd(),
+            IORING_REGISTER_IOWQ_AFF,
+            &set as *const libc::cpu_set_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `se.slice` of the calling thread from `/proc/thread-self/sched` (nanoseconds), if shown.
@@ -391,6 +459,19 @@ where
                 message: e.to_string(),
             })?;
             Ok(ex.run(async move {
+                if let (Pin::Cpu(c), true) = (pin, opts.io_workers_off_shard) {
+                    // Every online CPU but the shard's (not `online_cpus`: that reads this
+                    // thread's affinity, the shard's CPU alone by now).
+                    let others: Vec<usize> = glommio::CpuSet::online()
+                        .map(|s| s.into_iter().map(|l| l.cpu).filter(|&o| o != c).collect())
+                        .unwrap_or_default();
+                    if !others.is_empty() {
+                        match set_io_worker_cpus(&others) {
+                            Ok(()) => tracing::debug!(executor = %exec_name, cpus = ?others, "io_uring workers moved off the shard's CPU"),
+                            Err(e) => tracing::warn!(executor = %exec_name, error = %e, "could not move the io_uring workers off the shard's CPU (runtime.io_workers_off_shard); they share it"),
+                        }
+                    }
+                }
                 ramjet_storage::io::install_wake_guard();
                 make().await
             }))
@@ -701,6 +782,78 @@ mod tests {
         } else {
             // Older kernels accept the call and keep their own slice.
             assert_eq!(own, child);
+        }
+    }
+
+    /// The CPUs io_uring workers of the thread `tid` may run on, one list per worker
+    /// (`iou-wrk-<tid>` threads of this process).
+    fn io_worker_cpus_of(tid: i32) -> Vec<String> {
+        let want = format!("iou-wrk-{tid}");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            if comm.trim() != want {
+                continue;
+            }
+            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            if let Some(l) = status.lines().find(|l| l.starts_with("Cpus_allowed_list")) {
+                out.push(l.split(':').nth(1).unwrap_or("").trim().to_string());
+            }
+        }
+        out
+    }
+
+    /// A pinned executor's fdatasync (always run by an io-wq worker) runs on the other CPUs
+    /// with `io_workers_off_shard`, on the executor's own CPU without it.
+    #[test]
+    fn a_pinned_executor_moves_its_io_workers_off_its_cpu() {
+        let online = online_cpus();
+        if online.len() < 2 {
+            eprintln!("one CPU: nothing to move the io workers to");
+            return;
+        }
+        let cpu = online[0];
+        let others: Vec<String> = online[1..].iter().map(|c| c.to_string()).collect();
+        let dir = tempfile::tempdir().unwrap();
+        for off in [true, false] {
+            let opts = ExecutorOptions {
+                io_workers_off_shard: off,
+                ..ExecutorOptions::default()
+            };
+            let path = dir.path().join(format!("f-{off}"));
+            let t = start_executor("iowq-test", Pin::Cpu(cpu), opts, move || async move {
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::gettid() };
+                let f = glommio::io::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .dma_open(&path)
+                    .await
+                    .unwrap();
+                let mut buf = f.alloc_dma_buffer(4096);
+                buf.as_bytes_mut().fill(7);
+                f.write_at(buf, 0).await.unwrap();
+                f.fdatasync().await.unwrap();
+                let cpus = io_worker_cpus_of(tid);
+                f.close().await.unwrap();
+                cpus
+            })
+            .unwrap();
+            let workers = t.join().unwrap();
+            assert!(!workers.is_empty(), "no io worker seen (off = {off})");
+            let expect = if off {
+                others.join(",")
+            } else {
+                cpu.to_string()
+            };
+            for w in &workers {
+                // The kernel prints ranges ("1-3"); compare as CPU lists.
+                assert_eq!(
+                    parse_cpu_list(w).unwrap(),
+                    parse_cpu_list(&expect).unwrap(),
+                    "off = {off}: workers {workers:?}"
+                );
+            }
         }
     }
 
