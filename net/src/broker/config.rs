@@ -301,8 +301,8 @@ pub struct RuntimeSection {
     /// moderate rates: see `ramjet_storage::io::DEFAULT_PREEMPT_TIMER`.
     pub preempt_timer_us: u64,
     /// A shard pinned to a CPU moves its io_uring worker threads (the kernel's threads for its
-    /// fdatasyncs and most CommitLog writes) to the other CPUs instead of its own (see
-    /// `crate::runtime::set_io_worker_cpus`).
+    /// fdatasyncs and most CommitLog writes) to the online CPUs that run no shard, instead of
+    /// its own (see `crate::runtime::set_io_worker_cpus` and `crate::runtime::spare_cpus`).
     pub io_workers_off_shard: bool,
 }
 

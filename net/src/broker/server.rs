@@ -78,6 +78,10 @@ impl Server {
         } else {
             Vec::new()
         };
+        let shard_cpus = runtime::CpuMask::of(placement.iter().filter_map(|p| match p {
+            Pin::Cpu(c) => Some(*c),
+            Pin::Unbound => None,
+        }));
         let opts = ExecutorOptions {
             io_memory_bytes: cfg.runtime.io_memory_bytes,
             ring_depth: cfg.runtime.ring_depth,
@@ -86,6 +90,7 @@ impl Server {
                 .then(|| std::time::Duration::from_micros(cfg.runtime.shard_slice_us)),
             preempt_timer: std::time::Duration::from_micros(cfg.runtime.preempt_timer_us),
             io_workers_off_shard: cfg.runtime.io_workers_off_shard,
+            shard_cpus,
         };
         runtime::startup_checks(shards + usize::from(roles.namesrv), &opts)?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -99,9 +99,48 @@ pub struct ExecutorOptions {
     /// less; see `ramjet_storage::io::DEFAULT_PREEMPT_TIMER`.
     pub preempt_timer: Duration,
     /// A pinned (shard) executor moves its io_uring worker threads (io-wq: the kernel's
-    /// threads for the file writes and fdatasyncs it cannot issue inline) to the other CPUs,
-    /// see [`set_io_worker_cpus`]. Off: they share the shard's CPU.
+    /// threads for the file writes and fdatasyncs it cannot issue inline) to the online CPUs
+    /// that run no shard, see [`set_io_worker_cpus`]; with none, or off, they share the
+    /// shard's CPU.
     pub io_workers_off_shard: bool,
+    /// The CPUs the process's shards are pinned to (the executor's own counts anyway).
+    pub shard_cpus: CpuMask,
+}
+
+/// A set of CPU numbers below [`CpuMask::LIMIT`], `Copy` so that it fits [`ExecutorOptions`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuMask([u64; 16]);
+
+impl CpuMask {
+    /// One past the largest CPU number a mask holds (as the kernel's `CPU_SETSIZE`).
+    pub const LIMIT: usize = 1024;
+
+    /// The set of `cpus`; numbers at or above [`CpuMask::LIMIT`] are left out.
+    pub fn of(cpus: impl IntoIterator<Item = usize>) -> CpuMask {
+        let mut m = CpuMask::default();
+        for c in cpus {
+            if c < Self::LIMIT {
+                m.0[c / 64] |= 1 << (c % 64);
+            }
+        }
+        m
+    }
+
+    pub fn contains(&self, cpu: usize) -> bool {
+        cpu < Self::LIMIT && self.0[cpu / 64] & (1 << (cpu % 64)) != 0
+    }
+}
+
+/// Where a shard pinned to `own` puts its io_uring workers: the `online` CPUs that run no
+/// shard (`shards`, `own` included), in order. Empty when every online CPU runs a shard: the
+/// workers then stay on the shard's own CPU (moving them onto another shard's CPU cost 100 B
+/// batch produce in the two-shard layout 8 %: perf/results/session23-2026-12-06.md).
+pub fn spare_cpus(online: &[usize], shards: CpuMask, own: usize) -> Vec<usize> {
+    online
+        .iter()
+        .copied()
+        .filter(|&c| c != own && !shards.contains(c))
+        .collect()
 }
 
 impl Default for ExecutorOptions {
@@ -113,6 +152,7 @@ impl Default for ExecutorOptions {
             shard_slice: Some(DEFAULT_SHARD_SLICE),
             preempt_timer: ramjet_storage::io::DEFAULT_PREEMPT_TIMER,
             io_workers_off_shard: true,
+            shard_cpus: CpuMask::default(),
         }
     }
 }
@@ -460,12 +500,15 @@ where
             })?;
             Ok(ex.run(async move {
                 if let (Pin::Cpu(c), true) = (pin, opts.io_workers_off_shard) {
-                    // Every online CPU but the shard's (not `online_cpus`: that reads this
-                    // thread's affinity, the shard's CPU alone by now).
-                    let others: Vec<usize> = glommio::CpuSet::online()
-                        .map(|s| s.into_iter().map(|l| l.cpu).filter(|&o| o != c).collect())
+                    // The machine's online CPUs (not `online_cpus`: that reads this thread's
+                    // affinity, the shard's CPU alone by now).
+                    let online: Vec<usize> = glommio::CpuSet::online()
+                        .map(|s| s.into_iter().map(|l| l.cpu).collect())
                         .unwrap_or_default();
-                    if !others.is_empty() {
+                    let others = spare_cpus(&online, opts.shard_cpus, c);
+                    if others.is_empty() {
+                        tracing::debug!(executor = %exec_name, "no CPU without a shard: the io_uring workers stay on the shard's CPU");
+                    } else {
                         match set_io_worker_cpus(&others) {
                             Ok(()) => tracing::debug!(executor = %exec_name, cpus = ?others, "io_uring workers moved off the shard's CPU"),
                             Err(e) => tracing::warn!(executor = %exec_name, error = %e, "could not move the io_uring workers off the shard's CPU (runtime.io_workers_off_shard); they share it"),
@@ -815,12 +858,18 @@ mod tests {
         let cpu = online[0];
         let others: Vec<String> = online[1..].iter().map(|c| c.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
-        for off in [true, false] {
+        // (option on, every online CPU runs a shard): only (true, false) moves them.
+        for (off, all_shards) in [(true, false), (false, false), (true, true)] {
             let opts = ExecutorOptions {
                 io_workers_off_shard: off,
+                shard_cpus: if all_shards {
+                    CpuMask::of(online.iter().copied())
+                } else {
+                    CpuMask::of([cpu])
+                },
                 ..ExecutorOptions::default()
             };
-            let path = dir.path().join(format!("f-{off}"));
+            let path = dir.path().join(format!("f-{off}-{all_shards}"));
             let t = start_executor("iowq-test", Pin::Cpu(cpu), opts, move || async move {
                 // SAFETY: gettid has no preconditions.
                 let tid = unsafe { libc::gettid() };
@@ -841,7 +890,7 @@ mod tests {
             .unwrap();
             let workers = t.join().unwrap();
             assert!(!workers.is_empty(), "no io worker seen (off = {off})");
-            let expect = if off {
+            let expect = if off && !all_shards {
                 others.join(",")
             } else {
                 cpu.to_string()
@@ -855,6 +904,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// io workers go to the CPUs without a shard, never to the shard's own, and nowhere when
+    /// every CPU runs one.
+    #[test]
+    fn spare_cpus_are_the_ones_without_a_shard() {
+        let online = [0, 1, 2, 3, 64, 200];
+        assert_eq!(
+            spare_cpus(&online, CpuMask::of([0]), 0),
+            vec![1, 2, 3, 64, 200]
+        );
+        assert_eq!(
+            spare_cpus(&online, CpuMask::of([0, 1, 64]), 1),
+            vec![2, 3, 200]
+        );
+        // The own CPU is left out even when the mask does not list it.
+        assert_eq!(
+            spare_cpus(&online, CpuMask::default(), 2),
+            vec![0, 1, 3, 64, 200]
+        );
+        assert!(spare_cpus(&online, CpuMask::of(online), 3).is_empty());
+        let m = CpuMask::of([0, 63, 64, 1023, 1024]);
+        assert!(m.contains(0) && m.contains(63) && m.contains(64) && m.contains(1023));
+        assert!(!m.contains(1) && !m.contains(1024) && !m.contains(5000));
     }
 
     #[test]
