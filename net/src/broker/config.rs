@@ -425,23 +425,23 @@ impl Config {
                 return inv(key, v.to_string(), "must be at least 1");
             }
         }
-        let latency =
-            ramjet_storage::MIN_FLUSHER_LATENCY_US..=ramjet_storage::MAX_FLUSHER_LATENCY_US;
-        if !latency.contains(&self.store.flusher_latency_us) {
-            return inv(
+        for (key, v, range, why) in [
+            (
                 "store.flusher_latency_us",
-                self.store.flusher_latency_us.to_string(),
+                self.store.flusher_latency_us,
+                ramjet_storage::MIN_FLUSHER_LATENCY_US..=ramjet_storage::MAX_FLUSHER_LATENCY_US,
                 "must be within 50..=100000 (microseconds)",
-            );
-        }
-        let group =
-            ramjet_storage::MIN_SYNC_GROUP_MAX_BYTES..=ramjet_storage::MAX_SYNC_GROUP_MAX_BYTES;
-        if !group.contains(&self.store.sync_group_max_bytes) {
-            return inv(
+            ),
+            (
                 "store.sync_group_max_bytes",
-                self.store.sync_group_max_bytes.to_string(),
+                self.store.sync_group_max_bytes,
+                ramjet_storage::MIN_SYNC_GROUP_MAX_BYTES..=ramjet_storage::MAX_SYNC_GROUP_MAX_BYTES,
                 "must be within 4096..=1099511627776 (bytes)",
-            );
+            ),
+        ] {
+            if !range.contains(&v) {
+                return inv(key, v.to_string(), why);
+            }
         }
         // The messages name the bounds.
         const _: () = assert!(

@@ -545,20 +545,18 @@ impl CommitLog {
             if window.is_empty() {
                 break;
             }
-            if max_bytes != u64::MAX {
-                // At least one chunk, then only as many as the byte budget takes.
-                let mut budget = max_bytes - phase_bytes;
-                let mut keep = 0;
-                for c in &window {
-                    keep += 1;
-                    let len = c.buf.write_len() as u64;
-                    if len >= budget {
-                        break;
-                    }
-                    budget -= len;
+            // At least one chunk, then only as many as the byte budget takes.
+            let mut budget = max_bytes - phase_bytes;
+            let mut keep = 0;
+            for c in &window {
+                keep += 1;
+                let len = c.buf.write_len() as u64;
+                if len >= budget {
+                    break;
                 }
-                window.truncate(keep);
+                budget -= len;
             }
+            window.truncate(keep);
             left -= window.len();
             // The window's writes cover disjoint blocks, so they go out together; the next
             // window starts after all of them completed.
