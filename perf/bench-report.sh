@@ -12,7 +12,8 @@
 #                 with the floors and again right before the latency rows.
 #   Broker   `ramjet start --shards 1 --cpus 0`, ramjet-bench pinned to `--cpus 1` (split layout):
 #            produce 100 B batched (async flush) at max; 1 KiB `--flush sync` at max and at 50%
-#            of that max (open loop); e2e 100 B at 10k/s, 100k/s and 50% of the e2e max (on a
+#            of that max (open loop, on a fresh broker, whose own histograms then give the
+#            group commit's share: `ramjet admin status` syncAck/fdatasync/commitWrite); e2e 100 B at 10k/s, 100k/s and 50% of the e2e max (on a
 #            fresh broker of their own, not the one that just stored the produce rows);
 #            catch-up consume from the tail cache, and from files after a broker restart
 #            (io_mode direct with sendfile and with --no-zero-copy, io_mode buffered);
@@ -299,6 +300,23 @@ broker_start() {
     say "broker $label: \`$BROKER_CMD\`$([ -n "$tail" ] && echo " (config: tail_cache_bytes = $tail)")"
 }
 
+# The broker's own durability-path latencies since its start (`ramjet admin status`): syncAck
+# (append to answer of each single send under flush = sync), fdatasync, commitWrite (flusher
+# write phases). Splits a sync row's client latency into the group commit and the rest.
+# Usage: broker_latency NAME (the bench row's name; the JSON goes to $OUT/NAME.broker.json).
+broker_latency() {
+    local json
+    json=$("$RAMJET" admin status --namesrv "$NS" --json --filter Us 2>/dev/null) || {
+        say "  broker side: ramjet admin status failed"
+        return 0
+    }
+    printf '%s\n' "$json" >"$OUT/$1.broker.json"
+    say "  broker side since its start (warm-up included), us: $(jq -r '.brokers[0].info as $i
+        | ["syncAck", "fdatasync", "commitWrite"]
+        | map(. as $n | "\($n) p50 \($i["ramjet.\($n)P50Us"]) p99 \($i["ramjet.\($n)P99Us"]) p99.9 \($i["ramjet.\($n)P999Us"]) max \($i["ramjet.\($n)MaxUs"])")
+        | join("; ")' <<<"$json")"
+}
+
 broker_stop() {
     [ -n "$BPID" ] || return 0
     kill -TERM "$BPID"
@@ -502,8 +520,13 @@ say "## Split layout, flush sync (group commit), io_mode direct, 1 KiB"
 broker_start sync-direct sync 1 "$BROKER_CPUS" sync direct
 bench produce-1KiB-sync-max "closed loop, window 128" produce --topic S1k --queues 8 --size 1024 --batch 1 "${P[@]}"
 S_HALF=$(half "$(rate_of produce-1KiB-sync-max)")
+broker_stop
 if [ "$S_HALF" -gt 0 ]; then
+    # A fresh broker for the latency row, so that its own latency histograms cover this run.
+    rm -rf "$DATA_DIR/sync"
+    broker_start sync-half sync 1 "$BROKER_CPUS" sync direct
     bench produce-1KiB-sync-half "50% of produce-1KiB-sync-max" produce --topic S1kHalf --queues 8 --size 1024 --batch 1 --rate "$S_HALF" "${P[@]}"
+    broker_latency produce-1KiB-sync-half
     if [ "$PROFILE" != 0 ]; then
         profile sync-half "a 1 KiB flush=sync produce at 50% of its max ($S_HALF msg/s)" produce --topic ProfS1k --queues 8 --size 1024 --batch 1 --rate "$S_HALF" "${P[@]}"
     fi
@@ -555,6 +578,7 @@ broker_stop
 broker_start sync-spin sync-spin 1 "$BROKER_CPUS" sync direct "" "--config $OUT/spin.toml"
 if [ "$S_HALF" -gt 0 ]; then
     bench produce-1KiB-sync-half-spin "polling, 50% of produce-1KiB-sync-max" produce --topic S1kHalfSpin --queues 8 --size 1024 --batch 1 --rate "$S_HALF" --spin-us "$SPIN_US" "${P[@]}"
+    broker_latency produce-1KiB-sync-half-spin
 fi
 broker_stop
 say ""
@@ -595,6 +619,9 @@ if [ -n "$FSYNC_P99_US" ]; then
         [ -f "$OUT/$run.json" ] || continue
         p99=$(jq -r '.latency.p99_us' "$OUT/$run.json")
         say "$run p99: $p99 us vs <= 2 x (fdatasync p99 $FSYNC_P99_US us + TCP RTT p99 $RTT_P99_US us) = $bound us: $(awk -v p="$p99" -v b="$bound" 'BEGIN {printf "%.2f", p / b}')x of the bound"
+        if [ -f "$OUT/$run.broker.json" ]; then
+            say "  of which the broker's group commit (append to answer, its own histogram): p50 $(jq -r '.brokers[0].info["ramjet.syncAckP50Us"]' "$OUT/$run.broker.json") us, p99 $(jq -r '.brokers[0].info["ramjet.syncAckP99Us"]' "$OUT/$run.broker.json") us; its fdatasync p99 $(jq -r '.brokers[0].info["ramjet.fdatasyncP99Us"]' "$OUT/$run.broker.json") us"
+        fi
     done
     if [ -f "$OUT/floor-1KiB-sync-half-rate.json" ]; then
         say "  open-loop floor at that rate (no-op server, no disk): p99 $(jq -r '.latency.p99_us' "$OUT/floor-1KiB-sync-half-rate.json") us"

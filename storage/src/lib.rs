@@ -27,6 +27,7 @@ pub mod error;
 pub mod fxhash;
 pub mod index;
 pub mod io;
+pub mod latency;
 mod prefault;
 pub mod recovery;
 pub mod retention;

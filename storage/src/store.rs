@@ -689,6 +689,12 @@ impl Store {
         s
     }
 
+    /// Latencies of the durability path since the store opened: waits for fdatasync under
+    /// `flush = sync`, each fdatasync, each flusher write phase (see [`crate::latency`]).
+    pub fn latency(&self) -> crate::latency::StoreLatency {
+        self.inner.log.latency()
+    }
+
     /// The CommitLog (segment bases, offsets, read paths) for retention and tools.
     pub fn commitlog(&self) -> &Rc<CommitLog> {
         &self.inner.log
@@ -2171,6 +2177,25 @@ mod tests {
             );
             let sum: i64 = (0..4).map(|q| store.max_offset("G", q)).sum();
             assert_eq!(sum, total as i64);
+            // The latency histograms saw the same work: one entry per fdatasync, at least one
+            // write phase, and a parked wait for at most every message.
+            let l = store.latency();
+            assert_eq!(l.fdatasync.count, s.fdatasync_count, "{l:?}");
+            assert!(l.write_phase.count >= 1, "{l:?}");
+            assert!(
+                (1..=total as u64).contains(&l.sync_wait.count),
+                "{} parked waits for {total} messages",
+                l.sync_wait.count
+            );
+            for h in [l.sync_wait, l.fdatasync, l.write_phase] {
+                assert!(
+                    h.p50_us <= h.p90_us
+                        && h.p90_us <= h.p99_us
+                        && h.p99_us <= h.p999_us
+                        && h.p999_us <= h.max_us,
+                    "{h:?}"
+                );
+            }
             store
                 .shutdown()
                 .await

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ramjet_tests::ops::{self, OutMessage, SendOutcome};
 use ramjet_tests::wire::response;
-use ramjet_tests::{setup, Broker, BrokerSpec, Conn};
+use ramjet_tests::{setup, Broker, BrokerSpec, Conn, Flush};
 
 const TOPIC: &str = "e2e_admin_status";
 
@@ -79,11 +79,60 @@ fn admin_status_prints_each_shards_counters() {
     );
     let v: serde_json::Value = serde_json::from_str(&admin(
         &broker,
-        &["status", "--json", "--filter", "fdatasync"],
+        &["status", "--json", "--filter", "fdatasyncCount"],
     ))
     .expect("json");
     for b in v["brokers"].as_array().expect("brokers") {
         let keys: Vec<&String> = b["info"].as_object().expect("info").keys().collect();
         assert_eq!(keys, ["ramjet.fdatasyncCount"], "{v}");
+    }
+}
+
+/// Under `flush = sync` the status carries the durability path's latencies: one `syncAck`
+/// per single send answered, one `fdatasync` entry per CommitLog fdatasync, and with one
+/// send at a time each acknowledgement contains an fdatasync of its own.
+#[test]
+fn admin_status_reports_sync_ack_and_fdatasync_latencies() {
+    const SENDS: i64 = 20;
+    let broker = Broker::start(BrokerSpec::default().flush(Flush::Sync));
+    let mut c = Conn::connect(broker.shard_addr(0)).expect("connect");
+    let r = ops::create_topic(&mut c, TOPIC, 1).expect("create topic");
+    assert_eq!(r.code, response::SUCCESS);
+    for i in 0..SENDS {
+        let msg = OutMessage::new(format!("sync-{i}").into_bytes());
+        match ops::send(&mut c, TOPIC, 0, &msg).expect("send") {
+            SendOutcome::Ok(ok) => assert_eq!(ok.queue_offset, i),
+            other => panic!("send {i}: {other:?}"),
+        }
+    }
+    ops::wait_route(broker.namesrv_addr(), TOPIC, 1, Duration::from_secs(20));
+    let v: serde_json::Value =
+        serde_json::from_str(&admin(&broker, &["status", "--json"])).expect("json");
+    let info = &v["brokers"][0]["info"];
+    let get = |key: &str| -> u64 {
+        info[key]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{key} missing or not a number: {v}"))
+    };
+    assert_eq!(get("ramjet.syncAckCount"), SENDS as u64, "{v}");
+    // One send at a time: each had a group commit of its own.
+    assert_eq!(get("ramjet.fdatasyncCount"), SENDS as u64, "{v}");
+    assert!(get("ramjet.commitWriteCount") >= 1, "{v}");
+    for name in ["syncAck", "fdatasync", "commitWrite"] {
+        let q: Vec<u64> = ["P50", "P90", "P99", "P999", "Max"]
+            .iter()
+            .map(|p| get(&format!("ramjet.{name}{p}Us")))
+            .collect();
+        assert!(q.windows(2).all(|w| w[0] <= w[1]), "{name} {q:?}: {v}");
+        assert!(q[4] > 0, "{name} max is 0: {v}");
+    }
+    // Each acknowledgement waited for its own fdatasync (one each), so every percentile of
+    // the acknowledgements is at least the same percentile of the fdatasyncs.
+    for p in ["P50", "P90", "P99", "P999", "Max"] {
+        assert!(
+            get(&format!("ramjet.syncAck{p}Us")) >= get(&format!("ramjet.fdatasync{p}Us")),
+            "{p}: {v}"
+        );
     }
 }

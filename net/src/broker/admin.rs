@@ -198,6 +198,29 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.segmentsCreated", s.segments_created.to_string());
     put("ramjet.zeroFillsStopped", s.zero_fills_stopped.to_string());
     put("ramjet.syncGroupSplits", s.sync_group_splits.to_string());
+    // Durability-path latencies since start, in microseconds (within 1 %): `syncAck` per
+    // single send answered under `flush = sync`, from its append to its answer; `fdatasync`
+    // per CommitLog fdatasync (as many as `ramjet.fdatasyncCount`); `commitWrite` per flusher
+    // write phase.
+    let lat = b.store.latency();
+    let ack = b.sync_acks.latency();
+    put("ramjet.syncAckCount", ack.count.to_string());
+    put("ramjet.commitWriteCount", lat.write_phase.count.to_string());
+    for (name, l) in [
+        ("syncAck", ack),
+        ("fdatasync", lat.fdatasync),
+        ("commitWrite", lat.write_phase),
+    ] {
+        for (q, v) in [
+            ("P50", l.p50_us),
+            ("P90", l.p90_us),
+            ("P99", l.p99_us),
+            ("P999", l.p999_us),
+            ("Max", l.max_us),
+        ] {
+            put(&format!("ramjet.{name}{q}Us"), v.to_string());
+        }
+    }
     put("ramjet.bytesAppended", s.bytes_appended.to_string());
     put("ramjet.tailCacheHits", s.tail_cache_hits.to_string());
     put("ramjet.tailCacheMisses", s.tail_cache_misses.to_string());

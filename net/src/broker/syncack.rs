@@ -16,9 +16,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::time::Instant;
 
 use ramjet_core::record::offset_msg_id;
 use ramjet_core::remoting::{ResponseCode, SerializeType};
+use ramjet_storage::latency::{LatencyHistogram, LatencySummary};
 use ramjet_storage::StoreError;
 
 use super::conn::Conn;
@@ -37,6 +39,8 @@ struct PendingAck {
     opaque: i32,
     st: SerializeType,
     conn: Rc<Conn>,
+    /// When the send was queued, right after its append (one vDSO clock read per send).
+    queued_at: Instant,
 }
 
 /// The shard's queue of sync sends awaiting durability.
@@ -44,6 +48,9 @@ pub struct SyncAcks {
     queue: RefCell<VecDeque<PendingAck>>,
     /// Whether the task that answers the queue is running.
     running: Cell<bool>,
+    /// Per successful answer: from its queueing (after the append) until the answer went into
+    /// the connection's outbox.
+    latency: RefCell<LatencyHistogram>,
 }
 
 impl Default for SyncAcks {
@@ -51,6 +58,7 @@ impl Default for SyncAcks {
         SyncAcks {
             queue: RefCell::new(VecDeque::with_capacity(INITIAL_CAPACITY)),
             running: Cell::new(false),
+            latency: RefCell::new(LatencyHistogram::new()),
         }
     }
 }
@@ -81,6 +89,7 @@ impl SyncAcks {
                 opaque,
                 st,
                 conn: conn.clone(),
+                queued_at: Instant::now(),
             });
         }
         if !self.running.replace(true) {
@@ -100,6 +109,8 @@ impl SyncAcks {
     fn answer_ready(&self, b: &Broker, failure: Option<&StoreError>) {
         let durable = b.store.durable_offset();
         let remark = failure.map(|e| e.to_string());
+        let now = Instant::now();
+        let mut latency = self.latency.borrow_mut();
         loop {
             let ack = {
                 let mut q = self.queue.borrow_mut();
@@ -110,6 +121,7 @@ impl SyncAcks {
             };
             let Some(a) = ack else { break };
             let (code, remark) = if a.end <= durable {
+                latency.record(now.saturating_duration_since(a.queued_at));
                 (ResponseCode::SUCCESS, None)
             } else {
                 (ResponseCode::FLUSH_DISK_TIMEOUT, remark.as_deref())
@@ -127,6 +139,14 @@ impl SyncAcks {
                 b,
             );
         }
+    }
+}
+
+impl SyncAcks {
+    /// Latencies of the sends answered with success since the broker started, from the
+    /// append to the answer (the group commit's share of a sync send's latency).
+    pub(crate) fn latency(&self) -> LatencySummary {
+        self.latency.borrow().summary()
     }
 }
 

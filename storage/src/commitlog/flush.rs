@@ -13,6 +13,9 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use crate::latency::{LatencyHistogram, LatencySummary};
 
 /// Why a wait for durability ended without success.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct DurableWatch {
     closed: Cell<bool>,
     /// Parked waits with the offset each needs, in ascending offset order.
     waiters: RefCell<VecDeque<(u64, Waker)>>,
+    /// How long the waits that parked took until they resolved durable.
+    waits: RefCell<LatencyHistogram>,
 }
 
 impl DurableWatch {
@@ -113,6 +118,11 @@ impl DurableWatch {
         self.waiters.borrow().len()
     }
 
+    /// Latencies of the waits that parked and ended durable, since the watch was made.
+    pub fn wait_latency(&self) -> LatencySummary {
+        self.waits.borrow().summary()
+    }
+
     fn wake_all(&self) {
         // Taking the queue and giving it back keeps its capacity: no allocation per flush
         // once the waiter count has peaked.
@@ -144,6 +154,7 @@ impl DurableWatch {
             watch: self,
             end,
             failures_at_start: self.failures.get(),
+            parked_at: None,
         }
     }
 }
@@ -153,14 +164,19 @@ pub struct WaitDurable<'a> {
     watch: &'a DurableWatch,
     end: u64,
     failures_at_start: u64,
+    /// When the wait first parked (one clock read per parked wait: vDSO, no syscall).
+    parked_at: Option<Instant>,
 }
 
 impl Future for WaitDurable<'_> {
     type Output = Result<(), WaitFailure>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let w = self.watch;
         if w.durable.get() >= self.end {
+            if let Some(t) = self.parked_at {
+                w.waits.borrow_mut().record(t.elapsed());
+            }
             return Poll::Ready(Ok(()));
         }
         if w.failures.get() != self.failures_at_start {
@@ -173,6 +189,9 @@ impl Future for WaitDurable<'_> {
         }
         if w.closed.get() {
             return Poll::Ready(Err(WaitFailure::ShutDown));
+        }
+        if self.parked_at.is_none() {
+            self.parked_at = Some(Instant::now());
         }
         w.park(self.end, cx.waker());
         Poll::Pending

@@ -26,6 +26,7 @@ use self::writer::{Writer, WriterLimits};
 use crate::config::{Preallocate, StoreConfig, IO_ALIGNMENT};
 use crate::error::StoreError;
 use crate::io::{self, SegmentFile};
+use crate::latency::{LatencyHistogram, StoreLatency};
 use crate::recovery::{list_segments, segment_file_name};
 
 /// Chunk writes of one flush in flight at once (disjoint blocks; bounded so that one flush
@@ -124,6 +125,9 @@ pub struct CommitLog {
     /// Test hook: when set, chunk writes fail with this errno before reaching the file.
     write_fault: Cell<Option<i32>>,
     stats: Cell<CommitLogStats>,
+    /// Durations of each fdatasync and each write phase (see [`crate::latency`]).
+    fdatasync_latency: RefCell<LatencyHistogram>,
+    write_phase_latency: RefCell<LatencyHistogram>,
 }
 
 impl CommitLog {
@@ -214,6 +218,8 @@ impl CommitLog {
                 segments_created: created,
                 ..CommitLogStats::default()
             }),
+            fdatasync_latency: RefCell::new(LatencyHistogram::new()),
+            write_phase_latency: RefCell::new(LatencyHistogram::new()),
         };
         Ok(Rc::new(log))
     }
@@ -239,6 +245,15 @@ impl CommitLog {
     }
 
     /// Counters.
+    /// The durability path's latencies since the CommitLog opened.
+    pub fn latency(&self) -> StoreLatency {
+        StoreLatency {
+            sync_wait: self.durable.wait_latency(),
+            fdatasync: self.fdatasync_latency.borrow().summary(),
+            write_phase: self.write_phase_latency.borrow().summary(),
+        }
+    }
+
     pub fn stats(&self) -> CommitLogStats {
         let mut s = self.stats.get();
         let w = self.writer.borrow();
@@ -524,6 +539,7 @@ impl CommitLog {
             return Ok(None);
         }
         let seg_size = self.cfg.segment_size_bytes;
+        let started = Instant::now();
         let mut window = Vec::with_capacity(MAX_WRITES_IN_FLIGHT);
         // Only the chunks sealed by now: they hold everything below `target`. Chunks sealed
         // while this flush writes wait for the next one, so that under a sustained load each
@@ -617,6 +633,11 @@ impl CommitLog {
         if left > 0 {
             self.bump(|s| s.sync_group_splits += 1);
         }
+        if phase_bytes > 0 {
+            self.write_phase_latency
+                .borrow_mut()
+                .record(started.elapsed());
+        }
         debug_assert!(target <= sealed_end);
         Ok(Some(target))
     }
@@ -654,7 +675,16 @@ impl CommitLog {
     ) -> Result<(), StoreError> {
         for (i, &base) in segs.iter().enumerate() {
             let synced = match self.segment_for_write(base).await {
-                Ok(file) => file.sync_data().await,
+                Ok(file) => {
+                    let started = Instant::now();
+                    let r = file.sync_data().await;
+                    if r.is_ok() {
+                        self.fdatasync_latency
+                            .borrow_mut()
+                            .record(started.elapsed());
+                    }
+                    r
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = synced {
