@@ -149,6 +149,16 @@ fn main() {
             thread_cpu_seconds() - thread0
         );
         let stats = store.stats();
+        for (name, l) in [
+            ("durable waits", store.latency().sync_wait),
+            ("fdatasyncs", store.latency().fdatasync),
+            ("write phases", store.latency().write_phase),
+        ] {
+            println!(
+                "{name}: {}, p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us",
+                l.count, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+            );
+        }
         store
             .shutdown()
             .await
