@@ -14,13 +14,15 @@
 //! - `append_sync/4KiB/direct-pipeline/{1024,4096}x`: the sync cases with pipelined group
 //!   commit (`StoreConfig::sync_pipeline`); `direct-pipeline-pool/4096x` with the pool
 //!   preallocated too (the broker's default store under `flush = sync`).
+//! - `append_sync/4KiB/direct-pipeline-steady/4096x`: pipelined, one store kept open across
+//!   all samples (segments roll and are prepared in the background between and during them).
 //! - `append_sync/100B/direct/64x`: the same with small records (fdatasync-bound).
 //!
 //! `RAMJET_BENCH_SYNC_ROUNDS=N` runs N appends per sync appender and sample instead of 8 (long
 //! samples for `perf record` of the steady state). `RAMJET_BENCH_SEGMENT_MIB=N` sets the
 //! segment size (64 MiB by default).
 //!
-//! Each sample opens a fresh store in a temporary directory (`RAMJET_BENCH_DIR`, default the
+//! Each sample (except the `-steady` row's) opens a fresh store in a temporary directory (`RAMJET_BENCH_DIR`, default the
 //! system temp dir: put it on the disk you measure) on a fresh glommio executor; only the append
 //! loop is timed. Compare with `perf/fio.sh` on the same file system.
 
@@ -138,42 +140,126 @@ fn run_with(
     let cfg = config(tmp.path().join("store"), io_mode, flush, pool);
     ramjet_storage::io::block_on(async move {
         let store = Store::open(cfg).await.expect("open store");
-        let body = vec![0xA5u8; body_len];
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for t in 0..appenders {
-            let store = store.clone();
-            let body = body.clone();
-            let n = iters / appenders + u64::from(t < iters % appenders);
-            tasks.push(glommio::spawn_local(async move {
-                let msg = message(&body, (t % 8) as i32);
-                for _ in 0..n {
-                    let put = loop {
-                        match store.put_message(&msg) {
-                            Ok(p) => break p,
-                            Err(StoreError::Busy { .. }) => {
-                                store.wait_writable(msg.encoded_len()).await
-                            }
-                            Err(e) => panic!("append failed: {e}"),
-                        }
-                    };
-                    if flush == FlushMode::Sync {
-                        store
-                            .wait_durable(put.end_physical_offset)
-                            .await
-                            .expect("durable");
-                    }
-                }
-            }));
-        }
-        for t in tasks {
-            t.await;
-        }
-        let elapsed = start.elapsed();
+        let elapsed = append_all(&store, iters, body_len, flush, appenders).await;
         store.shutdown().await.expect("shutdown");
         elapsed
     })
     .expect("glommio executor")
+}
+
+/// The timed part of a sample: `iters` appends of `body_len` bytes by `appenders` tasks, each
+/// waiting for durability after every append under `flush = sync`.
+async fn append_all(
+    store: &Store,
+    iters: u64,
+    body_len: usize,
+    flush: FlushMode,
+    appenders: u64,
+) -> Duration {
+    let body = vec![0xA5u8; body_len];
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..appenders {
+        let store = store.clone();
+        let body = body.clone();
+        let n = iters / appenders + u64::from(t < iters % appenders);
+        tasks.push(glommio::spawn_local(async move {
+            let msg = message(&body, (t % 8) as i32);
+            for _ in 0..n {
+                let put = loop {
+                    match store.put_message(&msg) {
+                        Ok(p) => break p,
+                        Err(StoreError::Busy { .. }) => {
+                            store.wait_writable(msg.encoded_len()).await
+                        }
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                };
+                if flush == FlushMode::Sync {
+                    store
+                        .wait_durable(put.end_physical_offset)
+                        .await
+                        .expect("durable");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await;
+    }
+    start.elapsed()
+}
+
+/// A sync store kept open across samples (the `-steady` rows): one store on an executor
+/// thread of its own, appended to by every sample in turn, with its segments rolling and the
+/// next one prepared in the background as in a running broker. A fresh store per sample
+/// measures its first second instead, right after it zero-filled its first segment: the
+/// disk is still absorbing that fill then (session 24: metadata writes of 3-5 ms in the first
+/// half second, under 0.4 ms on a settled disk).
+struct SteadyStore {
+    requests: Option<std::sync::mpsc::Sender<(u64, std::sync::mpsc::Sender<Duration>)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SteadyStore {
+    fn start(appenders: u64) -> SteadyStore {
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, std::sync::mpsc::Sender<Duration>)>();
+        let thread = std::thread::spawn(move || {
+            let tmp = tempfile::tempdir_in(bench_dir()).expect("bench temp dir");
+            let mut cfg = config(
+                tmp.path().join("store"),
+                IoMode::Direct,
+                FlushMode::Sync,
+                false,
+            );
+            cfg.sync_pipeline = true;
+            ramjet_storage::io::block_on(async move {
+                let store = Store::open(cfg).await.expect("open store");
+                loop {
+                    // Between samples the executor keeps running the store's own tasks
+                    // (flusher, segment preparation), as a broker's shard does.
+                    match rx.try_recv() {
+                        Ok((n, reply)) => {
+                            let d = append_all(&store, n, 4096, FlushMode::Sync, appenders).await;
+                            let _ = reply.send(d);
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Empty) => {
+                            ramjet_storage::io::sleep(Duration::from_millis(1)).await
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                    }
+                }
+                store.shutdown().await.expect("shutdown");
+            })
+            .expect("glommio executor");
+        });
+        SteadyStore {
+            requests: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Like [`run_sync`] on the kept store.
+    fn run(&self, iters: u64, appenders: u64) -> Duration {
+        let n = iters.max(appenders * sync_rounds());
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.requests
+            .as_ref()
+            .expect("store thread running")
+            .send((n, tx))
+            .expect("store thread alive");
+        let t = rx.recv().expect("store thread answered");
+        t.mul_f64(iters as f64 / n as f64)
+    }
+}
+
+impl Drop for SteadyStore {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn append(c: &mut Criterion) {
@@ -220,6 +306,15 @@ fn append(c: &mut Criterion) {
         g.bench_function(
             BenchmarkId::new("4KiB/direct-pipeline", format!("{appenders}x")),
             |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, appenders, false)),
+        );
+    }
+    // The same store kept open across samples (see `SteadyStore`).
+    {
+        let steady = SteadyStore::start(4096);
+        g.throughput(Throughput::Bytes(4096));
+        g.bench_function(
+            BenchmarkId::new("4KiB/direct-pipeline-steady", "4096x"),
+            |b| b.iter_custom(|iters| steady.run(iters, 4096)),
         );
     }
     // The broker's default store under `flush = sync`: pipelined, with the write pool
