@@ -61,7 +61,7 @@ impl Server {
         runtime::keep_heap_mapped();
         let shards = if roles.broker {
             if cfg.broker.shards == 0 {
-                runtime::online_cpus().len()
+                runtime::allowed_cpus().len()
             } else {
                 cfg.broker.shards
             }

@@ -292,8 +292,11 @@ pub fn current_time_slice_ns() -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// CPUs the process may run on, in ascending order.
-pub fn online_cpus() -> Vec<usize> {
+/// CPUs the calling thread may run on (its affinity mask), in ascending order. From the main
+/// thread that is what the process was allowed (`taskset`, cgroup cpusets): shard placement
+/// uses it. Inside a pinned shard it is that shard's one CPU; the machine's online CPUs are
+/// `glommio::CpuSet::online()`.
+pub fn allowed_cpus() -> Vec<usize> {
     let ids = core_affinity::get_core_ids().unwrap_or_default();
     let mut cpus: Vec<usize> = ids.into_iter().map(|c| c.id).collect();
     cpus.sort_unstable();
@@ -334,7 +337,7 @@ pub fn plan_placement(shards: usize, cpus: Option<&[usize]>) -> Result<Vec<Pin>,
     if shards == 0 {
         return Err(RuntimeError::NoShards(shards));
     }
-    let online = online_cpus();
+    let online = allowed_cpus();
     match cpus {
         Some(list) => {
             if list.len() != shards {
@@ -500,7 +503,7 @@ where
             })?;
             Ok(ex.run(async move {
                 if let (Pin::Cpu(c), true) = (pin, opts.io_workers_off_shard) {
-                    // The machine's online CPUs (not `online_cpus`: that reads this thread's
+                    // The machine's online CPUs (not `allowed_cpus`: that reads this thread's
                     // affinity, the shard's CPU alone by now).
                     let online: Vec<usize> = glommio::CpuSet::online()
                         .map(|s| s.into_iter().map(|l| l.cpu).collect())
@@ -799,7 +802,7 @@ mod tests {
 
     #[test]
     fn a_pinned_executor_gets_its_time_slice_and_passes_it_on() {
-        let cpu = online_cpus()[0];
+        let cpu = allowed_cpus()[0];
         let opts = ExecutorOptions {
             shard_slice: Some(Duration::from_micros(250)),
             ..ExecutorOptions::default()
@@ -850,7 +853,7 @@ mod tests {
     /// with `io_workers_off_shard`, on the executor's own CPU without it.
     #[test]
     fn a_pinned_executor_moves_its_io_workers_off_its_cpu() {
-        let online = online_cpus();
+        let online = allowed_cpus();
         if online.len() < 2 {
             eprintln!("one CPU: nothing to move the io workers to");
             return;
@@ -940,8 +943,8 @@ mod tests {
     }
 
     #[test]
-    fn placement_wraps_over_online_cpus() {
-        let online = online_cpus();
+    fn placement_wraps_over_allowed_cpus() {
+        let online = allowed_cpus();
         let plan = plan_placement(online.len() + 1, None).unwrap();
         assert_eq!(plan.len(), online.len() + 1);
         assert_eq!(plan[online.len()], Pin::Cpu(online[0]));
