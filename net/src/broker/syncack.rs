@@ -110,7 +110,6 @@ impl SyncAcks {
         let durable = b.store.durable_offset();
         let remark = failure.map(|e| e.to_string());
         let now = Instant::now();
-        let mut latency = self.latency.borrow_mut();
         loop {
             let ack = {
                 let mut q = self.queue.borrow_mut();
@@ -121,7 +120,10 @@ impl SyncAcks {
             };
             let Some(a) = ack else { break };
             let (code, remark) = if a.end <= durable {
-                latency.record(now.saturating_duration_since(a.queued_at));
+                // A short borrow: nothing below runs while it is held.
+                self.latency
+                    .borrow_mut()
+                    .record(now.saturating_duration_since(a.queued_at));
                 (ResponseCode::SUCCESS, None)
             } else {
                 (ResponseCode::FLUSH_DISK_TIMEOUT, remark.as_deref())
