@@ -193,9 +193,8 @@ async fn append_all(
 /// A sync store kept open across samples (the `-steady` rows): one store on an executor
 /// thread of its own, appended to by every sample in turn, with its segments rolling and the
 /// next one prepared in the background as in a running broker. A fresh store per sample
-/// measures its first second instead, right after it zero-filled its first segment: the
-/// disk is still absorbing that fill then (session 24: metadata writes of 3-5 ms in the first
-/// half second, under 0.4 ms on a settled disk).
+/// measures only the first second of a store's life, right after it zero-filled its first
+/// segment (session 24 traced metadata writes of 3-5 ms in that half second of one run).
 struct SteadyStore {
     requests: Option<std::sync::mpsc::Sender<(u64, std::sync::mpsc::Sender<Duration>)>>,
     thread: Option<std::thread::JoinHandle<()>>,
