@@ -104,6 +104,12 @@ impl SyncAcks {
         }
     }
 
+    /// Latencies of the sends answered with success since the broker started, from the
+    /// append to the answer (the group commit's share of a sync send's latency).
+    pub(crate) fn latency(&self) -> LatencySummary {
+        self.latency.borrow().summary()
+    }
+
     /// Answers every queued send the durable point covers; with `failure`, the rest too (with
     /// the error). Never awaits, so the queue cannot change during the pass.
     fn answer_ready(&self, b: &Broker, failure: Option<&StoreError>) {
@@ -141,14 +147,6 @@ impl SyncAcks {
                 b,
             );
         }
-    }
-}
-
-impl SyncAcks {
-    /// Latencies of the sends answered with success since the broker started, from the
-    /// append to the answer (the group commit's share of a sync send's latency).
-    pub(crate) fn latency(&self) -> LatencySummary {
-        self.latency.borrow().summary()
     }
 }
 
