@@ -13,7 +13,8 @@
 #   Broker   `ramjet start --shards 1 --cpus 0`, ramjet-bench pinned to `--cpus 1` (split layout):
 #            produce 100 B batched (async flush) at max; 1 KiB `--flush sync` at max and at 50%
 #            of that max (open loop, on a fresh broker, whose own histograms then give the
-#            group commit's share: `ramjet admin status` syncAck/fdatasync/commitWrite); e2e 100 B at 10k/s, 100k/s and 50% of the e2e max (on a
+#            group commit's share: `ramjet admin status` syncAck/fdatasync/commitWrite; then
+#            fio's 16 KiB write + fdatasync at that row's byte rate, the disk under that load); e2e 100 B at 10k/s, 100k/s and 50% of the e2e max (on a
 #            fresh broker of their own, not the one that just stored the produce rows);
 #            catch-up consume from the tail cache, and from files after a broker restart
 #            (io_mode direct with sendfile and with --no-zero-copy, io_mode buffered);
@@ -306,7 +307,7 @@ broker_start() {
 # Usage: broker_latency NAME (the bench row's name; the JSON goes to $OUT/NAME.broker.json).
 broker_latency() {
     local json
-    json=$("$RAMJET" admin status --namesrv "$NS" --json --filter Us 2>/dev/null) || {
+    json=$("$RAMJET" admin status --namesrv "$NS" --json 2>/dev/null) || {
         say "  broker side: ramjet admin status failed"
         return 0
     }
@@ -527,6 +528,19 @@ if [ "$S_HALF" -gt 0 ]; then
     broker_start sync-half sync 1 "$BROKER_CPUS" sync direct
     bench produce-1KiB-sync-half "50% of produce-1KiB-sync-max" produce --topic S1kHalf --queues 8 --size 1024 --batch 1 --rate "$S_HALF" "${P[@]}"
     broker_latency produce-1KiB-sync-half
+    if [ "$FIO" != 0 ]; then
+        # The disk's own write + fdatasync latency at this row's byte rate: fio's idle 4 KiB
+        # numbers above are the issue's yardstick, this is the same device under the load.
+        per_msg=$(jq -r '.brokers[0].info as $i | (($i["ramjet.bytesAppended"] | tonumber) / ([($i["msgPutTotalTodayNow"] | tonumber), 1] | max)) | floor' "$OUT/produce-1KiB-sync-half.broker.json" 2>/dev/null || echo 1200)
+        [ "${per_msg:-0}" -gt 0 ] 2>/dev/null || per_msg=1200
+        LOADED_RATE=$((S_HALF * per_msg))
+        fio --name=loaded --filename="$DATA_DIR/fio-loaded.dat" --output-format=json --rw=write --bs=16k \
+            --size=256M --direct=1 --ioengine=psync --fdatasync=1 --rate="$LOADED_RATE" \
+            --runtime=5 --time_based >"$OUT/fio-fdatasync-16k-at-sync-half.json"
+        rm -f "$DATA_DIR/fio-loaded.dat"
+        LOADED_FSYNC_P99_US=$(jq -r '.jobs[0].sync.lat_ns.percentile["99.000000"] / 1000 | floor' "$OUT/fio-fdatasync-16k-at-sync-half.json")
+        say "  fio at this row's byte rate ($LOADED_RATE B/s: $per_msg B stored per message; 16 KiB O_DIRECT writes, an fdatasync after each): write p99 $(jq -r '.jobs[0].write.clat_ns.percentile["99.000000"] / 1000 | floor' "$OUT/fio-fdatasync-16k-at-sync-half.json") us, fdatasync p50 $(jq -r '.jobs[0].sync.lat_ns.percentile["50.000000"] / 1000 | floor' "$OUT/fio-fdatasync-16k-at-sync-half.json") us, p99 $LOADED_FSYNC_P99_US us"
+    fi
     if [ "$PROFILE" != 0 ]; then
         profile sync-half "a 1 KiB flush=sync produce at 50% of its max ($S_HALF msg/s)" produce --topic ProfS1k --queues 8 --size 1024 --batch 1 --rate "$S_HALF" "${P[@]}"
     fi
@@ -619,6 +633,10 @@ if [ -n "$FSYNC_P99_US" ]; then
         [ -f "$OUT/$run.json" ] || continue
         p99=$(jq -r '.latency.p99_us' "$OUT/$run.json")
         say "$run p99: $p99 us vs <= 2 x (fdatasync p99 $FSYNC_P99_US us + TCP RTT p99 $RTT_P99_US us) = $bound us: $(awk -v p="$p99" -v b="$bound" 'BEGIN {printf "%.2f", p / b}')x of the bound"
+        if [ -n "${LOADED_FSYNC_P99_US:-}" ]; then
+            lb=$(awk -v f="$LOADED_FSYNC_P99_US" -v r="$RTT_P99_US" 'BEGIN {printf "%.0f", 2 * (f + r)}')
+            say "  for scale, not the target: the same formula with fio's fdatasync p99 at the row's byte rate ($LOADED_FSYNC_P99_US us) = $lb us: $(awk -v p="$p99" -v b="$lb" 'BEGIN {printf "%.2f", p / b}')x"
+        fi
         if [ -f "$OUT/$run.broker.json" ]; then
             say "  of which the broker's group commit (append to answer, its own histogram): p50 $(jq -r '.brokers[0].info["ramjet.syncAckP50Us"]' "$OUT/$run.broker.json") us, p99 $(jq -r '.brokers[0].info["ramjet.syncAckP99Us"]' "$OUT/$run.broker.json") us; its fdatasync p99 $(jq -r '.brokers[0].info["ramjet.fdatasyncP99Us"]' "$OUT/$run.broker.json") us"
         fi
