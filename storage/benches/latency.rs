@@ -13,10 +13,11 @@ fn latency(c: &mut Criterion) {
     let mut h = LatencyHistogram::new();
     // Values spread over 50 us .. 6.5 ms, as sync acknowledgements are.
     let mut v = 50_000u64;
+    let t0 = Instant::now();
     g.bench_function("record", |b| {
         b.iter(|| {
             v = (v * 1_103_515_245 + 12_345) % 6_500_000 + 50_000;
-            h.record(Duration::from_nanos(black_box(v)));
+            h.record(t0, t0 + Duration::from_nanos(black_box(v)));
         })
     });
     g.finish();

@@ -695,6 +695,12 @@ impl Store {
         self.inner.log.latency()
     }
 
+    /// [`Store::latency`] over the last whole [`crate::latency::LATENCY_WINDOW`] (10 s) before
+    /// `now`.
+    pub fn latency_last_window(&self, now: std::time::Instant) -> crate::latency::StoreLatency {
+        self.inner.log.latency_last_window(now)
+    }
+
     /// The CommitLog (segment bases, offsets, read paths) for retention and tools.
     pub fn commitlog(&self) -> &Rc<CommitLog> {
         &self.inner.log

@@ -221,6 +221,24 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
             put(&format!("ramjet.{name}{q}Us"), v.to_string());
         }
     }
+    // The same over the last whole 10 s window (a long-running broker's since-start
+    // percentiles say little about the last minute): count, p50, p99, max.
+    let now = std::time::Instant::now();
+    let lat = b.store.latency_last_window(now);
+    for (name, l) in [
+        ("syncAck", b.sync_acks.latency_last_window(now)),
+        ("fdatasync", lat.fdatasync),
+        ("commitWrite", lat.write_phase),
+    ] {
+        for (q, v) in [
+            ("Count", l.count),
+            ("P50Us", l.p50_us),
+            ("P99Us", l.p99_us),
+            ("MaxUs", l.max_us),
+        ] {
+            put(&format!("ramjet.{name}Last10s{q}"), v.to_string());
+        }
+    }
     put("ramjet.bytesAppended", s.bytes_appended.to_string());
     put("ramjet.tailCacheHits", s.tail_cache_hits.to_string());
     put("ramjet.tailCacheMisses", s.tail_cache_misses.to_string());

@@ -110,6 +110,11 @@ impl SyncAcks {
         self.latency.borrow().summary()
     }
 
+    /// The same over the last whole 10 s window before `now`.
+    pub(crate) fn latency_last_window(&self, now: Instant) -> LatencySummary {
+        self.latency.borrow_mut().last_window(now)
+    }
+
     /// Answers every queued send the durable point covers; with `failure`, the rest too (with
     /// the error). Never awaits, so the queue cannot change during the pass.
     fn answer_ready(&self, b: &Broker, failure: Option<&StoreError>) {
@@ -127,9 +132,7 @@ impl SyncAcks {
             let Some(a) = ack else { break };
             let (code, remark) = if a.end <= durable {
                 // A short borrow: nothing below runs while it is held.
-                self.latency
-                    .borrow_mut()
-                    .record(now.saturating_duration_since(a.queued_at));
+                self.latency.borrow_mut().record(a.queued_at, now);
                 (ResponseCode::SUCCESS, None)
             } else {
                 (ResponseCode::FLUSH_DISK_TIMEOUT, remark.as_deref())

@@ -123,6 +123,11 @@ impl DurableWatch {
         self.waits.borrow().summary()
     }
 
+    /// The same over the last whole [`crate::latency::LATENCY_WINDOW`] before `now`.
+    pub fn wait_latency_last_window(&self, now: Instant) -> LatencySummary {
+        self.waits.borrow_mut().last_window(now)
+    }
+
     fn wake_all(&self) {
         // Taking the queue and giving it back keeps its capacity: no allocation per flush
         // once the waiter count has peaked.
@@ -175,7 +180,7 @@ impl Future for WaitDurable<'_> {
         let w = self.watch;
         if w.durable.get() >= self.end {
             if let Some(t) = self.parked_at {
-                w.waits.borrow_mut().record(t.elapsed());
+                w.waits.borrow_mut().record(t, Instant::now());
             }
             return Poll::Ready(Ok(()));
         }

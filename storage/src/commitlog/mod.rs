@@ -254,6 +254,15 @@ impl CommitLog {
         }
     }
 
+    /// The same over the last whole [`crate::latency::LATENCY_WINDOW`] before `now`.
+    pub fn latency_last_window(&self, now: Instant) -> StoreLatency {
+        StoreLatency {
+            sync_wait: self.durable.wait_latency_last_window(now),
+            fdatasync: self.fdatasync_latency.borrow_mut().last_window(now),
+            write_phase: self.write_phase_latency.borrow_mut().last_window(now),
+        }
+    }
+
     pub fn stats(&self) -> CommitLogStats {
         let mut s = self.stats.get();
         let w = self.writer.borrow();
@@ -636,7 +645,7 @@ impl CommitLog {
         if phase_bytes > 0 {
             self.write_phase_latency
                 .borrow_mut()
-                .record(started.elapsed());
+                .record(started, Instant::now());
         }
         debug_assert!(target <= sealed_end);
         Ok(Some(target))
@@ -681,7 +690,7 @@ impl CommitLog {
                     if r.is_ok() {
                         self.fdatasync_latency
                             .borrow_mut()
-                            .record(started.elapsed());
+                            .record(started, Instant::now());
                     }
                     r
                 }
