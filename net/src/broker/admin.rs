@@ -198,45 +198,33 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.segmentsCreated", s.segments_created.to_string());
     put("ramjet.zeroFillsStopped", s.zero_fills_stopped.to_string());
     put("ramjet.syncGroupSplits", s.sync_group_splits.to_string());
-    // Durability-path latencies since start, in microseconds (within 1 %): `syncAck` per
-    // single send answered under `flush = sync`, from its append to its answer; `fdatasync`
-    // per CommitLog fdatasync (as many as `ramjet.fdatasyncCount`); `commitWrite` per flusher
-    // write phase.
-    let lat = b.store.latency();
+    // Durability-path latencies in microseconds (within 1 %), since start and over the last
+    // whole 10 s window (a long-running broker's since-start percentiles say little about the
+    // last minute): `syncAck` per single send answered under `flush = sync`, from its append
+    // to its answer; `fdatasync` per CommitLog fdatasync (as many as `ramjet.fdatasyncCount`);
+    // `commitWrite` per flusher write phase.
+    let now = std::time::Instant::now();
+    let (lat, last) = (b.store.latency(), b.store.latency_last_window(now));
     let ack = b.sync_acks.latency();
     put("ramjet.syncAckCount", ack.count.to_string());
     put("ramjet.commitWriteCount", lat.write_phase.count.to_string());
-    for (name, l) in [
-        ("syncAck", ack),
-        ("fdatasync", lat.fdatasync),
-        ("commitWrite", lat.write_phase),
+    for (name, l, w) in [
+        ("syncAck", ack, b.sync_acks.latency_last_window(now)),
+        ("fdatasync", lat.fdatasync, last.fdatasync),
+        ("commitWrite", lat.write_phase, last.write_phase),
     ] {
-        for (q, v) in [
-            ("P50", l.p50_us),
-            ("P90", l.p90_us),
-            ("P99", l.p99_us),
-            ("P999", l.p999_us),
-            ("Max", l.max_us),
-        ] {
-            put(&format!("ramjet.{name}{q}Us"), v.to_string());
-        }
-    }
-    // The same over the last whole 10 s window (a long-running broker's since-start
-    // percentiles say little about the last minute): count, p50, p99, max.
-    let now = std::time::Instant::now();
-    let lat = b.store.latency_last_window(now);
-    for (name, l) in [
-        ("syncAck", b.sync_acks.latency_last_window(now)),
-        ("fdatasync", lat.fdatasync),
-        ("commitWrite", lat.write_phase),
-    ] {
-        for (q, v) in [
-            ("Count", l.count),
+        for (key, v) in [
             ("P50Us", l.p50_us),
+            ("P90Us", l.p90_us),
             ("P99Us", l.p99_us),
+            ("P999Us", l.p999_us),
             ("MaxUs", l.max_us),
+            ("Last10sCount", w.count),
+            ("Last10sP50Us", w.p50_us),
+            ("Last10sP99Us", w.p99_us),
+            ("Last10sMaxUs", w.max_us),
         ] {
-            put(&format!("ramjet.{name}Last10s{q}"), v.to_string());
+            put(&format!("ramjet.{name}{key}"), v.to_string());
         }
     }
     put("ramjet.bytesAppended", s.bytes_appended.to_string());
