@@ -244,7 +244,6 @@ impl CommitLog {
         self.min_offset.get()
     }
 
-    /// Counters.
     /// The durability path's latencies since the CommitLog opened.
     pub fn latency(&self) -> StoreLatency {
         StoreLatency {
@@ -263,6 +262,7 @@ impl CommitLog {
         }
     }
 
+    /// Counters.
     pub fn stats(&self) -> CommitLogStats {
         let mut s = self.stats.get();
         let w = self.writer.borrow();
