@@ -3,7 +3,11 @@
 //! append_loop -- DIR [N] [B] [POOL_MIB] [SEGMENT_MIB] [REPEAT]`; run it under `perf record -g` to
 //! see the append path alone. With REPEAT > 1 it opens REPEAT fresh stores one after the other
 //! in the same process, as the criterion bench does per sample (memory freed by one store is
-//! reused by the next), and prints the rate of each.
+//! reused by the next), and prints the rate of each, with the flusher's write phases and
+//! fdatasyncs (where a disk-bound run waits). `RAMJET_PREALLOCATE=zero|fallocate|none` sets
+//! how segments are prepared; `RAMJET_YIELD=1` makes the appender yield when the executor asks,
+//! as a broker's connection tasks do (without it the flusher runs only when appends are
+//! refused for room, and a disk-bound run writes in phases of ~`max_unflushed_bytes`).
 
 use std::time::Instant;
 
@@ -34,6 +38,13 @@ fn run_once(dir: &str, n: u64, body_len: usize, pool_mib: Option<u64>, segment_m
     // RAMJET_HUGE_PAGES=1: transparent huge pages for buffers and tables (`StoreConfig::huge_pages`).
     cfg.huge_pages = std::env::var("RAMJET_HUGE_PAGES").as_deref() == Ok("1");
     cfg.segment_size_bytes = segment_mib << 20;
+    // RAMJET_PREALLOCATE=zero|fallocate|none overrides how segments are prepared.
+    match std::env::var("RAMJET_PREALLOCATE").as_deref() {
+        Ok("zero") => cfg.preallocate = ramjet_storage::Preallocate::Zero,
+        Ok("fallocate") => cfg.preallocate = ramjet_storage::Preallocate::Fallocate,
+        Ok("none") => cfg.preallocate = ramjet_storage::Preallocate::None,
+        _ => {}
+    }
     if let Some(mib) = pool_mib {
         cfg.write_pool_bytes = cfg.write_pool_bytes.max(mib << 20);
         cfg.write_pool_preallocate_bytes = mib << 20;
@@ -59,7 +70,14 @@ fn run_once(dir: &str, n: u64, body_len: usize, pool_mib: Option<u64>, segment_m
             tags_code: 0,
         };
         let start = Instant::now();
+        // RAMJET_YIELD=1: the appender yields whenever the executor asks (a broker's connection
+        // tasks do at every request); without it the loop hands the CPU to the flusher only
+        // when appends are refused for room.
+        let cooperate = std::env::var("RAMJET_YIELD").as_deref() == Ok("1");
         for _ in 0..n {
+            if cooperate {
+                glommio::yield_if_needed().await;
+            }
             loop {
                 match store.put_message(&msg) {
                     Ok(_) => break,
@@ -70,6 +88,21 @@ fn run_once(dir: &str, n: u64, body_len: usize, pool_mib: Option<u64>, segment_m
         }
         let secs = start.elapsed().as_secs_f64();
         let st = store.commitlog().stats();
+        // Where a disk-bound run waits: the flusher's write phases and fdatasyncs.
+        let lat = store.latency();
+        for (name, l) in [
+            ("write phases", lat.write_phase),
+            ("fdatasyncs", lat.fdatasync),
+        ] {
+            println!(
+                "{name}: {}, p50 {} us, p90 {} us, p99 {} us, max {} us",
+                l.count, l.p50_us, l.p90_us, l.p99_us, l.max_us
+            );
+        }
+        println!(
+            "flushes {} chunk writes {} bytes written {}",
+            st.flush_count, st.chunk_writes, st.bytes_written
+        );
         store
             .shutdown()
             .await
