@@ -188,6 +188,25 @@ impl Writer {
         &mut self.cache
     }
 
+    /// Bytes of records one append may add now without sealing the active chunk or rolling
+    /// the segment (the end-of-segment marker's room kept).
+    pub fn room_in_chunk(&self) -> usize {
+        let seg = self.limits.segment_size;
+        let seg_left = seg - self.appended_end % seg;
+        let chunk_left = self
+            .active
+            .buf
+            .capacity()
+            .saturating_sub(self.chunk_pos(self.appended_end));
+        (seg_left.min(chunk_left as u64) as usize).saturating_sub(BLANK_RECORD_LEN)
+    }
+
+    /// Whether an append of `len` bytes now stays in the current segment (no roll).
+    pub fn fits_in_segment(&self, len: usize) -> bool {
+        let seg = self.limits.segment_size;
+        self.appended_end % seg + (len + BLANK_RECORD_LEN) as u64 <= seg
+    }
+
     /// Whether `len` more bytes may be appended now (back-pressure).
     pub fn has_room(&self, len: usize) -> bool {
         self.unflushed_bytes() + len as u64 <= self.limits.max_unflushed_bytes
