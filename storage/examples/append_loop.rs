@@ -39,11 +39,11 @@ fn run_once(dir: &str, n: u64, body_len: usize, pool_mib: Option<u64>, segment_m
     cfg.huge_pages = std::env::var("RAMJET_HUGE_PAGES").as_deref() == Ok("1");
     cfg.segment_size_bytes = segment_mib << 20;
     // RAMJET_PREALLOCATE=zero|fallocate|none overrides how segments are prepared.
-    match std::env::var("RAMJET_PREALLOCATE").as_deref() {
-        Ok("zero") => cfg.preallocate = ramjet_storage::Preallocate::Zero,
-        Ok("fallocate") => cfg.preallocate = ramjet_storage::Preallocate::Fallocate,
-        Ok("none") => cfg.preallocate = ramjet_storage::Preallocate::None,
-        _ => {}
+    if let Some(p) = std::env::var("RAMJET_PREALLOCATE")
+        .ok()
+        .and_then(|v| ramjet_storage::Preallocate::from_name(&v))
+    {
+        cfg.preallocate = p;
     }
     if let Some(mib) = pool_mib {
         cfg.write_pool_bytes = cfg.write_pool_bytes.max(mib << 20);

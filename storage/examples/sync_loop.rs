@@ -22,11 +22,11 @@ fn main() {
     cfg.segment_size_bytes = segment_mib << 20;
     cfg.flush = FlushMode::Sync;
     // RAMJET_PREALLOCATE=zero|fallocate|none overrides how segments are prepared.
-    match std::env::var("RAMJET_PREALLOCATE").as_deref() {
-        Ok("zero") => cfg.preallocate = ramjet_storage::Preallocate::Zero,
-        Ok("fallocate") => cfg.preallocate = ramjet_storage::Preallocate::Fallocate,
-        Ok("none") => cfg.preallocate = ramjet_storage::Preallocate::None,
-        _ => {}
+    if let Some(p) = std::env::var("RAMJET_PREALLOCATE")
+        .ok()
+        .and_then(|v| ramjet_storage::Preallocate::from_name(&v))
+    {
+        cfg.preallocate = p;
     }
     // RAMJET_CHUNK_KIB=N: largest write chunk (`StoreConfig::write_chunk_bytes`).
     if let Some(kib) = env_u64("RAMJET_CHUNK_KIB") {

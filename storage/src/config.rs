@@ -73,6 +73,19 @@ pub enum Preallocate {
     None,
 }
 
+impl Preallocate {
+    /// The mode named `name` ("zero", "fallocate", "none"), as config files and the profiling
+    /// examples' `RAMJET_PREALLOCATE` spell it.
+    pub fn from_name(name: &str) -> Option<Preallocate> {
+        match name {
+            "zero" => Some(Preallocate::Zero),
+            "fallocate" => Some(Preallocate::Fallocate),
+            "none" => Some(Preallocate::None),
+            _ => None,
+        }
+    }
+}
+
 /// Default of [`StoreConfig::zero_fill_max_append_rate`]: 256 MiB/s, above the 1 KiB
 /// `flush = sync` streams whose latency the fill serves (~185 MB/s at their closed-loop
 /// maximum on the development VM) and far below a disk-bound writer (1.1-2 GB/s).

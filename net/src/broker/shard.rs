@@ -157,15 +157,13 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         zero_fill_max_append_rate: s.zero_fill_max_append_rate_bytes,
         flusher_latency_us: s.flusher_latency_us,
         sync_group_max_bytes: s.sync_group_max_bytes,
-        preallocate: match s.preallocate.as_str() {
-            "zero" => Preallocate::Zero,
-            "fallocate" => Preallocate::Fallocate,
-            "none" => Preallocate::None,
+        preallocate: match Preallocate::from_name(&s.preallocate) {
+            Some(p) => p,
             // "auto": zeros where a sync append waits for the fdatasync (no extent conversion
             // on the acknowledgement path), extents reserved where nobody waits for it (each
             // byte reaches the disk once instead of twice).
-            _ if s.flush == "sync" => Preallocate::Zero,
-            _ => Preallocate::Fallocate,
+            None if s.flush == "sync" => Preallocate::Zero,
+            None => Preallocate::Fallocate,
         },
         ..StoreConfig::default()
     }

@@ -193,18 +193,22 @@ impl Writer {
     pub fn room_in_chunk(&self) -> usize {
         let seg = self.limits.segment_size;
         let seg_left = seg - self.appended_end % seg;
-        let chunk_left = self
-            .active
-            .buf
-            .capacity()
-            .saturating_sub(self.chunk_pos(self.appended_end));
-        (seg_left.min(chunk_left as u64) as usize).saturating_sub(BLANK_RECORD_LEN)
+        (seg_left.min(self.chunk_left() as u64) as usize).saturating_sub(BLANK_RECORD_LEN)
     }
 
-    /// Whether an append of `len` bytes now stays in the current segment (no roll).
+    /// Whether an append of `len` bytes now stays in the current segment (no roll). The same
+    /// rule [`Writer::append`] rolls by.
     pub fn fits_in_segment(&self, len: usize) -> bool {
         let seg = self.limits.segment_size;
         self.appended_end % seg + (len + BLANK_RECORD_LEN) as u64 <= seg
+    }
+
+    /// Bytes left in the active chunk's buffer after the appended data.
+    fn chunk_left(&self) -> usize {
+        self.active
+            .buf
+            .capacity()
+            .saturating_sub(self.chunk_pos(self.appended_end))
     }
 
     /// Whether `len` more bytes may be appended now (back-pressure).
@@ -239,10 +243,10 @@ impl Writer {
         let seg = self.limits.segment_size;
         let pos_in_seg = self.appended_end % seg;
         let mut rolled = false;
-        if pos_in_seg + need as u64 > seg {
+        if !self.fits_in_segment(len) {
             self.roll_segment(seg - pos_in_seg, need);
             rolled = true;
-        } else if self.chunk_pos(self.appended_end) + need > self.active.buf.capacity() {
+        } else if need > self.chunk_left() {
             // The next chunk rewrites the partial block, so this one stops before it; and the
             // chunk filled up between flushes, so the next ones are made bigger.
             self.seal_active(Seal::BeforePartialBlock);
