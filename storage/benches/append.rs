@@ -14,6 +14,10 @@
 //! - `append_sync/4KiB/direct-pipeline/{1024,4096}x`: the sync cases with pipelined group
 //!   commit (`StoreConfig::sync_pipeline`); `direct-pipeline-pool/4096x` with the pool
 //!   preallocated too (the broker's default store under `flush = sync`).
+//! - `append_sync/4KiB/direct-pipeline-shard/4096x`: `direct-pipeline/4096x` in a broker
+//!   shard's layout: the executor pinned to the first online CPU, its io_uring workers (the
+//!   fdatasyncs, the writes that cannot go inline) moved to the other CPUs, as `ramjet start
+//!   --cpus` places a shard (`runtime.io_workers_off_shard`). The other rows run unpinned.
 //! - `append_sync/4KiB/direct-pipeline-steady/4096x`: pipelined, one store kept open across
 //!   all samples (segments roll and are prepared in the background between and during them).
 //! - `append_sync/100B/direct/64x`: the same with small records (fdatasync-bound).
@@ -62,6 +66,26 @@ const MIN_SYNC_ROUNDS: u64 = 8;
 thread_local! {
     /// `StoreConfig::sync_pipeline` for the next runs (the `direct-pipeline` cases).
     static SYNC_PIPELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// For the next runs (the `-shard` case): the executor pinned to the first online CPU and
+    /// its io_uring workers moved to the others, the layout of a broker's shard (`--cpus`,
+    /// `runtime.io_workers_off_shard`). Unpinned otherwise.
+    static SHARD_LAYOUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The shard layout's CPUs: the executor's and its io workers' (empty with one CPU).
+fn shard_layout() -> Option<(usize, Vec<usize>)> {
+    if !SHARD_LAYOUT.with(|l| l.get()) {
+        return None;
+    }
+    let mut online: Vec<usize> = glommio::CpuSet::online()
+        .expect("online CPUs")
+        .into_iter()
+        .map(|l| l.cpu)
+        .collect();
+    online.sort_unstable();
+    online.dedup();
+    let shard = *online.first().expect("an online CPU");
+    Some((shard, online.into_iter().filter(|&c| c != shard).collect()))
 }
 
 /// `run_with` for `iters` async appends, measured over at least [`MIN_ASYNC_BYTES`].
@@ -138,12 +162,21 @@ fn run_with(
 ) -> Duration {
     let tmp = tempfile::tempdir_in(bench_dir()).expect("bench temp dir");
     let cfg = config(tmp.path().join("store"), io_mode, flush, pool);
-    ramjet_storage::io::block_on(async move {
-        let store = Store::open(cfg).await.expect("open store");
-        let elapsed = append_all(&store, iters, body_len, flush, appenders).await;
-        store.shutdown().await.expect("shutdown");
-        elapsed
-    })
+    let layout = shard_layout();
+    let cpu = layout.as_ref().map(|(c, _)| *c);
+    ramjet_storage::io::block_on_pinned(
+        ramjet_storage::io::DEFAULT_PREEMPT_TIMER,
+        cpu,
+        async move {
+            if let Some((_, workers)) = layout.filter(|(_, w)| !w.is_empty()) {
+                ramjet_storage::io::set_io_worker_cpus(&workers).expect("io workers off the shard");
+            }
+            let store = Store::open(cfg).await.expect("open store");
+            let elapsed = append_all(&store, iters, body_len, flush, appenders).await;
+            store.shutdown().await.expect("shutdown");
+            elapsed
+        },
+    )
     .expect("glommio executor")
 }
 
@@ -307,6 +340,15 @@ fn append(c: &mut Criterion) {
             |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, appenders, false)),
         );
     }
+    // The same in a broker shard's layout: the executor pinned, its io workers on the other
+    // CPUs (`shard_layout`).
+    SHARD_LAYOUT.with(|l| l.set(true));
+    g.throughput(Throughput::Bytes(4096));
+    g.bench_function(
+        BenchmarkId::new("4KiB/direct-pipeline-shard", "4096x"),
+        |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, 4096, false)),
+    );
+    SHARD_LAYOUT.with(|l| l.set(false));
     // The same store kept open across samples (see `SteadyStore`).
     {
         let steady = SteadyStore::start(4096);

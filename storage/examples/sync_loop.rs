@@ -1,6 +1,9 @@
 //! Profiling aid for group commit: A appenders on one store under `flush = sync`, each waiting
 //! for durability after every append; prints the rate and the flush counters.
 //! `cargo run --release -p ramjet-storage --example sync_loop -- DIR [N] [B] [A] [SEGMENT_MIB] [POOL_MIB]`
+//!
+//! The thread runs unpinned unless `RAMJET_CPU` pins it; `RAMJET_CPU=0 RAMJET_IO_WORKER_CPUS=1`
+//! is a broker shard's layout on two CPUs (`perf/sync-ratio.sh`'s `pipelined_shard` column).
 
 use std::time::Instant;
 
@@ -76,7 +79,28 @@ fn main() {
         .map_or(ramjet_storage::io::DEFAULT_PREEMPT_TIMER, |us| {
             std::time::Duration::from_micros(us)
         });
-    let (secs, stats) = ramjet_storage::io::block_on_with_preempt(preempt, async move {
+    // RAMJET_CPU=c: the store's thread pinned to CPU c, as a broker pins a shard (`--cpus`).
+    // RAMJET_IO_WORKER_CPUS=a,b: its io_uring workers (the fdatasyncs, the writes that cannot
+    // go inline) moved there, as a broker moves a pinned shard's to the CPUs without a shard
+    // (`runtime.io_workers_off_shard`).
+    let cpu = env_u64("RAMJET_CPU").map(|c| c as usize);
+    let io_workers: Vec<usize> = std::env::var("RAMJET_IO_WORKER_CPUS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .map(|c| {
+                    c.trim()
+                        .parse()
+                        .expect("RAMJET_IO_WORKER_CPUS: CPU numbers")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let (secs, stats) = ramjet_storage::io::block_on_pinned(preempt, cpu, async move {
+        if !io_workers.is_empty() {
+            ramjet_storage::io::set_io_worker_cpus(&io_workers)
+                .unwrap_or_else(|e| panic!("io workers on {io_workers:?}: {e}"));
+        }
         let store = Store::open(cfg)
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));

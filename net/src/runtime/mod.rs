@@ -18,6 +18,7 @@ pub use glommio::channels::local_channel::{
 pub use glommio::net::{TcpListener, TcpStream};
 pub use glommio::task::JoinHandle as TaskHandle;
 pub use glommio::timer::Timer;
+pub use ramjet_storage::io::set_io_worker_cpus;
 
 /// Bytes of io memory glommio registers per executor (its default is 10 MiB). Registered buffers
 /// are locked memory, so without CAP_IPC_LOCK every executor needs this much `ulimit -l`.
@@ -219,68 +220,6 @@ pub fn request_time_slice(slice: Duration) -> std::io::Result<Option<u64>> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(current_time_slice_ns())
-}
-
-/// `IORING_REGISTER_IOWQ_AFF` of `io_uring_register(2)` (Linux >= 5.14).
-const IORING_REGISTER_IOWQ_AFF: libc::c_uint = 17;
-/// Size of `struct io_uring_params` (`io_uring_setup(2)`).
-const IO_URING_PARAMS_BYTES: usize = 120;
-
-/// Moves the io_uring worker threads of the calling thread (its io-wq: the kernel threads that
-/// run the requests it cannot issue inline, which for a shard are every fdatasync and most
-/// CommitLog writes) onto `cpus`, present and future workers alike.
-///
-/// Why: io-wq workers are created with the affinity of the thread that submits, so a shard
-/// pinned to CPU c had its fdatasync run on CPU c too, where it waited for the shard's own
-/// time slice to end (`runtime.shard_slice_us` shortened that wait, it did not remove it), and
-/// io-wq workers refuse `sched_setaffinity`. 1 KiB `flush = sync` produce at 92k msg/s, one
-/// broker per run, workers on the shard's CPU vs on the other one, two sets of 4 and 5
-/// alternating rounds (perf/results/session23-2026-12-06.md): p50 0.50-0.54 -> 0.44-0.48 ms
-/// and 0.46-0.49 -> 0.42-0.45 ms; the closed loop 187-215k -> 201-227k msg/s; b100 and e2e
-/// unchanged.
-///
-/// How: `IORING_REGISTER_IOWQ_AFF` acts on the calling thread's io_uring context whatever
-/// ring it is issued on, so it goes through a one-entry ring made for the call and closed
-/// after it (glommio does not hand out its own).
-pub fn set_io_worker_cpus(cpus: &[usize]) -> std::io::Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let limit = libc::CPU_SETSIZE as usize;
-    if cpus.is_empty() || cpus.iter().any(|&c| c >= limit) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("io worker CPUs {cpus:?}: need at least one, each below {limit}"),
-        ));
-    }
-    // SAFETY: an all-zero `cpu_set_t` is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        // SAFETY: `c` is below CPU_SETSIZE (checked above), so the bit lies inside `set`.
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
-    let mut params = [0u8; IO_URING_PARAMS_BYTES];
-    // SAFETY: `params` is a zeroed `struct io_uring_params` (no flags, no features asked for)
-    // that the kernel fills during the call; one entry is the smallest ring.
-    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns; the
-    // `OwnedFd` closes it when this function returns.
-    let ring = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
-    // SAFETY: `set` is an initialized `cpu_set_t` of the size passed; the kernel only reads it.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            ring.as_raw_fd(),
-            IORING_REGISTER_IOWQ_AFF,
-            &set as *const libc::cpu_set_t,
-            std::mem::size_of::<libc::cpu_set_t>(),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// `se.slice` of the calling thread from `/proc/thread-self/sched` (nanoseconds), if shown.

@@ -13,8 +13,9 @@ pub use buffer::{
 };
 pub use file::{sync_dir, warm_up, SegmentFile, ZERO_FILL_WRITE_BYTES};
 pub use runtime::{
-    block_on, block_on_with_preempt, blocking, install_wake_guard, sleep, spawn, spawn_urgent,
-    wake_guard_nudges, yield_now, BackgroundTask, DEFAULT_PREEMPT_TIMER, WAKE_GUARD_PERIOD,
+    block_on, block_on_pinned, block_on_with_preempt, blocking, install_wake_guard,
+    set_io_worker_cpus, sleep, spawn, spawn_urgent, wake_guard_nudges, yield_now, BackgroundTask,
+    DEFAULT_PREEMPT_TIMER, WAKE_GUARD_PERIOD,
 };
 
 /// Turns a glommio error into the `std::io::Error` it wraps, keeping the OS error code (glommio's

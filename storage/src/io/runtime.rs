@@ -89,7 +89,19 @@ pub fn block_on_with_preempt<T>(
     preempt: Duration,
     fut: impl Future<Output = T>,
 ) -> std::io::Result<T> {
-    let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+    block_on_pinned(preempt, None, fut)
+}
+
+/// Like [`block_on_with_preempt`], with the executor's thread pinned to `cpu` when given, as a
+/// broker pins each shard (`--cpus`): profiling tools measure the store in the layout it runs
+/// in.
+pub fn block_on_pinned<T>(
+    preempt: Duration,
+    cpu: Option<usize>,
+    fut: impl Future<Output = T>,
+) -> std::io::Result<T> {
+    let placement = cpu.map_or(glommio::Placement::Unbound, glommio::Placement::Fixed);
+    let ex = glommio::LocalExecutorBuilder::new(placement)
         .preempt_timer(preempt)
         .make()
         .map_err(super::to_io_error)?;
@@ -220,9 +232,118 @@ fn nudge(s: &std::os::unix::net::UnixStream) -> bool {
     rc >= 0 || std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
+/// `IORING_REGISTER_IOWQ_AFF` of `io_uring_register(2)` (Linux >= 5.14).
+const IORING_REGISTER_IOWQ_AFF: libc::c_uint = 17;
+/// Size of `struct io_uring_params` (`io_uring_setup(2)`).
+const IO_URING_PARAMS_BYTES: usize = 120;
+
+/// Moves the io_uring worker threads of the calling thread (its io-wq: the kernel threads that
+/// run the requests it cannot issue inline, which for a shard are every fdatasync and most
+/// CommitLog writes) onto `cpus`, present and future workers alike.
+///
+/// Why: io-wq workers are created with the affinity of the thread that submits, so a shard
+/// pinned to CPU c had its fdatasync run on CPU c too, where it waited for the shard's own
+/// time slice to end (`runtime.shard_slice_us` shortened that wait, it did not remove it), and
+/// io-wq workers refuse `sched_setaffinity`. 1 KiB `flush = sync` produce at 92k msg/s, one
+/// broker per run, workers on the shard's CPU vs on the other one, two sets of 4 and 5
+/// alternating rounds (perf/results/session23-2026-12-06.md): p50 0.50-0.54 -> 0.44-0.48 ms
+/// and 0.46-0.49 -> 0.42-0.45 ms; the closed loop 187-215k -> 201-227k msg/s; b100 and e2e
+/// unchanged.
+///
+/// How: `IORING_REGISTER_IOWQ_AFF` acts on the calling thread's io_uring context whatever
+/// ring it is issued on, so it goes through a one-entry ring made for the call and closed
+/// after it (glommio does not hand out its own).
+pub fn set_io_worker_cpus(cpus: &[usize]) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let limit = libc::CPU_SETSIZE as usize;
+    if cpus.is_empty() || cpus.iter().any(|&c| c >= limit) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("io worker CPUs {cpus:?}: need at least one, each below {limit}"),
+        ));
+    }
+    // SAFETY: an all-zero `cpu_set_t` is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: `c` is below CPU_SETSIZE (checked above), so the bit lies inside `set`.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    let mut params = [0u8; IO_URING_PARAMS_BYTES];
+    // SAFETY: `params` is a zeroed `struct io_uring_params` (no flags, no features asked for)
+    // that the kernel fills during the call; one entry is the smallest ring.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns; the
+    // `OwnedFd` closes it when this function returns.
+    let ring = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    // SAFETY: `set` is an initialized `cpu_set_t` of the size passed; the kernel only reads it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd(),
+            IORING_REGISTER_IOWQ_AFF,
+            &set as *const libc::cpu_set_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The io workers of the executor's thread end up on the CPU asked for: an fdatasync (which
+    /// io_uring always hands to a worker) runs in a thread named `iou-wrk-<tid>` whose allowed
+    /// CPUs are exactly that one. Bad CPU lists are refused before any syscall.
+    #[test]
+    fn io_workers_run_on_the_cpus_asked_for() {
+        assert!(set_io_worker_cpus(&[]).is_err());
+        assert!(set_io_worker_cpus(&[libc::CPU_SETSIZE as usize]).is_err());
+        let online: Vec<usize> = glommio::CpuSet::online()
+            .expect("online CPUs")
+            .into_iter()
+            .map(|l| l.cpu)
+            .collect();
+        let target = *online.iter().max().expect("a CPU");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        let (tid, allowed) = block_on(async move {
+            let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+            let tid = me.file_name().expect("tid").to_string_lossy().into_owned();
+            set_io_worker_cpus(&[target]).expect("IORING_REGISTER_IOWQ_AFF");
+            let f = glommio::io::DmaFile::create(&path).await.expect("create");
+            f.fdatasync().await.expect("fdatasync");
+            // The worker that ran it idles for seconds before it exits: it is there now.
+            let mut allowed = Vec::new();
+            for task in std::fs::read_dir("/proc/self/task")
+                .expect("tasks")
+                .flatten()
+            {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                if comm.trim() != format!("iou-wrk-{tid}") {
+                    continue;
+                }
+                let status =
+                    std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+                if let Some(l) = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")) {
+                    allowed.push(l["Cpus_allowed_list:".len()..].trim().to_string());
+                }
+            }
+            f.close().await.expect("close");
+            (tid, allowed)
+        })
+        .expect("executor");
+        assert!(!allowed.is_empty(), "no io worker of thread {tid} found");
+        for a in &allowed {
+            assert_eq!(a, &target.to_string(), "worker of {tid} allowed on {a}");
+        }
+    }
 
     /// An executor started by `block_on` gets the nudges while it sleeps on a timer: each one
     /// is a completion on its ring, so a lost timer wake-up lasts one period at most.
