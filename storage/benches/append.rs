@@ -14,10 +14,12 @@
 //! - `append_sync/4KiB/direct-pipeline/{1024,4096}x`: the sync cases with pipelined group
 //!   commit (`StoreConfig::sync_pipeline`); `direct-pipeline-pool/4096x` with the pool
 //!   preallocated too (the broker's default store under `flush = sync`).
-//! - `append_sync/4KiB/direct-pipeline-shard/4096x`: `direct-pipeline/4096x` in a broker
-//!   shard's layout: the executor pinned to the first online CPU, its io_uring workers (the
-//!   fdatasyncs, the writes that cannot go inline) moved to the other CPUs, as `ramjet start
-//!   --cpus` places a shard (`runtime.io_workers_off_shard`). The other rows run unpinned.
+//! - `append_sync/4KiB/direct-pipeline-shard/4096x`: the broker's default store under
+//!   `flush = sync` (`direct-pipeline-pool`) in a shard's layout: the executor pinned to the
+//!   first online CPU, its io_uring workers (the fdatasyncs, the writes that cannot go inline)
+//!   moved to the other CPUs, as `ramjet start --cpus` places a shard
+//!   (`runtime.io_workers_off_shard`), and the clock started once the preallocated write
+//!   buffers are mapped (a shard is up before its load comes). The other rows run unpinned.
 //! - `append_sync/4KiB/direct-pipeline-steady/4096x`: pipelined, one store kept open across
 //!   all samples (segments roll and are prepared in the background between and during them).
 //! - `append_sync/100B/direct/64x`: the same with small records (fdatasync-bound).
@@ -172,6 +174,13 @@ fn run_with(
                 ramjet_storage::io::set_io_worker_cpus(&workers).expect("io workers off the shard");
             }
             let store = Store::open(cfg).await.expect("open store");
+            if cpu.is_some() {
+                // As a broker's shard meets its load: up for a while, its preallocated write
+                // buffers mapped by the prefault thread (`sync_loop` waits the same way).
+                while ramjet_storage::prefault_backlog() > 0 {
+                    ramjet_storage::io::sleep(Duration::from_millis(5)).await;
+                }
+            }
             let elapsed = append_all(&store, iters, body_len, flush, appenders).await;
             store.shutdown().await.expect("shutdown");
             elapsed
@@ -346,7 +355,7 @@ fn append(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(4096));
     g.bench_function(
         BenchmarkId::new("4KiB/direct-pipeline-shard", "4096x"),
-        |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, 4096, false)),
+        |b| b.iter_custom(|iters| run_sync(iters, 4096, IoMode::Direct, 4096, true)),
     );
     SHARD_LAYOUT.with(|l| l.set(false));
     // The same store kept open across samples (see `SteadyStore`).
