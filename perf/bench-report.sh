@@ -9,7 +9,7 @@
 #            ramjet-bench pingpong: send one message, pull it back, repeat (broker round trip).
 #            CPU availability (perf/cpu-gaps.sh): a spinning thread on the broker's and the
 #                 bench's CPU at once, gaps over 200 µs in which it did not run; measured
-#                 with the floors and again right before the latency rows.
+#                 with the floors, right before the latency rows and right after the e2e rows.
 #   Broker   `ramjet start --shards 1 --cpus 0`, ramjet-bench pinned to `--cpus 1` (split layout):
 #            produce 100 B batched (async flush) at max; 1 KiB `--flush sync` at max and at 50%
 #            of that max (open loop, on a fresh broker, whose own histograms then give the
@@ -469,6 +469,10 @@ E2E_HALF=$(half "$E2E_MAX")
 if [ "$E2E_HALF" -gt 0 ]; then
     bench e2e-half "50% of e2e-max ($E2E_MAX msg/s)" e2e --topic E2eHalf --queues 8 --size 100 --rate "$E2E_HALF" "${P[@]}"
 fi
+# The same measurement after the e2e rows: the two bracket them (the VM's stalls come and go
+# within minutes; one measurement before the rows left open whether they ran in the same
+# conditions).
+cpu_gaps "right after the e2e rows"
 if [ "$PROFILE" != 0 ] && [ "$E2E_HALF" -gt 0 ]; then
     profile e2e-half "e2e at 50% of e2e-max ($E2E_HALF msg/s)" e2e --topic ProfE2e --queues 8 --size 100 --rate "$E2E_HALF" "${P[@]}"
 fi
