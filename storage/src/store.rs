@@ -1779,10 +1779,7 @@ mod tests {
             assert!(store.read_record(rb.physical_offset + 1).await.is_err());
             assert_eq!(store.query_by_key("T", "k0", 10, 0, i64::MAX), vec![0]);
             assert_eq!(store.query_by_key("T", "kb", 10, 0, i64::MAX).len(), 3);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -1885,21 +1882,13 @@ mod tests {
                 );
             }
             check(&store);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
         run(async {
-            let store = Store::open(c)
-                .await
-                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            let store = reopen(c).await;
             assert_eq!(store.commitlog().end_offset(), appended);
             check(&store);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -1950,10 +1939,7 @@ mod tests {
                 store.search_offset_by_timestamp("L", 0, later.store_timestamp + 1),
                 4
             );
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
             assert!(matches!(
                 store.put_message(&m.view()),
                 Err(StoreError::ShutDown)
@@ -2020,26 +2006,18 @@ mod tests {
                 crate::recovery::recover_commitlog(&c.commitlog_dir(), &opts, &mut |_, _| {})
                     .unwrap_or_else(|e| panic!("files invalid while running: {e}"));
             assert_eq!(report.end_offset, store.stats().commitlog_end_offset);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
             out
         });
         run(async {
-            let store = Store::open(c)
-                .await
-                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            let store = reopen(c).await;
             for (phys, seed) in &acked {
                 assert!(
                     stored_body(&store, *phys).await == body(*seed, 40 + seed % 961),
                     "body at {phys}"
                 );
             }
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -2066,10 +2044,7 @@ mod tests {
             }
             store.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
             assert!(store.stats().segment_rolls >= 1);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
         // The first record of the second segment starts exactly at its base.
         let first_in_2 = ends
@@ -2096,9 +2071,7 @@ mod tests {
             .exists());
         // Reopen: offsets continue and every record reads back.
         run(async {
-            let store = Store::open(c)
-                .await
-                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            let store = reopen(c).await;
             let m = Msg::new("R", 1, body(99, 10), "t", "k");
             let r = store
                 .put_message(&m.view())
@@ -2114,10 +2087,7 @@ mod tests {
                     RecordView::parse_verified(&rec).unwrap_or_else(|e| panic!("parse {i}: {e}"));
                 assert_eq!(v.body(), &body(i, 60_000)[..]);
             }
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -2174,10 +2144,7 @@ mod tests {
                 recs.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
                 (196..200).map(|i| body(i, 4000)).collect::<Vec<_>>()
             );
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -2247,10 +2214,7 @@ mod tests {
                 GetStatus::NoMessageInQueue
             );
             assert_eq!(store.queues(), vec![("Q".to_string(), 0)]);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -2268,6 +2232,21 @@ mod tests {
     type Acked = Vec<(u64, Vec<u8>)>;
 
     /// Appends `m` and waits until it is durable (`flush = sync`).
+    /// Shuts `store` down; a test fails on any error.
+    async fn shut(store: &Store) {
+        store
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("shutdown: {e}"));
+    }
+
+    /// Opens the store of `cfg` again after a shutdown or a simulated crash.
+    async fn reopen(cfg: StoreConfig) -> Store {
+        Store::open(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("reopen: {e}"))
+    }
+
     async fn put_durable(store: &Store, m: &Msg) -> PutResult {
         let r = store
             .put_message(&m.view())
@@ -2390,10 +2369,7 @@ mod tests {
                     "{h:?}"
                 );
             }
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -2436,10 +2412,7 @@ mod tests {
             }
             assert_eq!(store.stats().segments_created, 2, "segment 1 prepared");
             assert!(store.stats().commitlog_durable_offset < seg / 8);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
         let len = std::fs::metadata(&next2)
             .unwrap_or_else(|e| panic!("{}: {e}", next2.display()))
@@ -2510,10 +2483,7 @@ mod tests {
                 s.fdatasync_count
             );
             check(&s);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
             acked
         });
         reopen_and_check_acked(c, acked, move |store| {
@@ -2584,10 +2554,7 @@ mod tests {
                 "the run writes past the zeros"
             );
             assert!(s.zero_fills_stopped >= 1);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
             acked
         });
         reopen_and_check_acked(c, acked, |_| {});
@@ -2597,17 +2564,12 @@ mod tests {
     /// on the reopened store and shuts it down.
     fn reopen_and_check_acked(c: StoreConfig, acked: Acked, also: impl FnOnce(&Store) + 'static) {
         run(async move {
-            let store = Store::open(c)
-                .await
-                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            let store = reopen(c).await;
             for (phys, b) in &acked {
                 assert_eq!(&stored_body(&store, *phys).await, b, "record at {phys}");
             }
             also(&store);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -2652,10 +2614,7 @@ mod tests {
                 last = Some(r);
             }
             let end = last.map_or(0, |r| r.end_physical_offset);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
             let cp = crate::checkpoint::Checkpoint::load(dir.path())
                 .unwrap_or_else(|e| panic!("checkpoint: {e}"))
                 .unwrap_or_else(|| panic!("no checkpoint"));
@@ -2732,10 +2691,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("flush: {e}")));
             assert_eq!(pending(), 0);
             assert_eq!(store.stats().commitlog_durable_offset, second_end);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -2776,10 +2732,7 @@ mod tests {
                 (3..=secs as u64 * 10 + 5).contains(&rounds),
                 "{rounds} derived flush rounds in {secs:.2} s for {n} messages"
             );
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -2805,10 +2758,7 @@ mod tests {
             );
             io::sleep(Duration::from_millis(300)).await;
             assert!(store.stats().commitlog_durable_offset >= r.end_physical_offset);
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
 
             // By bytes: the interval is an hour, the threshold 64 KiB.
             let c = StoreConfig {
@@ -2850,10 +2800,7 @@ mod tests {
                 store.stats().commitlog_durable_offset,
                 last.end_physical_offset
             );
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -2872,13 +2819,8 @@ mod tests {
                     store.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
                 }
             }
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
-            let store = Store::open(c)
-                .await
-                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            shut(&store).await;
+            let store = reopen(c).await;
             let mut out = Vec::new();
             let mut off = 0;
             loop {
@@ -2889,10 +2831,7 @@ mod tests {
                 out.extend(records(&chunk_bytes(&g.chunks)));
                 off = g.next_begin_offset;
             }
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
             out
         })
     }
@@ -2947,16 +2886,11 @@ mod tests {
                 }
                 all_bytes.push(got);
             }
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
             (all_bytes, last.map_or(0, |r| r.end_physical_offset))
         });
         run(async {
-            let store = Store::open(c)
-                .await
-                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            let store = reopen(c).await;
             assert_eq!(store.stats().commitlog_end_offset, end);
             for q in 0..3 {
                 let mut got = Vec::new();
@@ -2977,10 +2911,7 @@ mod tests {
                     bytes_before[q as usize].len()
                 );
             }
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -3070,10 +3001,7 @@ mod tests {
                 r3.physical_offset, t2,
                 "appended right after the retried record"
             );
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -3124,23 +3052,15 @@ mod tests {
                 .unwrap_or_else(|e| panic!("flush after fault cleared: {e}"));
             assert!(store.stats().commitlog_durable_offset >= r2.end_physical_offset);
             let _r3 = put_durable(&store, &m).await;
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
         run(async {
-            let store = Store::open(c)
-                .await
-                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            let store = reopen(c).await;
             let g = store.get_messages("D", 0, 0, 32, u32::MAX, &all);
             assert_eq!(g.msg_count, 3);
             let recs = records(&chunk_bytes(&g.chunks));
             assert!(recs.iter().all(|r| r.2 == body(1, 100)));
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 
@@ -3179,10 +3099,7 @@ mod tests {
                 store.put_message(&big.view()),
                 Err(StoreError::MessageTooLarge { .. })
             ));
-            store
-                .shutdown()
-                .await
-                .unwrap_or_else(|e| panic!("shutdown: {e}"));
+            shut(&store).await;
         });
     }
 }
