@@ -81,6 +81,9 @@ pub struct Writer {
     /// End of the last record that ends at or below the block boundary under `appended_end`
     /// (kept per append: two compares, no memory).
     record_end_below_block: u64,
+    /// End of what the writes of the sealed chunks cover (the end offset at open: that part
+    /// is on file already).
+    sealed_cover: u64,
     /// `record_end_below_block` when the active chunk opened: everything below the active
     /// chunk's base that is whole records ends here (the durable point of a flush that writes
     /// only the sealed chunks).
@@ -147,6 +150,7 @@ impl Writer {
             blank_count: 0,
             record_end_below_block: base,
             record_end_at_active_base: base,
+            sealed_cover: end_offset,
             pool,
         }
     }
@@ -303,12 +307,17 @@ impl Writer {
     }
 
     /// Moves the active chunk to the pending queue if it holds appended data.
+    /// At a flush point also a chunk that holds only the copy of a partial block that no
+    /// sealed write covers (its predecessor was sealed before that block): the records ending
+    /// in it must reach the file.
     fn seal_active(&mut self, how: Seal) -> bool {
-        if self.active.end() <= self.active.data_start {
+        let no_data = self.active.end() <= self.active.data_start;
+        if no_data && (how == Seal::BeforePartialBlock || self.sealed_cover >= self.active.end()) {
             return false;
         }
         let partial = !self.active.end().is_multiple_of(IO_ALIGNMENT);
-        self.active.buf.seal(how != Seal::BeforePartialBlock);
+        let write_len = self.active.buf.seal(how != Seal::BeforePartialBlock);
+        self.sealed_cover = self.sealed_cover.max(self.active.base + write_len as u64);
         self.active.overlaps_next = how == Seal::FlushPoint && partial;
         self.active.records_end = if how == Seal::BeforePartialBlock {
             self.record_end_below_block
@@ -323,7 +332,7 @@ impl Writer {
     /// Opens a new active chunk at the block holding `appended_end`, with room for at least
     /// `need` bytes after the copied partial block.
     fn open_chunk(&mut self, need: usize) {
-        if self.active.end() <= self.active.data_start {
+        if self.active.end() <= self.active.data_start && !self.active.buf.is_sealed() {
             // The active chunk holds no appended data (nothing to write): drop it from the cache.
             self.cache.remove_newest(&self.active.buf);
         }
@@ -469,6 +478,49 @@ mod tests {
         }
         ends.push(placed.offset + len as u64);
         placed
+    }
+
+    /// An append that seals the full chunk and then fails to encode leaves an open chunk that
+    /// holds only the copy of the partial block the sealed chunk stops before. The next whole
+    /// flush must still write that block: before the fix it sealed nothing there, its target
+    /// (the appended end) passed the written end, and the flusher's "durable target past the
+    /// written end" assertion fired.
+    #[test]
+    fn a_failed_append_after_a_full_chunk_leaves_nothing_unwritten_at_the_next_flush() {
+        crate::io::block_on(async {
+            let mut w = test_writer(1 << 20, 16 * 1024);
+            let mut ends = vec![0u64];
+            // 16 KiB chunks: 100 B records fill one with a record ending mid-block.
+            while w.room_in_chunk() >= 100 {
+                append_record(&mut w, 100, 5, &mut ends);
+            }
+            let end = w.appended_end();
+            assert!(
+                !end.is_multiple_of(IO_ALIGNMENT),
+                "end {end} on a block edge"
+            );
+            let failed = w
+                .append(100, |_, _| Err::<(), &str>("encode failed"))
+                .unwrap_or_else(|e| panic!("append: {e}"));
+            assert_eq!(failed, Err("encode failed"));
+            assert_eq!(w.appended_end(), end);
+            assert_eq!(w.pending_len(), 1, "the full chunk was sealed");
+            assert_eq!(w.seal_for_flush(true), end);
+            let mut written_to = 0;
+            while let Some(c) = w.next_pending() {
+                written_to = c.base + c.buf.write_len() as u64;
+                w.pop_written();
+            }
+            assert!(
+                written_to >= end,
+                "writes end at {written_to}, records at {end}"
+            );
+            assert_eq!(w.written_end(), end);
+            // Nothing is written twice at the next flush.
+            assert_eq!(w.seal_for_flush(true), end);
+            assert_eq!(w.pending_len(), 0);
+        })
+        .unwrap_or_else(|e| panic!("executor: {e}"));
     }
 
     /// A flush that leaves the open chunk alone makes durable exactly the records that end at
