@@ -2855,6 +2855,58 @@ mod tests {
         }
     }
 
+    /// `write_chunk_bytes` is the largest chunk write also when messages may be bigger: 1 KiB
+    /// messages in 16 KiB chunks under a 256 KiB message limit are written in chunks of at
+    /// most 16 KiB (the limit used to be raised to the largest record plus a block, 260 KiB
+    /// here), and one 200 KiB message still goes out whole, in a chunk of its own.
+    #[test]
+    fn write_chunk_bytes_bounds_every_chunk_write_below_the_message_limit() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = StoreConfig {
+            write_chunk_bytes: 16 * 1024,
+            flush_interval_ms: 60_000,
+            ..cfg(dir.path())
+        };
+        run(async {
+            let store = Store::open(c.clone())
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let before = store.stats();
+            let mut bytes = 0;
+            for i in 0..1000 {
+                let m = Msg::new("C", 0, body(i, 1024), "t", "k");
+                let r = store
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put: {e}"));
+                bytes += r.end_physical_offset - r.physical_offset;
+            }
+            store.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
+            let small = store.stats();
+            let writes = small.chunk_writes - before.chunk_writes;
+            let written = small.bytes_written - before.bytes_written;
+            assert!(
+                written >= bytes,
+                "{written} B written for {bytes} B appended"
+            );
+            assert!(
+                written <= writes * 16 * 1024,
+                "{writes} chunk writes sent {written} B: some chunk was over 16 KiB"
+            );
+            let big = Msg::new("C", 0, body(7, 200 * 1024), "t", "k");
+            let r = store
+                .put_message(&big.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            store.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
+            let after = store.stats();
+            assert!(
+                after.bytes_written - small.bytes_written
+                    >= r.end_physical_offset - r.physical_offset
+            );
+            assert_eq!(stored_body(&store, r.physical_offset).await, big.body);
+            shut(&store).await;
+        });
+    }
+
     #[test]
     fn reopen_after_clean_shutdown_reads_back_byte_for_byte() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));

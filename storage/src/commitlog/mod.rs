@@ -187,9 +187,8 @@ impl CommitLog {
         };
         let limits = WriterLimits {
             segment_size: seg_size,
-            chunk_max_bytes: cfg
-                .write_chunk_bytes
-                .max(cfg.max_record_bytes() + IO_ALIGNMENT as usize),
+            // A record bigger than this gets a chunk of its own size (`Writer::append`).
+            chunk_max_bytes: cfg.write_chunk_bytes,
             max_unflushed_bytes: cfg.max_unflushed_bytes,
             tail_cache_bytes: cfg.tail_cache_bytes,
             pool_bytes: cfg.write_pool_bytes,

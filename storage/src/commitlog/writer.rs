@@ -480,6 +480,44 @@ mod tests {
         placed
     }
 
+    /// `chunk_max_bytes` bounds every chunk, whatever the largest record could be; a record
+    /// bigger than the limit gets a chunk of its own size, and chunks after it are back within
+    /// the limit. (The limit used to be raised to the largest record the config allowed, so
+    /// with 4 MiB messages no chunk below ~4 MiB could be configured.)
+    #[test]
+    fn chunks_stay_within_the_limit_and_a_bigger_record_gets_its_own() {
+        crate::io::block_on(async {
+            let limit = 64 * 1024;
+            let mut w = test_writer(1 << 20, limit);
+            let mut ends = vec![0u64];
+            let mut big = 0;
+            for i in 0..600u64 {
+                let len = if i % 150 == 75 { 100 * 1024 } else { 900 };
+                append_record(&mut w, len, 9, &mut ends);
+                if i % 40 == 39 {
+                    w.seal_for_flush(true);
+                }
+                while let Some(c) = w.next_pending() {
+                    let data = (c.end() - c.data_start) as usize;
+                    if data >= 100 * 1024 {
+                        big += 1;
+                        assert!(c.buf.capacity() <= 100 * 1024 + 2 * IO_ALIGNMENT as usize);
+                    } else {
+                        assert!(
+                            c.buf.capacity() <= limit,
+                            "chunk at {} holds {data} B in {} B",
+                            c.base,
+                            c.buf.capacity()
+                        );
+                    }
+                    w.pop_written();
+                }
+            }
+            assert_eq!(big, 4, "each 100 KiB record in a chunk of its own");
+        })
+        .unwrap_or_else(|e| panic!("executor: {e}"));
+    }
+
     /// An append that seals the full chunk and then fails to encode leaves an open chunk that
     /// holds only the copy of the partial block the sealed chunk stops before. The next whole
     /// flush must still write that block: before the fix it sealed nothing there, its target
