@@ -22,6 +22,8 @@ fn main() {
     let mut cfg = StoreConfig::new(tmp.path().join("store"));
     // RAMJET_HUGE_PAGES=1: transparent huge pages for buffers and tables (`StoreConfig::huge_pages`).
     cfg.huge_pages = std::env::var("RAMJET_HUGE_PAGES").as_deref() == Ok("1");
+    // RAMJET_DISABLE_THP=1: transparent huge pages off for the process (`StoreConfig::disable_thp`).
+    cfg.disable_thp = std::env::var("RAMJET_DISABLE_THP").as_deref() == Ok("1");
     cfg.segment_size_bytes = segment_mib << 20;
     cfg.flush = FlushMode::Sync;
     // RAMJET_PREALLOCATE=zero|fallocate|none overrides how segments are prepared.

@@ -167,6 +167,23 @@ pub struct StoreConfig {
     /// the prefault thread, which shares the shards' CPUs (see `prefault::set_huge_pages` for
     /// what that cost). Process-wide: the last store opened decides.
     pub huge_pages: bool,
+    /// Turn transparent huge pages off for the whole process when the store opens
+    /// (`prctl(PR_SET_THP_DISABLE)`), whatever `/sys/kernel/mm/transparent_hugepage/enabled`
+    /// says. `huge_pages = false` only skips the `MADV_HUGEPAGE` advice: on a host with THP
+    /// `always` every 2 MiB-aligned stretch of fresh memory is still zeroed in one page fault,
+    /// also on the shard thread itself (glibc touching fresh arena memory when a write
+    /// buffer is allocated: 78 % of the samples in the shard's runs over 2 ms in session 27,
+    /// up to 14.5 ms per run). Off by default because it is not a clear win everywhere
+    /// (perf/results/session27-2026-12-07.md, 2-vCPU guest, alternating runs):
+    /// - e2e at 265k msg/s: p99 1.0-9.7 ms with it (4 of 5 rounds under 4.1 ms), 6.2-28.6
+    ///   ms without.
+    /// - 100 B batch-100 produce: 3.32-3.40 M vs 3.19-3.35 M msg/s.
+    /// - 4 KiB sync store: median ratio to fio 0.748 vs 0.737.
+    /// - 1 KiB sync at 92k msg/s: p99 1.95-2.07 vs 1.58-1.93 ms, p99.9 6.5-17.7 vs 3.1-4.8
+    ///   ms (worse).
+    ///
+    /// Process-wide and one-way: once a store of the process turned it off, THP stays off.
+    pub disable_thp: bool,
     /// Recent CommitLog bytes kept in memory for reads (evicted by size, oldest first; data not
     /// yet written is never evicted and counts toward `max_unflushed_bytes` instead).
     pub tail_cache_bytes: u64,
@@ -289,6 +306,7 @@ impl Default for StoreConfig {
             write_pool_bytes: 128 * 1024 * 1024,
             write_pool_preallocate_bytes: 16 * 1024 * 1024,
             huge_pages: false,
+            disable_thp: false,
             tail_cache_bytes: 256 * 1024 * 1024,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_batch_bytes: DEFAULT_MAX_MESSAGE_BYTES + RECORD_OVERHEAD_MAX_BYTES,

@@ -54,6 +54,26 @@ pub fn set_huge_pages(on: bool) {
     HUGE_PAGES.store(on, Ordering::Relaxed);
 }
 
+/// Turns transparent huge pages off for the whole process (`StoreConfig::disable_thp`): from
+/// now on every page fault of the process maps a 4 KiB page. Pages already huge stay so.
+pub fn disable_process_thp() -> std::io::Result<()> {
+    // SAFETY: PR_SET_THP_DISABLE with arg2 = 1 sets a flag on the calling process's memory
+    // descriptor; the remaining arguments must be zero. It reads and writes no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether transparent huge pages are off for this process (`PR_GET_THP_DISABLE`).
+#[cfg(test)]
+pub(crate) fn process_thp_disabled() -> bool {
+    // SAFETY: PR_GET_THP_DISABLE takes no pointer and only returns the flag (0 or 1).
+    let rc = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+    rc == 1
+}
+
 /// [`advise_huge`] for any live allocation `[start, start + len)` (write buffers too): only
 /// the whole 2 MiB pages inside it are advised. Nothing while huge pages are off
 /// ([`set_huge_pages`]).

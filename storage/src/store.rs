@@ -204,6 +204,11 @@ impl Store {
     pub async fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         cfg.validate()?;
         crate::prefault::set_huge_pages(cfg.huge_pages);
+        if cfg.disable_thp {
+            if let Err(e) = crate::prefault::disable_process_thp() {
+                tracing::warn!(error = %e, "transparent huge pages could not be turned off for the process (store.disable_thp)");
+            }
+        }
         std::fs::create_dir_all(&cfg.dir)
             .map_err(|e| StoreError::io("creating store directory", &cfg.dir, e))?;
         io::warm_up(&cfg.dir).await?;
@@ -2853,6 +2858,30 @@ mod tests {
         for (i, r) in direct.iter().enumerate() {
             assert_eq!((r.0, &r.2), (i as i64, &body(i, 100 + i * 13)));
         }
+    }
+
+    /// `disable_thp` turns transparent huge pages off for the process as the store opens
+    /// (`PR_GET_THP_DISABLE` reads 1 afterwards), and the store works as usual. The flag is
+    /// process-wide and one-way, so this only checks the state after the open.
+    #[test]
+    fn disable_thp_turns_transparent_huge_pages_off_for_the_process() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let c = StoreConfig {
+            disable_thp: true,
+            ..cfg(dir.path())
+        };
+        run(async {
+            let store = Store::open(c.clone())
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            assert!(crate::prefault::process_thp_disabled());
+            let m = Msg::new("T", 0, body(1, 3000), "t", "k");
+            let r = store
+                .put_message(&m.view())
+                .unwrap_or_else(|e| panic!("put: {e}"));
+            assert_eq!(stored_body(&store, r.physical_offset).await, m.body);
+            shut(&store).await;
+        });
     }
 
     /// `write_chunk_bytes` is the largest chunk write also when messages may be bigger: 1 KiB

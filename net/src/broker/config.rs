@@ -206,6 +206,9 @@ pub struct StoreSection {
     pub write_pool_preallocate_bytes: Option<u64>,
     /// Transparent huge pages for tables and write buffers (`StoreConfig::huge_pages`).
     pub huge_pages: bool,
+    /// Transparent huge pages off for the whole broker process, whatever the host's THP
+    /// setting (`StoreConfig::disable_thp`).
+    pub disable_thp: bool,
     /// How a new CommitLog segment is prepared: "zero" (written with zeros ahead of use: the
     /// cheapest fdatasync, but every byte reaches the disk twice), "fallocate" (extents
     /// reserved, each byte written once; a durable write converts extents), "none", or
@@ -270,6 +273,7 @@ impl Default for StoreSection {
             write_pool_bytes: 128 * 1024 * 1024,
             write_pool_preallocate_bytes: None,
             huge_pages: false,
+            disable_thp: false,
             preallocate: "auto".into(),
             sync_pipeline: true,
             derived_catch_up_lag_bytes: 8 << 30,
@@ -673,7 +677,10 @@ mod tests {
         c.store.zero_fill_max_append_rate_bytes = 77 << 20;
         c.store.flusher_latency_us = 750;
         c.store.sync_group_max_bytes = 3 << 20;
+        assert!(!crate::broker::shard::store_config(&c, "/tmp/x".into()).disable_thp);
+        c.store.disable_thp = true;
         let sc = crate::broker::shard::store_config(&c, "/tmp/x".into());
+        assert!(sc.disable_thp);
         assert_eq!(sc.sync_group_max_bytes, 3 << 20);
         assert_eq!(sc.derived_catch_up_lag_bytes, 123 << 20);
         assert_eq!(sc.zero_fill_max_append_rate, 77 << 20);

@@ -152,6 +152,7 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         write_pool_bytes: s.write_pool_bytes,
         write_pool_preallocate_bytes: s.pool_preallocate_bytes(),
         huge_pages: s.huge_pages,
+        disable_thp: s.disable_thp,
         sync_pipeline: s.sync_pipeline,
         derived_catch_up_lag_bytes: s.derived_catch_up_lag_bytes,
         zero_fill_max_append_rate: s.zero_fill_max_append_rate_bytes,
