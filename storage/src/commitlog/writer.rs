@@ -367,12 +367,13 @@ impl Writer {
 
     /// Prepares a flush: seals the active chunk if it holds appended data (opening the next
     /// one) and sizes future chunks after this cycle's volume. Returns the offset the flush
-    /// will make durable. With `whole == false` the active chunk stays open when it is under
-    /// half full and sealed chunks wait to be written; then only those are written, and the
-    /// flush makes durable the whole records below the active chunk's base.
+    /// will make durable. With `whole == false` the active chunk stays open while it is under
+    /// half full, whether or not sealed chunks wait to be written; then only those are
+    /// written (if any), and the flush makes durable the whole records below the active
+    /// chunk's base.
     pub fn seal_for_flush(&mut self, whole: bool) -> u64 {
         let fill = self.active.end() - self.active.base;
-        if !whole && !self.pending.is_empty() && fill < (self.active.buf.capacity() / 2) as u64 {
+        if !whole && fill < (self.active.buf.capacity() / 2) as u64 {
             debug_assert!(self.record_end_at_active_base <= self.active.base);
             return self.record_end_at_active_base;
         }
@@ -557,6 +558,32 @@ mod tests {
             // Nothing is written twice at the next flush.
             assert_eq!(w.seal_for_flush(true), end);
             assert_eq!(w.pending_len(), 0);
+        })
+        .unwrap_or_else(|e| panic!("executor: {e}"));
+    }
+
+    /// A byte-threshold flush (`whole == false`) leaves an active chunk under half full open
+    /// also when nothing sealed waits, so its buffer is not trimmed (a buffer trimmed below
+    /// half is freed, and the pool restocks fresh memory); a whole flush seals it.
+    #[test]
+    fn a_partial_flush_keeps_an_under_half_chunk_open_with_nothing_sealed() {
+        crate::io::block_on(async {
+            let mut w = test_writer(1 << 20, 64 * 1024);
+            let mut ends = vec![0u64];
+            for _ in 0..3 {
+                append_record(&mut w, 1000, 1, &mut ends);
+            }
+            assert_eq!(w.pending_len(), 0);
+            assert!(
+                w.active.buf.capacity() >= 6000,
+                "{}",
+                w.active.buf.capacity()
+            );
+            let target = w.seal_for_flush(false);
+            assert_eq!(w.pending_len(), 0, "an under-half chunk was sealed");
+            assert_eq!(target, 0, "nothing below the open chunk's base");
+            assert_eq!(w.seal_for_flush(true), 3000);
+            assert_eq!(w.pending_len(), 1);
         })
         .unwrap_or_else(|e| panic!("executor: {e}"));
     }
