@@ -458,6 +458,21 @@ mod tests {
         Writer::new(limits, 0, &[])
     }
 
+    /// Runs `f` with a writer from [`test_writer`] and the record-end list that
+    /// [`append_record`] fills (starting at 0), on an executor: write buffers need one.
+    fn with_writer(
+        segment_size: u64,
+        chunk_max_bytes: usize,
+        f: impl FnOnce(&mut Writer, &mut Vec<u64>),
+    ) {
+        crate::io::block_on(async move {
+            let mut w = test_writer(segment_size, chunk_max_bytes);
+            let mut ends = vec![0u64];
+            f(&mut w, &mut ends);
+        })
+        .unwrap_or_else(|e| panic!("executor: {e}"));
+    }
+
     /// The next value of a small linear congruential generator (test input, not randomness).
     fn next_seed(seed: u64) -> u64 {
         seed.wrapping_mul(6364136223846793005)
@@ -487,14 +502,12 @@ mod tests {
     /// with 4 MiB messages no chunk below ~4 MiB could be configured.)
     #[test]
     fn chunks_stay_within_the_limit_and_a_bigger_record_gets_its_own() {
-        crate::io::block_on(async {
-            let limit = 64 * 1024;
-            let mut w = test_writer(1 << 20, limit);
-            let mut ends = vec![0u64];
+        let limit = 64 * 1024;
+        with_writer(1 << 20, limit, |w, ends| {
             let mut big = 0;
             for i in 0..600u64 {
                 let len = if i % 150 == 75 { 100 * 1024 } else { 900 };
-                append_record(&mut w, len, 9, &mut ends);
+                append_record(w, len, 9, ends);
                 if i % 40 == 39 {
                     w.seal_for_flush(true);
                 }
@@ -515,8 +528,7 @@ mod tests {
                 }
             }
             assert_eq!(big, 4, "each 100 KiB record in a chunk of its own");
-        })
-        .unwrap_or_else(|e| panic!("executor: {e}"));
+        });
     }
 
     /// An append that seals the full chunk and then fails to encode leaves an open chunk that
@@ -526,12 +538,10 @@ mod tests {
     /// written end" assertion fired.
     #[test]
     fn a_failed_append_after_a_full_chunk_leaves_nothing_unwritten_at_the_next_flush() {
-        crate::io::block_on(async {
-            let mut w = test_writer(1 << 20, 16 * 1024);
-            let mut ends = vec![0u64];
+        with_writer(1 << 20, 16 * 1024, |w, ends| {
             // 16 KiB chunks: 100 B records fill one with a record ending mid-block.
             while w.room_in_chunk() >= 100 {
-                append_record(&mut w, 100, 5, &mut ends);
+                append_record(w, 100, 5, ends);
             }
             let end = w.appended_end();
             assert!(
@@ -558,8 +568,7 @@ mod tests {
             // Nothing is written twice at the next flush.
             assert_eq!(w.seal_for_flush(true), end);
             assert_eq!(w.pending_len(), 0);
-        })
-        .unwrap_or_else(|e| panic!("executor: {e}"));
+        });
     }
 
     /// A byte-threshold flush (`whole == false`) leaves an active chunk under half full open
@@ -567,11 +576,9 @@ mod tests {
     /// half is freed, and the pool restocks fresh memory); a whole flush seals it.
     #[test]
     fn a_partial_flush_keeps_an_under_half_chunk_open_with_nothing_sealed() {
-        crate::io::block_on(async {
-            let mut w = test_writer(1 << 20, 64 * 1024);
-            let mut ends = vec![0u64];
+        with_writer(1 << 20, 64 * 1024, |w, ends| {
             for _ in 0..3 {
-                append_record(&mut w, 1000, 1, &mut ends);
+                append_record(w, 1000, 1, ends);
             }
             assert_eq!(w.pending_len(), 0);
             assert!(
@@ -584,17 +591,14 @@ mod tests {
             assert_eq!(target, 0, "nothing below the open chunk's base");
             assert_eq!(w.seal_for_flush(true), 3000);
             assert_eq!(w.pending_len(), 1);
-        })
-        .unwrap_or_else(|e| panic!("executor: {e}"));
+        });
     }
 
     /// A flush that leaves the open chunk alone makes durable exactly the records that end at
     /// or below that chunk's base: never a point inside a record, never past the base.
     #[test]
     fn partial_flush_target_is_the_last_record_end_below_the_open_chunk() {
-        crate::io::block_on(async {
-            let mut w = test_writer(1 << 20, 64 * 1024);
-            let mut ends = vec![0u64];
+        with_writer(1 << 20, 64 * 1024, |w, ends| {
             let mut seed = 12345u64;
             let mut targets = 0;
             for i in 0..20_000u64 {
@@ -605,7 +609,7 @@ mod tests {
                 } else {
                     40 + (seed >> 33) as usize % 400
                 };
-                append_record(&mut w, len, 7, &mut ends);
+                append_record(w, len, 7, ends);
                 if (seed >> 20).is_multiple_of(61) {
                     let t = w.seal_for_flush(false);
                     assert!(
@@ -628,8 +632,7 @@ mod tests {
             }
             eprintln!("partial flushes: {targets}");
             assert!(targets >= 3, "only {targets} partial flushes");
-        })
-        .unwrap_or_else(|e| panic!("executor: {e}"));
+        });
     }
 
     /// Every sealed chunk knows how far its write makes whole records durable (what a write
@@ -639,9 +642,7 @@ mod tests {
     /// not fit, at segment ends and at flush points all occur.
     #[test]
     fn each_sealed_chunk_makes_a_record_end_durable() {
-        crate::io::block_on(async {
-            let mut w = test_writer(256 * 1024, 16 * 1024);
-            let mut ends = vec![0u64];
+        with_writer(256 * 1024, 16 * 1024, |w, ends| {
             let mut seed = 99u64;
             let (mut partial, mut rolls, mut flush_points) = (0, 0, 0);
             let mut last_durable = 0u64;
@@ -652,7 +653,7 @@ mod tests {
                 } else {
                     30 + (seed >> 33) as usize % 700
                 };
-                if append_record(&mut w, len, 3, &mut ends).rolled {
+                if append_record(w, len, 3, ends).rolled {
                     rolls += 1;
                 }
                 if !(seed >> 24).is_multiple_of(97) {
@@ -692,7 +693,6 @@ mod tests {
                 "chunks: {partial} cut before a partial block, {flush_points} whole; {rolls} rolls"
             );
             assert!(partial >= 3 && flush_points >= 3 && rolls >= 3);
-        })
-        .unwrap_or_else(|e| panic!("executor: {e}"));
+        });
     }
 }
