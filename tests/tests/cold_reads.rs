@@ -1,6 +1,7 @@
 //! Pull answers of data that is only on disk: with `broker.cold_reads_off_shard` (the default)
 //! the ranges not in the page cache are read on the blocking thread first and counted in
-//! `ramjet.coldReads`; without it the shard sends them as before. Either way every message
+//! `ramjet.coldReads`, and the kernel is asked to read ahead of what goes out
+//! (`ramjet.readAheads`); without it the shard sends them as before. Either way every message
 //! comes back byte for byte, in order.
 //!
 //! The CommitLog is written with O_DIRECT (the default `io_mode`), which leaves nothing in the
@@ -36,8 +37,8 @@ fn kernel_has_cachestat() -> bool {
 }
 
 /// Stores 40 MiB (flush = sync: on disk when acknowledged), pulls it all back from offset 0
-/// and returns `ramjet.coldReads` afterwards.
-fn store_and_pull_back(off_shard: bool) -> u64 {
+/// and returns `ramjet.coldReads` and `ramjet.readAheads` afterwards.
+fn store_and_pull_back(off_shard: bool) -> (u64, u64) {
     let spec = BrokerSpec {
         flush: Flush::Sync,
         broker_toml: format!("cold_reads_off_shard = {off_shard}\n"),
@@ -59,6 +60,7 @@ fn store_and_pull_back(off_shard: bool) -> u64 {
     }
     let before = ops::runtime_counter(&mut c, "ramjet.coldReads");
     assert_eq!(before, 0, "nothing pulled yet");
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.readAheads"), 0);
     let pulled = ops::pull_all(&mut c, "cold_group", TOPIC, 0, 0, Duration::from_secs(60));
     assert_eq!(pulled.len(), BATCHES * PER_BATCH, "every message pulled");
     for (i, m) in pulled.iter().enumerate() {
@@ -71,13 +73,20 @@ fn store_and_pull_back(off_shard: bool) -> u64 {
         cold_bytes >= cold,
         "cold reads {cold} but only {cold_bytes} bytes"
     );
+    let read_aheads = ops::runtime_counter(&mut c, "ramjet.readAheads");
     broker.stop();
-    cold
+    (cold, read_aheads)
 }
 
 #[test]
 fn data_on_disk_is_read_in_off_the_shard_and_pulled_back_intact() {
-    let cold = store_and_pull_back(true);
+    let (cold, read_aheads) = store_and_pull_back(true);
+    // At least 24 MiB come from the files (40 MiB stored, 16 MiB of tail cache); a window of
+    // 4 MiB is asked for each time half of the last is left: 6 or more asks.
+    assert!(
+        read_aheads >= 6,
+        "only {read_aheads} read-ahead asks for >= 24 MiB read from the files"
+    );
     if kernel_has_cachestat() {
         assert!(
             cold >= 1,
@@ -90,5 +99,5 @@ fn data_on_disk_is_read_in_off_the_shard_and_pulled_back_intact() {
 
 #[test]
 fn with_cold_reads_on_the_shard_nothing_is_read_in_first() {
-    assert_eq!(store_and_pull_back(false), 0);
+    assert_eq!(store_and_pull_back(false), (0, 0));
 }

@@ -168,6 +168,7 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     );
     put("ramjet.coldReads", d.cold_reads.get().to_string());
     put("ramjet.coldReadBytes", d.cold_read_bytes.get().to_string());
+    put("ramjet.readAheads", d.read_aheads.get().to_string());
     put(
         "ramjet.connectionsOpen",
         l.open_connections.get().to_string(),

@@ -292,7 +292,7 @@ impl Future for OutboxRoom<'_> {
 async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery, cold_reads_off_shard: bool) {
     let mut buf = Vec::with_capacity(READ_BUFFER_BYTES);
     let mut pieces = Vec::new();
-    let mut cold = Vec::new();
+    let mut warm = WarmState::default();
     loop {
         let more = TakeOutbox {
             conn: &conn,
@@ -304,7 +304,7 @@ async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery, cold_reads_off_shar
             break;
         }
         if cold_reads_off_shard {
-            read_in_cold_chunks(&pieces, &mut cold, delivery.counters()).await;
+            read_in_cold_chunks(&pieces, &mut warm, delivery.counters()).await;
         }
         let result = write_pending(&mut delivery, &buf, &mut pieces).await;
         pieces.clear();
@@ -317,15 +317,21 @@ async fn writer_loop(conn: Rc<Conn>, mut delivery: Delivery, cold_reads_off_shar
     delivery.close().await;
 }
 
+/// A connection writer's page-cache bookkeeping (see [`super::warm`]): its read-ahead edges and
+/// the reused lists of cold and read-ahead ranges.
+#[derive(Default)]
+struct WarmState {
+    read_ahead: warm::ReadAhead,
+    cold: Vec<warm::ColdRange>,
+    ahead: Vec<warm::ColdRange>,
+}
+
 /// Reads the file chunks of `pieces` that are not in the page cache on the blocking thread
 /// (see [`super::warm`]), so that the sendfile/pread that follows does not wait for the disk on
-/// the shard. A failed read-in is only logged: the write path then reads as before and reports
-/// a real error itself.
-async fn read_in_cold_chunks(
-    pieces: &[Piece],
-    cold: &mut Vec<warm::ColdRange>,
-    counters: &DeliveryCounters,
-) {
+/// the shard, and asks the kernel there to read ahead of the chunks ([`warm::ReadAhead`]):
+/// awaited together with cold reads, else in a task of its own that nothing waits for. A failed
+/// read-in is only logged: the write path then reads as before and reports a real error itself.
+async fn read_in_cold_chunks(pieces: &[Piece], st: &mut WarmState, counters: &DeliveryCounters) {
     let files = pieces.iter().flat_map(|p| match p {
         Piece::Chunks(chunks) => chunks.as_slice(),
         Piece::BytesUpTo(_) => &[],
@@ -334,15 +340,27 @@ async fn read_in_cold_chunks(
         Chunk::File { file, offset, len } => Some((&**file, *offset, u64::from(*len))),
         Chunk::Memory(_) => None,
     });
-    cold.clear();
-    warm::cold_ranges(files, cold);
-    if cold.is_empty() {
+    st.cold.clear();
+    st.ahead.clear();
+    warm::cold_ranges(files, &mut st.read_ahead, &mut st.cold, &mut st.ahead);
+    if !st.ahead.is_empty() {
+        counters
+            .read_aheads
+            .set(counters.read_aheads.get() + st.ahead.len() as u64);
+    }
+    if st.cold.is_empty() {
+        if !st.ahead.is_empty() {
+            let ahead = std::mem::take(&mut st.ahead);
+            runtime::spawn_detached(runtime::blocking(move || warm::advise(&ahead)));
+        }
         return;
     }
-    let ranges = std::mem::take(cold);
-    let (ranges, res) = runtime::blocking(move || {
+    let ranges = std::mem::take(&mut st.cold);
+    let ahead = std::mem::take(&mut st.ahead);
+    let (ranges, ahead, res) = runtime::blocking(move || {
+        warm::advise(&ahead);
         let res = warm::read_in(&ranges);
-        (ranges, res)
+        (ranges, ahead, res)
     })
     .await;
     match res {
@@ -356,8 +374,10 @@ async fn read_in_cold_chunks(
         }
         Err(e) => tracing::warn!(error = %e, "reading cold pull data into the page cache failed"),
     }
-    *cold = ranges;
-    cold.clear();
+    st.cold = ranges;
+    st.cold.clear();
+    st.ahead = ahead;
+    st.ahead.clear();
 }
 
 /// Writes everything the outbox held: plain response bytes and pull responses' record chunks

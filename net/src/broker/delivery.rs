@@ -66,6 +66,9 @@ pub struct DeliveryCounters {
     /// bytes (see `broker::warm`).
     pub cold_reads: Cell<u64>,
     pub cold_read_bytes: Cell<u64>,
+    /// File ranges the kernel was asked to read ahead of what pull answers sent (see
+    /// `broker::warm::ReadAhead`).
+    pub read_aheads: Cell<u64>,
 }
 
 impl DeliveryCounters {

@@ -10,20 +10,30 @@
 //! Before a connection writes responses that carry file chunks, [`cold_ranges`] asks the kernel
 //! how much of each range is cached (`cachestat(2)`: one call per chunk, no I/O, Linux >= 6.5).
 //! Ranges not wholly cached are read on the executor's blocking thread ([`read_in`]: `pread`
-//! into a reused buffer fills the page cache), and the kernel is asked to read the next
-//! [`WARM_AHEAD_BYTES`] of the file ahead (`posix_fadvise(WILLNEED)`), so that the next pulls of
-//! a catch-up find their pages there. Only the connection that needs the cold data waits; the
-//! shard goes on serving the others. Where `cachestat` is missing (older kernels) nothing
-//! changes: chunks go out as before.
+//! into a reused buffer fills the page cache). Only the connection that needs the cold data
+//! waits; the shard goes on serving the others. Where `cachestat` is missing (older kernels)
+//! nothing changes: chunks go out as before.
+//!
+//! Read-ahead ([`ReadAhead`]): each connection remembers, per segment file, how far it has asked
+//! the kernel to read ahead (`posix_fadvise(WILLNEED)`, on the blocking thread). Once a chunk it
+//! sends ends within half of [`WARM_AHEAD_BYTES`] of that edge, it asks for the next window
+//! beyond the chunk, so the disk reads the next window while the consumer takes the current
+//! one. Until session 28 the window was asked for only after a cold range, that is once the
+//! consumer had already caught up with the disk: every window then began with a cold read that
+//! the pull waited for, and the disk sat idle while the window was consumed.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// File bytes after a cold range that the kernel is asked to read ahead.
+/// File bytes past a sent chunk that the kernel is asked to read ahead ([`ReadAhead`]).
 pub const WARM_AHEAD_BYTES: u64 = 4 << 20;
+
+/// Segment files whose read-ahead edge one connection remembers (a catch-up reads one file, two
+/// across a segment boundary; the least recently used entry makes room).
+const READ_AHEAD_FILES: usize = 4;
 
 /// Size of one `pread` of a cold range (the blocking thread's reused buffer).
 const READ_PIECE_BYTES: usize = 256 * 1024;
@@ -125,26 +135,109 @@ pub struct ColdRange {
     pub len: u64,
 }
 
-/// Appends to `out` the ranges of `ranges` that are not wholly cached, each with a duplicated
-/// descriptor. Ranges whose descriptor cannot be duplicated are left to the caller's path (they
-/// read on the shard as before).
+/// Sorts the file chunks a connection is about to send: appends to `cold` the ranges that are not
+/// wholly cached, and to `ahead` the ranges `read_ahead` says the kernel should now read ahead
+/// (see [`ReadAhead::advance`]), each with a duplicated descriptor. Ranges whose descriptor
+/// cannot be duplicated are left out (cold ones then read on the shard as before).
 pub fn cold_ranges<'a>(
     ranges: impl Iterator<Item = (&'a File, u64, u64)>,
-    out: &mut Vec<ColdRange>,
+    read_ahead: &mut ReadAhead,
+    cold: &mut Vec<ColdRange>,
+    ahead: &mut Vec<ColdRange>,
 ) {
     for (file, offset, len) in ranges {
-        if is_cached(file, offset, len) != Some(false) {
-            continue;
+        let is_cold = is_cached(file, offset, len) == Some(false);
+        if is_cold {
+            push_dup(file, offset, len, cold);
         }
-        match file.try_clone() {
-            Ok(file) => out.push(ColdRange { file, offset, len }),
-            Err(e) => tracing::debug!(error = %e, "dup of a segment descriptor failed"),
+        if let Some((at, n)) = read_ahead.advance(file.as_raw_fd(), offset + len, is_cold) {
+            push_dup(file, at, n, ahead);
         }
     }
 }
 
-/// Reads every range into the page cache (blocking: run it on the blocking thread) and asks the
-/// kernel to read [`WARM_AHEAD_BYTES`] past each. Returns the bytes read.
+fn push_dup(file: &File, offset: u64, len: u64, out: &mut Vec<ColdRange>) {
+    match file.try_clone() {
+        Ok(file) => out.push(ColdRange { file, offset, len }),
+        Err(e) => tracing::debug!(error = %e, "dup of a segment descriptor failed"),
+    }
+}
+
+/// One connection's read-ahead edges: per segment file descriptor, the file offset up to which
+/// the kernel has been asked to read ahead. Fixed capacity, no allocation after [`ReadAhead::new`].
+pub struct ReadAhead {
+    /// (descriptor, edge), most recently used first.
+    edges: Vec<(RawFd, u64)>,
+}
+
+impl Default for ReadAhead {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReadAhead {
+    pub fn new() -> ReadAhead {
+        ReadAhead {
+            edges: Vec::with_capacity(READ_AHEAD_FILES),
+        }
+    }
+
+    /// Notes that bytes of the file `fd` up to `end` are about to be sent (`cold`: they were not
+    /// cached, so an edge remembered for the descriptor says nothing: a closed segment's number
+    /// may have been reused). Returns the range `(offset, len)` to ask the kernel to read ahead
+    /// when `end` has come within half a window of the edge: from the edge (or `end`, whichever
+    /// is further) up to `end + WARM_AHEAD_BYTES`, which becomes the new edge.
+    pub fn advance(&mut self, fd: RawFd, end: u64, cold: bool) -> Option<(u64, u64)> {
+        let i = self.edges.iter().position(|&(f, _)| f == fd);
+        let edge = match i {
+            Some(i) => {
+                let e = self.edges.remove(i);
+                if cold {
+                    0
+                } else {
+                    e.1
+                }
+            }
+            None => {
+                if self.edges.len() == READ_AHEAD_FILES {
+                    self.edges.pop();
+                }
+                0
+            }
+        };
+        let want = end + WARM_AHEAD_BYTES;
+        if end + WARM_AHEAD_BYTES / 2 <= edge {
+            self.edges.insert(0, (fd, edge));
+            return None;
+        }
+        let from = edge.max(end);
+        self.edges.insert(0, (fd, want));
+        debug_assert!(self.edges.len() <= READ_AHEAD_FILES);
+        debug_assert!(want > from);
+        Some((from, want - from))
+    }
+}
+
+/// Asks the kernel to read every range ahead into the page cache (`posix_fadvise(WILLNEED)`:
+/// it allocates the pages and submits the reads, so run it on the blocking thread).
+pub fn advise(ranges: &[ColdRange]) {
+    for r in ranges {
+        // SAFETY: posix_fadvise on a descriptor we own; advisory only, the result is ignored
+        // (read-ahead is an optimization).
+        unsafe {
+            libc::posix_fadvise(
+                r.file.as_raw_fd(),
+                r.offset as libc::off_t,
+                r.len as libc::off_t,
+                libc::POSIX_FADV_WILLNEED,
+            );
+        }
+    }
+}
+
+/// Reads every range into the page cache (blocking: run it on the blocking thread). Returns the
+/// bytes read.
 pub fn read_in(ranges: &[ColdRange]) -> io::Result<u64> {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -157,16 +250,6 @@ pub fn read_in(ranges: &[ColdRange]) -> io::Result<u64> {
         let mut total = 0u64;
         for r in ranges {
             let end = r.offset + r.len;
-            // SAFETY: posix_fadvise on a descriptor we own; advisory only, the result is ignored
-            // (readahead is an optimization).
-            unsafe {
-                libc::posix_fadvise(
-                    r.file.as_raw_fd(),
-                    end as libc::off_t,
-                    WARM_AHEAD_BYTES as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                );
-            }
             let mut at = r.offset;
             while at < end {
                 let want = ((end - at) as usize).min(READ_PIECE_BYTES);
@@ -231,10 +314,81 @@ mod tests {
 
     fn cold_list(f: &File) -> Vec<ColdRange> {
         let mut out = Vec::new();
+        let mut ahead = Vec::new();
         cold_ranges(
             [(f, 8192u64, 100_000u64), (f, 500_000, 1)].into_iter(),
+            &mut ReadAhead::new(),
             &mut out,
+            &mut ahead,
+        );
+        // The first chunk asks for a window past itself. The second lies inside that window
+        // and asks only when it is cold (a cold chunk resets the edge).
+        let second_cold = out.iter().any(|r| r.offset == 500_000);
+        let mut want = vec![(108_192, WARM_AHEAD_BYTES)];
+        if second_cold {
+            want.push((500_001, WARM_AHEAD_BYTES));
+        }
+        assert_eq!(
+            ahead.iter().map(|r| (r.offset, r.len)).collect::<Vec<_>>(),
+            want
         );
         out
+    }
+
+    const W: u64 = WARM_AHEAD_BYTES;
+
+    /// A file's first chunk asks for a window past it; chunks that end more than half a window
+    /// before the edge ask nothing; the first that ends within half a window asks for what lies
+    /// between the edge and a window past its end.
+    #[test]
+    fn read_ahead_asks_for_the_next_window_once_half_the_last_is_left() {
+        let mut ra = ReadAhead::new();
+        assert_eq!(ra.advance(7, 1000, false), Some((1000, W)));
+        let edge = 1000 + W;
+        assert_eq!(ra.advance(7, 5000, false), None);
+        assert_eq!(
+            ra.advance(7, edge - W / 2, false),
+            None,
+            "exactly half left"
+        );
+        let end = edge - W / 2 + 1;
+        assert_eq!(ra.advance(7, end, false), Some((edge, end + W - edge)));
+        assert_eq!(ra.advance(7, end + 1, false), None);
+        // A chunk past the edge (the consumer outran the disk) asks from its own end.
+        let far = end + 3 * W;
+        assert_eq!(ra.advance(7, far, false), Some((far, W)));
+    }
+
+    /// A cold chunk means the remembered edge was wrong (e.g. a reused descriptor number): it
+    /// asks for a window past itself whatever the edge said.
+    #[test]
+    fn a_cold_chunk_resets_the_edge() {
+        let mut ra = ReadAhead::new();
+        assert_eq!(ra.advance(3, 10 * W, false), Some((10 * W, W)));
+        assert_eq!(ra.advance(3, 4096, false), None, "far behind the edge");
+        assert_eq!(ra.advance(3, 4096, true), Some((4096, W)));
+        assert_eq!(ra.advance(3, 8192, false), None);
+    }
+
+    /// Edges are kept per descriptor, for the most recently used few; a file pushed out starts
+    /// over with a window past its next chunk.
+    #[test]
+    fn read_ahead_edges_are_per_file_and_bounded() {
+        let mut ra = ReadAhead::new();
+        for fd in 0..READ_AHEAD_FILES as RawFd {
+            assert_eq!(ra.advance(fd, 100, false), Some((100, W)));
+        }
+        for fd in 0..READ_AHEAD_FILES as RawFd {
+            assert_eq!(ra.advance(fd, 200, false), None, "file {fd} remembered");
+        }
+        assert_eq!(ra.advance(99, 100, false), Some((100, W)));
+        assert_eq!(ra.edges.len(), READ_AHEAD_FILES);
+        // Descriptor 0 was the least recently used: forgotten.
+        assert_eq!(ra.advance(0, 300, false), Some((300, W)));
+        assert_eq!(
+            ra.advance(99, 300, false),
+            None,
+            "the newcomer is remembered"
+        );
     }
 }
