@@ -372,7 +372,7 @@ impl SegmentReader {
 /// zeros), and left it all in the page cache: memory nobody reads, and every O_DIRECT chunk
 /// write into that range had to invalidate cached pages first. Measured with
 /// `examples/sync_loop` on a prewritten 1 GiB segment (perf/results/session28-2026-12-07.md):
-/// 518-746 MB of the segment cached after the store opened, now 1 MiB; the open (the scan)
+/// 518-746 MB of the segment cached after the store opened, now none; the open (the scan)
 /// took 1.54-1.66 s instead of 1.66-1.99 s; the appenders' rate did not move beyond noise.
 fn drop_cached(file: &File, pos: u64, len: u64) {
     if len > 0 {
@@ -395,6 +395,15 @@ fn advise(file: &File, pos: u64, len: u64, advice: libc::c_int) {
             advice,
             "posix_fadvise on a segment during recovery failed"
         );
+    }
+}
+
+impl Drop for SegmentReader {
+    /// The whole file once more: a window's drop covers only the pages wholly inside it, and
+    /// the page cache may hold a large folio (up to 2 MiB) across two windows. Those stayed
+    /// (2 MiB of every 4 MiB window) until the file was dropped whole.
+    fn drop(&mut self) {
+        advise(&self.file, 0, 0, libc::POSIX_FADV_DONTNEED);
     }
 }
 
