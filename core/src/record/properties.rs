@@ -146,6 +146,42 @@ pub fn get<'a>(props: &'a [u8], name: &str) -> Option<&'a [u8]> {
     found
 }
 
+/// The values of several properties in one pass (each as [`get`] would give it: the last
+/// occurrence, non-empty). Names must be non-empty and free of separators. The send path reads
+/// `TAGS`, `TRAN_MSG` and `DELAY` of every message this way instead of scanning three times.
+pub fn get_many<'a, const N: usize>(props: &'a [u8], names: [&str; N]) -> [Option<&'a [u8]>; N] {
+    let mut found = [None; N];
+    // The callers pass constant names: checked in debug builds (the tests) only.
+    for n in names {
+        debug_assert!(
+            !n.is_empty() && !n.contains(['\u{1}', '\u{2}']),
+            "property name {n:?} is empty or holds a separator"
+        );
+    }
+    let mut rest = props;
+    while !rest.is_empty() {
+        let (segment, next) = match memchr::memchr(PROPERTY_SEPARATOR, rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = next;
+        for (slot, name) in found.iter_mut().zip(names) {
+            let name = name.as_bytes();
+            if segment.len() > name.len()
+                && segment[name.len()] == NAME_VALUE_SEPARATOR
+                && segment.starts_with(name)
+            {
+                let value = &segment[name.len() + 1..];
+                if !value.is_empty() {
+                    *slot = Some(value);
+                }
+                break;
+            }
+        }
+    }
+    found
+}
+
 /// The value of property `name` as UTF-8 text; `None` when absent or not UTF-8.
 pub fn get_str<'a>(props: &'a [u8], name: &str) -> Option<&'a str> {
     get(props, name).and_then(|v| core::str::from_utf8(v).ok())
@@ -306,6 +342,19 @@ mod get_matches_the_pair_split {
             name in "[AB]{0,3}",
         ) {
             prop_assert_eq!(get(&props, &name), reference(&props, &name));
+        }
+
+        /// `get_many` finds, in one pass, what `get` finds name by name.
+        #[test]
+        fn get_many_agrees_with_get(
+            props in proptest::collection::vec(prop_oneof![Just(1u8), Just(2u8), Just(b'A'), Just(b'B'), any::<u8>()], 0..64),
+            a in "[AB]{1,3}",
+            b in "[AB]{1,3}",
+            c in "[AB]{1,3}",
+        ) {
+            prop_assume!(a != b && b != c && a != c);
+            let got = get_many(&props, [a.as_str(), b.as_str(), c.as_str()]);
+            prop_assert_eq!(got, [get(&props, &a), get(&props, &b), get(&props, &c)]);
         }
     }
 
