@@ -289,6 +289,10 @@ pub struct StoreConfig {
     /// for 0.94 GB); on this disk they are cheap (session 21: fio with an fdatasync every 2 MiB
     /// kept its bandwidth). perf/results/session23-2026-12-06.md.
     pub sync_group_max_bytes: u64,
+    /// Delay of each level in ms, index 0 = level 1 (RocketMQ `messageDelayLevel`, parsed by
+    /// [`crate::schedule::parse_delay_levels`]). Recovery rebuilds the due times of scheduled
+    /// messages from it, so it must not change while scheduled messages wait.
+    pub delay_levels_ms: Vec<u64>,
 }
 
 impl Default for StoreConfig {
@@ -324,6 +328,10 @@ impl Default for StoreConfig {
             zero_fill_max_append_rate: DEFAULT_ZERO_FILL_MAX_APPEND_RATE,
             flusher_latency_us: DEFAULT_FLUSHER_LATENCY_US,
             sync_group_max_bytes: DEFAULT_SYNC_GROUP_MAX_BYTES,
+            delay_levels_ms: crate::schedule::parse_delay_levels(
+                crate::schedule::DEFAULT_DELAY_LEVELS,
+            )
+            .expect("the default delay levels parse"),
             max_transfer_bytes_in_memory: 256 * 1024,
             max_transfer_count_in_memory: 32,
             max_transfer_bytes_on_disk: 64 * 1024,
@@ -356,6 +364,18 @@ impl StoreConfig {
     /// Checks the relations between fields; says which one is wrong and why.
     pub fn validate(&self) -> Result<(), StoreError> {
         let bad = |field: &'static str, reason: String| Err(StoreError::Config { field, reason });
+        if self.delay_levels_ms.is_empty()
+            || self.delay_levels_ms.len() > crate::schedule::MAX_DELAY_LEVELS
+        {
+            return bad(
+                "delay_levels_ms",
+                format!(
+                    "{} levels; between 1 and {}",
+                    self.delay_levels_ms.len(),
+                    crate::schedule::MAX_DELAY_LEVELS
+                ),
+            );
+        }
         if self.segment_size_bytes == 0 || !self.segment_size_bytes.is_multiple_of(IO_ALIGNMENT) {
             return bad(
                 "segment_size_bytes",

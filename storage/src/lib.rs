@@ -31,6 +31,7 @@ pub mod latency;
 mod prefault;
 pub mod recovery;
 pub mod retention;
+pub mod schedule;
 pub mod store;
 
 pub use commitlog::{Chunk, TailSlice};

@@ -1179,7 +1179,7 @@ fn recover(
         if dispatch_error.is_some() {
             return;
         }
-        if let Err(e) = redispatch(queues, index, view, offset) {
+        if let Err(e) = redispatch(queues, index, view, offset, &cfg.delay_levels_ms) {
             dispatch_error = Some(e.to_string());
         }
     })
@@ -1211,13 +1211,21 @@ fn redispatch(
     index: &mut IndexService,
     view: &RecordView<'_>,
     offset: u64,
+    delay_levels_ms: &[u64],
 ) -> Result<(), StoreError> {
     let props = view.properties();
     let topic = view.topic();
     if sysflag::is_dispatched(view.sys_flag()) {
-        let tags_code =
+        // A scheduled message's unit holds its due time (as the broker stored it), not a tag.
+        let scheduled = if topic == crate::schedule::SCHEDULE_TOPIC {
+            crate::schedule::scheduled_tags_code(delay_levels_ms, props, view.store_timestamp())
+        } else {
+            None
+        };
+        let tags_code = scheduled.unwrap_or_else(|| {
             ramjet_core::record::properties::get(props, ramjet_core::record::properties::TAGS)
-                .map_or(0, ramjet_core::record::tag_hash_bytes);
+                .map_or(0, ramjet_core::record::tag_hash_bytes)
+        });
         queues.put(
             topic,
             view.queue_id(),
@@ -1487,6 +1495,17 @@ impl Store {
             GetStatus::NoMatchedMessage
         };
         r
+    }
+
+    /// The ConsumeQueue unit at `offset` of (topic, queue): where its record lies and its tags
+    /// code (for a scheduled message, its due time); `None` outside the stored range.
+    pub fn queue_unit(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+    ) -> Option<crate::consumequeue::CqEntry> {
+        self.inner.queues.borrow().get(topic, queue_id, offset)
     }
 
     /// Lowest queue offset still stored.
