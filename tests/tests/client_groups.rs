@@ -94,6 +94,21 @@ async fn wait_total(seen: &[Seen], n: usize) -> usize {
     total(seen)
 }
 
+/// The queues of `topic` once the name server has a route for it (bounded by [`WAIT`]).
+async fn queues_when_routed(producer: &Producer, topic: &str) -> Vec<MessageQueue> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match producer.queues(topic).await {
+            Ok(q) if !q.is_empty() => return q,
+            r => assert!(
+                Instant::now() < deadline,
+                "no route for {topic} within {WAIT:?}: {r:?}"
+            ),
+        }
+        transport::sleep(STEP).await;
+    }
+}
+
 /// The queues assigned across `consumers`, with how many consumers hold each.
 fn assignment(consumers: &[&PushConsumer]) -> BTreeMap<MessageQueue, usize> {
     let mut m = BTreeMap::new();
@@ -171,6 +186,9 @@ fn clustering_group_covers_every_queue_once_and_rebalances_when_a_member_leaves(
         let (c1, s1) = start_recording(new_client(&namesrv), consumer_config(GROUP, TOPIC)).await;
         let (c2, s2) = start_recording(new_client(&namesrv), consumer_config(GROUP, TOPIC)).await;
         let (c3, s3) = start_recording(new_client(&namesrv), consumer_config(GROUP, TOPIC)).await;
+        // The group's retry topic (created by the members' heartbeats) is shared out too.
+        let mut all = all;
+        all.extend(queues_when_routed(&producer, &format!("%RETRY%{GROUP}")).await);
         let three = wait_exact_cover(&[&c1, &c2, &c3], &all).await;
 
         let first: Vec<String> = (0..FIRST).map(|i| format!("first-{i}")).collect();
@@ -209,7 +227,16 @@ fn clustering_group_covers_every_queue_once_and_rebalances_when_a_member_leaves(
     })
     .unwrap_or_else(|e| panic!("client executor: {e}"));
     let (all, three, first, first_seen, two, second, survivors, s3_late) = out;
-    assert_eq!(all.len(), QUEUES as usize, "subscribable queues: {all:?}");
+    assert_eq!(
+        all.iter().filter(|q| q.topic == TOPIC).count(),
+        QUEUES as usize,
+        "subscribable queues: {all:?}"
+    );
+    assert_eq!(
+        all.len(),
+        QUEUES as usize + 1,
+        "the retry topic's queue: {all:?}"
+    );
     assert_exact_cover(&three, &all, "three consumers");
     let first_seen: Vec<Seen> = first_seen
         .into_iter()

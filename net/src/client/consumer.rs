@@ -9,6 +9,9 @@
 //! Offsets are committed every 5 s and at shutdown: to the broker (clustering) or to a local
 //! file (broadcasting). A handler returning [`ConsumeResult::ReconsumeLater`] sends the message
 //! back to the broker for retry (clustering) or retries it locally after 1 s (broadcasting).
+//! A clustering consumer also consumes its group's retry topic `%RETRY%<group>` (as the Java
+//! client does): the broker delivers sent-back messages there after their delay, and the
+//! handler sees them with their original topic (`RETRY_TOPIC`) and reconsume count.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -49,6 +52,9 @@ const PULL_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 const FLOW_CONTROL_BACKOFF: Duration = Duration::from_millis(20);
 /// Pause of a pull task while its process queue is over the limits.
 const FLOW_CONTROL_PAUSE: Duration = Duration::from_millis(50);
+
+/// Prefix of a consumer group's retry topic (`%RETRY%<group>`).
+pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 
 /// A consumed message (decoded from the stored record the broker sent).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -603,6 +609,8 @@ struct PushInner {
     client: Client,
     cfg: PushConsumerConfig,
     sub: Subscription,
+    /// `%RETRY%<group>`, `*` (clustering only).
+    retry_sub: Option<Subscription>,
     handler: MessageHandler,
     offsets: RefCell<OffsetTable>,
     local_file: Option<LocalOffsetFile>,
@@ -627,6 +635,8 @@ impl PushConsumer {
         handler: MessageHandler,
     ) -> Result<PushConsumer, ClientError> {
         let sub = Subscription::new(cfg.topic.clone(), &cfg.expression);
+        let retry_sub = (cfg.model == MessageModel::Clustering)
+            .then(|| Subscription::new(format!("{RETRY_GROUP_TOPIC_PREFIX}{}", cfg.group), "*"));
         let local_file = (cfg.model == MessageModel::Broadcasting)
             .then(|| LocalOffsetFile::new(&cfg.offset_dir, client.client_id(), &cfg.group));
         let mut offsets = OffsetTable::new();
@@ -642,6 +652,7 @@ impl PushConsumer {
             client: client.clone(),
             cfg,
             sub,
+            retry_sub,
             handler,
             offsets: RefCell::new(offsets),
             local_file,
@@ -694,7 +705,10 @@ impl PushConsumer {
         let cfg = &self.inner.cfg;
         let mut subs = vec![self.inner.sub.to_data()];
         if cfg.model == MessageModel::Clustering {
-            subs.push(Subscription::new(format!("%RETRY%{}", cfg.group), "*").to_data());
+            subs.push(
+                Subscription::new(format!("{RETRY_GROUP_TOPIC_PREFIX}{}", cfg.group), "*")
+                    .to_data(),
+            );
         }
         HeartbeatData {
             client_id: self.inner.client.client_id().to_string(),
@@ -765,6 +779,18 @@ impl PushConsumer {
         let client = &self.inner.client;
         let route = client.route(&cfg.topic).await?;
         let all = subscribe_queues(&cfg.topic, &route);
+        // The retry topic's queues, allocated on their own as the Java client does (its route
+        // appears once a broker has seen this group's heartbeat).
+        let retry_all = match &self.inner.retry_sub {
+            Some(rs) => match client.route(&rs.topic).await {
+                Ok(r) => subscribe_queues(&rs.topic, &r),
+                Err(e) => {
+                    tracing::debug!(topic = %rs.topic, error = %e, "no route for the retry topic yet");
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
         let mine = match cfg.model {
             MessageModel::Broadcasting => all,
             MessageModel::Clustering => {
@@ -787,7 +813,11 @@ impl PushConsumer {
                     // The broker has not seen our heartbeat yet: consume alone for now.
                     ids.push(client.client_id().to_string());
                 }
-                cfg.strategy.allocate(client.client_id(), &ids, &all)
+                let mut mine = cfg.strategy.allocate(client.client_id(), &ids, &all);
+                if !retry_all.is_empty() {
+                    mine.extend(cfg.strategy.allocate(client.client_id(), &ids, &retry_all));
+                }
+                mine
             }
         };
         self.bump(|s| s.rebalances += 1);
@@ -834,12 +864,30 @@ impl PushConsumer {
         };
         match stored {
             Some(o) if o >= 0 => Ok(o),
+            // A retry queue without an offset starts at its beginning, except for a group
+            // that starts at a timestamp (then at its end), as the Java client does.
+            _ if self.is_retry(mq) => match cfg.consume_from {
+                ConsumeFrom::Timestamp(_) => self.inner.client.max_offset(mq).await,
+                ConsumeFrom::Last | ConsumeFrom::First => Ok(0),
+            },
             _ => start_offset(&self.inner.client, mq, cfg.consume_from).await,
         }
     }
 
+    fn is_retry(&self, mq: &MessageQueue) -> bool {
+        self.inner
+            .retry_sub
+            .as_ref()
+            .is_some_and(|rs| rs.topic == mq.topic)
+    }
+
     async fn pull_loop(self, mq: MessageQueue, pq: Rc<ProcessQueue>, mut offset: i64) {
         let cfg = self.inner.cfg.clone();
+        let retry = self.is_retry(&mq);
+        let sub = match (&self.inner.retry_sub, retry) {
+            (Some(rs), true) => rs.clone(),
+            _ => self.inner.sub.clone(),
+        };
         while !pq.dropped.get() && !self.inner.stopped.get() {
             if pq.over_limit(&cfg) {
                 pq.flow_control_pauses.set(pq.flow_control_pauses.get() + 1);
@@ -858,7 +906,7 @@ impl PushConsumer {
                 .pull(
                     &cfg.group,
                     &mq,
-                    &self.inner.sub,
+                    &sub,
                     offset,
                     PullOptions::new(cfg.pull_batch)
                         .suspend(cfg.suspend)
@@ -869,12 +917,20 @@ impl PushConsumer {
                 break;
             }
             match r {
-                Ok(res) => {
+                Ok(mut res) => {
                     match res.status {
                         PullStatus::Found => {
+                            if retry {
+                                // The handler sees a retried message under its own topic.
+                                for m in &mut res.messages {
+                                    if let Some(t) = m.property(prop::RETRY_TOPIC) {
+                                        m.topic = t.to_string();
+                                    }
+                                }
+                            }
                             let n = res.messages.len() as u64;
                             let bytes: usize = res.messages.iter().map(|m| m.body.len()).sum();
-                            pq.msgs.borrow_mut().extend(res.messages);
+                            pq.msgs.borrow_mut().extend(res.messages.drain(..));
                             pq.wake_consumer();
                             pq.bytes.set(pq.bytes.get() + bytes);
                             self.bump(|s| s.pulled += n);
