@@ -89,6 +89,8 @@ pub struct Pulled {
     pub born_timestamp: i64,
     pub store_timestamp: i64,
     pub store_host: SocketAddr,
+    pub born_host: SocketAddr,
+    pub reconsume_times: i32,
     pub body: Vec<u8>,
     pub properties: Vec<u8>,
 }
@@ -181,6 +183,8 @@ pub fn decode_pull_body(body: &[u8]) -> Result<Vec<Pulled>, String> {
             born_timestamp: view.born_timestamp(),
             store_timestamp: view.store_timestamp(),
             store_host: view.store_host(),
+            born_host: view.born_host(),
+            reconsume_times: view.reconsume_times(),
             body: view.body().to_vec(),
             properties: view.properties().to_vec(),
         });

@@ -36,6 +36,7 @@ pub mod request {
     pub const GET_MAX_OFFSET: i32 = 30;
     pub const GET_MIN_OFFSET: i32 = 31;
     pub const HEART_BEAT: i32 = 34;
+    pub const CONSUMER_SEND_MSG_BACK: i32 = 36;
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
     pub const SEND_MESSAGE_V2: i32 = 310;

@@ -1,6 +1,7 @@
 //! The project's Rust client's consumer-group features against the real broker binary:
 //! clustering rebalance covers every queue exactly once (also after a member leaves),
-//! broadcasting delivers everything to everyone, and committed offsets survive a restart.
+//! broadcasting delivers everything to everyone, committed offsets survive a restart, and a
+//! message the handler asks to see again comes back through the group's retry topic.
 //!
 //! A producer surviving the loss of one broker is in `failover.rs` (separate broker processes).
 
@@ -338,4 +339,88 @@ fn committed_offsets_survive_a_consumer_restart() {
         "restarted consumer must see only the new messages: {second_seen:?}"
     );
     assert_eq!(as_set(&second_seen), as_set(&new));
+}
+
+#[test]
+fn a_message_consumed_later_comes_back_through_the_retry_topic() {
+    const TOPIC: &str = "e2e_groups_retry";
+    const GROUP: &str = "e2e_groups_rg";
+    // Level 3 (the first retry's) is 1 s here.
+    let spec = BrokerSpec {
+        broker_toml: "message_delay_level = \"1s 1s 1s 1s\"\nschedule_check_ms = 20\n".into(),
+        ..BrokerSpec::default()
+    };
+    let broker = Broker::start(spec);
+    let mut c =
+        Conn::connect(broker.shard_addr(0)).unwrap_or_else(|e| panic!("connect to shard 0: {e}"));
+    let r = ops::create_topic(&mut c, TOPIC, 2).unwrap_or_else(|e| panic!("create: {e}"));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    ops::wait_route(broker.namesrv_addr(), TOPIC, 1, WAIT);
+    let namesrv = broker.namesrv();
+    // (body, topic seen by the handler, reconsume count, ms since the first delivery)
+    type Delivery = (String, String, i32, u128);
+    let deliveries = block_on(None, async move {
+        let producer = Producer::new(new_client(&namesrv), ProducerConfig::new("e2e_groups_pg"));
+        let seen: Rc<RefCell<Vec<Delivery>>> = Rc::new(RefCell::new(Vec::new()));
+        let first_at: Rc<RefCell<Option<Instant>>> = Rc::new(RefCell::new(None));
+        let (s, f) = (seen.clone(), first_at.clone());
+        let consumer = PushConsumer::start(
+            new_client(&namesrv),
+            consumer_config(GROUP, TOPIC),
+            Rc::new(move |m| {
+                let body = String::from_utf8_lossy(&m.body).into_owned();
+                let t0 = *f.borrow_mut().get_or_insert_with(Instant::now);
+                s.borrow_mut().push((
+                    body.clone(),
+                    m.topic.clone(),
+                    m.reconsume_times,
+                    t0.elapsed().as_millis(),
+                ));
+                // "flaky" fails its first delivery only.
+                if body == "flaky" && m.reconsume_times == 0 {
+                    ConsumeResult::ReconsumeLater
+                } else {
+                    ConsumeResult::Success
+                }
+            }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("start consumer: {e}"));
+        send_bodies(
+            &producer,
+            TOPIC,
+            &["steady".to_string(), "flaky".to_string()],
+        )
+        .await;
+        let deadline = Instant::now() + WAIT;
+        while seen.borrow().len() < 3 && Instant::now() < deadline {
+            transport::sleep(STEP).await;
+        }
+        transport::sleep(QUIET).await;
+        let stats = consumer.stats();
+        let _ = consumer.shutdown().await;
+        assert_eq!(stats.reconsume_later, 1, "{stats:?}");
+        let out = seen.borrow().clone();
+        out
+    })
+    .unwrap_or_else(|e| panic!("client executor: {e}"));
+    let mut by_body: BTreeMap<String, Vec<(String, i32, u128)>> = BTreeMap::new();
+    for (b, t, n, ms) in deliveries {
+        by_body.entry(b).or_default().push((t, n, ms));
+    }
+    assert_eq!(by_body["steady"].len(), 1, "{by_body:?}");
+    let flaky = &by_body["flaky"];
+    assert_eq!(
+        flaky.len(),
+        2,
+        "delivered once, then once more from the retry topic: {by_body:?}"
+    );
+    assert_eq!((flaky[0].0.as_str(), flaky[0].1), (TOPIC, 0));
+    // The retry: under its original topic, counted, after the level's delay.
+    assert_eq!((flaky[1].0.as_str(), flaky[1].1), (TOPIC, 1));
+    assert!(
+        flaky[1].2 >= flaky[0].2 + 900,
+        "retried after {} ms",
+        flaky[1].2 - flaky[0].2
+    );
 }

@@ -76,6 +76,15 @@ pub struct BrokerSection {
     /// Queue count of the `TBW102` template (and cap of auto-created topics).
     pub default_topic_queue_nums: u32,
     pub auto_create_subscription_group: bool,
+    /// Delay of each level, RocketMQ's `messageDelayLevel` syntax (`"1s 5s 10s 30s 1m ..."`):
+    /// a send with property `DELAY` = n waits level n's delay in `SCHEDULE_TOPIC_XXXX`.
+    pub message_delay_level: String,
+    /// Times a consumer group's message is sent back for retry before it goes to
+    /// `%DLQ%<group>`, when the send-back request names no limit (RocketMQ's group
+    /// `retryMaxTimes`).
+    pub retry_max_times: i32,
+    /// How often the schedule service checks a delay level whose next message is not yet due.
+    pub schedule_check_ms: u64,
     /// Largest frame accepted from a client (length prefix included).
     pub max_frame_bytes: u32,
     /// Largest message body accepted by a send.
@@ -128,6 +137,9 @@ impl Default for BrokerSection {
             auto_create_topic: true,
             default_topic_queue_nums: 8,
             auto_create_subscription_group: true,
+            message_delay_level: ramjet_storage::schedule::DEFAULT_DELAY_LEVELS.into(),
+            retry_max_times: 16,
+            schedule_check_ms: 100,
             max_frame_bytes: 16 * 1024 * 1024,
             max_message_bytes: 4 * 1024 * 1024,
             max_batch_messages: 10_000,
@@ -391,6 +403,27 @@ impl Config {
                 "broker.read_coalesce_us",
                 self.broker.read_coalesce_us.to_string(),
                 "expected 0 (off) to 10000 microseconds",
+            );
+        }
+        if ramjet_storage::schedule::parse_delay_levels(&self.broker.message_delay_level).is_err() {
+            return inv(
+                "broker.message_delay_level",
+                self.broker.message_delay_level.clone(),
+                "expected 1 to 64 delays with a unit (s, m, h or d) separated by spaces, e.g. \"1s 5s 10s 30s 1m\"",
+            );
+        }
+        if self.broker.retry_max_times < 0 {
+            return inv(
+                "broker.retry_max_times",
+                self.broker.retry_max_times.to_string(),
+                "must be 0 or more",
+            );
+        }
+        if !(1..=60_000).contains(&self.broker.schedule_check_ms) {
+            return inv(
+                "broker.schedule_check_ms",
+                self.broker.schedule_check_ms.to_string(),
+                "expected 1..=60000 (milliseconds)",
             );
         }
         if self.broker.max_frame_bytes < 1024 {

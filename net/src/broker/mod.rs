@@ -16,6 +16,7 @@ pub mod persist;
 pub mod pull;
 pub mod queries;
 pub mod register;
+pub mod schedule;
 pub mod send;
 pub mod server;
 pub mod shard;

@@ -14,6 +14,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use ramjet_core::record::properties::PropertiesBuilder;
 use ramjet_core::record::{
     decode_batch, offset_msg_id, properties, tag_hash_bytes, MessageToStore, OffsetMsgId,
 };
@@ -21,11 +22,14 @@ use ramjet_core::remoting::headers::{SendMessageRequestHeader, SendMessageRespon
 use ramjet_core::remoting::{
     decode_frame, CommandView, FrameDecode, FrameHead, ResponseCode, SerializeType,
 };
+use ramjet_storage::schedule::{level_of, SCHEDULE_TOPIC};
 use ramjet_storage::{FlushMode, StoreError};
 
 use super::conn::Conn;
 use super::shard::{Broker, ShardCounters};
-use super::topics::{SendTopic, NOT_ALLOWED_SEND_TOPICS, PERM_WRITE};
+use super::topics::{
+    SendTopic, DLQ_PREFIX, NOT_ALLOWED_SEND_TOPICS, PERM_READ, PERM_WRITE, RETRY_PREFIX,
+};
 
 /// Maps a store error to RocketMQ's response code (spec §7.1 step 9).
 pub fn store_error_code(e: &StoreError) -> i32 {
@@ -188,7 +192,12 @@ fn send_once(
         );
     }
     let props = h.properties.unwrap_or("").as_bytes();
-    if properties::get_str(props, properties::TRAN_MSG) == Some("true") {
+    // One pass over the properties for what the send path reads of every message.
+    let [tags_value, tran_msg, delay_value] = properties::get_many(
+        props,
+        [properties::TAGS, properties::TRAN_MSG, properties::DELAY],
+    );
+    if tran_msg == Some(b"true") {
         return fail(
             ResponseCode::NO_PERMISSION,
             &format!(
@@ -197,19 +206,73 @@ fn send_once(
             ),
         );
     }
+    let reconsume_times = h.reconsume_times.unwrap_or(0);
+    let levels = &b.store.config().delay_levels_ms;
+    // A retry that reached its group's limit goes to the group's dead-letter queue, undelayed
+    // (spec §7.1 step 5; the client's own fallback when a send-back failed).
+    let mut dlq = String::new();
+    let (mut store_topic, mut store_queue) = (h.topic, queue_id);
+    let mut delay = None;
+    if !batch {
+        if let Some(group) = h.topic.strip_prefix(RETRY_PREFIX) {
+            let max = h
+                .max_reconsume_times
+                .unwrap_or(b.cfg.broker.retry_max_times);
+            if reconsume_times >= max {
+                dlq = format!("{DLQ_PREFIX}{group}");
+                match b.topics.ensure(&dlq, 1, PERM_READ | PERM_WRITE) {
+                    Ok((_, created)) => {
+                        if created {
+                            b.registrar.request_now();
+                        }
+                    }
+                    Err(e) => return fail(ResponseCode::SYSTEM_ERROR, &e.to_string()),
+                }
+                (store_topic, store_queue) = (dlq.as_str(), 0);
+            }
+        }
+        if dlq.is_empty() {
+            delay = delay_value.and_then(|v| level_of(levels, v));
+        }
+    } else if delay_value.and_then(|v| level_of(levels, v)).is_some() {
+        return fail(
+            ResponseCode::MESSAGE_ILLEGAL,
+            "delay level is not supported for batch messages",
+        );
+    }
+    // A delayed message waits in SCHEDULE_TOPIC_XXXX, queue level - 1, its real topic and
+    // queue in its properties, its unit's tags code the time it is due (spec §7.5).
+    let mut scheduled = PropertiesBuilder::new();
+    let (mut store_props, mut tags) = (props, tags_value.map_or(0, tag_hash_bytes));
+    if let Some(level) = delay {
+        match super::schedule::schedule_target(
+            levels,
+            level,
+            h.topic,
+            queue_id,
+            props,
+            &mut scheduled,
+        ) {
+            Ok((q, due)) => {
+                (store_topic, store_queue, store_props, tags) =
+                    (SCHEDULE_TOPIC, q, scheduled.as_bytes(), due);
+            }
+            Err(e) => return fail(ResponseCode::MESSAGE_ILLEGAL, &e.to_string()),
+        }
+    }
     let template = MessageToStore {
-        topic: h.topic,
-        queue_id,
+        topic: store_topic,
+        queue_id: store_queue,
         flag: h.flag,
         body: req.body,
-        properties: props,
+        properties: store_props,
         sys_flag: h.sys_flag,
         born_timestamp: h.born_timestamp,
         born_host: conn.peer(),
         store_host: b.addr,
-        reconsume_times: h.reconsume_times.unwrap_or(0),
+        reconsume_times,
         prepared_transaction_offset: 0,
-        tags_code: tags_code(props),
+        tags_code: tags,
     };
     // Offsets of every stored record (for the batch's msgId list): ASCII bytes, made a string
     // once per batch rather than validated per id.

@@ -49,6 +49,11 @@ pub enum ShardError {
         shard: usize,
         source: super::offsets::OffsetsError,
     },
+    #[error("shard {shard}: {source}")]
+    Schedule {
+        shard: usize,
+        source: super::schedule::ScheduleError,
+    },
     #[error("shard {shard}: cannot listen on {addr}: {message} (is another broker running? change broker.base_port)")]
     Bind {
         shard: usize,
@@ -88,6 +93,8 @@ pub struct Broker {
     pub store: Store,
     pub topics: TopicManager,
     pub offsets: OffsetStore,
+    /// Delayed messages and their delivery (`SCHEDULE_TOPIC_XXXX`).
+    pub schedule: super::schedule::Scheduler,
     pub longpoll: LongPollRegistry,
     pub clients: ClientRegistry,
     pub counters: ShardCounters,
@@ -158,6 +165,11 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
         zero_fill_max_append_rate: s.zero_fill_max_append_rate_bytes,
         flusher_latency_us: s.flusher_latency_us,
         sync_group_max_bytes: s.sync_group_max_bytes,
+        // Checked by `Config::validate`; the default stays if it somehow does not parse.
+        delay_levels_ms: ramjet_storage::schedule::parse_delay_levels(
+            &cfg.broker.message_delay_level,
+        )
+        .unwrap_or_else(|_| StoreConfig::default().delay_levels_ms),
         preallocate: match Preallocate::from_name(&s.preallocate) {
             Some(p) => p,
             // "auto": zeros where a sync append waits for the fdatasync (no extent conversion
@@ -227,6 +239,12 @@ impl Broker {
             shard: index,
             source,
         })?;
+        let schedule =
+            super::schedule::Scheduler::open(&config_dir, store.config().delay_levels_ms.clone())
+                .map_err(|source| ShardError::Schedule {
+                shard: index,
+                source,
+            })?;
         let longpoll = LongPollRegistry::new(cfg.broker.max_parked_pulls as usize);
         let lp = longpoll.clone();
         store.set_arrival_listener(Box::new(move |topic, queue, max| {
@@ -244,6 +262,7 @@ impl Broker {
             store,
             topics,
             offsets,
+            schedule,
             longpoll,
             clients: ClientRegistry::default(),
             counters: ShardCounters::default(),
@@ -313,6 +332,7 @@ impl Broker {
         if let Some(c) = &self.read_coalesce {
             tasks.push(runtime::spawn_task(c.clone().run()));
         }
+        tasks.push(runtime::spawn_task(super::schedule::run(self.clone())));
         let reg = runtime::spawn_task(super::register::registration_loop(self.clone()));
         let tick = Duration::from_millis(100);
         let persist_every =
@@ -355,6 +375,9 @@ impl Broker {
             tracing::error!(shard = self.index, error = %e, "persisting topics at shutdown failed");
         }
         super::register::unregister_all(self).await;
+        if let Err(e) = self.schedule.persist(self).await {
+            tracing::error!(shard = self.index, error = %e, "persisting delay offsets at shutdown failed");
+        }
         if let Err(e) = self.store.shutdown().await {
             tracing::error!(shard = self.index, error = %e, "store shutdown failed");
         }
@@ -403,6 +426,7 @@ impl Service for Broker {
             RequestCode::GET_BROKER_RUNTIME_INFO => super::admin::runtime_info(self, conn, req),
             RequestCode::QUERY_MESSAGE => super::admin::query_message(self, conn, req),
             RequestCode::VIEW_MESSAGE_BY_ID => super::admin::view_message(self, conn, req),
+            RequestCode::CONSUMER_SEND_MSG_BACK => super::schedule::send_back(self, conn, req),
             _ => self.not_supported(conn, req),
         }
     }

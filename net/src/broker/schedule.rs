@@ -1,0 +1,544 @@
+//! Delayed messages and consumer retries: the schedule service of one shard, and
+//! CONSUMER_SEND_MSG_BACK (36). Spec §7.4 and §7.5.
+//!
+//! A send with property `DELAY` = level > 0 is stored in `SCHEDULE_TOPIC_XXXX`, queue
+//! `level - 1`, with `REAL_TOPIC` / `REAL_QID` added; its ConsumeQueue unit holds the time it
+//! is due (`ramjet_storage::schedule`). The service walks each level's queue in order and,
+//! once a message is due, stores a copy in its real topic and queue (`DELAY` removed, tags
+//! code recomputed, born time and host, flag, sysflag and reconsume count kept). One queue per
+//! level means every queue is in due order, so a walk stops at the first message not yet due.
+//!
+//! Where each level's walk stands is kept in `config/delayOffset.json`
+//! (`{"offsetTable":{"1":12,...}}`, RocketMQ's file with its keys quoted). It is written only
+//! after the copies below that point are durable, so a crash repeats deliveries (at least
+//! once, as in RocketMQ) but never skips one.
+//!
+//! Send-back: a consumer that failed a message asks the broker to retry it. The broker reads
+//! the record at the given CommitLog offset and stores a copy for `%RETRY%<group>` with the
+//! reconsume count + 1, delayed by level `3 + reconsumeTimes` (or the level asked for); at the
+//! group's limit (`maxReconsumeTimes`, else `broker.retry_max_times`) or with a negative level
+//! the copy goes to `%DLQ%<group>` at once.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ramjet_core::record::{
+    offset_msg_id, properties, properties::PropertiesBuilder, tag_hash_bytes, MessageToStore,
+    RecordView,
+};
+use ramjet_core::remoting::headers::ConsumerSendMsgBackRequestHeader;
+use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode};
+use ramjet_storage::schedule::{delay_level, due_time, SCHEDULE_TOPIC};
+use ramjet_storage::{FlushMode, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::conn::Conn;
+use super::namesrv_host::now_ms;
+use super::persist::{read_optional, PersistError, SnapshotFile};
+use super::shard::{Broker, ShardCounters};
+use super::topics::{DLQ_PREFIX, PERM_READ, PERM_WRITE, RETRY_PREFIX};
+
+/// File name under the shard's `config/` directory (RocketMQ's name).
+pub const DELAY_OFFSETS_FILE: &str = "delayOffset.json";
+
+/// Most messages one level delivers per pass before the others get their turn.
+const MAX_DELIVERIES_PER_PASS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    #[error("delay offset file {path} is corrupt: {reason}")]
+    Corrupt { path: String, reason: String },
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct DelayOffsetFile {
+    #[serde(rename = "offsetTable")]
+    offset_table: BTreeMap<String, i64>,
+}
+
+/// One shard's schedule service state: per level, the next queue offset to deliver.
+pub struct Scheduler {
+    /// Delay per level in ms (index 0 = level 1), the store's table.
+    levels: Vec<u64>,
+    next: RefCell<Vec<i64>>,
+    /// What the file holds.
+    persisted: RefCell<Vec<i64>>,
+    /// CommitLog end of the last delivered copy: durable before `next` may be written.
+    last_end: Cell<u64>,
+    file: SnapshotFile,
+    generation: Cell<u64>,
+    /// Delivered copies since start (`ramjet.scheduleDelivered`).
+    pub delivered: Cell<u64>,
+    /// Send-backs stored for retry / to the DLQ (`ramjet.sendBackRetry`, `ramjet.sendBackDlq`).
+    pub sent_back_retry: Cell<u64>,
+    pub sent_back_dlq: Cell<u64>,
+    /// Rate limit of the "cannot deliver" warnings (a full disk fails every pass).
+    warn: ramjet_core::ratelog::LogEvery,
+}
+
+impl Scheduler {
+    /// Loads `<config_dir>/delayOffset.json` (all levels at 0 when absent).
+    pub fn open(config_dir: &Path, levels: Vec<u64>) -> Result<Scheduler, ScheduleError> {
+        let path = config_dir.join(DELAY_OFFSETS_FILE);
+        let mut next = vec![0i64; levels.len()];
+        if let Some(bytes) = read_optional(&path)? {
+            let corrupt = |reason: String| ScheduleError::Corrupt {
+                path: path.display().to_string(),
+                reason,
+            };
+            let f: DelayOffsetFile =
+                serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+            for (k, v) in f.offset_table {
+                let level: usize = k
+                    .parse()
+                    .map_err(|_| corrupt(format!("key {k:?} is not a delay level")))?;
+                if v < 0 {
+                    return Err(corrupt(format!("level {level}: negative offset {v}")));
+                }
+                match next.get_mut(level.wrapping_sub(1)) {
+                    Some(slot) => *slot = v,
+                    // Levels dropped from the configuration: their messages stay undelivered
+                    // until the level is configured again.
+                    None => tracing::warn!(
+                        level,
+                        offset = v,
+                        levels = levels.len(),
+                        "delay offset file names a level the configuration does not have"
+                    ),
+                }
+            }
+        }
+        Ok(Scheduler {
+            persisted: RefCell::new(next.clone()),
+            next: RefCell::new(next),
+            levels,
+            last_end: Cell::new(0),
+            file: SnapshotFile::new(path),
+            generation: Cell::new(0),
+            delivered: Cell::new(0),
+            sent_back_retry: Cell::new(0),
+            sent_back_dlq: Cell::new(0),
+            warn: ramjet_core::ratelog::LogEvery::default(),
+        })
+    }
+
+    pub fn levels(&self) -> &[u64] {
+        &self.levels
+    }
+
+    /// Next queue offset to deliver of each level (index 0 = level 1).
+    pub fn offsets(&self) -> Vec<i64> {
+        self.next.borrow().clone()
+    }
+
+    fn snapshot(&self) -> (u64, Vec<u8>, Vec<i64>) {
+        let next = self.next.borrow().clone();
+        let f = DelayOffsetFile {
+            offset_table: next
+                .iter()
+                .enumerate()
+                .map(|(i, o)| ((i + 1).to_string(), *o))
+                .collect(),
+        };
+        self.generation.set(self.generation.get() + 1);
+        // A map of strings and integers always serializes.
+        let bytes = serde_json::to_vec_pretty(&f).unwrap_or_default();
+        (self.generation.get(), bytes, next)
+    }
+
+    /// Writes the offsets if they moved, once every copy below them is durable. The write
+    /// runs on a blocking thread.
+    pub async fn persist(&self, b: &Broker) -> Result<(), ScheduleError> {
+        if *self.next.borrow() == *self.persisted.borrow() {
+            return Ok(());
+        }
+        let end = self.last_end.get();
+        let (generation, bytes, next) = self.snapshot();
+        if let Err(e) = b.store.wait_durable(end).await {
+            // Not durable: keep the old offsets on disk (the copies may be redelivered).
+            tracing::warn!(shard = b.index, error = %e, "delay offsets not written: the delivered copies are not durable yet");
+            return Ok(());
+        }
+        let file = self.file.clone();
+        crate::runtime::blocking(move || file.write(generation, &bytes)).await?;
+        *self.persisted.borrow_mut() = next;
+        Ok(())
+    }
+}
+
+/// The schedule service loop of one shard: delivers what is due, persists the offsets every
+/// `broker.offset_persist_interval_ms`, sleeps `broker.schedule_check_ms` when nothing was due.
+pub async fn run(b: Rc<Broker>) {
+    let check = Duration::from_millis(b.cfg.broker.schedule_check_ms.max(1));
+    let persist_every = Duration::from_millis(b.cfg.broker.offset_persist_interval_ms.max(100));
+    let mut last_persist = std::time::Instant::now();
+    loop {
+        let mut busy = false;
+        for level in 1..=b.schedule.levels.len() {
+            busy |= deliver_level(&b, level).await;
+        }
+        if last_persist.elapsed() >= persist_every {
+            last_persist = std::time::Instant::now();
+            if let Err(e) = b.schedule.persist(&b).await {
+                tracing::error!(shard = b.index, error = %e, "persisting delay offsets failed");
+            }
+        }
+        if busy {
+            // More is due: let the shard's other work run, then go on.
+            crate::runtime::yield_now().await;
+        } else {
+            crate::runtime::sleep(check).await;
+        }
+    }
+}
+
+/// Delivers up to [`MAX_DELIVERIES_PER_PASS`] due messages of `level`; returns whether it
+/// stopped at the cap (more may be due).
+async fn deliver_level(b: &Broker, level: usize) -> bool {
+    let s = &b.schedule;
+    let queue_id = (level - 1) as i32;
+    let max = b.store.max_offset(SCHEDULE_TOPIC, queue_id);
+    let min = b.store.min_offset(SCHEDULE_TOPIC, queue_id);
+    let mut offset = s.next.borrow()[level - 1];
+    if offset < min {
+        // Retention removed messages that were never delivered (the store kept them past
+        // their due time only while the files lasted): say so once per pass.
+        tracing::warn!(
+            shard = b.index,
+            level,
+            from = offset,
+            to = min,
+            "scheduled messages removed by retention before delivery"
+        );
+        offset = min;
+    }
+    let mut delivered = 0;
+    while offset < max && delivered < MAX_DELIVERIES_PER_PASS {
+        let Some(unit) = b.store.queue_unit(SCHEDULE_TOPIC, queue_id, offset) else {
+            break;
+        };
+        if unit.is_filler() || unit.size == 0 {
+            offset += 1;
+            continue;
+        }
+        if unit.tags_code > now_ms() {
+            break;
+        }
+        let rec = match b.store.read_record(unit.physical_offset).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(n) = s.warn.due() {
+                    tracing::error!(shard = b.index, level, offset, physical_offset = unit.physical_offset, error = %e, failures = n, "scheduled message unreadable; will retry");
+                }
+                break;
+            }
+        };
+        match deliver_one(b, &rec) {
+            Ok(Some(end)) => {
+                s.last_end.set(end);
+                ShardCounters::add(&s.delivered, 1);
+            }
+            Ok(None) => {
+                tracing::error!(
+                    shard = b.index,
+                    level,
+                    offset,
+                    "scheduled message without a valid REAL_TOPIC / REAL_QID; skipped"
+                );
+            }
+            Err(e) => {
+                if let Some(n) = s.warn.due() {
+                    tracing::warn!(shard = b.index, level, offset, error = %e, failures = n, "scheduled message not delivered yet; will retry");
+                }
+                break;
+            }
+        }
+        offset += 1;
+        delivered += 1;
+    }
+    s.next.borrow_mut()[level - 1] = offset;
+    delivered == MAX_DELIVERIES_PER_PASS
+}
+
+/// Stores the copy of a due scheduled record in its real topic. `Ok(None)`: the record does
+/// not say where it goes.
+fn deliver_one(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
+    let view = RecordView::parse(rec).map_err(StoreError::Record)?;
+    let props = view.properties();
+    let real_topic = properties::get_str(props, properties::REAL_TOPIC);
+    let real_qid = properties::get_str(props, properties::REAL_QID).and_then(|q| q.parse().ok());
+    let (Some(topic), Some(queue_id)) = (real_topic, real_qid) else {
+        return Ok(None);
+    };
+    let mut out = PropertiesBuilder::with_capacity(props.len());
+    out.extend_from(props, &[properties::DELAY])
+        .map_err(StoreError::Record)?;
+    let msg = MessageToStore {
+        topic,
+        queue_id,
+        flag: view.flag(),
+        body: view.body(),
+        properties: out.as_bytes(),
+        sys_flag: view.sys_flag(),
+        born_timestamp: view.born_timestamp(),
+        born_host: view.born_host(),
+        store_host: b.addr,
+        reconsume_times: view.reconsume_times(),
+        prepared_transaction_offset: view.prepared_transaction_offset(),
+        tags_code: properties::get(out.as_bytes(), properties::TAGS).map_or(0, tag_hash_bytes),
+    };
+    let put = b.store.put_message(&msg)?;
+    ShardCounters::add(&b.counters.msgs_put, 1);
+    Ok(Some(put.end_physical_offset))
+}
+
+/// Where a message with `DELAY` goes instead of its topic: the properties with `REAL_TOPIC` /
+/// `REAL_QID` added (replacing any earlier ones), the schedule queue and its due time.
+pub fn schedule_target(
+    levels: &[u64],
+    level: usize,
+    topic: &str,
+    queue_id: i32,
+    props: &[u8],
+    out: &mut PropertiesBuilder,
+) -> Result<(i32, i64), ramjet_core::record::RecordError> {
+    out.clear();
+    out.extend_from(props, &[properties::REAL_TOPIC, properties::REAL_QID])?
+        .push_str(properties::REAL_TOPIC, topic)?
+        .push_str(properties::REAL_QID, &queue_id.to_string())?;
+    Ok(((level - 1) as i32, due_time(levels, level, now_ms())))
+}
+
+/// CONSUMER_SEND_MSG_BACK (36).
+pub fn send_back(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let h: ConsumerSendMsgBackRequestHeader = match req.decode_header() {
+        Ok(h) => h,
+        Err(e) => {
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad request header: {e}"),
+            )
+        }
+    };
+    if h.offset < 0 {
+        return conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!("bad offset {}", h.offset),
+        );
+    }
+    if !b.cfg.broker.auto_create_subscription_group {
+        // Groups exist here only by being created automatically.
+        return conn.respond_error(
+            req,
+            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+            &format!("subscription group not exist, {}", h.group),
+        );
+    }
+    let Some(broker) = b.rc() else { return };
+    let conn = conn.clone();
+    let (st, opaque, oneway) = (req.serialize_type, req.opaque, req.is_oneway());
+    let group = h.group.to_string();
+    let max_times = h
+        .max_reconsume_times
+        .unwrap_or(b.cfg.broker.retry_max_times);
+    let (offset, asked_level) = (h.offset as u64, h.delay_level);
+    let origin_id = h.origin_msg_id.map(str::to_string);
+    // The record may be on file: read it off the request path, as VIEW_MESSAGE_BY_ID does.
+    crate::runtime::spawn_detached(async move {
+        let r = send_back_store(
+            &broker,
+            &group,
+            offset,
+            asked_level,
+            max_times,
+            origin_id.as_deref(),
+        )
+        .await;
+        if oneway {
+            return;
+        }
+        let (code, remark) = match r {
+            Ok(()) => (ResponseCode::SUCCESS, None),
+            Err((code, remark)) => (code, Some(remark)),
+        };
+        let mut head = FrameHead::response(code, opaque);
+        head.remark = remark.as_deref();
+        conn.send_frame(st, &head, &(), &[]);
+    });
+}
+
+/// Stores the retry (or dead-letter) copy of the record at `offset`; errors are (code, remark).
+async fn send_back_store(
+    b: &Broker,
+    group: &str,
+    offset: u64,
+    asked_level: i32,
+    max_times: i32,
+    origin_id: Option<&str>,
+) -> Result<(), (i32, String)> {
+    let sys = |remark: String| (ResponseCode::SYSTEM_ERROR, remark);
+    let rec = b
+        .store
+        .read_record(offset)
+        .await
+        .map_err(|e| sys(format!("look message by offset failed, {offset}: {e}")))?;
+    let view = RecordView::parse(&rec).map_err(|e| sys(format!("bad record at {offset}: {e}")))?;
+    let props = view.properties();
+    let reconsume = view.reconsume_times();
+    let to_dlq = reconsume >= max_times || asked_level < 0;
+    let target = if to_dlq {
+        format!("{DLQ_PREFIX}{group}")
+    } else {
+        format!("{RETRY_PREFIX}{group}")
+    };
+    match b.topics.ensure(&target, 1, PERM_READ | PERM_WRITE) {
+        Ok((_, true)) => {
+            tracing::info!(shard = b.index, topic = %target, "topic created for send-back");
+            b.registrar.request_now();
+        }
+        Ok((_, false)) => {}
+        Err(e) => return Err(sys(format!("cannot create {target}: {e}"))),
+    }
+    // Properties: the original ones, RETRY_TOPIC and ORIGIN_MESSAGE_ID kept where present,
+    // else set; DELAY replaced.
+    let mut base = PropertiesBuilder::with_capacity(props.len() + 96);
+    let bad = |e: ramjet_core::record::RecordError| (ResponseCode::MESSAGE_ILLEGAL, e.to_string());
+    base.extend_from(props, &[properties::DELAY]).map_err(bad)?;
+    if properties::get(props, properties::RETRY_TOPIC).is_none() {
+        base.push_str(properties::RETRY_TOPIC, view.topic())
+            .map_err(bad)?;
+    }
+    if properties::get(props, properties::ORIGIN_MESSAGE_ID).is_none() {
+        let own = offset_msg_id(view.store_host(), view.physical_offset());
+        let id = origin_id.filter(|s| !s.is_empty()).unwrap_or(own.as_str());
+        base.push_str(properties::ORIGIN_MESSAGE_ID, id)
+            .map_err(bad)?;
+    }
+    let levels = b.store.config().delay_levels_ms.clone();
+    let mut sched = PropertiesBuilder::new();
+    let (topic, queue_id, props_out, tags_code) = if to_dlq {
+        let tags = properties::get(base.as_bytes(), properties::TAGS).map_or(0, tag_hash_bytes);
+        (target.as_str(), 0, base.as_bytes(), tags)
+    } else {
+        let level = if asked_level > 0 {
+            asked_level
+        } else {
+            3 + reconsume
+        };
+        base.push_str(properties::DELAY, &level.to_string())
+            .map_err(bad)?;
+        // The level as stored (capped at the highest).
+        let level = delay_level(&levels, base.as_bytes()).unwrap_or(levels.len());
+        let (q, due) = schedule_target(&levels, level, &target, 0, base.as_bytes(), &mut sched)
+            .map_err(bad)?;
+        (SCHEDULE_TOPIC, q, sched.as_bytes(), due)
+    };
+    let msg = MessageToStore {
+        topic,
+        queue_id,
+        flag: view.flag(),
+        body: view.body(),
+        properties: props_out,
+        sys_flag: view.sys_flag(),
+        born_timestamp: view.born_timestamp(),
+        born_host: view.born_host(),
+        store_host: b.addr,
+        reconsume_times: reconsume.saturating_add(1),
+        prepared_transaction_offset: view.prepared_transaction_offset(),
+        tags_code,
+    };
+    let put = b.store.put_message(&msg).map_err(|e| {
+        (
+            super::send::store_error_code(&e),
+            format!("send-back of {offset} not stored: {e}"),
+        )
+    })?;
+    ShardCounters::add(&b.counters.msgs_put, 1);
+    if to_dlq {
+        ShardCounters::add(&b.schedule.sent_back_dlq, 1);
+        tracing::info!(
+            shard = b.index,
+            group,
+            offset,
+            reconsume_times = reconsume,
+            max_times,
+            "message moved to the dead-letter queue"
+        );
+    } else {
+        ShardCounters::add(&b.schedule.sent_back_retry, 1);
+    }
+    if b.store.config().flush == FlushMode::Sync {
+        b.store
+            .wait_durable(put.end_physical_offset)
+            .await
+            .map_err(|e| (ResponseCode::FLUSH_DISK_TIMEOUT, e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_file_round_trips_and_rejects_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Scheduler::open(dir.path(), vec![1000, 2000, 3000]).unwrap();
+        assert_eq!(s.offsets(), [0, 0, 0]);
+        s.next.borrow_mut()[1] = 7;
+        let (g, bytes, _) = s.snapshot();
+        s.file.write(g, &bytes).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(DELAY_OFFSETS_FILE)).unwrap();
+        assert!(text.contains("\"offsetTable\""), "{text}");
+        assert!(text.contains("\"2\": 7"), "{text}");
+        let s = Scheduler::open(dir.path(), vec![1000, 2000, 3000]).unwrap();
+        assert_eq!(s.offsets(), [0, 7, 0]);
+        // Fewer levels configured: the dropped level's offset is not applied anywhere.
+        let s = Scheduler::open(dir.path(), vec![1000]).unwrap();
+        assert_eq!(s.offsets(), [0]);
+        std::fs::write(
+            dir.path().join(DELAY_OFFSETS_FILE),
+            br#"{"offsetTable":{"x":1}}"#,
+        )
+        .unwrap();
+        let e = Scheduler::open(dir.path(), vec![1000]).err().unwrap();
+        assert!(e.to_string().contains("not a delay level"), "{e}");
+        std::fs::write(dir.path().join(DELAY_OFFSETS_FILE), b"{").unwrap();
+        assert!(Scheduler::open(dir.path(), vec![1000]).is_err());
+    }
+
+    #[test]
+    fn schedule_target_replaces_real_topic_and_queue() {
+        let levels = [1000u64, 5000];
+        let mut p = PropertiesBuilder::new();
+        p.push_str("TAGS", "a")
+            .unwrap()
+            .push_str("REAL_TOPIC", "old")
+            .unwrap()
+            .push_str("DELAY", "2")
+            .unwrap();
+        let mut out = PropertiesBuilder::new();
+        let before = now_ms();
+        let (q, due) = schedule_target(&levels, 2, "T", 3, p.as_bytes(), &mut out).unwrap();
+        assert_eq!(q, 1);
+        assert!(due >= before + 5000 && due <= now_ms() + 5000);
+        let o = out.as_bytes();
+        assert_eq!(properties::get_str(o, "REAL_TOPIC"), Some("T"));
+        assert_eq!(properties::get_str(o, "REAL_QID"), Some("3"));
+        assert_eq!(properties::get_str(o, "TAGS"), Some("a"));
+        assert_eq!(properties::get_str(o, "DELAY"), Some("2"));
+        assert_eq!(
+            properties::iter(o)
+                .filter(|(n, _)| *n == b"REAL_TOPIC")
+                .count(),
+            1
+        );
+    }
+}
