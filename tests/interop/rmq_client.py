@@ -11,6 +11,10 @@ Commands:
              message arrived (plus a short quiet period to catch duplicates) or the deadline.
   pull       start a pull consumer, find the topic's queue `queue_id`, pull from `offset` until
              `count` messages arrived, NO_NEW_MSG, or the deadline.
+  retry      like roundtrip (sync sends), but the listener answers RECONSUME_LATER to the first
+             delivery of each body in `fail_first`; collects deliveries until `expected`
+             arrived (plus the quiet period) or the deadline. The client then sends the message
+             back (CONSUMER_SEND_MSG_BACK) and receives it again from %RETRY%<group>.
 
 Bodies are ASCII: the C++ binding reads bodies as NUL-terminated strings.
 """
@@ -23,7 +27,8 @@ import threading
 import time
 import traceback
 
-from rocketmq.client import Message, Producer, PushConsumer, PullConsumer
+from rocketmq.client import Message, Producer, PushConsumer, PullConsumer, RecvMessage
+from rocketmq.exceptions import ffi_check
 from rocketmq.ffi import dll, _CMessageQueue, _CPullStatus
 
 LOG_LEVEL_WARN = 3
@@ -187,6 +192,59 @@ def cmd_roundtrip(args, spec, out):
     consumer.shutdown()
 
 
+def cmd_retry(args, spec, out):
+    deadline = now() + args.deadline_s
+    topic = spec["topic"]
+    fail_first = set(spec["fail_first"])
+    expected = spec["expected"]
+    received = []
+    lock = threading.Lock()
+    enough = threading.Event()
+    started = now()
+
+    # The binding's own wrapper turns a raised exception into CONSUME_SUCCESS (ctypes returns 0
+    # from a callback that raises), so the listener is registered raw: 1 = RECONSUME_LATER.
+    def on_message(_consumer, msg):
+        recv = RecvMessage(msg)
+        info = describe(recv, [])
+        info["retry_topic"] = as_text(recv.get_property("RETRY_TOPIC"))
+        info["at_s"] = now() - started
+        with lock:
+            received.append(info)
+            if len(received) >= expected:
+                enough.set()
+        if info["body"] in fail_first and recv.reconsume_times == 0:
+            return 1
+        return 0
+
+    consumer = PushConsumer(spec["consumer_group"])
+    consumer.set_namesrv_addr(args.namesrv)
+    dll.SetPushConsumerLogPath(consumer._handle, (args.log_dir + "/push.log").encode())
+    dll.SetPushConsumerLogLevel(consumer._handle, LOG_LEVEL_WARN)
+    consumer.set_thread_count(1)
+    ffi_check(dll.Subscribe(consumer._handle, topic.encode(), b"*"))
+    consumer._register_callback(on_message)
+    consumer.start()
+    time.sleep(spec.get("settle_s", 3.0))
+
+    producer = Producer(spec["producer_group"], timeout=3000)
+    producer.set_namesrv_addr(args.namesrv)
+    dll.SetProducerLogPath(producer._handle, (args.log_dir + "/producer.log").encode())
+    dll.SetProducerLogLevel(producer._handle, LOG_LEVEL_WARN)
+    producer.start()
+    errors = []
+    out["sent"] = send_all(producer, topic, spec["messages"], deadline, errors)
+    out["errors"] = errors
+    if not enough.wait(max(0.0, deadline - now())):
+        errors.append("fewer deliveries than expected before the deadline")
+    else:
+        time.sleep(min(spec.get("quiet_s", 1.5), max(0.0, deadline - now())))
+    with lock:
+        out["received"] = list(received)
+    producer.shutdown()
+    consumer.shutdown()
+
+
 def cmd_pull(args, spec, out):
     deadline = now() + args.deadline_s
     topic = spec["topic"]
@@ -243,7 +301,7 @@ def cmd_pull(args, spec, out):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["roundtrip", "pull"])
+    parser.add_argument("command", choices=["roundtrip", "pull", "retry"])
     parser.add_argument("--namesrv", required=True)
     parser.add_argument("--spec", required=True)
     parser.add_argument("--out", required=True)
@@ -257,6 +315,8 @@ def main():
     try:
         if args.command == "roundtrip":
             cmd_roundtrip(args, spec, out)
+        elif args.command == "retry":
+            cmd_retry(args, spec, out)
         else:
             cmd_pull(args, spec, out)
     except Exception:

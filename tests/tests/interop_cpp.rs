@@ -292,3 +292,78 @@ fn cpp_pull_consumer_reads_a_queue_from_an_offset() {
         "NO_NEW_MSG at the end: {out}"
     );
 }
+
+/// The C++ client's push consumer answers RECONSUME_LATER once: the client sends the message
+/// back (CONSUMER_SEND_MSG_BACK), the broker delays it (level 3, 1 s here) into the group's
+/// retry topic, and the client delivers it again with reconsumeTimes 1 under its original
+/// topic. The other message is delivered once.
+#[test]
+fn cpp_consumer_retry_comes_back_after_the_delay() {
+    let spec = BrokerSpec {
+        broker_toml: "message_delay_level = \"1s 1s 1s 1s\"\nschedule_check_ms = 20\n".into(),
+        ..BrokerSpec::default()
+    };
+    let broker = Broker::start(spec);
+    let topic = "e2e_cpp_retry";
+    create_topic_everywhere(&broker, topic, 2);
+    let run = format!("{:08x}", rand::random::<u32>());
+    let flaky = format!("flaky-{run}");
+    let steady = format!("steady-{run}");
+    let spec = json!({
+        "topic": topic,
+        "producer_group": format!("e2e_cpp_rpg_{run}"),
+        "consumer_group": format!("e2e_cpp_rcg_{run}"),
+        "messages": [
+            {"mode": "sync", "body": flaky, "tags": "TagR", "keys": "kr"},
+            {"mode": "sync", "body": steady, "tags": "TagR", "keys": "ks"},
+        ],
+        "fail_first": [flaky],
+        "expected": 3,
+        "settle_s": 3.0,
+        "quiet_s": 1.5,
+    });
+    let work = setup::temp_dir("interop-retry-");
+    let out = interop::run(
+        "retry",
+        &broker.namesrv(),
+        &spec,
+        SCRIPT_DEADLINE,
+        work.path(),
+    );
+    let received = array(&out, "received");
+    let of = |body: &str| -> Vec<&Value> {
+        received
+            .iter()
+            .filter(|r| str_field(r, "body") == body)
+            .collect()
+    };
+    assert_eq!(of(&steady).len(), 1, "{}", interop::compact(&out));
+    let f = of(&flaky);
+    assert_eq!(
+        f.len(),
+        2,
+        "first delivery and one retry: {}",
+        interop::compact(&out)
+    );
+    assert_eq!(int_field(f[0], "reconsume_times"), 0);
+    assert_eq!(int_field(f[1], "reconsume_times"), 1);
+    assert_eq!(
+        str_field(f[1], "topic"),
+        topic,
+        "the retry carries its original topic"
+    );
+    assert_eq!(str_field(f[1], "tags"), "TagR");
+    assert_eq!(str_field(f[1], "keys"), "kr");
+    let waited = f[1]["at_s"].as_f64().unwrap() - f[0]["at_s"].as_f64().unwrap();
+    assert!(
+        waited >= 0.9,
+        "retried {waited:.3} s after the first delivery"
+    );
+    let shards_back: u64 = (0..broker.shards())
+        .map(|i| {
+            let mut c = Conn::connect(broker.shard_addr(i)).unwrap();
+            ops::runtime_counter(&mut c, "ramjet.sendBackRetry")
+        })
+        .sum();
+    assert_eq!(shards_back, 1, "one send-back stored");
+}

@@ -260,6 +260,8 @@ async fn deliver_level(b: &Broker, level: usize) -> bool {
         }
         offset += 1;
         delivered += 1;
+        // Recorded per message: the task may be cancelled (shutdown) at the next await.
+        s.next.borrow_mut()[level - 1] = offset;
     }
     s.next.borrow_mut()[level - 1] = offset;
     delivered == MAX_DELIVERIES_PER_PASS
