@@ -1,4 +1,5 @@
-//! Runs `tests/interop/rmq_client.py` (the real RocketMQ C++ client) and returns its JSON.
+//! Runs the interop scripts and returns their JSON: `tests/interop/rmq_client.py` (the real
+//! RocketMQ C++ client) and `tests/interop/ali_ons_client.js` (ali-ons, a JavaScript client).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,8 +21,40 @@ pub fn run(
     deadline: Duration,
     work: &Path,
 ) -> serde_json::Value {
-    let py = setup::python();
     let script = setup::interop_dir().join("rmq_client.py");
+    run_script(
+        Command::new(setup::python()).arg(&script),
+        command,
+        namesrv,
+        spec,
+        deadline,
+        work,
+    )
+}
+
+/// [`run`] for the JavaScript client's script (`node`, with ali-ons from
+/// [`setup::node_modules`]).
+pub fn run_js(
+    command: &str,
+    namesrv: &str,
+    spec: &serde_json::Value,
+    deadline: Duration,
+    work: &Path,
+) -> serde_json::Value {
+    let script = setup::interop_dir().join("ali_ons_client.js");
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).env("NODE_PATH", setup::node_modules());
+    run_script(&mut cmd, command, namesrv, spec, deadline, work)
+}
+
+fn run_script(
+    program: &mut Command,
+    command: &str,
+    namesrv: &str,
+    spec: &serde_json::Value,
+    deadline: Duration,
+    work: &Path,
+) -> serde_json::Value {
     let spec_path = write_file(
         work,
         &format!("{command}-spec.json"),
@@ -38,8 +71,7 @@ pub fn run(
         Ok(f) => f,
         Err(e) => panic!("cannot create {}: {e}", p.display()),
     };
-    let mut child = match Command::new(py)
-        .arg(&script)
+    let mut child = match program
         .arg(command)
         .arg("--namesrv")
         .arg(namesrv)
@@ -59,7 +91,7 @@ pub fn run(
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => panic!("cannot start {} {}: {e}", py.display(), script.display()),
+        Err(e) => panic!("cannot start {program:?}: {e}"),
     };
     let limit = deadline + KILL_GRACE;
     let started = Instant::now();

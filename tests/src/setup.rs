@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 
 /// PyPI package and version of the C++ client binding the interop tests use.
 pub const ROCKETMQ_PIP_SPEC: &str = "rocketmq==0.4.4";
+/// The JavaScript RocketMQ client the interop tests drive (npm).
+pub const ALI_ONS_NPM_SPEC: &str = "ali-ons@3.12.0";
 
 /// An exclusive advisory lock on a file, released on drop.
 pub struct FileLock {
@@ -206,6 +208,51 @@ pub fn python() -> &'static Path {
             panic!("the RocketMQ C++ client was installed into {} but does not load: {e}", venv.display());
         }
         py
+    })
+}
+
+/// `<target>/node-rmq/node_modules`, with the JavaScript RocketMQ client ali-ons
+/// ([`ALI_ONS_NPM_SPEC`]). Installed with npm on first use; a failure fails the test with what
+/// npm said (never skipped).
+pub fn node_modules() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let prefix = target_dir().join("node-rmq");
+        let modules = prefix.join("node_modules");
+        let check = || {
+            run_checked(
+                Command::new("node")
+                    .arg("-e")
+                    .arg("require('ali-ons')")
+                    .env("NODE_PATH", &modules),
+                "loading ali-ons with node",
+            )
+        };
+        let _lock = FileLock::acquire(&target_dir().join(".e2e-node.lock"));
+        if modules.join("ali-ons").is_dir() && check().is_ok() {
+            return modules;
+        }
+        if let Err(e) = std::fs::create_dir_all(&prefix) {
+            panic!("cannot create {}: {e}", prefix.display());
+        }
+        if let Err(e) = run_checked(
+            Command::new("npm").arg("install").arg("--prefix").arg(&prefix).args([
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--loglevel=error",
+                ALI_ONS_NPM_SPEC,
+            ]),
+            "npm install ali-ons",
+        ) {
+            panic!("cannot install the JavaScript RocketMQ client ({ALI_ONS_NPM_SPEC}) into {}: {e}\n\
+                    The JavaScript interop tests need node and npm (Debian: apt-get install nodejs npm) \
+                    and network access to the npm registry on first run.", prefix.display());
+        }
+        if let Err(e) = check() {
+            panic!("ali-ons was installed into {} but does not load: {e}", modules.display());
+        }
+        modules
     })
 }
 
