@@ -1508,6 +1508,17 @@ impl Store {
         self.inner.queues.borrow().get(topic, queue_id, offset)
     }
 
+    /// Where the `len` bytes at CommitLog `physical_offset` are: in the tail cache, or a range
+    /// of a segment file (appended to `chunks`), as a pull would send them.
+    pub fn chunks_of(
+        &self,
+        physical_offset: u64,
+        len: u32,
+        chunks: &mut Vec<Chunk>,
+    ) -> Result<(), StoreError> {
+        self.inner.log.read_into(physical_offset, len, chunks)
+    }
+
     /// Lowest queue offset still stored.
     pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
         self.inner.queues.borrow().min_offset(topic, queue_id)

@@ -289,3 +289,65 @@ fn send_back_retries_after_a_delay_then_dead_letters() {
     assert_eq!(code, response::SYSTEM_ERROR, "{remark}");
     assert!(remark.contains("offset"), "{remark}");
 }
+
+/// Whether this kernel has cachestat(2) (Linux 6.5), which tells the broker a range is cold.
+fn kernel_has_cachestat() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 5)
+}
+
+/// 40 MiB of delayed messages against the test broker's 16 MiB tail cache: by the time the
+/// early ones are due they are only in the segment file (O_DIRECT writes leave nothing in the
+/// page cache), so the schedule service reads them in off the shard first. All arrive in
+/// their real queue, in order, byte for byte.
+#[test]
+fn many_delayed_messages_are_delivered_in_order_also_from_cold_files() {
+    const N: usize = 10_240;
+    const BODY: usize = 4096;
+    let spec = BrokerSpec {
+        broker_toml: "message_delay_level = \"3s\"\nschedule_check_ms = 20\n".into(),
+        ..BrokerSpec::default()
+    };
+    let broker = Broker::start(spec);
+    let topic = "delayed_bulk";
+    create_topic(&broker, topic, 1);
+    let mut c = connect(broker.shard_addr(0));
+    c.set_timeout(Duration::from_secs(30));
+    let body = |i: usize| {
+        let mut b = vec![(i % 251) as u8; BODY];
+        b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        b
+    };
+    for i in 0..N {
+        let m = OutMessage::new(body(i)).prop("DELAY", "1");
+        let ok = send_ok(&mut c, topic, 0, &m);
+        assert_eq!(ok.queue_offset, i as i64, "schedule queue offset");
+    }
+    let mut next = 0i64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while next < N as i64 {
+        assert!(Instant::now() < deadline, "only {next} of {N} delivered");
+        let r = pull(&mut c, topic, 0, next, 1000);
+        for m in &r.messages {
+            assert_eq!(m.queue_offset, next);
+            assert_eq!(m.body, body(next as usize), "message {next}");
+            next += 1;
+        }
+    }
+    assert_eq!(
+        ops::max_offset(&mut c, topic, 0).unwrap(),
+        N as i64,
+        "delivered once each"
+    );
+    assert_eq!(
+        ops::runtime_counter(&mut c, "ramjet.scheduleDelivered"),
+        N as u64
+    );
+    if kernel_has_cachestat() {
+        let cold = ops::runtime_counter(&mut c, "ramjet.scheduleColdReads");
+        assert!(cold > 0, "no scheduled record was read in off the shard");
+    }
+}

@@ -168,6 +168,10 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
         "ramjet.sendBackDlq",
         b.schedule.sent_back_dlq.get().to_string(),
     );
+    put(
+        "ramjet.scheduleColdReads",
+        b.schedule.cold_reads.get().to_string(),
+    );
     put("ramjet.pulls", c.pulls.get().to_string());
     put("ramjet.pullsFound", c.pulls_found.get().to_string());
     put("ramjet.bytesPulled", c.bytes_pulled.get().to_string());

@@ -32,7 +32,7 @@ use ramjet_core::record::{
 use ramjet_core::remoting::headers::ConsumerSendMsgBackRequestHeader;
 use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode};
 use ramjet_storage::schedule::{delay_level, due_time, SCHEDULE_TOPIC};
-use ramjet_storage::{FlushMode, StoreError};
+use ramjet_storage::{Chunk, FlushMode, StoreError};
 use serde::{Deserialize, Serialize};
 
 use super::conn::Conn;
@@ -77,6 +77,16 @@ pub struct Scheduler {
     /// Send-backs stored for retry / to the DLQ (`ramjet.sendBackRetry`, `ramjet.sendBackDlq`).
     pub sent_back_retry: Cell<u64>,
     pub sent_back_dlq: Cell<u64>,
+    /// Scheduled records read into the page cache off the shard before delivery
+    /// (`ramjet.scheduleColdReads`).
+    pub cold_reads: Cell<u64>,
+    /// The delivered copy's properties, reused from message to message.
+    props: RefCell<PropertiesBuilder>,
+    /// The properties of a delayed send (`REAL_TOPIC` / `REAL_QID` added), reused from send
+    /// to send.
+    pub(crate) send_props: RefCell<PropertiesBuilder>,
+    /// Where a due record lies (tail cache or file), reused from message to message.
+    chunks: RefCell<Vec<Chunk>>,
     /// Rate limit of the "cannot deliver" warnings (a full disk fails every pass).
     warn: ramjet_core::ratelog::LogEvery,
 }
@@ -123,6 +133,10 @@ impl Scheduler {
             delivered: Cell::new(0),
             sent_back_retry: Cell::new(0),
             sent_back_dlq: Cell::new(0),
+            cold_reads: Cell::new(0),
+            props: RefCell::new(PropertiesBuilder::with_capacity(1024)),
+            chunks: RefCell::new(Vec::with_capacity(2)),
+            send_props: RefCell::new(PropertiesBuilder::with_capacity(1024)),
             warn: ramjet_core::ratelog::LogEvery::default(),
         })
     }
@@ -179,8 +193,13 @@ pub async fn run(b: Rc<Broker>) {
     let mut last_persist = std::time::Instant::now();
     loop {
         let mut busy = false;
+        let mut wake = now_ms() + check.as_millis() as i64;
         for level in 1..=b.schedule.levels.len() {
-            busy |= deliver_level(&b, level).await;
+            let pass = deliver_level(&b, level).await;
+            busy |= pass.more;
+            if let Some(due) = pass.next_due {
+                wake = wake.min(due);
+            }
         }
         if last_persist.elapsed() >= persist_every {
             last_persist = std::time::Instant::now();
@@ -192,14 +211,25 @@ pub async fn run(b: Rc<Broker>) {
             // More is due: let the shard's other work run, then go on.
             crate::runtime::yield_now().await;
         } else {
-            crate::runtime::sleep(check).await;
+            // Until the earliest waiting message is due (RocketMQ sets each level's timer to
+            // its next message the same way), at most `schedule_check_ms`: a new message of
+            // an empty level is due no sooner than the shortest delay.
+            let ms = (wake - now_ms()).clamp(1, check.as_millis() as i64);
+            crate::runtime::sleep(Duration::from_millis(ms as u64)).await;
         }
     }
 }
 
-/// Delivers up to [`MAX_DELIVERIES_PER_PASS`] due messages of `level`; returns whether it
-/// stopped at the cap (more may be due).
-async fn deliver_level(b: &Broker, level: usize) -> bool {
+/// What one pass over a level found.
+struct Pass {
+    /// Stopped at [`MAX_DELIVERIES_PER_PASS`]: more may be due now.
+    more: bool,
+    /// When the level's next message is due (ms), if it has one waiting.
+    next_due: Option<i64>,
+}
+
+/// Delivers up to [`MAX_DELIVERIES_PER_PASS`] due messages of `level`.
+async fn deliver_level(b: &Broker, level: usize) -> Pass {
     let s = &b.schedule;
     let queue_id = (level - 1) as i32;
     let max = b.store.max_offset(SCHEDULE_TOPIC, queue_id);
@@ -207,7 +237,7 @@ async fn deliver_level(b: &Broker, level: usize) -> bool {
     let mut offset = s.next.borrow()[level - 1];
     if offset < min {
         // Retention removed messages that were never delivered (the store kept them past
-        // their due time only while the files lasted): say so once per pass.
+        // their due time only while the files lasted).
         tracing::warn!(
             shard = b.index,
             level,
@@ -217,8 +247,16 @@ async fn deliver_level(b: &Broker, level: usize) -> bool {
         );
         offset = min;
     }
+    let mut pass = Pass {
+        more: false,
+        next_due: None,
+    };
     let mut delivered = 0;
-    while offset < max && delivered < MAX_DELIVERIES_PER_PASS {
+    while offset < max {
+        if delivered == MAX_DELIVERIES_PER_PASS {
+            pass.more = true;
+            break;
+        }
         let Some(unit) = b.store.queue_unit(SCHEDULE_TOPIC, queue_id, offset) else {
             break;
         };
@@ -227,18 +265,26 @@ async fn deliver_level(b: &Broker, level: usize) -> bool {
             continue;
         }
         if unit.tags_code > now_ms() {
+            pass.next_due = Some(unit.tags_code);
             break;
         }
-        let rec = match b.store.read_record(unit.physical_offset).await {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(n) = s.warn.due() {
-                    tracing::error!(shard = b.index, level, offset, physical_offset = unit.physical_offset, error = %e, failures = n, "scheduled message unreadable; will retry");
+        let r = match deliver_from_memory(b, unit.physical_offset, unit.size) {
+            Some(r) => r,
+            None => {
+                // On file: read in off the shard first, then read and check it (CRC).
+                warm_unit(b, unit.physical_offset, unit.size).await;
+                match b.store.read_record(unit.physical_offset).await {
+                    Ok(rec) => deliver_one(b, &rec),
+                    Err(e) => {
+                        if let Some(n) = s.warn.due() {
+                            tracing::error!(shard = b.index, level, offset, physical_offset = unit.physical_offset, error = %e, failures = n, "scheduled message unreadable; will retry");
+                        }
+                        break;
+                    }
                 }
-                break;
             }
         };
-        match deliver_one(b, &rec) {
+        match r {
             Ok(Some(end)) => {
                 s.last_end.set(end);
                 ShardCounters::add(&s.delivered, 1);
@@ -255,6 +301,8 @@ async fn deliver_level(b: &Broker, level: usize) -> bool {
                 if let Some(n) = s.warn.due() {
                     tracing::warn!(shard = b.index, level, offset, error = %e, failures = n, "scheduled message not delivered yet; will retry");
                 }
+                // Try again soon (a full store, a busy flusher).
+                pass.next_due = Some(now_ms() + b.cfg.broker.schedule_check_ms as i64);
                 break;
             }
         }
@@ -264,7 +312,66 @@ async fn deliver_level(b: &Broker, level: usize) -> bool {
         s.next.borrow_mut()[level - 1] = offset;
     }
     s.next.borrow_mut()[level - 1] = offset;
-    delivered == MAX_DELIVERIES_PER_PASS
+    pass
+}
+
+/// Delivers the record at `physical_offset` straight from the tail cache (no copy, no read),
+/// or `None` when it is not wholly there.
+fn deliver_from_memory(
+    b: &Broker,
+    physical_offset: u64,
+    size: u32,
+) -> Option<Result<Option<u64>, StoreError>> {
+    let mut chunks = b.schedule.chunks.borrow_mut();
+    chunks.clear();
+    if b.store
+        .chunks_of(physical_offset, size, &mut chunks)
+        .is_err()
+    {
+        return None;
+    }
+    let r = match chunks.as_slice() {
+        [Chunk::Memory(slice)] if slice.len() == size as usize => {
+            Some(deliver_one(b, slice.as_ref()))
+        }
+        _ => None,
+    };
+    chunks.clear();
+    r
+}
+
+/// Reads the record at `physical_offset` into the page cache on the blocking thread when it is
+/// on file and not cached, so that reading it next does not wait for the disk on the shard's
+/// thread (a level of an hour or two delivers from files the page cache may have dropped).
+async fn warm_unit(b: &Broker, physical_offset: u64, size: u32) {
+    if !b.cfg.broker.cold_reads_off_shard {
+        return;
+    }
+    let mut chunks = Vec::new();
+    if b.store
+        .chunks_of(physical_offset, size, &mut chunks)
+        .is_err()
+    {
+        // Gone (retention): the read that follows reports it.
+        return;
+    }
+    let mut cold = Vec::new();
+    for c in &chunks {
+        if let Chunk::File { file, offset, len } = c {
+            let (offset, len) = (*offset, u64::from(*len));
+            if super::warm::is_cached(file, offset, len) == Some(false) {
+                if let Ok(file) = file.try_clone() {
+                    cold.push(super::warm::ColdRange { file, offset, len });
+                }
+            }
+        }
+    }
+    if !cold.is_empty() {
+        ShardCounters::add(&b.schedule.cold_reads, cold.len() as u64);
+        if let Err(e) = crate::runtime::blocking(move || super::warm::read_in(&cold)).await {
+            tracing::debug!(shard = b.index, error = %e, "reading a scheduled record in failed; read on the shard");
+        }
+    }
 }
 
 /// Stores the copy of a due scheduled record in its real topic. `Ok(None)`: the record does
@@ -277,7 +384,8 @@ fn deliver_one(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
     let (Some(topic), Some(queue_id)) = (real_topic, real_qid) else {
         return Ok(None);
     };
-    let mut out = PropertiesBuilder::with_capacity(props.len());
+    let mut out = b.schedule.props.borrow_mut();
+    out.clear();
     out.extend_from(props, &[properties::DELAY])
         .map_err(StoreError::Record)?;
     let msg = MessageToStore {
@@ -309,10 +417,18 @@ pub fn schedule_target(
     props: &[u8],
     out: &mut PropertiesBuilder,
 ) -> Result<(i32, i64), ramjet_core::record::RecordError> {
+    // The queue id as text without an allocation (an i32 has at most 11 characters).
+    let mut qid = [0u8; 12];
+    let qid_len = {
+        let mut w = &mut qid[..];
+        std::io::Write::write_fmt(&mut w, format_args!("{queue_id}"))
+            .expect("12 bytes hold any i32");
+        12 - w.len()
+    };
     out.clear();
     out.extend_from(props, &[properties::REAL_TOPIC, properties::REAL_QID])?
         .push_str(properties::REAL_TOPIC, topic)?
-        .push_str(properties::REAL_QID, &queue_id.to_string())?;
+        .push(properties::REAL_QID, &qid[..qid_len])?;
     Ok(((level - 1) as i32, due_time(levels, level, now_ms())))
 }
 

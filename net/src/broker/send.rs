@@ -242,24 +242,22 @@ fn send_once(
     }
     // A delayed message waits in SCHEDULE_TOPIC_XXXX, queue level - 1, its real topic and
     // queue in its properties, its unit's tags code the time it is due (spec §7.5).
-    let mut scheduled = PropertiesBuilder::new();
-    let (mut store_props, mut tags) = (props, tags_value.map_or(0, tag_hash_bytes));
+    // The shard's reused builder, held until the append below (no await in between).
+    let mut scheduled = None;
+    let mut tags = tags_value.map_or(0, tag_hash_bytes);
     if let Some(level) = delay {
-        match super::schedule::schedule_target(
-            levels,
-            level,
-            h.topic,
-            queue_id,
-            props,
-            &mut scheduled,
-        ) {
+        let mut out = b.schedule.send_props.borrow_mut();
+        match super::schedule::schedule_target(levels, level, h.topic, queue_id, props, &mut out) {
             Ok((q, due)) => {
-                (store_topic, store_queue, store_props, tags) =
-                    (SCHEDULE_TOPIC, q, scheduled.as_bytes(), due);
+                (store_topic, store_queue, tags) = (SCHEDULE_TOPIC, q, due);
+                scheduled = Some(out);
             }
             Err(e) => return fail(ResponseCode::MESSAGE_ILLEGAL, &e.to_string()),
         }
     }
+    let store_props = scheduled
+        .as_deref()
+        .map_or(props, PropertiesBuilder::as_bytes);
     let template = MessageToStore {
         topic: store_topic,
         queue_id: store_queue,
