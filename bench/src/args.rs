@@ -77,6 +77,12 @@ pub struct BenchArgs {
     /// Messages per request (SEND_BATCH_MESSAGE when > 1).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Send every message with property `DELAY` = N: a scheduled message, stored in its topic
+    /// by the broker once level N's delay has passed (1..=18 with RocketMQ's default levels;
+    /// the broker caps higher ones). Needs `--batch 1`: RocketMQ refuses delayed batches.
+    /// With `e2e`, latencies include the delay.
+    #[arg(long)]
+    pub delay_level: Option<u8>,
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
     /// Client code: `raw` (the generator's own protocol loops) or `full` (the client library).
@@ -179,6 +185,13 @@ impl BenchArgs {
         }
         if self.batch == 0 {
             return Err("--batch must be at least 1".into());
+        }
+        match self.delay_level {
+            Some(0) => return Err("--delay-level must be at least 1".into()),
+            Some(_) if self.batch > 1 => {
+                return Err("--delay-level needs --batch 1 (brokers refuse delayed batches)".into())
+            }
+            _ => {}
         }
         if self.pull_batch < 1 {
             return Err(format!(
@@ -289,5 +302,17 @@ mod tests {
         assert!(parse_cpus("3-1").is_err());
         assert_eq!(parse_cpus("0, 2,4-5"), Ok(vec![0, 2, 4, 5]));
         assert!(Cli::try_parse_from(["ramjet-bench", "fly"]).is_err());
+        let delayed = |extra: &[&str]| {
+            let mut argv = vec!["ramjet-bench", "produce"];
+            argv.extend_from_slice(extra);
+            let Command::Produce(a) = Cli::try_parse_from(argv).expect("parse").command else {
+                panic!("wrong subcommand")
+            };
+            a.validate()
+        };
+        assert!(delayed(&["--delay-level", "3"]).is_ok());
+        assert!(delayed(&["--delay-level", "0"]).is_err_and(|e| e.contains("at least 1")));
+        assert!(delayed(&["--delay-level", "3", "--batch", "10"])
+            .is_err_and(|e| e.contains("--batch 1")));
     }
 }

@@ -48,11 +48,13 @@ pub struct BatchTemplate {
 
 impl BatchTemplate {
     /// `id_prefix`: 20 uppercase hex digits (address, pid and instance of a `UNIQ_KEY`).
+    /// `delay_level`: property `DELAY` on every message.
     pub fn new(
         topic: &str,
         count: usize,
         size: usize,
         id_prefix: &str,
+        delay_level: Option<u8>,
     ) -> Result<Self, ClientError> {
         assert!(count >= 1, "a request carries at least one message");
         assert_eq!(id_prefix.len(), UNIQ_KEY_HEX - COUNTER_HEX);
@@ -62,7 +64,10 @@ impl BatchTemplate {
             .map(|_| {
                 let mut m = Message::new(topic, body_bytes.clone());
                 m.set_property(prop::UNIQ_KEY, placeholder.clone());
-                m
+                match delay_level {
+                    Some(l) => m.with_delay_level(l),
+                    None => m,
+                }
             })
             .collect();
         let mut t = BatchTemplate {
@@ -245,7 +250,7 @@ mod tests {
 
     #[test]
     fn batch_template_is_a_valid_batch_with_stamps_and_distinct_ids() {
-        let mut t = BatchTemplate::new("T", 50, 100, PREFIX).unwrap();
+        let mut t = BatchTemplate::new("T", 50, 100, PREFIX, None).unwrap();
         assert!(t.is_batch());
         assert_eq!(t.messages(), 50);
         let mut seen = HashSet::new();
@@ -271,7 +276,7 @@ mod tests {
 
     #[test]
     fn single_template_carries_its_id_in_the_header_properties() {
-        let mut t = BatchTemplate::new("T", 1, 16, PREFIX).unwrap();
+        let mut t = BatchTemplate::new("T", 1, 16, PREFIX, None).unwrap();
         assert!(!t.is_batch());
         t.prepare(42);
         assert_eq!(&t.body()[..8], &42u64.to_be_bytes());
@@ -288,8 +293,17 @@ mod tests {
     }
 
     #[test]
+    fn a_delayed_template_carries_the_level() {
+        let mut t = BatchTemplate::new("T", 1, 16, PREFIX, Some(3)).unwrap();
+        t.prepare(1);
+        let p = t.properties().unwrap();
+        assert_eq!(properties::get_str(p.as_bytes(), "DELAY"), Some("3"));
+        assert!(properties::get_str(p.as_bytes(), "UNIQ_KEY").is_some());
+    }
+
+    #[test]
     fn small_bodies_get_no_stamp() {
-        let mut t = BatchTemplate::new("T", 3, 4, PREFIX).unwrap();
+        let mut t = BatchTemplate::new("T", 3, 4, PREFIX, None).unwrap();
         t.prepare(7);
         for item in decode_batch(t.body()) {
             assert_eq!(item.unwrap().body, b"xxxx");

@@ -729,7 +729,13 @@ async fn raw_load(
             targets.push((mq.clone(), slot(ci, client.master_addr(&mq.broker_name)?)));
         }
         let prefix = raw::id_prefix(client, a.first_producer + i);
-        let template = BatchTemplate::new(&args.topic, args.batch, args.size, &prefix)?;
+        let template = BatchTemplate::new(
+            &args.topic,
+            args.batch,
+            args.size,
+            &prefix,
+            args.delay_level,
+        )?;
         producers.push(engine::ProducerPlan { template, targets });
     }
     let settings = engine::Settings {
@@ -846,7 +852,11 @@ fn build_batch(args: &BenchArgs, stamp_us: u64) -> Vec<Message> {
                 b.put_u64(stamp_us);
             }
             b.resize(args.size, b'x');
-            Message::new(args.topic.clone(), b.freeze())
+            let m = Message::new(args.topic.clone(), b.freeze());
+            match args.delay_level {
+                Some(l) => m.with_delay_level(l),
+                None => m,
+            }
         })
         .collect()
 }
