@@ -576,6 +576,19 @@ pub fn pull_all(
     }
 }
 
+/// One value of GET_BROKER_RUNTIME_INFO as text; fails the test when it is missing.
+pub fn runtime_value(conn: &mut Conn, key: &str) -> String {
+    let info = conn
+        .call(request::GET_BROKER_RUNTIME_INFO, &[], &[])
+        .expect("runtime info");
+    assert_eq!(info.code, response::SUCCESS);
+    let v: serde_json::Value = serde_json::from_slice(&info.body).expect("runtime info json");
+    v["table"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing from runtime info"))
+        .to_string()
+}
+
 /// One numeric counter of GET_BROKER_RUNTIME_INFO (`ramjet admin status`); fails the test
 /// when the broker does not answer or has no such numeric key.
 pub fn runtime_counter(conn: &mut Conn, key: &str) -> u64 {

@@ -126,6 +126,9 @@ fn delayed_messages_wait_their_level_and_survive_a_sigkill() {
         m.store_timestamp
     );
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.scheduleDelivered"), 1);
+    // RocketMQ's per-level keys: delivered up to, stored up to.
+    assert_eq!(ops::runtime_value(&mut c, "scheduleMessageOffset_1"), "1,1");
+    assert_eq!(ops::runtime_value(&mut c, "scheduleMessageOffset_3"), "0,1");
 
     // SIGKILL while level 3 waits: the acknowledged delayed message is still delivered, after
     // its time, once the broker is back.

@@ -160,6 +160,16 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
             .collect::<Vec<_>>()
             .join(","),
     );
+    // RocketMQ's keys (mqadmin brokerStatus): per level, "delivered up to,stored up to".
+    for (i, delivered) in b.schedule.offsets().iter().enumerate() {
+        let max = b
+            .store
+            .max_offset(ramjet_storage::schedule::SCHEDULE_TOPIC, i as i32);
+        put(
+            &format!("scheduleMessageOffset_{}", i + 1),
+            format!("{delivered},{max}"),
+        );
+    }
     put(
         "ramjet.sendBackRetry",
         b.schedule.sent_back_retry.get().to_string(),
