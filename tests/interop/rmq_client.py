@@ -6,9 +6,10 @@ from a JSON spec file and writes one JSON document to --out; the Rust side asser
 is bounded by --deadline-s; the Rust side also kills this process when its own bound passes.
 
 Commands:
-  roundtrip  start a push consumer (group, topic, '*'), let it settle, send the spec's messages with
-             their modes (sync, async, oneway, batch), then collect deliveries until every sent
-             message arrived (plus a short quiet period to catch duplicates) or the deadline.
+  roundtrip  start a push consumer (group, topic, '*'; orderly when the spec says so), let it
+             settle, send the spec's messages with their modes (sync, async, oneway, batch,
+             orderly: to queue `arg` % queues), then collect deliveries until every sent message
+             arrived (plus a short quiet period to catch duplicates) or the deadline.
   pull       start a pull consumer, find the topic's queue `queue_id`, pull from `offset` until
              `count` messages arrived, NO_NEW_MSG, or the deadline.
   retry      like roundtrip (sync sends), but the listener answers RECONSUME_LATER to the first
@@ -114,6 +115,12 @@ def send_all(producer, topic, items, deadline, errors):
                 producer.send_async(build_message(topic, item), on_ok, on_err)
                 sent.append(record)
                 index += 1
+            elif mode == "orderly":
+                # The binding's hashing selector: queue = arg % queue count.
+                res = producer.send_orderly(build_message(topic, item), int(item["arg"]))
+                record.update(status=int(res.status), msg_id=res.msg_id, offset=res.offset)
+                sent.append(record)
+                index += 1
             elif mode == "oneway":
                 producer.send_oneway(build_message(topic, item))
                 record.update(status=0)
@@ -163,7 +170,9 @@ def cmd_roundtrip(args, spec, out):
             if expected_bodies <= got:
                 seen_all.set()
 
-    consumer = PushConsumer(spec["consumer_group"])
+    # orderly: the C++ client's orderly push consumer, which consumes a queue only while it
+    # holds the queue's lock at the broker (LOCK_BATCH_MQ).
+    consumer = PushConsumer(spec["consumer_group"], orderly=bool(spec.get("orderly")))
     consumer.set_namesrv_addr(args.namesrv)
     dll.SetPushConsumerLogPath(consumer._handle, (args.log_dir + "/push.log").encode())
     dll.SetPushConsumerLogLevel(consumer._handle, LOG_LEVEL_WARN)

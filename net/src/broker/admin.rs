@@ -160,6 +160,7 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
             .collect::<Vec<_>>()
             .join(","),
     );
+    put("ramjet.queueLocks", b.locks.len().to_string());
     // RocketMQ's keys (mqadmin brokerStatus): per level, "delivered up to,stored up to".
     for (i, delivered) in b.schedule.offsets().iter().enumerate() {
         let max = b

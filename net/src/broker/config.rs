@@ -85,6 +85,9 @@ pub struct BrokerSection {
     pub retry_max_times: i32,
     /// How often the schedule service checks a delay level whose next message is not yet due.
     pub schedule_check_ms: u64,
+    /// How long a queue lock of an orderly consumer (LOCK_BATCH_MQ) lasts after its holder's
+    /// last lock request (RocketMQ's `rocketmq.broker.rebalance.lockMaxLiveTime`).
+    pub rebalance_lock_max_live_ms: u64,
     /// Largest frame accepted from a client (length prefix included).
     pub max_frame_bytes: u32,
     /// Largest message body accepted by a send.
@@ -140,6 +143,7 @@ impl Default for BrokerSection {
             message_delay_level: ramjet_storage::schedule::DEFAULT_DELAY_LEVELS.into(),
             retry_max_times: 16,
             schedule_check_ms: 100,
+            rebalance_lock_max_live_ms: 60_000,
             max_frame_bytes: 16 * 1024 * 1024,
             max_message_bytes: 4 * 1024 * 1024,
             max_batch_messages: 10_000,
@@ -424,6 +428,13 @@ impl Config {
                 "broker.schedule_check_ms",
                 self.broker.schedule_check_ms.to_string(),
                 "expected 1..=60000 (milliseconds)",
+            );
+        }
+        if self.broker.rebalance_lock_max_live_ms == 0 {
+            return inv(
+                "broker.rebalance_lock_max_live_ms",
+                "0".into(),
+                "must be at least 1 (milliseconds)",
             );
         }
         if self.broker.max_frame_bytes < 1024 {

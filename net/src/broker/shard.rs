@@ -93,6 +93,8 @@ pub struct Broker {
     pub store: Store,
     pub topics: TopicManager,
     pub offsets: OffsetStore,
+    /// Queue locks of orderly consumers (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ).
+    pub locks: super::locks::QueueLocks,
     /// Delayed messages and their delivery (`SCHEDULE_TOPIC_XXXX`).
     pub schedule: super::schedule::Scheduler,
     pub longpoll: LongPollRegistry,
@@ -262,6 +264,7 @@ impl Broker {
             store,
             topics,
             offsets,
+            locks: super::locks::QueueLocks::default(),
             schedule,
             longpoll,
             clients: ClientRegistry::default(),
@@ -353,6 +356,10 @@ impl Broker {
                 since_scan = Duration::ZERO;
                 let idle = Duration::from_millis(self.cfg.broker.client_idle_ms);
                 super::clients::expire_clients(&self, idle);
+                self.locks.sweep(
+                    Duration::from_millis(self.cfg.broker.rebalance_lock_max_live_ms),
+                    std::time::Instant::now(),
+                );
             }
         }
         // Free the ports first (the tasks still own the descriptors), then stop accepting.
@@ -427,6 +434,8 @@ impl Service for Broker {
             RequestCode::QUERY_MESSAGE => super::admin::query_message(self, conn, req),
             RequestCode::VIEW_MESSAGE_BY_ID => super::admin::view_message(self, conn, req),
             RequestCode::CONSUMER_SEND_MSG_BACK => super::schedule::send_back(self, conn, req),
+            RequestCode::LOCK_BATCH_MQ => super::locks::lock_batch(self, conn, req),
+            RequestCode::UNLOCK_BATCH_MQ => super::locks::unlock_batch(self, conn, req),
             _ => self.not_supported(conn, req),
         }
     }
