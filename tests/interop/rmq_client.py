@@ -151,6 +151,26 @@ def send_all(producer, topic, items, deadline, errors):
     return sent
 
 
+def new_push_consumer(args, spec, threads, orderly=False):
+    """A push consumer of the spec's group with its logs in --log-dir (not started)."""
+    consumer = PushConsumer(spec["consumer_group"], orderly=orderly)
+    consumer.set_namesrv_addr(args.namesrv)
+    dll.SetPushConsumerLogPath(consumer._handle, (args.log_dir + "/push.log").encode())
+    dll.SetPushConsumerLogLevel(consumer._handle, LOG_LEVEL_WARN)
+    consumer.set_thread_count(threads)
+    return consumer
+
+
+def start_producer(args, spec):
+    """A started producer of the spec's group with its logs in --log-dir."""
+    producer = Producer(spec["producer_group"], timeout=3000)
+    producer.set_namesrv_addr(args.namesrv)
+    dll.SetProducerLogPath(producer._handle, (args.log_dir + "/producer.log").encode())
+    dll.SetProducerLogLevel(producer._handle, LOG_LEVEL_WARN)
+    producer.start()
+    return producer
+
+
 def cmd_roundtrip(args, spec, out):
     deadline = now() + args.deadline_s
     topic = spec["topic"]
@@ -172,21 +192,13 @@ def cmd_roundtrip(args, spec, out):
 
     # orderly: the C++ client's orderly push consumer, which consumes a queue only while it
     # holds the queue's lock at the broker (LOCK_BATCH_MQ).
-    consumer = PushConsumer(spec["consumer_group"], orderly=bool(spec.get("orderly")))
-    consumer.set_namesrv_addr(args.namesrv)
-    dll.SetPushConsumerLogPath(consumer._handle, (args.log_dir + "/push.log").encode())
-    dll.SetPushConsumerLogLevel(consumer._handle, LOG_LEVEL_WARN)
-    consumer.set_thread_count(2)
+    consumer = new_push_consumer(args, spec, 2, orderly=bool(spec.get("orderly")))
     consumer.subscribe(topic, on_message, spec.get("expression", "*"))
     consumer.start()
     out["consumer_started_s"] = args.deadline_s - (deadline - now())
     time.sleep(spec.get("settle_s", 3.0))
 
-    producer = Producer(spec["producer_group"], timeout=3000)
-    producer.set_namesrv_addr(args.namesrv)
-    dll.SetProducerLogPath(producer._handle, (args.log_dir + "/producer.log").encode())
-    dll.SetProducerLogLevel(producer._handle, LOG_LEVEL_WARN)
-    producer.start()
+    producer = start_producer(args, spec)
     out["sent"] = send_all(producer, topic, items, deadline, errors)
     out["errors"] = errors
 
@@ -226,21 +238,13 @@ def cmd_retry(args, spec, out):
             return 1
         return 0
 
-    consumer = PushConsumer(spec["consumer_group"])
-    consumer.set_namesrv_addr(args.namesrv)
-    dll.SetPushConsumerLogPath(consumer._handle, (args.log_dir + "/push.log").encode())
-    dll.SetPushConsumerLogLevel(consumer._handle, LOG_LEVEL_WARN)
-    consumer.set_thread_count(1)
+    consumer = new_push_consumer(args, spec, 1)
     ffi_check(dll.Subscribe(consumer._handle, topic.encode(), b"*"))
     consumer._register_callback(on_message)
     consumer.start()
     time.sleep(spec.get("settle_s", 3.0))
 
-    producer = Producer(spec["producer_group"], timeout=3000)
-    producer.set_namesrv_addr(args.namesrv)
-    dll.SetProducerLogPath(producer._handle, (args.log_dir + "/producer.log").encode())
-    dll.SetProducerLogLevel(producer._handle, LOG_LEVEL_WARN)
-    producer.start()
+    producer = start_producer(args, spec)
     errors = []
     out["sent"] = send_all(producer, topic, spec["messages"], deadline, errors)
     out["errors"] = errors

@@ -592,15 +592,9 @@ pub fn runtime_value(conn: &mut Conn, key: &str) -> String {
 /// One numeric counter of GET_BROKER_RUNTIME_INFO (`ramjet admin status`); fails the test
 /// when the broker does not answer or has no such numeric key.
 pub fn runtime_counter(conn: &mut Conn, key: &str) -> u64 {
-    let info = conn
-        .call(request::GET_BROKER_RUNTIME_INFO, &[], &[])
-        .expect("runtime info");
-    assert_eq!(info.code, response::SUCCESS);
-    let v: serde_json::Value = serde_json::from_slice(&info.body).expect("runtime info json");
-    v["table"][key]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{key} missing from runtime info"))
+    let v = runtime_value(conn, key);
+    v.parse()
+        .unwrap_or_else(|_| panic!("{key} = {v:?} is not a number"))
 }
 
 /// GET_MAX_OFFSET of a queue.

@@ -256,6 +256,16 @@ pub fn node_modules() -> &'static Path {
     })
 }
 
+/// Whether this kernel has cachestat(2) (Linux 6.5), with which the broker tells that a file
+/// range is not in the page cache (and otherwise reads it on the shard as before).
+pub fn kernel_has_cachestat() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 5)
+}
+
 /// The directory of the Python interop scripts.
 pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")

@@ -26,16 +26,6 @@ fn body(i: usize) -> Vec<u8> {
     b
 }
 
-/// Whether this kernel has cachestat(2) (Linux 6.5): without it the broker cannot tell cold
-/// ranges and sends everything as before.
-fn kernel_has_cachestat() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(['.', '-']);
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (6, 5)
-}
-
 /// Stores 40 MiB (flush = sync: on disk when acknowledged), pulls it all back from offset 0
 /// and returns `ramjet.coldReads` and `ramjet.readAheads` afterwards.
 fn store_and_pull_back(off_shard: bool) -> (u64, u64) {
@@ -87,7 +77,7 @@ fn data_on_disk_is_read_in_off_the_shard_and_pulled_back_intact() {
         read_aheads >= 6,
         "only {read_aheads} read-ahead asks for >= 24 MiB read from the files"
     );
-    if kernel_has_cachestat() {
+    if ramjet_tests::setup::kernel_has_cachestat() {
         assert!(
             cold >= 1,
             "no pull range was read in off the shard, although the data was only on disk"

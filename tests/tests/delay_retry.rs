@@ -293,15 +293,6 @@ fn send_back_retries_after_a_delay_then_dead_letters() {
     assert!(remark.contains("offset"), "{remark}");
 }
 
-/// Whether this kernel has cachestat(2) (Linux 6.5), which tells the broker a range is cold.
-fn kernel_has_cachestat() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(['.', '-']);
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (6, 5)
-}
-
 /// 40 MiB of delayed messages against the test broker's 16 MiB tail cache: by the time the
 /// early ones are due they are only in the segment file (O_DIRECT writes leave nothing in the
 /// page cache), so the schedule service reads them in off the shard first. All arrive in
@@ -349,7 +340,7 @@ fn many_delayed_messages_are_delivered_in_order_also_from_cold_files() {
         ops::runtime_counter(&mut c, "ramjet.scheduleDelivered"),
         N as u64
     );
-    if kernel_has_cachestat() {
+    if ramjet_tests::setup::kernel_has_cachestat() {
         let cold = ops::runtime_counter(&mut c, "ramjet.scheduleColdReads");
         assert!(cold > 0, "no scheduled record was read in off the shard");
     }

@@ -117,32 +117,11 @@ pub fn get<'a>(props: &'a [u8], name: &str) -> Option<&'a [u8]> {
     // name, 178 ns for a present one, per message on the send path) and no pair split of the
     // segments that do not match. Same result as `iter(props)` filtered by name, last wins:
     // a segment's first 0x01 ends its name, and names never hold 0x01 or 0x02.
-    let name = name.as_bytes();
-    if name.is_empty() || name.contains(&NAME_VALUE_SEPARATOR) || name.contains(&PROPERTY_SEPARATOR)
-    {
-        return iter(props)
-            .filter(|(n, _)| *n == name)
-            .last()
-            .map(|(_, v)| v);
+    let n = name.as_bytes();
+    if n.is_empty() || n.contains(&NAME_VALUE_SEPARATOR) || n.contains(&PROPERTY_SEPARATOR) {
+        return iter(props).filter(|(k, _)| *k == n).last().map(|(_, v)| v);
     }
-    let mut found = None;
-    let mut rest = props;
-    while !rest.is_empty() {
-        let (segment, next) = match memchr::memchr(PROPERTY_SEPARATOR, rest) {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = next;
-        if segment.len() > name.len()
-            && segment[name.len()] == NAME_VALUE_SEPARATOR
-            && segment.starts_with(name)
-        {
-            let value = &segment[name.len() + 1..];
-            if !value.is_empty() {
-                found = Some(value);
-            }
-        }
-    }
+    let [found] = get_many(props, [name]);
     found
 }
 

@@ -15,7 +15,8 @@ use ramjet_storage::Chunk;
 use super::conn::Conn;
 use super::shard::Broker;
 
-fn decode<'a, H: DecodeHeader<'a>>(conn: &Conn, req: &'a CommandView<'_>) -> Option<H> {
+/// The request's header, or `None` after answering SYSTEM_ERROR with the decoder's reason.
+pub(crate) fn decode<'a, H: DecodeHeader<'a>>(conn: &Conn, req: &'a CommandView<'_>) -> Option<H> {
     match req.decode_header::<H>() {
         Ok(h) => Some(h),
         Err(e) => {

@@ -434,15 +434,8 @@ pub fn schedule_target(
 
 /// CONSUMER_SEND_MSG_BACK (36).
 pub fn send_back(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
-    let h: ConsumerSendMsgBackRequestHeader = match req.decode_header() {
-        Ok(h) => h,
-        Err(e) => {
-            return conn.respond_error(
-                req,
-                ResponseCode::SYSTEM_ERROR,
-                &format!("bad request header: {e}"),
-            )
-        }
+    let Some(h) = super::queries::decode::<ConsumerSendMsgBackRequestHeader>(conn, req) else {
+        return;
     };
     if h.offset < 0 {
         return conn.respond_error(
