@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ramjet_core::remoting::body::MessageModel;
+use ramjet_net::client::selector::QueueSelector;
 use ramjet_net::client::transport::{self, block_on};
 use ramjet_net::client::{
     Client, ClientConfig, ConsumeFrom, ConsumeResult, Message, MessageQueue, Producer,
@@ -423,4 +424,88 @@ fn a_message_consumed_later_comes_back_through_the_retry_topic() {
         "retried after {} ms",
         flaky[1].2 - flaky[0].2
     );
+}
+
+#[test]
+fn orderly_consumers_hold_their_queues_locks_and_keep_each_keys_order() {
+    const TOPIC: &str = "e2e_groups_orderly";
+    const GROUP: &str = "e2e_groups_og";
+    const KEYS: usize = 4;
+    const PER_KEY: usize = 10;
+    let broker = broker_with_topic(TOPIC, 4);
+    let namesrv = broker.namesrv();
+    let addr = broker.shard_addr(0);
+    let out = block_on(None, async move {
+        let producer = Producer::new(new_client(&namesrv), ProducerConfig::new("e2e_groups_pg"));
+        let mut all: BTreeSet<MessageQueue> = producer
+            .queues(TOPIC)
+            .await
+            .unwrap_or_else(|e| panic!("queues of {TOPIC}: {e}"))
+            .into_iter()
+            .collect();
+        let mut cfg = consumer_config(GROUP, TOPIC);
+        cfg.orderly = true;
+        let (c1, s1) = start_recording(new_client(&namesrv), cfg.clone()).await;
+        let (c2, s2) = start_recording(new_client(&namesrv), cfg).await;
+        all.extend(queues_when_routed(&producer, &format!("%RETRY%{GROUP}")).await);
+        let split = wait_exact_cover(&[&c1, &c2], &all).await;
+        // Every assigned queue is locked at the broker by its consumer.
+        let mut c = Conn::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+        let locks = ops::runtime_counter(&mut c, "ramjet.queueLocks");
+        let mut sent = Vec::new();
+        for i in 0..PER_KEY {
+            for k in 0..KEYS {
+                let body = format!("ord-k{k}-{i:02}");
+                let m =
+                    Message::new(TOPIC, body.clone().into_bytes()).with_keys(format!("key-{k}"));
+                let r = producer
+                    .send_with(m, &QueueSelector::KeyHash)
+                    .await
+                    .unwrap_or_else(|e| panic!("send {body}: {e}"));
+                assert_eq!(r.status, SendStatus::SendOk);
+                sent.push(body);
+            }
+        }
+        let seen = [s1.clone(), s2.clone()];
+        wait_total(&seen, sent.len()).await;
+        let per: Vec<Vec<String>> = seen.iter().map(|s| s.borrow().clone()).collect();
+        // One leaves: it releases its locks, and the other takes every queue.
+        c2.shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("shutdown consumer 2: {e}"));
+        let one = wait_exact_cover(&[&c1], &all).await;
+        let locks_after = ops::runtime_counter(&mut c, "ramjet.queueLocks");
+        let _ = c1.shutdown().await;
+        (all, split, locks, sent, per, one, locks_after)
+    })
+    .unwrap_or_else(|e| panic!("client executor: {e}"));
+    let (all, split, locks, sent, per, one, locks_after) = out;
+    assert_exact_cover(&split, &all, "two orderly consumers");
+    assert_eq!(locks as usize, all.len(), "one lock per assigned queue");
+    assert_exact_cover(&one, &all, "one orderly consumer after the other left");
+    assert_eq!(
+        locks_after as usize,
+        all.len(),
+        "the leaver's locks went to the stayer"
+    );
+    let seen: Vec<Seen> = per
+        .iter()
+        .map(|v| Rc::new(RefCell::new(v.clone())))
+        .collect();
+    assert_exactly_once(&seen, &sent, "orderly delivery");
+    for k in 0..KEYS {
+        let tag = format!("ord-k{k}-");
+        let by: Vec<&Vec<String>> = per
+            .iter()
+            .filter(|v| v.iter().any(|b| b.starts_with(&tag)))
+            .collect();
+        assert_eq!(by.len(), 1, "key {k} consumed by one member");
+        let got: Vec<&String> = by[0].iter().filter(|b| b.starts_with(&tag)).collect();
+        let want: Vec<String> = (0..PER_KEY).map(|i| format!("{tag}{i:02}")).collect();
+        assert_eq!(
+            got,
+            want.iter().collect::<Vec<_>>(),
+            "key {k} in the order sent"
+        );
+    }
 }

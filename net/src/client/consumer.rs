@@ -542,6 +542,13 @@ pub struct PushConsumerConfig {
     pub offset_dir: PathBuf,
     /// Retries before a message goes to the DLQ (clustering; Java 16).
     pub max_reconsume_times: i32,
+    /// Orderly consumption (clustering; Java `MessageListenerOrderly`): a queue is pulled and
+    /// consumed only while this client holds its lock at the queue's broker
+    /// (LOCK_BATCH_MQ, renewed at every rebalance, released with UNLOCK_BATCH_MQ when the
+    /// queue moves away), so no two members ever work on one queue at once, also while a
+    /// rebalance moves it. A message the handler wants again is retried in place after 1 s
+    /// (the queue waits), never sent back out of order.
+    pub orderly: bool,
 }
 
 impl PushConsumerConfig {
@@ -563,6 +570,7 @@ impl PushConsumerConfig {
             persist_interval: Duration::from_secs(5),
             offset_dir: home.join(".ramjet_offsets"),
             max_reconsume_times: 16,
+            orderly: false,
         }
     }
 }
@@ -821,16 +829,36 @@ impl PushConsumer {
             }
         };
         self.bump(|s| s.rebalances += 1);
+        // Orderly: lock (or renew) every assigned queue; only the locked ones are consumed.
+        let locked = if self.orderly() {
+            Some(self.lock_queues(&mine).await)
+        } else {
+            None
+        };
+        let may_consume = |q: &MessageQueue| locked.as_ref().is_none_or(|l| l.contains(q));
         let current: Vec<MessageQueue> = self.assigned();
-        for mq in current.iter().filter(|q| !mine.contains(q)) {
+        let mut released = Vec::new();
+        for mq in current
+            .iter()
+            .filter(|q| !mine.contains(q) || !may_consume(q))
+        {
             let pq = self.inner.queues.borrow_mut().remove(mq);
             if let Some(pq) = pq {
                 pq.drop_queue();
             }
             self.persist_queue(mq).await;
             self.inner.offsets.borrow_mut().remove(mq);
+            if !mine.contains(mq) {
+                released.push(mq.clone());
+            }
         }
-        for mq in mine.into_iter().filter(|q| !current.contains(q)) {
+        if self.orderly() && !released.is_empty() {
+            self.unlock_queues(&released).await;
+        }
+        for mq in mine
+            .into_iter()
+            .filter(|q| !current.contains(q) && may_consume(q))
+        {
             let offset = match self.initial_offset(&mq).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -871,6 +899,89 @@ impl PushConsumer {
                 ConsumeFrom::Last | ConsumeFrom::First => Ok(0),
             },
             _ => start_offset(&self.inner.client, mq, cfg.consume_from).await,
+        }
+    }
+
+    fn orderly(&self) -> bool {
+        self.inner.cfg.orderly && self.inner.cfg.model == MessageModel::Clustering
+    }
+
+    /// The lock request body for `mqs` (all of one broker).
+    fn lock_body(&self, mqs: &[&MessageQueue]) -> Result<Vec<u8>, ClientError> {
+        let body = body::LockBatchRequestBody {
+            client_id: self.inner.client.client_id().to_string(),
+            consumer_group: self.inner.cfg.group.clone(),
+            mq_set: mqs
+                .iter()
+                .map(|q| body::MessageQueue {
+                    topic: q.topic.clone(),
+                    broker_name: q.broker_name.clone(),
+                    queue_id: q.queue_id,
+                })
+                .collect(),
+            only_this_broker: true,
+        };
+        body::fastjson::to_vec(&body, body::fastjson::JsonStyle::Standard)
+            .map_err(|e| ClientError::Invalid(format!("lock request body: {e}")))
+    }
+
+    /// The queues of `mqs` whose locks this client now holds (LOCK_BATCH_MQ at each queue's
+    /// broker; a broker that fails to answer grants nothing this round).
+    async fn lock_queues(&self, mqs: &[MessageQueue]) -> std::collections::BTreeSet<MessageQueue> {
+        let mut by_broker: BTreeMap<&str, Vec<&MessageQueue>> = BTreeMap::new();
+        for q in mqs {
+            by_broker.entry(&q.broker_name).or_default().push(q);
+        }
+        let mut held = std::collections::BTreeSet::new();
+        for (broker, qs) in by_broker {
+            let r = async {
+                let addr = self.inner.client.master_addr(broker)?;
+                let body = self.lock_body(&qs)?;
+                let resp = self
+                    .inner
+                    .client
+                    .invoke_ok(&addr, RequestCode::LOCK_BATCH_MQ, &(), &body)
+                    .await?;
+                body::from_slice::<body::LockBatchResponseBody>(&resp.body, "LockBatchResponseBody")
+                    .map_err(|e| ClientError::BadBody {
+                        addr: addr.clone(),
+                        code: RequestCode::LOCK_BATCH_MQ,
+                        reason: e.to_string(),
+                    })
+            }
+            .await;
+            match r {
+                Ok(ok) => held.extend(
+                    ok.lock_ok_mq_set
+                        .into_iter()
+                        .map(|q| MessageQueue::new(q.topic, q.broker_name, q.queue_id)),
+                ),
+                Err(e) => tracing::warn!(broker, error = %e, "queue lock request failed"),
+            }
+        }
+        held
+    }
+
+    /// Releases this client's locks of `mqs` (UNLOCK_BATCH_MQ; errors only logged: the locks
+    /// then expire at the broker).
+    async fn unlock_queues(&self, mqs: &[MessageQueue]) {
+        let mut by_broker: BTreeMap<&str, Vec<&MessageQueue>> = BTreeMap::new();
+        for q in mqs {
+            by_broker.entry(&q.broker_name).or_default().push(q);
+        }
+        for (broker, qs) in by_broker {
+            let r = async {
+                let addr = self.inner.client.master_addr(broker)?;
+                let body = self.lock_body(&qs)?;
+                self.inner
+                    .client
+                    .invoke_ok(&addr, RequestCode::UNLOCK_BATCH_MQ, &(), &body)
+                    .await
+            }
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(broker, error = %e, "queue unlock request failed");
+            }
         }
     }
 
@@ -996,6 +1107,7 @@ impl PushConsumer {
             if result == ConsumeResult::ReconsumeLater {
                 self.bump(|s| s.reconsume_later += 1);
                 let sent_back = self.inner.cfg.model == MessageModel::Clustering
+                    && !self.inner.cfg.orderly
                     && self.send_back(&msg).await.is_ok();
                 if !sent_back {
                     // Keep it at the head and try again after a pause.
@@ -1107,6 +1219,13 @@ impl PushConsumer {
             self.inner.offsets.borrow_mut().update(mq, *o, true);
         }
         let r = self.persist().await;
+        // Orderly: give the queues' locks back after the offsets are committed, so that the
+        // group's other members take the queues at their next rebalance, not a lock lifetime
+        // (60 s) later.
+        if self.orderly() {
+            let held = self.assigned();
+            self.unlock_queues(&held).await;
+        }
         let h = UnregisterClientRequestHeader {
             client_id: self.inner.client.client_id(),
             producer_group: None,
