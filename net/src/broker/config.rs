@@ -83,7 +83,8 @@ pub struct BrokerSection {
     /// `%DLQ%<group>`, when the send-back request names no limit (RocketMQ's group
     /// `retryMaxTimes`).
     pub retry_max_times: i32,
-    /// How often the schedule service checks a delay level whose next message is not yet due.
+    /// Longest sleep of the schedule service between two looks at the delay levels (it wakes
+    /// sooner when a waiting message is due sooner).
     pub schedule_check_ms: u64,
     /// How long a queue lock of an orderly consumer (LOCK_BATCH_MQ) lasts after its holder's
     /// last lock request (RocketMQ's `rocketmq.broker.rebalance.lockMaxLiveTime`).

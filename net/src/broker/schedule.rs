@@ -186,7 +186,8 @@ impl Scheduler {
 }
 
 /// The schedule service loop of one shard: delivers what is due, persists the offsets every
-/// `broker.offset_persist_interval_ms`, sleeps `broker.schedule_check_ms` when nothing was due.
+/// `broker.offset_persist_interval_ms`, and when nothing more is due sleeps until the earliest
+/// waiting message is, at most `broker.schedule_check_ms`.
 pub async fn run(b: Rc<Broker>) {
     let check = Duration::from_millis(b.cfg.broker.schedule_check_ms.max(1));
     let persist_every = Duration::from_millis(b.cfg.broker.offset_persist_interval_ms.max(100));
