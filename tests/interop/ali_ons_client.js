@@ -11,7 +11,7 @@
 //              `expected` arrived (plus a quiet period to catch duplicates) or the deadline. The
 //              listener answers ACTION_RETRY to the first delivery of each body in
 //              `fail_first`: the client sends the message back and receives it again from
-//              %RETRY%<group>.
+//              %RETRY%<group>. A message with `delay_level` is sent delayed (DELAY property).
 'use strict';
 
 const fs = require('fs');
@@ -85,6 +85,8 @@ async function roundtrip() {
     const msg = new Message(spec.topic, m.tags, m.body);
     if (m.keys) msg.keys = m.keys.split(' ');
     for (const [k, v] of Object.entries(m.props || {})) msg.properties[k] = v;
+    if (m.delay_level) msg.delayTimeLevel = m.delay_level;
+    const sentAt = Date.now() - started;
     const r = await producer.send(msg);
     out.sent.push({
       body: m.body,
@@ -93,6 +95,7 @@ async function roundtrip() {
       broker: r.messageQueue.brokerName,
       queue_id: Number(r.messageQueue.queueId),
       queue_offset: Number(r.queueOffset),
+      sent_at_ms: sentAt,
     });
   }
   while (received.length < spec.expected && Date.now() - started < deadlineMs) await sleep(50);

@@ -1,6 +1,7 @@
 //! Interop with ali-ons (npm), a RocketMQ remoting client written in JavaScript after the Java
 //! client, against the real broker binary: its producer and push consumer over two shards,
-//! tag filtering, properties, and a retry through CONSUMER_SEND_MSG_BACK. It reads the route
+//! tag filtering, properties, a delayed message (DELAY level 1) and a retry through
+//! CONSUMER_SEND_MSG_BACK. It reads the route
 //! bodies with a fastjson-compatible parser (bare integer keys) and sends JSON headers.
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ fn js_client_sends_filters_by_tag_and_retries_through_the_broker() {
     }
     ops::wait_route(broker.namesrv_addr(), topic, 2, Duration::from_secs(20));
     let run = format!("{:08x}", rand::random::<u32>());
+    // Message 4 is delayed (level 1: 1 s).
     let messages: Vec<Value> = (0..8)
         .map(|i| {
             json!({
@@ -47,6 +49,7 @@ fn js_client_sends_filters_by_tag_and_retries_through_the_broker() {
                 "tags": if i % 2 == 0 { "TagA" } else { "TagB" },
                 "keys": format!("jk-{i} shared-{run}"),
                 "props": {"e2e_idx": i.to_string()},
+                "delay_level": if i == 4 { 1 } else { 0 },
             })
         })
         .collect();
@@ -128,5 +131,19 @@ fn js_client_sends_filters_by_tag_and_retries_through_the_broker() {
     assert!(
         waited >= 900,
         "retried {waited} ms after the first delivery"
+    );
+    // The delayed one arrived a level's delay after it was sent, in its own topic.
+    let delayed = format!("js-{run}-4");
+    let sent_at = sent
+        .iter()
+        .find(|r| s(r, "body") == delayed)
+        .map(|r| n(r, "sent_at_ms"))
+        .expect("delayed send");
+    let got = by_body[delayed.as_str()][0];
+    assert_eq!(s(got, "topic"), topic);
+    let late = n(got, "at_ms") - sent_at;
+    assert!(
+        late >= 900,
+        "delayed message delivered {late} ms after its send"
     );
 }
