@@ -1,5 +1,6 @@
 //! `ramjet produce`: send messages given as arguments, or one per line of standard input.
 
+use ramjet_storage::schedule::MAX_DELAY_LEVELS;
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -29,7 +30,9 @@ pub struct ProduceArgs {
     /// User property, repeatable: --property color=red
     #[arg(long = "property", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
-    /// Delay level 1..=18 (1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h).
+    /// Delay level: the broker stores the message in its topic once the level's delay has
+    /// passed (the default levels 1..=18 are 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m
+    /// 30m 1h 2h; `broker.message_delay_level` sets them, at most 64; a higher level is capped).
     #[arg(long)]
     pub delay_level: Option<u8>,
     /// Route by hash of --keys (all messages with one key go to one queue, in order).
@@ -81,10 +84,13 @@ fn report(json: bool, r: &SendResult) -> String {
 
 /// Run `ramjet produce`.
 pub fn run_produce(args: ProduceArgs) -> Result<(), CliError> {
-    if args.delay_level.is_some_and(|d| d == 0 || d > 18) {
-        return Err(CliError::Usage(
-            "--delay-level must be between 1 and 18".into(),
-        ));
+    if args
+        .delay_level
+        .is_some_and(|d| d == 0 || d as usize > MAX_DELAY_LEVELS)
+    {
+        return Err(CliError::Usage(format!(
+            "--delay-level must be between 1 and {MAX_DELAY_LEVELS} (the broker caps it at its highest level)"
+        )));
     }
     if args.ordered && args.keys.is_none() {
         return Err(CliError::Usage(
