@@ -272,7 +272,13 @@ fn send_back_retries_after_a_delay_then_dead_letters() {
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.sendBackDlq"), 2);
 
     // A client's own fallback (a send to %RETRY%group at its limit) is dead-lettered too.
-    let mut ext = ops::send_ext(&retry_topic, 0, 0, b"", false);
+    let mut ext = ops::send_ext(
+        &retry_topic,
+        0,
+        0,
+        b"DELAY\x018\x02RETRY_TOPIC\x01sendback\x02",
+        false,
+    );
     for (k, v) in ext.iter_mut() {
         if *k == "j" {
             *v = "5".into();
@@ -286,6 +292,9 @@ fn send_back_retries_after_a_delay_then_dead_letters() {
     let d = pull(&mut c, &dlq, 0, 2, 0);
     assert_eq!(d.messages.len(), 1);
     assert_eq!(d.messages[0].body, b"client fallback");
+    // Stored undelayed, with DELAY 0 as RocketMQ does; the other properties kept.
+    assert_eq!(prop(&d.messages[0], "DELAY").as_deref(), Some("0"));
+    assert_eq!(prop(&d.messages[0], "RETRY_TOPIC").as_deref(), Some(topic));
 
     // An offset with no record behind it is an error, not a silent success.
     let (code, remark) = send_back(&mut c, 1 << 40, group, 0, 2);

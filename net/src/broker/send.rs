@@ -242,20 +242,33 @@ fn send_once(
     }
     // A delayed message waits in SCHEDULE_TOPIC_XXXX, queue level - 1, its real topic and
     // queue in its properties, its unit's tags code the time it is due (spec §7.5).
-    // The shard's reused builder, held until the append below (no await in between).
-    let mut scheduled = None;
+    // The shard's reused builder, held until the append below (no await in between); also
+    // what a dead-lettered retry's properties become.
+    let mut rewritten = None;
     let mut tags = tags_value.map_or(0, tag_hash_bytes);
     if let Some(level) = delay {
         let mut out = b.schedule.send_props.borrow_mut();
         match super::schedule::schedule_target(levels, level, h.topic, queue_id, props, &mut out) {
             Ok((q, due)) => {
                 (store_topic, store_queue, tags) = (SCHEDULE_TOPIC, q, due);
-                scheduled = Some(out);
+                rewritten = Some(out);
             }
             Err(e) => return fail(ResponseCode::MESSAGE_ILLEGAL, &e.to_string()),
         }
+    } else if !dlq.is_empty() && delay_value.is_some() {
+        // As RocketMQ: a dead-lettered retry is stored with DELAY 0 (the client's fallback
+        // sent it with the next retry's level).
+        let mut out = b.schedule.send_props.borrow_mut();
+        out.clear();
+        if let Err(e) = out
+            .extend_from(props, &[properties::DELAY])
+            .and_then(|o| o.push_str(properties::DELAY, "0"))
+        {
+            return fail(ResponseCode::MESSAGE_ILLEGAL, &e.to_string());
+        }
+        rewritten = Some(out);
     }
-    let store_props = scheduled
+    let store_props = rewritten
         .as_deref()
         .map_or(props, PropertiesBuilder::as_bytes);
     let template = MessageToStore {
