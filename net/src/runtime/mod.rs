@@ -490,11 +490,6 @@ where
     glommio::spawn_local(fut).detach()
 }
 
-/// Lets the executor's other ready tasks run before going on.
-pub async fn yield_now() {
-    futures_lite::future::yield_now().await;
-}
-
 /// Sleeps on the current executor.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
