@@ -171,6 +171,23 @@ def start_producer(args, spec):
     return producer
 
 
+def send_and_collect(args, spec, out, consumer, items, deadline, errors, done, missing,
+                     lock, received):
+    """Sends `items` with a new producer, waits for `done` (else records `missing`), keeps a
+    quiet period in which a duplicate delivery would show up, then shuts both sides down."""
+    producer = start_producer(args, spec)
+    out["sent"] = send_all(producer, spec["topic"], items, deadline, errors)
+    out["errors"] = errors
+    if not done.wait(max(0.0, deadline - now())):
+        errors.append(missing)
+    else:
+        time.sleep(min(spec.get("quiet_s", 1.5), max(0.0, deadline - now())))
+    with lock:
+        out["received"] = list(received)
+    producer.shutdown()
+    consumer.shutdown()
+
+
 def cmd_roundtrip(args, spec, out):
     deadline = now() + args.deadline_s
     topic = spec["topic"]
@@ -198,19 +215,8 @@ def cmd_roundtrip(args, spec, out):
     out["consumer_started_s"] = args.deadline_s - (deadline - now())
     time.sleep(spec.get("settle_s", 3.0))
 
-    producer = start_producer(args, spec)
-    out["sent"] = send_all(producer, topic, items, deadline, errors)
-    out["errors"] = errors
-
-    if not seen_all.wait(max(0.0, deadline - now())):
-        errors.append("not every sent message was delivered before the deadline")
-    else:
-        # Quiet period: a duplicate delivery would show up here.
-        time.sleep(min(spec.get("quiet_s", 1.5), max(0.0, deadline - now())))
-    with lock:
-        out["received"] = list(received)
-    producer.shutdown()
-    consumer.shutdown()
+    send_and_collect(args, spec, out, consumer, items, deadline, errors, seen_all,
+                     "not every sent message was delivered before the deadline", lock, received)
 
 
 def cmd_retry(args, spec, out):
@@ -244,18 +250,8 @@ def cmd_retry(args, spec, out):
     consumer.start()
     time.sleep(spec.get("settle_s", 3.0))
 
-    producer = start_producer(args, spec)
-    errors = []
-    out["sent"] = send_all(producer, topic, spec["messages"], deadline, errors)
-    out["errors"] = errors
-    if not enough.wait(max(0.0, deadline - now())):
-        errors.append("fewer deliveries than expected before the deadline")
-    else:
-        time.sleep(min(spec.get("quiet_s", 1.5), max(0.0, deadline - now())))
-    with lock:
-        out["received"] = list(received)
-    producer.shutdown()
-    consumer.shutdown()
+    send_and_collect(args, spec, out, consumer, spec["messages"], deadline, [], enough,
+                     "fewer deliveries than expected before the deadline", lock, received)
 
 
 def cmd_pull(args, spec, out):

@@ -282,10 +282,10 @@ async fn deliver_level(b: &Broker, level: usize) -> Pass {
             break;
         }
         let r = match deliver_from_memory(b, unit.physical_offset, unit.size) {
-            Some(r) => r,
-            None => {
+            Found::Delivered(r) => r,
+            Found::OnFile(cold) => {
                 // On file: read in off the shard first, then read and check it (CRC).
-                warm_unit(b, unit.physical_offset, unit.size).await;
+                read_in(b, cold).await;
                 match b.store.read_record(unit.physical_offset).await {
                     Ok(rec) => deliver_one(b, &rec),
                     Err(e) => {
@@ -328,62 +328,52 @@ async fn deliver_level(b: &Broker, level: usize) -> Pass {
     pass
 }
 
-/// Delivers the record at `physical_offset` straight from the tail cache (no copy, no read),
-/// or `None` when it is not wholly there.
-fn deliver_from_memory(
-    b: &Broker,
-    physical_offset: u64,
-    size: u32,
-) -> Option<Result<Option<u64>, StoreError>> {
-    let mut chunks = b.schedule.chunks.borrow_mut();
-    chunks.clear();
-    if b.store
-        .chunks_of(physical_offset, size, &mut chunks)
-        .is_err()
-    {
-        return None;
-    }
-    let r = match chunks.as_slice() {
-        [Chunk::Memory(slice)] if slice.len() == size as usize => {
-            Some(deliver_one(b, slice.as_ref()))
-        }
-        _ => None,
-    };
-    chunks.clear();
-    r
+/// Where a due record is.
+enum Found {
+    /// Delivered straight from the tail cache (no read, no copy).
+    Delivered(Result<Option<u64>, StoreError>),
+    /// On file: its ranges that are not in the page cache (empty when all are, when the
+    /// kernel cannot tell, or when `broker.cold_reads_off_shard` is off).
+    OnFile(Vec<super::warm::ColdRange>),
 }
 
-/// Reads the record at `physical_offset` into the page cache on the blocking thread when it is
-/// on file and not cached, so that reading it next does not wait for the disk on the shard's
-/// thread (a level of an hour or two delivers from files the page cache may have dropped).
-async fn warm_unit(b: &Broker, physical_offset: u64, size: u32) {
-    if !b.cfg.broker.cold_reads_off_shard {
-        return;
-    }
-    let mut chunks = Vec::new();
-    if b.store
-        .chunks_of(physical_offset, size, &mut chunks)
-        .is_err()
-    {
-        // Gone (retention): the read that follows reports it.
-        return;
-    }
+/// Delivers the record at `physical_offset` from the tail cache if it is wholly there, else
+/// says which of its file ranges are cold. One lookup of where the bytes are.
+fn deliver_from_memory(b: &Broker, physical_offset: u64, size: u32) -> Found {
+    let mut chunks = b.schedule.chunks.borrow_mut();
+    chunks.clear();
+    // Gone (retention): the read that follows reports it.
+    let _ = b.store.chunks_of(physical_offset, size, &mut chunks);
     let mut cold = Vec::new();
-    for c in &chunks {
-        if let Chunk::File { file, offset, len } = c {
-            let (offset, len) = (*offset, u64::from(*len));
-            if super::warm::is_cached(file, offset, len) == Some(false) {
-                if let Ok(file) = file.try_clone() {
-                    cold.push(super::warm::ColdRange { file, offset, len });
+    let found = match chunks.as_slice() {
+        [Chunk::Memory(slice)] if slice.len() == size as usize => {
+            Found::Delivered(deliver_one(b, slice.as_ref()))
+        }
+        on_file => {
+            if b.cfg.broker.cold_reads_off_shard {
+                for c in on_file {
+                    if let Chunk::File { file, offset, len } = c {
+                        super::warm::push_if_cold(file, *offset, u64::from(*len), &mut cold);
+                    }
                 }
             }
+            Found::OnFile(cold)
         }
+    };
+    chunks.clear();
+    found
+}
+
+/// Reads `cold` into the page cache on the blocking thread, so that reading the record next
+/// does not wait for the disk on the shard's thread (a level of an hour or two delivers from
+/// files the page cache may have dropped).
+async fn read_in(b: &Broker, cold: Vec<super::warm::ColdRange>) {
+    if cold.is_empty() {
+        return;
     }
-    if !cold.is_empty() {
-        ShardCounters::add(&b.schedule.cold_reads, cold.len() as u64);
-        if let Err(e) = crate::runtime::blocking(move || super::warm::read_in(&cold)).await {
-            tracing::debug!(shard = b.index, error = %e, "reading a scheduled record in failed; read on the shard");
-        }
+    ShardCounters::add(&b.schedule.cold_reads, cold.len() as u64);
+    if let Err(e) = crate::runtime::blocking(move || super::warm::read_in(&cold)).await {
+        tracing::debug!(shard = b.index, error = %e, "reading a scheduled record in failed; read on the shard");
     }
 }
 

@@ -146,14 +146,21 @@ pub fn cold_ranges<'a>(
     ahead: &mut Vec<ColdRange>,
 ) {
     for (file, offset, len) in ranges {
-        let is_cold = is_cached(file, offset, len) == Some(false);
-        if is_cold {
-            push_dup(file, offset, len, cold);
-        }
+        let is_cold = push_if_cold(file, offset, len, cold);
         if let Some((at, n)) = read_ahead.advance(file.as_raw_fd(), offset + len, is_cold) {
             push_dup(file, at, n, ahead);
         }
     }
+}
+
+/// Appends the range (with a duplicated descriptor) to `cold` when the kernel says it is not
+/// wholly cached; returns whether it is cold.
+pub fn push_if_cold(file: &File, offset: u64, len: u64, cold: &mut Vec<ColdRange>) -> bool {
+    let is_cold = is_cached(file, offset, len) == Some(false);
+    if is_cold {
+        push_dup(file, offset, len, cold);
+    }
+    is_cold
 }
 
 fn push_dup(file: &File, offset: u64, len: u64, out: &mut Vec<ColdRange>) {
