@@ -303,7 +303,7 @@ fn send_then_pull_returns_the_same_record_bytes() {
     assert_eq!(v["table"]["ramjet.shard"], "1");
 
     // Unknown codes are refused, never faked.
-    let u = c.call(RequestCode::END_TRANSACTION, &[], &[]);
+    let u = c.call(RequestCode::CHECK_TRANSACTION_STATE, &[], &[]);
     assert_eq!(u.code, ResponseCode::REQUEST_CODE_NOT_SUPPORTED);
 }
 

@@ -1,5 +1,6 @@
 //! Runs the interop scripts and returns their JSON: `tests/interop/rmq_client.py` (the real
-//! RocketMQ C++ client) and `tests/interop/ali_ons_client.js` (ali-ons, a JavaScript client).
+//! RocketMQ C++ client), `tests/interop/ali_ons_client.js` (ali-ons, a JavaScript client) and
+//! `tests/interop/rust-rmq` (rocketmq-client-rust, the Apache RocketMQ Rust client).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -44,6 +45,20 @@ pub fn run_js(
     let script = setup::interop_dir().join("ali_ons_client.js");
     let mut cmd = Command::new("node");
     cmd.arg(&script).env("NODE_PATH", setup::node_modules());
+    run_script(&mut cmd, command, namesrv, spec, deadline, work)
+}
+
+/// [`run`] for the rocketmq-client-rust driver ([`setup::rust_rmq_driver`]).
+pub fn run_rust(
+    command: &str,
+    namesrv: &str,
+    spec: &serde_json::Value,
+    deadline: Duration,
+    work: &Path,
+) -> serde_json::Value {
+    let mut cmd = Command::new(setup::rust_rmq_driver());
+    // Its log lines go to stdout (kept in the work dir for failures).
+    cmd.env("RUST_LOG", "warn");
     run_script(&mut cmd, command, namesrv, spec, deadline, work)
 }
 

@@ -91,6 +91,7 @@ pub struct Pulled {
     pub store_host: SocketAddr,
     pub born_host: SocketAddr,
     pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
     pub body: Vec<u8>,
     pub properties: Vec<u8>,
 }
@@ -185,6 +186,7 @@ pub fn decode_pull_body(body: &[u8]) -> Result<Vec<Pulled>, String> {
             store_host: view.store_host(),
             born_host: view.born_host(),
             reconsume_times: view.reconsume_times(),
+            prepared_transaction_offset: view.prepared_transaction_offset(),
             body: view.body().to_vec(),
             properties: view.properties().to_vec(),
         });

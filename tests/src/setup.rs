@@ -256,6 +256,45 @@ pub fn node_modules() -> &'static Path {
     })
 }
 
+/// The driver of rocketmq-client-rust (`tests/interop/rust-rmq`, the Apache RocketMQ Rust
+/// client from crates.io), built on first use into `<target>/interop-rust` with its own lock
+/// file (a debug build: two minutes on a 2-core VM from nothing, against six for release).
+/// A failure to build fails the test with what cargo said (never skipped).
+pub fn rust_rmq_driver() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = interop_dir().join("rust-rmq");
+        let target = target_dir().join("interop-rust");
+        let bin = target.join("debug").join("ramjet-interop-rust-rmq");
+        let _lock = FileLock::acquire(&target_dir().join(".e2e-rust-rmq.lock"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        if let Err(e) = run_checked(
+            Command::new(&cargo)
+                .arg("build")
+                .arg("--locked")
+                .arg("--manifest-path")
+                .arg(dir.join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", &target)
+                // The workspace's flags (if any) are not this crate's.
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS"),
+            "cargo build of tests/interop/rust-rmq",
+        ) {
+            panic!(
+                "cannot build the rocketmq-client-rust driver: {e}
+                    The Rust interop test needs network access to crates.io on first run."
+            );
+        }
+        if !bin.is_file() {
+            panic!(
+                "cargo built tests/interop/rust-rmq but {} does not exist",
+                bin.display()
+            );
+        }
+        bin
+    })
+}
+
 /// Whether this kernel has cachestat(2) (Linux 6.5), with which the broker tells that a file
 /// range is not in the page cache (and otherwise reads it on the shard as before).
 pub fn kernel_has_cachestat() -> bool {

@@ -147,6 +147,24 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.shard", b.index.to_string());
     put("ramjet.msgsPutFailed", c.msgs_put_failed.get().to_string());
     put("ramjet.sendsHeld", c.sends_held.get().to_string());
+    let tx = &b.transactions;
+    put("ramjet.transactionHalf", tx.halves.get().to_string());
+    put("ramjet.transactionCommit", tx.commits.get().to_string());
+    put("ramjet.transactionRollback", tx.rollbacks.get().to_string());
+    put("ramjet.transactionChecks", tx.checks.get().to_string());
+    put(
+        "ramjet.transactionChecksUnsent",
+        tx.checks_unsent.get().to_string(),
+    );
+    put(
+        "ramjet.transactionDiscarded",
+        tx.discarded.get().to_string(),
+    );
+    put(
+        "ramjet.transactionEndIgnored",
+        tx.ends_ignored.get().to_string(),
+    );
+    put("ramjet.transactionOpen", tx.open_count().to_string());
     put(
         "ramjet.scheduleDelivered",
         b.schedule.delivered.get().to_string(),

@@ -28,6 +28,12 @@ struct Member {
     last_ms: i64,
 }
 
+struct Producer {
+    conn: Weak<Conn>,
+    conn_id: u64,
+    last_ms: i64,
+}
+
 #[derive(Default)]
 struct Group {
     members: BTreeMap<String, Member>,
@@ -38,8 +44,8 @@ struct Group {
 #[derive(Default)]
 struct Inner {
     groups: HashMap<String, Group>,
-    /// producer group -> client id -> (connection id, last heartbeat ms)
-    producers: HashMap<String, HashMap<String, (u64, i64)>>,
+    /// producer group -> client id -> the producer's connection and last heartbeat
+    producers: HashMap<String, HashMap<String, Producer>>,
 }
 
 /// Consumer groups and producers known to one shard.
@@ -81,6 +87,17 @@ impl ClientRegistry {
             .values()
             .map(HashMap::len)
             .sum()
+    }
+
+    /// A live connection of a producer of `group` (the most recently heard from): where a
+    /// transaction check goes.
+    pub fn producer_conn(&self, group: &str) -> Option<Rc<Conn>> {
+        let inner = self.inner.borrow();
+        let mut live: Vec<&Producer> = inner.producers.get(group)?.values().collect();
+        live.sort_by_key(|p| std::cmp::Reverse(p.last_ms));
+        live.iter()
+            .filter_map(|p| p.conn.upgrade())
+            .find(|c| !c.is_closed())
     }
 
     fn members_conns(&self, group: &str) -> Vec<Rc<Conn>> {
@@ -188,7 +205,14 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                 .producers
                 .entry(pd.group_name.clone())
                 .or_default()
-                .insert(data.client_id.clone(), (conn.id(), now));
+                .insert(
+                    data.client_id.clone(),
+                    Producer {
+                        conn: Rc::downgrade(conn),
+                        conn_id: conn.id(),
+                        last_ms: now,
+                    },
+                );
         }
     }
     let mut created = false;
@@ -278,7 +302,7 @@ pub fn connection_closed(b: &Broker, conn: &Rc<Conn>) {
     let id = conn.id();
     let changed = b.clients.remove_where(|_, m| m.conn_id == id);
     b.clients.inner.borrow_mut().producers.retain(|_, p| {
-        p.retain(|_, (c, _)| *c != id);
+        p.retain(|_, c| c.conn_id != id);
         !p.is_empty()
     });
     for g in changed {
@@ -294,7 +318,7 @@ pub fn expire_clients(b: &Broker, idle: Duration) {
         .clients
         .remove_where(|_, m| m.last_ms < cutoff || m.conn.upgrade().is_none());
     b.clients.inner.borrow_mut().producers.retain(|_, p| {
-        p.retain(|_, (_, last)| *last >= cutoff);
+        p.retain(|_, c| c.last_ms >= cutoff && c.conn.upgrade().is_some());
         !p.is_empty()
     });
     for g in changed {

@@ -89,6 +89,22 @@ pub struct BrokerSection {
     /// How long a queue lock of an orderly consumer (LOCK_BATCH_MQ) lasts after its holder's
     /// last lock request (RocketMQ's `rocketmq.broker.rebalance.lockMaxLiveTime`).
     pub rebalance_lock_max_live_ms: u64,
+    /// Refuse transactional (half) messages with NO_PERMISSION (RocketMQ's
+    /// `rejectTransactionMessage`).
+    pub reject_transaction_message: bool,
+    /// How often the transaction check service looks for half messages that have waited
+    /// `transaction_timeout_ms` without a commit or rollback (RocketMQ's
+    /// `transactionCheckInterval`).
+    pub transaction_check_interval_ms: u64,
+    /// Age of a half message before its producer group is asked for its state (RocketMQ's
+    /// `transactionTimeOut`; a message's `CHECK_IMMUNITY_TIME_IN_SECONDS` may raise it).
+    pub transaction_timeout_ms: u64,
+    /// Checks of one transaction before its half message is discarded to
+    /// `TRANS_CHECK_MAX_TIME_TOPIC` (RocketMQ's `transactionCheckMax`).
+    pub transaction_check_max: u32,
+    /// Open transactions (half messages without a commit or rollback) one shard holds; more
+    /// half messages get SYSTEM_BUSY until some end.
+    pub transaction_max_open: u32,
     /// Largest frame accepted from a client (length prefix included).
     pub max_frame_bytes: u32,
     /// Largest message body accepted by a send.
@@ -145,6 +161,11 @@ impl Default for BrokerSection {
             retry_max_times: 16,
             schedule_check_ms: 100,
             rebalance_lock_max_live_ms: 60_000,
+            reject_transaction_message: false,
+            transaction_check_interval_ms: 30_000,
+            transaction_timeout_ms: 6_000,
+            transaction_check_max: 15,
+            transaction_max_open: 262_144,
             max_frame_bytes: 16 * 1024 * 1024,
             max_message_bytes: 4 * 1024 * 1024,
             max_batch_messages: 10_000,
@@ -436,6 +457,27 @@ impl Config {
                 "broker.rebalance_lock_max_live_ms",
                 "0".into(),
                 "must be at least 1 (milliseconds)",
+            );
+        }
+        if !(10..=3_600_000).contains(&self.broker.transaction_check_interval_ms) {
+            return inv(
+                "broker.transaction_check_interval_ms",
+                self.broker.transaction_check_interval_ms.to_string(),
+                "expected 10..=3600000 (milliseconds)",
+            );
+        }
+        if self.broker.transaction_timeout_ms == 0 {
+            return inv(
+                "broker.transaction_timeout_ms",
+                "0".into(),
+                "must be at least 1 (milliseconds)",
+            );
+        }
+        if self.broker.transaction_max_open == 0 {
+            return inv(
+                "broker.transaction_max_open",
+                "0".into(),
+                "must be at least 1 (set reject_transaction_message to refuse transactions)",
             );
         }
         if self.broker.max_frame_bytes < 1024 {

@@ -23,4 +23,5 @@ pub mod server;
 pub mod shard;
 pub mod syncack;
 pub mod topics;
+pub mod transaction;
 pub mod warm;

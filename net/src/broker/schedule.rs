@@ -420,6 +420,19 @@ pub fn schedule_target(
     props: &[u8],
     out: &mut PropertiesBuilder,
 ) -> Result<(i32, i64), ramjet_core::record::RecordError> {
+    with_real_target(topic, queue_id, props, out)?;
+    Ok(((level - 1) as i32, due_time(levels, level, now_ms())))
+}
+
+/// `props` with `REAL_TOPIC` / `REAL_QID` set to `topic` / `queue_id` (replacing any earlier
+/// ones), into `out`: what a message parked in a system topic (delayed, or a transaction's
+/// half message) carries to find its way back.
+pub fn with_real_target(
+    topic: &str,
+    queue_id: i32,
+    props: &[u8],
+    out: &mut PropertiesBuilder,
+) -> Result<(), ramjet_core::record::RecordError> {
     // The queue id as text without an allocation (an i32 has at most 11 characters).
     let mut qid = [0u8; 12];
     let qid_len = {
@@ -432,7 +445,7 @@ pub fn schedule_target(
     out.extend_from(props, &[properties::REAL_TOPIC, properties::REAL_QID])?
         .push_str(properties::REAL_TOPIC, topic)?
         .push(properties::REAL_QID, &qid[..qid_len])?;
-    Ok(((level - 1) as i32, due_time(levels, level, now_ms())))
+    Ok(())
 }
 
 /// CONSUMER_SEND_MSG_BACK (36).

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ramjet_core::record::properties::PropertiesBuilder;
+use ramjet_core::record::sysflag::{reset_transaction_value, TRANSACTION_NOT_TYPE};
 use ramjet_core::record::{
     decode_batch, offset_msg_id, properties, tag_hash_bytes, MessageToStore, OffsetMsgId,
 };
@@ -197,14 +198,32 @@ fn send_once(
         props,
         [properties::TAGS, properties::TRAN_MSG, properties::DELAY],
     );
-    if tran_msg == Some(b"true") {
-        return fail(
-            ResponseCode::NO_PERMISSION,
-            &format!(
-                "the broker[{}] does not support transactional messages",
-                b.broker_name
-            ),
-        );
+    let half = tran_msg == Some(b"true");
+    if half {
+        if b.cfg.broker.reject_transaction_message {
+            return fail(
+                ResponseCode::NO_PERMISSION,
+                &format!(
+                    "the broker[{}] sending transaction message is forbidden",
+                    b.broker_name
+                ),
+            );
+        }
+        if batch {
+            return fail(
+                ResponseCode::MESSAGE_ILLEGAL,
+                "transactional messages cannot be sent in a batch",
+            );
+        }
+        if b.transactions.is_full() {
+            return fail(
+                ResponseCode::SYSTEM_BUSY,
+                &format!(
+                    "[REJECTREQUEST]too many open transactions ({}, broker.transaction_max_open)",
+                    b.transactions.open_count()
+                ),
+            );
+        }
     }
     let reconsume_times = h.reconsume_times.unwrap_or(0);
     let levels = &b.store.config().delay_levels_ms;
@@ -213,7 +232,11 @@ fn send_once(
     let mut dlq = String::new();
     let (mut store_topic, mut store_queue) = (h.topic, queue_id);
     let mut delay = None;
-    if !batch {
+    if half {
+        // A half message waits in RMQ_SYS_TRANS_HALF_TOPIC queue 0, its real topic and queue
+        // in its properties, its transaction bits cleared (so that it is dispatched), until
+        // its producer commits or rolls it back (spec §7.6); a delay applies at the commit.
+    } else if !batch {
         if let Some(group) = h.topic.strip_prefix(RETRY_PREFIX) {
             let max = h
                 .max_reconsume_times
@@ -246,7 +269,16 @@ fn send_once(
     // what a dead-lettered retry's properties become.
     let mut rewritten = None;
     let mut tags = tags_value.map_or(0, tag_hash_bytes);
-    if let Some(level) = delay {
+    let mut sys_flag = h.sys_flag;
+    if half {
+        let mut out = b.schedule.send_props.borrow_mut();
+        if let Err(e) = super::schedule::with_real_target(h.topic, queue_id, props, &mut out) {
+            return fail(ResponseCode::MESSAGE_ILLEGAL, &e.to_string());
+        }
+        (store_topic, store_queue) = (super::transaction::HALF_TOPIC, 0);
+        sys_flag = reset_transaction_value(sys_flag, TRANSACTION_NOT_TYPE);
+        rewritten = Some(out);
+    } else if let Some(level) = delay {
         let mut out = b.schedule.send_props.borrow_mut();
         match super::schedule::schedule_target(levels, level, h.topic, queue_id, props, &mut out) {
             Ok((q, due)) => {
@@ -277,7 +309,7 @@ fn send_once(
         flag: h.flag,
         body: req.body,
         properties: store_props,
-        sys_flag: h.sys_flag,
+        sys_flag,
         born_timestamp: h.born_timestamp,
         born_host: conn.peer(),
         store_host: b.addr,
@@ -357,6 +389,17 @@ fn send_once(
         if r.is_err() {
             need = b.store.record_len(&template);
         }
+        if let (Ok(put), true) = (&r, half) {
+            b.transactions.on_half_stored(
+                &b.store,
+                put,
+                b.store.record_len(&template) as u32,
+                super::transaction::immunity_ms(properties::get(
+                    props,
+                    properties::CHECK_IMMUNITY_TIME_IN_SECONDS,
+                )),
+            );
+        }
         r
     };
     let put = match put {
@@ -372,7 +415,7 @@ fn send_once(
         }
     };
     ShardCounters::add(&b.counters.msgs_put, put.msg_count as u64);
-    if b.store.config().flush == FlushMode::Sync && !batch {
+    if b.store.config().flush == FlushMode::Sync && !batch && !half {
         // Ack after the fdatasync covering the record (group commit), from the shard's queue.
         if !req.is_oneway() {
             b.sync_acks.push(
@@ -404,11 +447,15 @@ fn send_once(
         "false"
     };
     if b.store.config().flush == FlushMode::Sync {
-        // A batch: its ids are one string per request, answered from a task of its own.
+        // A batch (its ids are one string per request) or a half message (its answer names
+        // its transaction): answered from a task of its own.
         let broker = b.rc()?;
         let conn = conn.clone();
         let (opaque, st, oneway) = (req.opaque, req.serialize_type, req.is_oneway());
         let msg_id = msg_id.to_string();
+        let transaction_id = half
+            .then(|| properties::get_str(props, properties::UNIQ_KEY).map(str::to_string))
+            .flatten();
         let end = put.end_physical_offset;
         crate::runtime::spawn_detached(async move {
             let r = broker.store.wait_durable(end).await;
@@ -428,6 +475,7 @@ fn send_once(
                 &msg_id,
                 queue_id,
                 put.queue_offset,
+                transaction_id.as_deref(),
                 &broker,
             );
         });
@@ -440,7 +488,12 @@ fn send_once(
         msg_id,
         queue_id,
         queue_offset: put.queue_offset,
-        transaction_id: None,
+        // 5.x: a half message's answer names its transaction.
+        transaction_id: if half {
+            properties::get_str(props, properties::UNIQ_KEY)
+        } else {
+            None
+        },
         batch_uniq_id: None,
         msg_region: Some(region),
         trace_on: Some(trace),
@@ -484,13 +537,14 @@ pub(crate) fn respond_send(
     msg_id: &str,
     queue_id: i32,
     queue_offset: i64,
+    transaction_id: Option<&str>,
     b: &Broker,
 ) {
     let header = SendMessageResponseHeader {
         msg_id,
         queue_id,
         queue_offset,
-        transaction_id: None,
+        transaction_id,
         batch_uniq_id: None,
         msg_region: Some(b.cfg.broker.region_id.as_str()),
         trace_on: Some(if b.cfg.broker.trace_on {

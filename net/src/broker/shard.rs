@@ -54,6 +54,11 @@ pub enum ShardError {
         shard: usize,
         source: super::schedule::ScheduleError,
     },
+    #[error("shard {shard}: {source}")]
+    Transactions {
+        shard: usize,
+        source: super::transaction::TransactionError,
+    },
     #[error("shard {shard}: cannot listen on {addr}: {message} (is another broker running? change broker.base_port)")]
     Bind {
         shard: usize,
@@ -97,6 +102,8 @@ pub struct Broker {
     pub locks: super::locks::QueueLocks,
     /// Delayed messages and their delivery (`SCHEDULE_TOPIC_XXXX`).
     pub schedule: super::schedule::Scheduler,
+    /// Open transactions (half messages) and their check service's state.
+    pub transactions: super::transaction::Transactions,
     pub longpoll: LongPollRegistry,
     pub clients: ClientRegistry,
     pub counters: ShardCounters,
@@ -247,6 +254,15 @@ impl Broker {
                 shard: index,
                 source,
             })?;
+        let transactions =
+            super::transaction::Transactions::new(cfg.broker.transaction_max_open as usize);
+        transactions
+            .recover(&store, &offsets, index)
+            .await
+            .map_err(|source| ShardError::Transactions {
+                shard: index,
+                source,
+            })?;
         let longpoll = LongPollRegistry::new(cfg.broker.max_parked_pulls as usize);
         let lp = longpoll.clone();
         store.set_arrival_listener(Box::new(move |topic, queue, max| {
@@ -266,6 +282,7 @@ impl Broker {
             offsets,
             locks: super::locks::QueueLocks::default(),
             schedule,
+            transactions,
             longpoll,
             clients: ClientRegistry::default(),
             counters: ShardCounters::default(),
@@ -336,6 +353,7 @@ impl Broker {
             tasks.push(runtime::spawn_task(c.clone().run()));
         }
         tasks.push(runtime::spawn_task(super::schedule::run(self.clone())));
+        tasks.push(runtime::spawn_task(super::transaction::run(self.clone())));
         let reg = runtime::spawn_task(super::register::registration_loop(self.clone()));
         let tick = Duration::from_millis(100);
         let persist_every =
@@ -348,6 +366,7 @@ impl Broker {
             since_scan += tick;
             if since_persist >= persist_every {
                 since_persist = Duration::ZERO;
+                self.transactions.persist(&self).await;
                 if let Err(e) = self.offsets.persist_if_dirty().await {
                     tracing::error!(shard = self.index, error = %e, "persisting consumer offsets failed");
                 }
@@ -375,6 +394,7 @@ impl Broker {
 
     /// Persists offsets and topics, unregisters, and closes the store.
     pub async fn shutdown(&self) {
+        self.transactions.persist(self).await;
         if let Err(e) = self.offsets.persist() {
             tracing::error!(shard = self.index, error = %e, "persisting consumer offsets at shutdown failed");
         }
@@ -434,6 +454,7 @@ impl Service for Broker {
             RequestCode::QUERY_MESSAGE => super::admin::query_message(self, conn, req),
             RequestCode::VIEW_MESSAGE_BY_ID => super::admin::view_message(self, conn, req),
             RequestCode::CONSUMER_SEND_MSG_BACK => super::schedule::send_back(self, conn, req),
+            RequestCode::END_TRANSACTION => super::transaction::end_transaction(self, conn, req),
             RequestCode::LOCK_BATCH_MQ => super::locks::lock_batch(self, conn, req),
             RequestCode::UNLOCK_BATCH_MQ => super::locks::unlock_batch(self, conn, req),
             _ => self.not_supported(conn, req),

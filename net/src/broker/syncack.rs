@@ -147,6 +147,7 @@ impl SyncAcks {
                 id.as_str(),
                 a.queue_id,
                 a.queue_offset,
+                None,
                 b,
             );
         }

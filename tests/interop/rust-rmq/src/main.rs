@@ -1,0 +1,199 @@
+//! Sends transactional messages with rocketmq-client-rust's `TransactionMQProducer` and answers
+//! the broker's checks, as the spec file says; writes one JSON document to `--out`.
+//!
+//! Usage: `ramjet-interop-rust-rmq transaction --namesrv ADDR --spec FILE --out FILE
+//!         --deadline-s S [--log-dir DIR]` (the arguments `tests/src/interop.rs` passes to
+//! every interop client).
+//!
+//! Spec: `{"topic": "...", "group": "...", "linger_ms": 8000,
+//!         "messages": [{"body": "...", "tags": "...", "local": "commit|rollback|unknown",
+//!                       "check": "commit|rollback|unknown"}]}`
+//! `local` is what the local transaction returns at send time; `check` what the checker
+//! answers when the broker asks later. After the sends the producer stays up for `linger_ms`
+//! (or until every message whose local state was unknown has been checked and answered with
+//! something other than unknown), then shuts down.
+//!
+//! Output: `{"sends": [{"body", "ok", "error", "state", "msg_id", "offset_msg_id",
+//!           "queue_offset", "transaction_id"}], "checks": {"<body>": n}}`.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rocketmq_client_rust::{
+    ClientRuntime, ClientRuntimeConfig, LocalTransactionState, TransactionListener,
+    TransactionMQProducer,
+};
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::common::message::MessageTrait;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+use serde::Deserialize;
+
+#[derive(Deserialize, Clone)]
+struct Item {
+    body: String,
+    #[serde(default)]
+    tags: String,
+    local: String,
+    #[serde(default)]
+    check: String,
+}
+
+#[derive(Deserialize)]
+struct Spec {
+    topic: String,
+    group: String,
+    linger_ms: u64,
+    messages: Vec<Item>,
+}
+
+fn state(s: &str) -> LocalTransactionState {
+    match s {
+        "commit" => LocalTransactionState::CommitMessage,
+        "rollback" => LocalTransactionState::RollbackMessage,
+        _ => LocalTransactionState::Unknown,
+    }
+}
+
+fn body_of(msg: &dyn MessageTrait) -> String {
+    msg.get_body()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
+}
+
+struct Listener {
+    plan: HashMap<String, Item>,
+    checks: Arc<Mutex<HashMap<String, u32>>>,
+    answered: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl TransactionListener for Listener {
+    fn execute_local_transaction(
+        &self,
+        msg: &dyn MessageTrait,
+        _arg: Option<&(dyn Any + Send + Sync)>,
+    ) -> LocalTransactionState {
+        let body = body_of(msg);
+        self.plan
+            .get(&body)
+            .map_or(LocalTransactionState::Unknown, |i| state(&i.local))
+    }
+
+    fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
+        let body = body_of(msg);
+        *self.checks.lock().entry(body.clone()).or_default() += 1;
+        let answer = self
+            .plan
+            .get(&body)
+            .map(|i| i.check.clone())
+            .unwrap_or_default();
+        if answer == "commit" || answer == "rollback" {
+            self.answered.lock().insert(body, answer.clone());
+        }
+        state(&answer)
+    }
+}
+
+fn arg(args: &[String], name: &str) -> String {
+    let i = args
+        .iter()
+        .position(|a| a == name)
+        .unwrap_or_else(|| panic!("missing {name}"));
+    args[i + 1].clone()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    assert_eq!(
+        args.get(1).map(String::as_str),
+        Some("transaction"),
+        "the only command is `transaction`"
+    );
+    let spec: Spec = serde_json::from_slice(&std::fs::read(arg(&args, "--spec")).unwrap()).unwrap();
+    let out = arg(&args, "--out");
+    let namesrv = arg(&args, "--namesrv");
+    let deadline_s: f64 = arg(&args, "--deadline-s").parse().expect("--deadline-s");
+    let owner = RuntimeOwner::plan(RuntimeConfig {
+        thread_name: "ramjet-interop".into(),
+        ..Default::default()
+    })
+    .expect("runtime configuration")
+    .build()
+    .expect("runtime");
+    let telemetry = rocketmq_observability::install_global(
+        &rocketmq_observability::TelemetryBootstrapConfig::default(),
+    )
+    .expect("telemetry");
+    let runtime = ClientRuntime::try_new(
+        owner.root_context().component("client"),
+        ClientRuntimeConfig::default(),
+        telemetry.handle(),
+    )
+    .expect("client runtime");
+    let checks = Arc::new(Mutex::new(HashMap::new()));
+    let answered = Arc::new(Mutex::new(HashMap::new()));
+    let listener = Listener {
+        plan: spec
+            .messages
+            .iter()
+            .map(|i| (i.body.clone(), i.clone()))
+            .collect(),
+        checks: checks.clone(),
+        answered: answered.clone(),
+    };
+    let mut producer = TransactionMQProducer::builder(runtime.clone())
+        .producer_group(spec.group.clone())
+        .name_server_addr(namesrv)
+        .topics(vec![spec.topic.clone()])
+        .transaction_listener(listener)
+        .build();
+    producer.start().await.expect("producer start");
+    let mut sends = Vec::new();
+    for item in &spec.messages {
+        let mut b = Message::builder()
+            .topic(spec.topic.as_str())
+            .body_slice(item.body.as_bytes());
+        if !item.tags.is_empty() {
+            b = b.tags(item.tags.as_str());
+        }
+        let msg = b.build_unchecked();
+        let r = producer
+            .send_message_in_transaction::<(), _>(msg, None)
+            .await;
+        sends.push(match r {
+            Ok(r) => {
+                let v = serde_json::to_value(&r).unwrap_or_default();
+                serde_json::json!({"body": item.body, "ok": true, "result": v})
+            }
+            Err(e) => serde_json::json!({"body": item.body, "ok": false, "error": e.to_string()}),
+        });
+    }
+    let waiting: Vec<String> = spec
+        .messages
+        .iter()
+        .filter(|i| i.local == "unknown" && (i.check == "commit" || i.check == "rollback"))
+        .map(|i| i.body.clone())
+        .collect();
+    let linger = Duration::from_millis(spec.linger_ms).min(Duration::from_secs_f64(deadline_s));
+    let deadline = Instant::now() + linger;
+    while Instant::now() < deadline {
+        if waiting.iter().all(|b| answered.lock().contains_key(b)) {
+            // Let the last answers leave the socket.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let doc = serde_json::json!({
+        "sends": sends,
+        "checks": *checks.lock(),
+    });
+    std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    producer.shutdown().await;
+    let _ = runtime.shutdown().await;
+    std::process::exit(0);
+}
