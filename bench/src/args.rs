@@ -42,6 +42,25 @@ pub enum ClientImpl {
     Full,
 }
 
+/// How each transactional message ends (`--transaction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransactionEnd {
+    /// END_TRANSACTION commit: the message becomes visible in its topic.
+    Commit,
+    /// END_TRANSACTION rollback: nothing is stored for the topic.
+    Rollback,
+}
+
+impl TransactionEnd {
+    /// The `commitOrRollback` value.
+    pub fn code(self) -> i32 {
+        match self {
+            TransactionEnd::Commit => 8,
+            TransactionEnd::Rollback => 12,
+        }
+    }
+}
+
 /// How request headers are encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Serialize {
@@ -83,6 +102,12 @@ pub struct BenchArgs {
     /// With `e2e`, latencies include the delay.
     #[arg(long)]
     pub delay_level: Option<u8>,
+    /// Send every message as a transaction: a half message (`TRAN_MSG`), then, once the
+    /// broker acknowledged it, END_TRANSACTION (oneway, as the Java client) with this outcome.
+    /// Send latencies are the half message's; with `e2e` and `commit`, a message's latency
+    /// runs to its arrival after the commit. Needs `--batch 1` and `--client raw`.
+    #[arg(long, value_enum)]
+    pub transaction: Option<TransactionEnd>,
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
     /// Client code: `raw` (the generator's own protocol loops) or `full` (the client library).
@@ -192,6 +217,16 @@ impl BenchArgs {
                 return Err("--delay-level needs --batch 1 (brokers refuse delayed batches)".into())
             }
             _ => {}
+        }
+        if self.transaction.is_some() {
+            if self.batch > 1 {
+                return Err(
+                    "--transaction needs --batch 1 (brokers refuse transactional batches)".into(),
+                );
+            }
+            if self.client != ClientImpl::Raw {
+                return Err("--transaction needs --client raw".into());
+            }
         }
         if self.pull_batch < 1 {
             return Err(format!(
@@ -314,5 +349,13 @@ mod tests {
         assert!(delayed(&["--delay-level", "0"]).is_err_and(|e| e.contains("at least 1")));
         assert!(delayed(&["--delay-level", "3", "--batch", "10"])
             .is_err_and(|e| e.contains("--batch 1")));
+        assert!(delayed(&["--transaction", "commit"]).is_ok());
+        assert!(delayed(&["--transaction", "rollback", "--batch", "2"])
+            .is_err_and(|e| e.contains("--batch 1")));
+        assert!(delayed(&["--transaction", "commit", "--client", "full"])
+            .is_err_and(|e| e.contains("--client raw")));
+        assert!(
+            Cli::try_parse_from(["ramjet-bench", "produce", "--transaction", "maybe"]).is_err()
+        );
     }
 }

@@ -100,6 +100,9 @@ pub struct Settings<'a> {
     pub start_pulls: Instant,
     /// ... and stop at this one.
     pub stop_pulls: Instant,
+    /// Sends are half messages: each acknowledged one is ended with END_TRANSACTION
+    /// (oneway) with this state (8 commit, 12 rollback).
+    pub end_transaction: Option<i32>,
 }
 
 /// The schedule and the clock translation of a run (see `runner::Timing`).
@@ -160,6 +163,13 @@ impl Pending {
     }
 }
 
+/// Takes the next request id (positive, wrapping to 1).
+fn next_opaque(next: &mut i32) -> i32 {
+    let o = *next;
+    *next = if o == i32::MAX { 1 } else { o + 1 };
+    o
+}
+
 struct Conn {
     addr: String,
     sock: TcpStream,
@@ -204,9 +214,7 @@ impl Conn {
     }
 
     fn opaque(&mut self) -> i32 {
-        let o = self.next_opaque;
-        self.next_opaque = if o == i32::MAX { 1 } else { o + 1 };
-        o
+        next_opaque(&mut self.next_opaque)
     }
 
     fn wants_write(&self) -> bool {
@@ -584,6 +592,24 @@ pub fn run(
                         match command {
                             Ok(view) if view.is_response() => {
                                 if let Some(p) = c.pending.remove(&view.opaque) {
+                                    if let (Some(state), Pending::Send { .. }) =
+                                        (s.end_transaction, &p)
+                                    {
+                                        if raw::send_ok(view.code) {
+                                            // Fields, not methods: `view` borrows `c.inb`.
+                                            let opaque = next_opaque(&mut c.next_opaque);
+                                            if !raw::end_transaction(
+                                                &mut c.out,
+                                                s.serialize,
+                                                opaque,
+                                                s.producer_group,
+                                                &view,
+                                                state,
+                                            ) {
+                                                malformed += 1;
+                                            }
+                                        }
+                                    }
                                     answer(
                                         &view,
                                         p,

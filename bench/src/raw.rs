@@ -13,9 +13,14 @@
 
 use std::cell::Cell;
 
-use ramjet_core::record::RecordView;
-use ramjet_core::remoting::headers::SendMessageRequestHeader;
-use ramjet_core::remoting::{RequestCode, ResponseCode};
+use ramjet_core::record::sysflag::TRANSACTION_PREPARED_TYPE;
+use ramjet_core::record::{decode_offset_msg_id, RecordView};
+use ramjet_core::remoting::headers::{
+    EndTransactionRequestHeader, SendMessageRequestHeader, SendMessageResponseHeader,
+};
+use ramjet_core::remoting::{
+    encode_frame, CommandView, FrameHead, RequestCode, ResponseCode, SerializeType,
+};
 use ramjet_net::client::message::{encode_batch, encode_properties, prop};
 use ramjet_net::client::{Client, ClientError, Message, MessageQueue};
 
@@ -44,6 +49,8 @@ pub struct BatchTemplate {
     next: u64,
     /// Body bytes of one message.
     size: usize,
+    /// Half messages (sysflag PREPARED), ended by END_TRANSACTION after each answer.
+    transactional: bool,
 }
 
 impl BatchTemplate {
@@ -56,7 +63,24 @@ impl BatchTemplate {
         id_prefix: &str,
         delay_level: Option<u8>,
     ) -> Result<Self, ClientError> {
+        Self::new_with(topic, count, size, id_prefix, delay_level, None)
+    }
+
+    /// [`BatchTemplate::new`]; with `transaction_group`, a half message of that producer
+    /// group (`TRAN_MSG=true`, `PGROUP`, sysflag PREPARED): single messages only.
+    pub fn new_with(
+        topic: &str,
+        count: usize,
+        size: usize,
+        id_prefix: &str,
+        delay_level: Option<u8>,
+        transaction_group: Option<&str>,
+    ) -> Result<Self, ClientError> {
         assert!(count >= 1, "a request carries at least one message");
+        assert!(
+            transaction_group.is_none() || count == 1,
+            "transactional messages are sent one per request"
+        );
         assert_eq!(id_prefix.len(), UNIQ_KEY_HEX - COUNTER_HEX);
         let placeholder = format!("{id_prefix}{}", "0".repeat(COUNTER_HEX));
         let body_bytes = vec![b'x'; size];
@@ -64,6 +88,10 @@ impl BatchTemplate {
             .map(|_| {
                 let mut m = Message::new(topic, body_bytes.clone());
                 m.set_property(prop::UNIQ_KEY, placeholder.clone());
+                if let Some(group) = transaction_group {
+                    m.set_property(prop::TRAN_MSG, "true");
+                    m.set_property(prop::PGROUP, group);
+                }
                 match delay_level {
                     Some(l) => m.with_delay_level(l),
                     None => m,
@@ -78,6 +106,7 @@ impl BatchTemplate {
             batch: count > 1,
             next: 0,
             size,
+            transactional: transaction_group.is_some(),
         };
         let key = format!("{}\u{1}", prop::UNIQ_KEY);
         if t.batch {
@@ -193,7 +222,11 @@ pub fn send_header<'a>(
         default_topic: DEFAULT_TOPIC,
         default_topic_queue_nums: DEFAULT_TOPIC_QUEUES,
         queue_id: mq.queue_id,
-        sys_flag: 0,
+        sys_flag: if t.transactional {
+            TRANSACTION_PREPARED_TYPE
+        } else {
+            0
+        },
         born_timestamp: born_ms,
         flag: 0,
         properties: t.properties(),
@@ -209,6 +242,38 @@ pub fn send_header<'a>(
         RequestCode::SEND_MESSAGE_V2
     };
     (code, header)
+}
+
+/// Appends the END_TRANSACTION (oneway) that ends the half message `answer` acknowledged:
+/// its offsets come from the answer's `msgId` (offset id) and `queueOffset`. Returns false
+/// (nothing appended) when the answer does not name them.
+pub fn end_transaction(
+    out: &mut Vec<u8>,
+    serialize: SerializeType,
+    opaque: i32,
+    group: &str,
+    answer: &CommandView<'_>,
+    state: i32,
+) -> bool {
+    let Ok(h) = answer.decode_header::<SendMessageResponseHeader>() else {
+        return false;
+    };
+    let Ok((_, commit_log_offset)) = decode_offset_msg_id(h.msg_id) else {
+        return false;
+    };
+    let header = EndTransactionRequestHeader {
+        producer_group: group,
+        tran_state_table_offset: h.queue_offset,
+        commit_log_offset,
+        commit_or_rollback: state,
+        from_transaction_check: Some(false),
+        msg_id: h.msg_id,
+        transaction_id: None,
+        topic: None,
+        broker_name: None,
+    };
+    let head = FrameHead::oneway(RequestCode::END_TRANSACTION, opaque);
+    encode_frame(out, serialize, &head, &header, &[]).is_ok()
 }
 
 /// What a send's answer means for the report.

@@ -729,12 +729,13 @@ async fn raw_load(
             targets.push((mq.clone(), slot(ci, client.master_addr(&mq.broker_name)?)));
         }
         let prefix = raw::id_prefix(client, a.first_producer + i);
-        let template = BatchTemplate::new(
+        let template = BatchTemplate::new_with(
             &args.topic,
             args.batch,
             args.size,
             &prefix,
             args.delay_level,
+            args.transaction.map(|_| PRODUCER_GROUP),
         )?;
         producers.push(engine::ProducerPlan { template, targets });
     }
@@ -755,6 +756,7 @@ async fn raw_load(
             Mode::E2e => timing.end + E2E_GRACE,
             _ => timing.end,
         },
+        end_transaction: args.transaction.map(|t| t.code()),
     };
     let sched = RunSchedule {
         timing,

@@ -164,3 +164,78 @@ fn raw_bench_counts_equal_what_the_broker_stored_and_delivered() {
     .unwrap_or_else(|e| panic!("second consume run: {e}"));
     assert_eq!(again.recorder.messages, 0, "offsets were not committed");
 }
+
+/// `--transaction commit`: every acknowledged half message is committed (its message is in
+/// the topic once); `--transaction rollback`: none is.
+#[test]
+fn raw_bench_transactions_commit_every_acknowledged_half_message() {
+    let broker = Broker::start(BrokerSpec::default());
+    let ns = broker.namesrv();
+    ops::wait_route(broker.namesrv_addr(), "TBW102", 1, Duration::from_secs(20));
+    let run_tx = |topic: &str, end: &str| {
+        let a = args(
+            "produce",
+            &[
+                "--namesrv",
+                &ns,
+                "--topic",
+                topic,
+                "--queues",
+                "2",
+                "--size",
+                "32",
+                "--rate",
+                "2000",
+                "--duration",
+                "1",
+                "--transaction",
+                end,
+                "--quiet",
+            ],
+        );
+        let r = run(Mode::Produce, &a).unwrap_or_else(|e| panic!("produce run: {e}"));
+        assert_eq!(r.recorder.errors, 0, "{end}: produce errors");
+        assert!(
+            (1_900..=2_100).contains(&r.recorder.messages),
+            "{end}: {} half messages acknowledged, expected about 2,000",
+            r.recorder.messages
+        );
+        r.recorder.messages
+    };
+    let committed = run_tx("bench_tx_commit", "commit");
+    let rolled_back = run_tx("bench_tx_rollback", "rollback");
+    let mut c = ramjet_tests::Conn::connect(broker.shard_addr(0)).unwrap();
+    // The ENDs are oneway: wait (bounded) until the broker applied all of them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ops::runtime_counter(&mut c, "ramjet.transactionOpen") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "transactions left open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        ops::runtime_counter(&mut c, "ramjet.transactionCommit"),
+        committed
+    );
+    assert_eq!(
+        ops::runtime_counter(&mut c, "ramjet.transactionRollback"),
+        rolled_back
+    );
+    let stored = |topic: &str, c: &mut ramjet_tests::Conn| -> i64 {
+        (0..2)
+            .map(|q| {
+                let r = c
+                    .call(
+                        ramjet_tests::wire::request::GET_MAX_OFFSET,
+                        &[("topic", topic.to_string()), ("queueId", q.to_string())],
+                        &[],
+                    )
+                    .unwrap();
+                r.ext_i64("offset")
+            })
+            .sum()
+    };
+    assert_eq!(stored("bench_tx_commit", &mut c) as u64, committed);
+    assert_eq!(stored("bench_tx_rollback", &mut c), 0);
+}

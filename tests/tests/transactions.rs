@@ -524,3 +524,96 @@ fn transactions_can_be_refused_and_bounded() {
     let r = send_half(&mut c, topic, 0, &half_message("no", "N"));
     assert_eq!(r.code, 16, "NO_PERMISSION expected: {:?}", r.remark);
 }
+
+/// The project's own client: `TransactionProducer` commits, rolls back, and answers the
+/// broker's check for the transaction it left unknown.
+#[test]
+fn ramjet_transaction_producer_commits_rolls_back_and_answers_checks() {
+    use ramjet_net::client::{Client, ClientConfig, LocalState, Message, ProducerConfig};
+    use ramjet_net::client::{TransactionProducer, TransactionSendResult};
+    use ramjet_net::runtime::{start_executor, ExecutorOptions, Pin};
+
+    let mut spec = BrokerSpec::default().flush(Flush::Sync);
+    spec.broker_toml = "transaction_check_interval_ms = 100\ntransaction_timeout_ms = 500\n".into();
+    let broker = Broker::start(spec);
+    let topic = "tx_rust_client";
+    create_topic(&broker, topic, 2);
+    let namesrv = broker.namesrv();
+    type Out = (
+        Vec<Result<TransactionSendResult, String>>,
+        (u64, u64, u64, u64),
+    );
+    let exec = start_executor(
+        "e2e-tx-client",
+        Pin::Unbound,
+        ExecutorOptions::default(),
+        move || async move {
+            let client = Client::new(ClientConfig::new(&namesrv).expect("client config"));
+            // The checker commits what the local transaction left unknown.
+            let producer = TransactionProducer::new(client, ProducerConfig::new(GROUP), |m| {
+                if m.body.as_ref() == b"unknown, then committed by the check" {
+                    LocalState::Commit
+                } else {
+                    LocalState::Rollback
+                }
+            });
+            producer.start();
+            let mut results = Vec::new();
+            for (body, state) in [
+                ("committed at once", LocalState::Commit),
+                ("rolled back at once", LocalState::Rollback),
+                ("unknown, then committed by the check", LocalState::Unknown),
+            ] {
+                let msg = Message::new(topic, body.as_bytes().to_vec()).with_tags("rt");
+                let r = producer
+                    .send_in_transaction(msg, move |_, _| state)
+                    .await
+                    .map_err(|e| e.to_string());
+                results.push(r);
+            }
+            // Wait (bounded) for the broker's check and this producer's answer.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while producer.checks_answered().0 == 0 && std::time::Instant::now() < deadline {
+                ramjet_net::client::transport::sleep(Duration::from_millis(20)).await;
+            }
+            // Let the oneway answer leave.
+            ramjet_net::client::transport::sleep(Duration::from_millis(200)).await;
+            producer.shutdown();
+            let out: Out = (results, producer.checks_answered());
+            out
+        },
+    )
+    .unwrap_or_else(|e| panic!("cannot start the client executor: {e}"));
+    let (results, checks) = exec
+        .join()
+        .unwrap_or_else(|e| panic!("client executor failed: {e}"));
+    let results: Vec<TransactionSendResult> = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("transactional send failed: {e}")))
+        .collect();
+    assert_eq!(
+        results.iter().map(|r| r.state).collect::<Vec<_>>(),
+        [
+            LocalState::Commit,
+            LocalState::Rollback,
+            LocalState::Unknown
+        ]
+    );
+    assert_eq!(checks, (1, 0, 0, 0), "one check, answered commit");
+    let mut c = connect(broker.shard_addr(0));
+    let mut bodies = Vec::new();
+    for q in 0..2 {
+        for m in pull(&mut c, topic, q, 0).messages {
+            assert_eq!(m.sys_flag & 0xC, COMMIT);
+            assert_eq!(m.property("PGROUP").as_deref(), Some(GROUP));
+            bodies.push(String::from_utf8(m.body).unwrap());
+        }
+    }
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        ["committed at once", "unknown, then committed by the check"]
+    );
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.transactionOpen"), 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.transactionChecks"), 1);
+}

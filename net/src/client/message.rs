@@ -21,6 +21,8 @@ pub mod prop {
     pub const MIN_OFFSET: &str = "MIN_OFFSET";
     pub const MAX_OFFSET: &str = "MAX_OFFSET";
     pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+    pub const TRAN_MSG: &str = "TRAN_MSG";
+    pub const PGROUP: &str = "PGROUP";
 }
 
 pub const NAME_VALUE_SEPARATOR: u8 = 1;

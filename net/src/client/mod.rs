@@ -30,6 +30,9 @@ pub use consumer::{
     PushConsumerConfig, Subscription,
 };
 pub mod admin;
+pub mod transaction;
+
+pub use transaction::{LocalState, TransactionProducer, TransactionSendResult};
 
 pub use admin::{Admin, TopicSpec};
 pub mod mock;

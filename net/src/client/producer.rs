@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ramjet_core::record::sysflag::TRANSACTION_PREPARED_TYPE;
 use ramjet_core::remoting::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
 use ramjet_core::remoting::{RemotingCommand, RequestCode, ResponseCode};
 
@@ -300,9 +301,14 @@ impl Producer {
     ) -> Result<Option<ResponseWait>, ClientError> {
         let mut props = String::new();
         let (code, body_buf, flag);
+        let mut sys_flag = 0;
         let body: &[u8] = match payload {
             Payload::One(m) => {
                 encode_properties(&m.properties, &mut props);
+                if m.property(prop::TRAN_MSG) == Some("true") {
+                    // A half message (spec §7.6), as the Java client marks it.
+                    sys_flag = TRANSACTION_PREPARED_TYPE;
+                }
                 code = RequestCode::SEND_MESSAGE_V2;
                 flag = m.flag;
                 body_buf = BytesMut::new();
@@ -324,7 +330,7 @@ impl Producer {
             default_topic: DEFAULT_TOPIC,
             default_topic_queue_nums: self.inner.config.default_topic_queue_nums,
             queue_id: mq.queue_id,
-            sys_flag: 0,
+            sys_flag,
             born_timestamp: now_ms() as i64,
             flag,
             properties: if props.is_empty() { None } else { Some(&props) },
