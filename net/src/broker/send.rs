@@ -415,7 +415,7 @@ fn send_once(
         }
     };
     ShardCounters::add(&b.counters.msgs_put, put.msg_count as u64);
-    if b.store.config().flush == FlushMode::Sync && !batch && !half {
+    if b.store.config().flush == FlushMode::Sync && !batch {
         // Ack after the fdatasync covering the record (group commit), from the shard's queue.
         if !req.is_oneway() {
             b.sync_acks.push(
@@ -427,6 +427,11 @@ fn send_once(
                 put.queue_offset,
                 req.opaque,
                 req.serialize_type,
+                if half {
+                    properties::get_str(props, properties::UNIQ_KEY)
+                } else {
+                    None
+                },
             );
         }
         return None;
@@ -447,15 +452,11 @@ fn send_once(
         "false"
     };
     if b.store.config().flush == FlushMode::Sync {
-        // A batch (its ids are one string per request) or a half message (its answer names
-        // its transaction): answered from a task of its own.
+        // A batch: its ids are one string per request, answered from a task of its own.
         let broker = b.rc()?;
         let conn = conn.clone();
         let (opaque, st, oneway) = (req.opaque, req.serialize_type, req.is_oneway());
         let msg_id = msg_id.to_string();
-        let transaction_id = half
-            .then(|| properties::get_str(props, properties::UNIQ_KEY).map(str::to_string))
-            .flatten();
         let end = put.end_physical_offset;
         crate::runtime::spawn_detached(async move {
             let r = broker.store.wait_durable(end).await;
@@ -475,7 +476,7 @@ fn send_once(
                 &msg_id,
                 queue_id,
                 put.queue_offset,
-                transaction_id.as_deref(),
+                None,
                 &broker,
             );
         });

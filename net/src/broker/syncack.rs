@@ -29,6 +29,37 @@ use super::shard::Broker;
 /// Entries the queue holds without growing (it grows beyond on demand, and keeps the room).
 const INITIAL_CAPACITY: usize = 4096;
 
+/// Longest transaction id (a half message's `UNIQ_KEY`) kept for its answer: 32 hex digits
+/// from an IPv4 producer, more from an IPv6 one. A longer id is left out of the answer (a
+/// 5.x field that Java and C++ producers do not need: they take the id from the message).
+const MAX_TRANSACTION_ID: usize = 64;
+
+/// A half message's transaction id, kept inline (no allocation per send).
+struct TransactionId {
+    len: u8,
+    bytes: [u8; MAX_TRANSACTION_ID],
+}
+
+impl TransactionId {
+    fn new(id: &str) -> Option<TransactionId> {
+        let n = id.len();
+        if n > MAX_TRANSACTION_ID {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_TRANSACTION_ID];
+        bytes[..n].copy_from_slice(id.as_bytes());
+        Some(TransactionId {
+            len: n as u8,
+            bytes,
+        })
+    }
+
+    fn as_str(&self) -> &str {
+        // Copied whole from a &str.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
 /// One send waiting for its fdatasync.
 struct PendingAck {
     /// End of the record in the CommitLog: durable at or past this, the send is answered.
@@ -41,6 +72,8 @@ struct PendingAck {
     conn: Rc<Conn>,
     /// When the send was queued, right after its append (one vDSO clock read per send).
     queued_at: Instant,
+    /// A half message's transaction id, named in its answer.
+    transaction_id: Option<TransactionId>,
 }
 
 /// The shard's queue of sync sends awaiting durability.
@@ -77,6 +110,7 @@ impl SyncAcks {
         queue_offset: i64,
         opaque: i32,
         st: SerializeType,
+        transaction_id: Option<&str>,
     ) {
         {
             let mut q = self.queue.borrow_mut();
@@ -90,6 +124,7 @@ impl SyncAcks {
                 st,
                 conn: conn.clone(),
                 queued_at: Instant::now(),
+                transaction_id: transaction_id.and_then(TransactionId::new),
             });
         }
         if !self.running.replace(true) {
@@ -147,7 +182,7 @@ impl SyncAcks {
                 id.as_str(),
                 a.queue_id,
                 a.queue_offset,
-                None,
+                a.transaction_id.as_ref().map(TransactionId::as_str),
                 b,
             );
         }
