@@ -617,3 +617,53 @@ fn ramjet_transaction_producer_commits_rolls_back_and_answers_checks() {
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.transactionOpen"), 0);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.transactionChecks"), 1);
 }
+
+/// A half message pushed out of the tail cache (40 MiB stored after it, O_DIRECT writes that
+/// leave nothing in the page cache) is read in off the shard when its END comes, and
+/// committed byte for byte.
+#[test]
+fn a_half_message_on_a_cold_file_is_committed_intact() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "tx_cold";
+    create_topic(&broker, topic, 1);
+    create_topic(&broker, "tx_cold_filler", 1);
+    let mut c = connect(broker.shard_addr(0));
+    c.set_timeout(Duration::from_secs(30));
+    let body: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
+    let mut m = half_message("", "UC");
+    m.body = body.clone();
+    let h = half_ok(send_half(&mut c, topic, 0, &m));
+    for b in 0..40 {
+        let msgs: Vec<OutMessage> = (0..256)
+            .map(|i| OutMessage::new(vec![(b + i) as u8; 4096]))
+            .collect();
+        ops::send_batch(&mut c, "tx_cold_filler", 0, &msgs)
+            .expect("send batch")
+            .expect_ok("filler");
+    }
+    let r = c
+        .call(
+            END_TRANSACTION,
+            &end_ext(
+                GROUP,
+                h.queue_offset,
+                commit_log_offset(&h.msg_id),
+                COMMIT,
+                false,
+                "UC",
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let got = pull(&mut c, topic, 0, 0).messages;
+    assert_eq!(got.len(), 1);
+    assert!(got[0].body == body, "committed body differs");
+    if ramjet_tests::setup::kernel_has_cachestat() {
+        assert_eq!(
+            ops::runtime_counter(&mut c, "ramjet.transactionColdReads"),
+            1,
+            "the half message was not read in off the shard"
+        );
+    }
+}

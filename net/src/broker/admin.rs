@@ -166,6 +166,10 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     );
     put("ramjet.transactionOpen", tx.open_count().to_string());
     put(
+        "ramjet.transactionColdReads",
+        tx.cold_reads.get().to_string(),
+    );
+    put(
         "ramjet.scheduleDelivered",
         b.schedule.delivered.get().to_string(),
     );

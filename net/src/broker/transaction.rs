@@ -143,6 +143,8 @@ pub struct Transactions {
     pub checks_unsent: Cell<u64>,
     pub discarded: Cell<u64>,
     pub ends_ignored: Cell<u64>,
+    /// Half messages read into the page cache off the shard (`ramjet.transactionColdReads`).
+    pub cold_reads: Cell<u64>,
     warn: ramjet_core::ratelog::LogEvery,
 }
 
@@ -162,6 +164,7 @@ impl Transactions {
             checks_unsent: Cell::new(0),
             discarded: Cell::new(0),
             ends_ignored: Cell::new(0),
+            cold_reads: Cell::new(0),
             warn: ramjet_core::ratelog::LogEvery::default(),
         }
     }
@@ -430,6 +433,34 @@ fn in_memory<R>(
     r
 }
 
+/// Reads the file ranges of the record at `physical_offset` that are not in the page cache
+/// into it on the blocking thread, so that reading the record next does not wait for the
+/// disk on the shard's thread (an END or a check of a half message the page cache dropped).
+async fn warm(b: &Broker, physical_offset: u64, len: u32) {
+    if !b.cfg.broker.cold_reads_off_shard {
+        return;
+    }
+    let mut cold = Vec::new();
+    {
+        let mut chunks = b.transactions.chunks.borrow_mut();
+        chunks.clear();
+        let _ = b.store.chunks_of(physical_offset, len, &mut chunks);
+        for c in chunks.iter() {
+            if let Chunk::File { file, offset, len } = c {
+                super::warm::push_if_cold(file, *offset, u64::from(*len), &mut cold);
+            }
+        }
+        chunks.clear();
+    }
+    if cold.is_empty() {
+        return;
+    }
+    ShardCounters::add(&b.transactions.cold_reads, 1);
+    if let Err(e) = crate::runtime::blocking(move || super::warm::read_in(&cold)).await {
+        tracing::debug!(shard = b.index, error = %e, "reading a half message in failed; read on the shard");
+    }
+}
+
 /// How an END_TRANSACTION went.
 enum Ended {
     /// Committed or rolled back now; the CommitLog end of what was stored.
@@ -496,6 +527,7 @@ pub fn end_transaction(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             let (st, opaque, oneway) = (req.serialize_type, req.opaque, req.is_oneway());
             let group = group.to_string();
             crate::runtime::spawn_detached(async move {
+                warm(&broker, unit.physical_offset, unit.size).await;
                 let r = match broker.store.read_record(unit.physical_offset).await {
                     Ok(rec) => end_with_record(
                         &broker,
@@ -743,11 +775,14 @@ async fn check_pass(b: &Broker) -> bool {
             check_one(b, root, &o, rec)
         }) {
             Some(r) => r,
-            None => match b.store.read_record(o.physical_offset).await {
-                // Re-checked inside: the transaction may have ended during the read.
-                Ok(rec) => check_one(b, root, &o, &rec),
-                Err(e) => Err(e.into()),
-            },
+            None => {
+                warm(b, o.physical_offset, o.size).await;
+                match b.store.read_record(o.physical_offset).await {
+                    // Re-checked inside: the transaction may have ended during the reads.
+                    Ok(rec) => check_one(b, root, &o, &rec),
+                    Err(e) => Err(e.into()),
+                }
+            }
         };
         if let Err(e) = r {
             if let Some(n) = t.warn.due() {
