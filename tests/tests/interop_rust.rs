@@ -157,3 +157,89 @@ fn rocketmq_client_rust_transactions_commit_roll_back_and_answer_checks() {
         0
     );
 }
+
+/// The same client's push consumer (clustering, from the first offset) and producer: every
+/// message arrives once, a delayed one after its level, and the ones the listener answers
+/// RECONSUME_LATER come back once more through `%RETRY%<group>` with their reconsume count.
+#[test]
+fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() {
+    setup::rust_rmq_driver();
+    let mut spec = BrokerSpec::default().flush(Flush::Sync);
+    // Level 2 (the delayed send) 2 s; level 3 (a first retry) 1 s.
+    spec.broker_toml = "message_delay_level = \"1s 2s 1s 1s 1s\"\n".into();
+    let broker = Broker::start(spec);
+    let topic = "rust_client_roundtrip";
+    let mut c = connect(broker.shard_addr(0));
+    let r = ops::create_topic(&mut c, topic, 4).expect("create topic");
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    ops::wait_route(broker.namesrv_addr(), topic, 1, ROUTE_WAIT);
+
+    let plain: Vec<String> = (0..6).map(|i| format!("plain-{i}")).collect();
+    let fail_first = ["plain-1", "plain-4"];
+    let mut messages: Vec<serde_json::Value> = plain
+        .iter()
+        .map(|b| serde_json::json!({"body": b, "tags": "RT"}))
+        .collect();
+    messages.push(serde_json::json!({"body": "delayed", "tags": "RT", "delay_level": 2}));
+    let spec = serde_json::json!({
+        "topic": topic,
+        "group": "CG_rust_client",
+        "producer_group": "PG_rust_client",
+        "expected": plain.len() + 1 + fail_first.len(),
+        "quiet_ms": 1500,
+        "fail_first": fail_first,
+        "messages": messages,
+    });
+    let work = setup::temp_dir("interop-rust-roundtrip");
+    let out = interop::run_rust(
+        "roundtrip",
+        &broker.namesrv(),
+        &spec,
+        Duration::from_secs(40),
+        work.path(),
+    );
+    for s in out["sends"].as_array().expect("sends") {
+        assert_eq!(s["ok"], true, "send failed: {}", interop::compact(s));
+    }
+    let deliveries = out["deliveries"].as_array().expect("deliveries");
+    let mut by_body: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for d in deliveries {
+        assert_eq!(d["topic"], topic, "{}", interop::compact(d));
+        assert_eq!(d["tags"], "RT", "{}", interop::compact(d));
+        by_body
+            .entry(d["body"].as_str().unwrap_or("").to_string())
+            .or_default()
+            .push(d);
+    }
+    let mut expected_bodies: Vec<String> = plain.clone();
+    expected_bodies.push("delayed".into());
+    expected_bodies.sort();
+    assert_eq!(
+        by_body.keys().cloned().collect::<Vec<_>>(),
+        expected_bodies,
+        "{}",
+        interop::compact(&out)
+    );
+    for (body, got) in &by_body {
+        let times: Vec<i64> = got
+            .iter()
+            .map(|d| d["reconsume_times"].as_i64().unwrap_or(-1))
+            .collect();
+        if fail_first.contains(&body.as_str()) {
+            assert_eq!(times, [0, 1], "{body}: first delivery, then the retry");
+            assert!(
+                got[1]["delayed_ms"].as_u64().unwrap_or(0) >= 900,
+                "{body}: retried before its 1 s level: {}",
+                interop::compact(got[1])
+            );
+        } else {
+            assert_eq!(times, [0], "{body}: delivered once");
+        }
+    }
+    let delayed = by_body["delayed"][0]["delayed_ms"].as_u64().unwrap_or(0);
+    assert!(
+        (1_900..10_000).contains(&delayed),
+        "level 2 (2 s) delivered after {delayed} ms"
+    );
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.sendBackRetry"), 2);
+}

@@ -1,11 +1,21 @@
 //! Sends transactional messages with rocketmq-client-rust's `TransactionMQProducer` and answers
 //! the broker's checks, as the spec file says; writes one JSON document to `--out`.
 //!
-//! Usage: `ramjet-interop-rust-rmq transaction --namesrv ADDR --spec FILE --out FILE
-//!         --deadline-s S [--log-dir DIR]` (the arguments `tests/src/interop.rs` passes to
-//! every interop client).
+//! Usage: `ramjet-interop-rust-rmq transaction|roundtrip --namesrv ADDR --spec FILE
+//!         --out FILE --deadline-s S [--log-dir DIR]` (the arguments `tests/src/interop.rs`
+//! passes to every interop client).
 //!
-//! Spec: `{"topic": "...", "group": "...", "linger_ms": 8000,
+//! `roundtrip`: a `DefaultMQPushConsumer` (clustering, from the first offset) subscribes to
+//! the topic, a `DefaultMQProducer` sends the spec's messages (sync; `delay_level` sets
+//! `DELAY`), and the consumer answers RECONSUME_LATER to the first delivery of each body in
+//! `fail_first` (the client then sends it back with CONSUMER_SEND_MSG_BACK and gets it again
+//! from `%RETRY%<group>`). Collects deliveries until `expected` arrived plus `quiet_ms`, or
+//! the deadline. Spec: `{"topic", "group", "producer_group", "expected", "quiet_ms",
+//! "fail_first": [..], "messages": [{"body", "tags", "delay_level"}]}`. Output:
+//! `{"sends": [{"body", "ok", "error", "result"}], "deliveries": [{"body", "topic",
+//! "queue_id", "queue_offset", "reconsume_times", "msg_id", "tags", "delayed_ms"}]}`.
+//!
+//! `transaction` spec: `{"topic": "...", "group": "...", "linger_ms": 8000,
 //!         "messages": [{"body": "...", "tags": "...", "local": "commit|rollback|unknown",
 //!                       "check": "commit|rollback|unknown"}]}`
 //! `local` is what the local transaction returns at send time; `check` what the checker
@@ -23,9 +33,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, LocalTransactionState, TransactionListener,
-    TransactionMQProducer,
+    ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
+    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, LocalTransactionState,
+    MQPushConsumer, MessageListenerConcurrently, TransactionListener, TransactionMQProducer,
 };
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
@@ -108,15 +120,10 @@ fn arg(args: &[String], name: &str) -> String {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    assert_eq!(
-        args.get(1).map(String::as_str),
-        Some("transaction"),
-        "the only command is `transaction`"
-    );
-    let spec: Spec = serde_json::from_slice(&std::fs::read(arg(&args, "--spec")).unwrap()).unwrap();
     let out = arg(&args, "--out");
     let namesrv = arg(&args, "--namesrv");
     let deadline_s: f64 = arg(&args, "--deadline-s").parse().expect("--deadline-s");
+    let spec = std::fs::read(arg(&args, "--spec")).unwrap();
     let owner = RuntimeOwner::plan(RuntimeConfig {
         thread_name: "ramjet-interop".into(),
         ..Default::default()
@@ -134,6 +141,38 @@ async fn main() {
         telemetry.handle(),
     )
     .expect("client runtime");
+    let doc = match args.get(1).map(String::as_str) {
+        Some("transaction") => {
+            transaction(
+                runtime.clone(),
+                serde_json::from_slice(&spec).unwrap(),
+                namesrv,
+                deadline_s,
+            )
+            .await
+        }
+        Some("roundtrip") => {
+            roundtrip(
+                runtime.clone(),
+                serde_json::from_slice(&spec).unwrap(),
+                namesrv,
+                deadline_s,
+            )
+            .await
+        }
+        other => panic!("unknown command {other:?}: transaction or roundtrip"),
+    };
+    std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let _ = runtime.shutdown().await;
+    std::process::exit(0);
+}
+
+async fn transaction(
+    runtime: Arc<ClientRuntime>,
+    spec: Spec,
+    namesrv: String,
+    deadline_s: f64,
+) -> serde_json::Value {
     let checks = Arc::new(Mutex::new(HashMap::new()));
     let answered = Arc::new(Mutex::new(HashMap::new()));
     let listener = Listener {
@@ -192,8 +231,144 @@ async fn main() {
         "sends": sends,
         "checks": *checks.lock(),
     });
-    std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     producer.shutdown().await;
-    let _ = runtime.shutdown().await;
-    std::process::exit(0);
+    doc
+}
+
+#[derive(Deserialize)]
+struct RoundtripItem {
+    body: String,
+    #[serde(default)]
+    tags: String,
+    #[serde(default)]
+    delay_level: i32,
+}
+
+#[derive(Deserialize)]
+struct RoundtripSpec {
+    topic: String,
+    group: String,
+    producer_group: String,
+    expected: usize,
+    quiet_ms: u64,
+    #[serde(default)]
+    fail_first: Vec<String>,
+    messages: Vec<RoundtripItem>,
+}
+
+struct Collector {
+    fail_first: Mutex<HashMap<String, bool>>,
+    deliveries: Arc<Mutex<Vec<serde_json::Value>>>,
+    sent_at: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl MessageListenerConcurrently for Collector {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let mut later = false;
+        for m in msgs {
+            let body = body_of(*m);
+            let delayed_ms = self
+                .sent_at
+                .lock()
+                .get(&body)
+                .map(|t| t.elapsed().as_millis() as u64);
+            self.deliveries.lock().push(serde_json::json!({
+                "body": body,
+                "topic": m.topic().as_str(),
+                "queue_id": m.queue_id(),
+                "queue_offset": m.queue_offset(),
+                "reconsume_times": m.reconsume_times(),
+                "msg_id": m.msg_id().as_str(),
+                "tags": m.property(&"TAGS".into()).map(|t| t.to_string()),
+                "delayed_ms": delayed_ms,
+            }));
+            if let Some(first) = self.fail_first.lock().get_mut(&body) {
+                if *first {
+                    *first = false;
+                    later = true;
+                }
+            }
+        }
+        Ok(if later {
+            ConsumeConcurrentlyStatus::ReconsumeLater
+        } else {
+            ConsumeConcurrentlyStatus::ConsumeSuccess
+        })
+    }
+}
+
+async fn roundtrip(
+    runtime: Arc<ClientRuntime>,
+    spec: RoundtripSpec,
+    namesrv: String,
+    deadline_s: f64,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs_f64(deadline_s);
+    let deliveries = Arc::new(Mutex::new(Vec::new()));
+    let sent_at = Arc::new(Mutex::new(HashMap::new()));
+    let mut consumer = DefaultMQPushConsumer::builder(runtime.clone())
+        .consumer_group(spec.group.clone())
+        .name_server_addr(namesrv.clone())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        // Each message its own consume call: a RECONSUME_LATER sends back only that one.
+        .consume_message_batch_max_size(1)
+        .build();
+    consumer
+        .subscribe(spec.topic.as_str(), "*")
+        .await
+        .expect("subscribe");
+    consumer.register_message_listener_concurrently(Collector {
+        fail_first: Mutex::new(spec.fail_first.iter().map(|b| (b.clone(), true)).collect()),
+        deliveries: deliveries.clone(),
+        sent_at: sent_at.clone(),
+    });
+    consumer.start().await.expect("consumer start");
+    let mut producer = DefaultMQProducer::builder(runtime.clone())
+        .producer_group(spec.producer_group.clone())
+        .name_server_addr(namesrv)
+        .build();
+    producer.start().await.expect("producer start");
+    let mut sends = Vec::new();
+    for item in &spec.messages {
+        let mut b = Message::builder()
+            .topic(spec.topic.as_str())
+            .body_slice(item.body.as_bytes());
+        if !item.tags.is_empty() {
+            b = b.tags(item.tags.as_str());
+        }
+        if item.delay_level > 0 {
+            b = b.delay_level(item.delay_level);
+        }
+        sent_at.lock().insert(item.body.clone(), Instant::now());
+        let r = producer.send(b.build_unchecked()).await;
+        sends.push(match r {
+            Ok(r) => {
+                let v = serde_json::to_value(&r).unwrap_or_default();
+                serde_json::json!({"body": item.body, "ok": true, "result": v})
+            }
+            Err(e) => serde_json::json!({"body": item.body, "ok": false, "error": e.to_string()}),
+        });
+    }
+    let mut complete_at: Option<Instant> = None;
+    while Instant::now() < deadline {
+        let n = deliveries.lock().len();
+        if n >= spec.expected {
+            let t = *complete_at.get_or_insert_with(Instant::now);
+            if t.elapsed() >= Duration::from_millis(spec.quiet_ms) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let doc = serde_json::json!({
+        "sends": sends,
+        "deliveries": *deliveries.lock(),
+    });
+    producer.shutdown().await;
+    consumer.shutdown().await;
+    doc
 }
