@@ -127,7 +127,8 @@ pub fn get<'a>(props: &'a [u8], name: &str) -> Option<&'a [u8]> {
 
 /// The values of several properties in one pass (each as [`get`] would give it: the last
 /// occurrence, non-empty). Names must be non-empty and free of separators. The send path reads
-/// `TAGS`, `TRAN_MSG` and `DELAY` of every message this way instead of scanning three times.
+/// `TAGS`, `TRAN_MSG`, `DELAY` and the timer properties of every message this way instead of
+/// scanning once per name.
 pub fn get_many<'a, const N: usize>(props: &'a [u8], names: [&str; N]) -> [Option<&'a [u8]>; N] {
     let mut found = [None; N];
     // The callers pass constant names: checked in debug builds (the tests) only.

@@ -194,10 +194,25 @@ fn send_once(
     }
     let props = h.properties.unwrap_or("").as_bytes();
     // One pass over the properties for what the send path reads of every message.
-    let [tags_value, tran_msg, delay_value] = properties::get_many(
+    let [tags_value, tran_msg, delay_value, timer_at, timer_s, timer_ms] = properties::get_many(
         props,
-        [properties::TAGS, properties::TRAN_MSG, properties::DELAY],
+        [
+            properties::TAGS,
+            properties::TRAN_MSG,
+            properties::DELAY,
+            properties::TIMER_DELIVER_MS,
+            properties::TIMER_DELAY_SEC,
+            properties::TIMER_DELAY_MS,
+        ],
     );
+    if timer_at.or(timer_s).or(timer_ms).is_some() {
+        // 5.x arbitrary-time delays: not built yet. Refused as a 5.x broker with its timer
+        // wheel off refuses them, rather than delivered at once.
+        return fail(
+            ResponseCode::MESSAGE_ILLEGAL,
+            "accurate timer message is not supported by this broker (TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS); use a delay level (DELAY, broker.message_delay_level)",
+        );
+    }
     let half = tran_msg == Some(b"true");
     if half {
         if b.cfg.broker.reject_transaction_message {
