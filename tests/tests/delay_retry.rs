@@ -366,3 +366,45 @@ fn many_delayed_messages_are_delivered_in_order_also_from_cold_files() {
         assert!(cold > 0, "no scheduled record was read in off the shard");
     }
 }
+
+/// A consumer sends back a message that left the tail cache long ago (40 MiB stored after it,
+/// O_DIRECT writes leave nothing in the page cache): the broker reads it in off the shard,
+/// then stores its retry copy intact.
+#[test]
+fn a_send_back_of_a_message_on_a_cold_file_is_read_in_off_the_shard() {
+    let spec = BrokerSpec {
+        broker_toml: "message_delay_level = \"1s 1s 1s\"\n".into(),
+        ..BrokerSpec::default()
+    };
+    let broker = Broker::start(spec);
+    let topic = "cold_send_back";
+    create_topic(&broker, topic, 1);
+    create_topic(&broker, "cold_send_back_filler", 1);
+    let mut c = connect(broker.shard_addr(0));
+    c.set_timeout(Duration::from_secs(30));
+    let body: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 253) as u8).collect();
+    send_ok(
+        &mut c,
+        topic,
+        0,
+        &OutMessage::new(body.clone()).prop("TAGS", "cold"),
+    );
+    let offset = pull(&mut c, topic, 0, 0, 0).messages[0].physical_offset;
+    for b in 0..40 {
+        let msgs: Vec<OutMessage> = (0..256)
+            .map(|i| OutMessage::new(vec![(b + i) as u8; 4096]))
+            .collect();
+        ops::send_batch(&mut c, "cold_send_back_filler", 0, &msgs)
+            .expect("send batch")
+            .expect_ok("filler");
+    }
+    let (code, remark) = send_back(&mut c, offset, "cold_group", 0, 16);
+    assert_eq!(code, response::SUCCESS, "{remark}");
+    // The retry copy (level 3 = 1 s here) arrives in %RETRY%cold_group, body intact.
+    let (got, _) = wait_messages(&mut c, "%RETRY%cold_group", 0, 0, Duration::from_secs(10));
+    assert!(got[0].body == body, "retry copy body differs");
+    assert_eq!(got[0].reconsume_times, 1);
+    if ramjet_tests::setup::kernel_has_cachestat() {
+        assert_eq!(ops::runtime_counter(&mut c, "ramjet.sendBackColdReads"), 1);
+    }
+}

@@ -170,6 +170,10 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
         tx.cold_reads.get().to_string(),
     );
     put(
+        "ramjet.sendBackColdReads",
+        b.schedule.send_back_cold_reads.get().to_string(),
+    );
+    put(
         "ramjet.scheduleDelivered",
         b.schedule.delivered.get().to_string(),
     );

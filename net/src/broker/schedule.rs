@@ -88,6 +88,8 @@ pub struct Scheduler {
     /// Scheduled records read into the page cache off the shard before delivery
     /// (`ramjet.scheduleColdReads`).
     pub cold_reads: Cell<u64>,
+    /// Sent-back records read in off the shard first (`ramjet.sendBackColdReads`).
+    pub send_back_cold_reads: Cell<u64>,
     /// The delivered copy's properties, reused from message to message.
     props: RefCell<PropertiesBuilder>,
     /// The properties of a delayed send (`REAL_TOPIC` / `REAL_QID` added), reused from send
@@ -142,6 +144,7 @@ impl Scheduler {
             sent_back_retry: Cell::new(0),
             sent_back_dlq: Cell::new(0),
             cold_reads: Cell::new(0),
+            send_back_cold_reads: Cell::new(0),
             props: RefCell::new(PropertiesBuilder::with_capacity(1024)),
             chunks: RefCell::new(Vec::with_capacity(2)),
             send_props: RefCell::new(PropertiesBuilder::with_capacity(1024)),
@@ -377,6 +380,32 @@ async fn read_in(b: &Broker, cold: Vec<super::warm::ColdRange>) {
     }
 }
 
+/// Reads the record at `offset` into the page cache off the shard when its first bytes are on
+/// a file range the page cache does not hold (a consumer sends back a message it got long
+/// ago), so that reading it next does not wait for the disk on the shard's thread.
+async fn read_in_record_at(b: &Broker, offset: u64) {
+    if !b.cfg.broker.cold_reads_off_shard {
+        return;
+    }
+    let mut cold = Vec::new();
+    {
+        let mut chunks = b.schedule.chunks.borrow_mut();
+        chunks.clear();
+        // Its TOTALSIZE: where the record starts tells where it lies (records do not span
+        // segments). Gone (retention): the read that follows reports it.
+        let _ = b.store.chunks_of(offset, 4, &mut chunks);
+        if let Some(Chunk::File { file, offset, len }) = chunks.first() {
+            super::warm::push_if_cold(file, *offset, u64::from(*len), &mut cold);
+        }
+        chunks.clear();
+    }
+    let Some(at) = cold.pop() else { return };
+    ShardCounters::add(&b.schedule.send_back_cold_reads, 1);
+    if let Err(e) = crate::runtime::blocking(move || super::warm::read_in_record(at)).await {
+        tracing::debug!(shard = b.index, error = %e, "reading a sent-back record in failed; read on the shard");
+    }
+}
+
 /// Stores the copy of a due scheduled record in its real topic. `Ok(None)`: the record does
 /// not say where it goes.
 fn deliver_one(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
@@ -511,6 +540,7 @@ async fn send_back_store(
     origin_id: Option<&str>,
 ) -> Result<(), (i32, String)> {
     let sys = |remark: String| (ResponseCode::SYSTEM_ERROR, remark);
+    read_in_record_at(b, offset).await;
     let rec = b
         .store
         .read_record(offset)

@@ -243,6 +243,26 @@ pub fn advise(ranges: &[ColdRange]) {
     }
 }
 
+/// Largest record [`read_in_record`] reads in (a sanity bound on the size it reads first).
+const MAX_RECORD_READ_IN: u64 = 64 * 1024 * 1024;
+
+/// Reads the stored record that starts at `at.offset` into the page cache: first its 4-byte
+/// TOTALSIZE, then the whole record (blocking: run it on the blocking thread; `at.len` is
+/// ignored). For a record known only by its offset (a send-back). Returns the bytes read.
+pub fn read_in_record(at: ColdRange) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut size = [0u8; 4];
+    at.file.read_exact_at(&mut size, at.offset)?;
+    let len = u64::from(u32::from_be_bytes(size));
+    if !(4..=MAX_RECORD_READ_IN).contains(&len) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("record size {len} at {} out of range", at.offset),
+        ));
+    }
+    read_in(&[ColdRange { len, ..at }])
+}
+
 /// Reads every range into the page cache (blocking: run it on the blocking thread). Returns the
 /// bytes read.
 pub fn read_in(ranges: &[ColdRange]) -> io::Result<u64> {
