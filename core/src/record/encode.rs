@@ -36,6 +36,36 @@ pub struct MessageToStore<'a> {
     pub tags_code: i64,
 }
 
+impl<'a> MessageToStore<'a> {
+    /// A copy of the stored record `view` for `topic` / `queue_id` with `properties`: body,
+    /// flag, sysflag, born time and host, reconsume count and prepared-transaction offset as
+    /// stored; `store_host` this broker; `tags_code` 0 (the caller sets what its queue needs).
+    /// What a broker stores when it moves a message (a delayed message coming due, a retry, a
+    /// committed or renewed half message).
+    pub fn copy_of(
+        view: &super::view::RecordView<'a>,
+        topic: &'a str,
+        queue_id: i32,
+        properties: &'a [u8],
+        store_host: SocketAddr,
+    ) -> MessageToStore<'a> {
+        MessageToStore {
+            topic,
+            queue_id,
+            flag: view.flag(),
+            body: view.body(),
+            properties,
+            sys_flag: view.sys_flag(),
+            born_timestamp: view.born_timestamp(),
+            born_host: view.born_host(),
+            store_host,
+            reconsume_times: view.reconsume_times(),
+            prepared_transaction_offset: view.prepared_transaction_offset(),
+            tags_code: 0,
+        }
+    }
+}
+
 impl MessageToStore<'_> {
     /// The sysflag as it will be stored: host-family bits derived from the addresses.
     #[inline]

@@ -798,3 +798,29 @@ proptest! {
         prop_assert_eq!(&view.properties()[..props.len()], &props[..]);
     }
 }
+
+#[test]
+fn copy_of_keeps_the_stored_fields_and_takes_the_new_place() {
+    let props = b"TAGS\x01x\x02";
+    let mut msg = sample("T", b"body bytes", props);
+    msg.sys_flag = 0x4;
+    msg.born_host = v6([1; 16], 7);
+    let mut out = [0u8; 512];
+    let n = encode_record(&msg, 5, 0x1000, 77, &mut out).unwrap();
+    let view = RecordView::parse(&out[..n]).unwrap();
+    let store = v4([10, 9, 8, 7], 10911);
+    let c = MessageToStore::copy_of(&view, "OTHER", 2, b"k\x01v\x02", store);
+    assert_eq!(
+        (c.topic, c.queue_id, c.properties),
+        ("OTHER", 2, &b"k\x01v\x02"[..])
+    );
+    assert_eq!(c.body, b"body bytes");
+    assert_eq!(
+        (c.flag, c.born_timestamp, c.born_host, c.reconsume_times),
+        (7, 0x0102_0304_0506_0708, v6([1; 16], 7), 2)
+    );
+    assert_eq!(c.prepared_transaction_offset, 99);
+    // The stored sysflag (with its host-family bit) is kept; the encoder re-derives the bits.
+    assert_eq!(c.sys_flag & 0x4, 0x4);
+    assert_eq!((c.store_host, c.tags_code), (store, 0));
+}

@@ -421,18 +421,8 @@ fn deliver_one(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
     out.extend_from(props, &[properties::DELAY])
         .map_err(StoreError::Record)?;
     let msg = MessageToStore {
-        topic,
-        queue_id,
-        flag: view.flag(),
-        body: view.body(),
-        properties: out.as_bytes(),
-        sys_flag: view.sys_flag(),
-        born_timestamp: view.born_timestamp(),
-        born_host: view.born_host(),
-        store_host: b.addr,
-        reconsume_times: view.reconsume_times(),
-        prepared_transaction_offset: view.prepared_transaction_offset(),
         tags_code: properties::get(out.as_bytes(), properties::TAGS).map_or(0, tag_hash_bytes),
+        ..MessageToStore::copy_of(&view, topic, queue_id, out.as_bytes(), b.addr)
     };
     let put = b.store.put_message(&msg)?;
     ShardCounters::add(&b.counters.msgs_put, 1);
@@ -598,18 +588,9 @@ async fn send_back_store(
         (SCHEDULE_TOPIC, q, sched.as_bytes(), due)
     };
     let msg = MessageToStore {
-        topic,
-        queue_id,
-        flag: view.flag(),
-        body: view.body(),
-        properties: props_out,
-        sys_flag: view.sys_flag(),
-        born_timestamp: view.born_timestamp(),
-        born_host: view.born_host(),
-        store_host: b.addr,
         reconsume_times: reconsume.saturating_add(1),
-        prepared_transaction_offset: view.prepared_transaction_offset(),
         tags_code,
+        ..MessageToStore::copy_of(&view, topic, queue_id, props_out, b.addr)
     };
     let put = b.store.put_message(&msg).map_err(|e| {
         (

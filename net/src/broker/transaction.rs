@@ -250,64 +250,40 @@ impl Transactions {
             .unwrap_or(0)
             .max(store.min_offset(OP_TOPIC, 0));
         let op_max = store.max_offset(OP_TOPIC, 0);
-        for q in half_from..half_max {
-            let Some(unit) = store.queue_unit(HALF_TOPIC, 0, q) else {
-                continue;
-            };
-            if unit.is_filler() || unit.size == 0 {
-                continue;
-            }
-            let rec = store
-                .read_record(unit.physical_offset)
-                .await
-                .map_err(|source| TransactionError::Read {
-                    topic: HALF_TOPIC,
-                    offset: q,
-                    source,
-                })?;
-            let Ok(view) = RecordView::parse(&rec) else {
-                tracing::error!(shard, offset = q, "unreadable half message skipped");
-                continue;
-            };
-            let h = HalfInfo::of(&view);
-            self.insert(
-                h.root.unwrap_or(q),
-                Open {
-                    copy: q,
-                    physical_offset: unit.physical_offset,
-                    size: unit.size,
-                    stored_ms: view.store_timestamp(),
-                    checks: h.checks,
-                    immunity_ms: h.immunity_ms,
-                    op_mark: op_from,
-                },
-            );
+        let mut halves = Vec::new();
+        for_each_record(
+            store,
+            HALF_TOPIC,
+            half_from..half_max,
+            shard,
+            |q, unit, view| {
+                let h = HalfInfo::of(view);
+                halves.push((
+                    h.root.unwrap_or(q),
+                    Open {
+                        copy: q,
+                        physical_offset: unit.physical_offset,
+                        size: unit.size,
+                        stored_ms: view.store_timestamp(),
+                        checks: h.checks,
+                        immunity_ms: h.immunity_ms,
+                        op_mark: op_from,
+                    },
+                ));
+            },
+        )
+        .await?;
+        // In queue order: a later copy of a transaction replaces the earlier one.
+        for (root, o) in halves {
+            self.insert(root, o);
         }
         let halves = self.open_count();
-        let mut ended = 0usize;
-        for q in op_from..op_max {
-            let Some(unit) = store.queue_unit(OP_TOPIC, 0, q) else {
-                continue;
-            };
-            if unit.is_filler() || unit.size == 0 {
-                continue;
-            }
-            let rec = store
-                .read_record(unit.physical_offset)
-                .await
-                .map_err(|source| TransactionError::Read {
-                    topic: OP_TOPIC,
-                    offset: q,
-                    source,
-                })?;
-            let Ok(view) = RecordView::parse(&rec) else {
-                tracing::error!(shard, offset = q, "unreadable op message skipped");
-                continue;
-            };
-            for root in op_roots(view.body()) {
-                ended += usize::from(self.close(root));
-            }
-        }
+        let mut roots = Vec::new();
+        for_each_record(store, OP_TOPIC, op_from..op_max, shard, |_, _, view| {
+            roots.extend(op_roots(view.body()));
+        })
+        .await?;
+        let ended = roots.into_iter().filter(|r| self.close(*r)).count();
         if half_max > half_from || op_max > op_from {
             tracing::info!(
                 shard,
@@ -340,6 +316,41 @@ impl Transactions {
         b.offsets.commit(HALF_TOPIC, SYS_GROUP, 0, half);
         b.offsets.commit(OP_TOPIC, SYS_GROUP, 0, op);
     }
+}
+
+/// Calls `f(queue offset, unit, record)` for every record of `topic` queue 0 in `range`
+/// (recovery; reads on the shard before it serves). An unreadable record is logged and
+/// skipped; a read error stops the recovery.
+async fn for_each_record(
+    store: &Store,
+    topic: &'static str,
+    range: std::ops::Range<i64>,
+    shard: usize,
+    mut f: impl FnMut(i64, ramjet_storage::consumequeue::CqEntry, &RecordView<'_>),
+) -> Result<(), TransactionError> {
+    for q in range {
+        let Some(unit) = store.queue_unit(topic, 0, q) else {
+            continue;
+        };
+        if unit.is_filler() || unit.size == 0 {
+            continue;
+        }
+        let rec = store
+            .read_record(unit.physical_offset)
+            .await
+            .map_err(|source| TransactionError::Read {
+                topic,
+                offset: q,
+                source,
+            })?;
+        match RecordView::parse(&rec) {
+            Ok(view) => f(q, unit, &view),
+            Err(e) => {
+                tracing::error!(shard, topic, offset = q, error = %e, "unreadable record skipped")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a half message says about its transaction.
@@ -716,18 +727,10 @@ fn commit_message(b: &Broker, half: &RecordView<'_>, half_offset: u64) -> Result
         ),
     };
     let put = b.store.put_message(&MessageToStore {
-        topic: store_topic,
-        queue_id: store_queue,
-        flag: half.flag(),
-        body: half.body(),
-        properties: store_props,
         sys_flag: reset_transaction_value(half.sys_flag(), TRANSACTION_COMMIT_TYPE),
-        born_timestamp: half.born_timestamp(),
-        born_host: half.born_host(),
-        store_host: b.addr,
-        reconsume_times: half.reconsume_times(),
         prepared_transaction_offset: half_offset as i64,
         tags_code: tags,
+        ..MessageToStore::copy_of(half, store_topic, store_queue, store_props, b.addr)
     })?;
     ShardCounters::add(&b.counters.msgs_put, 1);
     Ok(put.end_physical_offset)
@@ -824,18 +827,8 @@ fn check_one(b: &Broker, root: i64, o: &Open, rec: &[u8]) -> Result<(), TxError>
     })
     .and_then(|p| p.push_str(properties::TRAN_PREPARED_QUEUE_OFFSET, &root.to_string()))?;
     let copy = MessageToStore {
-        topic: HALF_TOPIC,
-        queue_id: 0,
-        flag: view.flag(),
-        body: view.body(),
-        properties: out.as_bytes(),
-        sys_flag: view.sys_flag(),
-        born_timestamp: view.born_timestamp(),
-        born_host: view.born_host(),
-        store_host: b.addr,
-        reconsume_times: view.reconsume_times(),
-        prepared_transaction_offset: view.prepared_transaction_offset(),
         tags_code: view.property(properties::TAGS).map_or(0, tag_hash_bytes),
+        ..MessageToStore::copy_of(&view, HALF_TOPIC, 0, out.as_bytes(), b.addr)
     };
     let size = b.store.record_len(&copy) as u32;
     let put = b.store.put_message(&copy)?;
@@ -926,18 +919,8 @@ fn discard(b: &Broker, root: i64, o: &Open, view: &RecordView<'_>) -> Result<(),
     }
     let props = view.properties();
     let put = b.store.put_message(&MessageToStore {
-        topic: CHECK_MAX_TOPIC,
-        queue_id: 0,
-        flag: view.flag(),
-        body: view.body(),
-        properties: props,
-        sys_flag: view.sys_flag(),
-        born_timestamp: view.born_timestamp(),
-        born_host: view.born_host(),
-        store_host: b.addr,
-        reconsume_times: view.reconsume_times(),
-        prepared_transaction_offset: view.prepared_transaction_offset(),
         tags_code: view.property(properties::TAGS).map_or(0, tag_hash_bytes),
+        ..MessageToStore::copy_of(view, CHECK_MAX_TOPIC, 0, props, b.addr)
     })?;
     ShardCounters::add(&b.counters.msgs_put, 1);
     let t = &b.transactions;
