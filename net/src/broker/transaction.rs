@@ -629,15 +629,26 @@ fn end_with_record(
             "the record at {physical_offset} is not the half message of queue offset {queue_offset}"
         )));
     }
-    let props = view.properties();
-    let pgroup = properties::get_str(props, properties::PGROUP).unwrap_or("");
-    if pgroup != group {
+    // What the END reads of the half message, in one pass over its properties.
+    let [pgroup, root, real_topic, real_qid, delay, tags] = properties::get_many(
+        view.properties(),
+        [
+            properties::PGROUP,
+            properties::TRAN_PREPARED_QUEUE_OFFSET,
+            properties::REAL_TOPIC,
+            properties::REAL_QID,
+            properties::DELAY,
+            properties::TAGS,
+        ],
+    );
+    if pgroup != Some(group.as_bytes()) {
         return Err(sys(format!(
-            "the producer group of the half message ({pgroup}) is not the request's ({group})"
+            "the producer group of the half message ({}) is not the request's ({group})",
+            String::from_utf8_lossy(pgroup.unwrap_or_default())
         )));
     }
     let t = &b.transactions;
-    let root = HalfInfo::of(&view).root.unwrap_or(queue_offset);
+    let root = root.and_then(parse_i64).unwrap_or(queue_offset);
     if !t.open.borrow().contains_key(&root) {
         ShardCounters::add(&t.ends_ignored, 1);
         tracing::debug!(
@@ -651,7 +662,13 @@ fn end_with_record(
         return Ok(Ended::Already);
     }
     if commit {
-        commit_message(b, &view, physical_offset).map_err(|e| {
+        let place = RealPlace {
+            topic: real_topic,
+            queue_id: real_qid,
+            delay,
+            tags,
+        };
+        commit_message(b, &view, physical_offset, &place).map_err(|e| {
             (
                 e.code(),
                 format!("commit of the half message at {physical_offset} not stored: {e}"),
@@ -676,17 +693,23 @@ fn end_with_record(
     Ok(Ended::Now(end))
 }
 
+/// Where a half message's real message goes, as its properties say (raw values).
+struct RealPlace<'a> {
+    topic: Option<&'a [u8]>,
+    queue_id: Option<&'a [u8]>,
+    delay: Option<&'a [u8]>,
+    tags: Option<&'a [u8]>,
+}
+
 /// Stores the real message of a committed half message (delayed if it has a delay level).
-fn commit_message(b: &Broker, half: &RecordView<'_>, half_offset: u64) -> Result<u64, TxError> {
+fn commit_message(
+    b: &Broker,
+    half: &RecordView<'_>,
+    half_offset: u64,
+    place: &RealPlace<'_>,
+) -> Result<u64, TxError> {
     let props = half.properties();
-    let [real_topic, real_qid, delay] = properties::get_many(
-        props,
-        [
-            properties::REAL_TOPIC,
-            properties::REAL_QID,
-            properties::DELAY,
-        ],
-    );
+    let (real_topic, real_qid, delay) = (place.topic, place.queue_id, place.delay);
     let bad = |what: &str| TxError::Half(format!("half message without a valid {what}"));
     let topic = real_topic
         .and_then(|t| std::str::from_utf8(t).ok())
@@ -723,7 +746,7 @@ fn commit_message(b: &Broker, half: &RecordView<'_>, half_offset: u64) -> Result
             topic,
             queue_id,
             out.as_bytes(),
-            properties::get(out.as_bytes(), properties::TAGS).map_or(0, tag_hash_bytes),
+            place.tags.map_or(0, tag_hash_bytes),
         ),
     };
     let put = b.store.put_message(&MessageToStore {
