@@ -39,16 +39,20 @@ fn all_messages(c: &mut Conn, topic: &str, queues: i32) -> Vec<Pulled> {
 fn rocketmq_client_rust_transactions_commit_roll_back_and_answer_checks() {
     // Build the driver before the broker starts: its first build takes minutes.
     setup::rust_rmq_driver();
-    let mut spec = BrokerSpec::default().flush(Flush::Sync);
+    // Two shards (two logical brokers): the client spreads its transactions over both, and
+    // each shard checks its own with the producer's connection to it.
+    let mut spec = BrokerSpec::default().flush(Flush::Sync).shards(2);
     spec.broker_toml =
         "transaction_check_interval_ms = 200\ntransaction_timeout_ms = 1000\n".into();
     let broker = Broker::start(spec);
     let topic = "rust_client_tx";
     let queues = 4;
-    let mut c = connect(broker.shard_addr(0));
-    let r = ops::create_topic(&mut c, topic, queues as u32).expect("create topic");
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    ops::wait_route(broker.namesrv_addr(), topic, 1, ROUTE_WAIT);
+    let mut shards: Vec<Conn> = (0..2).map(|i| connect(broker.shard_addr(i))).collect();
+    for c in shards.iter_mut() {
+        let r = ops::create_topic(c, topic, queues as u32).expect("create topic");
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    ops::wait_route(broker.namesrv_addr(), topic, 2, ROUTE_WAIT);
 
     // (body, local state at send time, answer to the broker's check)
     let mut plan = Vec::new();
@@ -121,17 +125,27 @@ fn rocketmq_client_rust_transactions_commit_roll_back_and_answer_checks() {
         v
     };
     loop {
-        let got = all_messages(&mut c, topic, queues);
+        let got: Vec<(usize, Pulled)> = shards
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                all_messages(c, topic, queues)
+                    .into_iter()
+                    .map(move |m| (i, m))
+            })
+            .collect();
         let mut bodies: Vec<String> = got
             .iter()
-            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+            .map(|(_, m)| String::from_utf8_lossy(&m.body).into_owned())
             .collect();
         bodies.sort();
         if bodies == expected {
-            let halves: std::collections::BTreeSet<i64> =
-                got.iter().map(|m| m.prepared_transaction_offset).collect();
+            let halves: std::collections::BTreeSet<(usize, i64)> = got
+                .iter()
+                .map(|(i, m)| (*i, m.prepared_transaction_offset))
+                .collect();
             assert_eq!(halves.len(), got.len(), "one half message per commit");
-            for m in &got {
+            for (_, m) in &got {
                 assert_eq!(m.sys_flag & 0xC, 8, "transaction type COMMIT");
                 // The half message was stored before its commit.
                 assert!(m.prepared_transaction_offset < m.physical_offset);
@@ -146,16 +160,28 @@ fn rocketmq_client_rust_transactions_commit_roll_back_and_answer_checks() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(ops::runtime_counter(&mut c, "ramjet.transactionOpen"), 0);
-    assert_eq!(ops::runtime_counter(&mut c, "ramjet.transactionCommit"), 9);
-    assert_eq!(
-        ops::runtime_counter(&mut c, "ramjet.transactionRollback"),
-        9
+    let counter = |shards: &mut Vec<Conn>, name: &str| -> Vec<u64> {
+        shards
+            .iter_mut()
+            .map(|c| ops::runtime_counter(c, name))
+            .collect()
+    };
+    assert_eq!(counter(&mut shards, "ramjet.transactionOpen"), [0, 0]);
+    let commits = counter(&mut shards, "ramjet.transactionCommit");
+    assert_eq!(commits.iter().sum::<u64>(), 9);
+    assert!(
+        commits.iter().all(|n| *n > 0),
+        "both shards commit: {commits:?}"
     );
+    let rollbacks = counter(&mut shards, "ramjet.transactionRollback");
+    assert_eq!(rollbacks.iter().sum::<u64>(), 9);
+    let checks = counter(&mut shards, "ramjet.transactionChecks");
     assert_eq!(
-        ops::runtime_counter(&mut c, "ramjet.transactionEndIgnored"),
-        0
+        checks.iter().sum::<u64>(),
+        6,
+        "one check per unknown transaction"
     );
+    assert_eq!(counter(&mut shards, "ramjet.transactionEndIgnored"), [0, 0]);
 }
 
 /// The same client's push consumer (clustering, from the first offset) and producer: every
