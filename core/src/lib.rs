@@ -9,3 +9,4 @@
 pub mod ratelog;
 pub mod record;
 pub mod remoting;
+pub mod selector;
