@@ -17,7 +17,9 @@
 //! the whole expression is true. So `a > 5` skips messages without `a`, as RocketMQ's broker
 //! does.
 //!
-//! This module parses and evaluates; it does not allocate during evaluation.
+//! This module parses and evaluates; it does not allocate during evaluation. The broker
+//! compiles a subscription once (from the pull header or the consumer's heartbeat) and
+//! evaluates it per found record (`net/src/broker/pull.rs`).
 
 use std::fmt;
 

@@ -187,9 +187,21 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                     || s.expression_type.eq_ignore_ascii_case("TAG")
                 {
                     TagFilter::from_tags(&s.sub_string, s.tags_set.iter())
+                } else if s.expression_type.eq_ignore_ascii_case("SQL92")
+                    && b.cfg.broker.enable_property_filter
+                {
+                    match ramjet_core::selector::Selector::parse(&s.sub_string) {
+                        Ok(sel) => TagFilter::sql(sel),
+                        Err(e) => {
+                            // Not stored: the group's pulls without an expression answer
+                            // SUBSCRIPTION_NOT_EXIST.
+                            tracing::warn!(shard = b.index, group = %cd.group_name, topic = %s.topic, error = %e, "SQL92 subscription not stored");
+                            continue;
+                        }
+                    }
                 } else {
-                    // SQL92 is not supported: no filter is stored, pulls without an explicit
-                    // subscription then answer SUBSCRIPTION_NOT_EXIST.
+                    // Another type (or SQL92 turned off): no filter is stored, pulls without
+                    // an explicit subscription then answer SUBSCRIPTION_NOT_EXIST.
                     continue;
                 };
                 g.subs.insert(s.topic.clone(), (s.sub_version, f));
@@ -294,6 +306,50 @@ pub fn consumer_list(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     match fastjson::to_vec(&body, fastjson::JsonStyle::Standard) {
         Ok(bytes) => conn.respond(req, ResponseCode::SUCCESS, None, &(), &bytes),
         Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    }
+}
+
+/// CHECK_CLIENT_CONFIG's body (Java's `CheckClientRequestBody`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckClientBody {
+    #[serde(default)]
+    group: String,
+    subscription_data: ramjet_core::remoting::body::SubscriptionData,
+}
+
+/// CHECK_CLIENT_CONFIG (46): whether this broker serves a consumer's subscription. Java's push
+/// consumer asks at start for every non-TAG subscription and does not start on an error.
+pub fn check_client_config(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let body: CheckClientBody = match fastjson::from_slice(req.body, "CheckClientRequestBody") {
+        Ok(d) => d,
+        Err(e) => {
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad CHECK_CLIENT_CONFIG body: {e}"),
+            )
+        }
+    };
+    let s = &body.subscription_data;
+    let ty = s.expression_type.as_str();
+    if ty.is_empty() || ty.eq_ignore_ascii_case("TAG") {
+        return conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]);
+    }
+    if !ty.eq_ignore_ascii_case("SQL92") || !b.cfg.broker.enable_property_filter {
+        return conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!("The broker does not support consumer to filter message by {ty}"),
+        );
+    }
+    match ramjet_core::selector::Selector::parse(&s.sub_string) {
+        Ok(_) => conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]),
+        Err(e) => conn.respond_error(
+            req,
+            ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+            &format!("group {} topic {}: {e}", body.group, s.topic),
+        ),
     }
 }
 

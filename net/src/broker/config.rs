@@ -89,6 +89,9 @@ pub struct BrokerSection {
     /// How long a queue lock of an orderly consumer (LOCK_BATCH_MQ) lasts after its holder's
     /// last lock request (RocketMQ's `rocketmq.broker.rebalance.lockMaxLiveTime`).
     pub rebalance_lock_max_live_ms: u64,
+    /// Serve SQL92 subscriptions (filter pulls by message properties; RocketMQ's
+    /// `enablePropertyFilter`). Off: SQL92 subscriptions are refused.
+    pub enable_property_filter: bool,
     /// Refuse transactional (half) messages with NO_PERMISSION (RocketMQ's
     /// `rejectTransactionMessage`).
     pub reject_transaction_message: bool,
@@ -161,6 +164,7 @@ impl Default for BrokerSection {
             retry_max_times: 16,
             schedule_check_ms: 100,
             rebalance_lock_max_live_ms: 60_000,
+            enable_property_filter: true,
             reject_transaction_message: false,
             transaction_check_interval_ms: 30_000,
             transaction_timeout_ms: 6_000,

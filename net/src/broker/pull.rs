@@ -1,6 +1,11 @@
 //! PULL_MESSAGE (11) / LITE_PULL_MESSAGE (361): RocketMQ statuses and response codes
 //! (spec §7.2), tag-hash filtering, piggy-backed commit offset, and long polling.
 //!
+//! SQL92 subscriptions (`expressionType` SQL92, `broker.enable_property_filter`) are
+//! evaluated against each found record's properties; the matching records still go out as
+//! chunks (sub-ranges of the tail cache or of the segment files), with cold file ranges read
+//! into the page cache off the shard before the properties are read.
+//!
 //! Found records go out as chunks (tail-cache memory with writev, older data with sendfile),
 //! never copied into a response buffer. A pull that finds nothing and may be suspended parks
 //! in the [`super::longpoll`] registry and is answered when a message arrives for its queue or
@@ -9,20 +14,24 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use ramjet_core::record::tag_hash;
+use ramjet_core::record::{properties, tag_hash, RecordView};
 use ramjet_core::remoting::headers::{PullMessageRequestHeader, PullMessageResponseHeader};
 use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode, SerializeType};
+use ramjet_core::selector::Selector;
 use ramjet_storage::store::{GetResult, GetStatus};
+use ramjet_storage::Chunk;
 
 use super::conn::Conn;
 use super::shard::{Broker, ShardCounters};
 use super::topics::PERM_READ;
 
-/// A tag filter: all messages, or those whose tags code is in `codes`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A subscription's filter: all messages, those whose tags code is in `codes`, or (`sql`)
+/// those whose properties satisfy a SQL92 selector (the tags code then passes everything).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TagFilter {
     pub all: bool,
     pub codes: Vec<i64>,
+    pub sql: Option<Rc<Selector>>,
 }
 
 impl TagFilter {
@@ -30,6 +39,16 @@ impl TagFilter {
         TagFilter {
             all: true,
             codes: Vec::new(),
+            sql: None,
+        }
+    }
+
+    /// A SQL92 subscription.
+    pub fn sql(selector: Selector) -> TagFilter {
+        TagFilter {
+            all: true,
+            codes: Vec::new(),
+            sql: Some(Rc::new(selector)),
         }
     }
 
@@ -50,7 +69,11 @@ impl TagFilter {
         if codes.is_empty() {
             return TagFilter::all();
         }
-        TagFilter { all: false, codes }
+        TagFilter {
+            all: false,
+            codes,
+            sql: None,
+        }
     }
 
     /// From a heartbeat's tags set (hashes computed here: the C++ client's codeSet is not).
@@ -61,7 +84,11 @@ impl TagFilter {
         }
         codes.sort_unstable();
         codes.dedup();
-        TagFilter { all: false, codes }
+        TagFilter {
+            all: false,
+            codes,
+            sql: None,
+        }
     }
 
     pub fn matches(&self, tags_code: i64) -> bool {
@@ -109,6 +136,106 @@ fn run_get(b: &Broker, a: &PullArgs) -> GetResult {
         a.max_bytes,
         &|c| f.matches(c),
     )
+}
+
+/// Writes the response for `r` (chunks when found); with a SQL92 selector, only the
+/// records it matches, read in off the shard first when their file ranges are cold.
+fn respond_pull_filtered(
+    b: &Broker,
+    conn: &Rc<Conn>,
+    st: SerializeType,
+    opaque: i32,
+    mut r: GetResult,
+    offset: i64,
+    sql: Option<&Rc<Selector>>,
+) {
+    let Some(sel) = sql.filter(|_| r.status == GetStatus::Found) else {
+        return respond_pull(b, conn, st, opaque, r, offset);
+    };
+    let mut cold = Vec::new();
+    if b.cfg.broker.cold_reads_off_shard {
+        for c in &r.chunks {
+            if let Chunk::File { file, offset, len } = c {
+                super::warm::push_if_cold(file, *offset, u64::from(*len), &mut cold);
+            }
+        }
+    }
+    if cold.is_empty() {
+        keep_matching(b, &mut r, sel);
+        return respond_pull(b, conn, st, opaque, r, offset);
+    }
+    let Some(broker) = b.rc() else { return };
+    let (conn, sel) = (conn.clone(), sel.clone());
+    crate::runtime::spawn_detached(async move {
+        if let Err(e) = crate::runtime::blocking(move || super::warm::read_in(&cold)).await {
+            tracing::debug!(shard = broker.index, error = %e, "reading records in for a SQL92 pull failed; read on the shard");
+        }
+        keep_matching(&broker, &mut r, &sel);
+        respond_pull(&broker, &conn, st, opaque, r, offset);
+    });
+}
+
+/// Keeps in `r` the records `sel` matches (chunks narrowed to those records). None left: the
+/// status becomes NO_MATCHED_MESSAGE (the client pulls again from the next offset). A range
+/// that cannot be read is dropped with a log line, never sent unfiltered.
+fn keep_matching(b: &Broker, r: &mut GetResult, sel: &Selector) {
+    use std::os::unix::fs::FileExt;
+    let mut kept = Vec::with_capacity(r.chunks.len());
+    let (mut count, mut bytes) = (0u32, 0u32);
+    let mut scratch = Vec::new();
+    for chunk in std::mem::take(&mut r.chunks) {
+        // Each record of the range: (start in the range, size) when it matches.
+        let mut matched = Vec::new();
+        let buf: &[u8] = match &chunk {
+            Chunk::Memory(slice) => slice.as_ref(),
+            Chunk::File { file, offset, len } => {
+                scratch.resize(*len as usize, 0);
+                if let Err(e) = file.read_exact_at(&mut scratch, *offset) {
+                    tracing::error!(shard = b.index, error = %e, "SQL92 pull: records unreadable; skipped");
+                    continue;
+                }
+                &scratch
+            }
+        };
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            let Ok(view) = RecordView::parse(&buf[pos..]) else {
+                tracing::error!(
+                    shard = b.index,
+                    at = pos,
+                    "SQL92 pull: unparsable record; rest of the range skipped"
+                );
+                break;
+            };
+            let size = view.total_size() as usize;
+            if size == 0 {
+                break;
+            }
+            let props = view.properties();
+            if sel.matches(|name| properties::get_str(props, name)) {
+                matched.push((pos, size));
+            }
+            pos += size;
+        }
+        for (at, size) in matched {
+            count += 1;
+            bytes += size as u32;
+            kept.push(match &chunk {
+                Chunk::Memory(slice) => Chunk::Memory(slice.sub(at, size)),
+                Chunk::File { file, offset, .. } => Chunk::File {
+                    file: file.clone(),
+                    offset: offset + at as u64,
+                    len: size as u32,
+                },
+            });
+        }
+    }
+    r.chunks = kept;
+    r.msg_count = count;
+    r.total_bytes = bytes;
+    if count == 0 {
+        r.status = GetStatus::NoMatchedMessage;
+    }
 }
 
 /// Writes the response for `r` (chunks when found).
@@ -184,14 +311,33 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     }
     let filter = if h.has_subscription() {
         let ty = h.expression_type.unwrap_or("TAG");
-        if !ty.eq_ignore_ascii_case("TAG") {
+        if ty.eq_ignore_ascii_case("SQL92") {
+            if !b.cfg.broker.enable_property_filter {
+                return conn.respond_error(
+                    req,
+                    ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+                    "The broker does not support consumer to filter message by SQL92 (broker.enable_property_filter)",
+                );
+            }
+            match Selector::parse(h.subscription.unwrap_or("")) {
+                Ok(sel) => TagFilter::sql(sel),
+                Err(e) => {
+                    return conn.respond_error(
+                        req,
+                        ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+                        &e.to_string(),
+                    )
+                }
+            }
+        } else if !ty.eq_ignore_ascii_case("TAG") {
             return conn.respond_error(
                 req,
                 ResponseCode::SUBSCRIPTION_PARSE_FAILED,
-                &format!("expression type {ty} is not supported by this broker (TAG only)"),
+                &format!("expression type {ty} is not supported by this broker (TAG, SQL92)"),
             );
+        } else {
+            TagFilter::parse(h.subscription.unwrap_or("*"))
         }
-        TagFilter::parse(h.subscription.unwrap_or("*"))
     } else {
         match b.clients.subscription(h.consumer_group, h.topic) {
             Some((version, f)) => {
@@ -239,7 +385,15 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let hold_ms = (h.suspend_timeout_millis.max(0) as u64).min(b.cfg.broker.long_poll_max_ms);
     if code != ResponseCode::PULL_NOT_FOUND || !h.has_suspend() || hold_ms == 0 || req.is_oneway() {
         if !req.is_oneway() {
-            respond_pull(b, conn, req.serialize_type, req.opaque, r, args.offset);
+            respond_pull_filtered(
+                b,
+                conn,
+                req.serialize_type,
+                req.opaque,
+                r,
+                args.offset,
+                args.filter.sql.as_ref(),
+            );
         }
         return;
     }
@@ -250,7 +404,15 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         Duration::from_millis(hold_ms),
     ) else {
         // Registry full: answer now; the client pulls again.
-        return respond_pull(b, conn, req.serialize_type, req.opaque, r, args.offset);
+        return respond_pull_filtered(
+            b,
+            conn,
+            req.serialize_type,
+            req.opaque,
+            r,
+            args.offset,
+            args.filter.sql.as_ref(),
+        );
     };
     drop(r);
     let Some(broker) = b.rc() else { return };
@@ -262,7 +424,15 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             return;
         }
         let r = run_get(&broker, &args);
-        respond_pull(&broker, &conn, st, opaque, r, args.offset);
+        respond_pull_filtered(
+            &broker,
+            &conn,
+            st,
+            opaque,
+            r,
+            args.offset,
+            args.filter.sql.as_ref(),
+        );
     });
 }
 

@@ -454,6 +454,9 @@ impl Service for Broker {
             RequestCode::QUERY_MESSAGE => super::admin::query_message(self, conn, req),
             RequestCode::VIEW_MESSAGE_BY_ID => super::admin::view_message(self, conn, req),
             RequestCode::CONSUMER_SEND_MSG_BACK => super::schedule::send_back(self, conn, req),
+            RequestCode::CHECK_CLIENT_CONFIG => {
+                super::clients::check_client_config(self, conn, req)
+            }
             RequestCode::END_TRANSACTION => super::transaction::end_transaction(self, conn, req),
             RequestCode::LOCK_BATCH_MQ => super::locks::lock_batch(self, conn, req),
             RequestCode::UNLOCK_BATCH_MQ => super::locks::unlock_batch(self, conn, req),

@@ -28,6 +28,20 @@ impl TailSlice {
         self.len == 0
     }
 
+    /// The `len` bytes at `offset` within this slice (a record of a coalesced range), sharing
+    /// the chunk. Panics when the range is not inside the slice.
+    pub fn sub(&self, offset: usize, len: usize) -> TailSlice {
+        assert!(
+            offset + len <= self.len as usize,
+            "sub-slice outside the slice"
+        );
+        TailSlice {
+            chunk: self.chunk.clone(),
+            start: self.start + offset as u32,
+            len: len as u32,
+        }
+    }
+
     /// Grows the slice by `extra` bytes that directly follow it in the same chunk.
     pub(crate) fn extend(&mut self, extra: u32) {
         self.len += extra;

@@ -9,7 +9,8 @@
 //! the topic, a `DefaultMQProducer` sends the spec's messages (sync; `delay_level` sets
 //! `DELAY`), and the consumer answers RECONSUME_LATER to the first delivery of each body in
 //! `fail_first` (the client then sends it back with CONSUMER_SEND_MSG_BACK and gets it again
-//! from `%RETRY%<group>`). Collects deliveries until `expected` arrived plus `quiet_ms`, or
+//! from `%RETRY%<group>`). With `"sql"`, the consumer subscribes with that SQL92 selector
+//! and messages carry their `"props"`. Collects deliveries until `expected` arrived plus `quiet_ms`, or
 //! the deadline. Spec: `{"topic", "group", "producer_group", "expected", "quiet_ms",
 //! "fail_first": [..], "messages": [{"body", "tags", "delay_level"}]}`. Output:
 //! `{"sends": [{"body", "ok", "error", "result"}], "deliveries": [{"body", "topic",
@@ -35,7 +36,8 @@ use parking_lot::Mutex;
 use rocketmq_client_rust::{
     ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
     ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, LocalTransactionState,
-    MQPushConsumer, MessageListenerConcurrently, TransactionListener, TransactionMQProducer,
+    MQPushConsumer, MessageListenerConcurrently, MessageSelector, TransactionListener,
+    TransactionMQProducer,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -242,6 +244,8 @@ struct RoundtripItem {
     tags: String,
     #[serde(default)]
     delay_level: i32,
+    #[serde(default)]
+    props: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +257,9 @@ struct RoundtripSpec {
     quiet_ms: u64,
     #[serde(default)]
     fail_first: Vec<String>,
+    /// Subscribe with this SQL92 selector instead of `*`.
+    #[serde(default)]
+    sql: Option<String>,
     messages: Vec<RoundtripItem>,
 }
 
@@ -317,10 +324,19 @@ async fn roundtrip(
         // Each message its own consume call: a RECONSUME_LATER sends back only that one.
         .consume_message_batch_max_size(1)
         .build();
-    consumer
-        .subscribe(spec.topic.as_str(), "*")
-        .await
-        .expect("subscribe");
+    match &spec.sql {
+        Some(sql) => consumer
+            .subscribe_with_selector(
+                spec.topic.as_str(),
+                Some(MessageSelector::by_sql(sql.as_str())),
+            )
+            .await
+            .expect("subscribe with a SQL92 selector"),
+        None => consumer
+            .subscribe(spec.topic.as_str(), "*")
+            .await
+            .expect("subscribe"),
+    }
     consumer.register_message_listener_concurrently(Collector {
         fail_first: Mutex::new(spec.fail_first.iter().map(|b| (b.clone(), true)).collect()),
         deliveries: deliveries.clone(),
@@ -342,6 +358,13 @@ async fn roundtrip(
         }
         if item.delay_level > 0 {
             b = b.delay_level(item.delay_level);
+        }
+        let mut props: Vec<_> = item.props.iter().collect();
+        props.sort();
+        for (k, v) in props {
+            b = b
+                .raw_property(k.as_str(), v.as_str())
+                .expect("user property");
         }
         sent_at.lock().insert(item.body.clone(), Instant::now());
         let r = producer.send(b.build_unchecked()).await;
