@@ -163,6 +163,12 @@ pub struct BenchArgs {
     /// Consumer group of the consuming side.
     #[arg(long, default_value = "ramjet_bench_group")]
     pub group: String,
+    /// Consumers pull with this SQL92 selector (`expressionType` SQL92) instead of tag `*`:
+    /// the broker evaluates it against every found record's properties. The generator's
+    /// messages carry `UNIQ_KEY` only, so `"UNIQ_KEY IS NOT NULL"` keeps every message (the
+    /// cost of evaluating) and `"UNIQ_KEY IS NULL"` none. Needs `--client raw`.
+    #[arg(long)]
+    pub sql: Option<String>,
     /// Where consumers of a new group start (consume mode).
     #[arg(long, value_enum, default_value_t = StartFrom::Last)]
     pub from: StartFrom,
@@ -227,6 +233,9 @@ impl BenchArgs {
             if self.client != ClientImpl::Raw {
                 return Err("--transaction needs --client raw".into());
             }
+        }
+        if self.sql.is_some() && self.client != ClientImpl::Raw {
+            return Err("--sql needs --client raw".into());
         }
         if self.pull_batch < 1 {
             return Err(format!(

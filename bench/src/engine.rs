@@ -100,6 +100,8 @@ pub struct Settings<'a> {
     pub start_pulls: Instant,
     /// ... and stop at this one.
     pub stop_pulls: Instant,
+    /// Pulls subscribe with this SQL92 selector instead of tag `*`.
+    pub sql: Option<&'a str>,
     /// Sends are half messages: each acknowledged one is ended with END_TRANSACTION
     /// (oneway) with this state (8 commit, 12 rollback).
     pub end_transaction: Option<i32>,
@@ -459,9 +461,9 @@ pub fn run(
                 sys_flag,
                 commit_offset: if commit { p.offset } else { 0 },
                 suspend_timeout_millis: suspend.as_millis() as i64,
-                subscription: Some("*"),
+                subscription: Some(s.sql.unwrap_or("*")),
                 sub_version: 0,
-                expression_type: Some("TAG"),
+                expression_type: Some(if s.sql.is_some() { "SQL92" } else { "TAG" }),
                 max_msg_bytes: None,
                 broker_name: Some(&p.mq.broker_name),
             };

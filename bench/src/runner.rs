@@ -757,6 +757,7 @@ async fn raw_load(
             _ => timing.end,
         },
         end_transaction: args.transaction.map(|t| t.code()),
+        sql: args.sql.as_deref(),
     };
     let sched = RunSchedule {
         timing,

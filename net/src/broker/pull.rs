@@ -217,9 +217,17 @@ fn keep_matching(b: &Broker, r: &mut GetResult, sel: &Selector) {
             }
             pos += size;
         }
+        // Adjacent matches go out as one range (one sendfile / iovec, not one per record).
+        let mut runs: Vec<(usize, usize)> = Vec::new();
         for (at, size) in matched {
             count += 1;
             bytes += size as u32;
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == at => *len += size,
+                _ => runs.push((at, size)),
+            }
+        }
+        for (at, size) in runs {
             kept.push(match &chunk {
                 Chunk::Memory(slice) => Chunk::Memory(slice.sub(at, size)),
                 Chunk::File { file, offset, .. } => Chunk::File {
