@@ -620,6 +620,33 @@ pub fn max_offset(conn: &mut Conn, topic: &str, queue_id: i32) -> Result<i64, St
         .ok_or_else(|| format!("GET_MAX_OFFSET response has no offset: {:?}", resp.ext))
 }
 
+/// Connects to `addr`; a failure fails the test with the reason.
+pub fn connect(addr: SocketAddr) -> Conn {
+    Conn::connect(addr).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Creates `topic` with `queues` queues on every shard of `broker`, then waits (bounded) until
+/// the name server routes it to all of them.
+pub fn create_topic_on(broker: &crate::Broker, topic: &str, queues: u32) {
+    for i in 0..broker.shards() {
+        let mut c = connect(broker.shard_addr(i));
+        let r = create_topic(&mut c, topic, queues)
+            .unwrap_or_else(|e| panic!("create {topic} on shard {i}: {e}"));
+        assert_eq!(
+            r.code,
+            response::SUCCESS,
+            "create {topic} on shard {i}: {:?}",
+            r.remark
+        );
+    }
+    wait_route(
+        broker.namesrv_addr(),
+        topic,
+        broker.shards(),
+        Duration::from_secs(20),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,21 +5,9 @@
 use std::time::{Duration, Instant};
 
 use ramjet_tests::ops::{self, OutMessage, PullOutcome, Pulled};
+use ramjet_tests::ops::{connect, create_topic_on as create_topic};
 use ramjet_tests::wire::{request, response};
 use ramjet_tests::{Broker, BrokerSpec, Conn, Flush};
-
-const ROUTE_WAIT: Duration = Duration::from_secs(20);
-
-fn connect(addr: std::net::SocketAddr) -> Conn {
-    Conn::connect(addr).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn create_topic(broker: &Broker, topic: &str, queues: u32) {
-    let mut c = connect(broker.shard_addr(0));
-    let r = ops::create_topic(&mut c, topic, queues).expect("create topic");
-    assert_eq!(r.code, response::SUCCESS, "create {topic}: {:?}", r.remark);
-    ops::wait_route(broker.namesrv_addr(), topic, 1, ROUTE_WAIT);
-}
 
 fn send_ok(c: &mut Conn, topic: &str, queue: i32, m: &OutMessage) -> ops::SendOk {
     ops::send(c, topic, queue, m)
@@ -255,7 +243,12 @@ fn send_back_retries_after_a_delay_then_dead_letters() {
     // is the client-side UNIQ id when present; this test's sends carry none).
     assert_eq!(origin, own_id);
     // The route lists the retry topic (created by the send-back, registered at once).
-    ops::wait_route(broker.namesrv_addr(), &retry_topic, 1, ROUTE_WAIT);
+    ops::wait_route(
+        broker.namesrv_addr(),
+        &retry_topic,
+        1,
+        Duration::from_secs(20),
+    );
 
     // Retry 2 from the retry copy: count 2, RETRY_TOPIC and ORIGIN_MESSAGE_ID unchanged.
     assert_eq!(send_back(&mut c, r1.physical_offset, group, 0, 2).0, 0);

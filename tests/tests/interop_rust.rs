@@ -9,14 +9,8 @@ use std::time::{Duration, Instant};
 
 use ramjet_tests::interop;
 use ramjet_tests::ops::{self, Pulled};
-use ramjet_tests::wire::response;
+use ramjet_tests::ops::{connect, create_topic_on};
 use ramjet_tests::{setup, Broker, BrokerSpec, Conn, Flush};
-
-const ROUTE_WAIT: Duration = Duration::from_secs(20);
-
-fn connect(addr: std::net::SocketAddr) -> Conn {
-    Conn::connect(addr).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// Every message of `topic` (all queues, from offset 0).
 fn all_messages(c: &mut Conn, topic: &str, queues: i32) -> Vec<Pulled> {
@@ -47,12 +41,8 @@ fn rocketmq_client_rust_transactions_commit_roll_back_and_answer_checks() {
     let broker = Broker::start(spec);
     let topic = "rust_client_tx";
     let queues = 4;
+    create_topic_on(&broker, topic, queues as u32);
     let mut shards: Vec<Conn> = (0..2).map(|i| connect(broker.shard_addr(i))).collect();
-    for c in shards.iter_mut() {
-        let r = ops::create_topic(c, topic, queues as u32).expect("create topic");
-        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    }
-    ops::wait_route(broker.namesrv_addr(), topic, 2, ROUTE_WAIT);
 
     // (body, local state at send time, answer to the broker's check)
     let mut plan = Vec::new();
@@ -195,10 +185,8 @@ fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() 
     spec.broker_toml = "message_delay_level = \"1s 2s 1s 1s 1s\"\n".into();
     let broker = Broker::start(spec);
     let topic = "rust_client_roundtrip";
+    create_topic_on(&broker, topic, 4);
     let mut c = connect(broker.shard_addr(0));
-    let r = ops::create_topic(&mut c, topic, 4).expect("create topic");
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    ops::wait_route(broker.namesrv_addr(), topic, 1, ROUTE_WAIT);
 
     let plain: Vec<String> = (0..6).map(|i| format!("plain-{i}")).collect();
     let fail_first = ["plain-1", "plain-4"];
@@ -278,10 +266,7 @@ fn rocketmq_client_rust_push_consumer_with_a_sql92_selector() {
     setup::rust_rmq_driver();
     let broker = Broker::start(BrokerSpec::default());
     let topic = "rust_client_sql";
-    let mut c = connect(broker.shard_addr(0));
-    let r = ops::create_topic(&mut c, topic, 2).expect("create topic");
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    ops::wait_route(broker.namesrv_addr(), topic, 1, ROUTE_WAIT);
+    create_topic_on(&broker, topic, 2);
     let messages: Vec<serde_json::Value> = (0..12)
         .map(|i| {
             serde_json::json!({

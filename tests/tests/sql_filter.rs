@@ -4,19 +4,15 @@
 
 use std::time::Duration;
 
+use ramjet_tests::ops::connect;
 use ramjet_tests::ops::{self, OutMessage, PullOutcome};
 use ramjet_tests::wire::{request, response};
 use ramjet_tests::{Broker, BrokerSpec, Conn};
 
-const ROUTE_WAIT: Duration = Duration::from_secs(20);
 const CHECK_CLIENT_CONFIG: i32 = 46;
 const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
 const TOPIC: &str = "sql_filtered";
 const N: usize = 20;
-
-fn connect(addr: std::net::SocketAddr) -> Conn {
-    Conn::connect(addr).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// Message `i`: property `b` = even / odd, property `a` = i except every 7th (no `a`).
 fn message(i: usize) -> OutMessage {
@@ -66,9 +62,7 @@ fn sql92_pulls_return_exactly_the_matching_messages() {
     let broker = Broker::start(BrokerSpec::default());
     let mut c = connect(broker.shard_addr(0));
     c.set_timeout(Duration::from_secs(30));
-    let r = ops::create_topic(&mut c, TOPIC, 1).expect("create topic");
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    ops::wait_route(broker.namesrv_addr(), TOPIC, 1, ROUTE_WAIT);
+    ops::create_topic_on(&broker, TOPIC, 1);
     for i in 0..N {
         ops::send(&mut c, TOPIC, 0, &message(i))
             .expect("send")

@@ -7,26 +7,15 @@ use std::time::{Duration, Instant};
 
 use ramjet_core::record::{decode_offset_msg_id, RecordView};
 use ramjet_tests::ops::{self, OutMessage, PullOutcome, SendOk};
+use ramjet_tests::ops::{connect, create_topic_on as create_topic};
 use ramjet_tests::wire::{request, response, Command};
 use ramjet_tests::{Broker, BrokerSpec, Conn, Flush};
 
-const ROUTE_WAIT: Duration = Duration::from_secs(20);
 const END_TRANSACTION: i32 = 37;
 const CHECK_TRANSACTION_STATE: i32 = 39;
 const COMMIT: i32 = 8;
 const ROLLBACK: i32 = 12;
 const GROUP: &str = "PG_tx";
-
-fn connect(addr: std::net::SocketAddr) -> Conn {
-    Conn::connect(addr).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn create_topic(broker: &Broker, topic: &str, queues: u32) {
-    let mut c = connect(broker.shard_addr(0));
-    let r = ops::create_topic(&mut c, topic, queues).expect("create topic");
-    assert_eq!(r.code, response::SUCCESS, "create {topic}: {:?}", r.remark);
-    ops::wait_route(broker.namesrv_addr(), topic, 1, ROUTE_WAIT);
-}
 
 fn half_message(body: &str, uniq: &str) -> OutMessage {
     OutMessage::new(body.as_bytes().to_vec())

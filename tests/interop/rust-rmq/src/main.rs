@@ -111,6 +111,20 @@ impl TransactionListener for Listener {
     }
 }
 
+/// One send's entry in the output: its result, or its error.
+fn send_outcome<T: serde::Serialize, E: std::fmt::Display>(
+    body: &str,
+    r: Result<T, E>,
+) -> serde_json::Value {
+    match r {
+        Ok(r) => {
+            let v = serde_json::to_value(&r).unwrap_or_default();
+            serde_json::json!({"body": body, "ok": true, "result": v})
+        }
+        Err(e) => serde_json::json!({"body": body, "ok": false, "error": e.to_string()}),
+    }
+}
+
 fn arg(args: &[String], name: &str) -> String {
     let i = args
         .iter()
@@ -205,13 +219,7 @@ async fn transaction(
         let r = producer
             .send_message_in_transaction::<(), _>(msg, None)
             .await;
-        sends.push(match r {
-            Ok(r) => {
-                let v = serde_json::to_value(&r).unwrap_or_default();
-                serde_json::json!({"body": item.body, "ok": true, "result": v})
-            }
-            Err(e) => serde_json::json!({"body": item.body, "ok": false, "error": e.to_string()}),
-        });
+        sends.push(send_outcome(&item.body, r));
     }
     let waiting: Vec<String> = spec
         .messages
@@ -368,13 +376,7 @@ async fn roundtrip(
         }
         sent_at.lock().insert(item.body.clone(), Instant::now());
         let r = producer.send(b.build_unchecked()).await;
-        sends.push(match r {
-            Ok(r) => {
-                let v = serde_json::to_value(&r).unwrap_or_default();
-                serde_json::json!({"body": item.body, "ok": true, "result": v})
-            }
-            Err(e) => serde_json::json!({"body": item.body, "ok": false, "error": e.to_string()}),
-        });
+        sends.push(send_outcome(&item.body, r));
     }
     let mut complete_at: Option<Instant> = None;
     while Instant::now() < deadline {
