@@ -79,6 +79,9 @@ pub enum StoreError {
     /// The store is shut down.
     #[error("store is shut down")]
     ShutDown,
+    /// Replicated bytes do not continue this store's CommitLog where it ends.
+    #[error("replicated data at CommitLog offset {offset} does not fit this store: {reason}")]
+    ReplicaDiverged { offset: u64, reason: String },
     /// A ConsumeQueue or IndexFile operation failed.
     #[error("{what}: {reason}")]
     Dispatch { what: &'static str, reason: String },

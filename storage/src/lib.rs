@@ -43,4 +43,6 @@ pub use config::{
 };
 pub use error::StoreError;
 pub use prefault::backlog as prefault_backlog;
-pub use store::{ArrivalListener, GetResult, GetStatus, PutResult, Store, StoreStats};
+pub use store::{
+    ArrivalListener, GetResult, GetStatus, PutResult, ReplicaAppend, Store, StoreStats,
+};

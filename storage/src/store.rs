@@ -20,6 +20,9 @@ use crate::error::StoreError;
 use crate::index::IndexService;
 use crate::io::{self, BackgroundTask};
 
+mod replica;
+pub use replica::ReplicaAppend;
+
 /// Where a put landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a put is durable only once wait_durable(end_physical_offset) resolves under flush = sync"]
@@ -3211,6 +3214,198 @@ mod tests {
                 Err(StoreError::MessageTooLarge { .. })
             ));
             shut(&store).await;
+        });
+    }
+
+    /// Copies everything `master` holds from `from` into `slave` the way the broker's HA
+    /// connection does (reads of about `max` bytes, each appended whole); returns the offset
+    /// both reached.
+    async fn replicate(master: &Store, slave: &Store, mut from: u64, max: usize) -> u64 {
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let next = master
+                .read_for_replica(from, max, &mut buf)
+                .unwrap_or_else(|e| panic!("read_for_replica at {from}: {e}"));
+            if next == from {
+                assert!(buf.is_empty());
+                return from;
+            }
+            let mut at = 0;
+            while at < buf.len() {
+                let r = slave
+                    .append_replica(from, &buf[at..])
+                    .unwrap_or_else(|e| panic!("append_replica at {from}: {e}"));
+                at += r.consumed;
+                if at < buf.len() {
+                    slave.wait_writable(4096).await;
+                    from = r.next_offset;
+                    continue;
+                }
+                assert_eq!(
+                    r.next_offset, next,
+                    "slave and master disagree on the next offset"
+                );
+            }
+            from = next;
+        }
+    }
+
+    /// Every record of every queue, as bytes, in queue order.
+    fn queue_bytes(store: &Store, queues: &[(&str, i32)]) -> Vec<Vec<u8>> {
+        queues
+            .iter()
+            .map(|(t, q)| {
+                let mut out = Vec::new();
+                let mut off = 0;
+                loop {
+                    let r = store.get_messages(t, *q, off, 10_000, u32::MAX, &all);
+                    if r.msg_count == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&chunk_bytes(&r.chunks));
+                    off = r.next_begin_offset;
+                }
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_slave_holds_the_masters_records_byte_for_byte_across_segment_rolls() {
+        let mdir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let sdir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let mut mcfg = cfg(mdir.path());
+        // Older records come from the segment files, newer ones from the tail cache.
+        mcfg.tail_cache_bytes = MIB;
+        let queues = [("RA", 0), ("RA", 1), ("RB", 0)];
+        run(async {
+            let master = Store::open(mcfg)
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let slave = Store::open(cfg(sdir.path()))
+                .await
+                .unwrap_or_else(|e| panic!("open slave: {e}"));
+            let mut synced = 0;
+            for round in 0..3usize {
+                for i in 0..500usize {
+                    let (t, q) = queues[i % queues.len()];
+                    let n = round * 1000 + i;
+                    if i % 10 == 0 {
+                        let ms: Vec<Msg> = (0..5)
+                            .map(|j| Msg::new(t, q, body(n + j, 700), "B", &format!("k{n}-{j}")))
+                            .collect();
+                        let views: Vec<_> = ms.iter().map(Msg::view).collect();
+                        let _ = master
+                            .put_batch(&views)
+                            .unwrap_or_else(|e| panic!("batch: {e}"));
+                    } else {
+                        let m = Msg::new(t, q, body(n, 3000 + i), "A", &format!("k{n}"));
+                        let _ = master
+                            .put_message(&m.view())
+                            .unwrap_or_else(|e| panic!("put: {e}"));
+                    }
+                }
+                master
+                    .flush()
+                    .await
+                    .unwrap_or_else(|e| panic!("flush: {e}"));
+                synced = replicate(&master, &slave, synced, 64 * 1024).await;
+                assert_eq!(synced, master.end_offset());
+                assert_eq!(slave.end_offset(), master.end_offset());
+            }
+            assert!(
+                master.commitlog().segment_bases().len() >= 3,
+                "the test must cross segment rolls"
+            );
+            slave
+                .flush()
+                .await
+                .unwrap_or_else(|e| panic!("flush slave: {e}"));
+            assert_eq!(
+                master.commitlog().segment_bases(),
+                slave.commitlog().segment_bases()
+            );
+            let want = queue_bytes(&master, &queues);
+            assert!(want.iter().all(|q| !q.is_empty()));
+            assert_eq!(queue_bytes(&slave, &queues), want);
+            for (t, q) in queues {
+                assert_eq!(slave.max_offset(t, q), master.max_offset(t, q));
+            }
+            let hit = slave.query_by_key("RA", "k2003", 8, 0, i64::MAX);
+            assert_eq!(hit, master.query_by_key("RA", "k2003", 8, 0, i64::MAX));
+            assert_eq!(hit.len(), 1);
+            shut(&master).await;
+            shut(&slave).await;
+            // The slave's files recover like any store's.
+            let slave = Store::open(cfg(sdir.path()))
+                .await
+                .unwrap_or_else(|e| panic!("reopen slave: {e}"));
+            assert_eq!(slave.end_offset(), synced);
+            assert_eq!(queue_bytes(&slave, &queues), want);
+            shut(&slave).await;
+        });
+    }
+
+    #[test]
+    fn a_slave_refuses_replicated_data_that_does_not_continue_its_log() {
+        let mdir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let sdir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        run(async {
+            let master = Store::open(cfg(mdir.path()))
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            let slave = Store::open(cfg(sdir.path()))
+                .await
+                .unwrap_or_else(|e| panic!("open slave: {e}"));
+            for i in 0..4 {
+                let m = Msg::new("T", 0, body(i, 100), "A", "k");
+                let _ = master
+                    .put_message(&m.view())
+                    .unwrap_or_else(|e| panic!("put: {e}"));
+            }
+            let mut buf = Vec::new();
+            let next = master
+                .read_for_replica(0, 1 << 20, &mut buf)
+                .unwrap_or_else(|e| panic!("read: {e}"));
+            assert_eq!(next, master.end_offset());
+            assert_eq!(buf.len() as u64, next);
+            let first = RecordView::parse(&buf)
+                .unwrap_or_else(|e| panic!("parse: {e}"))
+                .total_size() as usize;
+            // Not where the slave's log ends.
+            let e = slave.append_replica(first as u64, &buf[first..]);
+            assert!(
+                matches!(e, Err(StoreError::ReplicaDiverged { offset, .. }) if offset == first as u64),
+                "{e:?}"
+            );
+            // A flipped body byte in the second record: the first is kept, nothing after.
+            let mut bad = buf.clone();
+            let second = RecordView::parse(&buf[first..]).unwrap_or_else(|e| panic!("parse: {e}"));
+            let body_at = second.body().as_ptr() as usize - buf.as_ptr() as usize;
+            bad[body_at + 5] ^= 0x40;
+            let e = slave.append_replica(0, &bad);
+            assert!(
+                matches!(e, Err(StoreError::ReplicaDiverged { .. })),
+                "{e:?}"
+            );
+            assert!(slave.end_offset() < master.end_offset());
+            let kept = slave.end_offset();
+            let r = slave
+                .append_replica(kept, &buf[kept as usize..])
+                .unwrap_or_else(|e| panic!("append the rest: {e}"));
+            assert_eq!(r.next_offset, master.end_offset());
+            assert_eq!(
+                queue_bytes(&slave, &[("T", 0)]),
+                queue_bytes(&master, &[("T", 0)])
+            );
+            // Nothing stored past the end: the master answers with no bytes.
+            buf.clear();
+            let end = master.end_offset();
+            assert_eq!(master.read_for_replica(end, 4096, &mut buf).ok(), Some(end));
+            assert!(buf.is_empty());
+            shut(&master).await;
+            shut(&slave).await;
         });
     }
 }

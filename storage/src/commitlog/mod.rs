@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ramjet_core::record::{blank_len, RecordView, MIN_RECORD_LEN};
+use ramjet_core::record::{blank_len, RecordView, BLANK_RECORD_LEN, MIN_RECORD_LEN};
 
 pub use tailcache::TailSlice;
 
@@ -409,6 +409,103 @@ impl CommitLog {
             len,
         });
         Ok(())
+    }
+
+    /// Copies whole entries (records, or an end-of-segment marker) starting at `offset` into
+    /// `out`, about `max` bytes (at least one entry), for a slave: from the tail cache when
+    /// there, else with one read of the segment. Returns the offset the next read starts at:
+    /// past the last entry copied, or the next segment's base when a blank marker was copied
+    /// (only its 8 bytes travel, not the filler). Returns `offset` itself, copying nothing,
+    /// when nothing is stored there yet.
+    pub fn replica_read(
+        &self,
+        offset: u64,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        if offset >= self.end_offset() {
+            return Ok(offset);
+        }
+        if offset < self.min_offset() {
+            return Err(StoreError::NoRecord {
+                offset,
+                reason: "below the CommitLog's first segment (deleted by retention)",
+            });
+        }
+        let seg = self.cfg.segment_size_bytes;
+        let cached = self.writer.borrow().cache().contiguous(offset);
+        let start = out.len();
+        match cached {
+            Some(slice) => {
+                let n = whole_entries(&slice, max).ok_or(StoreError::NoRecord {
+                    offset,
+                    reason: "no whole entry in the cached range",
+                })?;
+                out.extend_from_slice(&slice[..n]);
+            }
+            None => {
+                let written = self.writer.borrow().written_end();
+                let (reader, pos) = self.file_position(offset)?;
+                let limit = (written.saturating_sub(offset))
+                    .min(seg - pos)
+                    .min(max.max(BLANK_RECORD_LEN) as u64) as usize;
+                if limit < BLANK_RECORD_LEN {
+                    return Err(StoreError::NoRecord {
+                        offset,
+                        reason: "neither in the tail cache nor written to the file",
+                    });
+                }
+                let read = |out: &mut Vec<u8>, len: usize| {
+                    out.resize(start + len, 0);
+                    std::os::unix::fs::FileExt::read_exact_at(&*reader, &mut out[start..], pos)
+                        .map_err(|e| {
+                            StoreError::io("reading segment", self.segment_path(offset), e)
+                        })
+                };
+                read(out, limit)?;
+                let n = match whole_entries(&out[start..], max) {
+                    Some(n) => n,
+                    None => {
+                        // One record bigger than what was read: read exactly it.
+                        let size = u32::from_be_bytes([
+                            out[start],
+                            out[start + 1],
+                            out[start + 2],
+                            out[start + 3],
+                        ]) as u64;
+                        if size < MIN_RECORD_LEN as u64
+                            || size > seg - pos
+                            || offset + size > written
+                        {
+                            return Err(StoreError::Corrupt {
+                                segment: self.segment_path(offset),
+                                offset,
+                                reason: format!("record size {size} out of range"),
+                            });
+                        }
+                        read(out, size as usize)?;
+                        size as usize
+                    }
+                };
+                out.truncate(start + n);
+            }
+        }
+        let copied = &out[start..];
+        let mut at = 0usize;
+        let mut next = offset;
+        while at < copied.len() {
+            if let Some(len) = blank_len(&copied[at..]) {
+                next = offset + at as u64 + u64::from(len);
+                debug_assert!(next.is_multiple_of(seg));
+                return Ok(next);
+            }
+            let size =
+                u32::from_be_bytes([copied[at], copied[at + 1], copied[at + 2], copied[at + 3]])
+                    as usize;
+            at += size;
+            next = offset + at as u64;
+        }
+        Ok(next)
     }
 
     /// The whole record stored at `offset`, validated (structure and body CRC).
@@ -936,6 +1033,25 @@ const ZERO_FILL_MAX_SLOWDOWN: f64 = 16.0;
 /// fill runs only as fast as the appends require: it aims to be done when half of the time the
 /// writer needs to reach the next segment (at the append rate seen since the preparation
 /// started) has passed, between full speed and [`ZERO_FILL_MAX_SLOWDOWN`] times slower.
+/// Length of the longest run of whole entries at the start of `bytes` that stays within
+/// `max` (at least the first entry if it is whole), stopping after a blank marker (whose 8
+/// bytes are included). `None` when not even the first entry is whole.
+fn whole_entries(bytes: &[u8], max: usize) -> Option<usize> {
+    let mut at = 0usize;
+    while at + BLANK_RECORD_LEN <= bytes.len() {
+        if blank_len(&bytes[at..]).is_some() {
+            return Some(at + BLANK_RECORD_LEN);
+        }
+        let size =
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        if size < MIN_RECORD_LEN || at + size > bytes.len() || (at > 0 && at + size > max) {
+            break;
+        }
+        at += size;
+    }
+    (at > 0).then_some(at)
+}
+
 fn zero_fill_pause(p: PrepProgress) -> Duration {
     if p.zero_left == 0 || p.last_write.is_zero() || p.write_bytes == 0 {
         return Duration::ZERO;

@@ -250,6 +250,18 @@ impl TailCache {
         found
     }
 
+    /// The cached bytes from `offset` to the end of the chunk that holds it (whole records:
+    /// a chunk ends at a record end), without counting a hit or a miss. For replication,
+    /// which streams ranges rather than records.
+    pub fn contiguous(&self, offset: u64) -> Option<TailSlice> {
+        let c = self.find(offset)?;
+        Some(TailSlice {
+            chunk: c.buf.clone(),
+            start: (offset - c.base) as u32,
+            len: (c.end() - offset) as u32,
+        })
+    }
+
     /// Like [`TailCache::get`], but extends `prev` in place (returning `None`) when the bytes
     /// directly follow it in the same chunk.
     pub fn get_or_extend(

@@ -284,6 +284,24 @@ impl Writer {
         Ok(Ok(Placement { offset, rolled }))
     }
 
+    /// Ends the current segment with a blank record of `left` bytes where a replicated
+    /// stream has one (the master rolled here). Refuses when `left` does not reach this
+    /// store's segment end exactly (the master's segment size differs).
+    pub fn roll_at_blank(&mut self, left: u64) -> Result<(), StoreError> {
+        let seg = self.limits.segment_size;
+        let room = seg - self.appended_end % seg;
+        if left != room || left < BLANK_RECORD_LEN as u64 {
+            return Err(StoreError::ReplicaDiverged {
+                offset: self.appended_end,
+                reason: format!(
+                    "the master ends its segment with a {left}-byte blank here, this store has {room} bytes left in the segment (store.segment_size_bytes must be the same on master and slave)"
+                ),
+            });
+        }
+        self.roll_segment(left, BLANK_RECORD_LEN);
+        Ok(())
+    }
+
     /// Position of global `offset` inside the active chunk.
     fn chunk_pos(&self, offset: u64) -> usize {
         (offset - self.active.base) as usize
