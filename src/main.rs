@@ -88,6 +88,17 @@ struct BrokerFlags {
     /// Force the copy path for pull responses (no sendfile) [broker.zero_copy = false].
     #[arg(long)]
     no_zero_copy: bool,
+    /// master or slave [broker.role].
+    #[arg(long)]
+    role: Option<String>,
+    /// A master's replication: async, or sync (acknowledge once a slave has the record)
+    /// [broker.replication].
+    #[arg(long)]
+    replication: Option<String>,
+    /// A slave's master: the HA address of its shard 0, IP:PORT (the master's port + 1)
+    /// [broker.ha_master_address].
+    #[arg(long)]
+    ha_master: Option<String>,
 }
 
 #[derive(Args)]
@@ -136,6 +147,15 @@ fn apply_broker_flags(cfg: &mut Config, f: &BrokerFlags) {
     if let Some(v) = &f.data_dir {
         b.data_dir = v.clone();
     }
+    if let Some(v) = &f.role {
+        b.role = v.clone();
+    }
+    if let Some(v) = &f.replication {
+        b.replication = v.clone();
+    }
+    if let Some(v) = &f.ha_master {
+        b.ha_master_address = v.clone();
+    }
     if let Some(v) = f.shards {
         b.shards = v;
     }
@@ -169,6 +189,11 @@ fn apply_broker_flags(cfg: &mut Config, f: &BrokerFlags) {
     if let Some(v) = f.segment_size_bytes {
         cfg.store.segment_size_bytes = v;
     }
+}
+
+/// ", slaves on ADDR" for a master shard's HA listener.
+fn ha_note(s: &ramjet_net::broker::shard::ShardPorts) -> String {
+    s.ha.map(|a| format!(", slaves on {a}")).unwrap_or_default()
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -225,6 +250,11 @@ fn run(cli: Cli) -> Result<(), String> {
     runtime::block_shutdown_signals();
     let flush = cfg.store.flush.clone();
     let cluster = cfg.broker.cluster.clone();
+    let role = if cfg.is_slave() {
+        format!("slave (id {})", cfg.broker_id())
+    } else {
+        format!("master, {} replication", cfg.broker.replication)
+    };
     let mut server = Server::start(cfg, roles).map_err(|e| e.to_string())?;
     if let Some(a) = server.namesrv {
         println!("ramjet: name server listening on {a}");
@@ -232,25 +262,27 @@ fn run(cli: Cli) -> Result<(), String> {
     for s in &server.shards {
         match s.vip {
             Some(v) => println!(
-                "ramjet: shard {} (broker {}) listening on {} and {} (vip), data {}",
+                "ramjet: shard {} (broker {}) listening on {} and {} (vip){}, data {}",
                 s.index,
                 s.broker_name,
                 s.main,
                 v,
+                ha_note(s),
                 s.data_dir.display()
             ),
             None => println!(
-                "ramjet: shard {} (broker {}) listening on {}, data {}",
+                "ramjet: shard {} (broker {}) listening on {}{}, data {}",
                 s.index,
                 s.broker_name,
                 s.main,
+                ha_note(s),
                 s.data_dir.display()
             ),
         }
     }
     if roles.broker {
         println!(
-            "ramjet: ready (cluster {cluster}, {} shard(s), flush {flush})",
+            "ramjet: ready (cluster {cluster}, {} shard(s), flush {flush}, {role})",
             server.shards.len()
         );
     } else {

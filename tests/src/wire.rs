@@ -35,6 +35,7 @@ pub mod request {
     pub const GET_BROKER_RUNTIME_INFO: i32 = 28;
     pub const GET_MAX_OFFSET: i32 = 30;
     pub const GET_MIN_OFFSET: i32 = 31;
+    pub const GET_ALL_TOPIC_CONFIG: i32 = 21;
     pub const HEART_BEAT: i32 = 34;
     pub const CONSUMER_SEND_MSG_BACK: i32 = 36;
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
@@ -50,6 +51,8 @@ pub mod response {
     pub const SYSTEM_BUSY: i32 = 2;
     pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
     pub const FLUSH_DISK_TIMEOUT: i32 = 10;
+    pub const SLAVE_NOT_AVAILABLE: i32 = 11;
+    pub const FLUSH_SLAVE_TIMEOUT: i32 = 12;
     pub const SERVICE_NOT_AVAILABLE: i32 = 14;
     pub const TOPIC_NOT_EXIST: i32 = 17;
     pub const PULL_NOT_FOUND: i32 = 19;

@@ -121,6 +121,12 @@ pub fn all_topic_config(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     }
 }
 
+/// GET_ALL_CONSUMER_OFFSET: every committed offset of this shard (a slave copies them).
+pub fn all_consumer_offsets(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let body = b.offsets.wrapper_json();
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), &body);
+}
+
 /// Runtime counters as RocketMQ's KVTable (real values; ramjet-specific keys prefixed).
 pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     let s = b.store.stats();
@@ -145,6 +151,52 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("commitLogMaxOffset", s.commitlog_end_offset.to_string());
     put("commitLogDiskRatio", format!("{:.4}", s.disk_used_ratio));
     put("ramjet.shard", b.index.to_string());
+    let ha = &b.ha;
+    put(
+        "brokerRole",
+        if ha.is_slave() {
+            "SLAVE"
+        } else if ha.is_sync() {
+            "SYNC_MASTER"
+        } else {
+            "ASYNC_MASTER"
+        }
+        .to_string(),
+    );
+    let hc = &ha.counters;
+    put("ramjet.haSlaves", ha.slave_count().to_string());
+    put(
+        "ramjet.haConfirmedOffset",
+        ha.confirmed_offset().to_string(),
+    );
+    put("ramjet.haMasterOffset", ha.master_offset().to_string());
+    put("ramjet.haConnections", hc.connections.get().to_string());
+    put(
+        "ramjet.haTransfersSent",
+        hc.transfers_sent.get().to_string(),
+    );
+    put("ramjet.haBytesSent", hc.bytes_sent.get().to_string());
+    put(
+        "ramjet.haTransfersReceived",
+        hc.transfers_received.get().to_string(),
+    );
+    put(
+        "ramjet.haBytesReceived",
+        hc.bytes_received.get().to_string(),
+    );
+    put(
+        "ramjet.haRecordsReceived",
+        hc.records_received.get().to_string(),
+    );
+    put(
+        "ramjet.haSlaveTimeouts",
+        hc.slave_timeouts.get().to_string(),
+    );
+    put(
+        "ramjet.haSlaveNotAvailable",
+        hc.slave_not_available.get().to_string(),
+    );
+    put("ramjet.haSyncs", hc.syncs.get().to_string());
     put("ramjet.msgsPutFailed", c.msgs_put_failed.get().to_string());
     put("ramjet.sendsHeld", c.sends_held.get().to_string());
     let tx = &b.transactions;

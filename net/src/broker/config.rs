@@ -142,6 +142,40 @@ pub struct BrokerSection {
     pub read_coalesce_us: u64,
     pub region_id: String,
     pub trace_on: bool,
+    /// `master` (takes sends, serves slaves on each shard's port + 1) or `slave` (copies a
+    /// master's CommitLog, serves pulls, refuses sends). RocketMQ's `brokerRole`.
+    pub role: String,
+    /// For a master: `async` (acknowledge without waiting for a slave; RocketMQ's
+    /// ASYNC_MASTER) or `sync` (acknowledge once a slave has the record; SYNC_MASTER).
+    pub replication: String,
+    /// RocketMQ's `brokerId`: 0 for a master; a slave's id (0 there means 1).
+    pub broker_id: i64,
+    /// A slave's master, as the HA address of the master's shard 0 (`host:port`, the master's
+    /// `base_port + 1`); shard i connects to that port + 4*i. Empty: the address each shard's
+    /// master registered with the name server (RocketMQ's `haMasterAddress`).
+    pub ha_master_address: String,
+    /// Most CommitLog bytes in one transfer to a slave (RocketMQ's `haTransferBatchSize`).
+    pub ha_transfer_batch_bytes: u32,
+    /// An idle master sends a slave an empty transfer this often, and a slave reports its
+    /// offset at least this often (RocketMQ's `haSendHeartbeatInterval`).
+    pub ha_heartbeat_interval_ms: u64,
+    /// A replication connection silent this long is closed (RocketMQ's
+    /// `haHousekeepingInterval`).
+    pub ha_housekeeping_interval_ms: u64,
+    /// Under `replication = sync`: how long a send waits for a slave before it is answered
+    /// FLUSH_SLAVE_TIMEOUT (stored on the master, not yet confirmed by a slave; RocketMQ's
+    /// `syncFlushTimeout`).
+    pub replication_timeout_ms: u64,
+    /// Under `replication = sync`: a slave further behind than this many bytes does not count,
+    /// and sends are answered SLAVE_NOT_AVAILABLE at once (RocketMQ's `haMaxGapNotInSync`).
+    pub ha_max_gap_bytes: u64,
+    /// A slave copies topics and consumer offsets from its master this often (RocketMQ's
+    /// SlaveSynchronize).
+    pub slave_sync_interval_ms: u64,
+    /// A master answers pulls whose data is no longer in its tail cache with
+    /// `suggestWhichBrokerId = 1`, sending such consumers to its slave (RocketMQ's
+    /// `slaveReadEnable`).
+    pub slave_read_enable: bool,
 }
 
 impl Default for BrokerSection {
@@ -186,6 +220,17 @@ impl Default for BrokerSection {
             read_coalesce_us: DEFAULT_READ_COALESCE_US,
             region_id: "DefaultRegion".into(),
             trace_on: true,
+            role: "master".into(),
+            replication: "async".into(),
+            broker_id: 0,
+            ha_master_address: String::new(),
+            ha_transfer_batch_bytes: 256 * 1024,
+            ha_heartbeat_interval_ms: 5_000,
+            ha_housekeeping_interval_ms: 20_000,
+            replication_timeout_ms: 5_000,
+            ha_max_gap_bytes: 256 * 1024 * 1024,
+            slave_sync_interval_ms: 10_000,
+            slave_read_enable: false,
         }
     }
 }
@@ -421,6 +466,73 @@ impl Config {
                 "expected 1..=100000 (microseconds)",
             );
         }
+        if !matches!(self.broker.role.as_str(), "master" | "slave") {
+            return inv(
+                "broker.role",
+                self.broker.role.clone(),
+                "expected \"master\" or \"slave\"",
+            );
+        }
+        if !matches!(self.broker.replication.as_str(), "async" | "sync") {
+            return inv(
+                "broker.replication",
+                self.broker.replication.clone(),
+                "expected \"async\" or \"sync\"",
+            );
+        }
+        if self.broker.role == "master" && self.broker.broker_id != 0 {
+            return inv(
+                "broker.broker_id",
+                self.broker.broker_id.to_string(),
+                "a master's id is 0 (set broker.role = \"slave\" for a slave)",
+            );
+        }
+        if self.broker.broker_id < 0 {
+            return inv(
+                "broker.broker_id",
+                self.broker.broker_id.to_string(),
+                "expected 0 or more",
+            );
+        }
+        if !self.broker.ha_master_address.is_empty()
+            && self
+                .broker
+                .ha_master_address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return inv(
+                "broker.ha_master_address",
+                self.broker.ha_master_address.clone(),
+                "expected IP:PORT (the master's base_port + 1)",
+            );
+        }
+        if !(4096..=64 * 1024 * 1024).contains(&self.broker.ha_transfer_batch_bytes) {
+            return inv(
+                "broker.ha_transfer_batch_bytes",
+                self.broker.ha_transfer_batch_bytes.to_string(),
+                "expected 4096 to 67108864 bytes",
+            );
+        }
+        if self.broker.ha_heartbeat_interval_ms == 0
+            || self.broker.ha_housekeeping_interval_ms <= self.broker.ha_heartbeat_interval_ms
+        {
+            return inv(
+                "broker.ha_housekeeping_interval_ms",
+                self.broker.ha_housekeeping_interval_ms.to_string(),
+                "expected more than broker.ha_heartbeat_interval_ms, which must be above 0",
+            );
+        }
+        if self.broker.replication_timeout_ms == 0 || self.broker.slave_sync_interval_ms == 0 {
+            return inv(
+                "broker.replication_timeout_ms",
+                format!(
+                    "{} (slave_sync_interval_ms {})",
+                    self.broker.replication_timeout_ms, self.broker.slave_sync_interval_ms
+                ),
+                "replication_timeout_ms and slave_sync_interval_ms must be above 0",
+            );
+        }
         if !matches!(self.store.io_mode.as_str(), "direct" | "buffered") {
             return inv(
                 "store.io_mode",
@@ -599,6 +711,21 @@ impl Config {
     }
 
     /// Main port of shard `i`.
+    /// Whether this broker is a slave (`broker.role = "slave"`).
+    pub fn is_slave(&self) -> bool {
+        self.broker.role == "slave"
+    }
+
+    /// The id registered with the name servers: 0 for a master, `broker_id` (at least 1) for
+    /// a slave.
+    pub fn broker_id(&self) -> i64 {
+        if self.is_slave() {
+            self.broker.broker_id.max(1)
+        } else {
+            0
+        }
+    }
+
     pub fn shard_port(&self, i: usize) -> Result<u16, ConfigError> {
         let port = self.broker.base_port as usize + SHARD_PORT_STEP as usize * i;
         u16::try_from(port).map_err(|_| ConfigError::Invalid {
@@ -646,6 +773,39 @@ mod tests {
 
     #[test]
     fn validate_rejects_bad_values() {
+        type Breaks = fn(&mut Config);
+        let bad_ha: [(&str, Breaks); 6] = [
+            ("broker.role", |c| c.broker.role = "primary".into()),
+            ("broker.replication", |c| {
+                c.broker.replication = "semi".into()
+            }),
+            ("broker.broker_id", |c| c.broker.broker_id = 1),
+            ("broker.ha_master_address", |c| {
+                c.broker.role = "slave".into();
+                c.broker.ha_master_address = "master:10912".into();
+            }),
+            ("broker.ha_transfer_batch_bytes", |c| {
+                c.broker.ha_transfer_batch_bytes = 100
+            }),
+            ("broker.ha_housekeeping_interval_ms", |c| {
+                c.broker.ha_housekeeping_interval_ms = c.broker.ha_heartbeat_interval_ms
+            }),
+        ];
+        for (key, set) in bad_ha {
+            let mut c = Config::default();
+            set(&mut c);
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { key: k, .. }) if k == key),
+                "{key}: {:?}",
+                c.validate()
+            );
+        }
+        let mut slave = Config::default();
+        slave.broker.role = "slave".into();
+        slave.broker.ha_master_address = "10.0.0.5:10912".into();
+        assert!(slave.validate().is_ok());
+        assert_eq!((slave.is_slave(), slave.broker_id()), (true, 1));
+        assert_eq!(Config::default().broker_id(), 0);
         for bad in [0, 4095, (1 << 40) + 1] {
             let mut c = Config::default();
             c.store.sync_group_max_bytes = bad;

@@ -9,6 +9,7 @@ pub mod coalesce;
 pub mod config;
 pub mod conn;
 pub mod delivery;
+pub mod ha;
 pub mod locks;
 pub mod longpoll;
 pub mod namesrv_host;

@@ -171,6 +171,40 @@ impl OffsetStore {
         (self.generation.get(), bytes)
     }
 
+    /// RocketMQ's ConsumerOffsetSerializeWrapper (GET_ALL_CONSUMER_OFFSET body): the same
+    /// JSON as the file.
+    pub fn wrapper_json(&self) -> Vec<u8> {
+        let mut file = OffsetFile::default();
+        for (key, q, o) in self.entries() {
+            file.offset_table
+                .entry(key)
+                .or_default()
+                .insert(q.to_string(), o);
+        }
+        serde_json::to_vec(&file).unwrap_or_default()
+    }
+
+    /// A slave takes its master's offsets (GET_ALL_CONSUMER_OFFSET body): every entry the
+    /// master has overwrites this store's (RocketMQ's `putAll`); entries only here stay.
+    /// Returns the number of entries taken.
+    pub fn take_from_master(&self, wrapper: &[u8]) -> Result<usize, String> {
+        let file: OffsetFile = serde_json::from_slice(wrapper).map_err(|e| e.to_string())?;
+        let mut n = 0;
+        for (key, queues) in &file.offset_table {
+            let Some((topic, group)) = key.rsplit_once('@') else {
+                return Err(format!("bad key {key:?} (expected topic@group)"));
+            };
+            for (qid, off) in queues {
+                let qid: i32 = qid
+                    .parse()
+                    .map_err(|_| format!("bad queue id {qid:?} under {key:?}"))?;
+                self.commit(topic, group, qid, *off);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Writes the file now (atomically).
     pub fn persist(&self) -> Result<(), OffsetsError> {
         let (generation, bytes) = self.snapshot();

@@ -256,8 +256,17 @@ fn respond_pull(
     offset: i64,
 ) {
     let (code, next) = map_status(&r, offset);
+    // RocketMQ's slaveReadEnable: a consumer reading what is no longer in memory here is sent
+    // to the slave (id 1), the others to the master.
+    let cold = r.chunks.iter().any(|c| matches!(c, Chunk::File { .. }));
+    let to_slave =
+        b.cfg.broker.slave_read_enable && cold && (b.ha.is_slave() || b.ha.slave_count() > 0);
     let header = PullMessageResponseHeader {
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id: match (to_slave, b.ha.is_slave()) {
+            (false, _) => 0,
+            (true, true) => b.cfg.broker_id(),
+            (true, false) => 1,
+        },
         next_begin_offset: next,
         min_offset: r.min_offset,
         max_offset: r.max_offset,

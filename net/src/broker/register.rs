@@ -17,8 +17,8 @@ use ramjet_core::remoting::body::{
 };
 use ramjet_core::remoting::headers::{RegisterBrokerRequestHeader, UnRegisterBrokerRequestHeader};
 use ramjet_core::remoting::{
-    decode_frame, encode_frame, CodecLimits, FrameDecode, FrameHead, RequestCode, ResponseCode,
-    SerializeType,
+    decode_frame, encode_frame, CodecLimits, FrameDecode, FrameHead, RemotingCommand, RequestCode,
+    ResponseCode, SerializeType,
 };
 
 use super::shard::Broker;
@@ -76,10 +76,11 @@ impl Future for Wanted<'_> {
 }
 
 /// Appends one request frame with the given opaque to the buffer.
-type EncodeRequest<'a> = &'a dyn Fn(&mut Vec<u8>, i32) -> Result<(), String>;
+pub(crate) type EncodeRequest<'a> = &'a dyn Fn(&mut Vec<u8>, i32) -> Result<(), String>;
 
-/// One persistent request/response connection to a name server.
-struct Link {
+/// One persistent request/response connection to a name server (or, for a slave, to its
+/// master).
+pub(crate) struct Link {
     addr: String,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
@@ -87,7 +88,7 @@ struct Link {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum LinkError {
+pub(crate) enum LinkError {
     #[error("connect to {addr}: {message}")]
     Connect { addr: String, message: String },
     #[error("i/o with {addr}: {source}")]
@@ -108,7 +109,12 @@ enum LinkError {
 }
 
 impl Link {
-    fn new(addr: String) -> Link {
+    /// The peer's address.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub(crate) fn new(addr: String) -> Link {
         Link {
             addr,
             stream: None,
@@ -117,12 +123,13 @@ impl Link {
         }
     }
 
-    /// Sends one request frame and waits for the response with the same opaque.
-    async fn request(
+    /// Sends one request frame and waits for the response with the same opaque; returns it
+    /// when its code is SUCCESS.
+    pub(crate) async fn request(
         &mut self,
         header: EncodeRequest<'_>,
         timeout: Duration,
-    ) -> Result<(), LinkError> {
+    ) -> Result<RemotingCommand, LinkError> {
         let addr = self.addr.clone();
         let fut = async {
             if self.stream.is_none() {
@@ -167,7 +174,7 @@ impl Link {
                         Ok(FrameDecode::Frame { consumed, command }) => {
                             let reply = match command {
                                 Ok(v) if v.is_response() && v.opaque == opaque => {
-                                    Some((v.code, v.remark().unwrap_or("").to_string()))
+                                    Some(v.to_owned_command())
                                 }
                                 Ok(_) => None,
                                 Err(e) => {
@@ -178,14 +185,14 @@ impl Link {
                                 }
                             };
                             self.buf.drain(..consumed);
-                            if let Some((code, remark)) = reply {
-                                if code == ResponseCode::SUCCESS {
-                                    return Ok(());
+                            if let Some(reply) = reply {
+                                if reply.code == ResponseCode::SUCCESS {
+                                    return Ok(reply);
                                 }
                                 return Err(LinkError::Refused {
                                     addr: addr.clone(),
-                                    code,
-                                    remark,
+                                    code: reply.code,
+                                    remark: reply.remark.clone().unwrap_or_default(),
                                 });
                             }
                         }
@@ -278,7 +285,7 @@ async fn register_once(b: &Broker, links: &mut [Link]) {
             broker_addr: &broker_addr,
             cluster_name: &b.cluster,
             ha_server_addr: &ha_addr,
-            broker_id: 0,
+            broker_id: b.cfg.broker_id(),
             heartbeat_timeout_millis: Some(b.cfg.broker.client_idle_ms as i64),
             enable_acting_master: None,
             compressed: Some(false),
@@ -296,11 +303,18 @@ async fn register_once(b: &Broker, links: &mut [Link]) {
             .map_err(|e| e.to_string())
         };
         match link.request(&encode, REGISTER_TIMEOUT).await {
-            Ok(()) => {
+            Ok(reply) => {
                 b.registrar
                     .registrations_ok
                     .set(b.registrar.registrations_ok.get() + 1);
                 tracing::debug!(shard = b.index, namesrv = %link.addr, "registered");
+                if b.ha.is_slave() {
+                    let master = reply.ext_get("masterAddr");
+                    let ha = reply.ext_get("haServerAddr");
+                    if master.is_some() || !b.ha.knows_master() {
+                        b.ha.set_master(master, ha);
+                    }
+                }
             }
             Err(e) => {
                 b.registrar
@@ -322,7 +336,15 @@ pub async fn registration_loop(b: Rc<Broker>) {
     loop {
         b.registrar.wanted.set(false);
         register_once(&b, &mut links).await;
-        let _ = runtime::timeout(every, Wanted(&b.registrar)).await;
+        // A slave that has not met its master yet asks every second: the answer names it.
+        let wait =
+            if b.ha.is_slave() && b.cfg.broker.ha_master_address.is_empty() && !b.ha.knows_master()
+            {
+                every.min(Duration::from_secs(1))
+            } else {
+                every
+            };
+        let _ = runtime::timeout(wait, Wanted(&b.registrar)).await;
     }
 }
 
@@ -335,7 +357,7 @@ pub async fn unregister_all(b: &Broker) {
             broker_name: &b.broker_name,
             broker_addr: &broker_addr,
             cluster_name: &b.cluster,
-            broker_id: 0,
+            broker_id: b.cfg.broker_id(),
         };
         let encode = |out: &mut Vec<u8>, opaque: i32| {
             encode_frame(
@@ -348,7 +370,7 @@ pub async fn unregister_all(b: &Broker) {
             .map(|_| ())
             .map_err(|e| e.to_string())
         };
-        match link.request(&encode, UNREGISTER_TIMEOUT).await {
+        match link.request(&encode, UNREGISTER_TIMEOUT).await.map(drop) {
             Ok(_) => tracing::debug!(shard = b.index, namesrv = %addr, "unregistered"),
             Err(e) => tracing::debug!(shard = b.index, error = %e, "unregister failed"),
         }

@@ -24,7 +24,7 @@ use ramjet_core::remoting::{
     decode_frame, CommandView, FrameDecode, FrameHead, ResponseCode, SerializeType,
 };
 use ramjet_storage::schedule::{level_of, SCHEDULE_TOPIC};
-use ramjet_storage::{FlushMode, StoreError};
+use ramjet_storage::StoreError;
 
 use super::conn::Conn;
 use super::shard::{Broker, ShardCounters};
@@ -430,8 +430,10 @@ fn send_once(
         }
     };
     ShardCounters::add(&b.counters.msgs_put, put.msg_count as u64);
-    if b.store.config().flush == FlushMode::Sync && !batch {
-        // Ack after the fdatasync covering the record (group commit), from the shard's queue.
+    let acks_wait = super::ha::acks_wait(b);
+    if acks_wait && !batch {
+        // Ack after the fdatasync covering the record (group commit) and/or a slave's
+        // confirmation, from the shard's queue.
         if !req.is_oneway() {
             b.sync_acks.push(
                 b,
@@ -466,7 +468,7 @@ fn send_once(
     } else {
         "false"
     };
-    if b.store.config().flush == FlushMode::Sync {
+    if acks_wait {
         // A batch: its ids are one string per request, answered from a task of its own.
         let broker = b.rc()?;
         let conn = conn.clone();
@@ -474,13 +476,13 @@ fn send_once(
         let msg_id = msg_id.to_string();
         let end = put.end_physical_offset;
         crate::runtime::spawn_detached(async move {
-            let r = broker.store.wait_durable(end).await;
+            let r = super::ha::wait_acked(&broker, end).await;
             if oneway {
                 return;
             }
             let (code, remark) = match &r {
                 Ok(()) => (ResponseCode::SUCCESS, None),
-                Err(e) => (ResponseCode::FLUSH_DISK_TIMEOUT, Some(e.to_string())),
+                Err(f) => (f.code, Some(f.remark.clone())),
             };
             respond_send(
                 &conn,

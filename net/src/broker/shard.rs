@@ -115,8 +115,11 @@ pub struct Broker {
     pub boot_ms: i64,
     /// Round-robin cursor for sends with queueId < 0.
     pub(crate) rr_queue: Cell<u32>,
-    /// Answers to single-message sends waiting for their fdatasync (`flush = sync`).
+    /// Answers to single-message sends waiting for their fdatasync (`flush = sync`) and/or a
+    /// slave (`replication = sync`).
     pub sync_acks: super::syncack::SyncAcks,
+    /// Master/slave replication of this shard.
+    pub ha: Rc<super::ha::Replication>,
     /// Rate limit of the "send refused: disk full" warning (a full disk refuses every send;
     /// a line per send would flood the log at the send rate).
     pub(crate) disk_full_warn: ramjet_core::ratelog::LogEvery,
@@ -131,6 +134,8 @@ pub struct ShardPorts {
     pub broker_name: String,
     pub main: SocketAddr,
     pub vip: Option<SocketAddr>,
+    /// A master's replication listener (port + 1).
+    pub ha: Option<SocketAddr>,
     pub data_dir: PathBuf,
 }
 
@@ -265,9 +270,22 @@ impl Broker {
             })?;
         let longpoll = LongPollRegistry::new(cfg.broker.max_parked_pulls as usize);
         let lp = longpoll.clone();
+        let ha = Rc::new(super::ha::Replication::new(
+            cfg.is_slave(),
+            cfg.broker.replication == "sync",
+        ));
+        let ha2 = ha.clone();
         store.set_arrival_listener(Box::new(move |topic, queue, max| {
-            lp.notify_arrival(topic, queue, max)
+            lp.notify_arrival(topic, queue, max);
+            ha2.data_appended();
         }));
+        // A master serves its slaves on its port + 1 (RocketMQ's haListenPort).
+        let mut ha_addr = None;
+        if !cfg.is_slave() {
+            let (l, a) = bind(index, &cfg.broker.listen_ip, port.saturating_add(1))?;
+            listeners.push(l);
+            ha_addr = Some(a);
+        }
         let broker_name = format!("{}-s{index}", cfg.broker.name);
         let addr = SocketAddr::new(cfg.advertise_ip(), main_addr.port());
         let registrar = Registrar::new(cfg.broker.namesrv_addrs.clone());
@@ -297,6 +315,7 @@ impl Broker {
             boot_ms: super::namesrv_host::now_ms(),
             rr_queue: Cell::new(0),
             sync_acks: super::syncack::SyncAcks::default(),
+            ha,
             disk_full_warn: ramjet_core::ratelog::LogEvery::default(),
             me: me.clone(),
         });
@@ -305,6 +324,7 @@ impl Broker {
             broker_name,
             main: main_addr,
             vip,
+            ha: ha_addr,
             data_dir: dir,
         };
         Ok((broker, listeners, ports))
@@ -338,6 +358,16 @@ impl Broker {
         let next_id = Rc::new(Cell::new(1u64));
         let mut tasks = Vec::new();
         let fds: Vec<_> = listeners.iter().map(Listener::fd).collect();
+        let mut listeners = listeners;
+        if !self.ha.is_slave() {
+            // Bound last in `open`.
+            if let Some(ha) = listeners.pop() {
+                tasks.push(runtime::spawn_task(super::ha::master::serve(
+                    self.clone(),
+                    ha.listener,
+                )));
+            }
+        }
         for l in listeners {
             let svc: Rc<dyn Service> = self.clone();
             tasks.push(runtime::spawn_task(serve_listener(
@@ -352,8 +382,15 @@ impl Broker {
         if let Some(c) = &self.read_coalesce {
             tasks.push(runtime::spawn_task(c.clone().run()));
         }
-        tasks.push(runtime::spawn_task(super::schedule::run(self.clone())));
-        tasks.push(runtime::spawn_task(super::transaction::run(self.clone())));
+        if self.ha.is_slave() {
+            // A slave writes only what its master sends: no delayed deliveries, no
+            // transaction checks of its own.
+            tasks.push(runtime::spawn_task(super::ha::slave::run(self.clone())));
+            tasks.push(runtime::spawn_task(super::ha::sync::run(self.clone())));
+        } else {
+            tasks.push(runtime::spawn_task(super::schedule::run(self.clone())));
+            tasks.push(runtime::spawn_task(super::transaction::run(self.clone())));
+        }
         let reg = runtime::spawn_task(super::register::registration_loop(self.clone()));
         let tick = Duration::from_millis(100);
         let persist_every =
@@ -394,6 +431,7 @@ impl Broker {
 
     /// Persists offsets and topics, unregisters, and closes the store.
     pub async fn shutdown(&self) {
+        self.ha.close();
         self.transactions.persist(self).await;
         if let Err(e) = self.offsets.persist() {
             tracing::error!(shard = self.index, error = %e, "persisting consumer offsets at shutdown failed");
@@ -420,6 +458,23 @@ impl Broker {
 
 impl Service for Broker {
     fn handle(&self, conn: &Rc<Conn>, req: &CommandView<'_>) {
+        if self.ha.is_slave()
+            && matches!(
+                req.code,
+                RequestCode::SEND_MESSAGE
+                    | RequestCode::SEND_MESSAGE_V2
+                    | RequestCode::SEND_BATCH_MESSAGE
+                    | RequestCode::CONSUMER_SEND_MSG_BACK
+                    | RequestCode::END_TRANSACTION
+            )
+        {
+            conn.respond_error(
+                req,
+                ResponseCode::SERVICE_NOT_AVAILABLE,
+                "this broker is a slave (broker.role = slave) and stores only what its master sends; send to the master",
+            );
+            return;
+        }
         match req.code {
             RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 => {
                 super::send::handle_send(self, conn, req, false)
@@ -450,6 +505,9 @@ impl Service for Broker {
             RequestCode::UPDATE_AND_CREATE_TOPIC => super::admin::create_topic(self, conn, req),
             RequestCode::DELETE_TOPIC_IN_BROKER => super::admin::delete_topic(self, conn, req),
             RequestCode::GET_ALL_TOPIC_CONFIG => super::admin::all_topic_config(self, conn, req),
+            RequestCode::GET_ALL_CONSUMER_OFFSET => {
+                super::admin::all_consumer_offsets(self, conn, req)
+            }
             RequestCode::GET_BROKER_RUNTIME_INFO => super::admin::runtime_info(self, conn, req),
             RequestCode::QUERY_MESSAGE => super::admin::query_message(self, conn, req),
             RequestCode::VIEW_MESSAGE_BY_ID => super::admin::view_message(self, conn, req),

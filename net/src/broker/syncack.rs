@@ -1,4 +1,5 @@
-//! Answers to single-message sends under `flush = sync`, in one queue per shard.
+//! Answers to single-message sends under `flush = sync` or `replication = sync`, in one queue
+//! per shard.
 //!
 //! A sync send is answered after the fdatasync that covers its record. Each such send used to
 //! spawn a task of its own that waited for durability, with its message id copied into a
@@ -24,6 +25,7 @@ use ramjet_storage::latency::{LatencyHistogram, LatencySummary};
 use ramjet_storage::StoreError;
 
 use super::conn::Conn;
+use super::ha::AckFailure;
 use super::shard::Broker;
 
 /// Entries the queue holds without growing (it grows beyond on demand, and keeps the room).
@@ -76,7 +78,7 @@ struct PendingAck {
     transaction_id: Option<TransactionId>,
 }
 
-/// The shard's queue of sync sends awaiting durability.
+/// The shard's queue of sync sends awaiting durability (and/or a slave's confirmation).
 pub struct SyncAcks {
     queue: RefCell<VecDeque<PendingAck>>,
     /// Whether the task that answers the queue is running.
@@ -133,7 +135,13 @@ impl SyncAcks {
                 None => {
                     // The broker is being dropped: nothing can be made durable any more.
                     self.running.set(false);
-                    self.answer_ready(broker, Some(&StoreError::ShutDown));
+                    self.answer_ready(
+                        broker,
+                        Some(&AckFailure {
+                            code: ResponseCode::FLUSH_DISK_TIMEOUT,
+                            remark: StoreError::ShutDown.to_string(),
+                        }),
+                    );
                 }
             }
         }
@@ -150,11 +158,11 @@ impl SyncAcks {
         self.latency.borrow_mut().last_window(now)
     }
 
-    /// Answers every queued send the durable point covers; with `failure`, the rest too (with
-    /// the error). Never awaits, so the queue cannot change during the pass.
-    fn answer_ready(&self, b: &Broker, failure: Option<&StoreError>) {
-        let durable = b.store.durable_offset();
-        let remark = failure.map(|e| e.to_string());
+    /// Answers every queued send the acknowledged point covers (durable and/or confirmed by a
+    /// slave, see [`super::ha::acked_offset`]); with `failure`, the rest too (with its code).
+    /// Never awaits, so the queue cannot change during the pass.
+    fn answer_ready(&self, b: &Broker, failure: Option<&AckFailure>) {
+        let durable = super::ha::acked_offset(b);
         let now = Instant::now();
         loop {
             let ack = {
@@ -165,12 +173,13 @@ impl SyncAcks {
                 }
             };
             let Some(a) = ack else { break };
-            let (code, remark) = if a.end <= durable {
-                // A short borrow: nothing below runs while it is held.
-                self.latency.borrow_mut().record(a.queued_at, now);
-                (ResponseCode::SUCCESS, None)
-            } else {
-                (ResponseCode::FLUSH_DISK_TIMEOUT, remark.as_deref())
+            let (code, remark) = match failure {
+                Some(f) if a.end > durable => (f.code, Some(f.remark.as_str())),
+                _ => {
+                    // A short borrow: nothing below runs while it is held.
+                    self.latency.borrow_mut().record(a.queued_at, now);
+                    (ResponseCode::SUCCESS, None)
+                }
             };
             let id = offset_msg_id(b.addr, a.physical_offset as i64);
             super::send::respond_send(
@@ -197,7 +206,7 @@ async fn answer_loop(b: Rc<Broker>) {
             b.sync_acks.running.set(false);
             return;
         };
-        let r = b.store.wait_durable(end).await;
+        let r = super::ha::wait_acked(&b, end).await;
         b.sync_acks.answer_ready(&b, r.as_ref().err());
     }
 }

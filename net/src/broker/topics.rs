@@ -327,6 +327,24 @@ impl TopicManager {
         Ok((cfg, true))
     }
 
+    /// A slave takes its master's table (GET_ALL_TOPIC_CONFIG body) when its data version
+    /// differs from the one taken last: the table is replaced, the version copied, and the file
+    /// written. Returns whether anything changed.
+    pub fn take_from_master(&self, wrapper: &[u8]) -> Result<bool, TopicError> {
+        let f: TopicsFile =
+            serde_json::from_slice(wrapper).map_err(|source| TopicError::Corrupt {
+                path: PathBuf::from("<GET_ALL_TOPIC_CONFIG reply>"),
+                source,
+            })?;
+        if f.data_version == self.version.get() {
+            return Ok(false);
+        }
+        *self.table.borrow_mut() = f.topic_config_table;
+        self.version.set(f.data_version);
+        self.persist()?;
+        Ok(true)
+    }
+
     /// The TopicConfigSerializeWrapper JSON (GET_ALL_TOPIC_CONFIG body, REGISTER_BROKER part).
     pub fn wrapper_json(&self) -> serde_json::Value {
         serde_json::json!({

@@ -265,12 +265,13 @@ impl ConsumeFrom {
 
 /// Offset and pull requests against the broker owning a queue.
 impl Client {
+    /// Where reads of `mq` go: the master, or its slave while the master is gone.
     async fn queue_addr(&self, mq: &MessageQueue) -> Result<String, ClientError> {
-        match self.master_addr(&mq.broker_name) {
+        match self.read_addr(&mq.broker_name) {
             Ok(a) => Ok(a),
             Err(_) => {
                 self.fetch_route(&mq.topic).await?;
-                self.master_addr(&mq.broker_name)
+                self.read_addr(&mq.broker_name)
             }
         }
     }
@@ -402,7 +403,10 @@ impl Client {
             suspend,
             commit,
         } = opts;
-        let addr = self.queue_addr(mq).await?;
+        let addr = match self.pull_addr(mq) {
+            Ok(a) => a,
+            Err(_) => self.queue_addr(mq).await?,
+        };
         let mut sys_flag = PullSysFlag::SUBSCRIPTION;
         if suspend.is_some() {
             sys_flag |= PullSysFlag::SUSPEND;
@@ -449,6 +453,7 @@ impl Client {
             }
         };
         let h: PullMessageResponseHeader = Client::decode_header(&addr, code, &resp)?;
+        self.set_pull_from(mq, h.suggest_which_broker_id);
         let messages = if status == PullStatus::Found {
             let mut msgs = decode_messages(&resp.body, &mq.broker_name);
             msgs.retain(|m| sub.matches(m));
@@ -804,8 +809,8 @@ impl PushConsumer {
             MessageModel::Clustering => {
                 let mut ids = Vec::new();
                 for b in &route.broker_datas {
-                    if let Some(addr) = b.master_addr() {
-                        match client.consumer_ids(addr, &cfg.group).await {
+                    if let Ok(addr) = client.read_addr(&b.broker_name) {
+                        match client.consumer_ids(&addr, &cfg.group).await {
                             Ok(v) if !v.is_empty() => {
                                 ids = v;
                                 break;
@@ -1080,6 +1085,11 @@ impl PushConsumer {
                         _ => PULL_ERROR_BACKOFF,
                     };
                     tracing::debug!(queue = %mq, error = %e, "pull failed");
+                    if !matches!(e, ClientError::Broker { .. }) {
+                        // The broker may be gone: the route says whether its slave serves
+                        // the queue now.
+                        let _ = self.inner.client.fetch_route(&mq.topic).await;
+                    }
                     transport::sleep(pause).await;
                 }
             }

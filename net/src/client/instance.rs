@@ -113,6 +113,9 @@ struct Inner {
     /// Handlers of broker-initiated requests, by request code.
     listeners: RefCell<HashMap<i32, Vec<Listener>>>,
     uniq: UniqIdGenerator,
+    /// Per queue: the broker id the last pull's `suggestWhichBrokerId` named (RocketMQ's
+    /// `pullFromWhichNodeTable`).
+    pull_from: RefCell<HashMap<crate::client::MessageQueue, i64>>,
 }
 
 /// The shared client of one executor. Cheap to clone.
@@ -132,6 +135,7 @@ impl Client {
                 conns: RefCell::new(HashMap::new()),
                 connect_lock: transport::Window::new(1),
                 namesrv_index: Cell::new(0),
+                pull_from: RefCell::new(HashMap::new()),
                 routes: RefCell::new(HashMap::new()),
                 brokers: RefCell::new(HashMap::new()),
                 listeners: RefCell::new(HashMap::new()),
@@ -400,6 +404,52 @@ impl Client {
             .ok_or_else(|| ClientError::NoBrokerAddr {
                 broker_name: broker_name.to_string(),
             })
+    }
+
+    /// Address to read `broker_name` from (pulls, offsets): its master, else, while the
+    /// master is gone from the route, its slave with the lowest id (RocketMQ's
+    /// `findBrokerAddressInSubscribe`).
+    pub fn read_addr(&self, broker_name: &str) -> Result<String, ClientError> {
+        self.inner
+            .brokers
+            .borrow()
+            .get(broker_name)
+            .and_then(|ids| {
+                ids.get(&body::MASTER_ID)
+                    .or_else(|| ids.values().next())
+                    .cloned()
+            })
+            .ok_or_else(|| ClientError::NoBrokerAddr {
+                broker_name: broker_name.to_string(),
+            })
+    }
+
+    /// Address the next pull of `mq` goes to: the broker the last pull suggested (a master
+    /// with `slave_read_enable` sends consumers far behind to its slave), when the route has
+    /// it; else [`Client::read_addr`].
+    pub fn pull_addr(&self, mq: &crate::client::MessageQueue) -> Result<String, ClientError> {
+        if let Some(id) = self.inner.pull_from.borrow().get(mq) {
+            let suggested = self
+                .inner
+                .brokers
+                .borrow()
+                .get(&mq.broker_name)
+                .and_then(|ids| ids.get(id).cloned());
+            if let Some(a) = suggested {
+                return Ok(a);
+            }
+        }
+        self.read_addr(&mq.broker_name)
+    }
+
+    /// Records the broker a pull answer suggested for the next pull of `mq`.
+    pub fn set_pull_from(&self, mq: &crate::client::MessageQueue, broker_id: i64) {
+        let mut t = self.inner.pull_from.borrow_mut();
+        if broker_id == body::MASTER_ID {
+            t.remove(mq);
+        } else {
+            t.insert(mq.clone(), broker_id);
+        }
     }
 
     /// All master addresses known from routes.

@@ -1,0 +1,79 @@
+//! A slave's copy of its master's metadata (RocketMQ's SlaveSynchronize): every
+//! `broker.slave_sync_interval_ms`, the topic table (GET_ALL_TOPIC_CONFIG) and the consumer
+//! offsets (GET_ALL_CONSUMER_OFFSET) of the master shard, over one kept connection to its
+//! main port. Topics make the replicated queues pullable here and are registered with the name
+//! servers; offsets let consumers that move to the slave (the master is down) resume where
+//! they committed.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use ramjet_core::remoting::{encode_frame, FrameHead, RequestCode, SerializeType};
+
+use super::HaCounters;
+use crate::broker::register::Link;
+use crate::broker::shard::Broker;
+use crate::runtime;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the periodic copy until cancelled.
+pub async fn run(b: Rc<Broker>) {
+    let every = Duration::from_millis(b.cfg.broker.slave_sync_interval_ms);
+    let mut link: Option<Link> = None;
+    loop {
+        if let Some(addr) = b.ha.master_addr() {
+            if link.as_ref().is_none_or(|l| l.addr() != addr) {
+                link = Some(Link::new(addr));
+            }
+            if let Some(l) = link.as_mut() {
+                match sync_once(&b, l).await {
+                    Ok(()) => HaCounters::add(&b.ha.counters.syncs, 1),
+                    Err(e) => {
+                        tracing::warn!(shard = b.index, master = %l.addr(), error = %e, "copying topics and offsets from the master failed")
+                    }
+                }
+            }
+        }
+        runtime::sleep(every).await;
+    }
+}
+
+async fn request(link: &mut Link, code: i32) -> Result<Vec<u8>, String> {
+    let encode = |out: &mut Vec<u8>, opaque: i32| {
+        encode_frame(
+            out,
+            SerializeType::Json,
+            &FrameHead::request(code, opaque),
+            &(),
+            &[],
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    link.request(&encode, REQUEST_TIMEOUT)
+        .await
+        .map(|reply| reply.body.to_vec())
+        .map_err(|e| e.to_string())
+}
+
+/// One copy of topics and offsets.
+pub(crate) async fn sync_once(b: &Broker, link: &mut Link) -> Result<(), String> {
+    let topics = request(link, RequestCode::GET_ALL_TOPIC_CONFIG).await?;
+    if b.topics
+        .take_from_master(&topics)
+        .map_err(|e| format!("topics: {e}"))?
+    {
+        tracing::info!(
+            shard = b.index,
+            topics = b.topics.all().len(),
+            "took the master's topics"
+        );
+        b.registrar.request_now();
+    }
+    let offsets = request(link, RequestCode::GET_ALL_CONSUMER_OFFSET).await?;
+    b.offsets
+        .take_from_master(&offsets)
+        .map_err(|e| format!("consumer offsets: {e}"))?;
+    Ok(())
+}

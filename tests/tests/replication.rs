@@ -1,0 +1,425 @@
+//! Master/slave replication against the real binary: one `ramjet namesrv`, a master
+//! `ramjet broker` and a slave `ramjet broker` with the same `broker.name` (2 shards each; shard
+//! i of the slave copies shard i of the master, finding it through the name server).
+//!
+//! - With `replication = "sync"` (and `flush = "async"`, so the master's own disk does not
+//!   count), every send acknowledged SEND_OK before the master is SIGKILLed is on the slave
+//!   byte for byte at its queue and offset, and the project's client reads it there through
+//!   the route, which lists only the slave once the master is gone.
+//! - A sync master answers SLAVE_NOT_AVAILABLE without a slave and FLUSH_SLAVE_TIMEOUT while
+//!   its slave is stopped (SIGSTOP), storing the message either way; a slave refuses sends and
+//!   copies the master's topics and consumer offsets.
+//! - A slave SIGKILLed while it replicates recovers its store, reconnects, and ends with the
+//!   master's records.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ramjet_net::client::consumer::{PullOptions, Subscription};
+use ramjet_net::client::instance::subscribe_queues;
+use ramjet_net::client::transport::block_on;
+use ramjet_net::client::{Client, ClientConfig};
+use ramjet_tests::ops::{self, OutMessage, Pulled, SendOutcome};
+use ramjet_tests::wire::{request, response};
+use ramjet_tests::{Broker, BrokerSpec};
+use rand::{Rng, RngCore, SeedableRng};
+
+const NAME: &str = "rep";
+const SHARDS: usize = 2;
+const QUEUES: u32 = 4;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Replication settings short enough for a test.
+const HA_TOML: &str = "ha_heartbeat_interval_ms = 300\n\
+                       ha_housekeeping_interval_ms = 3000\n\
+                       slave_sync_interval_ms = 200\n";
+
+fn master(namesrv: &Broker, sync: bool, extra: &str) -> Broker {
+    let mut spec = BrokerSpec::broker_only(namesrv.namesrv_addr(), NAME).shards(SHARDS);
+    spec.broker_toml = format!(
+        "{HA_TOML}replication = \"{}\"\n{extra}",
+        if sync { "sync" } else { "async" }
+    );
+    Broker::start(spec)
+}
+
+fn slave(namesrv: &Broker) -> Broker {
+    let mut spec = BrokerSpec::broker_only(namesrv.namesrv_addr(), NAME).shards(SHARDS);
+    spec.broker_toml = format!("{HA_TOML}role = \"slave\"\n");
+    Broker::start(spec)
+}
+
+/// Waits until every master shard counts a connected slave.
+fn wait_slaves(m: &Broker) {
+    let deadline = Instant::now() + WAIT;
+    for i in 0..m.shards() {
+        let mut c = ops::connect(m.shard_addr(i));
+        while ops::runtime_counter(&mut c, "ramjet.haSlaves") < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "no slave connected to master shard {i} within {WAIT:?}; master log:\n{}",
+                m.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Waits until slave shard `i` knows `topic` (copied from its master).
+fn wait_topic_on(s: &Broker, i: usize, topic: &str) {
+    let deadline = Instant::now() + WAIT;
+    let mut c = ops::connect(s.shard_addr(i));
+    loop {
+        let r = c
+            .call(request::GET_ALL_TOPIC_CONFIG, &[], &[])
+            .unwrap_or_else(|e| panic!("topics of slave shard {i}: {e}"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        if v["topicConfigTable"].get(topic).is_some() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slave shard {i} did not copy topic {topic} within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until every thread of process `pid` is stopped (SIGSTOP takes effect asynchronously).
+fn wait_stopped(pid: i32) {
+    let deadline = Instant::now() + WAIT;
+    let dir = format!("/proc/{pid}/task");
+    loop {
+        let all_stopped = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .filter_map(Result::ok)
+            .all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                // The state follows the ")" that closes the command name.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            });
+        if all_stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn body_for(tag: &str, seq: u64, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+    let len = rng.gen_range(60..3000);
+    let mut body = vec![0u8; len];
+    rng.fill_bytes(&mut body);
+    let head = format!("{tag}-{seq:06}|");
+    body[..head.len()].copy_from_slice(head.as_bytes());
+    body
+}
+
+/// Every message of `topic` on every shard and queue of `b`, keyed by (shard, queue, offset).
+fn pull_everything(b: &Broker, topic: &str) -> HashMap<(usize, i32, i64), Pulled> {
+    let mut out = HashMap::new();
+    for i in 0..b.shards() {
+        let mut c = ops::connect(b.shard_addr(i));
+        for q in 0..QUEUES as i32 {
+            for m in ops::pull_all(&mut c, "rep_check", topic, q, 0, WAIT) {
+                out.insert((i, q, m.queue_offset), m);
+            }
+        }
+    }
+    out
+}
+
+/// Sends to `topic` on shard `shard` of `m` until `stop`; returns the acknowledged sends as
+/// (queue, offset, body). Any answer but SEND_OK fails the test; a connection error (the
+/// master was killed) ends the loop.
+fn send_until(
+    m: std::net::SocketAddr,
+    shard: usize,
+    topic: String,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicU64>,
+) -> Vec<(i32, i64, Vec<u8>)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7 + shard as u64);
+    let mut c = ops::connect(m);
+    let mut acked = Vec::new();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let q = (seq % QUEUES as u64) as i32;
+        let body = body_for(&format!("s{shard}"), seq, &mut rng);
+        seq += 1;
+        match ops::send(&mut c, &topic, q, &OutMessage::new(body.clone())) {
+            Ok(SendOutcome::Ok(ok)) => {
+                assert_eq!(ok.queue_id, q);
+                acked.push((q, ok.queue_offset, body));
+                acks.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(SendOutcome::Refused { code, remark }) => {
+                panic!("shard {shard}: a send with the slave connected got code {code}: {remark:?}")
+            }
+            Err(_) => break,
+        }
+    }
+    acked
+}
+
+#[test]
+fn every_send_acknowledged_by_a_sync_master_is_on_the_slave_after_the_master_is_killed() {
+    let ns = Broker::start(BrokerSpec::namesrv_only());
+    let mut m = master(&ns, true, "");
+    let s = slave(&ns);
+    let topic = "rep_sync_kill";
+    ops::create_topic_on(&m, topic, QUEUES);
+    wait_slaves(&m);
+    for i in 0..SHARDS {
+        wait_topic_on(&s, i, topic);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..SHARDS)
+        .map(|i| {
+            let (addr, stop, acks, topic) = (
+                m.shard_addr(i),
+                stop.clone(),
+                acks.clone(),
+                topic.to_string(),
+            );
+            std::thread::spawn(move || send_until(addr, i, topic, stop, acks))
+        })
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    while acks.load(Ordering::Relaxed) < 1500 {
+        assert!(
+            Instant::now() < deadline,
+            "sends did not reach 1500 acknowledgements"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Killed under load: sends are in flight on both shards.
+    m.kill();
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<Vec<(i32, i64, Vec<u8>)>> = senders
+        .into_iter()
+        .map(|h| h.join().unwrap_or_else(|_| panic!("a sender panicked")))
+        .collect();
+    let total: usize = acked.iter().map(Vec::len).sum();
+    assert!(total >= 1500, "{total} acknowledged");
+
+    let on_slave = pull_everything(&s, topic);
+    for (shard, sends) in acked.iter().enumerate() {
+        for (q, off, body) in sends {
+            let got = on_slave.get(&(shard, *q, *off)).unwrap_or_else(|| {
+                panic!(
+                    "acknowledged send at shard {shard} queue {q} offset {off} is not on the slave"
+                )
+            });
+            assert_eq!(&got.body, body, "shard {shard} queue {q} offset {off}");
+            assert_eq!(got.body_crc, ops::expected_body_crc(body));
+        }
+    }
+
+    // The name server dropped the master; the client reads the slave through the route.
+    let namesrv = ns.namesrv();
+    let want: usize = on_slave.len();
+    let read = block_on(None, async move {
+        let client = Client::new(ClientConfig::new(&namesrv)?);
+        let deadline = Instant::now() + WAIT;
+        let route = loop {
+            let r = client.fetch_route(topic).await?;
+            if r.broker_datas.iter().all(|b| b.master_addr().is_none()) {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "the route still names a master");
+            ramjet_net::client::transport::sleep(Duration::from_millis(100)).await;
+        };
+        let mut n = 0usize;
+        for mq in subscribe_queues(topic, &route) {
+            let mut offset = 0;
+            loop {
+                let r = client
+                    .pull(
+                        "rep_client",
+                        &mq,
+                        &Subscription::new(topic, "*"),
+                        offset,
+                        PullOptions::new(32),
+                    )
+                    .await?;
+                if r.messages.is_empty() {
+                    break;
+                }
+                n += r.messages.len();
+                offset = r.next_begin_offset;
+            }
+        }
+        Ok::<_, ramjet_net::client::ClientError>(n)
+    });
+    match read {
+        Ok(Ok(n)) => assert_eq!(n, want, "messages the client read from the slave"),
+        Ok(Err(e)) => panic!("client read from the slave: {e}"),
+        Err(e) => panic!("executor: {e}"),
+    }
+}
+
+#[test]
+fn a_sync_master_reports_a_missing_or_stalled_slave_and_a_slave_takes_no_sends() {
+    let ns = Broker::start(BrokerSpec::namesrv_only());
+    let m = master(&ns, true, "replication_timeout_ms = 700\n");
+    let topic = "rep_codes";
+    ops::create_topic_on(&m, topic, QUEUES);
+    let mut c = ops::connect(m.shard_addr(0));
+    let msg = |i: u32| OutMessage::new(format!("codes-{i}").into_bytes());
+
+    // No slave: stored, answered SLAVE_NOT_AVAILABLE.
+    match ops::send(&mut c, topic, 0, &msg(0)).unwrap_or_else(|e| panic!("send: {e}")) {
+        SendOutcome::Refused { code, .. } => assert_eq!(code, response::SLAVE_NOT_AVAILABLE),
+        SendOutcome::Ok(_) => panic!("a sync master without a slave answered SEND_OK"),
+    }
+    let stored = ops::pull_all(&mut c, "rep_codes_g", topic, 0, 0, WAIT);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].body, b"codes-0");
+
+    let mut s = slave(&ns);
+    wait_slaves(&m);
+    ops::send(&mut c, topic, 0, &msg(1))
+        .unwrap_or_else(|e| panic!("send: {e}"))
+        .expect_ok("send with the slave connected");
+
+    // A stopped slave keeps its connection but confirms nothing.
+    let pid = s.pid().unwrap_or_else(|| panic!("slave has no pid")) as i32;
+    // SAFETY: signals to a child process this test started and still owns.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    wait_stopped(pid);
+    let t = Instant::now();
+    let r = ops::send(&mut c, topic, 0, &msg(2)).unwrap_or_else(|e| panic!("send: {e}"));
+    let waited = t.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    match r {
+        SendOutcome::Refused { code, .. } => assert_eq!(code, response::FLUSH_SLAVE_TIMEOUT),
+        SendOutcome::Ok(_) => panic!("a send answered SEND_OK while the only slave was stopped"),
+    }
+    assert!(
+        waited >= Duration::from_millis(600),
+        "answered after {waited:?}, before broker.replication_timeout_ms"
+    );
+    let mut confirmed = false;
+    let deadline = Instant::now() + WAIT;
+    while !confirmed {
+        assert!(
+            Instant::now() < deadline,
+            "the resumed slave never confirmed a send"
+        );
+        confirmed = matches!(ops::send(&mut c, topic, 0, &msg(3)), Ok(SendOutcome::Ok(_)));
+    }
+    let all = ops::pull_all(&mut c, "rep_codes_g", topic, 0, 0, WAIT);
+    assert!(all.len() >= 4);
+    assert_eq!(
+        all[..3].iter().map(|p| p.body.clone()).collect::<Vec<_>>(),
+        vec![
+            b"codes-0".to_vec(),
+            b"codes-1".to_vec(),
+            b"codes-2".to_vec()
+        ]
+    );
+
+    // The slave refuses sends and has the master's records and consumer offsets.
+    let mut sc = ops::connect(s.shard_addr(0));
+    match ops::send(&mut sc, topic, 0, &msg(9)).unwrap_or_else(|e| panic!("send: {e}")) {
+        SendOutcome::Refused { code, .. } => assert_eq!(code, response::SERVICE_NOT_AVAILABLE),
+        SendOutcome::Ok(_) => panic!("a slave took a send"),
+    }
+    let ext = |off: i64| {
+        vec![
+            ("consumerGroup", "rep_codes_g".to_string()),
+            ("topic", topic.to_string()),
+            ("queueId", "0".to_string()),
+            ("commitOffset", off.to_string()),
+        ]
+    };
+    let r = c
+        .call(request::UPDATE_CONSUMER_OFFSET, &ext(3), &[])
+        .unwrap_or_else(|e| panic!("commit: {e}"));
+    assert_eq!(r.code, response::SUCCESS);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = sc
+            .call(request::QUERY_CONSUMER_OFFSET, &ext(0)[..3], &[])
+            .unwrap_or_else(|e| panic!("query: {e}"));
+        if r.code == response::SUCCESS && r.ext_i64("offset") == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave never took the master's offset: code {} {:?}",
+            r.code,
+            r.ext
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let on_slave = ops::pull_all(&mut sc, "rep_codes_g", topic, 0, 0, WAIT);
+    assert_eq!(
+        on_slave.iter().map(|p| &p.body).collect::<Vec<_>>(),
+        all.iter().map(|p| &p.body).collect::<Vec<_>>()
+    );
+    s.stop();
+}
+
+#[test]
+fn a_slave_killed_while_replicating_recovers_and_ends_with_the_masters_records() {
+    let ns = Broker::start(BrokerSpec::namesrv_only());
+    let m = master(&ns, false, "");
+    let mut s = slave(&ns);
+    let topic = "rep_slave_kill";
+    ops::create_topic_on(&m, topic, QUEUES);
+    wait_slaves(&m);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let mut conns: Vec<_> = (0..SHARDS).map(|i| ops::connect(m.shard_addr(i))).collect();
+    let mut send_some = |n: u64, conns: &mut Vec<ramjet_tests::Conn>| {
+        for seq in 0..n {
+            let shard = (seq % SHARDS as u64) as usize;
+            let q = ((seq / SHARDS as u64) % QUEUES as u64) as i32;
+            let body = body_for("k", seq, &mut rng);
+            ops::send(&mut conns[shard], topic, q, &OutMessage::new(body))
+                .unwrap_or_else(|e| panic!("send: {e}"))
+                .expect_ok("async master send");
+        }
+    };
+    send_some(1500, &mut conns);
+    s.kill();
+    send_some(1500, &mut conns);
+    s.restart();
+    send_some(500, &mut conns);
+    // Caught up: each slave shard's CommitLog ends where its master's does.
+    let deadline = Instant::now() + WAIT;
+    for i in 0..SHARDS {
+        let mut mc = ops::connect(m.shard_addr(i));
+        let mut sc = ops::connect(s.shard_addr(i));
+        let want = ops::runtime_counter(&mut mc, "commitLogMaxOffset");
+        while ops::runtime_counter(&mut sc, "commitLogMaxOffset") != want {
+            assert!(
+                Instant::now() < deadline,
+                "slave shard {i} did not catch up; slave log:\n{}",
+                s.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wait_topic_on(&s, i, topic);
+    }
+    let on_master = pull_everything(&m, topic);
+    let on_slave = pull_everything(&s, topic);
+    assert_eq!(on_master.len(), 3500);
+    assert_eq!(on_slave.len(), on_master.len());
+    for (k, mm) in &on_master {
+        let sm = on_slave
+            .get(k)
+            .unwrap_or_else(|| panic!("{k:?} missing on the slave"));
+        assert_eq!(sm.body, mm.body, "{k:?}");
+        assert_eq!(sm.physical_offset, mm.physical_offset, "{k:?}");
+        assert_eq!(sm.store_timestamp, mm.store_timestamp, "{k:?}");
+        assert_eq!(sm.store_host, mm.store_host, "{k:?}");
+        assert_eq!(sm.properties, mm.properties, "{k:?}");
+    }
+}
