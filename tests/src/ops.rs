@@ -110,6 +110,8 @@ pub struct PullOutcome {
     pub next_begin_offset: i64,
     pub min_offset: i64,
     pub max_offset: i64,
+    /// The broker id the answer suggests for the next pull (0: the master).
+    pub suggest_which_broker_id: i64,
     pub messages: Vec<Pulled>,
 }
 
@@ -529,6 +531,7 @@ pub fn pull_outcome(resp: Command) -> PullOutcome {
         next_begin_offset: field("nextBeginOffset"),
         min_offset: field("minOffset"),
         max_offset: field("maxOffset"),
+        suggest_which_broker_id: field("suggestWhichBrokerId"),
         messages,
     }
 }

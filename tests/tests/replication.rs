@@ -11,6 +11,9 @@
 //!   copies the master's topics and consumer offsets.
 //! - A slave SIGKILLed while it replicates recovers its store, reconnects, and ends with the
 //!   master's records.
+//! - With `slave_read_enable`, a pull of records no longer in the master's tail cache is
+//!   answered with `suggestWhichBrokerId = 1`, and the client's next pull of that queue reads
+//!   the slave.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -422,4 +425,97 @@ fn a_slave_killed_while_replicating_recovers_and_ends_with_the_masters_records()
         assert_eq!(sm.store_host, mm.store_host, "{k:?}");
         assert_eq!(sm.properties, mm.properties, "{k:?}");
     }
+}
+
+#[test]
+fn a_master_with_slave_read_enable_sends_readers_of_cold_records_to_the_slave() {
+    let ns = Broker::start(BrokerSpec::namesrv_only());
+    let m = master(&ns, false, "slave_read_enable = true\n");
+    let s = slave(&ns);
+    let topic = "rep_slave_read";
+    ops::create_topic_on(&m, topic, QUEUES);
+    wait_slaves(&m);
+    wait_topic_on(&s, 0, topic);
+    // 32 MiB into queue 0 of shard 0: twice the tail cache the tests give a store.
+    let mut c = ops::connect(m.shard_addr(0));
+    let batch: Vec<OutMessage> = (0..64)
+        .map(|i| OutMessage::new(vec![b'a' + (i % 26) as u8; 8000]))
+        .collect();
+    for _ in 0..64 {
+        ops::send_batch(&mut c, topic, 0, &batch)
+            .unwrap_or_else(|e| panic!("send: {e}"))
+            .expect_ok("batch");
+    }
+    let max = ops::max_offset(&mut c, topic, 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(max, 64 * 64);
+    let mut sc = ops::connect(s.shard_addr(0));
+    let deadline = Instant::now() + WAIT;
+    while ops::max_offset(&mut sc, topic, 0).unwrap_or(0) < max {
+        assert!(Instant::now() < deadline, "the slave did not catch up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The oldest records are read from the file once the flusher wrote them out.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let cold = ops::pull(&mut c, "rep_sr", topic, 0, 0, 8, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cold.code, response::SUCCESS);
+        if cold.suggest_which_broker_id == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a cold pull never suggested the slave"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hot =
+        ops::pull(&mut c, "rep_sr", topic, 0, max - 4, 4, 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (hot.code, hot.suggest_which_broker_id),
+        (response::SUCCESS, 0)
+    );
+
+    // The client follows the suggestion: its second pull of the queue goes to the slave.
+    let got_before = ops::runtime_counter(&mut sc, "msgGetTotalTodayNow");
+    let namesrv = ns.namesrv();
+    let pulled = block_on(None, async move {
+        let client = Client::new(ClientConfig::new(&namesrv)?);
+        let route = client.fetch_route(topic).await?;
+        let mq = subscribe_queues(topic, &route)
+            .into_iter()
+            .find(|q| q.broker_name == format!("{NAME}-s0") && q.queue_id == 0)
+            .ok_or_else(|| ramjet_net::client::ClientError::Invalid("no queue 0".into()))?;
+        let sub = Subscription::new(topic, "*");
+        let first = client
+            .pull("rep_sr_client", &mq, &sub, 0, PullOptions::new(8))
+            .await?;
+        let second = client
+            .pull(
+                "rep_sr_client",
+                &mq,
+                &sub,
+                first.next_begin_offset,
+                PullOptions::new(8),
+            )
+            .await?;
+        Ok::<_, ramjet_net::client::ClientError>((first, second))
+    });
+    let (first, second) = match pulled {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => panic!("client: {e}"),
+        Err(e) => panic!("executor: {e}"),
+    };
+    assert_eq!(first.messages.len(), 8);
+    assert_eq!(second.messages.len(), 8);
+    assert_eq!(second.messages[0].queue_offset, 8);
+    assert_eq!(
+        second.messages[0].body.as_ref(),
+        vec![b'a' + 8; 8000].as_slice()
+    );
+    let got_after = ops::runtime_counter(&mut sc, "msgGetTotalTodayNow");
+    assert_eq!(
+        got_after - got_before,
+        8,
+        "the second pull was not served by the slave"
+    );
 }
