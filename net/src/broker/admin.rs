@@ -151,6 +151,12 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("commitLogMaxOffset", s.commitlog_end_offset.to_string());
     put("commitLogDiskRatio", format!("{:.4}", s.disk_used_ratio));
     put("ramjet.shard", b.index.to_string());
+    // Write buffers still being mapped in the background after start (process-wide): a
+    // benchmark waits for 0 so that the mapping does not share its CPUs.
+    put(
+        "ramjet.prefaultBacklog",
+        ramjet_storage::prefault_backlog().to_string(),
+    );
     let ha = &b.ha;
     put(
         "brokerRole",

@@ -31,7 +31,7 @@ pub enum AdminCommand {
     },
     /// Brokers registered with the name server, by cluster.
     Cluster,
-    /// Runtime counters of every master broker (GET_BROKER_RUNTIME_INFO, like mqadmin
+    /// Runtime counters of every broker, masters and slaves (GET_BROKER_RUNTIME_INFO, like mqadmin
     /// brokerStatus): messages put and got, CommitLog offsets, flushes, fdatasyncs, pulls,
     /// bytes in and out, refusals.
     Status {
@@ -270,7 +270,7 @@ pub(crate) async fn admin_text(admin: &Admin, args: &AdminArgs) -> Result<String
                     .map(|(b, info)| {
                         let info: std::collections::BTreeMap<&String, &String> =
                             info.iter().filter(|(k, _)| wanted(k)).collect();
-                        json!({"cluster": b.cluster, "broker_name": b.broker_name, "addr": b.addr, "info": info})
+                        json!({"cluster": b.cluster, "broker_name": b.broker_name, "broker_id": b.broker_id, "addr": b.addr, "info": info})
                     })
                     .collect();
                 s = json!({ "brokers": brokers }).to_string();
@@ -278,13 +278,18 @@ pub(crate) async fn admin_text(admin: &Admin, args: &AdminArgs) -> Result<String
             } else if all.is_empty() {
                 let _ = writeln!(
                     s,
-                    "no master broker registered with the name server; start one with `ramjet start`"
+                    "no broker registered with the name server; start one with `ramjet start`"
                 );
             } else {
                 for (b, info) in &all {
+                    let role = if b.broker_id == 0 {
+                        String::new()
+                    } else {
+                        format!(" slave {}", b.broker_id)
+                    };
                     let _ = writeln!(
                         s,
-                        "broker {} ({}, cluster {})",
+                        "broker {}{role} ({}, cluster {})",
                         b.broker_name, b.addr, b.cluster
                     );
                     for (k, v) in info.iter().filter(|(k, _)| wanted(k)) {

@@ -157,8 +157,13 @@ impl Admin {
         &self,
         cluster: Option<&str>,
     ) -> Result<Vec<(BrokerEntry, BTreeMap<String, String>)>, ClientError> {
+        // The cluster check of `masters`, then masters and slaves alike.
+        self.masters(cluster).await?;
         let mut out = Vec::new();
-        for b in self.masters(cluster).await? {
+        for b in self.brokers().await? {
+            if cluster.is_some_and(|c| b.cluster != c) {
+                continue;
+            }
             let info = self.runtime_info(&b.addr).await?;
             out.push((b, info));
         }
