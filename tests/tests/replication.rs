@@ -11,6 +11,8 @@
 //!   copies the master's topics and consumer offsets.
 //! - A slave SIGKILLed while it replicates recovers its store, reconnects, and ends with the
 //!   master's records.
+//! - A master that lost records it had sent (SIGKILLed with them unflushed) refuses its
+//!   slave, which holds more than the master now: it cannot count as a copy.
 //! - With `slave_read_enable`, a pull of records no longer in the master's tail cache is
 //!   answered with `suggestWhichBrokerId = 1`, and the client's next pull of that queue reads
 //!   the slave.
@@ -518,4 +520,60 @@ fn a_master_with_slave_read_enable_sends_readers_of_cold_records_to_the_slave() 
         8,
         "the second pull was not served by the slave"
     );
+}
+
+#[test]
+fn a_master_that_lost_records_its_slave_has_refuses_the_slave() {
+    let ns = Broker::start(BrokerSpec::namesrv_only());
+    let mut spec = BrokerSpec::broker_only(ns.namesrv_addr(), NAME).shards(1);
+    spec.broker_toml = format!("{HA_TOML}replication = \"async\"\n");
+    // Nothing reaches the master's disk on its own: SIGKILL loses every record.
+    spec.store_toml = "flush_interval_ms = 600000\nflush_bytes = 1073741824\n".into();
+    let mut m = Broker::start(spec);
+    let mut sspec = BrokerSpec::broker_only(ns.namesrv_addr(), NAME).shards(1);
+    sspec.broker_toml = format!("{HA_TOML}role = \"slave\"\n");
+    let s = Broker::start(sspec);
+    let topic = "rep_lost";
+    ops::create_topic_on(&m, topic, 1);
+    wait_slaves(&m);
+    let mut c = ops::connect(m.shard_addr(0));
+    for i in 0..50 {
+        ops::send(
+            &mut c,
+            topic,
+            0,
+            &OutMessage::new(format!("lost-{i}").into_bytes()),
+        )
+        .unwrap_or_else(|e| panic!("send: {e}"))
+        .expect_ok("send");
+    }
+    let mut mc = ops::connect(m.shard_addr(0));
+    let end = ops::runtime_counter(&mut mc, "commitLogMaxOffset");
+    let mut sc = ops::connect(s.shard_addr(0));
+    let deadline = Instant::now() + WAIT;
+    while ops::runtime_counter(&mut sc, "commitLogMaxOffset") < end {
+        assert!(Instant::now() < deadline, "the slave did not catch up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    m.kill();
+    m.restart();
+    let mut mc = ops::connect(m.shard_addr(0));
+    let master_end = ops::runtime_counter(&mut mc, "commitLogMaxOffset");
+    assert!(
+        master_end < end,
+        "the master kept its unflushed records ({master_end} of {end})"
+    );
+    let deadline = Instant::now() + WAIT;
+    while !m.log_text().contains("slave refused") {
+        assert!(
+            Instant::now() < deadline,
+            "the master never refused the longer slave; log:\n{}",
+            m.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ops::runtime_counter(&mut mc, "ramjet.haSlaves"), 0);
+    assert_eq!(ops::runtime_counter(&mut mc, "ramjet.haConfirmedOffset"), 0);
+    // The slave keeps what it had.
+    assert_eq!(ops::runtime_counter(&mut sc, "commitLogMaxOffset"), end);
 }

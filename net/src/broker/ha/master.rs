@@ -94,6 +94,16 @@ async fn read_reports(b: Rc<Broker>, mut reader: TcpStream, link: Rc<Link>, peer
         let offset = u64::from_be_bytes(last);
         buf.copy_within(whole..have, 0);
         have -= whole;
+        let end = b.store.end_offset();
+        if link.start.get().is_none() && offset > end {
+            // The slave holds records this master no longer has (unflushed ones lost in a
+            // crash of the master, say): its bytes from `end` on are not this master's, so
+            // it can neither continue nor confirm anything.
+            if let Some(n) = b.ha.refused_log.due() {
+                tracing::error!(shard = b.index, slave = %peer, slave_offset = offset, master_end = end, refused = n, "slave refused: its CommitLog is longer than this master's (the master lost records it had sent it); re-seed the slave from the master's store");
+            }
+            break;
+        }
         link.acked.set(offset);
         if link.start.get().is_none() {
             tracing::info!(shard = b.index, slave = %peer, offset, "slave connected");
@@ -103,7 +113,8 @@ async fn read_reports(b: Rc<Broker>, mut reader: TcpStream, link: Rc<Link>, peer
             // The sender waits for the first report.
             b.ha.wake_senders();
         }
-        b.ha.slave_acked(offset);
+        // Never beyond what this master holds (a slave cannot confirm what it was not sent).
+        b.ha.slave_acked(offset.min(end));
     }
     if counted {
         b.ha.slave_gone();
@@ -135,9 +146,6 @@ async fn transfer(b: &Broker, mut writer: TcpStream, link: &Link) -> String {
     if next < min {
         tracing::error!(shard = b.index, slave_offset = next, master_min_offset = min, "the slave asks for CommitLog bytes this master no longer has (deleted by retention); give the slave a copy of the master's store directory");
         return format!("slave offset {next} is below the master's first offset {min}");
-    }
-    if next > b.store.end_offset() {
-        tracing::warn!(shard = b.index, slave_offset = next, master_end = b.store.end_offset(), "the slave's CommitLog is longer than the master's; it gets nothing until the master reaches its offset");
     }
     let mut buf: Vec<u8> = Vec::with_capacity(TRANSFER_HEADER_LEN + batch);
     let mut last_write = Instant::now();

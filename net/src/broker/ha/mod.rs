@@ -74,6 +74,9 @@ pub struct Replication {
     master_addr: RefCell<Option<String>>,
     /// Slave: the master's CommitLog end as of the last transfer.
     master_offset: Cell<u64>,
+    /// Master: rate limit of the "slave refused" error (a refused slave reconnects every
+    /// second).
+    pub(crate) refused_log: ramjet_core::ratelog::LogEvery,
     pub counters: HaCounters,
 }
 
@@ -89,6 +92,7 @@ impl Replication {
             master_ha_addr: RefCell::new(None),
             master_addr: RefCell::new(None),
             master_offset: Cell::new(0),
+            refused_log: ramjet_core::ratelog::LogEvery::default(),
             counters: HaCounters::default(),
         }
     }

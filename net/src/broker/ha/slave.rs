@@ -36,6 +36,8 @@ fn master_ha_addr(b: &Broker) -> Option<String> {
 /// Connects to the master and replicates, reconnecting after failures, until cancelled.
 pub async fn run(b: Rc<Broker>) {
     let mut warned_no_master = false;
+    // A master that refuses this slave closes at once; one line per 10 s, with a count.
+    let lost_log = ramjet_core::ratelog::LogEvery::default();
     loop {
         let Some(addr) = master_ha_addr(&b) else {
             if !warned_no_master {
@@ -73,7 +75,9 @@ pub async fn run(b: Rc<Broker>) {
                 runtime::sleep(RECONNECT_PAUSE * 10).await;
             }
             Err(SessionEnd::Lost(e)) => {
-                tracing::warn!(shard = b.index, master = %addr, reason = %e, "replication connection lost; reconnecting");
+                if let Some(n) = lost_log.due() {
+                    tracing::warn!(shard = b.index, master = %addr, reason = %e, lost = n, "replication connection lost; reconnecting");
+                }
                 runtime::sleep(RECONNECT_PAUSE).await;
             }
             Ok(never) => match *never {},
