@@ -271,7 +271,11 @@ fn every_send_acknowledged_by_a_sync_master_is_on_the_slave_after_the_master_is_
 #[test]
 fn a_sync_master_reports_a_missing_or_stalled_slave_and_a_slave_takes_no_sends() {
     let ns = Broker::start(BrokerSpec::namesrv_only());
-    let m = master(&ns, true, "replication_timeout_ms = 700\n");
+    let m = master(
+        &ns,
+        true,
+        "replication_timeout_ms = 700\noffset_persist_interval_ms = 200\n",
+    );
     let topic = "rep_codes";
     ops::create_topic_on(&m, topic, QUEUES);
     let mut c = ops::connect(m.shard_addr(0));
@@ -369,7 +373,31 @@ fn a_sync_master_reports_a_missing_or_stalled_slave_and_a_slave_takes_no_sends()
         on_slave.iter().map(|p| &p.body).collect::<Vec<_>>(),
         all.iter().map(|p| &p.body).collect::<Vec<_>>()
     );
-    s.stop();
+
+    // A delayed message (level 1, 1 s): once the master delivered it and wrote its delay
+    // offsets, the slave has them too (a slave made master goes on from there).
+    ops::send(
+        &mut c,
+        topic,
+        1,
+        &OutMessage::new(b"later".to_vec()).prop("DELAY", "1"),
+    )
+    .unwrap_or_else(|e| panic!("send: {e}"))
+    .expect_ok("delayed send");
+    let deadline = Instant::now() + WAIT;
+    while !ops::runtime_value(&mut sc, "ramjet.scheduleOffsets").starts_with("1,") {
+        assert!(
+            Instant::now() < deadline,
+            "the slave never took the master's delay offsets: master {}, slave {}",
+            ops::runtime_value(&mut c, "ramjet.scheduleOffsets"),
+            ops::runtime_value(&mut sc, "ramjet.scheduleOffsets")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let delivered = ops::pull_all(&mut sc, "rep_codes_g", topic, 1, 0, WAIT);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].body, b"later");
+    let _ = s.stop();
 }
 
 #[test]

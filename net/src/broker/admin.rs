@@ -127,6 +127,13 @@ pub fn all_consumer_offsets(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) 
     conn.respond(req, ResponseCode::SUCCESS, None, &(), &body);
 }
 
+/// GET_ALL_DELAY_OFFSET: where the schedule service stands per delay level (a slave copies
+/// it).
+pub fn all_delay_offsets(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let body = b.schedule.wrapper_json();
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), &body);
+}
+
 /// Runtime counters as RocketMQ's KVTable (real values; ramjet-specific keys prefixed).
 pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     let s = b.store.stats();

@@ -176,6 +176,43 @@ impl Scheduler {
         (self.generation.get(), bytes, next)
     }
 
+    /// RocketMQ's GET_ALL_DELAY_OFFSET body (`{"offsetTable":{"1":12,...}}`): the offsets
+    /// written to disk, i.e. those whose delivered copies are durable. A slave that takes them
+    /// and is later made master delivers again what came after them rather than skipping
+    /// anything.
+    pub fn wrapper_json(&self) -> Vec<u8> {
+        let f = DelayOffsetFile {
+            offset_table: self
+                .persisted
+                .borrow()
+                .iter()
+                .enumerate()
+                .map(|(i, o)| ((i + 1).to_string(), *o))
+                .collect(),
+        };
+        serde_json::to_vec(&f).unwrap_or_default()
+    }
+
+    /// A slave takes its master's delay offsets (GET_ALL_DELAY_OFFSET body) for the levels it
+    /// has; returns whether any moved (the caller persists them).
+    pub fn take_from_master(&self, wrapper: &[u8]) -> Result<bool, String> {
+        let f: DelayOffsetFile = serde_json::from_slice(wrapper).map_err(|e| e.to_string())?;
+        let mut next = self.next.borrow_mut();
+        let mut moved = false;
+        for (k, v) in f.offset_table {
+            let level: usize = k
+                .parse()
+                .map_err(|_| format!("key {k:?} is not a delay level"))?;
+            if let Some(slot) = next.get_mut(level.wrapping_sub(1)) {
+                if *slot != v {
+                    *slot = v;
+                    moved = true;
+                }
+            }
+        }
+        Ok(moved)
+    }
+
     /// Writes the offsets if they moved, once every copy below them is durable. The write
     /// runs on a blocking thread.
     pub async fn persist(&self, b: &Broker) -> Result<(), ScheduleError> {

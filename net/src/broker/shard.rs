@@ -508,6 +508,7 @@ impl Service for Broker {
             RequestCode::GET_ALL_CONSUMER_OFFSET => {
                 super::admin::all_consumer_offsets(self, conn, req)
             }
+            RequestCode::GET_ALL_DELAY_OFFSET => super::admin::all_delay_offsets(self, conn, req),
             RequestCode::GET_BROKER_RUNTIME_INFO => super::admin::runtime_info(self, conn, req),
             RequestCode::QUERY_MESSAGE => super::admin::query_message(self, conn, req),
             RequestCode::VIEW_MESSAGE_BY_ID => super::admin::view_message(self, conn, req),

@@ -1,9 +1,11 @@
 //! A slave's copy of its master's metadata (RocketMQ's SlaveSynchronize): every
-//! `broker.slave_sync_interval_ms`, the topic table (GET_ALL_TOPIC_CONFIG) and the consumer
-//! offsets (GET_ALL_CONSUMER_OFFSET) of the master shard, over one kept connection to its
-//! main port. Topics make the replicated queues pullable here and are registered with the name
-//! servers; offsets let consumers that move to the slave (the master is down) resume where
-//! they committed.
+//! `broker.slave_sync_interval_ms`, the topic table (GET_ALL_TOPIC_CONFIG), the consumer
+//! offsets (GET_ALL_CONSUMER_OFFSET) and the delay offsets (GET_ALL_DELAY_OFFSET) of the
+//! master shard, over one kept connection to its main port. Topics make the replicated queues
+//! pullable here and are registered with the name servers; consumer offsets let consumers
+//! that move to the slave (the master is down) resume where they committed; delay offsets
+//! let a slave restarted as master deliver the waiting delayed messages from where its master
+//! had durably got to.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -75,5 +77,15 @@ pub(crate) async fn sync_once(b: &Broker, link: &mut Link) -> Result<(), String>
     b.offsets
         .take_from_master(&offsets)
         .map_err(|e| format!("consumer offsets: {e}"))?;
+    let delays = request(link, RequestCode::GET_ALL_DELAY_OFFSET).await?;
+    if b.schedule
+        .take_from_master(&delays)
+        .map_err(|e| format!("delay offsets: {e}"))?
+    {
+        b.schedule
+            .persist(b)
+            .await
+            .map_err(|e| format!("writing delay offsets: {e}"))?;
+    }
     Ok(())
 }
