@@ -13,6 +13,8 @@
 //!   master's records.
 //! - A master that lost records it had sent (SIGKILLed with them unflushed) refuses its
 //!   slave, which holds more than the master now: it cannot count as a copy.
+//! - A slave restarted as master (`role = "master"` on its data directory) takes sends where
+//!   its copy ends and keeps the consumer offsets it copied.
 //! - With `slave_read_enable`, a pull of records no longer in the master's tail cache is
 //!   answered with `suggestWhichBrokerId = 1`, and the client's next pull of that queue reads
 //!   the slave.
@@ -604,4 +606,91 @@ fn a_master_that_lost_records_its_slave_has_refuses_the_slave() {
     assert_eq!(ops::runtime_counter(&mut mc, "ramjet.haConfirmedOffset"), 0);
     // The slave keeps what it had.
     assert_eq!(ops::runtime_counter(&mut sc, "commitLogMaxOffset"), end);
+}
+
+#[test]
+fn a_slave_restarted_as_master_takes_sends_where_its_copy_ends() {
+    let ns = Broker::start(BrokerSpec::namesrv_only());
+    let mut m = master(&ns, true, "");
+    let mut s = slave(&ns);
+    let topic = "rep_promote";
+    ops::create_topic_on(&m, topic, QUEUES);
+    wait_slaves(&m);
+    wait_topic_on(&s, 0, topic);
+    let mut c = ops::connect(m.shard_addr(0));
+    for i in 0..100 {
+        ops::send(
+            &mut c,
+            topic,
+            0,
+            &OutMessage::new(format!("p-{i}").into_bytes()),
+        )
+        .unwrap_or_else(|e| panic!("send: {e}"))
+        .expect_ok("sync send");
+    }
+    let offset_ext = |off: i64| {
+        vec![
+            ("consumerGroup", "rep_promote_g".to_string()),
+            ("topic", topic.to_string()),
+            ("queueId", "0".to_string()),
+            ("commitOffset", off.to_string()),
+        ]
+    };
+    let r = c
+        .call(request::UPDATE_CONSUMER_OFFSET, &offset_ext(40), &[])
+        .unwrap_or_else(|e| panic!("commit: {e}"));
+    assert_eq!(r.code, response::SUCCESS);
+    let committed = |conn: &mut ramjet_tests::Conn| {
+        let r = conn
+            .call(request::QUERY_CONSUMER_OFFSET, &offset_ext(0)[..3], &[])
+            .unwrap_or_else(|e| panic!("query: {e}"));
+        (r.code == response::SUCCESS).then(|| r.ext_i64("offset"))
+    };
+    let deadline = Instant::now() + WAIT;
+    while committed(&mut ops::connect(s.shard_addr(0))) != Some(40) {
+        assert!(Instant::now() < deadline, "the slave never took the offset");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m.kill();
+
+    // Promote: stop the slave (a clean stop flushes what it appended), then start it on the
+    // same data directory and ports as a master.
+    let stopped = s.stop();
+    assert!(stopped.is_some_and(|st| st.success()), "the slave did not stop cleanly");
+    let path = s.config_path();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.contains("role = \"slave\""));
+    std::fs::write(&path, text.replace("role = \"slave\"", "role = \"master\""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.restart();
+    let want = s.shard_addr(0).to_string();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let route = ops::get_route(&mut ops::connect(ns.namesrv_addr()), topic)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let master_is_s = route.as_ref().is_some_and(|r| {
+            r.brokers
+                .iter()
+                .any(|b| b.broker_name == format!("{NAME}-s0") && b.master() == Some(want.as_str()))
+        });
+        if master_is_s {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the promoted broker never became the route's master: {route:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut pc = ops::connect(s.shard_addr(0));
+    let ok = ops::send(&mut pc, topic, 0, &OutMessage::new(b"after".to_vec()))
+        .unwrap_or_else(|e| panic!("send: {e}"))
+        .expect_ok("send to the promoted master (no slave: async)");
+    assert_eq!(ok.queue_offset, 100);
+    let all = ops::pull_all(&mut pc, "rep_promote_g", topic, 0, 0, WAIT);
+    let bodies: Vec<Vec<u8>> = all.iter().map(|p| p.body.clone()).collect();
+    let mut want_bodies: Vec<Vec<u8>> = (0..100).map(|i| format!("p-{i}").into_bytes()).collect();
+    want_bodies.push(b"after".to_vec());
+    assert_eq!(bodies, want_bodies);
+    assert_eq!(committed(&mut pc), Some(40));
 }
