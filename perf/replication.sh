@@ -15,6 +15,9 @@
 # wait was the slave's).
 #
 # Usage: perf/replication.sh [ROUNDS]   (default 2). Prints one JSON line per run.
+#        perf/replication.sh catchup [ROUNDS]: a slave started empty next to a master that
+#        holds CATCHUP_MB (2048) of 1 KiB messages: time and MB/s until the slave's CommitLog
+#        ends where the master's does (the master reads its segment files, not its tail cache).
 # Needs jq; builds nothing (uses target/release/ramjet and ramjet-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +81,39 @@ run() { # mode, name, bench args...
   stop
 }
 
+max_offset() { # the first broker's commitLogMaxOffset whose id matches $1 (0 master, 1 slave)
+  $R admin status --namesrv $NS --json --filter commitLogMaxOffset 2>/dev/null |
+    jq -r --argjson id "$1" '.brokers[] | select(.broker_id == $id) | .info.commitLogMaxOffset'
+}
+
 echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) CPUs; master CPU $MASTER_CPU, slave CPU $SLAVE_CPU, bench CPU $BENCH_CPU"
+if [ "${1:-}" = catchup ]; then
+  ROUNDS=${2:-1}
+  MB=${CATCHUP_MB:-2048}
+  for _ in $(seq "$ROUNDS"); do
+    start none
+    # 1 KiB messages in batches of 64 until the master holds MB megabytes.
+    while [ "$(max_offset 0)" -lt $((MB * 1024 * 1024)) ]; do
+      $B produce --topic CU --queues 8 --size 1024 --batch 64 --producers 2 --duration 2 --warmup 0 \
+        --namesrv $NS --cpus "$BENCH_CPU" --quiet > /dev/null 2>&1
+    done
+    want=$(max_offset 0)
+    $R broker --shards 1 --cpus "$SLAVE_CPU" --data-dir "$W/s" --port 19921 --listen-ip 127.0.0.1 \
+      --namesrv $NS --role slave > "$W/s.log" 2>&1 &
+    SP=$!
+    t0=$(date +%s.%N)
+    m0=$(ticks $MP)
+    until [ "$(max_offset 1)" = "$want" ]; do sleep 0.05; done
+    t1=$(date +%s.%N)
+    m1=$(ticks $MP); s1=$(ticks $SP)
+    hz=$(getconf CLK_TCK)
+    cold=$($R admin status --namesrv $NS --json --filter haColdReads 2>/dev/null |
+      jq -r '.brokers[] | select(.broker_id == 0) | .info["ramjet.haColdReads"]')
+    echo "{\"run\":\"catchup\",\"bytes\":$want,\"seconds\":$(echo "$t1 - $t0" | bc),\"mb_per_s\":$(echo "scale=1; $want / 1048576 / ($t1 - $t0)" | bc),\"master_cpu_s\":$(echo "scale=2; ($m1 - $m0) / $hz" | bc),\"slave_cpu_s\":$(echo "scale=2; $s1 / $hz" | bc),\"master_cold_reads\":$cold}"
+    stop
+  done
+  exit 0
+fi
 for _ in $(seq "$ROUNDS"); do
   for mode in none async sync; do
     run $mode max produce --topic RP --queues 8 --size 100 --batch 1 --producers 4 --duration 6 --warmup 2

@@ -656,7 +656,10 @@ fn a_slave_restarted_as_master_takes_sends_where_its_copy_ends() {
     // Promote: stop the slave (a clean stop flushes what it appended), then start it on the
     // same data directory and ports as a master.
     let stopped = s.stop();
-    assert!(stopped.is_some_and(|st| st.success()), "the slave did not stop cleanly");
+    assert!(
+        stopped.is_some_and(|st| st.success()),
+        "the slave did not stop cleanly"
+    );
     let path = s.config_path();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(text.contains("role = \"slave\""));

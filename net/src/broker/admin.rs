@@ -210,6 +210,7 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
         hc.slave_not_available.get().to_string(),
     );
     put("ramjet.haSyncs", hc.syncs.get().to_string());
+    put("ramjet.haColdReads", hc.cold_reads.get().to_string());
     put("ramjet.msgsPutFailed", c.msgs_put_failed.get().to_string());
     put("ramjet.sendsHeld", c.sends_held.get().to_string());
     let tx = &b.transactions;

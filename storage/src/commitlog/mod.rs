@@ -411,6 +411,26 @@ impl CommitLog {
         Ok(())
     }
 
+    /// The segment file range [`CommitLog::replica_read`] would read for `offset` and `max`:
+    /// the file, the position in it and the length. `None` when those bytes are in the tail
+    /// cache or nothing is stored there. Lets a caller read cold bytes into the page cache off
+    /// the shard first.
+    pub fn replica_file_range(&self, offset: u64, max: usize) -> Option<(Rc<File>, u64, u64)> {
+        if offset >= self.end_offset() || offset < self.min_offset() {
+            return None;
+        }
+        if self.writer.borrow().cache().contiguous(offset).is_some() {
+            return None;
+        }
+        let written = self.writer.borrow().written_end();
+        let (reader, pos) = self.file_position(offset).ok()?;
+        let len = written
+            .saturating_sub(offset)
+            .min(self.cfg.segment_size_bytes - pos)
+            .min(max as u64);
+        (len > 0).then_some((reader, pos, len))
+    }
+
     /// Copies whole entries (records, or an end-of-segment marker) starting at `offset` into
     /// `out`, about `max` bytes (at least one entry), for a slave: from the tail cache when
     /// there, else with one read of the segment. Returns the offset the next read starts at:

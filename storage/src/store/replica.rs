@@ -40,6 +40,17 @@ impl Store {
         self.inner.log.replica_read(offset, max, out)
     }
 
+    /// The segment file range [`Store::read_for_replica`] would read (`None`: from the tail
+    /// cache, or nothing there yet), so that a caller can read it into the page cache off the
+    /// shard first.
+    pub fn replica_file_range(
+        &self,
+        offset: u64,
+        max: usize,
+    ) -> Option<(std::rc::Rc<std::fs::File>, u64, u64)> {
+        self.inner.log.replica_file_range(offset, max)
+    }
+
     /// Appends entries a master sent, which start at CommitLog offset `offset`: each record is
     /// checked (structure, body CRC, its own physical offset) and written byte for byte at the
     /// same offset, then dispatched; a blank marker ends the segment where the master's did.

@@ -153,6 +153,21 @@ async fn transfer(b: &Broker, mut writer: TcpStream, link: &Link) -> String {
         if link.closed.get() {
             return "connection closed".into();
         }
+        // A slave far behind reads segment files: the bytes not in the page cache are read in
+        // on a blocking thread first, so that the shard never waits for the disk.
+        if b.cfg.broker.cold_reads_off_shard {
+            if let Some((file, pos, len)) = b.store.replica_file_range(next, batch) {
+                let mut cold = Vec::new();
+                if crate::broker::warm::push_if_cold(&file, pos, len, &mut cold) {
+                    if let Err(e) =
+                        runtime::blocking(move || crate::broker::warm::read_in(&cold)).await
+                    {
+                        tracing::debug!(shard = b.index, error = %e, "reading CommitLog bytes in for a slave failed; read on the shard");
+                    }
+                    HaCounters::add(&b.ha.counters.cold_reads, 1);
+                }
+            }
+        }
         buf.clear();
         buf.resize(TRANSFER_HEADER_LEN, 0);
         let after = match b.store.read_for_replica(next, batch, &mut buf) {

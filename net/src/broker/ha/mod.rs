@@ -50,6 +50,8 @@ pub struct HaCounters {
     pub slave_not_available: Cell<u64>,
     /// Slave: synchronisations of topics and offsets with the master that succeeded.
     pub syncs: Cell<u64>,
+    /// Master: transfers whose bytes were read into the page cache off the shard first.
+    pub cold_reads: Cell<u64>,
 }
 
 impl HaCounters {
