@@ -6,6 +6,9 @@
 //! - numeric comparison: `>`, `>=`, `<`, `<=`, `=`, `<>`, `[NOT] BETWEEN x AND y`;
 //! - character comparison: `=`, `<>`, `[NOT] IN ('a', 'b', ...)`;
 //! - `IS NULL`, `IS NOT NULL`;
+//! - RocketMQ 5.x text matching: `a [NOT] CONTAINS 'x'`, `a [NOT] STARTSWITH 'x'`,
+//!   `a [NOT] ENDSWITH 'x'`. As in 5.x these are never unknown: an absent property or an
+//!   empty search string makes both the plain and the `NOT` form false;
 //! - constants: numbers (`123`, `-5`, `3.1415`), strings in single quotes (`'abc'`, `''` for
 //!   a quote), `TRUE`, `FALSE`, `NULL`;
 //! - identifiers: property names (`a`, `TAGS`, `order.type`).
@@ -67,6 +70,14 @@ enum CmpOp {
     Le,
 }
 
+/// The 5.x text operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextOp {
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Expr {
     Or(Box<Expr>, Box<Expr>),
@@ -87,6 +98,12 @@ enum Expr {
     IsNull {
         negated: bool,
         value: Operand,
+    },
+    Text {
+        op: TextOp,
+        negated: bool,
+        value: Operand,
+        search: String,
     },
     /// A boolean operand on its own: `TRUE`, or a property holding `true` / `false`.
     Truth(Operand),
@@ -392,8 +409,26 @@ impl Parser<'_> {
                 list,
             });
         }
+        for (kw, op) in [
+            ("CONTAINS", TextOp::Contains),
+            ("STARTSWITH", TextOp::StartsWith),
+            ("ENDSWITH", TextOp::EndsWith),
+        ] {
+            if self.keyword(kw) {
+                let Some(Tok::Str(search)) = self.peek().cloned() else {
+                    return self.fail(format!("{kw} takes a string constant"));
+                };
+                self.pos += 1;
+                return Ok(Expr::Text {
+                    op,
+                    negated,
+                    value,
+                    search,
+                });
+            }
+        }
         if negated {
-            return self.fail("expected BETWEEN or IN after NOT");
+            return self.fail("expected BETWEEN, IN, CONTAINS, STARTSWITH or ENDSWITH after NOT");
         }
         match value {
             Operand::Bool(_) | Operand::Prop(_) => Ok(Expr::Truth(value)),
@@ -423,9 +458,19 @@ impl Parser<'_> {
                     Operand::Bool(false)
                 } else if s.eq_ignore_ascii_case("NULL") {
                     Operand::Null
-                } else if ["AND", "OR", "NOT", "BETWEEN", "IN", "IS"]
-                    .iter()
-                    .any(|k| s.eq_ignore_ascii_case(k))
+                } else if [
+                    "AND",
+                    "OR",
+                    "NOT",
+                    "BETWEEN",
+                    "IN",
+                    "IS",
+                    "CONTAINS",
+                    "STARTSWITH",
+                    "ENDSWITH",
+                ]
+                .iter()
+                .any(|k| s.eq_ignore_ascii_case(k))
                 {
                     return self.fail(format!("keyword {s} where a value belongs"));
                 } else {
@@ -579,6 +624,22 @@ fn eval<'s, 'p: 's>(e: &'s Expr, prop: &impl Fn(&str) -> Option<&'p str>) -> Opt
             _ => None,
         },
         Expr::IsNull { negated, value: v } => Some((value(v, prop) == Val::Null) != *negated),
+        Expr::Text {
+            op,
+            negated,
+            value: v,
+            search,
+        } => match value(v, prop) {
+            Val::Text(t) if !search.is_empty() => {
+                let found = match op {
+                    TextOp::Contains => t.contains(search.as_str()),
+                    TextOp::StartsWith => t.starts_with(search.as_str()),
+                    TextOp::EndsWith => t.ends_with(search.as_str()),
+                };
+                Some(found != *negated)
+            }
+            _ => Some(false),
+        },
         Expr::Truth(v) => as_bool(value(v, prop)),
     }
 }
@@ -642,6 +703,29 @@ mod tests {
     }
 
     #[test]
+    fn text_matching_of_5x() {
+        let msg = [("a", "order-created"), ("n", "12")];
+        assert!(m("a CONTAINS 'der-cr'", &msg));
+        assert!(!m("a CONTAINS 'x'", &msg));
+        assert!(m("a NOT CONTAINS 'x'", &msg));
+        assert!(m("a startswith 'order'", &msg));
+        assert!(!m("a STARTSWITH 'created'", &msg));
+        assert!(m("a NOT STARTSWITH 'created'", &msg));
+        assert!(m("a ENDSWITH 'created' AND n > 10", &msg));
+        assert!(!m("a NOT ENDSWITH 'created'", &msg));
+        // Absent property or empty search: false either way, never unknown.
+        for e in [
+            "b CONTAINS 'x'",
+            "b NOT CONTAINS 'x'",
+            "a CONTAINS ''",
+            "a NOT ENDSWITH ''",
+        ] {
+            assert!(!m(e, &msg), "{e}");
+        }
+        assert!(m("NOT (b CONTAINS 'x')", &msg));
+    }
+
+    #[test]
     fn keywords_any_case_quotes_and_dotted_names() {
         let msg = [("order.type", "it's"), ("TAGS", "TagA")];
         assert!(m("order.type = 'it''s' and TAGS in ('TagA')", &msg));
@@ -658,7 +742,8 @@ mod tests {
             ("b = 'abc", 4, "not closed"),
             ("a # 1", 2, "unexpected character"),
             ("a IN (1)", 6, "string constants"),
-            ("a NOT LIKE 'x'", 6, "BETWEEN or IN"),
+            ("a NOT LIKE 'x'", 6, "BETWEEN, IN, CONTAINS"),
+            ("a CONTAINS 5", 11, "string constant"),
             ("5", 1, "comparison"),
             ("a BETWEEN 1 2", 12, "expected AND"),
             ("AND", 0, "keyword"),

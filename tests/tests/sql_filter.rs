@@ -86,6 +86,13 @@ fn sql92_pulls_return_exactly_the_matching_messages() {
     assert_eq!(bodies(&r), ["m3", "m4", "m5"]);
     let r = pull(&mut c, "g_sql", Some("NOT (b = 'odd') AND a < 5"));
     assert_eq!(bodies(&r), ["m2", "m4"]);
+    // 5.x text operators: a starting with 1 and ending with 9 or 3; absent a never matches.
+    let r = pull(
+        &mut c,
+        "g_sql",
+        Some("a STARTSWITH '1' AND (a ENDSWITH '9' OR a ENDSWITH '3') AND b NOT CONTAINS 'ev'"),
+    );
+    assert_eq!(bodies(&r), ["m13", "m19"]);
     // Nothing matches: the client pulls again from past the range.
     let r = pull(&mut c, "g_sql", Some("a > 100"));
     assert_eq!(r.code, response::PULL_RETRY_IMMEDIATELY, "{:?}", r.remark);
