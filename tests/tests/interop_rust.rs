@@ -13,6 +13,31 @@ use ramjet_tests::ops::{self, Pulled};
 use ramjet_tests::ops::{connect, create_topic_on};
 use ramjet_tests::{setup, Broker, BrokerSpec, Conn, Flush};
 
+/// Runs the driver's `roundtrip` command (40 s at most) in a fresh directory named after
+/// `work`, and returns its report.
+fn roundtrip(namesrv: &str, spec: &serde_json::Value, work: &str) -> serde_json::Value {
+    let dir = setup::temp_dir(work);
+    interop::run_rust(
+        "roundtrip",
+        namesrv,
+        spec,
+        Duration::from_secs(40),
+        dir.path(),
+    )
+}
+
+/// The bodies a roundtrip report says were delivered, sorted.
+fn delivered_bodies(out: &serde_json::Value) -> Vec<String> {
+    let mut got: Vec<String> = out["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| d["body"].as_str().unwrap_or("").to_string())
+        .collect();
+    got.sort();
+    got
+}
+
 /// Every message of `topic` (all queues, from offset 0).
 fn all_messages(c: &mut Conn, topic: &str, queues: i32) -> Vec<Pulled> {
     let mut out = Vec::new();
@@ -205,14 +230,7 @@ fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() 
         "fail_first": fail_first,
         "messages": messages,
     });
-    let work = setup::temp_dir("interop-rust-roundtrip");
-    let out = interop::run_rust(
-        "roundtrip",
-        &broker.namesrv(),
-        &spec,
-        Duration::from_secs(40),
-        work.path(),
-    );
+    let out = roundtrip(&broker.namesrv(), &spec, "interop-rust-roundtrip");
     for s in out["sends"].as_array().expect("sends") {
         assert_eq!(s["ok"], true, "send failed: {}", interop::compact(s));
     }
@@ -286,24 +304,11 @@ fn rocketmq_client_rust_push_consumer_with_a_sql92_selector() {
         "sql": "level >= 6 AND region = 'us'",
         "messages": messages,
     });
-    let work = setup::temp_dir("interop-rust-sql");
-    let out = interop::run_rust(
-        "roundtrip",
-        &broker.namesrv(),
-        &spec,
-        Duration::from_secs(40),
-        work.path(),
-    );
+    let out = roundtrip(&broker.namesrv(), &spec, "interop-rust-sql");
     for s in out["sends"].as_array().expect("sends") {
         assert_eq!(s["ok"], true, "send failed: {}", interop::compact(s));
     }
-    let mut got: Vec<String> = out["deliveries"]
-        .as_array()
-        .expect("deliveries")
-        .iter()
-        .map(|d| d["body"].as_str().unwrap_or("").to_string())
-        .collect();
-    got.sort();
+    let got = delivered_bodies(&out);
     assert_eq!(
         got,
         ["sql-10", "sql-11", "sql-7", "sql-8"],
@@ -363,21 +368,8 @@ fn rocketmq_client_rust_consumes_from_the_slave_after_the_master_is_killed() {
         "quiet_ms": 1000,
         "messages": [],
     });
-    let work = setup::temp_dir("interop-rust-slave");
-    let out = interop::run_rust(
-        "roundtrip",
-        &ns.namesrv(),
-        &spec,
-        Duration::from_secs(40),
-        work.path(),
-    );
-    let mut got: Vec<String> = out["deliveries"]
-        .as_array()
-        .expect("deliveries")
-        .iter()
-        .map(|d| d["body"].as_str().unwrap_or("").to_string())
-        .collect();
-    got.sort();
+    let out = roundtrip(&ns.namesrv(), &spec, "interop-rust-slave");
+    let got = delivered_bodies(&out);
     sent.sort();
     // Each acknowledged message once: none lost, none delivered twice.
     assert_eq!(got, sent, "{}", interop::compact(&out));

@@ -454,6 +454,30 @@ pub struct ListenerStats {
     accept_error_log: LogEvery,
 }
 
+/// The next connection of `listener`; `None` once the listener is shut down. Failed accepts
+/// (out of descriptors, say) are logged through `log` with `what` and retried after 10 ms.
+pub(crate) async fn accept_next(
+    listener: &TcpListener,
+    log: &ramjet_core::ratelog::LogEvery,
+    what: &str,
+) -> Option<runtime::TcpStream> {
+    loop {
+        match listener.accept().await {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                let e = std::io::Error::from(e);
+                if runtime::is_listener_shut_down(&e) {
+                    return None;
+                }
+                if let Some(n) = log.due() {
+                    tracing::warn!(error = %e, failures = n, "{what}");
+                }
+                runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 /// Accepts connections forever, serving each with `service`.
 pub async fn serve_listener(
     listener: TcpListener,
@@ -464,19 +488,9 @@ pub async fn serve_listener(
     next_conn_id: Rc<Cell<u64>>,
 ) {
     loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                let e = std::io::Error::from(e);
-                if runtime::is_listener_shut_down(&e) {
-                    return;
-                }
-                if let Some(n) = stats.accept_error_log.due() {
-                    tracing::warn!(error = %e, failures = n, "accept failed");
-                }
-                runtime::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
+        let Some(stream) = accept_next(&listener, &stats.accept_error_log, "accept failed").await
+        else {
+            return;
         };
         if stats.open_connections.get() >= opts.max_connections {
             stats.refused_total.set(stats.refused_total.get() + 1);

@@ -158,13 +158,7 @@ impl OffsetStore {
 
     /// The next snapshot's number and the file's bytes for the current table.
     fn snapshot(&self) -> (u64, Vec<u8>) {
-        let mut file = OffsetFile::default();
-        for (key, q, o) in self.entries() {
-            file.offset_table
-                .entry(key)
-                .or_default()
-                .insert(q.to_string(), o);
-        }
+        let file = self.file();
         self.generation.set(self.generation.get() + 1);
         // Serializing a map of strings and integers cannot fail.
         let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
@@ -174,6 +168,11 @@ impl OffsetStore {
     /// RocketMQ's ConsumerOffsetSerializeWrapper (GET_ALL_CONSUMER_OFFSET body): the same
     /// JSON as the file.
     pub fn wrapper_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.file()).unwrap_or_default()
+    }
+
+    /// The table in the file's (and the wire's) shape.
+    fn file(&self) -> OffsetFile {
         let mut file = OffsetFile::default();
         for (key, q, o) in self.entries() {
             file.offset_table
@@ -181,7 +180,7 @@ impl OffsetStore {
                 .or_default()
                 .insert(q.to_string(), o);
         }
-        serde_json::to_vec(&file).unwrap_or_default()
+        file
     }
 
     /// A slave takes its master's offsets (GET_ALL_CONSUMER_OFFSET body): every entry the

@@ -14,18 +14,12 @@ use crate::runtime::{self, TcpListener, TcpStream};
 
 /// Accepts slaves until the listener is shut down.
 pub async fn serve(b: Rc<Broker>, listener: TcpListener) {
+    let errors = ramjet_core::ratelog::LogEvery::default();
     loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                let e = std::io::Error::from(e);
-                if runtime::is_listener_shut_down(&e) {
-                    return;
-                }
-                tracing::warn!(shard = b.index, error = %e, "HA accept failed");
-                runtime::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some(stream) =
+            crate::broker::conn::accept_next(&listener, &errors, "HA accept failed").await
+        else {
+            return;
         };
         let _ = stream.set_nodelay(true);
         HaCounters::add(&b.ha.counters.connections, 1);
