@@ -60,7 +60,12 @@ async fn connection(b: Rc<Broker>, stream: TcpStream) {
     // Ends the reader's pending read too.
     runtime::shutdown_listener(fd);
     let _ = reports.await;
-    tracing::info!(shard = b.index, slave = %peer, acked = link.acked.get(), reason = %why, "slave disconnected");
+    if link.start.get().is_some() {
+        tracing::info!(shard = b.index, slave = %peer, acked = link.acked.get(), reason = %why, "slave disconnected");
+    } else {
+        // Refused or silent before its first report (logged above, rate-limited).
+        tracing::debug!(shard = b.index, slave = %peer, reason = %why, "slave connection closed");
+    }
 }
 
 /// Reads the slave's 8-byte offset reports; the last whole one of each read counts.
