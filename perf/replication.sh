@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cost of master/slave replication on the send path (docs/replication.md), as ratios of runs
 # made next to each other: a master alone, a master with a slave under
-# `broker.replication = async`, and with `replication = sync` (each send answered once the
-# slave confirmed it). 100 B messages, batch 1: closed loop (max throughput, 4 producers) and
+# `broker.replication = async`, with `replication = sync` (each send answered once the
+# slave confirmed it), and `sync-durable` (the same with `slave_ack_after_flush` on the slave:
+# it confirms after its own fdatasync). 100 B messages, batch 1: closed loop (max throughput, 4 producers) and
 # open loop at RATE msg/s (latency). `store.flush = async` on both sides, so the disk's fsync
 # does not hide the replication round trip.
 #
@@ -33,18 +34,21 @@ W=$(mktemp -d /tmp/ramjet-repl.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
 NS=127.0.0.1:19876
 
-start() { # mode: none | async | sync
+start() { # mode: none | async | sync | sync-durable (sync, slave_ack_after_flush on the slave)
   rm -rf "$W/m" "$W/s"
   local repl=$1
   [ "$repl" = none ] && repl=async
+  [ "$repl" = sync-durable ] && repl=sync
+  printf '[broker]\nslave_ack_after_flush = %s\n' \
+    "$([ "$1" = sync-durable ] && echo true || echo false)" > "$W/s.toml"
   $R start --shards 1 --cpus "$MASTER_CPU" --data-dir "$W/m" --port 19911 --listen-ip 127.0.0.1 \
     --namesrv-listen $NS --replication "$repl" > "$W/m.log" 2>&1 &
   MP=$!
   until grep -qs '^ramjet: ready' "$W/m.log"; do sleep 0.1; done
   SP=
   if [ "$1" != none ]; then
-    $R broker --shards 1 --cpus "$SLAVE_CPU" --data-dir "$W/s" --port 19921 --listen-ip 127.0.0.1 \
-      --namesrv $NS --role slave > "$W/s.log" 2>&1 &
+    $R broker --config "$W/s.toml" --shards 1 --cpus "$SLAVE_CPU" --data-dir "$W/s" --port 19921 \
+      --listen-ip 127.0.0.1 --namesrv $NS --role slave > "$W/s.log" 2>&1 &
     SP=$!
     until $R admin status --namesrv $NS 2>/dev/null | grep -q 'ramjet.haSlaves *1'; do sleep 0.1; done
   fi
@@ -115,10 +119,10 @@ if [ "${1:-}" = catchup ]; then
   exit 0
 fi
 for _ in $(seq "$ROUNDS"); do
-  for mode in none async sync; do
+  for mode in none async sync sync-durable; do
     run $mode max produce --topic RP --queues 8 --size 100 --batch 1 --producers 4 --duration 6 --warmup 2
   done
-  for mode in none async sync; do
+  for mode in none async sync sync-durable; do
     # shellcheck disable=SC2086
     run $mode "rate-$RATE" produce --topic RP --queues 8 --size 100 --batch 1 --rate "$RATE" \
       --duration 8 --warmup 2 $RATE_FLAGS

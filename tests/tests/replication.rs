@@ -11,6 +11,8 @@
 //!   copies the master's topics and consumer offsets.
 //! - A slave SIGKILLed while it replicates recovers its store, reconnects, and ends with the
 //!   master's records.
+//! - With `slave_ack_after_flush` on the slave, every send a sync master acknowledged survives
+//!   SIGKILL of both master and slave: the slave confirmed it from its disk.
 //! - A master that lost records it had sent (SIGKILLed with them unflushed) refuses its
 //!   slave, which holds more than the master now: it cannot count as a copy.
 //! - A slave restarted as master (`role = "master"` on its data directory) takes sends where
@@ -696,4 +698,48 @@ fn a_slave_restarted_as_master_takes_sends_where_its_copy_ends() {
     want_bodies.push(b"after".to_vec());
     assert_eq!(bodies, want_bodies);
     assert_eq!(committed(&mut pc), Some(40));
+}
+
+#[test]
+fn with_slave_ack_after_flush_acknowledged_sends_survive_killing_master_and_slave() {
+    let ns = Broker::start(BrokerSpec::namesrv_only());
+    let mut m = master(&ns, true, "");
+    let mut sspec = BrokerSpec::broker_only(ns.namesrv_addr(), NAME).shards(SHARDS);
+    // Without this key the same run loses acknowledged sends: the slave confirms what it
+    // appended, and its flush had not run when it was killed (checked when the key came in).
+    sspec.broker_toml = format!("{HA_TOML}role = \"slave\"\nslave_ack_after_flush = true\n");
+    let mut s = Broker::start(sspec);
+    let topic = "rep_durable";
+    ops::create_topic_on(&m, topic, QUEUES);
+    wait_slaves(&m);
+    wait_topic_on(&s, 0, topic);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut c = ops::connect(m.shard_addr(0));
+    let mut acked = Vec::new();
+    for seq in 0..300u64 {
+        let q = (seq % QUEUES as u64) as i32;
+        let body = body_for("d", seq, &mut rng);
+        let ok = ops::send(&mut c, topic, q, &OutMessage::new(body.clone()))
+            .unwrap_or_else(|e| panic!("send: {e}"))
+            .expect_ok("sync send");
+        acked.push((q, ok.queue_offset, body));
+    }
+    // Both processes die at once; neither flushes on the way out.
+    m.kill();
+    s.kill();
+    s.restart();
+    let mut sc = ops::connect(s.shard_addr(0));
+    let mut on_disk = HashMap::new();
+    for q in 0..QUEUES as i32 {
+        for p in ops::pull_all(&mut sc, "rep_durable_g", topic, q, 0, WAIT) {
+            on_disk.insert((q, p.queue_offset), p.body);
+        }
+    }
+    for (q, off, body) in &acked {
+        assert_eq!(
+            on_disk.get(&(*q, *off)),
+            Some(body),
+            "acknowledged send at queue {q} offset {off} is not on the restarted slave"
+        );
+    }
 }

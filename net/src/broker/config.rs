@@ -176,6 +176,10 @@ pub struct BrokerSection {
     /// `suggestWhichBrokerId = 1`, sending such consumers to its slave (RocketMQ's
     /// `slaveReadEnable`).
     pub slave_read_enable: bool,
+    /// A slave confirms an offset only once its own flush has written and fdatasync'ed the
+    /// records below it (RocketMQ's slave confirms what it appended). With `replication =
+    /// sync` on the master, an acknowledged message is then on the slave's disk.
+    pub slave_ack_after_flush: bool,
 }
 
 impl Default for BrokerSection {
@@ -231,6 +235,7 @@ impl Default for BrokerSection {
             ha_max_gap_bytes: 256 * 1024 * 1024,
             slave_sync_interval_ms: 10_000,
             slave_read_enable: false,
+            slave_ack_after_flush: false,
         }
     }
 }

@@ -141,10 +141,14 @@ pub struct ShardPorts {
 
 pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
     let s = &cfg.store;
+    // A slave that confirms only what it fdatasync'ed waits for every flush like a sync
+    // store: it gets the pipelined group commit and zero-filled segments (measured in session
+    // 31: 400k against 320-330k msg/s through the master, p50 0.67 against 1.09 ms at 50k/s).
+    let sync = s.flush == "sync" || (cfg.is_slave() && cfg.broker.slave_ack_after_flush);
     StoreConfig {
         dir,
         segment_size_bytes: s.segment_size_bytes,
-        flush: if s.flush == "sync" {
+        flush: if sync {
             FlushMode::Sync
         } else {
             FlushMode::Async
@@ -189,7 +193,7 @@ pub(crate) fn store_config(cfg: &Config, dir: PathBuf) -> StoreConfig {
             // "auto": zeros where a sync append waits for the fdatasync (no extent conversion
             // on the acknowledgement path), extents reserved where nobody waits for it (each
             // byte reaches the disk once instead of twice).
-            None if s.flush == "sync" => Preallocate::Zero,
+            None if sync => Preallocate::Zero,
             None => Preallocate::Fallocate,
         },
         ..StoreConfig::default()

@@ -99,7 +99,7 @@ async fn session(
 ) -> Result<std::convert::Infallible, SessionEnd> {
     let idle = Duration::from_millis(b.cfg.broker.ha_housekeeping_interval_ms);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES * 2);
-    report(&mut stream, b.store.end_offset()).await?;
+    report(&mut stream, confirmable(b).await?).await?;
     loop {
         // Take every whole transfer buffered.
         let mut at = 0usize;
@@ -129,7 +129,7 @@ async fn session(
         }
         buf.drain(..at);
         if took {
-            report(&mut stream, b.store.end_offset()).await?;
+            report(&mut stream, confirmable(b).await?).await?;
         }
         let len = buf.len();
         buf.resize(len + READ_BYTES, 0);
@@ -168,6 +168,25 @@ async fn append(b: &Broker, mut offset: u64, mut data: &[u8]) -> Result<(), Sess
         }
     }
     Ok(())
+}
+
+/// The offset this slave confirms: the end of what it appended (RocketMQ's slave), or with
+/// `broker.slave_ack_after_flush` the end of what is on its disk, after a flush that covers
+/// everything appended so far (transfers read together share it).
+async fn confirmable(b: &Broker) -> Result<u64, SessionEnd> {
+    let end = b.store.end_offset();
+    if !b.cfg.broker.slave_ack_after_flush {
+        return Ok(end);
+    }
+    match b.store.wait_durable(end).await {
+        Ok(()) => Ok(end),
+        Err(StoreError::ShutDown) => Err(SessionEnd::Lost("store shut down".into())),
+        // Keep the connection: the confirmed point stays where it was until a flush works.
+        Err(e) => {
+            tracing::warn!(shard = b.index, error = %e, "slave flush failed; confirming only what is on disk");
+            Ok(b.store.durable_offset())
+        }
+    }
 }
 
 async fn report(stream: &mut TcpStream, offset: u64) -> Result<(), SessionEnd> {
