@@ -40,6 +40,7 @@ use rocketmq_client_rust::{
     TransactionMQProducer,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_builder::MessageBuilder;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
@@ -133,6 +134,16 @@ fn arg(args: &[String], name: &str) -> String {
     args[i + 1].clone()
 }
 
+/// A message of `topic` with `body`, tagged `tags` unless empty.
+fn message(topic: &str, body: &str, tags: &str) -> MessageBuilder {
+    let b = Message::builder().topic(topic).body_slice(body.as_bytes());
+    if tags.is_empty() {
+        b
+    } else {
+        b.tags(tags)
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -209,13 +220,7 @@ async fn transaction(
     producer.start().await.expect("producer start");
     let mut sends = Vec::new();
     for item in &spec.messages {
-        let mut b = Message::builder()
-            .topic(spec.topic.as_str())
-            .body_slice(item.body.as_bytes());
-        if !item.tags.is_empty() {
-            b = b.tags(item.tags.as_str());
-        }
-        let msg = b.build_unchecked();
+        let msg = message(&spec.topic, &item.body, &item.tags).build_unchecked();
         let r = producer
             .send_message_in_transaction::<(), _>(msg, None)
             .await;
@@ -358,12 +363,7 @@ async fn roundtrip(
     producer.start().await.expect("producer start");
     let mut sends = Vec::new();
     for item in &spec.messages {
-        let mut b = Message::builder()
-            .topic(spec.topic.as_str())
-            .body_slice(item.body.as_bytes());
-        if !item.tags.is_empty() {
-            b = b.tags(item.tags.as_str());
-        }
+        let mut b = message(&spec.topic, &item.body, &item.tags);
         if item.delay_level > 0 {
             b = b.delay_level(item.delay_level);
         }
