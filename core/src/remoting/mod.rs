@@ -40,3 +40,6 @@ pub use limits::{
     CodecLimits, DEFAULT_MAX_BATCH_COUNT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAME_BYTES,
     LENGTH_PREFIX_BYTES, MAX_HEADER_BYTES,
 };
+
+/// Prefix of a consumer group's retry topic (`%RETRY%<group>`).
+pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";

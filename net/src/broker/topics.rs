@@ -15,7 +15,7 @@ pub const TOPICS_FILE: &str = "topics.json";
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
 pub const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
 pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
-pub const RETRY_PREFIX: &str = "%RETRY%";
+pub const RETRY_PREFIX: &str = ramjet_core::remoting::RETRY_GROUP_TOPIC_PREFIX;
 pub const DLQ_PREFIX: &str = "%DLQ%";
 /// Topics producers may not send to (RocketMQ system topics with their own writers).
 pub const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [

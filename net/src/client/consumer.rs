@@ -54,7 +54,7 @@ const FLOW_CONTROL_BACKOFF: Duration = Duration::from_millis(20);
 const FLOW_CONTROL_PAUSE: Duration = Duration::from_millis(50);
 
 /// Prefix of a consumer group's retry topic (`%RETRY%<group>`).
-pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+pub use ramjet_core::remoting::RETRY_GROUP_TOPIC_PREFIX;
 
 /// A consumed message (decoded from the stored record the broker sent).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
