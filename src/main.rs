@@ -99,6 +99,10 @@ struct BrokerFlags {
     /// [broker.ha_master_address].
     #[arg(long)]
     ha_master: Option<String>,
+    /// Turn ACL on with this accounts file in RocketMQ's plain_acl.yml format
+    /// [broker.acl_enable = true, broker.acl_file].
+    #[arg(long, value_name = "FILE")]
+    acl: Option<String>,
 }
 
 #[derive(Args)]
@@ -155,6 +159,10 @@ fn apply_broker_flags(cfg: &mut Config, f: &BrokerFlags) {
     }
     if let Some(v) = &f.ha_master {
         b.ha_master_address = v.clone();
+    }
+    if let Some(v) = &f.acl {
+        b.acl_enable = true;
+        b.acl_file = v.clone();
     }
     if let Some(v) = f.shards {
         b.shards = v;
@@ -250,11 +258,14 @@ fn run(cli: Cli) -> Result<(), String> {
     runtime::block_shutdown_signals();
     let flush = cfg.store.flush.clone();
     let cluster = cfg.broker.cluster.clone();
-    let role = if cfg.is_slave() {
+    let mut role = if cfg.is_slave() {
         format!("slave (id {})", cfg.broker_id())
     } else {
         format!("master, {} replication", cfg.broker.replication)
     };
+    if cfg.broker.acl_enable && roles.broker {
+        role.push_str(&format!(", ACL from {}", cfg.acl_file().display()));
+    }
     let mut server = Server::start(cfg, roles).map_err(|e| e.to_string())?;
     if let Some(a) = server.namesrv {
         println!("ramjet: name server listening on {a}");

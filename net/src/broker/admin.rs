@@ -211,6 +211,15 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     );
     put("ramjet.haSyncs", hc.syncs.get().to_string());
     put("ramjet.haColdReads", hc.cold_reads.get().to_string());
+    if let Some(acl) = &b.acl {
+        put("ramjet.aclAccounts", acl.accounts().to_string());
+        put("ramjet.aclDenied", acl.denied.get().to_string());
+        put("ramjet.aclReloads", acl.reloads.get().to_string());
+        put(
+            "ramjet.aclReloadFailures",
+            acl.reload_failures.get().to_string(),
+        );
+    }
     put("ramjet.msgsPutFailed", c.msgs_put_failed.get().to_string());
     put("ramjet.sendsHeld", c.sends_held.get().to_string());
     let tx = &b.transactions;

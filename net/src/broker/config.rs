@@ -180,6 +180,15 @@ pub struct BrokerSection {
     /// records below it (RocketMQ's slave confirms what it appended). With `replication =
     /// sync` on the master, an acknowledged message is then on the slave's disk.
     pub slave_ack_after_flush: bool,
+    /// RocketMQ's ACL 1.0 (`aclEnable`): every request must be signed by an account of
+    /// `acl_file` (or come from a white-listed address) and hold the permissions its topic and
+    /// group need; others are answered SYSTEM_ERROR with the reason (docs/acl.md).
+    pub acl_enable: bool,
+    /// The accounts file in RocketMQ's `plain_acl.yml` format; empty: `<data_dir>/plain_acl.yml`.
+    pub acl_file: String,
+    /// How often each shard looks at `acl_file`'s modification time and size, and loads it
+    /// again when they changed (0: never; RocketMQ watches it every 500 ms).
+    pub acl_reload_interval_ms: u64,
 }
 
 impl Default for BrokerSection {
@@ -236,6 +245,9 @@ impl Default for BrokerSection {
             slave_sync_interval_ms: 10_000,
             slave_read_enable: false,
             slave_ack_after_flush: false,
+            acl_enable: false,
+            acl_file: String::new(),
+            acl_reload_interval_ms: 1_000,
         }
     }
 }
@@ -538,6 +550,13 @@ impl Config {
                 "replication_timeout_ms and slave_sync_interval_ms must be above 0",
             );
         }
+        if self.broker.acl_reload_interval_ms != 0 && self.broker.acl_reload_interval_ms < 10 {
+            return inv(
+                "broker.acl_reload_interval_ms",
+                self.broker.acl_reload_interval_ms.to_string(),
+                "expected 0 (never reload) or at least 10 ms",
+            );
+        }
         if !matches!(self.store.io_mode.as_str(), "direct" | "buffered") {
             return inv(
                 "store.io_mode",
@@ -716,6 +735,15 @@ impl Config {
     }
 
     /// Main port of shard `i`.
+    /// The ACL accounts file (`broker.acl_file`, else `<data_dir>/plain_acl.yml`).
+    pub fn acl_file(&self) -> PathBuf {
+        if self.broker.acl_file.is_empty() {
+            self.broker.data_dir.join("plain_acl.yml")
+        } else {
+            PathBuf::from(&self.broker.acl_file)
+        }
+    }
+
     /// Whether this broker is a slave (`broker.role = "slave"`).
     pub fn is_slave(&self) -> bool {
         self.broker.role == "slave"

@@ -3,6 +3,7 @@
 //! consumer offsets, long polling and client registry. [`server`] starts whole processes
 //! (`ramjet start` / `broker` / `namesrv`).
 
+pub mod acl;
 pub mod admin;
 pub mod clients;
 pub mod coalesce;

@@ -33,6 +33,8 @@ pub enum ServerError {
     Shard(#[from] ShardError),
     #[error("the broker needs at least one name server address (--namesrv HOST:PORT)")]
     NoNamesrv,
+    #[error("broker.acl_enable is on, but {0} (the format: docs/acl.md; or set broker.acl_file)")]
+    Acl(String),
     #[error("executor {0} stopped before reporting that it started")]
     Lost(String),
 }
@@ -58,6 +60,10 @@ impl Server {
     /// Starts the roles and waits until every listener is bound (or something failed).
     pub fn start(mut cfg: Config, roles: Roles) -> Result<Server, ServerError> {
         cfg.validate()?;
+        if roles.broker && cfg.broker.acl_enable {
+            // Before anything is bound or opened: each shard loads the file again for itself.
+            super::acl::Acl::open(cfg.acl_file()).map_err(ServerError::Acl)?;
+        }
         runtime::keep_heap_mapped();
         let shards = if roles.broker {
             if cfg.broker.shards == 0 {

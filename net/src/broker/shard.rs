@@ -59,6 +59,8 @@ pub enum ShardError {
         shard: usize,
         source: super::transaction::TransactionError,
     },
+    #[error("shard {shard}: broker.acl_enable is on, but {message} (the format: docs/acl.md; or set broker.acl_file)")]
+    Acl { shard: usize, message: String },
     #[error("shard {shard}: cannot listen on {addr}: {message} (is another broker running? change broker.base_port)")]
     Bind {
         shard: usize,
@@ -120,6 +122,8 @@ pub struct Broker {
     pub sync_acks: super::syncack::SyncAcks,
     /// Master/slave replication of this shard.
     pub ha: Rc<super::ha::Replication>,
+    /// The ACL every request passes (`broker.acl_enable`).
+    pub acl: Option<super::acl::Acl>,
     /// Rate limit of the "send refused: disk full" warning (a full disk refuses every send;
     /// a line per send would flood the log at the send rate).
     pub(crate) disk_full_warn: ramjet_core::ratelog::LogEvery,
@@ -290,6 +294,16 @@ impl Broker {
             listeners.push(l);
             ha_addr = Some(a);
         }
+        let acl = if cfg.broker.acl_enable {
+            Some(
+                super::acl::Acl::open(cfg.acl_file()).map_err(|message| ShardError::Acl {
+                    shard: index,
+                    message,
+                })?,
+            )
+        } else {
+            None
+        };
         let broker_name = format!("{}-s{index}", cfg.broker.name);
         let addr = SocketAddr::new(cfg.advertise_ip(), main_addr.port());
         let registrar = Registrar::new(cfg.broker.namesrv_addrs.clone());
@@ -320,6 +334,7 @@ impl Broker {
             rr_queue: Cell::new(0),
             sync_acks: super::syncack::SyncAcks::default(),
             ha,
+            acl,
             disk_full_warn: ramjet_core::ratelog::LogEvery::default(),
             me: me.clone(),
         });
@@ -400,11 +415,20 @@ impl Broker {
         let persist_every =
             Duration::from_millis(self.cfg.broker.offset_persist_interval_ms.max(100));
         let scan_every = Duration::from_secs(10);
+        let acl_every = Duration::from_millis(self.cfg.broker.acl_reload_interval_ms);
         let (mut since_persist, mut since_scan) = (Duration::ZERO, Duration::ZERO);
+        let mut since_acl = Duration::ZERO;
         while !stop() {
             runtime::sleep(tick).await;
             since_persist += tick;
             since_scan += tick;
+            since_acl += tick;
+            if let Some(acl) = &self.acl {
+                if !acl_every.is_zero() && since_acl >= acl_every {
+                    since_acl = Duration::ZERO;
+                    acl.reload_if_changed();
+                }
+            }
             if since_persist >= persist_every {
                 since_persist = Duration::ZERO;
                 self.transactions.persist(&self).await;
@@ -462,6 +486,17 @@ impl Broker {
 
 impl Service for Broker {
     fn handle(&self, conn: &Rc<Conn>, req: &CommandView<'_>) {
+        if let Some(acl) = &self.acl {
+            if let Err(why) = acl.check(conn.peer().ip(), req) {
+                // What a 4.x broker answers (its RPC hook throws AclException).
+                conn.respond_error(
+                    req,
+                    ResponseCode::SYSTEM_ERROR,
+                    &format!("AclException: {why}"),
+                );
+                return;
+            }
+        }
         if self.ha.is_slave()
             && matches!(
                 req.code,
