@@ -30,8 +30,8 @@ use ramjet_core::remoting::headers::{
     PullMessageRequestHeader, PullMessageResponseHeader, PullSysFlag,
 };
 use ramjet_core::remoting::{
-    decode_frame, encode_frame, CodecLimits, CommandView, FrameDecode, FrameHead, RequestCode,
-    ResponseCode, SerializeType,
+    decode_frame, CodecLimits, CommandView, FrameDecode, FrameHead, RequestCode, ResponseCode,
+    SerializeType,
 };
 use ramjet_net::client::MessageQueue;
 
@@ -105,6 +105,8 @@ pub struct Settings<'a> {
     /// Sends are half messages: each acknowledged one is ended with END_TRANSACTION
     /// (oneway) with this state (8 commit, 12 rollback).
     pub end_transaction: Option<i32>,
+    /// Requests are signed (ACL).
+    pub signing: Option<&'a raw::Signing>,
 }
 
 /// The schedule and the clock translation of a run (see `runner::Timing`).
@@ -404,12 +406,13 @@ pub fn run(
                 let born_ms = (sched.epoch_us(now) / 1000) as i64;
                 let (code, header) = raw::send_header(s.producer_group, mq, &p.template, born_ms);
                 let opaque = conn.opaque();
-                if let Err(e) = encode_frame(
+                if let Err(e) = raw::encode_request(
                     &mut conn.out,
                     s.serialize,
                     &FrameHead::request(code, opaque),
                     &header.v2(),
                     p.template.body(),
+                    s.signing,
                 ) {
                     tracing::debug!(error = %e, "send not encoded");
                     if measured {
@@ -469,7 +472,9 @@ pub fn run(
             };
             let opaque = conn.opaque();
             let head = FrameHead::request(RequestCode::PULL_MESSAGE, opaque);
-            if let Err(e) = encode_frame(&mut conn.out, s.serialize, &head, &h, &[]) {
+            if let Err(e) =
+                raw::encode_request(&mut conn.out, s.serialize, &head, &h, &[], s.signing)
+            {
                 tracing::warn!(error = %e, queue = ?p.mq, "pull not encoded");
                 sinks.consume.record_error();
                 p.retry_at = Some(now + s.pull_retry);
@@ -607,6 +612,7 @@ pub fn run(
                                                 s.producer_group,
                                                 &view,
                                                 state,
+                                                s.signing,
                                             ) {
                                                 malformed += 1;
                                             }

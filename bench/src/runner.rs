@@ -202,8 +202,11 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
             args.topic.clone(),
             args.cluster.clone(),
         );
+        let credentials = args.credentials();
         block_on(None, async move {
-            let client = Client::new(ClientConfig::new(&ns)?);
+            let mut cfg = ClientConfig::new(&ns)?;
+            cfg.credentials = credentials;
+            let client = Client::new(cfg);
             let admin = Admin::new(client.clone());
             let masters = admin
                 .create_topic(&TopicSpec::new(topic.clone(), q), cluster.as_deref())
@@ -441,6 +444,7 @@ async fn worker(
             crate::args::Serialize::Rocketmq => SerializeType::RocketMq,
             crate::args::Serialize::Json => SerializeType::Json,
         };
+        cfg.credentials = args.credentials();
         clients.push(Client::new(cfg));
     }
     let stop_reporting = Rc::new(std::cell::Cell::new(false));
@@ -739,7 +743,12 @@ async fn raw_load(
         )?;
         producers.push(engine::ProducerPlan { template, targets });
     }
+    let signing = match (&args.access_key, &args.secret_key) {
+        (Some(ak), Some(sk)) => Some(raw::Signing::new(ak, sk)),
+        _ => None,
+    };
     let settings = engine::Settings {
+        signing: signing.as_ref(),
         serialize: clients[0].config().serialize_type,
         producer_group: PRODUCER_GROUP,
         consumer_group: &args.group,

@@ -15,6 +15,8 @@ pub struct AdminArgs {
     /// Name servers `host:port[;host:port]` (default: $NAMESRV_ADDR, else 127.0.0.1:9876).
     #[arg(long, global = true)]
     pub namesrv: Option<String>,
+    #[command(flatten)]
+    pub acl: super::AclFlags,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -99,7 +101,7 @@ fn out(text: String) -> Result<(), CliError> {
 
 /// Run `ramjet admin ...`.
 pub fn run_admin(args: AdminArgs) -> Result<(), CliError> {
-    let cfg = client_config(args.namesrv.as_deref())?;
+    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
     let text = run_on_executor(async move {
         let admin = Admin::new(Client::new(cfg));
         admin_text(&admin, &args).await

@@ -23,6 +23,8 @@ pub struct ConsumeArgs {
     /// Name servers `host:port[;host:port]` (default: $NAMESRV_ADDR, else 127.0.0.1:9876).
     #[arg(long)]
     pub namesrv: Option<String>,
+    #[command(flatten)]
+    pub acl: super::AclFlags,
     #[arg(long, short)]
     pub topic: String,
     /// Tag filter: `*` or `TagA || TagB`.
@@ -98,7 +100,7 @@ pub fn run_consume(args: ConsumeArgs) -> Result<(), CliError> {
     } else {
         ConsumeFrom::Last
     };
-    let cfg = client_config(args.namesrv.as_deref())?;
+    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
     run_on_executor(async move {
         let client = Client::new(cfg);
         let route = client.fetch_route(&args.topic).await?;

@@ -44,8 +44,34 @@ pub fn namesrv_from(flag: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_NAMESRV.to_string())
 }
 
-fn client_config(flag: Option<&str>) -> Result<ClientConfig, CliError> {
-    Ok(ClientConfig::new(&namesrv_from(flag))?)
+/// ACL credentials of the client commands (brokers with `broker.acl_enable`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AclFlags {
+    /// ACL access key to sign requests with [env RAMJET_ACCESS_KEY].
+    #[arg(long, global = true, env = "RAMJET_ACCESS_KEY")]
+    pub access_key: Option<String>,
+    /// ACL secret key of --access-key [env RAMJET_SECRET_KEY].
+    #[arg(long, global = true, env = "RAMJET_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+}
+
+impl AclFlags {
+    pub fn credentials(&self) -> Result<Option<crate::client::Credentials>, CliError> {
+        match (&self.access_key, &self.secret_key) {
+            (None, None) => Ok(None),
+            (Some(ak), Some(sk)) => Ok(Some(crate::client::Credentials::new(ak, sk))),
+            _ => Err(CliError::Usage(
+                "--access-key and --secret-key go together (or RAMJET_ACCESS_KEY and RAMJET_SECRET_KEY)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+fn client_config(flag: Option<&str>, acl: &AclFlags) -> Result<ClientConfig, CliError> {
+    let mut cfg = ClientConfig::new(&namesrv_from(flag))?;
+    cfg.credentials = acl.credentials()?;
+    Ok(cfg)
 }
 
 /// Run `fut` on a fresh executor on this thread.

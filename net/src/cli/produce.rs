@@ -18,6 +18,8 @@ pub struct ProduceArgs {
     /// Name servers `host:port[;host:port]` (default: $NAMESRV_ADDR, else 127.0.0.1:9876).
     #[arg(long)]
     pub namesrv: Option<String>,
+    #[command(flatten)]
+    pub acl: super::AclFlags,
     #[arg(long, short)]
     pub topic: String,
     /// Message bodies; none: read one message per line from standard input.
@@ -97,7 +99,7 @@ pub fn run_produce(args: ProduceArgs) -> Result<(), CliError> {
             "--ordered routes by --keys: give --keys too".into(),
         ));
     }
-    let cfg = client_config(args.namesrv.as_deref())?;
+    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
     // Lines from stdin come through a channel so the executor never blocks on a read.
     let (tx, rx) = mpsc::channel::<Result<String, std::io::Error>>();
     let from_stdin = args.messages.is_empty();

@@ -6,6 +6,8 @@ use super::message::MessageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    #[error("cannot sign the request (ACL): {0}")]
+    Acl(String),
     #[error(
         "cannot connect to {addr}: {source}; check that the server runs and the address is right"
     )]
@@ -27,7 +29,7 @@ pub enum ClientError {
     },
     #[error("cannot encode request code {code}: {source}")]
     Encode { code: i32, source: EncodeError },
-    #[error("{addr} answered request code {request_code} with {} ({code}): {remark}", response_code_name(*.code))]
+    #[error("{addr} answered request code {request_code} with {} ({code}): {remark}{}", response_code_name(*.code), acl_hint(remark))]
     Broker {
         addr: String,
         request_code: i32,
@@ -131,5 +133,20 @@ pub fn response_code_name(code: i32) -> &'static str {
         ResponseCode::CONSUMER_NOT_ONLINE => "CONSUMER_NOT_ONLINE",
         215 => "FLOW_CONTROL",
         _ => "error",
+    }
+}
+
+/// What to do about a refusal of the broker's ACL (docs/acl.md).
+fn acl_hint(remark: &str) -> &'static str {
+    if remark.starts_with("AclException: No accessKey")
+        || remark.starts_with("AclException: Check signature")
+        || remark.starts_with("AclException: No acl config")
+    {
+        " (the broker checks ACL: sign with the keys of an account in its ACL file, \
+         e.g. --access-key/--secret-key or RAMJET_ACCESS_KEY/RAMJET_SECRET_KEY)"
+    } else if remark.starts_with("AclException: ") {
+        " (the account lacks this permission in the broker's ACL file)"
+    } else {
+        ""
     }
 }

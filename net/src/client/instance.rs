@@ -42,6 +42,8 @@ pub struct ClientConfig {
     /// `Json` (the Java client's default). Binary costs the broker about a tenth of the
     /// instructions to decode (perf/results/core-2026-11-23.md).
     pub serialize_type: SerializeType,
+    /// ACL credentials to sign every request with (brokers with `acl_enable`).
+    pub credentials: Option<transport::Credentials>,
 }
 
 impl ClientConfig {
@@ -63,6 +65,7 @@ impl ClientConfig {
             instance_name: format!("{}#{}", std::process::id(), nanos),
             client_ip: local_ip(),
             serialize_type: SerializeType::RocketMq,
+            credentials: None,
         })
     }
 }
@@ -217,10 +220,11 @@ impl Client {
         if let Some(c) = self.live_connection(addr) {
             return Ok(c);
         }
-        let conn = Connection::connect(
+        let conn = Connection::connect_with(
             addr,
             self.inner.config.connect_timeout,
             self.inner.config.serialize_type,
+            self.inner.config.credentials.clone(),
         )
         .await?;
         conn.set_request_handler(self.request_handler());

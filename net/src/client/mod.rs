@@ -16,7 +16,7 @@ pub mod transport;
 pub use error::ClientError;
 pub use message::Message;
 pub use queue::MessageQueue;
-pub use transport::Connection;
+pub use transport::{Connection, Credentials};
 pub mod instance;
 pub mod producer;
 

@@ -27,6 +27,46 @@ use ramjet_core::remoting::{
 
 use super::error::ClientError;
 
+/// ACL credentials a client signs its requests with (RocketMQ's `SessionCredentials` with an
+/// `AclClientRPCHook`): `AccessKey`, an optional `SecurityToken` and the `Signature` of the
+/// whole request are added to every request's ext fields.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub access_key: String,
+    pub security_token: Option<String>,
+    signer: ramjet_core::acl::Signer,
+}
+
+impl Credentials {
+    pub fn new(access_key: &str, secret_key: &str) -> Credentials {
+        Credentials {
+            access_key: access_key.to_string(),
+            security_token: None,
+            signer: ramjet_core::acl::Signer::new(secret_key),
+        }
+    }
+
+    /// The ext fields of a request with `header` and `body`, signed.
+    fn signed_fields<H: EncodeHeader + ?Sized>(
+        &self,
+        header: &H,
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, ramjet_core::acl::SignError> {
+        let mut cmd = RemotingCommand::default();
+        cmd.set_header(header);
+        let mut fields = cmd.ext_fields;
+        fields.push((ramjet_core::acl::ACCESS_KEY.into(), self.access_key.clone()));
+        if let Some(t) = &self.security_token {
+            fields.push((ramjet_core::acl::SECURITY_TOKEN.into(), t.clone()));
+        }
+        let sig = self
+            .signer
+            .sign(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())), body)?;
+        fields.push((ramjet_core::acl::SIGNATURE.into(), sig.as_str().to_string()));
+        Ok(fields)
+    }
+}
+
 /// Receive buffer start size; grows to the largest frame seen.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Default connect timeout.
@@ -50,6 +90,7 @@ struct Inner {
     closed: RefCell<Option<String>>,
     handler: RefCell<Option<RequestHandler>>,
     stream: Rc<RefCell<TcpStream>>,
+    credentials: Option<Credentials>,
 }
 
 /// One client connection. Cheap to clone (shared).
@@ -107,6 +148,16 @@ impl Connection {
         timeout: Duration,
         serialize_type: SerializeType,
     ) -> Result<Connection, ClientError> {
+        Self::connect_with(addr, timeout, serialize_type, None).await
+    }
+
+    /// [`Connection::connect`], signing every request with `credentials` when given.
+    pub async fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        serialize_type: SerializeType,
+        credentials: Option<Credentials>,
+    ) -> Result<Connection, ClientError> {
         let stream = match TcpStream::connect_timeout(addr, timeout).await {
             Ok(s) => s,
             Err(glommio::GlommioError::TimedOut(_)) => {
@@ -135,6 +186,7 @@ impl Connection {
             closed: RefCell::new(None),
             handler: RefCell::new(None),
             stream: stream.clone(),
+            credentials,
         });
         let conn = Connection { inner };
         glommio::spawn_local(reader_task(
@@ -193,13 +245,30 @@ impl Connection {
         if let Some(e) = self.closed_error() {
             return Err(e);
         }
+        let encode_err = |source| ClientError::Encode {
+            code: head.code,
+            source,
+        };
         let mut out = self.inner.out.borrow_mut();
-        encode_frame(&mut out, self.inner.serialize_type, head, header, body).map_err(
-            |source| ClientError::Encode {
-                code: head.code,
-                source,
-            },
-        )?;
+        match &self.inner.credentials {
+            Some(c) if head.flag & ramjet_core::remoting::FLAG_RESPONSE == 0 => {
+                let fields = c
+                    .signed_fields(header, body)
+                    .map_err(|e| ClientError::Acl(e.to_string()))?;
+                encode_frame(
+                    &mut out,
+                    self.inner.serialize_type,
+                    head,
+                    fields.as_slice(),
+                    body,
+                )
+                .map_err(encode_err)?;
+            }
+            _ => {
+                encode_frame(&mut out, self.inner.serialize_type, head, header, body)
+                    .map_err(encode_err)?;
+            }
+        }
         drop(out);
         if let Some(w) = self.inner.writer_waker.take() {
             w.wake();
