@@ -151,10 +151,19 @@ def send_all(producer, topic, items, deadline, errors):
     return sent
 
 
+def apply_credentials(client, spec, key):
+    """ACL: sign every request with spec[key] = {"access_key", "secret_key"} when given."""
+    cred = spec.get(key)
+    if cred:
+        client.set_session_credentials(cred["access_key"], cred["secret_key"],
+                                       cred.get("channel", "ALIYUN"))
+
+
 def new_push_consumer(args, spec, threads, orderly=False):
     """A push consumer of the spec's group with its logs in --log-dir (not started)."""
     consumer = PushConsumer(spec["consumer_group"], orderly=orderly)
     consumer.set_namesrv_addr(args.namesrv)
+    apply_credentials(consumer, spec, "consumer_credentials")
     dll.SetPushConsumerLogPath(consumer._handle, (args.log_dir + "/push.log").encode())
     dll.SetPushConsumerLogLevel(consumer._handle, LOG_LEVEL_WARN)
     consumer.set_thread_count(threads)
@@ -165,6 +174,7 @@ def start_producer(args, spec):
     """A started producer of the spec's group with its logs in --log-dir."""
     producer = Producer(spec["producer_group"], timeout=3000)
     producer.set_namesrv_addr(args.namesrv)
+    apply_credentials(producer, spec, "producer_credentials")
     dll.SetProducerLogPath(producer._handle, (args.log_dir + "/producer.log").encode())
     dll.SetProducerLogLevel(producer._handle, LOG_LEVEL_WARN)
     producer.start()

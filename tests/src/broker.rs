@@ -107,6 +107,14 @@ impl BrokerSpec {
         self.flush = f;
         self
     }
+    /// ACL on (`broker.acl_enable`), accounts from `file`, looked at again every 100 ms.
+    pub fn acl(mut self, file: &Path) -> Self {
+        self.broker_toml.push_str(&format!(
+            "acl_enable = true\nacl_file = \"{}\"\nacl_reload_interval_ms = 100\n",
+            file.display()
+        ));
+        self
+    }
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.to_string();
         self

@@ -204,7 +204,16 @@ pub fn expected_body_crc(body: &[u8]) -> u32 {
 
 /// Creates (or updates) a topic on one broker (shard) with `queues` read and write queues.
 pub fn create_topic(conn: &mut Conn, topic: &str, queues: u32) -> Result<Command, WireError> {
-    let ext = [
+    conn.call(
+        request::UPDATE_AND_CREATE_TOPIC,
+        &create_topic_ext(topic, queues),
+        &[],
+    )
+}
+
+/// The UPDATE_AND_CREATE_TOPIC header of [`create_topic`].
+pub fn create_topic_ext(topic: &str, queues: u32) -> [(&'static str, String); 8] {
+    [
         ("topic", topic.to_string()),
         ("defaultTopic", "TBW102".to_string()),
         ("readQueueNums", queues.to_string()),
@@ -213,8 +222,7 @@ pub fn create_topic(conn: &mut Conn, topic: &str, queues: u32) -> Result<Command
         ("topicFilterType", "SINGLE_TAG".to_string()),
         ("topicSysFlag", "0".to_string()),
         ("order", "false".to_string()),
-    ];
-    conn.call(request::UPDATE_AND_CREATE_TOPIC, &ext, &[])
+    ]
 }
 
 /// Fixes fastjson's unquoted integer map keys (`{0:"a"}`) so serde_json can read the text.
@@ -621,6 +629,36 @@ pub fn max_offset(conn: &mut Conn, topic: &str, queue_id: i32) -> Result<i64, St
         .get("offset")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("GET_MAX_OFFSET response has no offset: {:?}", resp.ext))
+}
+
+/// A request signed with an ACL account's keys (`AccessKey` and `Signature` added; see
+/// docs/acl.md); a broken connection fails the test.
+pub fn call_signed(
+    c: &mut Conn,
+    code: i32,
+    ext: &[(&str, String)],
+    body: &[u8],
+    who: (&str, &str),
+) -> Command {
+    let mut fields: Vec<(&str, String)> = ext.to_vec();
+    fields.push((ramjet_core::acl::ACCESS_KEY, who.0.to_string()));
+    let sig = ramjet_core::acl::Signer::new(who.1)
+        .sign(fields.iter().map(|(k, v)| (*k, v.as_str())), body)
+        .unwrap_or_else(|e| panic!("cannot sign: {e}"));
+    fields.push((ramjet_core::acl::SIGNATURE, sig.as_str().to_string()));
+    c.call(code, &fields, body)
+        .unwrap_or_else(|e| panic!("signed request {code}: {e}"))
+}
+
+/// A numeric runtime-info counter read with a signed request (a broker with ACL on).
+pub fn runtime_counter_signed(conn: &mut Conn, key: &str, who: (&str, &str)) -> u64 {
+    let info = call_signed(conn, request::GET_BROKER_RUNTIME_INFO, &[], &[], who);
+    assert_eq!(info.code, response::SUCCESS, "{:?}", info.remark);
+    let v: serde_json::Value = serde_json::from_slice(&info.body).expect("runtime info json");
+    v["table"][key]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{key} missing from runtime info or not a number"))
 }
 
 /// Connects to `addr`; a failure fails the test with the reason.

@@ -71,8 +71,9 @@ fn roundtrip_exactly_once(
     run: &str,
     messages: &[Value],
     deadline: Duration,
+    extra: &Value,
 ) -> Value {
-    let spec = json!({
+    let mut spec = json!({
         "topic": topic,
         "producer_group": format!("e2e_cpp_pg_{run}"),
         "consumer_group": format!("e2e_cpp_cg_{run}"),
@@ -81,6 +82,9 @@ fn roundtrip_exactly_once(
         "settle_s": 3.0,
         "quiet_s": 1.5,
     });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
     let work = setup::temp_dir("interop-roundtrip-");
     let out = interop::run("roundtrip", &broker.namesrv(), &spec, deadline, work.path());
 
@@ -169,7 +173,7 @@ fn cpp_producer_sync_async_oneway_reach_a_push_consumer_exactly_once() {
         "mode": "sync", "body": format!("{run}|big|{big}"), "tags": "TagBig", "keys": "k-big",
         "props": {"e2e_mode": "sync", "e2e_idx": "big"},
     }));
-    roundtrip_exactly_once(&broker, topic, &run, &messages, SCRIPT_DEADLINE);
+    roundtrip_exactly_once(&broker, topic, &run, &messages, SCRIPT_DEADLINE, &json!({}));
 
     // The broker's own view agrees: the queues of both shards hold exactly these messages.
     let mut per_shard = Vec::new();
@@ -192,6 +196,67 @@ fn cpp_producer_sync_async_oneway_reach_a_push_consumer_exactly_once() {
     );
 }
 
+/// ACL 1.0: the C++ client signs every request itself (`set_session_credentials`: its own
+/// HMAC-SHA1 over its own field order, plus an `OnsChannel` field the Java client does not
+/// send). A broker with `acl_enable` takes all of them (sends, heartbeats, pulls, offset
+/// commits, consumer lists) from accounts that may only publish, resp. only subscribe to that
+/// topic in that group, and refuses none. (The producer's account holds SUB on the topic and
+/// the group too: in one process the C++ client's producer and consumer share one client
+/// instance, whose heartbeat names the consumer's group and subscription and goes out signed
+/// with the producer's keys.)
+#[test]
+fn cpp_clients_signing_with_acl_credentials_send_and_consume() {
+    let dir = setup::temp_dir("interop-acl-");
+    let admin = ("cppadmin1", "cpp-admin-secret");
+    let (producer, consumer) = (
+        ("cppprod01", "prod-secret-1"),
+        ("cppcons01", "cons-secret-1"),
+    );
+    let topic = "e2e_cpp_acl";
+    let run = format!("{:08x}", rand::random::<u32>());
+    let group = format!("e2e_cpp_cg_{run}");
+    let file = dir.path().join("plain_acl.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "accounts:\n\
+  - {{accessKey: {}, secretKey: {}, admin: true}}\n\
+  - {{accessKey: {}, secretKey: {}, defaultTopicPerm: DENY, defaultGroupPerm: DENY, topicPerms: [{topic}=PUB|SUB], groupPerms: [{group}=SUB]}}\n\
+  - {{accessKey: {}, secretKey: {}, defaultTopicPerm: DENY, defaultGroupPerm: DENY, topicPerms: [{topic}=SUB], groupPerms: [{group}=SUB]}}\n",
+            admin.0, admin.1, producer.0, producer.1, consumer.0, consumer.1
+        ),
+    )
+    .unwrap();
+    let broker = Broker::start(BrokerSpec::default().acl(&file));
+    let mut c = Conn::connect(broker.shard_addr(0)).unwrap();
+    let r = ops::call_signed(&mut c, 17, &ops::create_topic_ext(topic, 2), &[], admin);
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    ops::wait_route(broker.namesrv_addr(), topic, 1, ROUTE_WAIT);
+
+    let messages: Vec<Value> = ["sync", "async", "oneway"]
+        .iter()
+        .flat_map(|mode| (0..6).map(|i| message(&run, mode, i)))
+        .collect();
+    let cred = |who: (&str, &str)| json!({"access_key": who.0, "secret_key": who.1});
+    roundtrip_exactly_once(
+        &broker,
+        topic,
+        &run,
+        &messages,
+        SCRIPT_DEADLINE,
+        &json!({
+            "producer_credentials": cred(producer),
+            "consumer_credentials": cred(consumer),
+        }),
+    );
+    assert_eq!(
+        ops::runtime_counter_signed(&mut c, "ramjet.aclDenied", admin),
+        0,
+        "a request of the C++ client was refused; log:\n{}",
+        broker.log_tail()
+    );
+}
+
 /// The C++ client 2.0 (PyPI rocketmq 0.4.4) sends a batch as SEND_MESSAGE (code 10) with the
 /// header field `batch` = "1" (not "true") and the batch encoding as body. A broker that takes
 /// it as a batch stores one record per entry; one that reads `batch` with Java's
@@ -204,7 +269,14 @@ fn cpp_batch_send_is_delivered_as_individual_messages() {
     create_topic_everywhere(&broker, topic, 2);
     let run = format!("{:08x}", rand::random::<u32>());
     let messages: Vec<Value> = (0..8).map(|i| message(&run, "batch", i)).collect();
-    roundtrip_exactly_once(&broker, topic, &run, &messages, Duration::from_secs(30));
+    roundtrip_exactly_once(
+        &broker,
+        topic,
+        &run,
+        &messages,
+        Duration::from_secs(30),
+        &json!({}),
+    );
     let mut c = Conn::connect(broker.shard_addr(0)).unwrap();
     let stored: i64 = (0..2)
         .map(|q| ops::max_offset(&mut c, topic, q).unwrap())

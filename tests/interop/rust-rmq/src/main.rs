@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rocketmq_client_rust::{AclClientRPCHook, SessionCredentials};
 use rocketmq_client_rust::{
     ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
     ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, LocalTransactionState,
@@ -273,6 +274,11 @@ struct RoundtripSpec {
     /// Subscribe with this SQL92 selector instead of `*`.
     #[serde(default)]
     sql: Option<String>,
+    /// ACL: producer and consumer sign every request with these keys (`AclClientRPCHook`).
+    #[serde(default)]
+    access_key: Option<String>,
+    #[serde(default)]
+    secret_key: Option<String>,
     messages: Vec<RoundtripItem>,
 }
 
@@ -330,13 +336,22 @@ async fn roundtrip(
     let deadline = Instant::now() + Duration::from_secs_f64(deadline_s);
     let deliveries = Arc::new(Mutex::new(Vec::new()));
     let sent_at = Arc::new(Mutex::new(HashMap::new()));
+    let hook: Option<Arc<AclClientRPCHook>> = match (&spec.access_key, &spec.secret_key) {
+        (Some(ak), Some(sk)) => Some(Arc::new(AclClientRPCHook::new(
+            SessionCredentials::with_keys(ak.as_str(), sk.as_str()),
+        ))),
+        _ => None,
+    };
     let mut consumer = DefaultMQPushConsumer::builder(runtime.clone())
         .consumer_group(spec.group.clone())
         .name_server_addr(namesrv.clone())
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
         // Each message its own consume call: a RECONSUME_LATER sends back only that one.
-        .consume_message_batch_max_size(1)
-        .build();
+        .consume_message_batch_max_size(1);
+    if let Some(h) = &hook {
+        consumer = consumer.rpc_hook(Some(h.clone()));
+    }
+    let mut consumer = consumer.build();
     match &spec.sql {
         Some(sql) => consumer
             .subscribe_with_selector(
@@ -358,8 +373,11 @@ async fn roundtrip(
     consumer.start().await.expect("consumer start");
     let mut producer = DefaultMQProducer::builder(runtime.clone())
         .producer_group(spec.producer_group.clone())
-        .name_server_addr(namesrv)
-        .build();
+        .name_server_addr(namesrv);
+    if let Some(h) = hook {
+        producer = producer.rpc_hook(h);
+    }
+    let mut producer = producer.build();
     producer.start().await.expect("producer start");
     let mut sends = Vec::new();
     for item in &spec.messages {
