@@ -63,44 +63,159 @@ impl Signer {
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
-        let mut sorted: [(&str, &str); MAX_SIGNED_FIELDS] = [("", ""); MAX_SIGNED_FIELDS];
-        let mut n = 0;
-        for (k, v) in fields {
+        Ok(self.sign_fields(&SortedFields::collect(fields)?, body))
+    }
+
+    /// The signature of a request whose ext fields were collected (and sorted) already.
+    pub fn sign_fields(&self, fields: &SortedFields<'_>, body: &[u8]) -> Signature {
+        let mut mac = self.mac.clone();
+        // The values go to the hash in a few large updates rather than one per field.
+        let mut buf = [0u8; 512];
+        let mut len = 0;
+        for (k, v) in fields.iter() {
             if k == SIGNATURE || k == UNIQUE_MSG_QUERY_FLAG {
                 continue;
             }
-            // Insertion into the sorted prefix; an equal key is replaced (last one wins).
-            let pos = sorted[..n].partition_point(|(sk, _)| java_str_lt(sk, k));
-            if pos < n && sorted[pos].0 == k {
-                sorted[pos].1 = v;
-                continue;
+            let v = v.as_bytes();
+            if len + v.len() > buf.len() {
+                mac.update(&buf[..len]);
+                len = 0;
             }
-            if n == MAX_SIGNED_FIELDS {
-                return Err(SignError::TooManyFields);
+            if v.len() > buf.len() {
+                mac.update(v);
+            } else {
+                buf[len..len + v.len()].copy_from_slice(v);
+                len += v.len();
             }
-            sorted.copy_within(pos..n, pos + 1);
-            sorted[pos] = (k, v);
-            n += 1;
         }
-        let mut mac = self.mac.clone();
-        for (_, v) in &sorted[..n] {
-            mac.update(v.as_bytes());
-        }
+        mac.update(&buf[..len]);
         mac.update(body);
         let digest = mac.finalize().into_bytes();
         let mut out = [0u8; SIGNATURE_LEN];
         base64_20(digest.as_slice(), &mut out);
-        Ok(Signature { text: out })
+        Signature { text: out }
     }
+}
+
+/// A request's ext fields sorted by key in Java's order, each key once (its last value), on
+/// the stack: collected in one pass, then signed and looked up by binary search.
+pub struct SortedFields<'a> {
+    items: [(&'a str, &'a str); MAX_SIGNED_FIELDS],
+    n: usize,
+    /// Every key is ASCII (always, for RocketMQ's headers): keys compare as bytes.
+    ascii: bool,
+}
+
+impl<'a> SortedFields<'a> {
+    pub fn collect<I>(fields: I) -> Result<SortedFields<'a>, SignError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let mut out = SortedFields::new();
+        out.fill(fields)?;
+        Ok(out)
+    }
+
+    /// Empty; [`SortedFields::fill`] it where it lies (the array is 2 KiB: moving a filled one
+    /// costs more than sorting it).
+    pub fn new() -> SortedFields<'a> {
+        SortedFields {
+            items: [("", ""); MAX_SIGNED_FIELDS],
+            n: 0,
+            ascii: true,
+        }
+    }
+
+    /// Replaces the contents with `fields`, sorted, each key once (its last value).
+    pub fn fill<I>(&mut self, fields: I) -> Result<(), SignError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        self.n = 0;
+        self.ascii = true;
+        for kv in fields {
+            if self.n == MAX_SIGNED_FIELDS {
+                return Err(SignError::TooManyFields);
+            }
+            self.ascii &= kv.0.is_ascii();
+            self.items[self.n] = kv;
+            self.n += 1;
+        }
+        // Insertion sort: stable (a repeated key keeps its wire order) and allocation-free;
+        // a request has a dozen or two fields.
+        for i in 1..self.n {
+            let cur = self.items[i];
+            let mut j = i;
+            while j > 0 && self.lt(cur.0, self.items[j - 1].0) {
+                self.items[j] = self.items[j - 1];
+                j -= 1;
+            }
+            self.items[j] = cur;
+        }
+        // Of equal keys the last one counts.
+        let mut w = 0;
+        for r in 0..self.n {
+            if r + 1 < self.n && self.items[r + 1].0 == self.items[r].0 {
+                continue;
+            }
+            self.items[w] = self.items[r];
+            w += 1;
+        }
+        self.n = w;
+        Ok(())
+    }
+
+    #[inline]
+    fn lt(&self, a: &str, b: &str) -> bool {
+        if self.ascii {
+            bytes_lt(a.as_bytes(), b.as_bytes())
+        } else {
+            java_str_lt(a, b)
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        let items = &self.items[..self.n];
+        let i = items.partition_point(|(k, _)| self.lt(k, key));
+        items.get(i).filter(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.items[..self.n].iter().copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
+impl Default for SortedFields<'_> {
+    fn default() -> Self {
+        SortedFields::new()
+    }
+}
+
+/// Byte order, inline: header keys are a few bytes (`a`..`n` in a send), where a call to
+/// `memcmp` costs more than the comparison.
+#[inline]
+fn bytes_lt(a: &[u8], b: &[u8]) -> bool {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x < y;
+        }
+    }
+    a.len() < b.len()
 }
 
 /// Java's `String.compareTo` order (UTF-16 code units). For the ASCII keys every RocketMQ
 /// header uses this is byte order; for others, UTF-8 byte order equals code-point order, which
 /// differs from UTF-16 order only between U+E000..U+FFFF and supplementary characters.
 fn java_str_lt(a: &str, b: &str) -> bool {
-    if a.is_ascii() && b.is_ascii() {
-        return a.as_bytes() < b.as_bytes();
-    }
     a.encode_utf16().lt(b.encode_utf16())
 }
 
@@ -410,6 +525,31 @@ mod tests {
             .unwrap();
         let b = s.sign([("x", "kALIYUN12")], b"").unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn sorted_fields_look_up_and_keep_the_last_repeat() {
+        let f = SortedFields::collect([("b", "1"), ("a", "2"), ("b", "3"), ("C", "4")]).unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(
+            f.iter().collect::<Vec<_>>(),
+            [("C", "4"), ("a", "2"), ("b", "3")]
+        );
+        assert_eq!(f.get("b"), Some("3"));
+        assert_eq!(f.get("a"), Some("2"));
+        assert_eq!(f.get("x"), None);
+        // Non-ASCII keys sort in Java's UTF-16 order: U+FF01 (one unit 0xFF01) after
+        // U+1F600 (surrogates 0xD83D 0xDE00), unlike UTF-8 byte order.
+        let g = SortedFields::collect([("\u{FF01}", "x"), ("\u{1F600}", "y")]).unwrap();
+        assert_eq!(g.iter().map(|(_, v)| v).collect::<String>(), "yx");
+        assert_eq!(g.get("\u{FF01}"), Some("x"));
+        // A large value (past the 512-byte staging buffer) signs like its pieces.
+        let big = "v".repeat(700);
+        let s = Signer::new("12345678");
+        let one = s.sign([("a", big.as_str()), ("b", "tail")], b"!").unwrap();
+        let joined = format!("{big}tail!");
+        let two = s.sign([("z", joined.as_str())], b"").unwrap();
+        assert_eq!(one, two);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use ramjet_core::acl::{self, perm, AddressPattern, Signer};
+use ramjet_core::acl::{self, perm, AddressPattern, Signer, SortedFields};
 use ramjet_core::remoting::body::{fastjson, HeartbeatData};
 use ramjet_core::remoting::{CommandView, RequestCode, RETRY_GROUP_TOPIC_PREFIX};
 
@@ -175,7 +175,10 @@ impl AclPolicy {
         if self.global_white.iter().any(|p| p.matches(peer)) {
             return Ok(());
         }
-        let Some(ak) = req.ext_get(acl::ACCESS_KEY) else {
+        // One pass over the header: everything below looks fields up in this sorted copy.
+        let mut fields = SortedFields::new();
+        fields.fill(req.ext.iter()).map_err(|e| e.to_string())?;
+        let Some(ak) = fields.get(acl::ACCESS_KEY) else {
             return Err("No accessKey is configured".into());
         };
         let Some(account) = self.accounts.get(ak) else {
@@ -184,11 +187,8 @@ impl AclPolicy {
         if account.white.matches(peer) {
             return Ok(());
         }
-        let expected = account
-            .signer
-            .sign(req.ext.iter(), req.body)
-            .map_err(|e| e.to_string())?;
-        if !expected.matches(req.ext_get(acl::SIGNATURE).unwrap_or("")) {
+        let expected = account.signer.sign_fields(&fields, req.body);
+        if !expected.matches(fields.get(acl::SIGNATURE).unwrap_or("")) {
             return Err(format!("Check signature failed for accessKey={ak}"));
         }
         if perm::needs_admin(req.code) && !account.admin {
@@ -201,7 +201,7 @@ impl AclPolicy {
             return Ok(());
         }
         let mut result = Ok(());
-        for_each_need(req, &mut |need| {
+        for_each_need(req.code, &fields, req.body, &mut |need| {
             if result.is_ok() {
                 result = account.grant(need);
             }
@@ -258,9 +258,9 @@ fn topic_need(topic: &str, p: u8) -> Need<'_> {
 ///
 /// An empty group or topic names nothing: the C++ client's producer unregisters with
 /// `consumerGroup` = "" (Java's with none), which the Java broker checks as group "".
-fn for_each_need<'r>(req: &'r CommandView<'_>, f: &mut dyn FnMut(Need<'_>)) {
-    let ext = |k: &str| req.ext_get(k).filter(|v| !v.is_empty());
-    match req.code {
+fn for_each_need(code: i32, fields: &SortedFields<'_>, body: &[u8], f: &mut dyn FnMut(Need<'_>)) {
+    let ext = |k: &str| fields.get(k).filter(|v| !v.is_empty());
+    match code {
         RequestCode::SEND_MESSAGE => {
             if let Some(t) = ext("topic") {
                 f(topic_need(t, perm::PUB));
@@ -308,7 +308,7 @@ fn for_each_need<'r>(req: &'r CommandView<'_>, f: &mut dyn FnMut(Need<'_>)) {
         RequestCode::HEART_BEAT => {
             // A body that does not parse names no resources here; the heartbeat handler
             // answers it with the parse error.
-            if let Ok(hb) = fastjson::from_slice::<HeartbeatData>(req.body, "HeartbeatData") {
+            if let Ok(hb) = fastjson::from_slice::<HeartbeatData>(body, "HeartbeatData") {
                 for cd in &hb.consumer_data_set {
                     f(Need::Group(&cd.group_name, perm::SUB));
                     for sd in &cd.subscription_data_set {
