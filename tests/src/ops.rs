@@ -688,6 +688,39 @@ pub fn create_topic_on(broker: &crate::Broker, topic: &str, queues: u32) {
     );
 }
 
+/// A one-shard broker with ACL on: `dir/plain_acl.yml` lists the admin account `admin` and
+/// `accounts` (YAML flow mappings, `{accessKey: .., secretKey: .., ...}`); the admin creates
+/// `topic` with `queues` queues and the name server routes it.
+pub fn start_acl_broker(
+    dir: &std::path::Path,
+    admin: (&str, &str),
+    accounts: &[String],
+    topic: &str,
+    queues: u32,
+) -> crate::Broker {
+    let mut text = format!(
+        "accounts:\n  - {{accessKey: {}, secretKey: {}, admin: true}}\n",
+        admin.0, admin.1
+    );
+    for a in accounts {
+        text.push_str(&format!("  - {a}\n"));
+    }
+    let file = dir.join("plain_acl.yml");
+    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let broker = crate::Broker::start(crate::BrokerSpec::default().acl(&file));
+    let mut c = connect(broker.shard_addr(0));
+    let r = call_signed(
+        &mut c,
+        request::UPDATE_AND_CREATE_TOPIC,
+        &create_topic_ext(topic, queues),
+        &[],
+        admin,
+    );
+    assert_eq!(r.code, response::SUCCESS, "create {topic}: {:?}", r.remark);
+    wait_route(broker.namesrv_addr(), topic, 1, Duration::from_secs(20));
+    broker
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

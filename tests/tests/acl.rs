@@ -23,7 +23,7 @@ use ramjet_net::client::{
 };
 use ramjet_tests::ops::{self, OutMessage};
 use ramjet_tests::wire::{request, response, Command};
-use ramjet_tests::{Broker, BrokerSpec, Conn};
+use ramjet_tests::{Broker, BrokerSpec};
 
 const TOPIC: &str = "acl_orders";
 const WAIT: Duration = Duration::from_secs(20);
@@ -64,16 +64,6 @@ fn client(namesrv: &str, who: (&str, &str)) -> Result<Client, ClientError> {
     let mut cfg = ClientConfig::new(namesrv)?;
     cfg.credentials = Some(Credentials::new(who.0, who.1));
     Ok(Client::new(cfg))
-}
-
-fn call_signed(
-    c: &mut Conn,
-    code: i32,
-    ext: &[(&str, String)],
-    body: &[u8],
-    who: (&str, &str),
-) -> Command {
-    ops::call_signed(c, code, ext, body, who)
 }
 
 fn counter(b: &Broker, key: &str) -> u64 {
@@ -239,7 +229,7 @@ fn signed_accounts_get_what_their_permissions_allow_and_nothing_else() {
     ];
     let r = c.call(request::SEND_MESSAGE_V2, &ext, b"unsigned").unwrap();
     assert_refused(&r, "No accessKey is configured");
-    let r = call_signed(
+    let r = ops::call_signed(
         &mut c,
         request::SEND_MESSAGE_V2,
         &ext,
@@ -264,7 +254,7 @@ fn signed_accounts_get_what_their_permissions_allow_and_nothing_else() {
         .call(request::SEND_MESSAGE_V2, &fields, b"original")
         .unwrap();
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    let r = call_signed(
+    let r = ops::call_signed(
         &mut c,
         request::GET_MAX_OFFSET,
         &[("topic", TOPIC.to_string()), ("queueId", "0".to_string())],
@@ -274,7 +264,7 @@ fn signed_accounts_get_what_their_permissions_allow_and_nothing_else() {
     assert_eq!(r.code, response::SUCCESS);
     let total: i64 = (0..4)
         .map(|q| {
-            let r = call_signed(
+            let r = ops::call_signed(
                 &mut c,
                 request::GET_MAX_OFFSET,
                 &[("topic", TOPIC.to_string()), ("queueId", q.to_string())],

@@ -215,23 +215,25 @@ fn cpp_clients_signing_with_acl_credentials_send_and_consume() {
     let topic = "e2e_cpp_acl";
     let run = format!("{:08x}", rand::random::<u32>());
     let group = format!("e2e_cpp_cg_{run}");
-    let file = dir.path().join("plain_acl.yml");
-    std::fs::write(
-        &file,
-        format!(
-            "accounts:\n\
-  - {{accessKey: {}, secretKey: {}, admin: true}}\n\
-  - {{accessKey: {}, secretKey: {}, defaultTopicPerm: DENY, defaultGroupPerm: DENY, topicPerms: [{topic}=PUB|SUB], groupPerms: [{group}=SUB]}}\n\
-  - {{accessKey: {}, secretKey: {}, defaultTopicPerm: DENY, defaultGroupPerm: DENY, topicPerms: [{topic}=SUB], groupPerms: [{group}=SUB]}}\n",
-            admin.0, admin.1, producer.0, producer.1, consumer.0, consumer.1
-        ),
-    )
-    .unwrap();
-    let broker = Broker::start(BrokerSpec::default().acl(&file));
+    let broker = ops::start_acl_broker(
+        dir.path(),
+        admin,
+        &[
+            format!(
+                "{{accessKey: {}, secretKey: {}, defaultTopicPerm: DENY, defaultGroupPerm: DENY, \
+                 topicPerms: [{topic}=PUB|SUB], groupPerms: [{group}=SUB]}}",
+                producer.0, producer.1
+            ),
+            format!(
+                "{{accessKey: {}, secretKey: {}, defaultTopicPerm: DENY, defaultGroupPerm: DENY, \
+                 topicPerms: [{topic}=SUB], groupPerms: [{group}=SUB]}}",
+                consumer.0, consumer.1
+            ),
+        ],
+        topic,
+        2,
+    );
     let mut c = Conn::connect(broker.shard_addr(0)).unwrap();
-    let r = ops::call_signed(&mut c, 17, &ops::create_topic_ext(topic, 2), &[], admin);
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    ops::wait_route(broker.namesrv_addr(), topic, 1, ROUTE_WAIT);
 
     let messages: Vec<Value> = ["sync", "async", "oneway"]
         .iter()

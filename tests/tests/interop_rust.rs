@@ -329,28 +329,17 @@ fn rocketmq_client_rust_signs_with_acl_credentials() {
     let dir = setup::temp_dir("interop-rust-acl-");
     let topic = "rust_client_acl";
     let admin = ("rustadmin1", "rust-admin-secret");
-    let file = dir.path().join("plain_acl.yml");
-    std::fs::write(
-        &file,
-        format!(
-            "accounts:\n\
-  - {{accessKey: {}, secretKey: {}, admin: true}}\n\
-  - {{accessKey: rustclient1, secretKey: rust-client-secret, defaultTopicPerm: DENY, \
-     defaultGroupPerm: DENY, topicPerms: [{topic}=PUB|SUB], groupPerms: [CG_rust_acl=SUB]}}\n",
-            admin.0, admin.1
-        ),
-    )
-    .unwrap();
-    let broker = Broker::start(BrokerSpec::default().acl(&file));
-    let mut c = connect(broker.shard_addr(0));
-    let r = ops::call_signed(&mut c, 17, &ops::create_topic_ext(topic, 2), &[], admin);
-    assert_eq!(
-        r.code,
-        ramjet_tests::wire::response::SUCCESS,
-        "{:?}",
-        r.remark
+    let broker = ops::start_acl_broker(
+        dir.path(),
+        admin,
+        &[format!(
+            "{{accessKey: rustclient1, secretKey: rust-client-secret, defaultTopicPerm: DENY, \
+             defaultGroupPerm: DENY, topicPerms: [{topic}=PUB|SUB], groupPerms: [CG_rust_acl=SUB]}}"
+        )],
+        topic,
+        2,
     );
-    ops::wait_route(broker.namesrv_addr(), topic, 1, Duration::from_secs(20));
+    let mut c = connect(broker.shard_addr(0));
     let messages: Vec<serde_json::Value> = (0..10)
         .map(|i| serde_json::json!({"body": format!("acl-{i}"), "tags": "RT"}))
         .collect();
