@@ -363,3 +363,61 @@ fn a_missing_acl_file_stops_the_start_with_its_path() {
         "{err}"
     );
 }
+
+/// A slave of a master with ACL copies the master's topics with its own account
+/// (`broker.acl_access_key`), and a slave without one is refused and says so.
+#[test]
+fn a_slave_signs_its_copies_from_an_acl_master() {
+    let dir = ramjet_tests::setup::temp_dir("acl-");
+    let file = write_acl(dir.path(), &acl_file("", ""));
+    let ns = Broker::start(BrokerSpec::namesrv_only());
+    let mut mspec = BrokerSpec::broker_only(ns.namesrv_addr(), "aclrep").acl(&file);
+    mspec.broker_toml.push_str("slave_sync_interval_ms = 200\n");
+    let m = Broker::start(mspec);
+    let slave_toml = |keys: &str| {
+        let mut s = BrokerSpec::broker_only(ns.namesrv_addr(), "aclrep");
+        s.broker_toml = format!("role = \"slave\"\nslave_sync_interval_ms = 200\n{keys}");
+        s
+    };
+    let s = Broker::start(slave_toml(&format!(
+        "acl_access_key = \"{}\"\nacl_secret_key = \"{}\"\n",
+        CONSUMER.0, CONSUMER.1
+    )));
+    let mut c = ops::connect(m.shard_addr(0));
+    let r = ops::call_signed(
+        &mut c,
+        request::UPDATE_AND_CREATE_TOPIC,
+        &ops::create_topic_ext("acl_copied", 2),
+        &[],
+        ADMIN,
+    );
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    // The slave serves its copy to anyone on its own port (it has no ACL of its own here).
+    let deadline = Instant::now() + WAIT;
+    let mut sc = ops::connect(s.shard_addr(0));
+    loop {
+        let r = sc.call(request::GET_ALL_TOPIC_CONFIG, &[], &[]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        if v["topicConfigTable"].get("acl_copied").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave did not copy the topic; slave log:\n{}",
+            s.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(s);
+    // Without an account, the master refuses the copies and the slave logs why.
+    let unsigned = Broker::start(slave_toml(""));
+    let deadline = Instant::now() + WAIT;
+    while !unsigned.log_text().contains("No accessKey is configured") {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged; slave log:\n{}",
+            unsigned.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -189,6 +189,11 @@ pub struct BrokerSection {
     /// How often each shard looks at `acl_file`'s modification time and size, and loads it
     /// again when they changed (0: never; RocketMQ watches it every 500 ms).
     pub acl_reload_interval_ms: u64,
+    /// The account this broker signs its own requests to other brokers with (a slave's
+    /// copies of its master's topics and offsets), for a master with ACL on. Empty: unsigned
+    /// (the master must then white-list the slave's address).
+    pub acl_access_key: String,
+    pub acl_secret_key: String,
 }
 
 impl Default for BrokerSection {
@@ -248,6 +253,8 @@ impl Default for BrokerSection {
             acl_enable: false,
             acl_file: String::new(),
             acl_reload_interval_ms: 1_000,
+            acl_access_key: String::new(),
+            acl_secret_key: String::new(),
         }
     }
 }
@@ -555,6 +562,13 @@ impl Config {
                 "broker.acl_reload_interval_ms",
                 self.broker.acl_reload_interval_ms.to_string(),
                 "expected 0 (never reload) or at least 10 ms",
+            );
+        }
+        if self.broker.acl_access_key.is_empty() != self.broker.acl_secret_key.is_empty() {
+            return inv(
+                "broker.acl_access_key",
+                self.broker.acl_access_key.clone(),
+                "acl_access_key and acl_secret_key go together",
             );
         }
         if !matches!(self.store.io_mode.as_str(), "direct" | "buffered") {

@@ -41,15 +41,33 @@ pub async fn run(b: Rc<Broker>) {
     }
 }
 
-async fn request(link: &mut Link, code: i32) -> Result<Vec<u8>, String> {
+async fn request(b: &Broker, link: &mut Link, code: i32) -> Result<Vec<u8>, String> {
+    // Signed with `broker.acl_access_key` when set: the request has no other field and no
+    // body, so the signature is the HMAC of the access key alone.
+    let (ak, sk) = (&b.cfg.broker.acl_access_key, &b.cfg.broker.acl_secret_key);
+    let sig = if ak.is_empty() {
+        None
+    } else {
+        let s = ramjet_core::acl::Signer::new(sk)
+            .sign([(ramjet_core::acl::ACCESS_KEY, ak.as_str())], &[])
+            .map_err(|e| e.to_string())?;
+        Some(s)
+    };
     let encode = |out: &mut Vec<u8>, opaque: i32| {
-        encode_frame(
-            out,
-            SerializeType::Json,
-            &FrameHead::request(code, opaque),
-            &(),
-            &[],
-        )
+        let head = FrameHead::request(code, opaque);
+        match &sig {
+            Some(sig) => encode_frame(
+                out,
+                SerializeType::Json,
+                &head,
+                &[
+                    (ramjet_core::acl::ACCESS_KEY, ak.as_str()),
+                    (ramjet_core::acl::SIGNATURE, sig.as_str()),
+                ],
+                &[],
+            ),
+            None => encode_frame(out, SerializeType::Json, &head, &(), &[]),
+        }
         .map(|_| ())
         .map_err(|e| e.to_string())
     };
@@ -61,7 +79,7 @@ async fn request(link: &mut Link, code: i32) -> Result<Vec<u8>, String> {
 
 /// One copy of topics and offsets.
 pub(crate) async fn sync_once(b: &Broker, link: &mut Link) -> Result<(), String> {
-    let topics = request(link, RequestCode::GET_ALL_TOPIC_CONFIG).await?;
+    let topics = request(b, link, RequestCode::GET_ALL_TOPIC_CONFIG).await?;
     if b.topics
         .take_from_master(&topics)
         .map_err(|e| format!("topics: {e}"))?
@@ -73,11 +91,11 @@ pub(crate) async fn sync_once(b: &Broker, link: &mut Link) -> Result<(), String>
         );
         b.registrar.request_now();
     }
-    let offsets = request(link, RequestCode::GET_ALL_CONSUMER_OFFSET).await?;
+    let offsets = request(b, link, RequestCode::GET_ALL_CONSUMER_OFFSET).await?;
     b.offsets
         .take_from_master(&offsets)
         .map_err(|e| format!("consumer offsets: {e}"))?;
-    let delays = request(link, RequestCode::GET_ALL_DELAY_OFFSET).await?;
+    let delays = request(b, link, RequestCode::GET_ALL_DELAY_OFFSET).await?;
     if b.schedule
         .take_from_master(&delays)
         .map_err(|e| format!("delay offsets: {e}"))?
