@@ -318,7 +318,8 @@ pub mod perm {
         needed & owned != 0
     }
 
-    /// Requests only an `admin: true` account may make.
+    /// Requests only an `admin: true` account may make: RocketMQ's list, plus the ACL admin
+    /// requests themselves (which a 4.x broker lets any account with a valid signature make).
     pub fn needs_admin(code: i32) -> bool {
         matches!(
             code,
@@ -327,6 +328,11 @@ pub mod perm {
                 | RequestCode::DELETE_TOPIC_IN_BROKER
                 | RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP
                 | RequestCode::DELETE_SUBSCRIPTIONGROUP
+                | RequestCode::UPDATE_AND_CREATE_ACL_CONFIG
+                | RequestCode::DELETE_ACL_CONFIG
+                | RequestCode::GET_BROKER_CLUSTER_ACL_INFO
+                | RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG
+                | RequestCode::GET_BROKER_CLUSTER_ACL_CONFIG
         )
     }
 

@@ -421,3 +421,82 @@ fn a_slave_signs_its_copies_from_an_acl_master() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `ramjet admin acl` (the ACL admin requests) on a two-shard broker: an admin creates an
+/// account, which can then send at once on the shard that took the request and, after its
+/// reload, on the other; a non-admin may not; deleting it refuses its sends again.
+#[test]
+fn accounts_are_managed_through_the_admin_requests() {
+    use ramjet_core::remoting::RequestCode;
+    let dir = ramjet_tests::setup::temp_dir("acl-");
+    let file = write_acl(dir.path(), &acl_file("", ""));
+    let b = Broker::start(BrokerSpec::default().shards(2).acl(&file));
+    let ns = b.namesrv();
+    create_topic_as(&ns, ADMIN, "acl_managed").unwrap();
+    ops::wait_route(b.namesrv_addr(), "acl_managed", 2, WAIT);
+    let acl_request = |who: (&str, &str), code: i32, fields: Vec<(String, String)>| {
+        let (ns, ak, sk) = (ns.clone(), who.0.to_string(), who.1.to_string());
+        block_on(None, async move {
+            let admin = Admin::new(client(&ns, (&ak, &sk))?);
+            admin
+                .acl_request(code, &fields, None)
+                .await
+                .map(|v| v.len())
+        })
+        .expect("executor")
+        .map_err(|e| e.to_string())
+    };
+    let newbie = ("newbie007", "newbie-secret");
+    let create = vec![
+        ("accessKey".to_string(), newbie.0.to_string()),
+        ("secretKey".to_string(), newbie.1.to_string()),
+        ("topicPerms".to_string(), "acl_managed=PUB".to_string()),
+    ];
+    let e = acl_request(
+        PRODUCER,
+        RequestCode::UPDATE_AND_CREATE_ACL_CONFIG,
+        create.clone(),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("Need admin permission for request code=50"),
+        "{e}"
+    );
+    assert_eq!(
+        acl_request(ADMIN, RequestCode::UPDATE_AND_CREATE_ACL_CONFIG, create),
+        Ok(2)
+    );
+    // Both shards answer for the new account within a reload interval.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = send_as(&ns, newbie, "acl_managed", 8);
+        if r.iter().all(|x| x.is_ok()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{r:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("newbie007"), "{text}");
+    assert_eq!(
+        acl_request(
+            ADMIN,
+            RequestCode::DELETE_ACL_CONFIG,
+            vec![("accessKey".to_string(), newbie.0.to_string())]
+        ),
+        Ok(2),
+        "deleting on the second shard of the same file succeeds too"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = send_as(&ns, newbie, "acl_managed", 4);
+        if r.iter().all(|x| {
+            x.as_ref()
+                .is_err_and(|e| e.contains("No acl config for newbie007"))
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{r:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

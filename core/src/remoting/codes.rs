@@ -53,6 +53,7 @@ impl RequestCode {
     pub const DELETE_ACL_CONFIG: i32 = 51;
     pub const GET_BROKER_CLUSTER_ACL_INFO: i32 = 52;
     pub const UPDATE_GLOBAL_WHITE_ADDRS_CONFIG: i32 = 53;
+    pub const GET_BROKER_CLUSTER_ACL_CONFIG: i32 = 54;
     pub const GET_TIMER_CHECK_POINT: i32 = 60;
     pub const GET_TIMER_METRICS: i32 = 61;
     pub const PUT_KV_CONFIG: i32 = 100;
@@ -187,6 +188,7 @@ const REQUEST_CODE_NAMES: &[(i32, &str)] = &[
     (51, "DELETE_ACL_CONFIG"),
     (52, "GET_BROKER_CLUSTER_ACL_INFO"),
     (53, "UPDATE_GLOBAL_WHITE_ADDRS_CONFIG"),
+    (54, "GET_BROKER_CLUSTER_ACL_CONFIG"),
     (60, "GET_TIMER_CHECK_POINT"),
     (61, "GET_TIMER_METRICS"),
     (100, "PUT_KV_CONFIG"),

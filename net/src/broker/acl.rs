@@ -426,6 +426,228 @@ impl Acl {
     }
 }
 
+/// One ACL admin request's change to the file (RocketMQ's `PlainAccessConfig`): fields left
+/// `None` keep their value in an existing account.
+#[derive(Debug, Clone, Default)]
+pub struct AccountUpdate {
+    pub access_key: String,
+    pub secret_key: Option<String>,
+    pub white_remote_address: Option<String>,
+    pub admin: bool,
+    pub default_topic_perm: Option<String>,
+    pub default_group_perm: Option<String>,
+    /// `NAME=PERM` entries (the request carries them comma-separated).
+    pub topic_perms: Option<Vec<String>>,
+    pub group_perms: Option<Vec<String>>,
+}
+
+/// The file edits of all shards of this process go one at a time: each reads the file, changes
+/// it and renames the new one over it. (Admin requests only; never on a message's path.)
+static FILE_EDIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn yaml_key(k: &str) -> serde_yaml::Value {
+    serde_yaml::Value::String(k.to_string())
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl AccountUpdate {
+    /// From an UPDATE_AND_CREATE_ACL_CONFIG request's fields.
+    pub fn from_request(req: &CommandView<'_>) -> Result<AccountUpdate, String> {
+        let get = |k: &str| req.ext_get(k).filter(|v| !v.is_empty()).map(str::to_string);
+        Ok(AccountUpdate {
+            access_key: get("accessKey").ok_or("the request names no accessKey")?,
+            secret_key: get("secretKey"),
+            white_remote_address: get("whiteRemoteAddress"),
+            admin: req.ext_get("admin") == Some("true"),
+            default_topic_perm: get("defaultTopicPerm"),
+            default_group_perm: get("defaultGroupPerm"),
+            topic_perms: get("topicPerms").map(|s| split_list(&s)),
+            group_perms: get("groupPerms").map(|s| split_list(&s)),
+        })
+    }
+}
+
+impl Acl {
+    /// Reads the file, applies `edit` to its document, checks that the result loads, writes it
+    /// (to a temporary file renamed over the old one) and loads it on this shard; the others
+    /// load it at their next look (`broker.acl_reload_interval_ms`).
+    fn edit_file(
+        &self,
+        edit: impl FnOnce(&mut serde_yaml::Mapping) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let _one_at_a_time = FILE_EDIT.lock().unwrap_or_else(|p| p.into_inner());
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)
+            .map_err(|e| format!("{} is not YAML: {e}", self.path.display()))?;
+        if doc.is_null() {
+            doc = serde_yaml::Value::Mapping(Default::default());
+        }
+        let map = doc
+            .as_mapping_mut()
+            .ok_or_else(|| format!("{} is not a mapping", self.path.display()))?;
+        edit(map)?;
+        let new_text = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
+        let policy = AclPolicy::parse(&new_text)?;
+        let tmp = self.path.with_extension("yml.tmp");
+        std::fs::write(&tmp, &new_text)
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        let meta = std::fs::metadata(&self.path).ok();
+        self.stamp.set((
+            meta.as_ref().and_then(|m| m.modified().ok()),
+            meta.map_or(0, |m| m.len()),
+        ));
+        *self.policy.borrow_mut() = Rc::new(policy);
+        self.reloads.set(self.reloads.get() + 1);
+        tracing::info!("ACL: {} changed by an admin request", self.path.display());
+        Ok(())
+    }
+
+    /// UPDATE_AND_CREATE_ACL_CONFIG: creates the account or changes the fields given.
+    pub fn update_account(&self, u: &AccountUpdate) -> Result<(), String> {
+        if u.access_key.len() < MIN_KEY_LEN {
+            return Err(format!(
+                "accessKey {:?} must be longer than 6 characters",
+                u.access_key
+            ));
+        }
+        self.edit_file(|map| {
+            let accounts = map
+                .entry(yaml_key("accounts"))
+                .or_insert_with(|| serde_yaml::Value::Sequence(Vec::new()));
+            if accounts.is_null() {
+                *accounts = serde_yaml::Value::Sequence(Vec::new());
+            }
+            let list = accounts.as_sequence_mut().ok_or("accounts is not a list")?;
+            let pos = list.iter().position(|a| {
+                a.get("accessKey").and_then(scalar).as_deref() == Some(u.access_key.as_str())
+            });
+            let account = match pos {
+                Some(i) => &mut list[i],
+                None => {
+                    if u.secret_key.is_none() {
+                        return Err(format!(
+                            "account {} does not exist; a new one needs a secretKey",
+                            u.access_key
+                        ));
+                    }
+                    list.push(serde_yaml::Value::Mapping(Default::default()));
+                    list.last_mut().expect("just pushed")
+                }
+            };
+            let a = account
+                .as_mapping_mut()
+                .ok_or("an account is not a mapping")?;
+            let s = |v: &str| serde_yaml::Value::String(v.to_string());
+            a.insert(yaml_key("accessKey"), s(&u.access_key));
+            if let Some(v) = &u.secret_key {
+                a.insert(yaml_key("secretKey"), s(v));
+            }
+            if let Some(v) = &u.white_remote_address {
+                a.insert(yaml_key("whiteRemoteAddress"), s(v));
+            }
+            a.insert(yaml_key("admin"), serde_yaml::Value::Bool(u.admin));
+            if let Some(v) = &u.default_topic_perm {
+                a.insert(yaml_key("defaultTopicPerm"), s(v));
+            }
+            if let Some(v) = &u.default_group_perm {
+                a.insert(yaml_key("defaultGroupPerm"), s(v));
+            }
+            let list_of =
+                |l: &Vec<String>| serde_yaml::Value::Sequence(l.iter().map(|x| s(x)).collect());
+            if let Some(l) = &u.topic_perms {
+                a.insert(yaml_key("topicPerms"), list_of(l));
+            }
+            if let Some(l) = &u.group_perms {
+                a.insert(yaml_key("groupPerms"), list_of(l));
+            }
+            Ok(())
+        })
+    }
+
+    /// DELETE_ACL_CONFIG. Deleting an account the file does not have succeeds without a
+    /// change: the shards of a process share the file, and an admin tool asks every one.
+    pub fn delete_account(&self, access_key: &str) -> Result<(), String> {
+        self.edit_file(|map| {
+            if let Some(list) = map.get_mut("accounts").and_then(|v| v.as_sequence_mut()) {
+                list.retain(|a| a.get("accessKey").and_then(scalar).as_deref() != Some(access_key));
+            }
+            Ok(())
+        })
+    }
+
+    /// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG: replaces `globalWhiteRemoteAddresses`.
+    pub fn set_global_white(&self, addrs: &[String]) -> Result<(), String> {
+        self.edit_file(|map| {
+            map.insert(
+                yaml_key("globalWhiteRemoteAddresses"),
+                serde_yaml::Value::Sequence(
+                    addrs
+                        .iter()
+                        .map(|a| serde_yaml::Value::String(a.clone()))
+                        .collect(),
+                ),
+            );
+            Ok(())
+        })
+    }
+
+    /// GET_BROKER_CLUSTER_ACL_CONFIG's body (RocketMQ's `AclConfig`), from the file as it is.
+    pub fn config_json(&self) -> Result<serde_json::Value, String> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+        let list = |v: Option<&serde_yaml::Value>| -> Vec<String> {
+            string_list(v, "").unwrap_or_default()
+        };
+        let accounts: Vec<serde_json::Value> = doc
+            .get("accounts")
+            .and_then(|v| v.as_sequence())
+            .map(|s| s.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                let g = |k: &str| a.get(k).and_then(scalar);
+                serde_json::json!({
+                    "accessKey": g("accessKey"),
+                    "secretKey": g("secretKey"),
+                    "whiteRemoteAddress": g("whiteRemoteAddress"),
+                    "admin": g("admin").as_deref() == Some("true"),
+                    "defaultTopicPerm": g("defaultTopicPerm"),
+                    "defaultGroupPerm": g("defaultGroupPerm"),
+                    "topicPerms": list(a.get("topicPerms")),
+                    "groupPerms": list(a.get("groupPerms")),
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "globalWhiteAddrs": list(doc.get("globalWhiteRemoteAddresses")),
+            "plainAccessConfigs": accounts,
+        }))
+    }
+
+    /// The version of the accounts in force (RocketMQ's `DataVersion` JSON): the file's
+    /// modification time and the loads so far.
+    pub fn version_json(&self) -> String {
+        let (mtime, _) = self.stamp.get();
+        let ms = mtime
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        format!(
+            "{{\"counter\":{},\"timestamp\":{ms}}}",
+            self.reloads.get() + 1
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,5 +866,68 @@ accounts:
         assert!(acl.reload_if_changed());
         assert_eq!(acl.accounts(), 1);
         assert_eq!(acl.reloads.get(), 1);
+    }
+
+    #[test]
+    fn admin_edits_rewrite_the_file_and_take_effect_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain_acl.yml");
+        std::fs::write(&path, FILE).unwrap();
+        let acl = Acl::open(path.clone()).unwrap();
+        let u = AccountUpdate {
+            access_key: "newuser01".into(),
+            secret_key: Some("new-secret".into()),
+            topic_perms: Some(vec!["orders=PUB".into()]),
+            ..Default::default()
+        };
+        acl.update_account(&u).unwrap();
+        assert_eq!(acl.accounts(), 3);
+        // Change one field of an existing account; the others stay.
+        acl.update_account(&AccountUpdate {
+            access_key: "RocketMQ".into(),
+            default_topic_perm: Some("SUB".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let p = AclPolicy::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(p.accounts["RocketMQ"].default_topic, perm::SUB);
+        assert_eq!(
+            p.accounts["RocketMQ"].topics["topicB"],
+            perm::PUB | perm::SUB
+        );
+        assert_eq!(p.accounts["newuser01"].topics["orders"], perm::PUB);
+        // A change that would not load is refused and the file stays as it was.
+        let before = std::fs::read_to_string(&path).unwrap();
+        let e = acl
+            .update_account(&AccountUpdate {
+                access_key: "RocketMQ".into(),
+                default_group_perm: Some("ALL".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.contains("unknown permission"), "{e}");
+        let e = acl
+            .update_account(&AccountUpdate {
+                access_key: "nosecret1".into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.contains("needs a secretKey"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+        acl.set_global_white(&["10.0.0.*".into()]).unwrap();
+        acl.delete_account("newuser01").unwrap();
+        acl.delete_account("newuser01").unwrap();
+        assert_eq!(acl.accounts(), 2);
+        let cfg = acl.config_json().unwrap();
+        assert_eq!(cfg["globalWhiteAddrs"], serde_json::json!(["10.0.0.*"]));
+        assert_eq!(cfg["plainAccessConfigs"].as_array().unwrap().len(), 2);
+        assert_eq!(cfg["plainAccessConfigs"][0]["accessKey"], "RocketMQ");
+        assert_eq!(
+            cfg["plainAccessConfigs"][0]["topicPerms"],
+            serde_json::json!(["topicA=DENY", "topicB=PUB|SUB", "topicC=SUB"])
+        );
+        // Another shard sees the file changed and loads it.
+        let other = Acl::open(path.clone()).unwrap();
+        assert_eq!(other.accounts(), 2);
     }
 }

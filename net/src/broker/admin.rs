@@ -10,7 +10,7 @@ use ramjet_core::remoting::headers::{
     CreateTopicRequestHeader, DeleteTopicRequestHeader, QueryMessageRequestHeader,
     QueryMessageResponseHeader, ViewMessageRequestHeader,
 };
-use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode, Version};
+use ramjet_core::remoting::{CommandView, FrameHead, RequestCode, ResponseCode, Version};
 
 use super::conn::Conn;
 use super::namesrv_host::now_ms;
@@ -132,6 +132,77 @@ pub fn all_consumer_offsets(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) 
 pub fn all_delay_offsets(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let body = b.schedule.wrapper_json();
     conn.respond(req, ResponseCode::SUCCESS, None, &(), &body);
+}
+
+/// The ACL admin requests (UPDATE_AND_CREATE_ACL_CONFIG, DELETE_ACL_CONFIG,
+/// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG, GET_BROKER_CLUSTER_ACL_INFO, GET_BROKER_CLUSTER_ACL_CONFIG):
+/// they change or show this process's accounts file (docs/acl.md).
+pub fn acl_admin(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let fail_code = match req.code {
+        RequestCode::UPDATE_AND_CREATE_ACL_CONFIG => {
+            ResponseCode::UPDATE_AND_CREATE_ACL_CONFIG_FAILED
+        }
+        RequestCode::DELETE_ACL_CONFIG => ResponseCode::DELETE_ACL_CONFIG_FAILED,
+        RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => {
+            ResponseCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED
+        }
+        _ => ResponseCode::SYSTEM_ERROR,
+    };
+    let Some(acl) = &b.acl else {
+        return conn.respond_error(
+            req,
+            fail_code,
+            "ACL is off on this broker (broker.acl_enable = false): there are no accounts to change or show",
+        );
+    };
+    let done = match req.code {
+        RequestCode::UPDATE_AND_CREATE_ACL_CONFIG => {
+            super::acl::AccountUpdate::from_request(req).and_then(|u| acl.update_account(&u))
+        }
+        RequestCode::DELETE_ACL_CONFIG => match req.ext_get("accessKey") {
+            Some(ak) => acl.delete_account(ak),
+            None => Err("the request names no accessKey".into()),
+        },
+        RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => {
+            let list: Vec<String> = req
+                .ext_get("globalWhiteAddrs")
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect();
+            acl.set_global_white(&list)
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = done {
+        return conn.respond_error(req, fail_code, &e);
+    }
+    let version = acl.version_json();
+    let addr = b.addr.to_string();
+    let header = [
+        ("version", version.as_str()),
+        ("brokerName", b.broker_name.as_str()),
+        ("brokerAddr", addr.as_str()),
+        ("clusterName", b.cluster.as_str()),
+    ];
+    match req.code {
+        RequestCode::GET_BROKER_CLUSTER_ACL_CONFIG => match acl.config_json() {
+            Ok(v) => conn.respond(
+                req,
+                ResponseCode::SUCCESS,
+                None,
+                &header,
+                v.to_string().as_bytes(),
+            ),
+            Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e),
+        },
+        RequestCode::GET_BROKER_CLUSTER_ACL_INFO => {
+            conn.respond(req, ResponseCode::SUCCESS, None, &header, &[])
+        }
+        _ => conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]),
+    }
 }
 
 /// Runtime counters as RocketMQ's KVTable (real values; ramjet-specific keys prefixed).

@@ -557,6 +557,13 @@ impl Service for Broker {
             }
             RequestCode::END_TRANSACTION => super::transaction::end_transaction(self, conn, req),
             RequestCode::LOCK_BATCH_MQ => super::locks::lock_batch(self, conn, req),
+            RequestCode::UPDATE_AND_CREATE_ACL_CONFIG
+            | RequestCode::DELETE_ACL_CONFIG
+            | RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG
+            | RequestCode::GET_BROKER_CLUSTER_ACL_INFO
+            | RequestCode::GET_BROKER_CLUSTER_ACL_CONFIG => {
+                super::admin::acl_admin(self, conn, req)
+            }
             RequestCode::UNLOCK_BATCH_MQ => super::locks::unlock_batch(self, conn, req),
             _ => self.not_supported(conn, req),
         }

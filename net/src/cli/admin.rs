@@ -44,6 +44,16 @@ pub enum AdminCommand {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// ACL accounts of brokers with `broker.acl_enable` (docs/acl.md): show, create or change,
+    /// delete, set the global white list. Changes rewrite each broker's accounts file. Needs
+    /// an admin account (--access-key/--secret-key).
+    Acl {
+        #[command(subcommand)]
+        command: AclCommand,
+        /// Only brokers of this cluster (default: every cluster).
+        #[arg(long, global = true)]
+        cluster: Option<String>,
+    },
     /// Consumer progress of GROUP: committed offset vs. broker offset, per queue.
     Lag {
         group: String,
@@ -51,6 +61,43 @@ pub enum AdminCommand {
         #[arg(long)]
         topic: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AclCommand {
+    /// The accounts and the global white list of every master.
+    Show,
+    /// Create the account ACCOUNT or change the fields given (RocketMQ's updateAclConfig).
+    Update {
+        /// The account's access key (longer than 6 characters).
+        account: String,
+        /// Its secret key (needed for a new account).
+        #[arg(long)]
+        secret: Option<String>,
+        /// Addresses that need no signature for it, e.g. 192.168.1.*.
+        #[arg(long)]
+        white_remote_address: Option<String>,
+        /// May create and delete topics and groups and change ACL (every update sets it: leave
+        /// it out and the account is not an admin, as with RocketMQ's updateAclConfig).
+        #[arg(long)]
+        admin: bool,
+        /// PUB, SUB, PUB|SUB or DENY for topics not listed.
+        #[arg(long)]
+        default_topic_perm: Option<String>,
+        /// PUB, SUB, PUB|SUB or DENY for groups not listed.
+        #[arg(long)]
+        default_group_perm: Option<String>,
+        /// Per-topic permissions, e.g. orders=PUB,audit=SUB (replaces the list).
+        #[arg(long)]
+        topic_perms: Option<String>,
+        /// Per-group permissions, e.g. readers=SUB (replaces the list).
+        #[arg(long)]
+        group_perms: Option<String>,
+    },
+    /// Delete the account ACCOUNT.
+    Delete { account: String },
+    /// Replace the global white list (addresses that need no key at all); none: empty it.
+    White { addresses: Vec<String> },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -300,6 +347,66 @@ pub(crate) async fn admin_text(admin: &Admin, args: &AdminArgs) -> Result<String
                 }
             }
         }
+        AdminCommand::Acl { command, cluster } => {
+            let (code, fields) = acl_request(command);
+            let answers = admin.acl_request(code, &fields, cluster.as_deref()).await?;
+            if let AclCommand::Show = command {
+                let docs: Vec<serde_json::Value> = answers
+                    .iter()
+                    .map(|(b, r)| {
+                        json!({
+                            "broker": b.broker_name,
+                            "addr": b.addr,
+                            "acl": serde_json::from_slice::<serde_json::Value>(&r.body)
+                                .unwrap_or(serde_json::Value::Null),
+                        })
+                    })
+                    .collect();
+                if json {
+                    s = json!({ "brokers": docs }).to_string();
+                    s.push('\n');
+                } else {
+                    for d in &docs {
+                        let _ = writeln!(
+                            s,
+                            "broker {} ({})",
+                            d["broker"].as_str().unwrap_or(""),
+                            d["addr"].as_str().unwrap_or("")
+                        );
+                        let _ =
+                            writeln!(s, "  global white list: {}", d["acl"]["globalWhiteAddrs"]);
+                        for a in d["acl"]["plainAccessConfigs"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                        {
+                            let _ = writeln!(
+                                s,
+                                "  {} admin={} white={} topics: default {} {} groups: default {} {}",
+                                a["accessKey"].as_str().unwrap_or(""),
+                                a["admin"],
+                                a["whiteRemoteAddress"].as_str().unwrap_or("-"),
+                                a["defaultTopicPerm"].as_str().unwrap_or("DENY"),
+                                a["topicPerms"],
+                                a["defaultGroupPerm"].as_str().unwrap_or("DENY"),
+                                a["groupPerms"],
+                            );
+                        }
+                    }
+                }
+            } else if json {
+                let brokers: Vec<&str> = answers
+                    .iter()
+                    .map(|(b, _)| b.broker_name.as_str())
+                    .collect();
+                s = json!({ "ok": true, "brokers": brokers }).to_string();
+                s.push('\n');
+            } else {
+                for (b, _) in &answers {
+                    let _ = writeln!(s, "ACL changed on {} ({})", b.broker_name, b.addr);
+                }
+            }
+        }
         AdminCommand::Lag { group, topic } => {
             let lags = match topic {
                 Some(t) => vec![admin.lag(group, t).await?],
@@ -337,4 +444,47 @@ pub(crate) async fn admin_text(admin: &Admin, args: &AdminArgs) -> Result<String
         }
     }
     Ok(s)
+}
+
+/// The request code and header of an `admin acl` command.
+fn acl_request(c: &AclCommand) -> (i32, Vec<(String, String)>) {
+    use ramjet_core::remoting::RequestCode;
+    let mut f = Vec::new();
+    let mut put = |k: &str, v: Option<&String>| {
+        if let Some(v) = v {
+            f.push((k.to_string(), v.clone()));
+        }
+    };
+    let code = match c {
+        AclCommand::Show => RequestCode::GET_BROKER_CLUSTER_ACL_CONFIG,
+        AclCommand::Update {
+            account,
+            secret,
+            white_remote_address,
+            admin,
+            default_topic_perm,
+            default_group_perm,
+            topic_perms,
+            group_perms,
+        } => {
+            put("accessKey", Some(account));
+            put("secretKey", secret.as_ref());
+            put("whiteRemoteAddress", white_remote_address.as_ref());
+            put("admin", Some(&admin.to_string()));
+            put("defaultTopicPerm", default_topic_perm.as_ref());
+            put("defaultGroupPerm", default_group_perm.as_ref());
+            put("topicPerms", topic_perms.as_ref());
+            put("groupPerms", group_perms.as_ref());
+            RequestCode::UPDATE_AND_CREATE_ACL_CONFIG
+        }
+        AclCommand::Delete { account } => {
+            put("accessKey", Some(account));
+            RequestCode::DELETE_ACL_CONFIG
+        }
+        AclCommand::White { addresses } => {
+            put("globalWhiteAddrs", Some(&addresses.join(",")));
+            RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG
+        }
+    };
+    (code, f)
 }

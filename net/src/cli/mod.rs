@@ -10,7 +10,7 @@ mod consume;
 mod produce;
 mod time;
 
-pub use admin::{run_admin, AdminArgs, AdminCommand, TopicCommand};
+pub use admin::{run_admin, AclCommand, AdminArgs, AdminCommand, TopicCommand};
 pub use consume::{run_consume, ConsumeArgs};
 pub use produce::{run_produce, ProduceArgs};
 

@@ -6,7 +6,7 @@ use ramjet_core::remoting::body::{self, ClusterInfo, Perm, TopicList, TopicRoute
 use ramjet_core::remoting::headers::{
     CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
 };
-use ramjet_core::remoting::RequestCode;
+use ramjet_core::remoting::{RemotingCommand, RequestCode};
 use serde::Serialize;
 
 use super::error::ClientError;
@@ -166,6 +166,24 @@ impl Admin {
             }
             let info = self.runtime_info(&b.addr).await?;
             out.push((b, info));
+        }
+        Ok(out)
+    }
+
+    /// Sends one ACL admin request (UPDATE_AND_CREATE_ACL_CONFIG, DELETE_ACL_CONFIG,
+    /// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG, GET_BROKER_CLUSTER_ACL_CONFIG) with these header
+    /// fields to every master of `cluster` (all clusters when `None`); their answers.
+    pub async fn acl_request(
+        &self,
+        code: i32,
+        fields: &[(String, String)],
+        cluster: Option<&str>,
+    ) -> Result<Vec<(BrokerEntry, RemotingCommand)>, ClientError> {
+        let masters = self.masters(cluster).await?;
+        let mut out = Vec::with_capacity(masters.len());
+        for b in masters {
+            let resp = self.client.invoke_ok(&b.addr, code, fields, &[]).await?;
+            out.push((b, resp));
         }
         Ok(out)
     }

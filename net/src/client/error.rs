@@ -131,6 +131,11 @@ pub fn response_code_name(code: i32) -> &'static str {
         ResponseCode::SUBSCRIPTION_NOT_LATEST => "SUBSCRIPTION_NOT_LATEST",
         ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST => "SUBSCRIPTION_GROUP_NOT_EXIST",
         ResponseCode::CONSUMER_NOT_ONLINE => "CONSUMER_NOT_ONLINE",
+        ResponseCode::UPDATE_AND_CREATE_ACL_CONFIG_FAILED => "UPDATE_AND_CREATE_ACL_CONFIG_FAILED",
+        ResponseCode::DELETE_ACL_CONFIG_FAILED => "DELETE_ACL_CONFIG_FAILED",
+        ResponseCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED => {
+            "UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED"
+        }
         215 => "FLOW_CONTROL",
         _ => "error",
     }
