@@ -447,7 +447,7 @@ pub(crate) async fn admin_text(admin: &Admin, args: &AdminArgs) -> Result<String
 }
 
 /// The request code and header of an `admin acl` command.
-fn acl_request(c: &AclCommand) -> (i32, Vec<(String, String)>) {
+pub(super) fn acl_request(c: &AclCommand) -> (i32, Vec<(String, String)>) {
     use ramjet_core::remoting::RequestCode;
     let mut f = Vec::new();
     let mut put = |k: &str, v: Option<&String>| {

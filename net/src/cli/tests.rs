@@ -267,3 +267,83 @@ fn message_formatting() {
     assert_eq!(v["properties"]["x"], "y");
     assert_eq!(v["body"], "hi");
 }
+
+#[test]
+fn admin_acl_commands_become_rocketmqs_acl_requests() {
+    use ramjet_core::remoting::RequestCode;
+    let acl = |argv: &[&str]| {
+        let TestCmd::Admin(a) = parse(argv) else {
+            panic!("not admin")
+        };
+        let AdminCommand::Acl { command, cluster } = a.command else {
+            panic!("not acl")
+        };
+        assert_eq!(a.acl.access_key.as_deref(), Some("rjadmin01"));
+        (super::admin::acl_request(&command), cluster)
+    };
+    let ((code, fields), cluster) = acl(&[
+        "admin",
+        "--access-key",
+        "rjadmin01",
+        "--secret-key",
+        "s3cret-key",
+        "acl",
+        "update",
+        "producer01",
+        "--secret",
+        "p-secret-1",
+        "--topic-perms",
+        "orders=PUB,audit=SUB",
+        "--default-group-perm",
+        "SUB",
+        "--cluster",
+        "C1",
+    ]);
+    assert_eq!(code, RequestCode::UPDATE_AND_CREATE_ACL_CONFIG);
+    assert_eq!(cluster.as_deref(), Some("C1"));
+    let f: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        f,
+        [
+            ("accessKey", "producer01"),
+            ("secretKey", "p-secret-1"),
+            ("admin", "false"),
+            ("defaultGroupPerm", "SUB"),
+            ("topicPerms", "orders=PUB,audit=SUB"),
+        ]
+    );
+    let ((code, fields), _) = acl(&[
+        "admin",
+        "--access-key",
+        "rjadmin01",
+        "--secret-key",
+        "s3cret-key",
+        "acl",
+        "white",
+        "10.0.0.*",
+        "192.168.1.1",
+    ]);
+    assert_eq!(code, RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG);
+    assert_eq!(
+        fields,
+        [(
+            "globalWhiteAddrs".to_string(),
+            "10.0.0.*,192.168.1.1".to_string()
+        )]
+    );
+    let ((code, fields), _) = acl(&[
+        "admin",
+        "--access-key",
+        "rjadmin01",
+        "--secret-key",
+        "s3cret-key",
+        "acl",
+        "delete",
+        "producer01",
+    ]);
+    assert_eq!(code, RequestCode::DELETE_ACL_CONFIG);
+    assert_eq!(fields.len(), 1);
+}
