@@ -271,8 +271,18 @@ fn message_formatting() {
 #[test]
 fn admin_acl_commands_become_rocketmqs_acl_requests() {
     use ramjet_core::remoting::RequestCode;
+    // `ramjet admin --access-key .. --secret-key .. acl <argv>`
     let acl = |argv: &[&str]| {
-        let TestCmd::Admin(a) = parse(argv) else {
+        let mut full = vec![
+            "admin",
+            "--access-key",
+            "rjadmin01",
+            "--secret-key",
+            "s3cret-key",
+            "acl",
+        ];
+        full.extend_from_slice(argv);
+        let TestCmd::Admin(a) = parse(&full) else {
             panic!("not admin")
         };
         let AdminCommand::Acl { command, cluster } = a.command else {
@@ -282,12 +292,6 @@ fn admin_acl_commands_become_rocketmqs_acl_requests() {
         (super::admin::acl_request(&command), cluster)
     };
     let ((code, fields), cluster) = acl(&[
-        "admin",
-        "--access-key",
-        "rjadmin01",
-        "--secret-key",
-        "s3cret-key",
-        "acl",
         "update",
         "producer01",
         "--secret",
@@ -315,17 +319,7 @@ fn admin_acl_commands_become_rocketmqs_acl_requests() {
             ("topicPerms", "orders=PUB,audit=SUB"),
         ]
     );
-    let ((code, fields), _) = acl(&[
-        "admin",
-        "--access-key",
-        "rjadmin01",
-        "--secret-key",
-        "s3cret-key",
-        "acl",
-        "white",
-        "10.0.0.*",
-        "192.168.1.1",
-    ]);
+    let ((code, fields), _) = acl(&["white", "10.0.0.*", "192.168.1.1"]);
     assert_eq!(code, RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG);
     assert_eq!(
         fields,
@@ -334,16 +328,7 @@ fn admin_acl_commands_become_rocketmqs_acl_requests() {
             "10.0.0.*,192.168.1.1".to_string()
         )]
     );
-    let ((code, fields), _) = acl(&[
-        "admin",
-        "--access-key",
-        "rjadmin01",
-        "--secret-key",
-        "s3cret-key",
-        "acl",
-        "delete",
-        "producer01",
-    ]);
+    let ((code, fields), _) = acl(&["delete", "producer01"]);
     assert_eq!(code, RequestCode::DELETE_ACL_CONFIG);
     assert_eq!(fields.len(), 1);
 }
