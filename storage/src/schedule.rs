@@ -1,5 +1,5 @@
 //! Delay levels (RocketMQ's `messageDelayLevel`) and the ConsumeQueue tags code of a scheduled
-//! message.
+//! message or a timer message.
 //!
 //! A message sent with property `DELAY` = level > 0 is stored in topic [`SCHEDULE_TOPIC`],
 //! queue `level - 1`, with its real topic and queue in `REAL_TOPIC` / `REAL_QID`. Its
@@ -7,11 +7,24 @@
 //! store timestamp + the level's delay (spec §7.5). The broker's schedule service walks each
 //! level's queue and re-stores due messages in their real topic. Recovery rebuilds the units
 //! of scheduled records with the same rule, so the due times survive a crash.
+//!
+//! A 5.x timer message (`TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`) waits in
+//! [`TIMER_TOPIC`], queue 0, with its deliver time in `TIMER_OUT_MS`. Its unit's tags code is
+//! when the broker's timer service takes it up again ([`timer_tags_code`]): the deliver time,
+//! or, for a message further out than the timer's roll window, the end of that window
+//! ([`TIMER_FIRE_MS`]), when the message is written again at the queue's tail.
 
 use ramjet_core::record::properties;
 
 /// The topic scheduled messages wait in (one queue per delay level).
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+
+/// The topic timer messages wait in (RocketMQ 5.x's `TimerMessageStore.TIMER_TOPIC`).
+pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
+
+/// ramjet's property of a timer record that is taken up before its deliver time (`TIMER_OUT_MS`)
+/// to be rolled: written again at the tail of [`TIMER_TOPIC`]. Absent when the two are the same.
+pub const TIMER_FIRE_MS: &str = "TIMER_FIRE_MS";
 
 /// RocketMQ's default `messageDelayLevel`: levels 1..=18.
 pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
@@ -87,6 +100,14 @@ pub fn scheduled_tags_code(levels: &[u64], props: &[u8], store_ts: i64) -> Optio
     delay_level(levels, props).map(|l| due_time(levels, l, store_ts))
 }
 
+/// The ConsumeQueue tags code of a record of [`TIMER_TOPIC`]: when the timer service takes it
+/// up ([`TIMER_FIRE_MS`], else `TIMER_OUT_MS`), or `None` when neither is a number.
+pub fn timer_tags_code(props: &[u8]) -> Option<i64> {
+    let [fire, out] = properties::get_many(props, [TIMER_FIRE_MS, properties::TIMER_OUT_MS]);
+    let parse = |v: &[u8]| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok();
+    fire.and_then(parse).or_else(|| out.and_then(parse))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +163,18 @@ mod tests {
             assert_eq!(delay_level(&levels, b.as_bytes()), None, "DELAY={v}");
         }
         assert_eq!(scheduled_tags_code(&levels, b"", 5), None);
+    }
+
+    #[test]
+    fn timer_units_hold_when_the_record_is_taken_up() {
+        let mut b = Builder::new();
+        b.push_str("TIMER_OUT_MS", "1700000000123").unwrap();
+        assert_eq!(timer_tags_code(b.as_bytes()), Some(1_700_000_000_123));
+        b.push_str(TIMER_FIRE_MS, "1700000000000").unwrap();
+        assert_eq!(timer_tags_code(b.as_bytes()), Some(1_700_000_000_000));
+        b.clear();
+        b.push_str("TIMER_OUT_MS", "soon").unwrap();
+        assert_eq!(timer_tags_code(b.as_bytes()), None);
+        assert_eq!(timer_tags_code(b""), None);
     }
 }

@@ -1220,8 +1220,11 @@ fn redispatch(
     let topic = view.topic();
     if sysflag::is_dispatched(view.sys_flag()) {
         // A scheduled message's unit holds its due time (as the broker stored it), not a tag.
+        // A timer message's unit holds when the timer service takes it up.
         let scheduled = if topic == crate::schedule::SCHEDULE_TOPIC {
             crate::schedule::scheduled_tags_code(delay_levels_ms, props, view.store_timestamp())
+        } else if topic == crate::schedule::TIMER_TOPIC {
+            crate::schedule::timer_tags_code(props)
         } else {
             None
         };
