@@ -165,18 +165,6 @@ fn batches_with_a_delay_are_refused_and_store_nothing() {
         r.remark
     );
     assert_eq!(ops::max_offset(&mut c, topic, 0).unwrap(), 0);
-    // 5.x arbitrary-time delays are refused with the reason, not delivered at once.
-    for name in ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"] {
-        let m = OutMessage::new(b"timer".to_vec()).prop(name, "5000");
-        match ops::send(&mut c, topic, 0, &m).expect("send") {
-            ops::SendOutcome::Refused { code, remark } => {
-                assert_eq!(code, 13, "{name}: MESSAGE_ILLEGAL expected");
-                assert!(remark.unwrap_or_default().contains("timer"), "{name}");
-            }
-            ops::SendOutcome::Ok(_) => panic!("{name}: a timer message was stored"),
-        }
-    }
-    assert_eq!(ops::max_offset(&mut c, topic, 0).unwrap(), 0);
 }
 
 /// CONSUMER_SEND_MSG_BACK of the record at `offset` for `group`.

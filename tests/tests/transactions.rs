@@ -656,3 +656,50 @@ fn a_half_message_on_a_cold_file_is_committed_intact() {
         );
     }
 }
+
+/// A half message with a 5.x timer (`TIMER_DELAY_MS`): the commit applies it, from the time of
+/// the commit, as RocketMQ's END_TRANSACTION does.
+#[test]
+fn a_committed_half_message_with_a_timer_waits_its_time() {
+    let broker = Broker::start(BrokerSpec::default().flush(Flush::Sync));
+    let topic = "tx_timer";
+    create_topic(&broker, topic, 1);
+    let mut c = connect(broker.shard_addr(0));
+    let m = half_message("timed order", "UT1").prop("TIMER_DELAY_MS", "1500");
+    let h = half_ok(send_half(&mut c, topic, 0, &m));
+    let committed_at = Instant::now();
+    let r = c
+        .call(
+            END_TRANSACTION,
+            &end_ext(
+                GROUP,
+                h.queue_offset,
+                commit_log_offset(&h.msg_id),
+                COMMIT,
+                false,
+                "UT1",
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.transactionOpen"), 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerPending"), 1);
+    assert!(
+        pull(&mut c, topic, 0, 0).messages.is_empty(),
+        "delivered at once"
+    );
+    let got = wait_pulled(&mut c, topic, 0, 1, Duration::from_secs(10));
+    assert!(
+        committed_at.elapsed() >= Duration::from_millis(1450),
+        "delivered {:?} after the commit",
+        committed_at.elapsed()
+    );
+    let d = &got[0];
+    assert_eq!(d.body, m.body);
+    assert_eq!(d.sys_flag & 0xC, COMMIT, "transaction type COMMIT");
+    assert_eq!(d.property("UNIQ_KEY").as_deref(), Some("UT1"));
+    assert_eq!(d.property("TRAN_MSG"), None);
+    assert!(d.property("TIMER_OUT_MS").is_some());
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerDelivered"), 1);
+}

@@ -86,6 +86,20 @@ pub struct BrokerSection {
     /// Longest sleep of the schedule service between two looks at the delay levels (it wakes
     /// sooner when a waiting message is due sooner).
     pub schedule_check_ms: u64,
+    /// Serve 5.x timer messages (`TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`;
+    /// RocketMQ's `timerWheelEnable`). Off: they are refused with MESSAGE_ILLEGAL.
+    pub timer_enable: bool,
+    /// Furthest a timer message may be sent into the future (RocketMQ's `timerMaxDelaySec`,
+    /// 3 days); further gets MESSAGE_ILLEGAL.
+    pub timer_max_delay_ms: u64,
+    /// A timer message due later than this after the timer service takes it up is written
+    /// again at the timer queue's tail when the window ends ("rolled", RocketMQ's
+    /// `timerRollWindowSlot`). Bounds what a restart reads again: the timer queue of the last
+    /// window.
+    pub timer_roll_window_ms: u64,
+    /// Timer messages one shard holds waiting; more get SYSTEM_BUSY until some are delivered
+    /// (~16 bytes of memory each).
+    pub timer_max_pending: u64,
     /// How long a queue lock of an orderly consumer (LOCK_BATCH_MQ) lasts after its holder's
     /// last lock request (RocketMQ's `rocketmq.broker.rebalance.lockMaxLiveTime`).
     pub rebalance_lock_max_live_ms: u64,
@@ -215,6 +229,10 @@ impl Default for BrokerSection {
             message_delay_level: ramjet_storage::schedule::DEFAULT_DELAY_LEVELS.into(),
             retry_max_times: 16,
             schedule_check_ms: 100,
+            timer_enable: true,
+            timer_max_delay_ms: 3 * 86_400_000,
+            timer_roll_window_ms: 3_600_000,
+            timer_max_pending: 4_000_000,
             rebalance_lock_max_live_ms: 60_000,
             enable_property_filter: true,
             reject_transaction_message: false,
@@ -604,6 +622,27 @@ impl Config {
                 "broker.schedule_check_ms",
                 self.broker.schedule_check_ms.to_string(),
                 "expected 1..=60000 (milliseconds)",
+            );
+        }
+        if !(1_000..=365 * 86_400_000).contains(&self.broker.timer_max_delay_ms) {
+            return inv(
+                "broker.timer_max_delay_ms",
+                self.broker.timer_max_delay_ms.to_string(),
+                "expected 1000..=31536000000 (milliseconds, at most a year)",
+            );
+        }
+        if !(1_000..=30 * 86_400_000).contains(&self.broker.timer_roll_window_ms) {
+            return inv(
+                "broker.timer_roll_window_ms",
+                self.broker.timer_roll_window_ms.to_string(),
+                "expected 1000..=2592000000 (milliseconds, at most 30 days)",
+            );
+        }
+        if !(1..=1_000_000_000).contains(&self.broker.timer_max_pending) {
+            return inv(
+                "broker.timer_max_pending",
+                self.broker.timer_max_pending.to_string(),
+                "expected 1..=1000000000",
             );
         }
         if self.broker.rebalance_lock_max_live_ms == 0 {

@@ -24,6 +24,7 @@ pub mod send;
 pub mod server;
 pub mod shard;
 pub mod syncack;
+pub mod timer;
 pub mod topics;
 pub mod transaction;
 pub mod warm;

@@ -61,6 +61,8 @@ pub enum ScheduleError {
     Persist(#[from] PersistError),
     #[error("delay offset file {path} is corrupt: {reason}")]
     Corrupt { path: String, reason: String },
+    #[error("timer checkpoint {path} is corrupt: {reason}")]
+    TimerCorrupt { path: String, reason: String },
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -321,7 +323,7 @@ async fn deliver_level(b: &Broker, level: usize) -> Pass {
             pass.next_due = Some(unit.tags_code);
             break;
         }
-        let r = match deliver_from_memory(b, unit.physical_offset, unit.size) {
+        let r = match deliver_from_memory(b, unit.physical_offset, unit.size, deliver_one) {
             Found::Delivered(r) => r,
             Found::OnFile(cold) => {
                 // On file: read in off the shard first, then read and check it (CRC).
@@ -369,7 +371,7 @@ async fn deliver_level(b: &Broker, level: usize) -> Pass {
 }
 
 /// Where a due record is.
-enum Found {
+pub(super) enum Found {
     /// Delivered straight from the tail cache (no read, no copy).
     Delivered(Result<Option<u64>, StoreError>),
     /// On file: its ranges that are not in the page cache (empty when all are, when the
@@ -377,9 +379,15 @@ enum Found {
     OnFile(Vec<super::warm::ColdRange>),
 }
 
-/// Delivers the record at `physical_offset` from the tail cache if it is wholly there, else
-/// says which of its file ranges are cold. One lookup of where the bytes are.
-fn deliver_from_memory(b: &Broker, physical_offset: u64, size: u32) -> Found {
+/// Hands the record at `physical_offset` to `deliver` from the tail cache if it is wholly
+/// there, else says which of its file ranges are cold. One lookup of where the bytes are.
+/// `deliver` must not use `b.schedule`'s chunk list (held meanwhile).
+pub(super) fn deliver_from_memory(
+    b: &Broker,
+    physical_offset: u64,
+    size: u32,
+    deliver: impl FnOnce(&Broker, &[u8]) -> Result<Option<u64>, StoreError>,
+) -> Found {
     let mut chunks = b.schedule.chunks.borrow_mut();
     chunks.clear();
     // Gone (retention): the read that follows reports it.
@@ -387,7 +395,7 @@ fn deliver_from_memory(b: &Broker, physical_offset: u64, size: u32) -> Found {
     let mut cold = Vec::new();
     let found = match chunks.as_slice() {
         [Chunk::Memory(slice)] if slice.len() == size as usize => {
-            Found::Delivered(deliver_one(b, slice.as_ref()))
+            Found::Delivered(deliver(b, slice.as_ref()))
         }
         on_file => {
             if b.cfg.broker.cold_reads_off_shard {
@@ -407,7 +415,7 @@ fn deliver_from_memory(b: &Broker, physical_offset: u64, size: u32) -> Found {
 /// Reads `cold` into the page cache on the blocking thread, so that reading the record next
 /// does not wait for the disk on the shard's thread (a level of an hour or two delivers from
 /// files the page cache may have dropped).
-async fn read_in(b: &Broker, cold: Vec<super::warm::ColdRange>) {
+pub(super) async fn read_in(b: &Broker, cold: Vec<super::warm::ColdRange>) {
     if cold.is_empty() {
         return;
     }
@@ -476,7 +484,20 @@ pub fn schedule_target(
     props: &[u8],
     out: &mut PropertiesBuilder,
 ) -> Result<(i32, i64), ramjet_core::record::RecordError> {
-    with_real_target(topic, queue_id, props, out)?;
+    // A delay level wins over 5.x timer properties, which go (as RocketMQ clears them).
+    real_target_skipping(
+        topic,
+        queue_id,
+        props,
+        &[
+            properties::REAL_TOPIC,
+            properties::REAL_QID,
+            properties::TIMER_DELIVER_MS,
+            properties::TIMER_DELAY_SEC,
+            properties::TIMER_DELAY_MS,
+        ],
+        out,
+    )?;
     Ok(((level - 1) as i32, due_time(levels, level, now_ms())))
 }
 
@@ -489,6 +510,24 @@ pub fn with_real_target(
     props: &[u8],
     out: &mut PropertiesBuilder,
 ) -> Result<(), ramjet_core::record::RecordError> {
+    real_target_skipping(
+        topic,
+        queue_id,
+        props,
+        &[properties::REAL_TOPIC, properties::REAL_QID],
+        out,
+    )
+}
+
+/// [`with_real_target`], leaving out the properties named in `skip` (which names
+/// `REAL_TOPIC` and `REAL_QID`).
+pub(super) fn real_target_skipping(
+    topic: &str,
+    queue_id: i32,
+    props: &[u8],
+    skip: &[&str],
+    out: &mut PropertiesBuilder,
+) -> Result<(), ramjet_core::record::RecordError> {
     // The queue id as text without an allocation (an i32 has at most 11 characters).
     let mut qid = [0u8; 12];
     let qid_len = {
@@ -498,7 +537,7 @@ pub fn with_real_target(
         12 - w.len()
     };
     out.clear();
-    out.extend_from(props, &[properties::REAL_TOPIC, properties::REAL_QID])?
+    out.extend_from(props, skip)?
         .push_str(properties::REAL_TOPIC, topic)?
         .push(properties::REAL_QID, &qid[..qid_len])?;
     Ok(())

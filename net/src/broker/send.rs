@@ -23,10 +23,11 @@ use ramjet_core::remoting::headers::{SendMessageRequestHeader, SendMessageRespon
 use ramjet_core::remoting::{
     decode_frame, CommandView, FrameDecode, FrameHead, ResponseCode, SerializeType,
 };
-use ramjet_storage::schedule::{level_of, SCHEDULE_TOPIC};
+use ramjet_storage::schedule::{level_of, SCHEDULE_TOPIC, TIMER_TOPIC};
 use ramjet_storage::StoreError;
 
 use super::conn::Conn;
+use super::namesrv_host::now_ms;
 use super::shard::{Broker, ShardCounters};
 use super::topics::{
     SendTopic, DLQ_PREFIX, NOT_ALLOWED_SEND_TOPICS, PERM_READ, PERM_WRITE, RETRY_PREFIX,
@@ -205,14 +206,6 @@ fn send_once(
             properties::TIMER_DELAY_MS,
         ],
     );
-    if timer_at.or(timer_s).or(timer_ms).is_some() {
-        // 5.x arbitrary-time delays: not built yet. Refused as a 5.x broker with its timer
-        // wheel off refuses them, rather than delivered at once.
-        return fail(
-            ResponseCode::MESSAGE_ILLEGAL,
-            "accurate timer message is not supported by this broker (TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS); use a delay level (DELAY, broker.message_delay_level)",
-        );
-    }
     let half = tran_msg == Some(b"true");
     if half {
         if b.cfg.broker.reject_transaction_message {
@@ -278,6 +271,30 @@ fn send_once(
             "delay level is not supported for batch messages",
         );
     }
+    // 5.x timer properties, unless a delay level or the dead-letter queue took precedence
+    // (spec: `broker::timer`). A half message's apply at its commit.
+    let now = now_ms();
+    let mut timer_deliver = None;
+    if timer_at.or(timer_s).or(timer_ms).is_some() && delay.is_none() && dlq.is_empty() {
+        if !b.cfg.broker.timer_enable {
+            return fail(
+                ResponseCode::MESSAGE_ILLEGAL,
+                "accurate timer message is not enabled on this broker (broker.timer_enable = false; TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS); use a delay level (DELAY, broker.message_delay_level)",
+            );
+        }
+        if batch {
+            return fail(
+                ResponseCode::MESSAGE_ILLEGAL,
+                "timer messages cannot be sent in a batch",
+            );
+        }
+        match super::timer::deliver_time(timer_at, timer_s, timer_ms, now) {
+            Ok(d) if !half => timer_deliver = d,
+            Ok(_) => {}
+            Err(e) => return fail(ResponseCode::MESSAGE_ILLEGAL, &e),
+        }
+    }
+    let mut timer_fire = None;
     // A delayed message waits in SCHEDULE_TOPIC_XXXX, queue level - 1, its real topic and
     // queue in its properties, its unit's tags code the time it is due (spec §7.5).
     // The shard's reused builder, held until the append below (no await in between); also
@@ -301,6 +318,18 @@ fn send_once(
                 rewritten = Some(out);
             }
             Err(e) => return fail(ResponseCode::MESSAGE_ILLEGAL, &e.to_string()),
+        }
+    } else if let Some(deliver) = timer_deliver {
+        let mut out = b.schedule.send_props.borrow_mut();
+        match super::timer::timer_target(b, deliver, now, h.topic, queue_id, props, &mut out) {
+            Ok(Some(fire)) => {
+                (store_topic, store_queue, tags) = (TIMER_TOPIC, 0, fire);
+                timer_fire = Some(fire);
+                rewritten = Some(out);
+            }
+            // Not in the future: stored at once, as sent.
+            Ok(None) => {}
+            Err((code, remark)) => return fail(code, &remark),
         }
     } else if !dlq.is_empty() && delay_value.is_some() {
         // As RocketMQ: a dead-lettered retry is stored with DELAY 0 (the client's fallback
@@ -403,6 +432,9 @@ fn send_once(
         let r = b.store.put_message(&template);
         if r.is_err() {
             need = b.store.record_len(&template);
+        }
+        if let (Ok(_), Some(fire)) = (&r, timer_fire) {
+            super::timer::stored(b, fire);
         }
         if let (Ok(put), true) = (&r, half) {
             b.transactions.on_half_stored(

@@ -104,6 +104,7 @@ pub struct Broker {
     pub locks: super::locks::QueueLocks,
     /// Delayed messages and their delivery (`SCHEDULE_TOPIC_XXXX`).
     pub schedule: super::schedule::Scheduler,
+    pub timer: super::timer::TimerWheel,
     /// Open transactions (half messages) and their check service's state.
     pub transactions: super::transaction::Transactions,
     pub longpoll: LongPollRegistry,
@@ -267,6 +268,11 @@ impl Broker {
                 shard: index,
                 source,
             })?;
+        let timer = super::timer::TimerWheel::open(&config_dir, cfg.broker.timer_roll_window_ms)
+            .map_err(|source| ShardError::Schedule {
+                shard: index,
+                source,
+            })?;
         let transactions =
             super::transaction::Transactions::new(cfg.broker.transaction_max_open as usize);
         transactions
@@ -318,6 +324,7 @@ impl Broker {
             offsets,
             locks: super::locks::QueueLocks::default(),
             schedule,
+            timer,
             transactions,
             longpoll,
             clients: ClientRegistry::default(),
@@ -408,6 +415,7 @@ impl Broker {
             tasks.push(runtime::spawn_task(super::ha::sync::run(self.clone())));
         } else {
             tasks.push(runtime::spawn_task(super::schedule::run(self.clone())));
+            tasks.push(runtime::spawn_task(super::timer::run(self.clone())));
             tasks.push(runtime::spawn_task(super::transaction::run(self.clone())));
         }
         let reg = runtime::spawn_task(super::register::registration_loop(self.clone()));
@@ -470,6 +478,11 @@ impl Broker {
         super::register::unregister_all(self).await;
         if let Err(e) = self.schedule.persist(self).await {
             tracing::error!(shard = self.index, error = %e, "persisting delay offsets at shutdown failed");
+        }
+        if !self.ha.is_slave() {
+            if let Err(e) = self.timer.persist(self).await {
+                tracing::error!(shard = self.index, error = %e, "writing the timer checkpoint at shutdown failed");
+            }
         }
         if let Err(e) = self.store.shutdown().await {
             tracing::error!(shard = self.index, error = %e, "store shutdown failed");

@@ -18,8 +18,9 @@ pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
 pub const RETRY_PREFIX: &str = ramjet_core::remoting::RETRY_GROUP_TOPIC_PREFIX;
 pub const DLQ_PREFIX: &str = "%DLQ%";
 /// Topics producers may not send to (RocketMQ system topics with their own writers).
-pub const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
+pub const NOT_ALLOWED_SEND_TOPICS: [&str; 7] = [
     "SCHEDULE_TOPIC_XXXX",
+    ramjet_storage::schedule::TIMER_TOPIC,
     "RMQ_SYS_TRANS_HALF_TOPIC",
     "RMQ_SYS_TRANS_OP_HALF_TOPIC",
     "TRANS_CHECK_MAX_TIME_TOPIC",

@@ -42,7 +42,7 @@ use ramjet_core::remoting::headers::{
     CheckTransactionStateRequestHeader, EndTransactionRequestHeader, TransactionType,
 };
 use ramjet_core::remoting::{CommandView, FrameHead, RequestCode, ResponseCode};
-use ramjet_storage::schedule::{level_of, SCHEDULE_TOPIC};
+use ramjet_storage::schedule::{level_of, SCHEDULE_TOPIC, TIMER_TOPIC};
 use ramjet_storage::{Chunk, FlushMode, PutResult, Store, StoreError};
 
 use super::conn::Conn;
@@ -81,6 +81,8 @@ enum TxError {
     Record(#[from] RecordError),
     #[error("{0}")]
     Half(String),
+    #[error("{1}")]
+    Timer(i32, String),
 }
 
 impl TxError {
@@ -89,6 +91,7 @@ impl TxError {
             TxError::Store(e) => super::send::store_error_code(e),
             TxError::Record(_) => ResponseCode::MESSAGE_ILLEGAL,
             TxError::Half(_) => ResponseCode::SYSTEM_ERROR,
+            TxError::Timer(code, _) => *code,
         }
     }
 }
@@ -730,8 +733,34 @@ fn commit_message(
     let levels = &b.store.config().delay_levels_ms;
     let level = delay.and_then(|v| level_of(levels, v));
     let mut sched = PropertiesBuilder::new();
-    let (store_topic, store_queue, store_props, tags) = match level {
-        Some(level) => {
+    // Without a delay level, the half message's 5.x timer properties apply now.
+    let mut timer_fire = None;
+    if level.is_none() && b.cfg.broker.timer_enable {
+        let [at, delay_s, delay_ms] = properties::get_many(
+            out.as_bytes(),
+            [
+                properties::TIMER_DELIVER_MS,
+                properties::TIMER_DELAY_SEC,
+                properties::TIMER_DELAY_MS,
+            ],
+        );
+        let now = super::namesrv_host::now_ms();
+        // Checked when the half message was sent.
+        if let Ok(Some(deliver)) = super::timer::deliver_time(at, delay_s, delay_ms, now) {
+            timer_fire = super::timer::timer_target(
+                b,
+                deliver,
+                now,
+                topic,
+                queue_id,
+                out.as_bytes(),
+                &mut sched,
+            )
+            .map_err(|(code, remark)| TxError::Timer(code, remark))?;
+        }
+    }
+    let (store_topic, store_queue, store_props, tags) = match (level, timer_fire) {
+        (Some(level), _) => {
             let (q, due) = super::schedule::schedule_target(
                 levels,
                 level,
@@ -742,7 +771,8 @@ fn commit_message(
             )?;
             (SCHEDULE_TOPIC, q, sched.as_bytes(), due)
         }
-        None => (
+        (None, Some(fire)) => (TIMER_TOPIC, 0, sched.as_bytes(), fire),
+        (None, None) => (
             topic,
             queue_id,
             out.as_bytes(),
@@ -756,6 +786,9 @@ fn commit_message(
         ..MessageToStore::copy_of(half, store_topic, store_queue, store_props, b.addr)
     })?;
     ShardCounters::add(&b.counters.msgs_put, 1);
+    if let Some(fire) = timer_fire {
+        super::timer::stored(b, fire);
+    }
     Ok(put.end_physical_offset)
 }
 

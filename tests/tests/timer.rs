@@ -1,0 +1,260 @@
+//! 5.x timer messages (`TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`) through
+//! `rmq_sys_wheel_timer`, against the real broker binary: delivered at their time, rolled
+//! past the roll window, kept across a SIGKILL, refused with RocketMQ's codes when illegal.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ramjet_tests::ops::{self, OutMessage, PullOutcome, Pulled};
+use ramjet_tests::ops::{connect, create_topic_on as create_topic};
+use ramjet_tests::wire::request;
+use ramjet_tests::{Broker, BrokerSpec, Conn, Flush};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+fn send_ok(c: &mut Conn, topic: &str, m: &OutMessage) -> ops::SendOk {
+    ops::send(c, topic, 0, m).expect("send").expect_ok(topic)
+}
+
+fn refused(c: &mut Conn, topic: &str, m: &OutMessage) -> (i32, String) {
+    match ops::send(c, topic, 0, m).expect("send") {
+        ops::SendOutcome::Refused { code, remark } => (code, remark.unwrap_or_default()),
+        ops::SendOutcome::Ok(ok) => panic!("stored at {ok:?}, a refusal was expected"),
+    }
+}
+
+fn pull(c: &mut Conn, topic: &str, offset: i64, suspend_ms: u64) -> PullOutcome {
+    ops::pull(c, "timer_test_reader", topic, 0, offset, 32, suspend_ms).expect("pull")
+}
+
+/// Long-polls queue 0 of `topic` until it holds `n` messages from offset 0, each checked the
+/// moment it arrives: returns them with when each was seen.
+fn collect(c: &mut Conn, topic: &str, n: usize, within: Duration) -> Vec<(Pulled, i64)> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < n {
+        let r = pull(c, topic, got.len() as i64, 500);
+        let seen = now_ms();
+        for m in r.messages {
+            got.push((m, seen));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} messages in {topic} within {within:?}",
+            got.len()
+        );
+    }
+    got
+}
+
+fn prop(p: &Pulled, name: &str) -> Option<String> {
+    p.property(name)
+}
+
+fn num(p: &Pulled, name: &str) -> i64 {
+    prop(p, name)
+        .unwrap_or_else(|| panic!("{name} missing: {:?}", String::from_utf8_lossy(&p.body)))
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number"))
+}
+
+/// The timer checkpoint of shard 0 as written, if any: (low, last loaded, read time).
+fn checkpoint(data: &Path) -> Option<(i64, i64, i64)> {
+    let text = std::fs::read(data.join("shard-0/config/timerCheckpoint.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    Some((
+        v["lowQueueOffset"].as_i64()?,
+        v["lastTimerQueueOffset"].as_i64()?,
+        v["lastReadTimeMs"].as_i64()?,
+    ))
+}
+
+#[test]
+fn timer_messages_arrive_at_their_time_roll_and_survive_a_sigkill() {
+    let mut spec = BrokerSpec::default().flush(Flush::Sync);
+    // A 2 s roll window: the 4 s and 7 s messages are written again on the way.
+    spec.broker_toml = "message_delay_level = \"1s 2s\"\nschedule_check_ms = 20\noffset_persist_interval_ms = 100\ntimer_roll_window_ms = 2000\n".into();
+    let mut broker = Broker::start(spec);
+    let topic = "timed";
+    create_topic(&broker, topic, 1);
+    let mut c = connect(broker.shard_addr(0));
+
+    let t0 = now_ms();
+    let past = OutMessage::new(b"deliver time passed: stored at once".to_vec())
+        .prop("TIMER_DELIVER_MS", &(t0 - 5_000).to_string());
+    let level = OutMessage::new(b"a delay level wins over a timer".to_vec())
+        .prop("DELAY", "1")
+        .prop("TIMER_DELAY_SEC", "100");
+    let a = OutMessage::new(b"a: 1.5 s".to_vec())
+        .prop("TAGS", "ta")
+        .prop("KEYS", "ka")
+        .prop("TIMER_DELAY_MS", "1500");
+    let b = OutMessage::new(b"b: deliver at t0 + 4 s".to_vec())
+        .prop("TAGS", "tb")
+        .prop("TIMER_DELIVER_MS", &(t0 + 4_000).to_string());
+    let cc = OutMessage::new(b"c: 7 s".to_vec()).prop("TIMER_DELAY_SEC", "7");
+    let p = send_ok(&mut c, topic, &past);
+    assert_eq!(p.queue_offset, 0, "a passed deliver time is no timer");
+    send_ok(&mut c, topic, &level);
+    let sa = send_ok(&mut c, topic, &a);
+    send_ok(&mut c, topic, &b);
+    send_ok(&mut c, topic, &cc);
+    // The answer names the queue asked for and the timer queue's offset.
+    assert_eq!((sa.queue_id, sa.queue_offset), (0, 0));
+    assert_eq!(ops::max_offset(&mut c, topic, 0).unwrap(), 1);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerEnqueued"), 3);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerPending"), 3);
+
+    // The delay level (1 s) and a (1.5 s) arrive, in that order, not before their time.
+    let got = collect(&mut c, topic, 3, Duration::from_secs(10));
+    assert_eq!(got[0].0.body, past.body);
+    assert_eq!(got[1].0.body, level.body);
+    assert_eq!(
+        prop(&got[1].0, "TIMER_DELAY_SEC"),
+        None,
+        "dropped for the level"
+    );
+    let (ma, seen_a) = &got[2];
+    assert_eq!(ma.body, a.body);
+    assert!(*seen_a >= t0 + 1_500, "a seen {} ms after t0", seen_a - t0);
+    assert_eq!(prop(ma, "TAGS").as_deref(), Some("ta"));
+    assert_eq!(prop(ma, "KEYS").as_deref(), Some("ka"));
+    assert_eq!(prop(ma, "REAL_TOPIC").as_deref(), Some(topic));
+    assert_eq!(prop(ma, "REAL_QID").as_deref(), Some("0"));
+    let out = num(ma, "TIMER_OUT_MS");
+    assert!(
+        (t0..t0 + 1_500 + 1_000).contains(&(out - 1_500)),
+        "TIMER_OUT_MS {out}, t0 {t0}"
+    );
+    assert!(num(ma, "TIMER_DEQUEUE_MS") >= out);
+    assert!(num(ma, "TIMER_ENQUEUE_MS") <= out - 1_500 + 1_000);
+    // Stored when delivered (the store's clock is the coarse one: a few ms behind).
+    assert!(
+        ma.store_timestamp >= out - 20,
+        "stored {} before TIMER_OUT_MS {out}",
+        ma.store_timestamp
+    );
+    assert_eq!(prop(ma, "TIMER_ROLL_TIMES"), None, "inside the window");
+    assert_eq!(prop(ma, "TIMER_FIRE_MS"), None);
+
+    // Wait until the checkpoint shows a handled and the 2 s rolls of b and c loaded (5 units
+    // in the timer queue), then SIGKILL while b and c wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cp = loop {
+        if let Some(cp) = checkpoint(&broker.data_dir()) {
+            if cp.1 >= 5 {
+                break cp;
+            }
+        }
+        assert!(Instant::now() < deadline, "no checkpoint past the rolls");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(cp.2 > out, "read time {} not past a's {out}", cp.2);
+    // b and c rolled at 2 s (c rolls again at 4 s).
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerRolled"), 2);
+    broker.kill();
+    broker.restart();
+    let mut c = connect(broker.shard_addr(0));
+
+    // b and c arrive after their times; a is not delivered again.
+    let got = collect(&mut c, topic, 5, Duration::from_secs(20));
+    let (mb, seen_b) = &got[3];
+    assert_eq!(mb.body, b.body);
+    assert!(*seen_b >= t0 + 4_000, "b seen {} ms after t0", seen_b - t0);
+    assert_eq!(num(mb, "TIMER_OUT_MS"), t0 + 4_000);
+    assert_eq!(prop(mb, "TAGS").as_deref(), Some("tb"));
+    assert_eq!(num(mb, "TIMER_ROLL_TIMES"), 1);
+    let (mc, seen_c) = &got[4];
+    assert_eq!(mc.body, cc.body);
+    assert!(*seen_c >= t0 + 7_000, "c seen {} ms after t0", seen_c - t0);
+    assert_eq!(num(mc, "TIMER_ROLL_TIMES"), 3, "7 s through 2 s windows");
+    assert_eq!(prop(mc, "TIMER_FIRE_MS"), None);
+    // Nothing more (the timer queue is drained; a came once).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ops::max_offset(&mut c, topic, 0).unwrap(), 5);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerPending"), 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerDropped"), 0);
+}
+
+#[test]
+fn illegal_timers_are_refused_with_rocketmqs_codes_and_store_nothing() {
+    let spec = BrokerSpec {
+        broker_toml: "timer_max_delay_ms = 60000\ntimer_max_pending = 2\n".into(),
+        ..Default::default()
+    };
+    let broker = Broker::start(spec);
+    let topic = "timer_refusals";
+    create_topic(&broker, topic, 1);
+    let mut c = connect(broker.shard_addr(0));
+
+    let (code, remark) = refused(
+        &mut c,
+        topic,
+        &OutMessage::new(b"x".to_vec()).prop("TIMER_DELAY_SEC", "61"),
+    );
+    assert_eq!(code, 13, "MESSAGE_ILLEGAL: {remark}");
+    assert!(remark.contains("max delay 60000ms"), "{remark}");
+    let (code, remark) = refused(
+        &mut c,
+        topic,
+        &OutMessage::new(b"x".to_vec()).prop("TIMER_DELIVER_MS", "tomorrow"),
+    );
+    assert_eq!(code, 13, "{remark}");
+    assert!(remark.contains("TIMER_DELIVER_MS"), "{remark}");
+    // Batches cannot carry a timer.
+    let body = ops::batch_body(&[OutMessage::new(b"one".to_vec())]);
+    let ext = ops::send_ext(topic, 0, 0, b"TIMER_DELAY_MS\x011000\x02", true);
+    let r = c
+        .call(request::SEND_BATCH_MESSAGE, &ext, &body)
+        .expect("batch send");
+    assert_eq!(r.code, 13, "{:?}", r.remark);
+    assert!(r.remark.unwrap_or_default().contains("batch"));
+    // Producers cannot write the timer queue themselves.
+    let (code, _) = refused(
+        &mut c,
+        "rmq_sys_wheel_timer",
+        &OutMessage::new(b"x".to_vec()),
+    );
+    assert_ne!(code, 0);
+
+    // Two may wait (broker.timer_max_pending = 2); the third is told the shard is busy.
+    for _ in 0..2 {
+        send_ok(
+            &mut c,
+            topic,
+            &OutMessage::new(b"w".to_vec()).prop("TIMER_DELAY_SEC", "30"),
+        );
+    }
+    let (code, remark) = refused(
+        &mut c,
+        topic,
+        &OutMessage::new(b"x".to_vec()).prop("TIMER_DELAY_SEC", "30"),
+    );
+    assert_eq!(code, 2, "SYSTEM_BUSY: {remark}");
+    assert!(remark.contains("broker.timer_max_pending"), "{remark}");
+    assert_eq!(ops::max_offset(&mut c, topic, 0).unwrap(), 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerPending"), 2);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerEnqueued"), 2);
+
+    // Off: refused as a broker with its timer wheel off refuses them.
+    let spec = BrokerSpec {
+        broker_toml: "timer_enable = false\n".into(),
+        ..Default::default()
+    };
+    let off = Broker::start(spec);
+    create_topic(&off, topic, 1);
+    let mut c = connect(off.shard_addr(0));
+    let (code, remark) = refused(
+        &mut c,
+        topic,
+        &OutMessage::new(b"x".to_vec()).prop("TIMER_DELAY_MS", "100"),
+    );
+    assert_eq!(code, 13, "{remark}");
+    assert!(remark.contains("broker.timer_enable"), "{remark}");
+    assert_eq!(ops::max_offset(&mut c, topic, 0).unwrap(), 0);
+}
