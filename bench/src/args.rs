@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ramjet_net::client::Message;
 
 /// Default of `--slice-us`: the shortest custom slice the kernel accepts (the broker's shards
 /// ask for the same, `runtime.shard_slice_us`).
@@ -102,6 +103,11 @@ pub struct BenchArgs {
     /// With `e2e`, latencies include the delay.
     #[arg(long)]
     pub delay_level: Option<u8>,
+    /// Send every message as a 5.x timer message, delivered this many ms after the broker
+    /// stores it (property `TIMER_DELAY_MS`). Needs `--batch 1`. With `e2e`, latencies
+    /// include the delay.
+    #[arg(long, conflicts_with = "delay_level")]
+    pub timer_delay_ms: Option<u64>,
     /// Send every message as a transaction: a half message (`TRAN_MSG`), then, once the
     /// broker acknowledged it, END_TRANSACTION (oneway, as the Java client) with this outcome.
     /// Send latencies are the half message's; with `e2e` and `commit`, a message's latency
@@ -216,7 +222,32 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
     Ok(out)
 }
 
+/// How every message waits before the broker stores it in its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delay {
+    /// `DELAY` = level.
+    Level(u8),
+    /// `TIMER_DELAY_MS` = ms.
+    TimerMs(u64),
+}
+
+impl Delay {
+    pub fn apply(self, m: Message) -> Message {
+        match self {
+            Delay::Level(l) => m.with_delay_level(l),
+            Delay::TimerMs(ms) => m.with_delay_ms(ms),
+        }
+    }
+}
+
 impl BenchArgs {
+    /// `--delay-level` or `--timer-delay-ms`.
+    pub fn delay(&self) -> Option<Delay> {
+        self.delay_level
+            .map(Delay::Level)
+            .or(self.timer_delay_ms.map(Delay::TimerMs))
+    }
+
     /// Check the combination before starting anything.
     /// The ACL credentials of `--access-key` and `--secret-key`.
     pub fn credentials(&self) -> Option<ramjet_net::client::Credentials> {
@@ -240,6 +271,15 @@ impl BenchArgs {
             Some(0) => return Err("--delay-level must be at least 1".into()),
             Some(_) if self.batch > 1 => {
                 return Err("--delay-level needs --batch 1 (brokers refuse delayed batches)".into())
+            }
+            _ => {}
+        }
+        match self.timer_delay_ms {
+            Some(0) => return Err("--timer-delay-ms must be at least 1".into()),
+            Some(_) if self.batch > 1 => {
+                return Err(
+                    "--timer-delay-ms needs --batch 1 (brokers refuse timer batches)".into(),
+                )
             }
             _ => {}
         }
@@ -376,6 +416,10 @@ mod tests {
         assert!(delayed(&["--delay-level", "3"]).is_ok());
         assert!(delayed(&["--delay-level", "0"]).is_err_and(|e| e.contains("at least 1")));
         assert!(delayed(&["--delay-level", "3", "--batch", "10"])
+            .is_err_and(|e| e.contains("--batch 1")));
+        assert!(delayed(&["--timer-delay-ms", "1500"]).is_ok());
+        assert!(delayed(&["--timer-delay-ms", "0"]).is_err_and(|e| e.contains("at least 1")));
+        assert!(delayed(&["--timer-delay-ms", "9", "--batch", "2"])
             .is_err_and(|e| e.contains("--batch 1")));
         assert!(delayed(&["--transaction", "commit"]).is_ok());
         assert!(delayed(&["--transaction", "rollback", "--batch", "2"])

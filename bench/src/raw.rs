@@ -26,6 +26,8 @@ use ramjet_core::remoting::{
 use ramjet_net::client::message::{encode_batch, encode_properties, prop};
 use ramjet_net::client::{Client, ClientError, Message, MessageQueue};
 
+use crate::args::Delay;
+
 /// Hex digits of a `UNIQ_KEY` (16 bytes).
 const UNIQ_KEY_HEX: usize = 32;
 /// Hex digits at the end of each `UNIQ_KEY` that the template rewrites per message.
@@ -57,15 +59,15 @@ pub struct BatchTemplate {
 
 impl BatchTemplate {
     /// `id_prefix`: 20 uppercase hex digits (address, pid and instance of a `UNIQ_KEY`).
-    /// `delay_level`: property `DELAY` on every message.
+    /// `delay`: property `DELAY` or `TIMER_DELAY_MS` on every message.
     pub fn new(
         topic: &str,
         count: usize,
         size: usize,
         id_prefix: &str,
-        delay_level: Option<u8>,
+        delay: Option<Delay>,
     ) -> Result<Self, ClientError> {
-        Self::new_with(topic, count, size, id_prefix, delay_level, None)
+        Self::new_with(topic, count, size, id_prefix, delay, None)
     }
 
     /// [`BatchTemplate::new`]; with `transaction_group`, a half message of that producer
@@ -75,7 +77,7 @@ impl BatchTemplate {
         count: usize,
         size: usize,
         id_prefix: &str,
-        delay_level: Option<u8>,
+        delay: Option<Delay>,
         transaction_group: Option<&str>,
     ) -> Result<Self, ClientError> {
         assert!(count >= 1, "a request carries at least one message");
@@ -94,8 +96,8 @@ impl BatchTemplate {
                     m.set_property(prop::TRAN_MSG, "true");
                     m.set_property(prop::PGROUP, group);
                 }
-                match delay_level {
-                    Some(l) => m.with_delay_level(l),
+                match delay {
+                    Some(d) => d.apply(m),
                     None => m,
                 }
             })
@@ -465,11 +467,19 @@ mod tests {
 
     #[test]
     fn a_delayed_template_carries_the_level() {
-        let mut t = BatchTemplate::new("T", 1, 16, PREFIX, Some(3)).unwrap();
+        let mut t = BatchTemplate::new("T", 1, 16, PREFIX, Some(Delay::Level(3))).unwrap();
         t.prepare(1);
         let p = t.properties().unwrap();
         assert_eq!(properties::get_str(p.as_bytes(), "DELAY"), Some("3"));
         assert!(properties::get_str(p.as_bytes(), "UNIQ_KEY").is_some());
+        let mut t = BatchTemplate::new("T", 1, 16, PREFIX, Some(Delay::TimerMs(1500))).unwrap();
+        t.prepare(1);
+        let p = t.properties().unwrap();
+        assert_eq!(
+            properties::get_str(p.as_bytes(), "TIMER_DELAY_MS"),
+            Some("1500")
+        );
+        assert_eq!(properties::get_str(p.as_bytes(), "DELAY"), None);
     }
 
     #[test]

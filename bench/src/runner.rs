@@ -738,7 +738,7 @@ async fn raw_load(
             args.batch,
             args.size,
             &prefix,
-            args.delay_level,
+            args.delay(),
             args.transaction.map(|_| PRODUCER_GROUP),
         )?;
         producers.push(engine::ProducerPlan { template, targets });
@@ -865,8 +865,8 @@ fn build_batch(args: &BenchArgs, stamp_us: u64) -> Vec<Message> {
             }
             b.resize(args.size, b'x');
             let m = Message::new(args.topic.clone(), b.freeze());
-            match args.delay_level {
-                Some(l) => m.with_delay_level(l),
+            match args.delay() {
+                Some(d) => d.apply(m),
                 None => m,
             }
         })

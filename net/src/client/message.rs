@@ -23,6 +23,9 @@ pub mod prop {
     pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
     pub const TRAN_MSG: &str = "TRAN_MSG";
     pub const PGROUP: &str = "PGROUP";
+    pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+    pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+    pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
 }
 
 pub const NAME_VALUE_SEPARATOR: u8 = 1;
@@ -110,6 +113,18 @@ impl Message {
     /// Delay level 1..=18 (1 s .. 2 h).
     pub fn with_delay_level(mut self, level: u8) -> Self {
         self.set_property(prop::DELAY, level.to_string());
+        self
+    }
+
+    /// 5.x timer: delivered `ms` after the broker stores it (`TIMER_DELAY_MS`).
+    pub fn with_delay_ms(mut self, ms: u64) -> Self {
+        self.set_property(prop::TIMER_DELAY_MS, ms.to_string());
+        self
+    }
+
+    /// 5.x timer: delivered at `unix_ms` by the broker's clock (`TIMER_DELIVER_MS`).
+    pub fn with_deliver_time_ms(mut self, unix_ms: u64) -> Self {
+        self.set_property(prop::TIMER_DELIVER_MS, unix_ms.to_string());
         self
     }
 
