@@ -202,8 +202,9 @@ fn rocketmq_client_rust_transactions_commit_roll_back_and_answer_checks() {
 }
 
 /// The same client's push consumer (clustering, from the first offset) and producer: every
-/// message arrives once, a delayed one after its level, and the ones the listener answers
-/// RECONSUME_LATER come back once more through `%RETRY%<group>` with their reconsume count.
+/// message arrives once, a delayed one after its level, 5.x timer messages (`delay_millis`,
+/// `deliver_time_ms`) after their time, and the ones the listener answers RECONSUME_LATER
+/// come back once more through `%RETRY%<group>` with their reconsume count.
 #[test]
 fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() {
     setup::rust_rmq_driver();
@@ -222,11 +223,13 @@ fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() 
         .map(|b| serde_json::json!({"body": b, "tags": "RT"}))
         .collect();
     messages.push(serde_json::json!({"body": "delayed", "tags": "RT", "delay_level": 2}));
+    messages.push(serde_json::json!({"body": "timer-ms", "tags": "RT", "delay_ms": 1500}));
+    messages.push(serde_json::json!({"body": "timer-at", "tags": "RT", "deliver_in_ms": 2500}));
     let spec = serde_json::json!({
         "topic": topic,
         "group": "CG_rust_client",
         "producer_group": "PG_rust_client",
-        "expected": plain.len() + 1 + fail_first.len(),
+        "expected": plain.len() + 3 + fail_first.len(),
         "quiet_ms": 1500,
         "fail_first": fail_first,
         "messages": messages,
@@ -246,7 +249,7 @@ fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() 
             .push(d);
     }
     let mut expected_bodies: Vec<String> = plain.clone();
-    expected_bodies.push("delayed".into());
+    expected_bodies.extend(["delayed", "timer-ms", "timer-at"].map(String::from));
     expected_bodies.sort();
     assert_eq!(
         by_body.keys().cloned().collect::<Vec<_>>(),
@@ -275,7 +278,15 @@ fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() 
         (1_900..10_000).contains(&delayed),
         "level 2 (2 s) delivered after {delayed} ms"
     );
+    for (body, ms) in [("timer-ms", 1_500), ("timer-at", 2_500)] {
+        let waited = by_body[body][0]["delayed_ms"].as_u64().unwrap_or(0);
+        assert!(
+            (ms - 50..10_000).contains(&waited),
+            "{body} ({ms} ms) delivered after {waited} ms"
+        );
+    }
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.sendBackRetry"), 2);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerDelivered"), 2);
 }
 
 /// The same push consumer subscribed with a SQL92 selector (`MessageSelector::by_sql`): the

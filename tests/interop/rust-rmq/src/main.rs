@@ -7,12 +7,12 @@
 //!
 //! `roundtrip`: a `DefaultMQPushConsumer` (clustering, from the first offset) subscribes to
 //! the topic, a `DefaultMQProducer` sends the spec's messages (sync; `delay_level` sets
-//! `DELAY`), and the consumer answers RECONSUME_LATER to the first delivery of each body in
+//! `DELAY`, `delay_ms` / `deliver_in_ms` the 5.x timer), and the consumer answers RECONSUME_LATER to the first delivery of each body in
 //! `fail_first` (the client then sends it back with CONSUMER_SEND_MSG_BACK and gets it again
 //! from `%RETRY%<group>`). With `"sql"`, the consumer subscribes with that SQL92 selector
 //! and messages carry their `"props"`. Collects deliveries until `expected` arrived plus `quiet_ms`, or
 //! the deadline. Spec: `{"topic", "group", "producer_group", "expected", "quiet_ms",
-//! "fail_first": [..], "messages": [{"body", "tags", "delay_level"}]}`. Output:
+//! "fail_first": [..], "messages": [{"body", "tags", "delay_level", "delay_ms", "deliver_in_ms"}]}`. Output:
 //! `{"sends": [{"body", "ok", "error", "result"}], "deliveries": [{"body", "topic",
 //! "queue_id", "queue_offset", "reconsume_times", "msg_id", "tags", "delayed_ms"}]}`.
 //!
@@ -258,6 +258,12 @@ struct RoundtripItem {
     tags: String,
     #[serde(default)]
     delay_level: i32,
+    /// 5.x timer: `delay_millis` (TIMER_DELAY_MS).
+    #[serde(default)]
+    delay_ms: u64,
+    /// 5.x timer: `deliver_time_ms` (TIMER_DELIVER_MS) this many ms after the send.
+    #[serde(default)]
+    deliver_in_ms: u64,
     #[serde(default)]
     props: HashMap<String, String>,
 }
@@ -384,6 +390,16 @@ async fn roundtrip(
         let mut b = message(&spec.topic, &item.body, &item.tags);
         if item.delay_level > 0 {
             b = b.delay_level(item.delay_level);
+        }
+        if item.delay_ms > 0 {
+            b = b.delay_millis(item.delay_ms);
+        }
+        if item.deliver_in_ms > 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_millis() as u64;
+            b = b.deliver_time_ms(now + item.deliver_in_ms);
         }
         let mut props: Vec<_> = item.props.iter().collect();
         props.sort();
