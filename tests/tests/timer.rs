@@ -258,3 +258,53 @@ fn illegal_timers_are_refused_with_rocketmqs_codes_and_store_nothing() {
     assert!(remark.contains("broker.timer_enable"), "{remark}");
     assert_eq!(ops::max_offset(&mut c, topic, 0).unwrap(), 0);
 }
+
+#[test]
+fn many_timers_in_mixed_order_each_arrive_once_and_not_early() {
+    let spec = BrokerSpec {
+        broker_toml: "timer_roll_window_ms = 1000\n".into(),
+        ..Default::default()
+    };
+    let broker = Broker::start(spec);
+    let topic = "timer_mixed";
+    create_topic(&broker, topic, 1);
+    let mut c = connect(broker.shard_addr(0));
+    // Delays out of order (some past the 1 s roll window, some 0: stored at once), so both
+    // the in-order FIFO and the heap are used.
+    const N: usize = 600;
+    let mut due = std::collections::HashMap::new();
+    for i in 0..N {
+        let delay = (i * 7919 % 2_500) as i64;
+        let m = OutMessage::new(format!("m{i}").into_bytes())
+            .prop("TIMER_DELAY_MS", &delay.to_string());
+        let sent = now_ms();
+        send_ok(&mut c, topic, &m);
+        due.insert(format!("m{i}"), sent + delay);
+    }
+    let got = collect(&mut c, topic, N, Duration::from_secs(30));
+    let mut seen = std::collections::HashSet::new();
+    for (m, _) in &got {
+        let body = String::from_utf8(m.body.clone()).expect("utf-8 body");
+        assert!(seen.insert(body.clone()), "{body} delivered twice");
+        // Stored no earlier than its time (the store's coarse clock: a few ms).
+        assert!(
+            m.store_timestamp >= due[&body] - 20,
+            "{body} stored {} ms early",
+            due[&body] - m.store_timestamp
+        );
+    }
+    assert_eq!(seen.len(), N);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ops::max_offset(&mut c, topic, 0).unwrap(), N as i64);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerPending"), 0);
+    // A message is rolled once per 1 s window it outlasts (give or take one at the
+    // windows' edges: the broker's clock moved between the send and the store).
+    let want: u64 = (0..N)
+        .map(|i| ((i * 7919 % 2_500) as u64).div_ceil(1_000).saturating_sub(1))
+        .sum();
+    let rolled = ops::runtime_counter(&mut c, "ramjet.timerRolled");
+    assert!(
+        (want.saturating_sub(5)..=want + 5).contains(&rolled),
+        "{rolled} rolls, {want} expected"
+    );
+}
