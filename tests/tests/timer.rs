@@ -300,7 +300,11 @@ fn many_timers_in_mixed_order_each_arrive_once_and_not_early() {
     // A message is rolled once per 1 s window it outlasts (give or take one at the
     // windows' edges: the broker's clock moved between the send and the store).
     let want: u64 = (0..N)
-        .map(|i| ((i * 7919 % 2_500) as u64).div_ceil(1_000).saturating_sub(1))
+        .map(|i| {
+            ((i * 7919 % 2_500) as u64)
+                .div_ceil(1_000)
+                .saturating_sub(1)
+        })
         .sum();
     let rolled = ops::runtime_counter(&mut c, "ramjet.timerRolled");
     assert!(

@@ -528,18 +528,15 @@ pub(super) fn real_target_skipping(
     skip: &[&str],
     out: &mut PropertiesBuilder,
 ) -> Result<(), ramjet_core::record::RecordError> {
-    // The queue id as text without an allocation (an i32 has at most 11 characters).
-    let mut qid = [0u8; 12];
-    let qid_len = {
-        let mut w = &mut qid[..];
-        std::io::Write::write_fmt(&mut w, format_args!("{queue_id}"))
-            .expect("12 bytes hold any i32");
-        12 - w.len()
-    };
+    // The queue id as text without an allocation.
+    let mut qid = [0u8; 20];
     out.clear();
     out.extend_from(props, skip)?
         .push_str(properties::REAL_TOPIC, topic)?
-        .push(properties::REAL_QID, &qid[..qid_len])?;
+        .push(
+            properties::REAL_QID,
+            super::timer::decimal(queue_id.into(), &mut qid),
+        )?;
     Ok(())
 }
 

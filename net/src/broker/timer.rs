@@ -468,14 +468,29 @@ pub fn stored(b: &Broker, fire: i64) {
 
 /// Appends `name` = `v` in decimal, without an allocation.
 fn push_num(out: &mut PropertiesBuilder, name: &str, v: i64) -> Result<(), RecordError> {
-    let mut buf = [0u8; 24];
-    let len = {
-        let mut w = &mut buf[..];
-        std::io::Write::write_fmt(&mut w, format_args!("{v}")).expect("24 bytes hold any i64");
-        24 - w.len()
-    };
-    out.push(name, &buf[..len])?;
+    let mut buf = [0u8; 20];
+    out.push(name, decimal(v, &mut buf))?;
     Ok(())
+}
+
+/// `v` in decimal, written into the end of `buf`. By hand: `core::fmt` took 3 % of the
+/// shard's CPU at 240k timer messages/s (three numbers per message).
+pub(super) fn decimal(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut n = v.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    &buf[at..]
 }
 
 fn parse_num(v: Option<&[u8]>) -> Option<i64> {
@@ -804,5 +819,19 @@ mod tests {
             parse_num(properties::get(b.as_bytes(), "B")),
             Some(1_700_000_000_123)
         );
+        let mut buf = [0u8; 20];
+        for v in [
+            0,
+            7,
+            -7,
+            10,
+            99,
+            100,
+            i64::MAX,
+            i64::MIN,
+            -1_700_000_000_123,
+        ] {
+            assert_eq!(decimal(v, &mut buf), v.to_string().as_bytes());
+        }
     }
 }
