@@ -72,6 +72,19 @@ fn end_ext(
     ]
 }
 
+/// END_TRANSACTION commit of the half message `h` answered (not oneway), not from a check.
+fn commit_answered(c: &mut Conn, h: &SendOk, uniq: &str) -> Command {
+    let ext = end_ext(
+        GROUP,
+        h.queue_offset,
+        commit_log_offset(&h.msg_id),
+        COMMIT,
+        false,
+        uniq,
+    );
+    c.call(END_TRANSACTION, &ext, &[]).unwrap()
+}
+
 /// The CommitLog offset in an offset message id (what a producer puts in END_TRANSACTION).
 fn commit_log_offset(msg_id: &str) -> i64 {
     decode_offset_msg_id(msg_id).expect("offset msg id").1
@@ -630,20 +643,7 @@ fn a_half_message_on_a_cold_file_is_committed_intact() {
             .expect("send batch")
             .expect_ok("filler");
     }
-    let r = c
-        .call(
-            END_TRANSACTION,
-            &end_ext(
-                GROUP,
-                h.queue_offset,
-                commit_log_offset(&h.msg_id),
-                COMMIT,
-                false,
-                "UC",
-            ),
-            &[],
-        )
-        .unwrap();
+    let r = commit_answered(&mut c, &h, "UC");
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     let got = pull(&mut c, topic, 0, 0).messages;
     assert_eq!(got.len(), 1);
@@ -668,20 +668,7 @@ fn a_committed_half_message_with_a_timer_waits_its_time() {
     let m = half_message("timed order", "UT1").prop("TIMER_DELAY_MS", "1500");
     let h = half_ok(send_half(&mut c, topic, 0, &m));
     let committed_at = Instant::now();
-    let r = c
-        .call(
-            END_TRANSACTION,
-            &end_ext(
-                GROUP,
-                h.queue_offset,
-                commit_log_offset(&h.msg_id),
-                COMMIT,
-                false,
-                "UT1",
-            ),
-            &[],
-        )
-        .unwrap();
+    let r = commit_answered(&mut c, &h, "UT1");
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.transactionOpen"), 0);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerPending"), 1);

@@ -403,7 +403,7 @@ impl<'o> ExtWriter<'o> {
 }
 
 /// Decimal text of `v` in `buf` (no allocation).
-pub(crate) fn format_i64(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+pub fn format_i64(v: i64, buf: &mut [u8; 20]) -> &[u8] {
     let mut n = v.unsigned_abs();
     let mut i = buf.len();
     loop {

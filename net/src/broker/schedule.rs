@@ -535,7 +535,7 @@ pub(super) fn real_target_skipping(
         .push_str(properties::REAL_TOPIC, topic)?
         .push(
             properties::REAL_QID,
-            super::timer::decimal(queue_id.into(), &mut qid),
+            ramjet_core::remoting::ext::format_i64(queue_id.into(), &mut qid),
         )?;
     Ok(())
 }
