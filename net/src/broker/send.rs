@@ -272,8 +272,8 @@ fn send_once(
         );
     }
     // 5.x timer properties, unless a delay level or the dead-letter queue took precedence
-    // (spec: `broker::timer`). A half message's apply at its commit.
-    let now = now_ms();
+    // (see `broker::timer`). A half message's timer applies at its commit. `(deliver, now)`:
+    // the clock is read only for sends that carry a timer.
     let mut timer_deliver = None;
     if timer_at.or(timer_s).or(timer_ms).is_some() && delay.is_none() && dlq.is_empty() {
         if !b.cfg.broker.timer_enable {
@@ -288,8 +288,9 @@ fn send_once(
                 "timer messages cannot be sent in a batch",
             );
         }
+        let now = now_ms();
         match super::timer::deliver_time(timer_at, timer_s, timer_ms, now) {
-            Ok(d) if !half => timer_deliver = d,
+            Ok(d) if !half => timer_deliver = d.map(|d| (d, now)),
             Ok(_) => {}
             Err(e) => return fail(ResponseCode::MESSAGE_ILLEGAL, &e),
         }
@@ -319,7 +320,7 @@ fn send_once(
             }
             Err(e) => return fail(ResponseCode::MESSAGE_ILLEGAL, &e.to_string()),
         }
-    } else if let Some(deliver) = timer_deliver {
+    } else if let Some((deliver, now)) = timer_deliver {
         let mut out = b.schedule.send_props.borrow_mut();
         match super::timer::timer_target(b, deliver, now, h.topic, queue_id, props, &mut out) {
             Ok(Some(fire)) => {
