@@ -337,8 +337,12 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.timerDelivered", tw.delivered.get().to_string());
     put("ramjet.timerRolled", tw.rolled.get().to_string());
     put("ramjet.timerDropped", tw.dropped.get().to_string());
-    put("ramjet.timerPending", tw.pending(b).to_string());
-    put("ramjet.timerCheckpoint", tw.describe());
+    put("ramjet.timerColdReads", tw.cold_reads.get().to_string());
+    if !b.ha.is_slave() {
+        // A slave replicates the timer queue but never loads it (only masters deliver).
+        put("ramjet.timerPending", tw.pending(b).to_string());
+        put("ramjet.timerCheckpoint", tw.describe());
+    }
     put("ramjet.queueLocks", b.locks.len().to_string());
     // RocketMQ's keys (mqadmin brokerStatus): per level, "delivered up to,stored up to".
     for (i, delivered) in b.schedule.offsets().iter().enumerate() {

@@ -327,7 +327,7 @@ async fn deliver_level(b: &Broker, level: usize) -> Pass {
             Found::Delivered(r) => r,
             Found::OnFile(cold) => {
                 // On file: read in off the shard first, then read and check it (CRC).
-                read_in(b, cold).await;
+                read_in(b, cold, &s.cold_reads).await;
                 match b.store.read_record(unit.physical_offset).await {
                     Ok(rec) => deliver_one(b, &rec),
                     Err(e) => {
@@ -415,11 +415,12 @@ pub(super) fn deliver_from_memory(
 /// Reads `cold` into the page cache on the blocking thread, so that reading the record next
 /// does not wait for the disk on the shard's thread (a level of an hour or two delivers from
 /// files the page cache may have dropped).
-pub(super) async fn read_in(b: &Broker, cold: Vec<super::warm::ColdRange>) {
+/// Counts the ranges in `counter`.
+pub(super) async fn read_in(b: &Broker, cold: Vec<super::warm::ColdRange>, counter: &Cell<u64>) {
     if cold.is_empty() {
         return;
     }
-    ShardCounters::add(&b.schedule.cold_reads, cold.len() as u64);
+    ShardCounters::add(counter, cold.len() as u64);
     if let Err(e) = crate::runtime::blocking(move || super::warm::read_in(&cold)).await {
         tracing::debug!(shard = b.index, error = %e, "reading a scheduled record in failed; read on the shard");
     }

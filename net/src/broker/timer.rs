@@ -109,6 +109,9 @@ pub struct TimerWheel {
     /// Units lost before they were handled (retention removed them, or they were unreadable
     /// or without a destination; `ramjet.timerDropped`).
     pub dropped: Cell<u64>,
+    /// Timer records read into the page cache off the shard before they were taken up
+    /// (`ramjet.timerColdReads`).
+    pub cold_reads: Cell<u64>,
     /// The copy's properties, reused from message to message.
     props: RefCell<PropertiesBuilder>,
     /// When the sleeping service wakes (ms), `i64::MIN` while it runs.
@@ -208,6 +211,7 @@ impl TimerWheel {
             delivered: Cell::new(0),
             rolled: Cell::new(0),
             dropped: Cell::new(0),
+            cold_reads: Cell::new(0),
             props: RefCell::new(PropertiesBuilder::with_capacity(1024)),
             sleeping_until: Cell::new(i64::MIN),
             wake_tx,
@@ -560,7 +564,7 @@ async fn fire_pass(b: &Broker) -> Pass {
             Found::Delivered(r) => r,
             Found::OnFile(cold) => {
                 // On file: read in off the shard first, then read and check it (CRC).
-                read_in(b, cold).await;
+                read_in(b, cold, &t.cold_reads).await;
                 let rec = b.store.read_record(unit.physical_offset).await;
                 rec.and_then(|rec| take_up(b, &rec))
             }
