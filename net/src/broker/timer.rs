@@ -119,6 +119,7 @@ pub struct TimerWheel {
     wake_tx: crate::runtime::LocalSender<()>,
     wake_rx: RefCell<Option<crate::runtime::LocalReceiver<()>>>,
     warn: ramjet_core::ratelog::LogEvery,
+    drop_log: ramjet_core::ratelog::LogEvery,
 }
 
 /// The loaded, not yet handled units, `(fire ms, queue offset)`, earliest first. Units are
@@ -217,6 +218,7 @@ impl TimerWheel {
             wake_tx,
             wake_rx: RefCell::new(Some(wake_rx)),
             warn: ramjet_core::ratelog::LogEvery::default(),
+            drop_log: ramjet_core::ratelog::LogEvery::default(),
         })
     }
 
@@ -340,6 +342,16 @@ impl TimerWheel {
             "timer heap changed under a pass"
         );
         self.block_done(offset);
+    }
+
+    /// The earliest waiting unit cannot be delivered (`why`): counted in
+    /// `ramjet.timerDropped`, logged at most once per 10 s, and handled.
+    fn drop_unit(&self, shard: usize, offset: i64, why: &str) {
+        ShardCounters::add(&self.dropped, 1);
+        if let Some(n) = self.drop_log.due() {
+            tracing::error!(shard, offset, dropped = n, "timer message {why}; dropped");
+        }
+        self.pop(offset);
     }
 
     /// A timer message firing at `fire` was stored: wakes the service if it sleeps past then.
@@ -551,13 +563,7 @@ async fn fire_pass(b: &Broker) -> Pass {
             .queue_unit(TIMER_TOPIC, 0, offset)
             .filter(|u| !u.is_filler() && u.size > 0);
         let Some(unit) = unit else {
-            tracing::warn!(
-                shard = b.index,
-                offset,
-                "timer message removed by retention before delivery"
-            );
-            ShardCounters::add(&t.dropped, 1);
-            t.pop(offset);
+            t.drop_unit(b.index, offset, "removed by retention before delivery");
             continue;
         };
         let r = match deliver_from_memory(b, unit.physical_offset, unit.size, take_up) {
@@ -574,15 +580,11 @@ async fn fire_pass(b: &Broker) -> Pass {
                 t.last_end.set(end);
                 t.pop(offset);
             }
-            Ok(None) => {
-                tracing::error!(
-                    shard = b.index,
-                    offset,
-                    "timer message without a valid REAL_TOPIC / REAL_QID / TIMER_OUT_MS; dropped"
-                );
-                ShardCounters::add(&t.dropped, 1);
-                t.pop(offset);
-            }
+            Ok(None) => t.drop_unit(
+                b.index,
+                offset,
+                "without a valid REAL_TOPIC / REAL_QID / TIMER_OUT_MS",
+            ),
             Err(e) => {
                 if let Some(n) = t.warn.due() {
                     tracing::warn!(shard = b.index, offset, physical_offset = unit.physical_offset, error = %e, failures = n, "timer message not read or not stored yet; will retry");
