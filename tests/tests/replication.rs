@@ -16,7 +16,9 @@
 //! - A master that lost records it had sent (SIGKILLed with them unflushed) refuses its
 //!   slave, which holds more than the master now: it cannot count as a copy.
 //! - A slave restarted as master (`role = "master"` on its data directory) takes sends where
-//!   its copy ends and keeps the consumer offsets it copied.
+//!   its copy ends and keeps the consumer offsets it copied; with the timer checkpoint and
+//!   delay offsets it copied, it delivers a waiting timer message once and repeats none the
+//!   master had delivered.
 //! - With `slave_read_enable`, a pull of records no longer in the master's tail cache is
 //!   answered with `suggestWhichBrokerId = 1`, and the client's next pull of that queue reads
 //!   the slave.
@@ -613,7 +615,7 @@ fn a_master_that_lost_records_its_slave_has_refuses_the_slave() {
 #[test]
 fn a_slave_restarted_as_master_takes_sends_where_its_copy_ends() {
     let ns = Broker::start(BrokerSpec::namesrv_only());
-    let mut m = master(&ns, true, "");
+    let mut m = master(&ns, true, "offset_persist_interval_ms = 200\n");
     let mut s = slave(&ns);
     let topic = "rep_promote";
     ops::create_topic_on(&m, topic, QUEUES);
@@ -653,6 +655,62 @@ fn a_slave_restarted_as_master_takes_sends_where_its_copy_ends() {
         assert!(Instant::now() < deadline, "the slave never took the offset");
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // Waiting messages: a timer message and a delayed one the master delivers before it dies,
+    // and a timer message due after the promotion. The slave takes the master's timer
+    // checkpoint and delay offsets, so the promoted broker delivers the first two no second
+    // time and the third once.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .as_millis() as i64;
+    let late_at = now + 6_000;
+    let sends = [
+        (
+            1,
+            OutMessage::new(b"t-early".to_vec()).prop("TIMER_DELAY_MS", "300"),
+        ),
+        (2, OutMessage::new(b"d-early".to_vec()).prop("DELAY", "1")),
+        (
+            1,
+            OutMessage::new(b"t-late".to_vec()).prop("TIMER_DELIVER_MS", &late_at.to_string()),
+        ),
+    ];
+    for (q, msg) in &sends {
+        ops::send(&mut c, topic, *q, msg)
+            .unwrap_or_else(|e| panic!("send: {e}"))
+            .expect_ok("waiting message");
+    }
+    let mut sc = ops::connect(s.shard_addr(0));
+    let want_timer = format!("0/2/{late_at}");
+    let deadline = Instant::now() + WAIT;
+    while ops::runtime_value(&mut sc, "ramjet.timerCheckpoint") != want_timer
+        || !ops::runtime_value(&mut sc, "ramjet.scheduleOffsets").starts_with("1,")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the slave never took the master's timer checkpoint ({want_timer}) and delay \
+             offsets: master {} {}, slave {} {}",
+            ops::runtime_value(&mut c, "ramjet.timerCheckpoint"),
+            ops::runtime_value(&mut c, "ramjet.scheduleOffsets"),
+            ops::runtime_value(&mut sc, "ramjet.timerCheckpoint"),
+            ops::runtime_value(&mut sc, "ramjet.scheduleOffsets"),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bodies_of = |conn: &mut ramjet_tests::Conn, q: i32| -> Vec<Vec<u8>> {
+        ops::pull_all(conn, "rep_promote_w", topic, q, 0, WAIT)
+            .into_iter()
+            .map(|p| p.body)
+            .collect()
+    };
+    assert_eq!(
+        bodies_of(&mut c, 1),
+        [b"t-early".to_vec()],
+        "the master delivered t-late early"
+    );
+    assert_eq!(bodies_of(&mut c, 2), [b"d-early".to_vec()]);
+    drop(sc);
     m.kill();
 
     // Promote: stop the slave (a clean stop flushes what it appended), then start it on the
@@ -698,6 +756,33 @@ fn a_slave_restarted_as_master_takes_sends_where_its_copy_ends() {
     want_bodies.push(b"after".to_vec());
     assert_eq!(bodies, want_bodies);
     assert_eq!(committed(&mut pc), Some(40));
+
+    // t-late arrives once, at its time; nothing the master had delivered comes again.
+    let deadline = Instant::now() + WAIT;
+    while bodies_of(&mut pc, 1).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the promoted broker never delivered t-late: timer {}",
+            ops::runtime_value(&mut pc, "ramjet.timerCheckpoint")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let arrived = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .as_millis() as i64;
+    assert_eq!(
+        bodies_of(&mut pc, 1),
+        [b"t-early".to_vec(), b"t-late".to_vec()]
+    );
+    assert!(
+        arrived >= late_at,
+        "t-late delivered {} ms early",
+        late_at - arrived
+    );
+    assert_eq!(bodies_of(&mut pc, 2), [b"d-early".to_vec()]);
+    assert_eq!(ops::runtime_counter(&mut pc, "ramjet.timerDelivered"), 1);
+    assert_eq!(ops::runtime_counter(&mut pc, "ramjet.scheduleDelivered"), 0);
 }
 
 #[test]

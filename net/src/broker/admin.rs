@@ -134,6 +134,13 @@ pub fn all_delay_offsets(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     conn.respond(req, ResponseCode::SUCCESS, None, &(), &body);
 }
 
+/// GET_TIMER_CHECK_POINT: the timer checkpoint on disk (a slave copies it; see
+/// `TimerWheel::checkpoint_body` for the layout).
+pub fn timer_checkpoint(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let body = b.timer.checkpoint_body();
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), &body);
+}
+
 /// The ACL admin requests (UPDATE_AND_CREATE_ACL_CONFIG, DELETE_ACL_CONFIG,
 /// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG, GET_BROKER_CLUSTER_ACL_INFO, GET_BROKER_CLUSTER_ACL_CONFIG):
 /// they change or show this process's accounts file (docs/acl.md).
@@ -338,8 +345,11 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.timerRolled", tw.rolled.get().to_string());
     put("ramjet.timerDropped", tw.dropped.get().to_string());
     put("ramjet.timerColdReads", tw.cold_reads.get().to_string());
-    if !b.ha.is_slave() {
-        // A slave replicates the timer queue but never loads it (only masters deliver).
+    if b.ha.is_slave() {
+        // A slave replicates the timer queue but never loads it (only masters deliver); it
+        // shows the checkpoint it took from its master.
+        put("ramjet.timerCheckpoint", tw.describe_persisted());
+    } else {
         put("ramjet.timerPending", tw.pending(b).to_string());
         put("ramjet.timerCheckpoint", tw.describe());
     }

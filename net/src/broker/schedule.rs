@@ -69,6 +69,15 @@ pub enum ScheduleError {
 struct DelayOffsetFile {
     #[serde(rename = "offsetTable")]
     offset_table: BTreeMap<String, i64>,
+    /// In a GET_ALL_DELAY_OFFSET body only (ramjet's; RocketMQ ignores it): the CommitLog end
+    /// below which every copy the offsets count as delivered lies. Absent (0) from a RocketMQ
+    /// master.
+    #[serde(
+        rename = "commitLogEnd",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    commit_log_end: Option<u64>,
 }
 
 /// One shard's schedule service state: per level, the next queue offset to deliver.
@@ -78,8 +87,10 @@ pub struct Scheduler {
     next: RefCell<Vec<i64>>,
     /// What the file holds.
     persisted: RefCell<Vec<i64>>,
-    /// CommitLog end of the last delivered copy: durable before `next` may be written.
-    last_end: Cell<u64>,
+    /// CommitLog end when `persisted` was taken (at open: the recovered log's end): every
+    /// copy it counts as delivered lies below. A slave takes the offsets only once its own
+    /// log reaches this far.
+    persisted_end: Cell<u64>,
     file: SnapshotFile,
     generation: Cell<u64>,
     /// Delivered copies since start (`ramjet.scheduleDelivered`).
@@ -104,8 +115,13 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Loads `<config_dir>/delayOffset.json` (all levels at 0 when absent).
-    pub fn open(config_dir: &Path, levels: Vec<u64>) -> Result<Scheduler, ScheduleError> {
+    /// Loads `<config_dir>/delayOffset.json` (all levels at 0 when absent). `log_end`: where
+    /// the recovered CommitLog ends (the offsets' copies lie below).
+    pub fn open(
+        config_dir: &Path,
+        levels: Vec<u64>,
+        log_end: u64,
+    ) -> Result<Scheduler, ScheduleError> {
         let path = config_dir.join(DELAY_OFFSETS_FILE);
         let mut next = vec![0i64; levels.len()];
         if let Some(bytes) = read_optional(&path)? {
@@ -139,7 +155,7 @@ impl Scheduler {
             persisted: RefCell::new(next.clone()),
             next: RefCell::new(next),
             levels,
-            last_end: Cell::new(0),
+            persisted_end: Cell::new(log_end),
             file: SnapshotFile::new(path),
             generation: Cell::new(0),
             delivered: Cell::new(0),
@@ -171,6 +187,7 @@ impl Scheduler {
                 .enumerate()
                 .map(|(i, o)| ((i + 1).to_string(), *o))
                 .collect(),
+            commit_log_end: None,
         };
         self.generation.set(self.generation.get() + 1);
         // A map of strings and integers always serializes.
@@ -179,9 +196,9 @@ impl Scheduler {
     }
 
     /// RocketMQ's GET_ALL_DELAY_OFFSET body (`{"offsetTable":{"1":12,...}}`): the offsets
-    /// written to disk, i.e. those whose delivered copies are durable. A slave that takes them
-    /// and is later made master delivers again what came after them rather than skipping
-    /// anything.
+    /// written to disk, i.e. those whose delivered copies are durable, and (ramjet's)
+    /// `commitLogEnd`, below which those copies lie. A slave that takes them and is later made
+    /// master delivers again what came after them rather than skipping anything.
     pub fn wrapper_json(&self) -> Vec<u8> {
         let f = DelayOffsetFile {
             offset_table: self
@@ -191,14 +208,21 @@ impl Scheduler {
                 .enumerate()
                 .map(|(i, o)| ((i + 1).to_string(), *o))
                 .collect(),
+            commit_log_end: Some(self.persisted_end.get()),
         };
         serde_json::to_vec(&f).unwrap_or_default()
     }
 
     /// A slave takes its master's delay offsets (GET_ALL_DELAY_OFFSET body) for the levels it
-    /// has; returns whether any moved (the caller persists them).
-    pub fn take_from_master(&self, wrapper: &[u8]) -> Result<bool, String> {
+    /// has, once its own log (ending at `log_end`) holds every copy they count as delivered:
+    /// until then it keeps the ones it has (restarted as master it would deliver some again,
+    /// never skip one). Returns whether any moved (the caller persists them).
+    pub fn take_from_master(&self, wrapper: &[u8], log_end: u64) -> Result<bool, String> {
         let f: DelayOffsetFile = serde_json::from_slice(wrapper).map_err(|e| e.to_string())?;
+        if f.commit_log_end.is_some_and(|end| end > log_end) {
+            // Not replicated this far yet: the next round.
+            return Ok(false);
+        }
         let mut next = self.next.borrow_mut();
         let mut moved = false;
         for (k, v) in f.offset_table {
@@ -221,7 +245,8 @@ impl Scheduler {
         if *self.next.borrow() == *self.persisted.borrow() {
             return Ok(());
         }
-        let end = self.last_end.get();
+        // Taken in the same turn as the offsets: every copy they count lies below.
+        let end = b.store.end_offset();
         let (generation, bytes, next) = self.snapshot();
         if let Err(e) = b.store.wait_durable(end).await {
             // Not durable: keep the old offsets on disk (the copies may be redelivered).
@@ -231,6 +256,7 @@ impl Scheduler {
         let file = self.file.clone();
         crate::runtime::blocking(move || file.write(generation, &bytes)).await?;
         *self.persisted.borrow_mut() = next;
+        self.persisted_end.set(end);
         Ok(())
     }
 }
@@ -340,10 +366,7 @@ async fn deliver_level(b: &Broker, level: usize) -> Pass {
             }
         };
         match r {
-            Ok(Some(end)) => {
-                s.last_end.set(end);
-                ShardCounters::add(&s.delivered, 1);
-            }
+            Ok(Some(_)) => ShardCounters::add(&s.delivered, 1),
             Ok(None) => {
                 tracing::error!(
                     shard = b.index,
@@ -702,7 +725,7 @@ mod tests {
     #[test]
     fn offsets_file_round_trips_and_rejects_garbage() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Scheduler::open(dir.path(), vec![1000, 2000, 3000]).unwrap();
+        let s = Scheduler::open(dir.path(), vec![1000, 2000, 3000], 0).unwrap();
         assert_eq!(s.offsets(), [0, 0, 0]);
         s.next.borrow_mut()[1] = 7;
         let (g, bytes, _) = s.snapshot();
@@ -710,20 +733,49 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join(DELAY_OFFSETS_FILE)).unwrap();
         assert!(text.contains("\"offsetTable\""), "{text}");
         assert!(text.contains("\"2\": 7"), "{text}");
-        let s = Scheduler::open(dir.path(), vec![1000, 2000, 3000]).unwrap();
+        let s = Scheduler::open(dir.path(), vec![1000, 2000, 3000], 0).unwrap();
         assert_eq!(s.offsets(), [0, 7, 0]);
         // Fewer levels configured: the dropped level's offset is not applied anywhere.
-        let s = Scheduler::open(dir.path(), vec![1000]).unwrap();
+        let s = Scheduler::open(dir.path(), vec![1000], 0).unwrap();
         assert_eq!(s.offsets(), [0]);
         std::fs::write(
             dir.path().join(DELAY_OFFSETS_FILE),
             br#"{"offsetTable":{"x":1}}"#,
         )
         .unwrap();
-        let e = Scheduler::open(dir.path(), vec![1000]).err().unwrap();
+        let e = Scheduler::open(dir.path(), vec![1000], 0).err().unwrap();
         assert!(e.to_string().contains("not a delay level"), "{e}");
         std::fs::write(dir.path().join(DELAY_OFFSETS_FILE), b"{").unwrap();
-        assert!(Scheduler::open(dir.path(), vec![1000]).is_err());
+        assert!(Scheduler::open(dir.path(), vec![1000], 0).is_err());
+    }
+
+    #[test]
+    fn a_slave_takes_delay_offsets_only_once_its_log_holds_their_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Scheduler::open(dir.path(), vec![1000, 2000], 900).unwrap();
+        master.persisted.borrow_mut()[0] = 12;
+        let body = master.wrapper_json();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["offsetTable"]["1"], 12);
+        assert_eq!(v["commitLogEnd"], 900);
+        let slave_dir = tempfile::tempdir().unwrap();
+        let slave = Scheduler::open(slave_dir.path(), vec![1000, 2000], 0).unwrap();
+        assert!(!slave.take_from_master(&body, 899).unwrap());
+        assert_eq!(
+            slave.offsets(),
+            [0, 0],
+            "taken before the slave had the copies"
+        );
+        assert!(slave.take_from_master(&body, 900).unwrap());
+        assert_eq!(slave.offsets(), [12, 0]);
+        assert!(
+            !slave.take_from_master(&body, 1000).unwrap(),
+            "nothing moved"
+        );
+        // A RocketMQ master sends no end: taken as it comes.
+        let plain = br#"{"offsetTable":{"2":5}}"#;
+        assert!(slave.take_from_master(plain, 0).unwrap());
+        assert_eq!(slave.offsets(), [12, 5]);
     }
 
     #[test]

@@ -262,17 +262,24 @@ impl Broker {
             shard: index,
             source,
         })?;
-        let schedule =
-            super::schedule::Scheduler::open(&config_dir, store.config().delay_levels_ms.clone())
-                .map_err(|source| ShardError::Schedule {
-                shard: index,
-                source,
-            })?;
-        let timer = super::timer::TimerWheel::open(&config_dir, cfg.broker.timer_roll_window_ms)
-            .map_err(|source| ShardError::Schedule {
-                shard: index,
-                source,
-            })?;
+        let schedule = super::schedule::Scheduler::open(
+            &config_dir,
+            store.config().delay_levels_ms.clone(),
+            store.end_offset(),
+        )
+        .map_err(|source| ShardError::Schedule {
+            shard: index,
+            source,
+        })?;
+        let timer = super::timer::TimerWheel::open(
+            &config_dir,
+            cfg.broker.timer_roll_window_ms,
+            store.end_offset(),
+        )
+        .map_err(|source| ShardError::Schedule {
+            shard: index,
+            source,
+        })?;
         let transactions =
             super::transaction::Transactions::new(cfg.broker.transaction_max_open as usize);
         transactions
@@ -561,6 +568,7 @@ impl Service for Broker {
                 super::admin::all_consumer_offsets(self, conn, req)
             }
             RequestCode::GET_ALL_DELAY_OFFSET => super::admin::all_delay_offsets(self, conn, req),
+            RequestCode::GET_TIMER_CHECK_POINT => super::admin::timer_checkpoint(self, conn, req),
             RequestCode::GET_BROKER_RUNTIME_INFO => super::admin::runtime_info(self, conn, req),
             RequestCode::QUERY_MESSAGE => super::admin::query_message(self, conn, req),
             RequestCode::VIEW_MESSAGE_BY_ID => super::admin::view_message(self, conn, req),

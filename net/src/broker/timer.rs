@@ -71,6 +71,9 @@ const BUSY_PAUSE: Duration = Duration::from_micros(20);
 /// restart must read from without keeping each offset.
 const BLOCK_SHIFT: u32 = 12;
 
+/// Length of the GET_TIMER_CHECK_POINT body: RocketMQ's 56 bytes and ramjet's low offset.
+pub const CHECKPOINT_BODY_LEN: usize = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CheckpointFile {
@@ -96,8 +99,10 @@ pub struct TimerWheel {
     recover_before: i64,
     roll_window_ms: i64,
     persisted: Cell<Option<CheckpointFile>>,
-    /// CommitLog end of the last copy stored: durable before a checkpoint may be written.
-    last_end: Cell<u64>,
+    /// CommitLog end when the persisted checkpoint was taken (at open: the recovered log's
+    /// end): every copy it counts as handled lies below. A slave takes the checkpoint only
+    /// once its own log reaches this far.
+    persisted_end: Cell<u64>,
     file: SnapshotFile,
     generation: Cell<u64>,
     /// Timer messages stored by sends and commits (`ramjet.timerEnqueued`).
@@ -173,7 +178,12 @@ pub type TimerRefusal = (i32, String);
 
 impl TimerWheel {
     /// Loads `<config_dir>/timerCheckpoint.json` (everything from queue offset 0 when absent).
-    pub fn open(config_dir: &Path, roll_window_ms: u64) -> Result<TimerWheel, ScheduleError> {
+    /// `log_end`: where the recovered CommitLog ends (the checkpoint's copies lie below).
+    pub fn open(
+        config_dir: &Path,
+        roll_window_ms: u64,
+        log_end: u64,
+    ) -> Result<TimerWheel, ScheduleError> {
         let path = config_dir.join(TIMER_CHECKPOINT_FILE);
         let cp = match read_optional(&path)? {
             Some(bytes) => {
@@ -183,12 +193,7 @@ impl TimerWheel {
                 };
                 let cp: CheckpointFile =
                     serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-                if cp.low_queue_offset < 0 || cp.last_timer_queue_offset < cp.low_queue_offset {
-                    return Err(corrupt(format!(
-                        "offsets out of order: low {} last {}",
-                        cp.low_queue_offset, cp.last_timer_queue_offset
-                    )));
-                }
+                cp.check().map_err(corrupt)?;
                 Some(cp)
             }
             None => None,
@@ -205,7 +210,7 @@ impl TimerWheel {
             recover_before: cp.map_or(i64::MIN, |c| c.last_read_time_ms),
             roll_window_ms: roll_window_ms as i64,
             persisted: Cell::new(cp),
-            last_end: Cell::new(0),
+            persisted_end: Cell::new(log_end),
             file: SnapshotFile::new(path),
             generation: Cell::new(0),
             enqueued: Cell::new(0),
@@ -368,24 +373,138 @@ impl TimerWheel {
     /// Writes the checkpoint if it moved, once every copy stored so far is durable. The
     /// write runs on a blocking thread.
     pub async fn persist(&self, b: &Broker) -> Result<(), ScheduleError> {
+        // Taken in the same turn as the checkpoint: every copy it counts lies below.
+        let end = b.store.end_offset();
         let Some(cp) = self.checkpoint() else {
             return Ok(());
         };
         if self.persisted.get() == Some(cp) {
             return Ok(());
         }
-        let end = self.last_end.get();
-        self.generation.set(self.generation.get() + 1);
-        let generation = self.generation.get();
-        // Three integers always serialize.
-        let bytes = serde_json::to_vec_pretty(&cp).unwrap_or_default();
+        let generation = self.next_generation();
         if let Err(e) = b.store.wait_durable(end).await {
             tracing::warn!(shard = b.index, error = %e, "timer checkpoint not written: the stored copies are not durable yet");
             return Ok(());
         }
+        self.write(generation, cp, end).await
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generation.set(self.generation.get() + 1);
+        self.generation.get()
+    }
+
+    async fn write(
+        &self,
+        generation: u64,
+        cp: CheckpointFile,
+        end: u64,
+    ) -> Result<(), ScheduleError> {
+        // Three integers always serialize.
+        let bytes = serde_json::to_vec_pretty(&cp).unwrap_or_default();
         let file = self.file.clone();
         crate::runtime::blocking(move || file.write(generation, &bytes)).await?;
         self.persisted.set(Some(cp));
+        self.persisted_end.set(end);
+        Ok(())
+    }
+
+    /// RocketMQ's GET_TIMER_CHECK_POINT body for the checkpoint on disk (all zero before the
+    /// first): its 56 bytes, big-endian, then ramjet's own 8.
+    /// - 0 `lastReadTimeMs`, 16 `lastTimerQueueOffset`: as in the file.
+    /// - 8 `lastTimerLogFlushPos`: ramjet has no timer log; the CommitLog end below which
+    ///   every copy the checkpoint counts as handled lies.
+    /// - 24 `masterTimerQueueOffset`: `lastTimerQueueOffset` again.
+    /// - 32..56 the data version (state version, timestamp, counter): ramjet keeps none, 0.
+    /// - 56 `lowQueueOffset`: where a restart starts reading the timer queue.
+    pub fn checkpoint_body(&self) -> [u8; CHECKPOINT_BODY_LEN] {
+        let cp = self.persisted.get().unwrap_or(CheckpointFile {
+            low_queue_offset: 0,
+            last_timer_queue_offset: 0,
+            last_read_time_ms: 0,
+        });
+        let mut out = [0u8; CHECKPOINT_BODY_LEN];
+        let fields = [
+            (0, cp.last_read_time_ms),
+            (8, self.persisted_end.get() as i64),
+            (16, cp.last_timer_queue_offset),
+            (24, cp.last_timer_queue_offset),
+            (56, cp.low_queue_offset),
+        ];
+        for (at, v) in fields {
+            out[at..at + 8].copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    /// A slave takes its master's checkpoint ([`Self::checkpoint_body`]) once its own log
+    /// holds, durably, every copy the checkpoint counts as handled; until then it keeps the
+    /// one it has (restarted as master it would deliver some again, never skip one). Returns
+    /// whether it wrote a new one.
+    pub async fn take_from_master(&self, b: &Broker, body: &[u8]) -> Result<bool, String> {
+        let (cp, end) = decode_checkpoint_body(body)?;
+        if cp.last_timer_queue_offset == 0 || self.persisted.get() == Some(cp) {
+            // Nothing loaded on the master yet, or nothing new.
+            return Ok(false);
+        }
+        if b.store.end_offset() < end {
+            // Not replicated this far yet: the next round.
+            return Ok(false);
+        }
+        let generation = self.next_generation();
+        b.store
+            .wait_durable(end)
+            .await
+            .map_err(|e| format!("the replicated copies are not durable: {e}"))?;
+        self.write(generation, cp, end)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    /// `"low/last/readTime"` of the checkpoint on disk (a slave's: the one it took).
+    pub fn describe_persisted(&self) -> String {
+        self.persisted.get().map_or(String::from("-"), |c| {
+            format!(
+                "{}/{}/{}",
+                c.low_queue_offset, c.last_timer_queue_offset, c.last_read_time_ms
+            )
+        })
+    }
+}
+
+/// The checkpoint and CommitLog end of a GET_TIMER_CHECK_POINT body
+/// ([`TimerWheel::checkpoint_body`]).
+fn decode_checkpoint_body(body: &[u8]) -> Result<(CheckpointFile, u64), String> {
+    let Some(body) = body.get(..CHECKPOINT_BODY_LEN) else {
+        return Err(format!(
+            "a timer checkpoint of {} bytes, not {CHECKPOINT_BODY_LEN}: not from a ramjet master",
+            body.len()
+        ));
+    };
+    let at = |i: usize| {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&body[i..i + 8]);
+        i64::from_be_bytes(v)
+    };
+    let cp = CheckpointFile {
+        low_queue_offset: at(56),
+        last_timer_queue_offset: at(16),
+        last_read_time_ms: at(0),
+    };
+    cp.check()?;
+    let end = u64::try_from(at(8)).map_err(|_| format!("CommitLog end {} below 0", at(8)))?;
+    Ok((cp, end))
+}
+
+impl CheckpointFile {
+    fn check(&self) -> Result<(), String> {
+        if self.low_queue_offset < 0 || self.last_timer_queue_offset < self.low_queue_offset {
+            return Err(format!(
+                "offsets out of order: low {} last {}",
+                self.low_queue_offset, self.last_timer_queue_offset
+            ));
+        }
         Ok(())
     }
 }
@@ -576,10 +695,7 @@ async fn fire_pass(b: &Broker) -> Pass {
             }
         };
         match r {
-            Ok(Some(end)) => {
-                t.last_end.set(end);
-                t.pop(offset);
-            }
+            Ok(Some(_)) => t.pop(offset),
             Ok(None) => t.drop_unit(
                 b.index,
                 offset,
@@ -695,7 +811,7 @@ mod tests {
     #[test]
     fn the_low_offset_follows_the_first_pending_block() {
         let dir = tempfile::tempdir().unwrap();
-        let t = TimerWheel::open(dir.path(), 60_000).unwrap();
+        let t = TimerWheel::open(dir.path(), 60_000, 0).unwrap();
         assert_eq!(t.low(), 0);
         let block = 1i64 << BLOCK_SHIFT;
         for o in [5, 6, block + 1, 3 * block + 2] {
@@ -728,6 +844,44 @@ mod tests {
     }
 
     #[test]
+    fn the_checkpoint_body_has_rocketmqs_layout_and_decodes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(TIMER_CHECKPOINT_FILE),
+            br#"{"lowQueueOffset":4100,"lastTimerQueueOffset":9000,"lastReadTimeMs":77}"#,
+        )
+        .unwrap();
+        let t = TimerWheel::open(dir.path(), 60_000, 123_456).unwrap();
+        let body = t.checkpoint_body();
+        let be = |i: usize| i64::from_be_bytes(body[i..i + 8].try_into().unwrap());
+        assert_eq!(
+            [be(0), be(8), be(16), be(24), be(32), be(40), be(48), be(56)],
+            [77, 123_456, 9000, 9000, 0, 0, 0, 4100]
+        );
+        let (cp, end) = decode_checkpoint_body(&body).unwrap();
+        assert_eq!(t.persisted.get(), Some(cp));
+        assert_eq!(end, 123_456);
+        assert_eq!(t.describe_persisted(), "4100/9000/77");
+        // RocketMQ's 56 bytes lack the low offset; offsets out of order are refused.
+        let e = decode_checkpoint_body(&body[..56]).unwrap_err();
+        assert!(e.contains("56 bytes"), "{e}");
+        let mut bad = body;
+        bad[56..64].copy_from_slice(&9001i64.to_be_bytes());
+        assert!(decode_checkpoint_body(&bad)
+            .unwrap_err()
+            .contains("out of order"));
+        // Nothing written yet: all zero, the end of the log at open.
+        let empty = tempfile::tempdir().unwrap();
+        let t = TimerWheel::open(empty.path(), 60_000, 5).unwrap();
+        let (cp, end) = decode_checkpoint_body(&t.checkpoint_body()).unwrap();
+        assert_eq!(
+            (cp.last_timer_queue_offset, cp.low_queue_offset, end),
+            (0, 0, 5)
+        );
+        assert_eq!(t.describe_persisted(), "-");
+    }
+
+    #[test]
     fn a_restart_starts_where_the_checkpoint_says() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -735,7 +889,7 @@ mod tests {
             br#"{"lowQueueOffset":4100,"lastTimerQueueOffset":9000,"lastReadTimeMs":77}"#,
         )
         .unwrap();
-        let t = TimerWheel::open(dir.path(), 60_000).unwrap();
+        let t = TimerWheel::open(dir.path(), 60_000, 0).unwrap();
         assert_eq!((t.start.get(), t.loaded.get()), (4100, 4100));
         assert_eq!((t.recover_until, t.recover_before), (9000, 77));
         // Still re-reading what the last run left: no checkpoint yet.
@@ -750,7 +904,7 @@ mod tests {
             br#"{"lowQueueOffset":10,"lastTimerQueueOffset":9,"lastReadTimeMs":77}"#,
         )
         .unwrap();
-        let e = TimerWheel::open(dir.path(), 60_000)
+        let e = TimerWheel::open(dir.path(), 60_000, 0)
             .err()
             .unwrap()
             .to_string();

@@ -1,11 +1,14 @@
 //! A slave's copy of its master's metadata (RocketMQ's SlaveSynchronize): every
 //! `broker.slave_sync_interval_ms`, the topic table (GET_ALL_TOPIC_CONFIG), the consumer
-//! offsets (GET_ALL_CONSUMER_OFFSET) and the delay offsets (GET_ALL_DELAY_OFFSET) of the
-//! master shard, over one kept connection to its main port. Topics make the replicated queues
-//! pullable here and are registered with the name servers; consumer offsets let consumers
-//! that move to the slave (the master is down) resume where they committed; delay offsets
-//! let a slave restarted as master deliver the waiting delayed messages from where its master
-//! had durably got to.
+//! offsets (GET_ALL_CONSUMER_OFFSET), the delay offsets (GET_ALL_DELAY_OFFSET) and the timer
+//! checkpoint (GET_TIMER_CHECK_POINT) of the master shard, over one kept connection to its
+//! main port. Topics make the replicated queues pullable here and are registered with the
+//! name servers; consumer offsets let consumers that move to the slave (the master is down)
+//! resume where they committed; delay offsets and the timer checkpoint let a slave restarted
+//! as master deliver the waiting delayed and timer messages from where its master had durably
+//! got to. Both carry the master's CommitLog end below which the copies they count as
+//! delivered lie, and are taken only once this slave's log holds that much, durably: a
+//! promoted slave may deliver a message again, never skip one whose copy it lacks.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -97,7 +100,7 @@ pub(crate) async fn sync_once(b: &Broker, link: &mut Link) -> Result<(), String>
         .map_err(|e| format!("consumer offsets: {e}"))?;
     let delays = request(b, link, RequestCode::GET_ALL_DELAY_OFFSET).await?;
     if b.schedule
-        .take_from_master(&delays)
+        .take_from_master(&delays, b.store.end_offset())
         .map_err(|e| format!("delay offsets: {e}"))?
     {
         b.schedule
@@ -105,5 +108,10 @@ pub(crate) async fn sync_once(b: &Broker, link: &mut Link) -> Result<(), String>
             .await
             .map_err(|e| format!("writing delay offsets: {e}"))?;
     }
+    let timer = request(b, link, RequestCode::GET_TIMER_CHECK_POINT).await?;
+    b.timer
+        .take_from_master(b, &timer)
+        .await
+        .map_err(|e| format!("timer checkpoint: {e}"))?;
     Ok(())
 }
