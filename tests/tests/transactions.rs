@@ -690,3 +690,53 @@ fn a_committed_half_message_with_a_timer_waits_its_time() {
     assert!(d.property("TIMER_OUT_MS").is_some());
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerDelivered"), 1);
 }
+
+/// Under `replication = "sync"` an answered END_TRANSACTION and a send-back wait for a slave
+/// as sends do: with none connected they are answered SLAVE_NOT_AVAILABLE (RocketMQ's clients
+/// count that as stored) and what they wrote is stored anyway.
+#[test]
+fn with_sync_replication_and_no_slave_commits_and_send_backs_say_so() {
+    let broker = Broker::start(BrokerSpec {
+        broker_toml: "replication = \"sync\"\n".into(),
+        ..BrokerSpec::default()
+    });
+    let topic = "tx_sync_rep";
+    create_topic(&broker, topic, 1);
+    let mut c = connect(broker.shard_addr(0));
+    let r = send_half(&mut c, topic, 0, &half_message("held", "SYNCREP1"));
+    assert_eq!(r.code, response::SLAVE_NOT_AVAILABLE, "{:?}", r.remark);
+    let h = SendOk {
+        msg_id: r.ext_str("msgId").to_string(),
+        queue_id: r.ext_i64("queueId") as i32,
+        queue_offset: r.ext_i64("queueOffset"),
+    };
+    let r = commit_answered(&mut c, &h, "SYNCREP1");
+    assert_eq!(r.code, response::SLAVE_NOT_AVAILABLE, "{:?}", r.remark);
+    assert!(
+        r.remark.as_deref().unwrap_or("").contains("no slave"),
+        "{:?}",
+        r.remark
+    );
+    let got = pull(&mut c, topic, 0, 0);
+    assert_eq!(got.code, response::SUCCESS, "{:?}", got.remark);
+    assert_eq!(got.messages.len(), 1, "the commit was not stored");
+    assert_eq!(got.messages[0].body, b"held");
+
+    // Straight to the dead-letter queue (delay level -1).
+    let ext = [
+        ("offset", got.messages[0].physical_offset.to_string()),
+        ("group", "tx_sync_rep_g".to_string()),
+        ("delayLevel", "-1".to_string()),
+        ("originMsgId", String::new()),
+        ("unitMode", "false".to_string()),
+        ("maxReconsumeTimes", "16".to_string()),
+    ];
+    let r = c
+        .call(request::CONSUMER_SEND_MSG_BACK, &ext, &[])
+        .expect("send back");
+    assert_eq!(r.code, response::SLAVE_NOT_AVAILABLE, "{:?}", r.remark);
+    let dlq = ops::pull(&mut c, "tx_reader", "%DLQ%tx_sync_rep_g", 0, 0, 32, 0).expect("pull");
+    assert_eq!(dlq.code, response::SUCCESS, "{:?}", dlq.remark);
+    assert_eq!(dlq.messages.len(), 1, "the send-back was not stored");
+    assert_eq!(dlq.messages[0].body, b"held");
+}

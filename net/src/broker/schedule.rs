@@ -32,7 +32,7 @@ use ramjet_core::record::{
 use ramjet_core::remoting::headers::ConsumerSendMsgBackRequestHeader;
 use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode};
 use ramjet_storage::schedule::{delay_level, due_time, SCHEDULE_TOPIC};
-use ramjet_storage::{Chunk, FlushMode, StoreError};
+use ramjet_storage::{Chunk, StoreError};
 use serde::{Deserialize, Serialize};
 
 use super::conn::Conn;
@@ -607,6 +607,14 @@ pub fn send_back(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         if oneway {
             return;
         }
+        // As a send: answered once durable (`flush = sync`) and on a slave
+        // (`replication = sync`); the copy is stored either way.
+        let r = match r {
+            Ok(end) if super::ha::acks_wait(&broker) => super::ha::wait_acked(&broker, end)
+                .await
+                .map_err(|f| (f.code, f.remark)),
+            r => r.map(|_| ()),
+        };
         let (code, remark) = match r {
             Ok(()) => (ResponseCode::SUCCESS, None),
             Err((code, remark)) => (code, Some(remark)),
@@ -617,7 +625,8 @@ pub fn send_back(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     });
 }
 
-/// Stores the retry (or dead-letter) copy of the record at `offset`; errors are (code, remark).
+/// Stores the retry (or dead-letter) copy of the record at `offset`; returns the CommitLog
+/// end of the copy. Errors are (code, remark).
 async fn send_back_store(
     b: &Broker,
     group: &str,
@@ -625,7 +634,7 @@ async fn send_back_store(
     asked_level: i32,
     max_times: i32,
     origin_id: Option<&str>,
-) -> Result<(), (i32, String)> {
+) -> Result<u64, (i32, String)> {
     let sys = |remark: String| (ResponseCode::SYSTEM_ERROR, remark);
     read_in_record_at(b, offset).await;
     let rec = b
@@ -709,13 +718,7 @@ async fn send_back_store(
     } else {
         ShardCounters::add(&b.schedule.sent_back_retry, 1);
     }
-    if b.store.config().flush == FlushMode::Sync {
-        b.store
-            .wait_durable(put.end_physical_offset)
-            .await
-            .map_err(|e| (ResponseCode::FLUSH_DISK_TIMEOUT, e.to_string()))?;
-    }
-    Ok(())
+    Ok(put.end_physical_offset)
 }
 
 #[cfg(test)]

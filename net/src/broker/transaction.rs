@@ -43,7 +43,7 @@ use ramjet_core::remoting::headers::{
 };
 use ramjet_core::remoting::{CommandView, FrameHead, RequestCode, ResponseCode};
 use ramjet_storage::schedule::{level_of, SCHEDULE_TOPIC, TIMER_TOPIC};
-use ramjet_storage::{Chunk, FlushMode, PutResult, Store, StoreError};
+use ramjet_storage::{Chunk, PutResult, Store, StoreError};
 
 use super::conn::Conn;
 use super::namesrv_host::now_ms;
@@ -567,7 +567,7 @@ fn answer_end(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, r: Result<Ende
     if req.is_oneway() {
         return;
     }
-    let sync = b.store.config().flush == FlushMode::Sync;
+    let sync = super::ha::acks_wait(b);
     match r {
         Ok(Ended::Now(end)) if sync => {
             let Some(broker) = b.rc() else { return };
@@ -590,18 +590,18 @@ async fn answer_end_owned(
     oneway: bool,
     r: Result<Ended, EndError>,
 ) {
-    let r = match r {
-        Ok(Ended::Now(end)) if b.store.config().flush == FlushMode::Sync => b
-            .store
-            .wait_durable(end)
-            .await
-            .map(|()| Ended::Now(end))
-            .map_err(|e| (ResponseCode::FLUSH_DISK_TIMEOUT, e.to_string())),
-        r => r,
-    };
     if oneway {
         return;
     }
+    // As a send: answered once durable (`flush = sync`) and on a slave (`replication =
+    // sync`); the commit or rollback is stored either way.
+    let r = match r {
+        Ok(Ended::Now(end)) if super::ha::acks_wait(b) => super::ha::wait_acked(b, end)
+            .await
+            .map(|()| Ended::Now(end))
+            .map_err(|f| (f.code, f.remark)),
+        r => r,
+    };
     let (code, remark) = match &r {
         Ok(_) => (ResponseCode::SUCCESS, None),
         Err((code, remark)) => (*code, Some(remark.as_str())),
