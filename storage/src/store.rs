@@ -1535,8 +1535,9 @@ impl Store {
         self.inner.queues.borrow().max_offset(topic, queue_id)
     }
 
-    /// Store timestamp of the record behind queue offset `queue_offset`.
-    fn store_time_at(&self, topic: &str, queue_id: i32, queue_offset: i64) -> Option<i64> {
+    /// Store timestamp of the record behind queue offset `queue_offset` (RocketMQ
+    /// `getMessageStoreTimeStamp`); `None` when there is none or it cannot be read.
+    pub fn store_time_at(&self, topic: &str, queue_id: i32, queue_offset: i64) -> Option<i64> {
         let e = self
             .inner
             .queues

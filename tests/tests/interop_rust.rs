@@ -437,3 +437,232 @@ fn rocketmq_client_rust_consumes_from_the_slave_after_the_master_is_killed() {
     assert_eq!(got, sent, "{}", interop::compact(&out));
     drop(s);
 }
+
+/// `mqadmin topicStatus / consumerProgress / consumerConnection` through rocketmq-client-rust's
+/// `DefaultMQAdminExt`: its parsers read ramjet's GET_TOPIC_STATS_INFO, GET_CONSUME_STATS
+/// (fastjson's object keys) and GET_CONSUMER_CONNECTION_LIST, and the numbers are the queues'.
+#[test]
+fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connections() {
+    setup::rust_rmq_driver();
+    let broker = Broker::start(BrokerSpec {
+        broker_toml: "stats_sample_ms = 200\n".into(),
+        ..BrokerSpec::default()
+    });
+    let topic = "rrmq_admin";
+    let group = "rrmq_admin_g";
+    create_topic_on(&broker, topic, 2);
+    let mut c = connect(broker.shard_addr(0));
+    // The shard stamps records with its cached clock: allow it to lag by a second.
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .as_millis() as i64
+        - 1_000;
+    for (queue, n) in [(0, 5), (1, 3)] {
+        for i in 0..n {
+            ops::send(
+                &mut c,
+                topic,
+                queue,
+                &ops::OutMessage::new(format!("a-{queue}-{i}").into_bytes()),
+            )
+            .unwrap_or_else(|e| panic!("send: {e}"))
+            .expect_ok("send");
+        }
+    }
+    // A member of the group on this connection, and a committed offset of 2 on queue 0.
+    let hb = serde_json::json!({
+        "clientID": "127.0.0.1@admin-view",
+        "producerDataSet": [],
+        "consumerDataSet": [{
+            "groupName": group,
+            "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET",
+            "unitMode": false,
+            "subscriptionDataSet": [{
+                "classFilterMode": false, "topic": topic, "subString": "*",
+                "tagsSet": [], "codeSet": [], "subVersion": 7, "expressionType": "TAG"
+            }]
+        }],
+    });
+    let r = c
+        .call(
+            ramjet_tests::wire::request::HEART_BEAT,
+            &[],
+            hb.to_string().as_bytes(),
+        )
+        .expect("heartbeat");
+    assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+    let commit = [
+        ("consumerGroup", group.to_string()),
+        ("topic", topic.to_string()),
+        ("queueId", "0".to_string()),
+        ("commitOffset", "2".to_string()),
+    ];
+    let r = c
+        .call(
+            ramjet_tests::wire::request::UPDATE_CONSUMER_OFFSET,
+            &commit,
+            &[],
+        )
+        .expect("commit");
+    assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+    // A pull of queue 0 from offset 3 (the group's pull offset, ahead of its commit).
+    let p = ops::pull(&mut c, group, topic, 0, 3, 32, 0).expect("pull");
+    assert_eq!(p.messages.len(), 2);
+
+    let dir = setup::temp_dir("rrmq-admin");
+    let spec = serde_json::json!({
+        "topic": topic,
+        "group": group,
+        "broker_addr": broker.shard_addr(0).to_string(),
+    });
+    let out = interop::run_rust(
+        "admin",
+        &broker.namesrv_addr().to_string(),
+        &spec,
+        Duration::from_secs(40),
+        dir.path(),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .as_millis() as i64;
+    // Keys are the client's MessageQueue serialized as JSON text.
+    let by_queue = |table: &serde_json::Value| -> BTreeMap<i64, serde_json::Value> {
+        table
+            .as_object()
+            .unwrap_or_else(|| panic!("offset table: {table}"))
+            .iter()
+            .map(|(k, v)| {
+                let mq: serde_json::Value =
+                    serde_json::from_str(k).unwrap_or_else(|e| panic!("key {k}: {e}"));
+                assert_eq!(mq["topic"], topic);
+                assert_eq!(mq["brokerName"], broker.shard_broker_name(0).as_str());
+                (mq["queueId"].as_i64().expect("queueId"), v.clone())
+            })
+            .collect()
+    };
+    let stats = &out["topic_stats"]["ok"];
+    let t = by_queue(&stats["offsetTable"]);
+    assert_eq!(t.len(), 2, "{out}");
+    for (q, max) in [(0, 5), (1, 3)] {
+        assert_eq!(t[&q]["minOffset"], 0, "{out}");
+        assert_eq!(t[&q]["maxOffset"], max, "{out}");
+        let last = t[&q]["lastUpdateTimestamp"].as_i64().unwrap_or(0);
+        assert!(
+            last >= t0 && last <= now,
+            "queue {q}: {last} outside {t0}..{now}"
+        );
+    }
+    let cs = &out["consume_stats"]["ok"];
+    let o = by_queue(&cs["offsetTable"]);
+    assert_eq!(o.len(), 2, "{out}");
+    assert_eq!(
+        (
+            &o[&0]["brokerOffset"],
+            &o[&0]["consumerOffset"],
+            &o[&0]["pullOffset"]
+        ),
+        (
+            &serde_json::json!(5),
+            &serde_json::json!(2),
+            &serde_json::json!(3)
+        ),
+        "{out}"
+    );
+    let last = o[&0]["lastTimestamp"].as_i64().unwrap_or(0);
+    assert!(last >= t0 && last <= now, "{out}");
+    assert_eq!(o[&1]["brokerOffset"], 3, "{out}");
+    assert_eq!(o[&1]["consumerOffset"], 0, "{out}");
+    assert_eq!(o[&1]["lastTimestamp"], 0, "{out}");
+    let conn = &out["connection"]["ok"];
+    let set = conn["connectionSet"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(set.len(), 1, "{out}");
+    assert_eq!(set[0]["clientId"], "127.0.0.1@admin-view", "{out}");
+    assert!(
+        set[0]["clientAddr"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("127.0.0.1:"),
+        "{out}"
+    );
+    assert_eq!(conn["messageModel"], "CLUSTERING", "{out}");
+    assert_eq!(
+        conn["consumeFromWhere"], "CONSUME_FROM_FIRST_OFFSET",
+        "{out}"
+    );
+    assert_eq!(conn["subscriptionTable"][topic]["subVersion"], 7, "{out}");
+
+    // The refusals, and the rates: sends and commits for a second, sampled every 200 ms.
+    const GET_TOPIC_STATS_INFO: i32 = 202;
+    const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
+    const GET_CONSUME_STATS: i32 = 208;
+    let r = c
+        .call(GET_TOPIC_STATS_INFO, &[("topic", "nope".to_string())], &[])
+        .expect("topic stats");
+    assert_eq!(r.code, 17, "TOPIC_NOT_EXIST: {:?}", r.remark);
+    let r = c
+        .call(
+            GET_CONSUMER_CONNECTION_LIST,
+            &[("consumerGroup", "nobody".to_string())],
+            &[],
+        )
+        .expect("connections");
+    assert_eq!(r.code, 206, "CONSUMER_NOT_ONLINE: {:?}", r.remark);
+    let rate_in = |body: &[u8], key: &str| -> f64 {
+        let text = String::from_utf8_lossy(body);
+        let at = text
+            .find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("{key} missing: {text}"));
+        let rest = &text[at + key.len() + 3..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end]
+            .parse()
+            .unwrap_or_else(|e| panic!("{key}: {e}: {text}"))
+    };
+    let (mut put_tps, mut consume_tps) = (0.0, 0.0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut committed = 2;
+    while put_tps <= 0.0 || consume_tps <= 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "rates never rose: put {put_tps} consume {consume_tps}"
+        );
+        for _ in 0..20 {
+            ops::send(&mut c, topic, 0, &ops::OutMessage::new(b"r".to_vec()))
+                .unwrap_or_else(|e| panic!("send: {e}"))
+                .expect_ok("send");
+        }
+        committed += 10;
+        let mut commit = commit.clone();
+        commit[3].1 = committed.to_string();
+        let r = c
+            .call(
+                ramjet_tests::wire::request::UPDATE_CONSUMER_OFFSET,
+                &commit,
+                &[],
+            )
+            .expect("commit");
+        assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+        std::thread::sleep(Duration::from_millis(100));
+        let r = c
+            .call(GET_TOPIC_STATS_INFO, &[("topic", topic.to_string())], &[])
+            .expect("topic stats");
+        put_tps = rate_in(&r.body, "topicPutTps");
+        let r = c
+            .call(
+                GET_CONSUME_STATS,
+                &[
+                    ("consumerGroup", group.to_string()),
+                    ("topic", topic.to_string()),
+                ],
+                &[],
+            )
+            .expect("consume stats");
+        consume_tps = rate_in(&r.body, "consumeTps");
+    }
+}

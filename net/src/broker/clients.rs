@@ -9,12 +9,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use ramjet_core::remoting::body::{fastjson, ConsumerListBody, HeartbeatData, MessageModel};
+use ramjet_core::remoting::body::{
+    fastjson, ConsumeFromWhere, ConsumeType, ConsumerListBody, HeartbeatData, MessageModel,
+    SubscriptionData,
+};
 use ramjet_core::remoting::headers::{
     GetConsumerListByGroupRequestHeader, NotifyConsumerIdsChangedRequestHeader,
     UnregisterClientRequestHeader,
 };
-use ramjet_core::remoting::{CommandView, FrameHead, RequestCode, ResponseCode};
+use ramjet_core::remoting::{CommandView, FrameHead, LanguageCode, RequestCode, ResponseCode};
 
 use super::conn::Conn;
 use super::namesrv_host::now_ms;
@@ -26,6 +29,9 @@ struct Member {
     conn: Weak<Conn>,
     conn_id: u64,
     last_ms: i64,
+    /// The language and version of its last heartbeat's frame (GET_CONSUMER_CONNECTION_LIST).
+    language: LanguageCode,
+    version: i32,
 }
 
 struct Producer {
@@ -34,11 +40,49 @@ struct Producer {
     last_ms: i64,
 }
 
-#[derive(Default)]
 struct Group {
     members: BTreeMap<String, Member>,
     /// topic -> (subVersion, filter)
     subs: HashMap<String, (i64, TagFilter)>,
+    /// topic -> the subscription as the last heartbeat sent it (GET_CONSUMER_CONNECTION_LIST).
+    sub_data: BTreeMap<String, SubscriptionData>,
+    consume_type: ConsumeType,
+    message_model: MessageModel,
+    consume_from_where: ConsumeFromWhere,
+}
+
+impl Default for Group {
+    fn default() -> Group {
+        Group {
+            members: BTreeMap::new(),
+            subs: HashMap::new(),
+            sub_data: BTreeMap::new(),
+            consume_type: ConsumeType::ConsumePassively,
+            message_model: MessageModel::Clustering,
+            consume_from_where: ConsumeFromWhere::LastOffset,
+        }
+    }
+}
+
+/// One member in RocketMQ's Connection shape.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionJson<'a> {
+    client_id: &'a str,
+    client_addr: String,
+    language: &'static str,
+    version: i32,
+}
+
+/// RocketMQ's ConsumerConnection (GET_CONSUMER_CONNECTION_LIST body).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsumerConnectionJson<'a> {
+    connection_set: Vec<ConnectionJson<'a>>,
+    subscription_table: &'a BTreeMap<String, SubscriptionData>,
+    consume_type: ConsumeType,
+    message_model: MessageModel,
+    consume_from_where: ConsumeFromWhere,
 }
 
 #[derive(Default)]
@@ -74,6 +118,47 @@ impl ClientRegistry {
             .get(group)
             .map(|g| g.members.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// RocketMQ's ConsumerConnection of `group` (JSON): its live members with their address,
+    /// language and version, its subscriptions and consume settings as the last heartbeat sent
+    /// them. `None`: no member is connected.
+    pub fn connection_json(&self, group: &str) -> Option<Vec<u8>> {
+        let inner = self.inner.borrow();
+        let g = inner.groups.get(group)?;
+        let connection_set: Vec<ConnectionJson<'_>> = g
+            .members
+            .iter()
+            .filter_map(|(id, m)| {
+                let conn = m.conn.upgrade().filter(|c| !c.is_closed())?;
+                Some(ConnectionJson {
+                    client_id: id,
+                    client_addr: conn.peer().to_string(),
+                    language: m.language.name(),
+                    version: m.version,
+                })
+            })
+            .collect();
+        if connection_set.is_empty() {
+            return None;
+        }
+        let body = ConsumerConnectionJson {
+            connection_set,
+            subscription_table: &g.sub_data,
+            consume_type: g.consume_type,
+            message_model: g.message_model,
+            consume_from_where: g.consume_from_where,
+        };
+        // Strings, numbers and enum names always serialize.
+        Some(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// Whether `group` subscribes to `topic` (from heartbeats); `None` when it has no
+    /// subscription here at all.
+    pub fn subscribes(&self, group: &str, topic: &str) -> Option<bool> {
+        let inner = self.inner.borrow();
+        let g = inner.groups.get(group).filter(|g| !g.sub_data.is_empty())?;
+        Some(g.sub_data.contains_key(topic))
     }
 
     pub fn group_count(&self) -> usize {
@@ -159,12 +244,16 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         let mut inner = b.clients.inner.borrow_mut();
         for cd in &data.consumer_data_set {
             let g = inner.groups.entry(cd.group_name.clone()).or_default();
+            g.consume_type = cd.consume_type;
+            g.message_model = cd.message_model;
+            g.consume_from_where = cd.consume_from_where;
             let is_new = match g.members.get_mut(&data.client_id) {
                 Some(m) => {
                     let moved = m.conn_id != conn.id();
                     m.conn = Rc::downgrade(conn);
                     m.conn_id = conn.id();
                     m.last_ms = now;
+                    (m.language, m.version) = (req.language, req.version);
                     moved
                 }
                 None => {
@@ -174,6 +263,8 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                             conn: Rc::downgrade(conn),
                             conn_id: conn.id(),
                             last_ms: now,
+                            language: req.language,
+                            version: req.version,
                         },
                     );
                     true
@@ -205,6 +296,7 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                     continue;
                 };
                 g.subs.insert(s.topic.clone(), (s.sub_version, f));
+                g.sub_data.insert(s.topic.clone(), s.clone());
             }
             if cd.message_model == MessageModel::Clustering
                 && b.cfg.broker.auto_create_subscription_group

@@ -145,6 +145,9 @@ pub struct BrokerSection {
     pub register_interval_ms: u64,
     /// Idle connection close (RocketMQ `serverChannelMaxIdleTimeSeconds`).
     pub client_idle_ms: u64,
+    /// How often the put and consume rates of the admin views (topicPutTps, consumeTps) are
+    /// sampled; each rate is the change over the last interval.
+    pub stats_sample_ms: u64,
     /// Deliver file-backed pull data with sendfile(2); false forces the copy path.
     pub zero_copy: bool,
     /// Read pull data that is not in the page cache on the blocking thread before sending it,
@@ -251,6 +254,7 @@ impl Default for BrokerSection {
             offset_persist_interval_ms: 5_000,
             register_interval_ms: 30_000,
             client_idle_ms: 120_000,
+            stats_sample_ms: 10_000,
             zero_copy: true,
             cold_reads_off_shard: true,
             read_coalesce_us: DEFAULT_READ_COALESCE_US,
@@ -573,6 +577,13 @@ impl Config {
                     self.broker.replication_timeout_ms, self.broker.slave_sync_interval_ms
                 ),
                 "replication_timeout_ms and slave_sync_interval_ms must be above 0",
+            );
+        }
+        if !(100..=3_600_000).contains(&self.broker.stats_sample_ms) {
+            return inv(
+                "broker.stats_sample_ms",
+                self.broker.stats_sample_ms.to_string(),
+                "expected 100 to 3600000 ms",
             );
         }
         if self.broker.acl_reload_interval_ms != 0 && self.broker.acl_reload_interval_ms < 10 {

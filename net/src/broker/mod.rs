@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod send;
 pub mod server;
 pub mod shard;
+pub mod stats;
 pub mod syncack;
 pub mod timer;
 pub mod topics;

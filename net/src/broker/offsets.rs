@@ -46,6 +46,9 @@ pub struct OffsetStore {
     dirty: Cell<bool>,
     /// Number of the last snapshot taken (see [`SnapshotFile`]).
     generation: Cell<u64>,
+    /// Where each group's last pull of each queue started (GET_CONSUME_STATS' `pullOffset`);
+    /// in memory only.
+    pulled: RefCell<Table>,
 }
 
 impl OffsetStore {
@@ -79,6 +82,7 @@ impl OffsetStore {
             table: RefCell::new(table),
             dirty: Cell::new(false),
             generation: Cell::new(0),
+            pulled: RefCell::new(Table::new()),
         })
     }
 
@@ -115,6 +119,56 @@ impl OffsetStore {
         if self.table.borrow_mut().remove(topic).is_some() {
             self.dirty.set(true);
         }
+        self.pulled.borrow_mut().remove(topic);
+    }
+
+    /// A pull of `group` from `offset` of a queue (allocates only for a new key).
+    pub fn note_pull(&self, topic: &str, group: &str, queue_id: i32, offset: i64) {
+        let mut t = self.pulled.borrow_mut();
+        if let Some(q) = t.get_mut(topic).and_then(|g| g.get_mut(group)) {
+            q.insert(queue_id, offset);
+            return;
+        }
+        t.entry(topic.to_string())
+            .or_default()
+            .entry(group.to_string())
+            .or_default()
+            .insert(queue_id, offset);
+    }
+
+    /// Where `group`'s last pull of the queue started, if it pulled since this process started.
+    pub fn pulled(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
+        self.pulled
+            .borrow()
+            .get(topic)?
+            .get(group)?
+            .get(&queue_id)
+            .copied()
+    }
+
+    /// Topics `group` has committed offsets of (RocketMQ's whichTopicByConsumer), sorted.
+    pub fn topics_of(&self, group: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .table
+            .borrow()
+            .iter()
+            .filter(|(_, groups)| groups.contains_key(group))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Sum of the committed offsets of each (topic, group) (the consume rate's samples).
+    pub fn totals(&self) -> Vec<(String, String, i64)> {
+        let t = self.table.borrow();
+        t.iter()
+            .flat_map(|(topic, groups)| {
+                groups
+                    .iter()
+                    .map(move |(group, qs)| (topic.clone(), group.clone(), qs.values().sum()))
+            })
+            .collect()
     }
 
     /// All (topic@group, queue, offset) entries, sorted (admin and tests).

@@ -383,6 +383,8 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         b.offsets
             .commit(h.topic, h.consumer_group, h.queue_id, h.commit_offset);
     }
+    b.offsets
+        .note_pull(h.topic, h.consumer_group, h.queue_id, h.queue_offset);
     let max_msgs = h.max_msg_nums.clamp(1, i32::MAX) as u32;
     let max_bytes = h
         .max_msg_bytes

@@ -105,6 +105,8 @@ pub struct Broker {
     /// Delayed messages and their delivery (`SCHEDULE_TOPIC_XXXX`).
     pub schedule: super::schedule::Scheduler,
     pub timer: super::timer::TimerWheel,
+    /// Sampled put and consume rates of the admin views.
+    pub stats: super::stats::Rates,
     /// Open transactions (half messages) and their check service's state.
     pub transactions: super::transaction::Transactions,
     pub longpoll: LongPollRegistry,
@@ -332,6 +334,7 @@ impl Broker {
             locks: super::locks::QueueLocks::default(),
             schedule,
             timer,
+            stats: super::stats::Rates::default(),
             transactions,
             longpoll,
             clients: ClientRegistry::default(),
@@ -430,6 +433,9 @@ impl Broker {
         let persist_every =
             Duration::from_millis(self.cfg.broker.offset_persist_interval_ms.max(100));
         let scan_every = Duration::from_secs(10);
+        let sample_every = Duration::from_millis(self.cfg.broker.stats_sample_ms);
+        let mut since_sample = Duration::ZERO;
+        self.stats.sample(&self);
         let acl_every = Duration::from_millis(self.cfg.broker.acl_reload_interval_ms);
         let (mut since_persist, mut since_scan) = (Duration::ZERO, Duration::ZERO);
         let mut since_acl = Duration::ZERO;
@@ -438,6 +444,11 @@ impl Broker {
             since_persist += tick;
             since_scan += tick;
             since_acl += tick;
+            since_sample += tick;
+            if since_sample >= sample_every {
+                since_sample = Duration::ZERO;
+                self.stats.sample(&self);
+            }
             if let Some(acl) = &self.acl {
                 if !acl_every.is_zero() && since_acl >= acl_every {
                     since_acl = Duration::ZERO;
@@ -569,6 +580,11 @@ impl Service for Broker {
             }
             RequestCode::GET_ALL_DELAY_OFFSET => super::admin::all_delay_offsets(self, conn, req),
             RequestCode::GET_TIMER_CHECK_POINT => super::admin::timer_checkpoint(self, conn, req),
+            RequestCode::GET_TOPIC_STATS_INFO => super::stats::topic_stats(self, conn, req),
+            RequestCode::GET_CONSUME_STATS => super::stats::consume_stats(self, conn, req),
+            RequestCode::GET_CONSUMER_CONNECTION_LIST => {
+                super::stats::consumer_connections(self, conn, req)
+            }
             RequestCode::GET_BROKER_RUNTIME_INFO => super::admin::runtime_info(self, conn, req),
             RequestCode::QUERY_MESSAGE => super::admin::query_message(self, conn, req),
             RequestCode::VIEW_MESSAGE_BY_ID => super::admin::view_message(self, conn, req),

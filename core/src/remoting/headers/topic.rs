@@ -33,3 +33,17 @@ ext_header! {
         pub topic: &'a str = "topic",
     }
 }
+
+ext_header! {
+    /// GET_TOPIC_STATS_INFO (202) request (`mqadmin topicStatus`).
+    pub struct GetTopicStatsInfoRequestHeader<'a> {
+        pub topic: &'a str = "topic",
+    }
+}
+
+ext_header! {
+    /// GET_CONSUMER_CONNECTION_LIST (203) request (`mqadmin consumerConnection`).
+    pub struct GetConsumerConnectionListRequestHeader<'a> {
+        pub consumer_group: &'a str = "consumerGroup",
+    }
+}

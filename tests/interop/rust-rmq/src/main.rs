@@ -1,7 +1,7 @@
 //! Sends transactional messages with rocketmq-client-rust's `TransactionMQProducer` and answers
 //! the broker's checks, as the spec file says; writes one JSON document to `--out`.
 //!
-//! Usage: `ramjet-interop-rust-rmq transaction|roundtrip --namesrv ADDR --spec FILE
+//! Usage: `ramjet-interop-rust-rmq transaction|roundtrip|admin --namesrv ADDR --spec FILE
 //!         --out FILE --deadline-s S [--log-dir DIR]` (the arguments `tests/src/interop.rs`
 //! passes to every interop client).
 //!
@@ -15,6 +15,13 @@
 //! "fail_first": [..], "messages": [{"body", "tags", "delay_level", "delay_ms", "deliver_in_ms"}]}`. Output:
 //! `{"sends": [{"body", "ok", "error", "result"}], "deliveries": [{"body", "topic",
 //! "queue_id", "queue_offset", "reconsume_times", "msg_id", "tags", "delayed_ms"}]}`.
+//!
+//! `admin`: a `DefaultMQAdminExt` asks one broker (`broker_addr`) for `examine_topic_stats`
+//! (GET_TOPIC_STATS_INFO), `examine_consume_stats` (GET_CONSUME_STATS) and
+//! `examine_consumer_connection_info` (GET_CONSUMER_CONNECTION_LIST) as `mqadmin
+//! topicStatus / consumerProgress / consumerConnection` do. Spec: `{"topic", "group",
+//! "broker_addr"}`. Output: `{"topic_stats", "consume_stats", "connection"}`, each
+//! `{"ok": <the client's parsed value, serialized>}` or `{"error": "..."}`.
 //!
 //! `transaction` spec: `{"topic": "...", "group": "...", "linger_ms": 8000,
 //!         "messages": [{"body": "...", "tags": "...", "local": "commit|rollback|unknown",
@@ -32,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cheetah_string::CheetahString;
 use parking_lot::Mutex;
 use rocketmq_client_rust::{AclClientRPCHook, SessionCredentials};
 use rocketmq_client_rust::{
@@ -40,6 +48,7 @@ use rocketmq_client_rust::{
     MQPushConsumer, MessageListenerConcurrently, MessageSelector, TransactionListener,
     TransactionMQProducer,
 };
+use rocketmq_client_rust::{ConsumerAdmin, DefaultMQAdminExt, TopicAdmin};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_builder::MessageBuilder;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -188,7 +197,15 @@ async fn main() {
             )
             .await
         }
-        other => panic!("unknown command {other:?}: transaction or roundtrip"),
+        Some("admin") => {
+            admin(
+                runtime.clone(),
+                serde_json::from_slice(&spec).unwrap(),
+                namesrv,
+            )
+            .await
+        }
+        other => panic!("unknown command {other:?}: transaction, roundtrip or admin"),
     };
     std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     let _ = runtime.shutdown().await;
@@ -430,4 +447,44 @@ async fn roundtrip(
     producer.shutdown().await;
     consumer.shutdown().await;
     doc
+}
+
+#[derive(Deserialize)]
+struct AdminSpec {
+    topic: String,
+    group: String,
+    broker_addr: String,
+}
+
+/// The client's parsed answer, serialized, or its error.
+fn outcome<T: serde::Serialize>(r: ClientResult<T>) -> serde_json::Value {
+    match r {
+        Ok(v) => serde_json::json!({ "ok": serde_json::to_value(&v).unwrap() }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    }
+}
+
+async fn admin(runtime: Arc<ClientRuntime>, spec: AdminSpec, namesrv: String) -> serde_json::Value {
+    let mut a = DefaultMQAdminExt::new(runtime);
+    a.set_namesrv_addr(namesrv.as_str());
+    a.start().await.expect("admin start");
+    let addr = Some(CheetahString::from(spec.broker_addr.as_str()));
+    let topic = CheetahString::from(spec.topic.as_str());
+    let group = CheetahString::from(spec.group.as_str());
+    let topic_stats = TopicAdmin::examine_topic_stats(&a, topic.clone(), addr.clone()).await;
+    let consume_stats = ConsumerAdmin::examine_consume_stats(
+        &a,
+        group.clone(),
+        Some(topic),
+        None,
+        addr.clone(),
+        None,
+    )
+    .await;
+    let connection = ConsumerAdmin::examine_consumer_connection_info(&a, group, addr).await;
+    serde_json::json!({
+        "topic_stats": outcome(topic_stats),
+        "consume_stats": outcome(consume_stats),
+        "connection": outcome(connection),
+    })
 }
