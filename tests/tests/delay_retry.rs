@@ -389,3 +389,134 @@ fn a_send_back_of_a_message_on_a_cold_file_is_read_in_off_the_shard() {
         assert_eq!(ops::runtime_counter(&mut c, "ramjet.sendBackColdReads"), 1);
     }
 }
+
+/// Subscription groups (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP and friends) with
+/// `auto_create_subscription_group = false`: pulls and send-backs of an unknown group are
+/// refused, a created group's `retryMaxTimes` and `retryQueueNums` shape its retries,
+/// `consumeEnable = false` stops its pulls, and the groups survive a restart.
+#[test]
+fn subscription_groups_gate_pulls_and_shape_retries() {
+    const UPDATE_GROUP: i32 = 200;
+    const ALL_GROUPS: i32 = 201;
+    const DELETE_GROUP: i32 = 207;
+    const GET_GROUP: i32 = 352;
+    const NOT_EXIST: i32 = 26;
+    let mut broker = Broker::start(BrokerSpec {
+        broker_toml: "auto_create_subscription_group = false\n\
+                      message_delay_level = \"1s 1s 1s 1s\"\nschedule_check_ms = 20\n"
+            .into(),
+        ..BrokerSpec::default()
+    });
+    let topic = "sg";
+    let group = "sg_g";
+    create_topic(&broker, topic, 1);
+    let mut c = connect(broker.shard_addr(0));
+    send_ok(&mut c, topic, 0, &OutMessage::new(b"retried".to_vec()));
+    let group_pull = |c: &mut Conn, topic: &str, queue: i32| {
+        ops::pull(c, group, topic, queue, 0, 32, 0).expect("pull")
+    };
+    let r = group_pull(&mut c, topic, 0);
+    assert_eq!(r.code, NOT_EXIST, "{:?}", r.remark);
+    // A send-back without maxReconsumeTimes: the group's retryMaxTimes applies.
+    let send_back_default = |c: &mut Conn, offset: i64| {
+        let ext = [
+            ("offset", offset.to_string()),
+            ("group", group.to_string()),
+            ("delayLevel", "0".to_string()),
+            ("originMsgId", String::new()),
+            ("unitMode", "false".to_string()),
+        ];
+        let r = c
+            .call(request::CONSUMER_SEND_MSG_BACK, &ext, &[])
+            .expect("send back");
+        (r.code, r.remark.unwrap_or_default())
+    };
+    // Refused before the record is looked at.
+    assert_eq!(send_back_default(&mut c, 0).0, NOT_EXIST);
+    // The reader this file's helpers pull with (retry and DLQ topics), with the defaults.
+    let reader = serde_json::json!({"groupName": "delay_test_reader"});
+    let r = c
+        .call(UPDATE_GROUP, &[], reader.to_string().as_bytes())
+        .expect("update group");
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+
+    let body = serde_json::json!({"groupName": group, "retryMaxTimes": 1, "retryQueueNums": 2});
+    let r = c
+        .call(UPDATE_GROUP, &[], body.to_string().as_bytes())
+        .expect("update group");
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let get = |c: &mut Conn| {
+        let r = c
+            .call(GET_GROUP, &[("group", group.to_string())], &[])
+            .expect("get group");
+        let v: serde_json::Value = if r.code == response::SUCCESS {
+            serde_json::from_slice(&r.body).expect("group json")
+        } else {
+            serde_json::Value::Null
+        };
+        (r.code, v)
+    };
+    let (code, g) = get(&mut c);
+    assert_eq!(code, response::SUCCESS);
+    assert_eq!(
+        (
+            &g["retryMaxTimes"],
+            &g["retryQueueNums"],
+            &g["consumeEnable"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(2),
+            &serde_json::json!(true)
+        )
+    );
+    let mut r = group_pull(&mut c, topic, 0);
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(r.messages.len(), 1);
+    let first = r.messages.remove(0);
+
+    // Retry 1 (reconsume 0 < 1) goes to one of the retry topic's two queues after level 3.
+    assert_eq!(
+        send_back_default(&mut c, first.physical_offset),
+        (0, String::new())
+    );
+    let retry = format!("%RETRY%{group}");
+    let queue = (first.physical_offset % 2) as i32;
+    let (got, _) = wait_messages(&mut c, &retry, queue, 0, Duration::from_secs(10));
+    assert_eq!(got[0].body, b"retried");
+    assert_eq!(got[0].reconsume_times, 1);
+    assert_eq!(ops::max_offset(&mut c, &retry, 1 - queue).unwrap(), 0);
+    // Retry 2: at the group's limit, the dead-letter queue.
+    assert_eq!(send_back_default(&mut c, got[0].physical_offset).0, 0);
+    let d = pull(&mut c, &format!("%DLQ%{group}"), 0, 0, 0);
+    assert_eq!(d.code, response::SUCCESS, "{:?}", d.remark);
+    assert_eq!(d.messages.len(), 1);
+    assert_eq!(d.messages[0].reconsume_times, 2);
+
+    // consumeEnable = false stops pulls; the groups are listed and survive a restart.
+    let body = serde_json::json!({"groupName": group, "consumeEnable": false, "retryMaxTimes": 1});
+    let r = c
+        .call(UPDATE_GROUP, &[], body.to_string().as_bytes())
+        .expect("update group");
+    assert_eq!(r.code, response::SUCCESS);
+    let r = group_pull(&mut c, topic, 0);
+    assert_eq!(r.code, 16, "NO_PERMISSION: {:?}", r.remark);
+    let r = c.call(ALL_GROUPS, &[], &[]).expect("all groups");
+    let all: serde_json::Value = serde_json::from_slice(&r.body).expect("wrapper json");
+    assert_eq!(
+        all["subscriptionGroupTable"][group]["consumeEnable"], false,
+        "{all}"
+    );
+    drop(c);
+    broker.restart();
+    let mut c = connect(broker.shard_addr(0));
+    let (code, g) = get(&mut c);
+    assert_eq!(code, response::SUCCESS);
+    assert_eq!(g["consumeEnable"], false);
+    let r = c
+        .call(DELETE_GROUP, &[("groupName", group.to_string())], &[])
+        .expect("delete group");
+    assert_eq!(r.code, response::SUCCESS);
+    assert_eq!(get(&mut c).0, NOT_EXIST);
+    assert_eq!(group_pull(&mut c, topic, 0).code, NOT_EXIST);
+}

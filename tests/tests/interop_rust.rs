@@ -596,6 +596,20 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
         "{out}"
     );
     assert_eq!(conn["subscriptionTable"][topic]["subVersion"], 7, "{out}");
+    // The group as the client created it (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP) and read it
+    // back (GET_SUBSCRIPTIONGROUP_CONFIG), and as the broker has it.
+    assert!(out["group_created"].get("ok").is_some(), "{out}");
+    assert_eq!(out["group_config"]["ok"]["retryMaxTimes"], 5, "{out}");
+    assert_eq!(out["group_config"]["ok"]["groupName"], group, "{out}");
+    let r = c
+        .call(352, &[("group", group.to_string())], &[])
+        .expect("get group");
+    assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+    let g: serde_json::Value = serde_json::from_slice(&r.body).expect("group json");
+    assert_eq!(
+        (g["retryMaxTimes"].as_i64(), g["consumeEnable"].as_bool()),
+        (Some(5), Some(true))
+    );
 
     // The refusals, and the rates: sends and commits for a second, sampled every 200 ms.
     const GET_TOPIC_STATS_INFO: i32 = 202;

@@ -153,6 +153,15 @@ impl ClientRegistry {
         Some(serde_json::to_vec(&body).unwrap_or_default())
     }
 
+    /// Whether `group`'s members consume by broadcasting (from their heartbeats).
+    pub fn is_broadcasting(&self, group: &str) -> bool {
+        self.inner
+            .borrow()
+            .groups
+            .get(group)
+            .is_some_and(|g| g.message_model == MessageModel::Broadcasting)
+    }
+
     /// Whether `group` subscribes to `topic` (from heartbeats); `None` when it has no
     /// subscription here at all.
     pub fn subscribes(&self, group: &str, topic: &str) -> Option<bool> {
@@ -298,10 +307,8 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                 g.subs.insert(s.topic.clone(), (s.sub_version, f));
                 g.sub_data.insert(s.topic.clone(), s.clone());
             }
-            if cd.message_model == MessageModel::Clustering
-                && b.cfg.broker.auto_create_subscription_group
-            {
-                retry_topics.push(format!("{RETRY_PREFIX}{}", cd.group_name));
+            if cd.message_model == MessageModel::Clustering {
+                retry_topics.push(cd.group_name.clone());
             }
         }
         for pd in &data.producer_data_set {
@@ -320,8 +327,17 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         }
     }
     let mut created = false;
-    for t in retry_topics {
-        match b.topics.ensure(&t, 1, PERM_READ | PERM_WRITE) {
+    // The group's retry topic, with its retryQueueNums, when the group exists (or is created
+    // now under broker.auto_create_subscription_group).
+    for group in retry_topics {
+        let Some(g) = b.groups.find(&group) else {
+            continue;
+        };
+        let t = format!("{RETRY_PREFIX}{group}");
+        match b
+            .topics
+            .ensure(&t, g.retry_queue_nums.max(1) as u32, PERM_READ | PERM_WRITE)
+        {
             Ok((_, c)) => created |= c,
             Err(e) => {
                 tracing::warn!(shard = b.index, topic = %t, error = %e, "cannot create retry topic")

@@ -10,6 +10,7 @@ pub mod coalesce;
 pub mod config;
 pub mod conn;
 pub mod delivery;
+pub mod groups;
 pub mod ha;
 pub mod locks;
 pub mod longpoll;

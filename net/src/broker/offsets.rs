@@ -122,6 +122,20 @@ impl OffsetStore {
         self.pulled.borrow_mut().remove(topic);
     }
 
+    /// Drops every offset of a group (DELETE_SUBSCRIPTIONGROUP with `cleanOffset`).
+    pub fn remove_group(&self, group: &str) {
+        let mut removed = false;
+        for groups in self.table.borrow_mut().values_mut() {
+            removed |= groups.remove(group).is_some();
+        }
+        if removed {
+            self.dirty.set(true);
+        }
+        for groups in self.pulled.borrow_mut().values_mut() {
+            groups.remove(group);
+        }
+    }
+
     /// A pull of `group` from `offset` of a queue (allocates only for a new key).
     pub fn note_pull(&self, topic: &str, group: &str, queue_id: i32, offset: i64) {
         let mut t = self.pulled.borrow_mut();

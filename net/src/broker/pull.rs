@@ -299,6 +299,12 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             )
         }
     };
+    // The group's settings first, as RocketMQ checks them (docs/admin.md).
+    if let Err((code, remark)) = b.groups.may_pull(h.consumer_group, || {
+        b.clients.is_broadcasting(h.consumer_group)
+    }) {
+        return conn.respond_error(req, code, &remark);
+    }
     let Some((read_q, write_q, perm)) = b.topics.queue_info(h.topic) else {
         return conn.respond_error(
             req,

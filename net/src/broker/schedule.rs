@@ -576,21 +576,20 @@ pub fn send_back(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             &format!("bad offset {}", h.offset),
         );
     }
-    if !b.cfg.broker.auto_create_subscription_group {
-        // Groups exist here only by being created automatically.
+    let Some(g) = b.groups.find(h.group) else {
         return conn.respond_error(
             req,
             ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
             &format!("subscription group not exist, {}", h.group),
         );
-    }
+    };
     let Some(broker) = b.rc() else { return };
     let conn = conn.clone();
     let (st, opaque, oneway) = (req.serialize_type, req.opaque, req.is_oneway());
     let group = h.group.to_string();
-    let max_times = h
-        .max_reconsume_times
-        .unwrap_or(b.cfg.broker.retry_max_times);
+    // The client's limit when it sends one (3.4.9 and later do), else the group's.
+    let max_times = h.max_reconsume_times.unwrap_or(g.retry_max_times);
+    let retry_queues = g.retry_queue_nums.max(1) as u32;
     let (offset, asked_level) = (h.offset as u64, h.delay_level);
     let origin_id = h.origin_msg_id.map(str::to_string);
     // The record may be on file: read it off the request path, as VIEW_MESSAGE_BY_ID does.
@@ -601,6 +600,7 @@ pub fn send_back(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             offset,
             asked_level,
             max_times,
+            retry_queues,
             origin_id.as_deref(),
         )
         .await;
@@ -633,6 +633,7 @@ async fn send_back_store(
     offset: u64,
     asked_level: i32,
     max_times: i32,
+    retry_queues: u32,
     origin_id: Option<&str>,
 ) -> Result<u64, (i32, String)> {
     let sys = |remark: String| (ResponseCode::SYSTEM_ERROR, remark);
@@ -651,14 +652,17 @@ async fn send_back_store(
     } else {
         format!("{RETRY_PREFIX}{group}")
     };
-    match b.topics.ensure(&target, 1, PERM_READ | PERM_WRITE) {
-        Ok((_, true)) => {
-            tracing::info!(shard = b.index, topic = %target, "topic created for send-back");
-            b.registrar.request_now();
+    let queues = if to_dlq { 1 } else { retry_queues };
+    let target_queues = match b.topics.ensure(&target, queues, PERM_READ | PERM_WRITE) {
+        Ok((cfg, created)) => {
+            if created {
+                tracing::info!(shard = b.index, topic = %target, "topic created for send-back");
+                b.registrar.request_now();
+            }
+            cfg.write_queue_nums.max(1)
         }
-        Ok((_, false)) => {}
         Err(e) => return Err(sys(format!("cannot create {target}: {e}"))),
-    }
+    };
     // Properties: the original ones, RETRY_TOPIC and ORIGIN_MESSAGE_ID kept where present,
     // else set; DELAY replaced.
     let mut base = PropertiesBuilder::with_capacity(props.len() + 96);
@@ -689,8 +693,17 @@ async fn send_back_store(
             .map_err(bad)?;
         // The level as stored (capped at the highest).
         let level = delay_level(&levels, base.as_bytes()).unwrap_or(levels.len());
-        let (q, due) = schedule_target(&levels, level, &target, 0, base.as_bytes(), &mut sched)
-            .map_err(bad)?;
+        // Spread over the retry topic's queues by the record's place (RocketMQ: at random).
+        let real_queue = (offset % u64::from(target_queues)) as i32;
+        let (q, due) = schedule_target(
+            &levels,
+            level,
+            &target,
+            real_queue,
+            base.as_bytes(),
+            &mut sched,
+        )
+        .map_err(bad)?;
         (SCHEDULE_TOPIC, q, sched.as_bytes(), due)
     };
     let msg = MessageToStore {

@@ -45,6 +45,11 @@ pub enum ShardError {
         source: super::topics::TopicError,
     },
     #[error("shard {shard}: {source}")]
+    Groups {
+        shard: usize,
+        source: super::groups::GroupError,
+    },
+    #[error("shard {shard}: {source}")]
     Offsets {
         shard: usize,
         source: super::offsets::OffsetsError,
@@ -105,6 +110,8 @@ pub struct Broker {
     /// Delayed messages and their delivery (`SCHEDULE_TOPIC_XXXX`).
     pub schedule: super::schedule::Scheduler,
     pub timer: super::timer::TimerWheel,
+    /// Subscription groups and their consume settings.
+    pub groups: super::groups::Groups,
     /// Sampled put and consume rates of the admin views.
     pub stats: super::stats::Rates,
     /// Open transactions (half messages) and their check service's state.
@@ -260,6 +267,15 @@ impl Broker {
             shard: index,
             source,
         })?;
+        let groups = super::groups::Groups::open(
+            &config_dir,
+            cfg.broker.auto_create_subscription_group,
+            cfg.broker.retry_max_times,
+        )
+        .map_err(|source| ShardError::Groups {
+            shard: index,
+            source,
+        })?;
         let offsets = OffsetStore::open(&config_dir).map_err(|source| ShardError::Offsets {
             shard: index,
             source,
@@ -334,6 +350,7 @@ impl Broker {
             locks: super::locks::QueueLocks::default(),
             schedule,
             timer,
+            groups,
             stats: super::stats::Rates::default(),
             transactions,
             longpoll,
@@ -581,6 +598,14 @@ impl Service for Broker {
             RequestCode::GET_ALL_DELAY_OFFSET => super::admin::all_delay_offsets(self, conn, req),
             RequestCode::GET_TIMER_CHECK_POINT => super::admin::timer_checkpoint(self, conn, req),
             RequestCode::GET_TOPIC_STATS_INFO => super::stats::topic_stats(self, conn, req),
+            RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
+                super::groups::update_group(self, conn, req)
+            }
+            RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+                super::groups::all_groups(self, conn, req)
+            }
+            RequestCode::GET_SUBSCRIPTIONGROUP_CONFIG => super::groups::get_group(self, conn, req),
+            RequestCode::DELETE_SUBSCRIPTIONGROUP => super::groups::delete_group(self, conn, req),
             RequestCode::GET_CONSUME_STATS => super::stats::consume_stats(self, conn, req),
             RequestCode::GET_CONSUMER_CONNECTION_LIST => {
                 super::stats::consumer_connections(self, conn, req)

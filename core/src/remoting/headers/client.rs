@@ -94,3 +94,10 @@ ext_header! {
         pub client_addr: Option<&'a str> = "clientAddr",
     }
 }
+
+ext_header! {
+    /// GET_SUBSCRIPTIONGROUP_CONFIG (352, 5.x) request.
+    pub struct GetSubscriptionGroupConfigRequestHeader<'a> {
+        pub group: &'a str = "group",
+    }
+}

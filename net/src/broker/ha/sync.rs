@@ -1,5 +1,6 @@
 //! A slave's copy of its master's metadata (RocketMQ's SlaveSynchronize): every
-//! `broker.slave_sync_interval_ms`, the topic table (GET_ALL_TOPIC_CONFIG), the consumer
+//! `broker.slave_sync_interval_ms`, the topic table (GET_ALL_TOPIC_CONFIG), the subscription
+//! groups (GET_ALL_SUBSCRIPTIONGROUP_CONFIG), the consumer
 //! offsets (GET_ALL_CONSUMER_OFFSET), the delay offsets (GET_ALL_DELAY_OFFSET) and the timer
 //! checkpoint (GET_TIMER_CHECK_POINT) of the master shard, over one kept connection to its
 //! main port. Topics make the replicated queues pullable here and are registered with the
@@ -94,6 +95,10 @@ pub(crate) async fn sync_once(b: &Broker, link: &mut Link) -> Result<(), String>
         );
         b.registrar.request_now();
     }
+    let groups = request(b, link, RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG).await?;
+    b.groups
+        .take_from_master(&groups)
+        .map_err(|e| format!("subscription groups: {e}"))?;
     let offsets = request(b, link, RequestCode::GET_ALL_CONSUMER_OFFSET).await?;
     b.offsets
         .take_from_master(&offsets)

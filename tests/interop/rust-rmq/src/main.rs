@@ -19,8 +19,11 @@
 //! `admin`: a `DefaultMQAdminExt` asks one broker (`broker_addr`) for `examine_topic_stats`
 //! (GET_TOPIC_STATS_INFO), `examine_consume_stats` (GET_CONSUME_STATS) and
 //! `examine_consumer_connection_info` (GET_CONSUMER_CONNECTION_LIST) as `mqadmin
-//! topicStatus / consumerProgress / consumerConnection` do. Spec: `{"topic", "group",
-//! "broker_addr"}`. Output: `{"topic_stats", "consume_stats", "connection"}`, each
+//! topicStatus / consumerProgress / consumerConnection` do, after creating the group with
+//! `create_and_update_subscription_group_config` (retryMaxTimes 5, `mqadmin updateSubGroup`)
+//! and reading it back with `examine_subscription_group_config`. Spec: `{"topic", "group",
+//! "broker_addr"}`. Output: `{"topic_stats", "consume_stats", "connection",
+//! "group_created", "group_config"}`, each
 //! `{"ok": <the client's parsed value, serialized>}` or `{"error": "..."}`.
 //!
 //! `transaction` spec: `{"topic": "...", "group": "...", "linger_ms": 8000,
@@ -471,6 +474,27 @@ async fn admin(runtime: Arc<ClientRuntime>, spec: AdminSpec, namesrv: String) ->
     let addr = Some(CheetahString::from(spec.broker_addr.as_str()));
     let topic = CheetahString::from(spec.topic.as_str());
     let group = CheetahString::from(spec.group.as_str());
+    // `mqadmin updateSubGroup` with retryMaxTimes 5, then read back.
+    let config = serde_json::from_value(serde_json::json!({
+        "groupName": spec.group,
+        "consumeEnable": true,
+        "consumeBroadcastEnable": true,
+        "retryQueueNums": 1,
+        "retryMaxTimes": 5,
+    }))
+    .expect("SubscriptionGroupConfig");
+    let group_created = ConsumerAdmin::create_and_update_subscription_group_config(
+        &a,
+        CheetahString::from(spec.broker_addr.as_str()),
+        config,
+    )
+    .await;
+    let group_config = ConsumerAdmin::examine_subscription_group_config(
+        &a,
+        CheetahString::from(spec.broker_addr.as_str()),
+        group.clone(),
+    )
+    .await;
     let topic_stats = TopicAdmin::examine_topic_stats(&a, topic.clone(), addr.clone()).await;
     let consume_stats = ConsumerAdmin::examine_consume_stats(
         &a,
@@ -486,5 +510,7 @@ async fn admin(runtime: Arc<ClientRuntime>, spec: AdminSpec, namesrv: String) ->
         "topic_stats": outcome(topic_stats),
         "consume_stats": outcome(consume_stats),
         "connection": outcome(connection),
+        "group_created": outcome(group_created),
+        "group_config": outcome(group_config),
     })
 }

@@ -1,0 +1,440 @@
+//! Subscription groups of one shard (RocketMQ's SubscriptionGroupManager): a group's consume
+//! settings, `config/subscriptionGroup.json`, and the admin requests that change them:
+//! UPDATE_AND_CREATE_SUBSCRIPTIONGROUP (200, `mqadmin updateSubGroup`),
+//! GET_ALL_SUBSCRIPTIONGROUP_CONFIG (201), DELETE_SUBSCRIPTIONGROUP (207) and
+//! GET_SUBSCRIPTIONGROUP_CONFIG (352).
+//!
+//! With `broker.auto_create_subscription_group` (the default) a group is created with
+//! RocketMQ's defaults the first time a heartbeat, pull or send-back names it; without it, a
+//! group must be created first, and pulls and send-backs of any other answer
+//! SUBSCRIPTION_GROUP_NOT_EXIST. What a group's settings do:
+//! - `consumeEnable = false`: its pulls answer NO_PERMISSION;
+//! - `consumeBroadcastEnable = false`: pulls of its broadcasting members answer NO_PERMISSION;
+//! - `retryMaxTimes`: reconsumes before the dead-letter queue, for send-backs and retry sends
+//!   that do not carry `maxReconsumeTimes`;
+//! - `retryQueueNums`: queues of `%RETRY%<group>` when a heartbeat creates it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use ramjet_core::remoting::headers::{
+    DeleteSubscriptionGroupRequestHeader, GetSubscriptionGroupConfigRequestHeader,
+};
+use ramjet_core::remoting::{CommandView, ResponseCode};
+use serde::{Deserialize, Serialize};
+
+use super::conn::Conn;
+use super::namesrv_host::now_ms;
+use super::persist::{read_optional, write_atomically, PersistError};
+use super::queries::decode;
+use super::shard::Broker;
+use super::topics::DataVersion;
+
+/// File name under the shard's `config/` directory (RocketMQ's name).
+pub const GROUPS_FILE: &str = "subscriptionGroup.json";
+
+/// Most retry queues a group may ask for.
+const MAX_RETRY_QUEUES: i32 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    #[error("subscription group file {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("subscription group config: {0}")]
+    Invalid(String),
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> i32 {
+    1
+}
+fn one_i64() -> i64 {
+    1
+}
+fn sixteen() -> i32 {
+    16
+}
+fn fifteen() -> i64 {
+    15
+}
+
+/// RocketMQ's SubscriptionGroupConfig, its field names and defaults. Fields ramjet does not
+/// act on are kept as sent (and shown again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupConfig {
+    pub group_name: String,
+    #[serde(default = "yes")]
+    pub consume_enable: bool,
+    #[serde(default = "yes")]
+    pub consume_from_min_enable: bool,
+    #[serde(default = "yes")]
+    pub consume_broadcast_enable: bool,
+    #[serde(default)]
+    pub consume_message_orderly: bool,
+    #[serde(default = "one")]
+    pub retry_queue_nums: i32,
+    #[serde(default = "sixteen")]
+    pub retry_max_times: i32,
+    #[serde(default)]
+    pub broker_id: i64,
+    #[serde(default = "one_i64")]
+    pub which_broker_when_consume_slowly: i64,
+    #[serde(default = "yes")]
+    pub notify_consumer_ids_changed_enable: bool,
+    #[serde(default)]
+    pub group_sys_flag: i32,
+    #[serde(default = "fifteen")]
+    pub consume_timeout_minute: i64,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl GroupConfig {
+    /// RocketMQ's defaults.
+    pub fn new(name: &str) -> GroupConfig {
+        GroupConfig {
+            group_name: name.to_string(),
+            consume_enable: true,
+            consume_from_min_enable: true,
+            consume_broadcast_enable: true,
+            consume_message_orderly: false,
+            retry_queue_nums: 1,
+            retry_max_times: 16,
+            broker_id: 0,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+            group_sys_flag: 0,
+            consume_timeout_minute: 15,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    fn check(&self) -> Result<(), GroupError> {
+        if self.group_name.trim().is_empty() {
+            return Err(GroupError::Invalid("groupName is empty".into()));
+        }
+        super::topics::validate_topic_name(&self.group_name)
+            .map_err(|e| GroupError::Invalid(format!("groupName: {e}")))?;
+        if !(1..=MAX_RETRY_QUEUES).contains(&self.retry_queue_nums) {
+            return Err(GroupError::Invalid(format!(
+                "retryQueueNums {} out of 1..={MAX_RETRY_QUEUES}",
+                self.retry_queue_nums
+            )));
+        }
+        if self.retry_max_times < -1 {
+            return Err(GroupError::Invalid(format!(
+                "retryMaxTimes {} below -1",
+                self.retry_max_times
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupsFile {
+    data_version: DataVersion,
+    subscription_group_table: BTreeMap<String, GroupConfig>,
+}
+
+/// One shard's subscription groups.
+pub struct Groups {
+    path: PathBuf,
+    auto_create: bool,
+    /// `retryMaxTimes` of groups created automatically (`broker.retry_max_times`).
+    default_retry_max: i32,
+    table: RefCell<BTreeMap<String, GroupConfig>>,
+    version: Cell<DataVersion>,
+}
+
+impl Groups {
+    /// Loads `<config_dir>/subscriptionGroup.json` (empty when absent). Groups created
+    /// automatically (`auto_create`) get `default_retry_max` as their `retryMaxTimes`.
+    pub fn open(
+        config_dir: &Path,
+        auto_create: bool,
+        default_retry_max: i32,
+    ) -> Result<Groups, GroupError> {
+        let path = config_dir.join(GROUPS_FILE);
+        let (table, version) = match read_optional(&path)? {
+            Some(bytes) => {
+                let f: GroupsFile =
+                    serde_json::from_slice(&bytes).map_err(|source| GroupError::Corrupt {
+                        path: path.clone(),
+                        source,
+                    })?;
+                (f.subscription_group_table, f.data_version)
+            }
+            None => (
+                BTreeMap::new(),
+                DataVersion {
+                    timestamp: now_ms(),
+                    counter: 0,
+                    state_version: 0,
+                },
+            ),
+        };
+        Ok(Groups {
+            path,
+            auto_create,
+            default_retry_max,
+            table: RefCell::new(table),
+            version: Cell::new(version),
+        })
+    }
+
+    /// The group's settings; created with the defaults (and written) when it is missing and
+    /// `broker.auto_create_subscription_group` is on. `None`: it does not exist.
+    pub fn find(&self, name: &str) -> Option<GroupConfig> {
+        if let Some(g) = self.table.borrow().get(name) {
+            return Some(g.clone());
+        }
+        if !self.auto_create {
+            return None;
+        }
+        let g = GroupConfig {
+            retry_max_times: self.default_retry_max,
+            ..GroupConfig::new(name)
+        };
+        if let Err(e) = self.upsert(g.clone()) {
+            tracing::warn!(group = name, error = %e, "subscription group not created");
+            return None;
+        }
+        Some(g)
+    }
+
+    /// Whether the group may pull (`broadcasting`: whether its members consume by
+    /// broadcasting, asked only when the group forbids that), without cloning its config:
+    /// `Err` is the refusal (code, remark).
+    pub fn may_pull(
+        &self,
+        name: &str,
+        broadcasting: impl Fn() -> bool,
+    ) -> Result<(), (i32, String)> {
+        let allowed = |g: &GroupConfig| {
+            if !g.consume_enable {
+                return Err((
+                    ResponseCode::NO_PERMISSION,
+                    format!("subscription group no permission, {name}"),
+                ));
+            }
+            if !g.consume_broadcast_enable && broadcasting() {
+                return Err((
+                    ResponseCode::NO_PERMISSION,
+                    format!("the consumer group[{name}] can not consume by broadcast way"),
+                ));
+            }
+            Ok(())
+        };
+        if let Some(g) = self.table.borrow().get(name) {
+            return allowed(g);
+        }
+        match self.find(name) {
+            Some(g) => allowed(&g),
+            None => Err((
+                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group [{name}] does not exist"),
+            )),
+        }
+    }
+
+    pub fn all(&self) -> Vec<GroupConfig> {
+        self.table.borrow().values().cloned().collect()
+    }
+
+    fn bump(&self) {
+        let v = self.version.get();
+        self.version.set(DataVersion {
+            timestamp: now_ms(),
+            counter: v.counter + 1,
+            state_version: v.state_version,
+        });
+    }
+
+    /// Creates or replaces a group and writes the file.
+    pub fn upsert(&self, g: GroupConfig) -> Result<(), GroupError> {
+        g.check()?;
+        self.table.borrow_mut().insert(g.group_name.clone(), g);
+        self.bump();
+        self.persist()
+    }
+
+    /// Removes a group; returns whether it existed.
+    pub fn remove(&self, name: &str) -> Result<bool, GroupError> {
+        let existed = self.table.borrow_mut().remove(name).is_some();
+        if existed {
+            self.bump();
+            self.persist()?;
+        }
+        Ok(existed)
+    }
+
+    /// RocketMQ's SubscriptionGroupWrapper (GET_ALL_SUBSCRIPTIONGROUP_CONFIG body).
+    pub fn wrapper_json(&self) -> Vec<u8> {
+        let f = GroupsFile {
+            data_version: self.version.get(),
+            subscription_group_table: self.table.borrow().clone(),
+        };
+        serde_json::to_vec(&f).unwrap_or_default()
+    }
+
+    /// A slave takes its master's groups (GET_ALL_SUBSCRIPTIONGROUP_CONFIG body) when the data
+    /// version moved; returns whether anything changed.
+    pub fn take_from_master(&self, wrapper: &[u8]) -> Result<bool, GroupError> {
+        let f: GroupsFile =
+            serde_json::from_slice(wrapper).map_err(|source| GroupError::Corrupt {
+                path: PathBuf::from("<GET_ALL_SUBSCRIPTIONGROUP_CONFIG reply>"),
+                source,
+            })?;
+        if f.data_version == self.version.get() {
+            return Ok(false);
+        }
+        *self.table.borrow_mut() = f.subscription_group_table;
+        self.version.set(f.data_version);
+        self.persist()?;
+        Ok(true)
+    }
+
+    fn persist(&self) -> Result<(), GroupError> {
+        let f = GroupsFile {
+            data_version: self.version.get(),
+            subscription_group_table: self.table.borrow().clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&f).unwrap_or_default();
+        write_atomically(&self.path, &bytes)?;
+        Ok(())
+    }
+}
+
+/// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: the body is a SubscriptionGroupConfig.
+pub fn update_group(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let g: GroupConfig = match ramjet_core::remoting::body::fastjson::from_slice(
+        req.body,
+        "SubscriptionGroupConfig",
+    ) {
+        Ok(g) => g,
+        Err(e) => {
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad SubscriptionGroupConfig body: {e}"),
+            )
+        }
+    };
+    let name = g.group_name.clone();
+    match b.groups.upsert(g) {
+        Ok(()) => {
+            tracing::info!(shard = b.index, group = %name, "subscription group created or updated");
+            conn.respond(req, ResponseCode::SUCCESS, None, &(), &[])
+        }
+        Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    }
+}
+
+/// GET_ALL_SUBSCRIPTIONGROUP_CONFIG.
+pub fn all_groups(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let body = b.groups.wrapper_json();
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), &body);
+}
+
+/// GET_SUBSCRIPTIONGROUP_CONFIG: one group, or SUBSCRIPTION_GROUP_NOT_EXIST.
+pub fn get_group(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let Some(h) = decode::<GetSubscriptionGroupConfigRequestHeader>(conn, req) else {
+        return;
+    };
+    match b.groups.table.borrow().get(h.group) {
+        Some(g) => {
+            let body = serde_json::to_vec(g).unwrap_or_default();
+            conn.respond(req, ResponseCode::SUCCESS, None, &(), &body)
+        }
+        None => conn.respond_error(
+            req,
+            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+            &format!("The consumer group {} not exist", h.group),
+        ),
+    }
+}
+
+/// DELETE_SUBSCRIPTIONGROUP (with `cleanOffset`: its committed offsets too).
+pub fn delete_group(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let Some(h) = decode::<DeleteSubscriptionGroupRequestHeader>(conn, req) else {
+        return;
+    };
+    match b.groups.remove(h.group_name) {
+        Ok(existed) => {
+            if h.clean_offset == Some(true) {
+                b.offsets.remove_group(h.group_name);
+            }
+            tracing::info!(
+                shard = b.index,
+                group = h.group_name,
+                existed,
+                "subscription group deleted"
+            );
+            conn.respond(req, ResponseCode::SUCCESS, None, &(), &[])
+        }
+        Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_created_read_back_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Groups::open(dir.path(), false, 16).unwrap();
+        assert_eq!(g.find("G1"), None, "created without auto-create");
+        assert_eq!(
+            g.may_pull("G1", || false).unwrap_err().0,
+            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST
+        );
+        // Java's body: unknown and missing fields take RocketMQ's defaults.
+        let body = br#"{"groupName":"G1","consumeEnable":false,"retryMaxTimes":3,"extra":1}"#;
+        let c: GroupConfig =
+            ramjet_core::remoting::body::fastjson::from_slice(body, "SubscriptionGroupConfig")
+                .unwrap();
+        assert_eq!((c.retry_queue_nums, c.consume_broadcast_enable), (1, true));
+        g.upsert(c).unwrap();
+        assert_eq!(
+            g.may_pull("G1", || false).unwrap_err().0,
+            ResponseCode::NO_PERMISSION
+        );
+        let mut c = g.find("G1").unwrap();
+        c.consume_enable = true;
+        c.consume_broadcast_enable = false;
+        g.upsert(c).unwrap();
+        assert!(g.may_pull("G1", || false).is_ok());
+        assert_eq!(
+            g.may_pull("G1", || true).unwrap_err().0,
+            ResponseCode::NO_PERMISSION
+        );
+        let mut bad = GroupConfig::new("G2");
+        bad.retry_queue_nums = 0;
+        assert!(g.upsert(bad).is_err());
+        assert!(g.upsert(GroupConfig::new("bad name")).is_err());
+        // Read back from the file.
+        let r = Groups::open(dir.path(), false, 16).unwrap();
+        assert_eq!(r.find("G1").map(|c| c.retry_max_times), Some(3));
+        assert!(r.remove("G1").unwrap());
+        assert!(!r.remove("G1").unwrap());
+        // Auto-create: defaults, written.
+        let a = Groups::open(dir.path(), true, 16).unwrap();
+        assert_eq!(a.find("G3"), Some(GroupConfig::new("G3")));
+        let v: serde_json::Value = serde_json::from_slice(&a.wrapper_json()).unwrap();
+        assert_eq!(v["subscriptionGroupTable"]["G3"]["retryMaxTimes"], 16);
+        assert!(v["dataVersion"]["counter"].as_i64().unwrap() > 0);
+    }
+}
