@@ -156,6 +156,10 @@ pub struct Groups {
     default_retry_max: i32,
     table: RefCell<BTreeMap<String, GroupConfig>>,
     version: Cell<DataVersion>,
+    /// Changed in memory but not yet written (the write failed, e.g. on a full disk): retried
+    /// by [`Groups::persist_if_dirty`].
+    dirty: Cell<bool>,
+    write_warn: ramjet_core::ratelog::LogEvery,
 }
 
 impl Groups {
@@ -191,6 +195,8 @@ impl Groups {
             default_retry_max,
             table: RefCell::new(table),
             version: Cell::new(version),
+            dirty: Cell::new(false),
+            write_warn: ramjet_core::ratelog::LogEvery::default(),
         })
     }
 
@@ -207,9 +213,15 @@ impl Groups {
             retry_max_times: self.default_retry_max,
             ..GroupConfig::new(name)
         };
-        if let Err(e) = self.upsert(g.clone()) {
+        if let Err(e) = g.check() {
             tracing::warn!(group = name, error = %e, "subscription group not created");
             return None;
+        }
+        // In memory at once; a failed write (a full disk) is retried, never a refusal.
+        if let Err(e) = self.upsert(g.clone()) {
+            if let Some(n) = self.write_warn.due() {
+                tracing::warn!(group = name, error = %e, failures = n, "subscription group created in memory; writing the file failed, will retry");
+            }
         }
         Some(g)
     }
@@ -262,22 +274,37 @@ impl Groups {
         });
     }
 
-    /// Creates or replaces a group and writes the file.
+    /// Creates or replaces a group and writes the file. An invalid config changes nothing;
+    /// a failed write leaves the change applied in memory and retried later.
     pub fn upsert(&self, g: GroupConfig) -> Result<(), GroupError> {
         g.check()?;
         self.table.borrow_mut().insert(g.group_name.clone(), g);
         self.bump();
-        self.persist()
+        self.write()
     }
 
-    /// Removes a group; returns whether it existed.
+    /// Removes a group; returns whether it existed (a failed write as in [`Self::upsert`]).
     pub fn remove(&self, name: &str) -> Result<bool, GroupError> {
         let existed = self.table.borrow_mut().remove(name).is_some();
         if existed {
             self.bump();
-            self.persist()?;
+            self.write()?;
         }
         Ok(existed)
+    }
+
+    /// Writes the file if a change is not on disk yet (the shard's persist tick).
+    pub fn persist_if_dirty(&self) -> Result<(), GroupError> {
+        if self.dirty.get() {
+            self.write()?;
+        }
+        Ok(())
+    }
+
+    fn write(&self) -> Result<(), GroupError> {
+        let r = self.persist();
+        self.dirty.set(r.is_err());
+        r
     }
 
     /// RocketMQ's SubscriptionGroupWrapper (GET_ALL_SUBSCRIPTIONGROUP_CONFIG body).
@@ -302,7 +329,7 @@ impl Groups {
         }
         *self.table.borrow_mut() = f.subscription_group_table;
         self.version.set(f.data_version);
-        self.persist()?;
+        self.write()?;
         Ok(true)
     }
 
@@ -338,6 +365,11 @@ pub fn update_group(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             tracing::info!(shard = b.index, group = %name, "subscription group created or updated");
             conn.respond(req, ResponseCode::SUCCESS, None, &(), &[])
         }
+        Err(e @ GroupError::Persist(_)) => conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!("group {name} applied, but not written yet (retried): {e}"),
+        ),
         Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
     }
 }
@@ -436,5 +468,23 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&a.wrapper_json()).unwrap();
         assert_eq!(v["subscriptionGroupTable"]["G3"]["retryMaxTimes"], 16);
         assert!(v["dataVersion"]["counter"].as_i64().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_group_and_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let g = Groups::open(&config, true, 7).unwrap();
+        // A file where the directory should be: every write fails (as on a full disk).
+        std::fs::write(&config, b"not a directory").unwrap();
+        assert_eq!(g.find("G").map(|c| c.retry_max_times), Some(7));
+        assert!(g.may_pull("G", || false).is_ok());
+        assert!(g.dirty.get());
+        assert!(g.persist_if_dirty().is_err());
+        std::fs::remove_file(&config).unwrap();
+        g.persist_if_dirty().unwrap();
+        assert!(!g.dirty.get());
+        let r = Groups::open(&config, false, 16).unwrap();
+        assert_eq!(r.find("G").map(|c| c.retry_max_times), Some(7));
     }
 }

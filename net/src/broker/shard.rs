@@ -478,6 +478,9 @@ impl Broker {
                 if let Err(e) = self.offsets.persist_if_dirty().await {
                     tracing::error!(shard = self.index, error = %e, "persisting consumer offsets failed");
                 }
+                if let Err(e) = self.groups.persist_if_dirty() {
+                    tracing::error!(shard = self.index, error = %e, "writing subscription groups failed");
+                }
             }
             if since_scan >= scan_every {
                 since_scan = Duration::ZERO;
@@ -506,6 +509,9 @@ impl Broker {
         self.transactions.persist(self).await;
         if let Err(e) = self.offsets.persist() {
             tracing::error!(shard = self.index, error = %e, "persisting consumer offsets at shutdown failed");
+        }
+        if let Err(e) = self.groups.persist_if_dirty() {
+            tracing::error!(shard = self.index, error = %e, "writing subscription groups at shutdown failed");
         }
         if let Err(e) = self.topics.persist() {
             tracing::error!(shard = self.index, error = %e, "persisting topics at shutdown failed");
