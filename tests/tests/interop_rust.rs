@@ -611,6 +611,51 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
         (Some(5), Some(true))
     );
 
+    // A heartbeat naming another topic replaces the group's subscriptions; an older version
+    // of a subscription does not replace a newer one.
+    let resubscribe = |topic_name: &str, version: i64| {
+        let mut hb = hb.clone();
+        hb["consumerDataSet"][0]["subscriptionDataSet"][0]["topic"] = topic_name.into();
+        hb["consumerDataSet"][0]["subscriptionDataSet"][0]["subVersion"] = version.into();
+        hb["consumerDataSet"][0]["subscriptionDataSet"][0]["subString"] = "tagA".into();
+        hb["consumerDataSet"][0]["subscriptionDataSet"][0]["tagsSet"] = serde_json::json!(["tagA"]);
+        hb
+    };
+    let subscriptions = |c: &mut Conn| -> serde_json::Value {
+        let r = c
+            .call(203, &[("consumerGroup", group.to_string())], &[])
+            .expect("connections");
+        assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("connection json");
+        v["subscriptionTable"].clone()
+    };
+    for (t, version, want_topic, want_version) in [
+        ("rrmq_admin_other", 8, "rrmq_admin_other", 8),
+        ("rrmq_admin_other", 5, "rrmq_admin_other", 8),
+    ] {
+        let r = c
+            .call(
+                ramjet_tests::wire::request::HEART_BEAT,
+                &[],
+                resubscribe(t, version).to_string().as_bytes(),
+            )
+            .expect("heartbeat");
+        assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+        let subs = subscriptions(&mut c);
+        let topics: Vec<&String> = subs.as_object().expect("table").keys().collect();
+        assert_eq!(topics, [want_topic], "{subs}");
+        assert_eq!(subs[want_topic]["subVersion"], want_version, "{subs}");
+    }
+    let r = c
+        .call(
+            ramjet_tests::wire::request::HEART_BEAT,
+            &[],
+            hb.to_string().as_bytes(),
+        )
+        .expect("heartbeat");
+    assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+    assert_eq!(subscriptions(&mut c)[topic]["subVersion"], 7);
+
     // The refusals, and the rates: sends and commits for a second, sampled every 200 ms.
     const GET_TOPIC_STATS_INFO: i32 = 202;
     const GET_CONSUMER_CONNECTION_LIST: i32 = 203;

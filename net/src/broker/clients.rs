@@ -282,7 +282,20 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             if is_new {
                 changed.push(cd.group_name.clone());
             }
+            // The heartbeat's set replaces the group's (RocketMQ's updateSubscription): topics
+            // it no longer names are dropped, and a subscription is replaced only by a newer
+            // version.
+            g.subs
+                .retain(|t, _| cd.subscription_data_set.iter().any(|s| &s.topic == t));
+            g.sub_data
+                .retain(|t, _| cd.subscription_data_set.iter().any(|s| &s.topic == t));
             for s in &cd.subscription_data_set {
+                if g.subs
+                    .get(&s.topic)
+                    .is_some_and(|(v, _)| *v > s.sub_version)
+                {
+                    continue;
+                }
                 let f = if s.expression_type.is_empty()
                     || s.expression_type.eq_ignore_ascii_case("TAG")
                 {
