@@ -14,7 +14,7 @@
 //!   that do not carry `maxReconsumeTimes`;
 //! - `retryQueueNums`: queues of `%RETRY%<group>` when a heartbeat creates it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -26,17 +26,25 @@ use ramjet_core::remoting::{CommandView, ResponseCode};
 use serde::{Deserialize, Serialize};
 
 use super::conn::Conn;
-use super::namesrv_host::now_ms;
-use super::persist::{read_optional, write_atomically, PersistError};
+use super::persist::PersistError;
 use super::queries::decode;
 use super::shard::Broker;
-use super::topics::DataVersion;
+use super::versioned::{LoadError, VersionedTable};
 
 /// File name under the shard's `config/` directory (RocketMQ's name).
 pub const GROUPS_FILE: &str = "subscriptionGroup.json";
 
 /// Most retry queues a group may ask for.
 const MAX_RETRY_QUEUES: i32 = 64;
+
+impl GroupError {
+    fn from_load(e: LoadError) -> GroupError {
+        match e {
+            LoadError::Persist(e) => GroupError::Persist(e),
+            LoadError::Corrupt { path, source } => GroupError::Corrupt { path, source },
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
@@ -141,21 +149,12 @@ impl GroupConfig {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GroupsFile {
-    data_version: DataVersion,
-    subscription_group_table: BTreeMap<String, GroupConfig>,
-}
-
 /// One shard's subscription groups.
 pub struct Groups {
-    path: PathBuf,
+    t: VersionedTable<GroupConfig>,
     auto_create: bool,
     /// `retryMaxTimes` of groups created automatically (`broker.retry_max_times`).
     default_retry_max: i32,
-    table: RefCell<BTreeMap<String, GroupConfig>>,
-    version: Cell<DataVersion>,
     /// Changed in memory but not yet written (the write failed, e.g. on a full disk): retried
     /// by [`Groups::persist_if_dirty`].
     dirty: Cell<bool>,
@@ -170,31 +169,12 @@ impl Groups {
         auto_create: bool,
         default_retry_max: i32,
     ) -> Result<Groups, GroupError> {
-        let path = config_dir.join(GROUPS_FILE);
-        let (table, version) = match read_optional(&path)? {
-            Some(bytes) => {
-                let f: GroupsFile =
-                    serde_json::from_slice(&bytes).map_err(|source| GroupError::Corrupt {
-                        path: path.clone(),
-                        source,
-                    })?;
-                (f.subscription_group_table, f.data_version)
-            }
-            None => (
-                BTreeMap::new(),
-                DataVersion {
-                    timestamp: now_ms(),
-                    counter: 0,
-                    state_version: 0,
-                },
-            ),
-        };
+        let t = VersionedTable::open(config_dir.join(GROUPS_FILE), "subscriptionGroupTable")
+            .map_err(GroupError::from_load)?;
         Ok(Groups {
-            path,
+            t,
             auto_create,
             default_retry_max,
-            table: RefCell::new(table),
-            version: Cell::new(version),
             dirty: Cell::new(false),
             write_warn: ramjet_core::ratelog::LogEvery::default(),
         })
@@ -203,7 +183,7 @@ impl Groups {
     /// The group's settings; created with the defaults (and written) when it is missing and
     /// `broker.auto_create_subscription_group` is on. `None`: it does not exist.
     pub fn find(&self, name: &str) -> Option<GroupConfig> {
-        if let Some(g) = self.table.borrow().get(name) {
+        if let Some(g) = self.t.table.borrow().get(name) {
             return Some(g.clone());
         }
         if !self.auto_create {
@@ -249,7 +229,7 @@ impl Groups {
             }
             Ok(())
         };
-        if let Some(g) = self.table.borrow().get(name) {
+        if let Some(g) = self.t.table.borrow().get(name) {
             return allowed(g);
         }
         match self.find(name) {
@@ -262,32 +242,23 @@ impl Groups {
     }
 
     pub fn all(&self) -> Vec<GroupConfig> {
-        self.table.borrow().values().cloned().collect()
-    }
-
-    fn bump(&self) {
-        let v = self.version.get();
-        self.version.set(DataVersion {
-            timestamp: now_ms(),
-            counter: v.counter + 1,
-            state_version: v.state_version,
-        });
+        self.t.table.borrow().values().cloned().collect()
     }
 
     /// Creates or replaces a group and writes the file. An invalid config changes nothing;
     /// a failed write leaves the change applied in memory and retried later.
     pub fn upsert(&self, g: GroupConfig) -> Result<(), GroupError> {
         g.check()?;
-        self.table.borrow_mut().insert(g.group_name.clone(), g);
-        self.bump();
+        self.t.table.borrow_mut().insert(g.group_name.clone(), g);
+        self.t.bump();
         self.write()
     }
 
     /// Removes a group; returns whether it existed (a failed write as in [`Self::upsert`]).
     pub fn remove(&self, name: &str) -> Result<bool, GroupError> {
-        let existed = self.table.borrow_mut().remove(name).is_some();
+        let existed = self.t.table.borrow_mut().remove(name).is_some();
         if existed {
-            self.bump();
+            self.t.bump();
             self.write()?;
         }
         Ok(existed)
@@ -302,45 +273,27 @@ impl Groups {
     }
 
     fn write(&self) -> Result<(), GroupError> {
-        let r = self.persist();
+        let r = self.t.persist();
         self.dirty.set(r.is_err());
-        r
+        Ok(r?)
     }
 
     /// RocketMQ's SubscriptionGroupWrapper (GET_ALL_SUBSCRIPTIONGROUP_CONFIG body).
     pub fn wrapper_json(&self) -> Vec<u8> {
-        let f = GroupsFile {
-            data_version: self.version.get(),
-            subscription_group_table: self.table.borrow().clone(),
-        };
-        serde_json::to_vec(&f).unwrap_or_default()
+        serde_json::to_vec(&self.t.wrapper_json()).unwrap_or_default()
     }
 
     /// A slave takes its master's groups (GET_ALL_SUBSCRIPTIONGROUP_CONFIG body) when the data
     /// version moved; returns whether anything changed.
     pub fn take_from_master(&self, wrapper: &[u8]) -> Result<bool, GroupError> {
-        let f: GroupsFile =
-            serde_json::from_slice(wrapper).map_err(|source| GroupError::Corrupt {
-                path: PathBuf::from("<GET_ALL_SUBSCRIPTIONGROUP_CONFIG reply>"),
-                source,
-            })?;
-        if f.data_version == self.version.get() {
-            return Ok(false);
+        let moved = self
+            .t
+            .take(wrapper, "<GET_ALL_SUBSCRIPTIONGROUP_CONFIG reply>")
+            .map_err(GroupError::from_load)?;
+        if moved {
+            self.write()?;
         }
-        *self.table.borrow_mut() = f.subscription_group_table;
-        self.version.set(f.data_version);
-        self.write()?;
-        Ok(true)
-    }
-
-    fn persist(&self) -> Result<(), GroupError> {
-        let f = GroupsFile {
-            data_version: self.version.get(),
-            subscription_group_table: self.table.borrow().clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&f).unwrap_or_default();
-        write_atomically(&self.path, &bytes)?;
-        Ok(())
+        Ok(moved)
     }
 }
 
@@ -385,7 +338,7 @@ pub fn get_group(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let Some(h) = decode::<GetSubscriptionGroupConfigRequestHeader>(conn, req) else {
         return;
     };
-    match b.groups.table.borrow().get(h.group) {
+    match b.groups.t.table.borrow().get(h.group) {
         Some(g) => {
             let body = serde_json::to_vec(g).unwrap_or_default();
             conn.respond(req, ResponseCode::SUCCESS, None, &(), &body)

@@ -29,4 +29,5 @@ pub mod syncack;
 pub mod timer;
 pub mod topics;
 pub mod transaction;
+pub mod versioned;
 pub mod warm;

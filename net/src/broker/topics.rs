@@ -2,13 +2,13 @@
 //! shape), auto-creation from the `TBW102` template, and the data version the name server uses
 //! to notice changes.
 
-use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::persist::{read_optional, write_atomically, PersistError};
+use super::persist::PersistError;
+use super::versioned::{LoadError, VersionedTable};
 
 pub const TOPICS_FILE: &str = "topics.json";
 /// The auto-create template topic (RocketMQ `TopicValidator.AUTO_CREATE_TOPIC_KEY_TOPIC`).
@@ -35,6 +35,15 @@ pub const MAX_QUEUES_PER_TOPIC: u32 = 1024;
 pub const PERM_INHERIT: i32 = 1;
 pub const PERM_WRITE: i32 = 2;
 pub const PERM_READ: i32 = 4;
+
+impl TopicError {
+    fn from_load(e: LoadError) -> TopicError {
+        match e {
+            LoadError::Persist(e) => TopicError::Persist(e),
+            LoadError::Corrupt { path, source } => TopicError::Corrupt { path, source },
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
@@ -110,13 +119,6 @@ pub struct DataVersion {
     pub state_version: i64,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TopicsFile {
-    data_version: DataVersion,
-    topic_config_table: BTreeMap<String, TopicConfig>,
-}
-
 /// Checks RocketMQ's topic name rule: `[%|a-zA-Z0-9_-]`, at most 127 bytes (255 for retry/DLQ).
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     let invalid = |why: String| {
@@ -147,18 +149,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// One shard's topic table.
 pub struct TopicManager {
-    path: PathBuf,
-    table: RefCell<BTreeMap<String, TopicConfig>>,
-    version: Cell<DataVersion>,
+    t: VersionedTable<TopicConfig>,
 }
 
 /// Outcome of an auto-create lookup on send.
@@ -178,32 +171,11 @@ impl TopicManager {
         auto_create: bool,
         default_queue_nums: u32,
     ) -> Result<TopicManager, TopicError> {
-        let path = config_dir.join(TOPICS_FILE);
-        let (table, version) = match read_optional(&path)? {
-            Some(bytes) => {
-                let f: TopicsFile =
-                    serde_json::from_slice(&bytes).map_err(|source| TopicError::Corrupt {
-                        path: path.clone(),
-                        source,
-                    })?;
-                (f.topic_config_table, f.data_version)
-            }
-            None => (
-                BTreeMap::new(),
-                DataVersion {
-                    timestamp: now_ms(),
-                    counter: 0,
-                    state_version: 0,
-                },
-            ),
-        };
-        let m = TopicManager {
-            path,
-            table: RefCell::new(table),
-            version: Cell::new(version),
-        };
+        let t = VersionedTable::open(config_dir.join(TOPICS_FILE), "topicConfigTable")
+            .map_err(TopicError::from_load)?;
+        let m = TopicManager { t };
         {
-            let mut t = m.table.borrow_mut();
+            let mut t = m.t.table.borrow_mut();
             let tbw_perm = if auto_create {
                 PERM_INHERIT | PERM_READ | PERM_WRITE
             } else {
@@ -223,36 +195,28 @@ impl TopicManager {
     }
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
-        self.table.borrow().get(topic).cloned()
+        self.t.table.borrow().get(topic).cloned()
     }
 
     /// Queue bounds without cloning the config (hot path): (read, write, perm).
     pub fn queue_info(&self, topic: &str) -> Option<(u32, u32, i32)> {
-        self.table
+        self.t
+            .table
             .borrow()
             .get(topic)
             .map(|c| (c.read_queue_nums, c.write_queue_nums, c.perm))
     }
 
     pub fn contains(&self, topic: &str) -> bool {
-        self.table.borrow().contains_key(topic)
+        self.t.table.borrow().contains_key(topic)
     }
 
     pub fn all(&self) -> Vec<TopicConfig> {
-        self.table.borrow().values().cloned().collect()
+        self.t.table.borrow().values().cloned().collect()
     }
 
     pub fn data_version(&self) -> DataVersion {
-        self.version.get()
-    }
-
-    fn bump(&self) {
-        let v = self.version.get();
-        self.version.set(DataVersion {
-            timestamp: now_ms(),
-            counter: v.counter + 1,
-            state_version: v.state_version,
-        });
+        self.t.version()
     }
 
     /// Creates or replaces a topic and persists.
@@ -267,16 +231,19 @@ impl TopicManager {
                 });
             }
         }
-        self.table.borrow_mut().insert(cfg.topic_name.clone(), cfg);
-        self.bump();
+        self.t
+            .table
+            .borrow_mut()
+            .insert(cfg.topic_name.clone(), cfg);
+        self.t.bump();
         self.persist()
     }
 
     /// Removes a topic; returns whether it existed.
     pub fn remove(&self, topic: &str) -> Result<bool, TopicError> {
-        let existed = self.table.borrow_mut().remove(topic).is_some();
+        let existed = self.t.table.borrow_mut().remove(topic).is_some();
         if existed {
-            self.bump();
+            self.t.bump();
             self.persist()?;
         }
         Ok(existed)
@@ -290,7 +257,7 @@ impl TopicManager {
         default_topic: &str,
         requested_queues: i32,
     ) -> Result<SendTopic, TopicError> {
-        if let Some(c) = self.table.borrow().get(topic) {
+        if let Some(c) = self.t.table.borrow().get(topic) {
             return Ok(SendTopic::Existing(c.clone()));
         }
         validate_topic_name(topic)?;
@@ -332,36 +299,23 @@ impl TopicManager {
     /// differs from the one taken last: the table is replaced, the version copied, and the file
     /// written. Returns whether anything changed.
     pub fn take_from_master(&self, wrapper: &[u8]) -> Result<bool, TopicError> {
-        let f: TopicsFile =
-            serde_json::from_slice(wrapper).map_err(|source| TopicError::Corrupt {
-                path: PathBuf::from("<GET_ALL_TOPIC_CONFIG reply>"),
-                source,
-            })?;
-        if f.data_version == self.version.get() {
-            return Ok(false);
+        let moved = self
+            .t
+            .take(wrapper, "<GET_ALL_TOPIC_CONFIG reply>")
+            .map_err(TopicError::from_load)?;
+        if moved {
+            self.persist()?;
         }
-        *self.table.borrow_mut() = f.topic_config_table;
-        self.version.set(f.data_version);
-        self.persist()?;
-        Ok(true)
+        Ok(moved)
     }
 
     /// The TopicConfigSerializeWrapper JSON (GET_ALL_TOPIC_CONFIG body, REGISTER_BROKER part).
     pub fn wrapper_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "dataVersion": self.version.get(),
-            "topicConfigTable": &*self.table.borrow(),
-        })
+        self.t.wrapper_json()
     }
 
     pub fn persist(&self) -> Result<(), TopicError> {
-        let f = TopicsFile {
-            data_version: self.version.get(),
-            topic_config_table: self.table.borrow().clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&f).unwrap_or_default();
-        write_atomically(&self.path, &bytes)?;
-        Ok(())
+        Ok(self.t.persist()?)
     }
 }
 
