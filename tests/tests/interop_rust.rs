@@ -486,28 +486,34 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
             }]
         }],
     });
-    let r = c
-        .call(
-            ramjet_tests::wire::request::HEART_BEAT,
-            &[],
-            hb.to_string().as_bytes(),
-        )
-        .expect("heartbeat");
-    assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
-    let commit = [
-        ("consumerGroup", group.to_string()),
-        ("topic", topic.to_string()),
-        ("queueId", "0".to_string()),
-        ("commitOffset", "2".to_string()),
-    ];
-    let r = c
-        .call(
-            ramjet_tests::wire::request::UPDATE_CONSUMER_OFFSET,
-            &commit,
-            &[],
-        )
-        .expect("commit");
-    assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+    let heartbeat = |c: &mut Conn, body: &serde_json::Value| {
+        let r = c
+            .call(
+                ramjet_tests::wire::request::HEART_BEAT,
+                &[],
+                body.to_string().as_bytes(),
+            )
+            .expect("heartbeat");
+        assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+    };
+    heartbeat(&mut c, &hb);
+    let commit = |c: &mut Conn, offset: i64| {
+        let ext = [
+            ("consumerGroup", group.to_string()),
+            ("topic", topic.to_string()),
+            ("queueId", "0".to_string()),
+            ("commitOffset", offset.to_string()),
+        ];
+        let r = c
+            .call(
+                ramjet_tests::wire::request::UPDATE_CONSUMER_OFFSET,
+                &ext,
+                &[],
+            )
+            .expect("commit");
+        assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+    };
+    commit(&mut c, 2);
     // A pull of queue 0 from offset 3 (the group's pull offset, ahead of its commit).
     let p = ops::pull(&mut c, group, topic, 0, 3, 32, 0).expect("pull");
     assert_eq!(p.messages.len(), 2);
@@ -633,27 +639,13 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
         ("rrmq_admin_other", 8, "rrmq_admin_other", 8),
         ("rrmq_admin_other", 5, "rrmq_admin_other", 8),
     ] {
-        let r = c
-            .call(
-                ramjet_tests::wire::request::HEART_BEAT,
-                &[],
-                resubscribe(t, version).to_string().as_bytes(),
-            )
-            .expect("heartbeat");
-        assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+        heartbeat(&mut c, &resubscribe(t, version));
         let subs = subscriptions(&mut c);
         let topics: Vec<&String> = subs.as_object().expect("table").keys().collect();
         assert_eq!(topics, [want_topic], "{subs}");
         assert_eq!(subs[want_topic]["subVersion"], want_version, "{subs}");
     }
-    let r = c
-        .call(
-            ramjet_tests::wire::request::HEART_BEAT,
-            &[],
-            hb.to_string().as_bytes(),
-        )
-        .expect("heartbeat");
-    assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+    heartbeat(&mut c, &hb);
     assert_eq!(subscriptions(&mut c)[topic]["subVersion"], 7);
 
     // The refusals, and the rates: sends and commits for a second, sampled every 200 ms.
@@ -697,16 +689,7 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
                 .expect_ok("send");
         }
         committed += 10;
-        let mut commit = commit.clone();
-        commit[3].1 = committed.to_string();
-        let r = c
-            .call(
-                ramjet_tests::wire::request::UPDATE_CONSUMER_OFFSET,
-                &commit,
-                &[],
-            )
-            .expect("commit");
-        assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+        commit(&mut c, committed);
         std::thread::sleep(Duration::from_millis(100));
         let r = c
             .call(GET_TOPIC_STATS_INFO, &[("topic", topic.to_string())], &[])

@@ -39,6 +39,20 @@ struct OffsetFile {
 /// never allocate.
 type Table = HashMap<String, HashMap<String, HashMap<i32, i64>>>;
 
+/// Sets one offset; returns whether it changed. Lookups first, so that the steady state
+/// (existing keys) allocates nothing.
+fn set(t: &mut Table, topic: &str, group: &str, queue_id: i32, offset: i64) -> bool {
+    if let Some(q) = t.get_mut(topic).and_then(|g| g.get_mut(group)) {
+        return q.insert(queue_id, offset) != Some(offset);
+    }
+    t.entry(topic.to_string())
+        .or_default()
+        .entry(group.to_string())
+        .or_default()
+        .insert(queue_id, offset);
+    true
+}
+
 /// One shard's consumer offsets.
 pub struct OffsetStore {
     file: SnapshotFile,
@@ -98,20 +112,9 @@ impl OffsetStore {
 
     /// Overwrites the stored offset (RocketMQ does no monotonic check either).
     pub fn commit(&self, topic: &str, group: &str, queue_id: i32, offset: i64) {
-        let mut t = self.table.borrow_mut();
-        // Lookups first so that the steady state (existing keys) allocates nothing.
-        if let Some(q) = t.get_mut(topic).and_then(|g| g.get_mut(group)) {
-            if q.insert(queue_id, offset) != Some(offset) {
-                self.dirty.set(true);
-            }
-            return;
+        if set(&mut self.table.borrow_mut(), topic, group, queue_id, offset) {
+            self.dirty.set(true);
         }
-        t.entry(topic.to_string())
-            .or_default()
-            .entry(group.to_string())
-            .or_default()
-            .insert(queue_id, offset);
-        self.dirty.set(true);
     }
 
     /// Drops every offset of a topic (DELETE_TOPIC_IN_BROKER).
@@ -138,16 +141,13 @@ impl OffsetStore {
 
     /// A pull of `group` from `offset` of a queue (allocates only for a new key).
     pub fn note_pull(&self, topic: &str, group: &str, queue_id: i32, offset: i64) {
-        let mut t = self.pulled.borrow_mut();
-        if let Some(q) = t.get_mut(topic).and_then(|g| g.get_mut(group)) {
-            q.insert(queue_id, offset);
-            return;
-        }
-        t.entry(topic.to_string())
-            .or_default()
-            .entry(group.to_string())
-            .or_default()
-            .insert(queue_id, offset);
+        set(
+            &mut self.pulled.borrow_mut(),
+            topic,
+            group,
+            queue_id,
+            offset,
+        );
     }
 
     /// Where `group`'s last pull of the queue started, if it pulled since this process started.
