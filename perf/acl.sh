@@ -13,17 +13,8 @@
 # Usage: perf/acl.sh [ROUNDS]   (default 2). Prints one JSON line per run, with the broker's
 # CPU time per message put over the whole bench run (warm-up included).
 # Needs jq; builds nothing (uses target/release/ramjet and ramjet-bench).
-set -euo pipefail
-cd "$(dirname "$0")/.."
 ROUNDS=${1:-2}
-RATE=${RATE:-50000}
-BROKER_CPU=${BROKER_CPU:-0}
-BENCH_CPU=${BENCH_CPU:-1}
-R=./target/release/ramjet
-B=./target/release/ramjet-bench
-W=$(mktemp -d /tmp/ramjet-acl.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
-NS=127.0.0.1:19876
+. "$(dirname "$0")/lib.sh" acl
 AK=benchadmin1
 SK=bench-admin-secret
 cat > "$W/plain_acl.yml" <<EOF
@@ -44,17 +35,11 @@ start() { # mode: off | sign | on
   $R start --shards 1 --cpus "$BROKER_CPU" --data-dir "$W/d" --port 19911 --listen-ip 127.0.0.1 \
     --namesrv-listen $NS "${acl[@]}" > "$W/b.log" 2>&1 &
   BP=$!
-  until grep -qs '^ramjet: ready' "$W/b.log"; do sleep 0.1; done
-  while $R admin status --namesrv $NS --filter prefaultBacklog --access-key $AK --secret-key $SK 2>/dev/null \
-    | grep prefaultBacklog | grep -qv ' 0$'; do
-    sleep 0.2
-  done
+  wait_ready "$W/b.log"
+  wait_prefaulted --access-key $AK --secret-key $SK
 }
 
-stop() {
-  kill -TERM $BP 2>/dev/null || true
-  wait $BP 2>/dev/null || true
-}
+stop() { stop_broker $BP; }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

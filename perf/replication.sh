@@ -20,19 +20,11 @@
 #        holds CATCHUP_MB (2048) of 1 KiB messages: time and MB/s until the slave's CommitLog
 #        ends where the master's does (the master reads its segment files, not its tail cache).
 # Needs jq; builds nothing (uses target/release/ramjet and ramjet-bench).
-set -euo pipefail
-cd "$(dirname "$0")/.."
 ROUNDS=${1:-2}
-RATE=${RATE:-50000}
+. "$(dirname "$0")/lib.sh" repl
 RATE_FLAGS=${RATE_FLAGS:---wake-ahead-us 0}
 MASTER_CPU=${MASTER_CPU:-0}
 SLAVE_CPU=${SLAVE_CPU:-1}
-BENCH_CPU=${BENCH_CPU:-1}
-R=./target/release/ramjet
-B=./target/release/ramjet-bench
-W=$(mktemp -d /tmp/ramjet-repl.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
-NS=127.0.0.1:19876
 
 start() { # mode: none | async | sync | sync-durable (sync, slave_ack_after_flush on the slave)
   rm -rf "$W/m" "$W/s"
@@ -44,7 +36,7 @@ start() { # mode: none | async | sync | sync-durable (sync, slave_ack_after_flus
   $R start --shards 1 --cpus "$MASTER_CPU" --data-dir "$W/m" --port 19911 --listen-ip 127.0.0.1 \
     --namesrv-listen $NS --replication "$repl" > "$W/m.log" 2>&1 &
   MP=$!
-  until grep -qs '^ramjet: ready' "$W/m.log"; do sleep 0.1; done
+  wait_ready "$W/m.log"
   SP=
   if [ "$1" != none ]; then
     $R broker --config "$W/s.toml" --shards 1 --cpus "$SLAVE_CPU" --data-dir "$W/s" --port 19921 \
@@ -53,10 +45,7 @@ start() { # mode: none | async | sync | sync-durable (sync, slave_ack_after_flus
     until $R admin status --namesrv $NS 2>/dev/null | grep -q 'ramjet.haSlaves *1'; do sleep 0.1; done
   fi
   # Both processes map their write buffers in the background after start; measure after.
-  while $R admin status --namesrv $NS --filter prefaultBacklog 2>/dev/null \
-    | grep prefaultBacklog | grep -qv ' 0$'; do
-    sleep 0.2
-  done
+  wait_prefaulted
 }
 
 stop() {

@@ -8,34 +8,19 @@
 # A fresh broker per run. Layout: the broker's one shard on BROKER_CPU (0), the generator
 # on BENCH_CPU (1). Prints one JSON line per run with the broker's runtime counters.
 # Usage: perf/timer.sh [ROUNDS]   (default 1). Needs jq; builds nothing.
-set -euo pipefail
-cd "$(dirname "$0")/.."
 ROUNDS=${1:-1}
-RATE=${RATE:-50000}
-BROKER_CPU=${BROKER_CPU:-0}
-BENCH_CPU=${BENCH_CPU:-1}
-R=./target/release/ramjet
-B=./target/release/ramjet-bench
-W=$(mktemp -d /tmp/ramjet-timer.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
-NS=127.0.0.1:19876
+. "$(dirname "$0")/lib.sh" timer
 
 start() {
   rm -rf "$W/d"
   $R start --shards 1 --cpus "$BROKER_CPU" --data-dir "$W/d" --port 19911 --listen-ip 127.0.0.1 \
     --namesrv-listen $NS > "$W/b.log" 2>&1 &
   BP=$!
-  until grep -qs '^ramjet: ready' "$W/b.log"; do sleep 0.1; done
-  while $R admin status --namesrv $NS --filter prefaultBacklog 2>/dev/null \
-    | grep prefaultBacklog | grep -qv ' 0$'; do
-    sleep 0.2
-  done
+  wait_ready "$W/b.log"
+  wait_prefaulted
 }
 
-stop() {
-  kill -TERM $BP 2>/dev/null || true
-  wait $BP 2>/dev/null || true
-}
+stop() { stop_broker $BP; }
 
 counter() { $R admin status --namesrv $NS --filter "$1" 2>/dev/null | awk -v k="$1" '$1 ~ k {print $2; exit}'; }
 
