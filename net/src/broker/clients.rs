@@ -42,10 +42,8 @@ struct Producer {
 
 struct Group {
     members: BTreeMap<String, Member>,
-    /// topic -> (subVersion, filter)
-    subs: HashMap<String, (i64, TagFilter)>,
-    /// topic -> the subscription as the last heartbeat sent it (GET_CONSUMER_CONNECTION_LIST).
-    sub_data: BTreeMap<String, SubscriptionData>,
+    /// topic -> the subscription from the last heartbeat that changed it.
+    subs: HashMap<String, Sub>,
     consume_type: ConsumeType,
     message_model: MessageModel,
     consume_from_where: ConsumeFromWhere,
@@ -56,12 +54,19 @@ impl Default for Group {
         Group {
             members: BTreeMap::new(),
             subs: HashMap::new(),
-            sub_data: BTreeMap::new(),
             consume_type: ConsumeType::ConsumePassively,
             message_model: MessageModel::Clustering,
             consume_from_where: ConsumeFromWhere::LastOffset,
         }
     }
+}
+
+/// A stored subscription: its version and filter (what pulls check), and the subscription as
+/// the heartbeat sent it (GET_CONSUMER_CONNECTION_LIST shows it).
+struct Sub {
+    version: i64,
+    filter: TagFilter,
+    data: SubscriptionData,
 }
 
 /// One member in RocketMQ's Connection shape.
@@ -79,7 +84,7 @@ struct ConnectionJson<'a> {
 #[serde(rename_all = "camelCase")]
 struct ConsumerConnectionJson<'a> {
     connection_set: Vec<ConnectionJson<'a>>,
-    subscription_table: &'a BTreeMap<String, SubscriptionData>,
+    subscription_table: BTreeMap<&'a str, &'a SubscriptionData>,
     consume_type: ConsumeType,
     message_model: MessageModel,
     consume_from_where: ConsumeFromWhere,
@@ -107,7 +112,7 @@ impl ClientRegistry {
             .get(group)?
             .subs
             .get(topic)
-            .cloned()
+            .map(|s| (s.version, s.filter.clone()))
     }
 
     /// Client ids of a group's live members, sorted.
@@ -144,7 +149,7 @@ impl ClientRegistry {
         }
         let body = ConsumerConnectionJson {
             connection_set,
-            subscription_table: &g.sub_data,
+            subscription_table: g.subs.iter().map(|(t, s)| (t.as_str(), &s.data)).collect(),
             consume_type: g.consume_type,
             message_model: g.message_model,
             consume_from_where: g.consume_from_where,
@@ -166,8 +171,8 @@ impl ClientRegistry {
     /// subscription here at all.
     pub fn subscribes(&self, group: &str, topic: &str) -> Option<bool> {
         let inner = self.inner.borrow();
-        let g = inner.groups.get(group).filter(|g| !g.sub_data.is_empty())?;
-        Some(g.sub_data.contains_key(topic))
+        let g = inner.groups.get(group).filter(|g| !g.subs.is_empty())?;
+        Some(g.subs.contains_key(topic))
     }
 
     pub fn group_count(&self) -> usize {
@@ -287,12 +292,10 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             // version.
             g.subs
                 .retain(|t, _| cd.subscription_data_set.iter().any(|s| &s.topic == t));
-            g.sub_data
-                .retain(|t, _| cd.subscription_data_set.iter().any(|s| &s.topic == t));
             for s in &cd.subscription_data_set {
                 if g.subs
                     .get(&s.topic)
-                    .is_some_and(|(v, _)| *v > s.sub_version)
+                    .is_some_and(|old| old.version > s.sub_version)
                 {
                     continue;
                 }
@@ -317,8 +320,12 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                     // an explicit subscription then answer SUBSCRIPTION_NOT_EXIST.
                     continue;
                 };
-                g.subs.insert(s.topic.clone(), (s.sub_version, f));
-                g.sub_data.insert(s.topic.clone(), s.clone());
+                let sub = Sub {
+                    version: s.sub_version,
+                    filter: f,
+                    data: s.clone(),
+                };
+                g.subs.insert(s.topic.clone(), sub);
             }
             if cd.message_model == MessageModel::Clustering {
                 retry_topics.push(cd.group_name.clone());
@@ -343,14 +350,11 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     // The group's retry topic, with its retryQueueNums, when the group exists (or is created
     // now under broker.auto_create_subscription_group).
     for group in retry_topics {
-        let Some(g) = b.groups.find(&group) else {
+        let Some(queues) = b.groups.with(&group, |g| g.retry_queue_nums.max(1) as u32) else {
             continue;
         };
         let t = format!("{RETRY_PREFIX}{group}");
-        match b
-            .topics
-            .ensure(&t, g.retry_queue_nums.max(1) as u32, PERM_READ | PERM_WRITE)
-        {
+        match b.topics.ensure(&t, queues, PERM_READ | PERM_WRITE) {
             Ok((_, c)) => created |= c,
             Err(e) => {
                 tracing::warn!(shard = b.index, topic = %t, error = %e, "cannot create retry topic")

@@ -180,11 +180,12 @@ impl Groups {
         })
     }
 
-    /// The group's settings; created with the defaults (and written) when it is missing and
+    /// Applies `f` to the group's settings, without cloning them; the group is created with
+    /// the defaults (and written) when it is missing and
     /// `broker.auto_create_subscription_group` is on. `None`: it does not exist.
-    pub fn find(&self, name: &str) -> Option<GroupConfig> {
+    pub fn with<R>(&self, name: &str, f: impl FnOnce(&GroupConfig) -> R) -> Option<R> {
         if let Some(g) = self.t.table.borrow().get(name) {
-            return Some(g.clone());
+            return Some(f(g));
         }
         if !self.auto_create {
             return None;
@@ -197,18 +198,24 @@ impl Groups {
             tracing::warn!(group = name, error = %e, "subscription group not created");
             return None;
         }
+        let r = f(&g);
         // In memory at once; a failed write (a full disk) is retried, never a refusal.
-        if let Err(e) = self.upsert(g.clone()) {
+        if let Err(e) = self.upsert(g) {
             if let Some(n) = self.write_warn.due() {
                 tracing::warn!(group = name, error = %e, failures = n, "subscription group created in memory; writing the file failed, will retry");
             }
         }
-        Some(g)
+        Some(r)
+    }
+
+    /// The group's settings (see [`Self::with`]).
+    pub fn find(&self, name: &str) -> Option<GroupConfig> {
+        self.with(name, GroupConfig::clone)
     }
 
     /// Whether the group may pull (`broadcasting`: whether its members consume by
-    /// broadcasting, asked only when the group forbids that), without cloning its config:
-    /// `Err` is the refusal (code, remark).
+    /// broadcasting, asked only when the group forbids that): `Err` is the refusal (code,
+    /// remark).
     pub fn may_pull(
         &self,
         name: &str,
@@ -229,20 +236,12 @@ impl Groups {
             }
             Ok(())
         };
-        if let Some(g) = self.t.table.borrow().get(name) {
-            return allowed(g);
-        }
-        match self.find(name) {
-            Some(g) => allowed(&g),
-            None => Err((
+        self.with(name, allowed).unwrap_or_else(|| {
+            Err((
                 ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
                 format!("subscription group [{name}] does not exist"),
-            )),
-        }
-    }
-
-    pub fn all(&self) -> Vec<GroupConfig> {
-        self.t.table.borrow().values().cloned().collect()
+            ))
+        })
     }
 
     /// Creates or replaces a group and writes the file. An invalid config changes nothing;

@@ -366,8 +366,8 @@ async fn deliver_level(b: &Broker, level: usize) -> Pass {
             }
         };
         match r {
-            Ok(Some(_)) => ShardCounters::add(&s.delivered, 1),
-            Ok(None) => {
+            Ok(true) => ShardCounters::add(&s.delivered, 1),
+            Ok(false) => {
                 tracing::error!(
                     shard = b.index,
                     level,
@@ -396,7 +396,7 @@ async fn deliver_level(b: &Broker, level: usize) -> Pass {
 /// Where a due record is.
 pub(super) enum Found {
     /// Delivered straight from the tail cache (no read, no copy).
-    Delivered(Result<Option<u64>, StoreError>),
+    Delivered(Result<bool, StoreError>),
     /// On file: its ranges that are not in the page cache (empty when all are, when the
     /// kernel cannot tell, or when `broker.cold_reads_off_shard` is off).
     OnFile(Vec<super::warm::ColdRange>),
@@ -409,7 +409,7 @@ pub(super) fn deliver_from_memory(
     b: &Broker,
     physical_offset: u64,
     size: u32,
-    deliver: impl FnOnce(&Broker, &[u8]) -> Result<Option<u64>, StoreError>,
+    deliver: impl FnOnce(&Broker, &[u8]) -> Result<bool, StoreError>,
 ) -> Found {
     let mut chunks = b.schedule.chunks.borrow_mut();
     chunks.clear();
@@ -475,15 +475,15 @@ async fn read_in_record_at(b: &Broker, offset: u64) {
     }
 }
 
-/// Stores the copy of a due scheduled record in its real topic. `Ok(None)`: the record does
+/// Stores the copy of a due scheduled record in its real topic. `Ok(false)`: the record does
 /// not say where it goes.
-fn deliver_one(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
+fn deliver_one(b: &Broker, rec: &[u8]) -> Result<bool, StoreError> {
     let view = RecordView::parse(rec).map_err(StoreError::Record)?;
     let props = view.properties();
     let real_topic = properties::get_str(props, properties::REAL_TOPIC);
     let real_qid = properties::get_str(props, properties::REAL_QID).and_then(|q| q.parse().ok());
     let (Some(topic), Some(queue_id)) = (real_topic, real_qid) else {
-        return Ok(None);
+        return Ok(false);
     };
     let mut out = b.schedule.props.borrow_mut();
     out.clear();
@@ -493,9 +493,11 @@ fn deliver_one(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
         tags_code: properties::get(out.as_bytes(), properties::TAGS).map_or(0, tag_hash_bytes),
         ..MessageToStore::copy_of(&view, topic, queue_id, out.as_bytes(), b.addr)
     };
-    let put = b.store.put_message(&msg)?;
+    // Durable before the offsets that count it are written: `persist` waits for the log's
+    // end first.
+    let _ = b.store.put_message(&msg)?;
     ShardCounters::add(&b.counters.msgs_put, 1);
-    Ok(Some(put.end_physical_offset))
+    Ok(true)
 }
 
 /// Where a message with `DELAY` goes instead of its topic: the properties with `REAL_TOPIC` /
@@ -576,7 +578,9 @@ pub fn send_back(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             &format!("bad offset {}", h.offset),
         );
     }
-    let Some(g) = b.groups.find(h.group) else {
+    let Some((group_max, retry_queues)) = b.groups.with(h.group, |g| {
+        (g.retry_max_times, g.retry_queue_nums.max(1) as u32)
+    }) else {
         return conn.respond_error(
             req,
             ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
@@ -588,8 +592,7 @@ pub fn send_back(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let (st, opaque, oneway) = (req.serialize_type, req.opaque, req.is_oneway());
     let group = h.group.to_string();
     // The client's limit when it sends one (3.4.9 and later do), else the group's.
-    let max_times = h.max_reconsume_times.unwrap_or(g.retry_max_times);
-    let retry_queues = g.retry_queue_nums.max(1) as u32;
+    let max_times = h.max_reconsume_times.unwrap_or(group_max);
     let (offset, asked_level) = (h.offset as u64, h.delay_level);
     let origin_id = h.origin_msg_id.map(str::to_string);
     // The record may be on file: read it off the request path, as VIEW_MESSAGE_BY_ID does.

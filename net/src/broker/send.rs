@@ -246,13 +246,13 @@ fn send_once(
         // its producer commits or rolls it back (spec §7.6); a delay applies at the commit.
     } else if !batch {
         if let Some(group) = h.topic.strip_prefix(RETRY_PREFIX) {
-            let Some(g) = b.groups.find(group) else {
+            let Some(group_max) = b.groups.with(group, |g| g.retry_max_times) else {
                 return fail(
                     ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
                     &format!("subscription group not exist, {group}"),
                 );
             };
-            let max = h.max_reconsume_times.unwrap_or(g.retry_max_times);
+            let max = h.max_reconsume_times.unwrap_or(group_max);
             if reconsume_times >= max {
                 dlq = format!("{DLQ_PREFIX}{group}");
                 match b.topics.ensure(&dlq, 1, PERM_READ | PERM_WRITE) {

@@ -12,7 +12,7 @@
 //! counts pulled messages instead; committed offsets are what a lag view cares about). Both
 //! are 0 until two samples exist.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -41,7 +41,7 @@ pub struct Rates {
     topics: RefCell<HashMap<String, Rate>>,
     /// (topic, group) -> consume rate.
     groups: RefCell<HashMap<(String, String), Rate>>,
-    last: RefCell<Option<Instant>>,
+    last: Cell<Option<Instant>>,
 }
 
 impl Rates {
@@ -50,9 +50,8 @@ impl Rates {
         let now = Instant::now();
         let secs = self
             .last
-            .borrow()
+            .replace(Some(now))
             .map(|t| now.duration_since(t).as_secs_f64());
-        *self.last.borrow_mut() = Some(now);
         let rate = |old: Option<&Rate>, total: i64| Rate {
             total,
             per_sec: match (old, secs) {

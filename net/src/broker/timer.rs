@@ -695,8 +695,8 @@ async fn fire_pass(b: &Broker) -> Pass {
             }
         };
         match r {
-            Ok(Some(_)) => t.pop(offset),
-            Ok(None) => t.drop_unit(
+            Ok(true) => t.pop(offset),
+            Ok(false) => t.drop_unit(
                 b.index,
                 offset,
                 "without a valid REAL_TOPIC / REAL_QID / TIMER_OUT_MS",
@@ -715,9 +715,9 @@ async fn fire_pass(b: &Broker) -> Pass {
 }
 
 /// Takes up a due timer record: stores its copy in its real topic when its deliver time has
-/// come, else writes it again at the timer queue's tail for the next window. `Ok(None)`: the
+/// come, else writes it again at the timer queue's tail for the next window. `Ok(false)`: the
 /// record does not say where or when it goes.
-fn take_up(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
+fn take_up(b: &Broker, rec: &[u8]) -> Result<bool, StoreError> {
     let t = &b.timer;
     let now = now_ms();
     let view = RecordView::parse(rec).map_err(StoreError::Record)?;
@@ -733,7 +733,7 @@ fn take_up(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
         ],
     );
     let Some(deliver) = parse_num(out_ms) else {
-        return Ok(None);
+        return Ok(false);
     };
     let enqueued = parse_num(enqueued).unwrap_or_else(|| view.store_timestamp());
     let mut out = t.props.borrow_mut();
@@ -746,7 +746,9 @@ fn take_up(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
     ];
     out.extend_from(props, &skip).map_err(StoreError::Record)?;
     push_num(&mut out, properties::TIMER_ENQUEUE_MS, enqueued).map_err(StoreError::Record)?;
-    let put = if deliver > now {
+    // Either copy is durable before a checkpoint that counts it is written: `persist` waits
+    // for the log's end first.
+    if deliver > now {
         // Not yet: the next window.
         let fire = deliver.min(now.saturating_add(t.roll_window_ms));
         let n = parse_num(rolls).unwrap_or(0).saturating_add(1);
@@ -754,32 +756,30 @@ fn take_up(b: &Broker, rec: &[u8]) -> Result<Option<u64>, StoreError> {
         if fire < deliver {
             push_num(&mut out, TIMER_FIRE_MS, fire).map_err(StoreError::Record)?;
         }
-        let put = b.store.put_message(&MessageToStore {
+        let _ = b.store.put_message(&MessageToStore {
             tags_code: fire,
             ..MessageToStore::copy_of(&view, TIMER_TOPIC, 0, out.as_bytes(), b.addr)
         })?;
         ShardCounters::add(&t.rolled, 1);
-        put
     } else {
         let topic = real_topic.and_then(|t| std::str::from_utf8(t).ok());
         let queue_id = parse_num(real_qid).and_then(|q| i32::try_from(q).ok());
         let (Some(topic), Some(queue_id)) = (topic, queue_id) else {
-            return Ok(None);
+            return Ok(false);
         };
         if let Some(n) = rolls {
             out.push(properties::TIMER_ROLL_TIMES, n)
                 .map_err(StoreError::Record)?;
         }
         push_num(&mut out, properties::TIMER_DEQUEUE_MS, now).map_err(StoreError::Record)?;
-        let put = b.store.put_message(&MessageToStore {
+        let _ = b.store.put_message(&MessageToStore {
             tags_code: properties::get(out.as_bytes(), properties::TAGS).map_or(0, tag_hash_bytes),
             ..MessageToStore::copy_of(&view, topic, queue_id, out.as_bytes(), b.addr)
         })?;
         ShardCounters::add(&t.delivered, 1);
-        put
-    };
+    }
     ShardCounters::add(&b.counters.msgs_put, 1);
-    Ok(Some(put.end_physical_offset))
+    Ok(true)
 }
 
 #[cfg(test)]
