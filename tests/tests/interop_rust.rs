@@ -607,6 +607,44 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
     assert!(out["group_created"].get("ok").is_some(), "{out}");
     assert_eq!(out["group_config"]["ok"]["retryMaxTimes"], 5, "{out}");
     assert_eq!(out["group_config"]["ok"]["groupName"], group, "{out}");
+    // DefaultMQAdminExt.resetOffsetByTimestamp to 0 (both queues to their start), then
+    // resetOffsetByQueueId to offset 2 of queue 1: the committed offsets follow.
+    let reset = by_queue(&out["reset_by_time"]["ok"]);
+    assert_eq!(
+        (reset.len(), &reset[&0], &reset[&1]),
+        (2, &serde_json::json!(0), &serde_json::json!(0)),
+        "{out}"
+    );
+    assert!(out["reset_queue"].get("ok").is_some(), "{out}");
+    let committed = |c: &mut Conn, queue: i32| -> String {
+        let ext = [
+            ("consumerGroup", group.to_string()),
+            ("topic", topic.to_string()),
+            ("queueId", queue.to_string()),
+        ];
+        let r = c
+            .call(
+                ramjet_tests::wire::request::QUERY_CONSUMER_OFFSET,
+                &ext,
+                &[],
+            )
+            .expect("query offset");
+        r.ext.get("offset").cloned().unwrap_or_default()
+    };
+    assert_eq!(
+        (committed(&mut c, 0), committed(&mut c, 1)),
+        ("0".into(), "2".into())
+    );
+    // The group's next pull of each queue is moved there (and takes the reset: commits count
+    // again).
+    for (queue, from, to) in [(0, 3, 0), (1, 0, 2)] {
+        let p = ops::pull(&mut c, group, topic, queue, from, 32, 0).expect("pull");
+        assert_eq!(
+            (p.code, p.next_begin_offset),
+            (21, to),
+            "queue {queue}: {p:?}"
+        );
+    }
     let r = c
         .call(352, &[("group", group.to_string())], &[])
         .expect("get group");

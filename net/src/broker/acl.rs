@@ -305,6 +305,15 @@ fn for_each_need(code: i32, fields: &SortedFields<'_>, body: &[u8], f: &mut dyn 
                 f(topic_need(t, perm::SUB));
             }
         }
+        // ramjet's addition: a reset moves a group's offsets as a commit does.
+        RequestCode::INVOKE_BROKER_TO_RESET_OFFSET => {
+            if let Some(g) = ext("group") {
+                f(Need::Group(g, perm::SUB));
+            }
+            if let Some(t) = ext("topic") {
+                f(topic_need(t, perm::SUB));
+            }
+        }
         RequestCode::HEART_BEAT => {
             // A body that does not parse names no resources here; the heartbeat handler
             // answers it with the parse error.

@@ -199,7 +199,9 @@ impl ClientRegistry {
             .find(|c| !c.is_closed())
     }
 
-    fn members_conns(&self, group: &str) -> Vec<Rc<Conn>> {
+    /// Connections of a group's members (a reset of a broadcasting group's offsets goes to
+    /// each).
+    pub fn members_conns(&self, group: &str) -> Vec<Rc<Conn>> {
         self.inner
             .borrow()
             .groups

@@ -208,6 +208,11 @@ impl Groups {
         Some(r)
     }
 
+    /// Whether the group's settings exist (never creates them).
+    pub fn contains(&self, name: &str) -> bool {
+        self.t.table.borrow().contains_key(name)
+    }
+
     /// The group's settings (see [`Self::with`]).
     pub fn find(&self, name: &str) -> Option<GroupConfig> {
         self.with(name, GroupConfig::clone)

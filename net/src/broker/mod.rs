@@ -20,6 +20,7 @@ pub mod persist;
 pub mod pull;
 pub mod queries;
 pub mod register;
+pub mod reset;
 pub mod schedule;
 pub mod send;
 pub mod server;

@@ -63,6 +63,12 @@ pub struct OffsetStore {
     /// Where each group's last pull of each queue started (GET_CONSUME_STATS' `pullOffset`);
     /// in memory only.
     pulled: RefCell<Table>,
+    /// Offsets reset by INVOKE_BROKER_TO_RESET_OFFSET that the queue's next pull has not yet
+    /// taken; in memory only. While one is pending, the group's commits of that queue are
+    /// ignored (they carry offsets from before the reset).
+    resets: RefCell<Table>,
+    /// Number of entries in `resets`: the commit path looks them up only when there are any.
+    resets_pending: Cell<usize>,
 }
 
 impl OffsetStore {
@@ -97,6 +103,8 @@ impl OffsetStore {
             dirty: Cell::new(false),
             generation: Cell::new(0),
             pulled: RefCell::new(Table::new()),
+            resets: RefCell::new(Table::new()),
+            resets_pending: Cell::new(0),
         })
     }
 
@@ -117,12 +125,94 @@ impl OffsetStore {
         }
     }
 
+    /// A consumer's commit (UPDATE_CONSUMER_OFFSET, or the commit offset of a pull): stored
+    /// unless an admin reset of that queue is still waiting for its next pull. Returns
+    /// whether it was stored.
+    pub fn commit_from_client(&self, topic: &str, group: &str, queue_id: i32, offset: i64) -> bool {
+        if self.has_reset(topic, group, queue_id) {
+            return false;
+        }
+        self.commit(topic, group, queue_id, offset);
+        true
+    }
+
+    /// An admin reset (RocketMQ's assignResetOffset): the offset is committed at once, and
+    /// the queue's next pull by `group` is answered PULL_OFFSET_MOVED to it
+    /// ([`Self::take_reset`]); until then the group's commits of the queue are ignored.
+    pub fn assign_reset(&self, topic: &str, group: &str, queue_id: i32, offset: i64) {
+        self.commit(topic, group, queue_id, offset);
+        if !self.has_reset(topic, group, queue_id) {
+            self.resets_pending.set(self.resets_pending.get() + 1);
+        }
+        set(
+            &mut self.resets.borrow_mut(),
+            topic,
+            group,
+            queue_id,
+            offset,
+        );
+    }
+
+    /// Whether a reset of the queue waits for `group`'s next pull.
+    pub fn has_reset(&self, topic: &str, group: &str, queue_id: i32) -> bool {
+        self.resets_pending.get() > 0
+            && self
+                .resets
+                .borrow()
+                .get(topic)
+                .and_then(|g| g.get(group))
+                .is_some_and(|q| q.contains_key(&queue_id))
+    }
+
+    /// Takes the pending reset of the queue, if any (the pull that answers it).
+    pub fn take_reset(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
+        if self.resets_pending.get() == 0 {
+            return None;
+        }
+        let mut resets = self.resets.borrow_mut();
+        let groups = resets.get_mut(topic)?;
+        let queues = groups.get_mut(group)?;
+        let offset = queues.remove(&queue_id)?;
+        if queues.is_empty() {
+            groups.remove(group);
+            if groups.is_empty() {
+                resets.remove(topic);
+            }
+        }
+        self.resets_pending.set(self.resets_pending.get() - 1);
+        Some(offset)
+    }
+
+    /// Drops the pending resets of `topic`, or of `group` in every topic.
+    fn drop_resets(&self, topic: Option<&str>, group: Option<&str>) {
+        let mut resets = self.resets.borrow_mut();
+        match (topic, group) {
+            (Some(t), _) => {
+                resets.remove(t);
+            }
+            (None, Some(g)) => {
+                for groups in resets.values_mut() {
+                    groups.remove(g);
+                }
+                resets.retain(|_, groups| !groups.is_empty());
+            }
+            (None, None) => resets.clear(),
+        }
+        let left = resets
+            .values()
+            .flat_map(HashMap::values)
+            .map(HashMap::len)
+            .sum();
+        self.resets_pending.set(left);
+    }
+
     /// Drops every offset of a topic (DELETE_TOPIC_IN_BROKER).
     pub fn remove_topic(&self, topic: &str) {
         if self.table.borrow_mut().remove(topic).is_some() {
             self.dirty.set(true);
         }
         self.pulled.borrow_mut().remove(topic);
+        self.drop_resets(Some(topic), None);
     }
 
     /// Drops every offset of a group (DELETE_SUBSCRIPTIONGROUP with `cleanOffset`).
@@ -137,6 +227,7 @@ impl OffsetStore {
         for groups in self.pulled.borrow_mut().values_mut() {
             groups.remove(group);
         }
+        self.drop_resets(None, Some(group));
     }
 
     /// A pull of `group` from `offset` of a queue (allocates only for a new key).
@@ -317,6 +408,40 @@ mod tests {
         assert_eq!(r.get("T", "G", 0), None);
         r.persist().unwrap();
         assert_eq!(OffsetStore::open(dir.path()).unwrap().entries().len(), 1);
+    }
+
+    #[test]
+    fn a_reset_holds_off_client_commits_until_the_next_pull_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = OffsetStore::open(dir.path()).unwrap();
+        assert!(s.commit_from_client("T", "G", 0, 50));
+        assert!(s.commit_from_client("T", "G", 1, 60));
+        s.assign_reset("T", "G", 0, 10);
+        s.assign_reset("T", "G", 0, 12); // a second reset replaces the first
+        assert_eq!(s.get("T", "G", 0), Some(12));
+        assert!(s.has_reset("T", "G", 0));
+        assert!(!s.has_reset("T", "G", 1));
+        assert!(!s.has_reset("T", "G2", 0));
+        // A commit from before the reset is ignored; other queues and groups are not held.
+        assert!(!s.commit_from_client("T", "G", 0, 51));
+        assert_eq!(s.get("T", "G", 0), Some(12));
+        assert!(s.commit_from_client("T", "G", 1, 61));
+        assert!(s.commit_from_client("T", "G2", 0, 5));
+        assert_eq!(s.take_reset("T", "G", 1), None);
+        assert_eq!(s.take_reset("T", "G", 0), Some(12));
+        assert_eq!(s.take_reset("T", "G", 0), None);
+        assert!(s.commit_from_client("T", "G", 0, 13));
+        assert_eq!(s.get("T", "G", 0), Some(13));
+        // Deleting the group or the topic drops its pending resets.
+        s.assign_reset("T", "G", 0, 1);
+        s.assign_reset("U", "G", 3, 2);
+        s.assign_reset("U", "H", 3, 3);
+        s.remove_group("G");
+        assert!(!s.has_reset("T", "G", 0) && !s.has_reset("U", "G", 3));
+        assert!(s.has_reset("U", "H", 3));
+        s.remove_topic("U");
+        assert!(!s.has_reset("U", "H", 3));
+        assert_eq!(s.resets_pending.get(), 0);
     }
 
     #[test]

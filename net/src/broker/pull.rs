@@ -99,6 +99,7 @@ impl TagFilter {
 /// What a pull needs after the request buffer is gone (long polling).
 struct PullArgs {
     topic: String,
+    group: String,
     queue_id: i32,
     offset: i64,
     max_msgs: u32,
@@ -287,6 +288,32 @@ fn respond_pull(
     }
 }
 
+/// PULL_OFFSET_MOVED to `offset`, the queue's pending admin reset (RocketMQ 5's OFFSET_RESET
+/// status): the client moves its pull and its offset there.
+fn respond_reset(
+    b: &Broker,
+    conn: &Conn,
+    st: SerializeType,
+    opaque: i32,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+) {
+    let header = PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: offset,
+        min_offset: b.store.min_offset(topic, queue_id),
+        max_offset: b.store.max_offset(topic, queue_id),
+        offset_delta: None,
+        topic_sys_flag: None,
+        group_sys_flag: None,
+        forbidden_type: None,
+    };
+    let head =
+        FrameHead::response(ResponseCode::PULL_OFFSET_MOVED, opaque).with_remark("OFFSET_RESET");
+    conn.send_frame(st, &head, &header, &[]);
+}
+
 pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     ShardCounters::add(&b.counters.pulls, 1);
     let h: PullMessageRequestHeader = match req.decode_header() {
@@ -385,9 +412,26 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             }
         }
     };
+    // An admin reset of this queue (INVOKE_BROKER_TO_RESET_OFFSET) waits for this pull: it is
+    // answered PULL_OFFSET_MOVED to the reset offset, and its own commit offset, from before
+    // the reset, is dropped.
+    if let Some(reset) = b.offsets.take_reset(h.topic, h.consumer_group, h.queue_id) {
+        if !req.is_oneway() {
+            respond_reset(
+                b,
+                conn,
+                req.serialize_type,
+                req.opaque,
+                h.topic,
+                h.queue_id,
+                reset,
+            );
+        }
+        return;
+    }
     if h.has_commit_offset() {
         b.offsets
-            .commit(h.topic, h.consumer_group, h.queue_id, h.commit_offset);
+            .commit_from_client(h.topic, h.consumer_group, h.queue_id, h.commit_offset);
     }
     b.offsets
         .note_pull(h.topic, h.consumer_group, h.queue_id, h.queue_offset);
@@ -399,6 +443,8 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         .unwrap_or(b.cfg.broker.max_pull_bytes);
     let args = PullArgs {
         topic: h.topic.to_string(),
+        // Needed only by a parked pull (set there): no allocation for the others.
+        group: String::new(),
         queue_id: h.queue_id,
         offset: h.queue_offset,
         max_msgs,
@@ -440,6 +486,8 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         );
     };
     drop(r);
+    let mut args = args;
+    args.group = h.consumer_group.to_string();
     let Some(broker) = b.rc() else { return };
     let conn = conn.clone();
     let (st, opaque) = (req.serialize_type, req.opaque);
@@ -447,6 +495,21 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         let _ = parked.wait().await;
         if conn.is_closed() {
             return;
+        }
+        // A reset while it was parked wakes it (see super::reset).
+        if let Some(reset) = broker
+            .offsets
+            .take_reset(&args.topic, &args.group, args.queue_id)
+        {
+            return respond_reset(
+                &broker,
+                &conn,
+                st,
+                opaque,
+                &args.topic,
+                args.queue_id,
+                reset,
+            );
         }
         let r = run_get(&broker, &args);
         respond_pull_filtered(

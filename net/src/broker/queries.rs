@@ -76,9 +76,13 @@ pub fn update_consumer_offset(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>
     let Some(h) = decode::<UpdateConsumerOffsetRequestHeader>(conn, req) else {
         return;
     };
-    b.offsets
-        .commit(h.topic, h.consumer_group, h.queue_id, h.commit_offset);
-    conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]);
+    // A commit made before an admin reset of the queue is ignored until the group's next
+    // pull takes the reset (what RocketMQ 5 answers, remark included).
+    let remark =
+        (!b.offsets
+            .commit_from_client(h.topic, h.consumer_group, h.queue_id, h.commit_offset))
+        .then_some("Offset has been previously reset");
+    conn.respond(req, ResponseCode::SUCCESS, remark, &(), &[]);
 }
 
 pub fn get_max_offset(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {

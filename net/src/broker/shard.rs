@@ -633,6 +633,9 @@ impl Service for Broker {
                 super::admin::acl_admin(self, conn, req)
             }
             RequestCode::UNLOCK_BATCH_MQ => super::locks::unlock_batch(self, conn, req),
+            RequestCode::INVOKE_BROKER_TO_RESET_OFFSET => {
+                super::reset::invoke_reset(self, conn, req)
+            }
             _ => self.not_supported(conn, req),
         }
     }

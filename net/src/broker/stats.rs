@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::Instant;
 
+use ramjet_core::remoting::body::queue_table::write_queue_key;
 use ramjet_core::remoting::headers::{
     GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
     GetTopicStatsInfoRequestHeader,
@@ -91,22 +92,6 @@ impl Rates {
     }
 }
 
-/// A JSON string literal.
-fn quoted(s: &str) -> String {
-    // A &str always serializes.
-    serde_json::to_string(s).unwrap_or_default()
-}
-
-/// A MessageQueue as fastjson writes it (fields sorted).
-fn push_queue_key(out: &mut String, topic: &str, broker_name: &str, queue_id: i32) {
-    let _ = write!(
-        out,
-        "{{\"brokerName\":{},\"queueId\":{queue_id},\"topic\":{}}}",
-        quoted(broker_name),
-        quoted(topic)
-    );
-}
-
 /// A rate as Java writes a double (always with a fraction).
 fn push_f64(out: &mut String, v: f64) {
     let v = if v.is_finite() { v } else { 0.0 };
@@ -142,7 +127,7 @@ pub fn topic_stats(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         } else {
             0
         };
-        push_queue_key(&mut out, h.topic, &b.broker_name, q);
+        write_queue_key(&mut out, h.topic, &b.broker_name, q);
         let _ = write!(
             out,
             ":{{\"lastUpdateTimestamp\":{last},\"maxOffset\":{max},\"minOffset\":{min}}}"
@@ -201,7 +186,7 @@ pub fn consume_stats(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             if !table.is_empty() {
                 table.push(',');
             }
-            push_queue_key(&mut table, topic, &b.broker_name, q);
+            write_queue_key(&mut table, topic, &b.broker_name, q);
             let _ = write!(
                 table,
                 ":{{\"brokerOffset\":{broker_offset},\"consumerOffset\":{consumer_offset},\"lastTimestamp\":{last},\"pullOffset\":{pull_offset}}}"

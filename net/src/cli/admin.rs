@@ -54,6 +54,27 @@ pub enum AdminCommand {
         #[arg(long, global = true)]
         cluster: Option<String>,
     },
+    /// Move GROUP's offsets on TOPIC, like mqadmin resetOffsetByTime: to a point in time, the
+    /// start or the end of each queue, or one queue to an offset. A clustering group's
+    /// consumers move at their next pull (and one offline starts there); a broadcasting
+    /// group's consumers must be online.
+    ResetOffset {
+        group: String,
+        topic: String,
+        /// Where to: a time (ms since the epoch, 2026-11-23T12:00:00Z, or an age like 10m),
+        /// `earliest` or `latest`.
+        #[arg(long, conflicts_with_all = ["queue", "offset"])]
+        to: Option<String>,
+        /// One queue, BROKER_NAME:QUEUE_ID (with --offset).
+        #[arg(long, requires = "offset")]
+        queue: Option<String>,
+        /// That queue's new offset (with --queue).
+        #[arg(long, requires = "queue")]
+        offset: Option<i64>,
+        /// Only move queues back: a committed offset already below the target stays.
+        #[arg(long)]
+        no_force: bool,
+    },
     /// Consumer progress of GROUP: committed offset vs. broker offset, per queue.
     Lag {
         group: String,
@@ -404,6 +425,63 @@ pub(crate) async fn admin_text(admin: &Admin, args: &AdminArgs) -> Result<String
             } else {
                 for (b, _) in &answers {
                     let _ = writeln!(s, "ACL changed on {} ({})", b.broker_name, b.addr);
+                }
+            }
+        }
+        AdminCommand::ResetOffset {
+            group,
+            topic,
+            to,
+            queue,
+            offset,
+            no_force,
+        } => {
+            let one = match (queue, offset) {
+                (Some(q), Some(o)) => {
+                    let parsed = q
+                        .rsplit_once(':')
+                        .and_then(|(b, id)| Some((b, id.parse::<i32>().ok()?)));
+                    let Some((b, id)) = parsed.filter(|(b, id)| !b.is_empty() && *id >= 0) else {
+                        return Err(CliError::Usage(format!(
+                            "--queue {q:?}: expected BROKER_NAME:QUEUE_ID, e.g. ramjet-s0:3 (see `ramjet admin topic describe {topic}`)"
+                        )));
+                    };
+                    Some((b, id, *o))
+                }
+                _ => None,
+            };
+            let timestamp =
+                match (to.as_deref(), &one) {
+                    (Some("earliest"), _) => 0,
+                    (Some("latest"), _) | (None, Some(_)) => -1,
+                    (Some(t), _) => {
+                        super::time::parse_time_ms(t, crate::client::message::now_ms() as i64)
+                            .map_err(CliError::Usage)?
+                    }
+                    (None, None) => return Err(CliError::Usage(
+                        "say where to: --to TIME|earliest|latest, or --queue BROKER:ID --offset N"
+                            .into(),
+                    )),
+                };
+            let table = admin
+                .reset_offsets(group, topic, timestamp, !no_force, one)
+                .await?;
+            if json {
+                let queues: Vec<_> = table
+                    .iter()
+                    .map(|(mq, o)| json!({"broker_name": mq.broker_name, "queue_id": mq.queue_id, "offset": o}))
+                    .collect();
+                s = json!({ "group": group, "topic": topic, "queues": queues }).to_string();
+                s.push('\n');
+            } else {
+                let _ = writeln!(
+                    s,
+                    "group {group} topic {topic}: offsets reset on {} queue(s)",
+                    table.len()
+                );
+                let _ = writeln!(s, "  {:<24} {:>6} {:>14}", "BROKER", "QUEUE", "OFFSET");
+                for (mq, o) in &table {
+                    let _ = writeln!(s, "  {:<24} {:>6} {:>14}", mq.broker_name, mq.queue_id, o);
                 }
             }
         }

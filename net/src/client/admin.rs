@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use ramjet_core::remoting::body::{self, ClusterInfo, Perm, TopicList, TopicRouteData};
 use ramjet_core::remoting::headers::{
     CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
+    ResetOffsetRequestHeader,
 };
 use ramjet_core::remoting::{RemotingCommand, RequestCode};
 use serde::Serialize;
@@ -302,6 +303,61 @@ impl Admin {
             queues,
             total_lag: total,
         })
+    }
+
+    /// Moves `group`'s offsets on `topic` (INVOKE_BROKER_TO_RESET_OFFSET at every master of the
+    /// topic): to the first message stored at or after `timestamp_ms` (-1: the end of each
+    /// queue), or with `queue` to `offset` of that one queue. Without `force`, a queue whose
+    /// committed offset is already below the target keeps it. A clustering group's consumers
+    /// move at their next pull; a broadcasting group's must be online. Returns each queue's
+    /// new offset, sorted.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        timestamp_ms: i64,
+        force: bool,
+        queue: Option<(&str, i32, i64)>,
+    ) -> Result<Vec<(MessageQueue, i64)>, ClientError> {
+        let route = self.client.fetch_route(topic).await?;
+        let code = RequestCode::INVOKE_BROKER_TO_RESET_OFFSET;
+        let mut out = Vec::new();
+        for bd in &route.broker_datas {
+            if queue.is_some_and(|(b, _, _)| b != bd.broker_name) {
+                continue;
+            }
+            let Some(addr) = bd.master_addr() else {
+                continue;
+            };
+            let h = ResetOffsetRequestHeader {
+                topic,
+                group,
+                timestamp: timestamp_ms,
+                is_force: force,
+                queue_id: Some(queue.map_or(-1, |(_, q, _)| q)),
+                offset: Some(queue.map_or(-1, |(_, _, o)| o)),
+            };
+            let resp = self.client.invoke_ok(addr, code, &h, &[]).await?;
+            let table =
+                body::queue_table::parse_offset_table(&resp.body, "offsetTable", "ResetOffsetBody")
+                    .map_err(|e| ClientError::BadBody {
+                        addr: addr.to_string(),
+                        code,
+                        reason: e.to_string(),
+                    })?;
+            out.extend(
+                table
+                    .into_iter()
+                    .map(|(q, o)| (MessageQueue::new(q.topic, q.broker_name, q.queue_id), o)),
+            );
+        }
+        if let Some((b, _, _)) = queue.filter(|_| out.is_empty()) {
+            return Err(ClientError::Invalid(format!(
+                "broker {b} has no master in the route of topic {topic}"
+            )));
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Topics whose route mentions a subscription of `group`: the retry topic's base plus what

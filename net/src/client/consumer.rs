@@ -33,7 +33,7 @@ use ramjet_core::remoting::headers::{
     QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, UnregisterClientRequestHeader,
     UpdateConsumerOffsetRequestHeader,
 };
-use ramjet_core::remoting::{RequestCode, ResponseCode};
+use ramjet_core::remoting::{RemotingCommand, RequestCode, ResponseCode};
 
 use super::error::ClientError;
 use super::instance::{subscribe_queues, Client};
@@ -589,9 +589,22 @@ struct ProcessQueue {
     flow_control_pauses: Cell<u64>,
     /// The consume task, parked while the queue is empty.
     consumer_waker: Cell<Option<std::task::Waker>>,
+    /// Bumped each time the queue's position is moved (an offset reset): a pull or a
+    /// consume that started before the move drops what it got.
+    epoch: Cell<u64>,
+    /// Where the broker's RESET_CONSUMER_CLIENT_OFFSET moved the queue; the pull task takes it.
+    moved_to: Cell<Option<i64>>,
 }
 
 impl ProcessQueue {
+    /// Forgets the cached messages (they lie before or after a new position).
+    fn clear_cache(&self) {
+        self.msgs.borrow_mut().clear();
+        self.bytes.set(0);
+        self.epoch.set(self.epoch.get() + 1);
+        self.wake_consumer();
+    }
+
     fn wake_consumer(&self) {
         if let Some(w) = self.consumer_waker.take() {
             w.wake();
@@ -632,6 +645,42 @@ struct PushInner {
     rebalance_due: Cell<bool>,
     stopped: Cell<bool>,
     stats: Cell<ConsumerStats>,
+}
+
+impl PushInner {
+    /// RESET_CONSUMER_CLIENT_OFFSET (220) from a broker: each queue of the body this client
+    /// holds moves to its new offset, its cached messages dropped. A broadcasting client also
+    /// keeps the offsets of queues it does not hold (they start there).
+    fn reset_offsets(&self, cmd: &RemotingCommand) {
+        if cmd.ext_get("group") != Some(self.cfg.group.as_str()) {
+            return;
+        }
+        let table = match body::queue_table::parse_offset_table(
+            &cmd.body,
+            "offsetTable",
+            "ResetOffsetBody",
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(group = %self.cfg.group, error = %e, "offset reset from the broker not understood; ignored");
+                return;
+            }
+        };
+        for (q, offset) in table {
+            let mq = MessageQueue::new(q.topic, q.broker_name, q.queue_id);
+            let held = self.queues.borrow().get(&mq).cloned();
+            match held {
+                Some(pq) => {
+                    pq.clear_cache();
+                    pq.moved_to.set(Some(offset));
+                }
+                None if self.cfg.model == MessageModel::Broadcasting => {}
+                None => continue,
+            }
+            tracing::info!(queue = %mq, offset, "offset reset by the broker");
+            self.offsets.borrow_mut().update(&mq, offset, true);
+        }
+    }
 }
 
 /// A running push consumer. Dropping it does not stop it: call [`PushConsumer::shutdown`].
@@ -687,6 +736,16 @@ impl PushConsumer {
                             w.wake();
                         }
                     }
+                }
+                None
+            },
+        );
+        let weak = Rc::downgrade(&inner);
+        client.add_listener(
+            RequestCode::RESET_CONSUMER_CLIENT_OFFSET,
+            move |_conn, cmd| {
+                if let Some(i) = weak.upgrade() {
+                    i.reset_offsets(cmd);
                 }
                 None
             },
@@ -1005,12 +1064,16 @@ impl PushConsumer {
             _ => self.inner.sub.clone(),
         };
         while !pq.dropped.get() && !self.inner.stopped.get() {
+            if let Some(to) = pq.moved_to.take() {
+                offset = to;
+            }
             if pq.over_limit(&cfg) {
                 pq.flow_control_pauses.set(pq.flow_control_pauses.get() + 1);
                 self.bump(|s| s.flow_control_pauses += 1);
                 transport::sleep(FLOW_CONTROL_PAUSE).await;
                 continue;
             }
+            let epoch = pq.epoch.get();
             let commit = if cfg.model == MessageModel::Clustering {
                 self.inner.offsets.borrow().get(&mq).filter(|o| *o > 0)
             } else {
@@ -1031,6 +1094,10 @@ impl PushConsumer {
                 .await;
             if pq.dropped.get() {
                 break;
+            }
+            if pq.epoch.get() != epoch {
+                // Moved while pulling: what came back is from the old position.
+                continue;
             }
             match r {
                 Ok(mut res) => {
@@ -1069,7 +1136,10 @@ impl PushConsumer {
                             }
                         }
                         PullStatus::OffsetIllegal => {
-                            tracing::warn!(queue = %mq, offset, next = res.next_begin_offset, "offset illegal, moving");
+                            // Moved by the broker (an admin reset, or messages deleted): the
+                            // cached messages go, as the Java client drops its process queue.
+                            tracing::warn!(queue = %mq, offset, next = res.next_begin_offset, "offset moved by the broker");
+                            pq.clear_cache();
                             self.inner.offsets.borrow_mut().update(
                                 &mq,
                                 res.next_begin_offset,
@@ -1113,6 +1183,7 @@ impl PushConsumer {
                 .await;
                 continue;
             };
+            let epoch = pq.epoch.get();
             let result = (self.inner.handler)(&msg);
             if result == ConsumeResult::ReconsumeLater {
                 self.bump(|s| s.reconsume_later += 1);
@@ -1122,6 +1193,10 @@ impl PushConsumer {
                 if !sent_back {
                     // Keep it at the head and try again after a pause.
                     transport::sleep(PULL_ERROR_BACKOFF).await;
+                    continue;
+                }
+                if pq.epoch.get() != epoch {
+                    // The queue moved while the message went back: its cache is gone.
                     continue;
                 }
             }

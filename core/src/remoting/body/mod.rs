@@ -7,6 +7,7 @@ mod consumer;
 pub mod fastjson;
 mod heartbeat;
 pub(crate) mod lenient;
+pub mod queue_table;
 mod route;
 mod topic;
 

@@ -51,7 +51,7 @@ use rocketmq_client_rust::{
     MQPushConsumer, MessageListenerConcurrently, MessageSelector, TransactionListener,
     TransactionMQProducer,
 };
-use rocketmq_client_rust::{ConsumerAdmin, DefaultMQAdminExt, TopicAdmin};
+use rocketmq_client_rust::{ConsumerAdmin, DefaultMQAdminExt, OffsetAdmin, TopicAdmin};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_builder::MessageBuilder;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -499,14 +499,36 @@ async fn admin(runtime: Arc<ClientRuntime>, spec: AdminSpec, namesrv: String) ->
     let consume_stats = ConsumerAdmin::examine_consume_stats(
         &a,
         group.clone(),
-        Some(topic),
+        Some(topic.clone()),
         None,
         addr.clone(),
         None,
     )
     .await;
-    let connection = ConsumerAdmin::examine_consumer_connection_info(&a, group, addr).await;
+    let connection = ConsumerAdmin::examine_consumer_connection_info(&a, group.clone(), addr).await;
+    // `mqadmin resetOffsetByTime -s 0`, then queue 1 alone to offset 2.
+    // Its table is keyed by MessageQueue: keyed here by the queue's JSON text, as the
+    // stats tables serialize.
+    let reset_by_time =
+        OffsetAdmin::reset_offset_by_timestamp(&a, None, topic.clone(), group.clone(), 0, true)
+            .await
+            .map(|t| {
+                t.into_iter()
+                    .map(|(mq, o)| (serde_json::to_string(&mq).unwrap(), o))
+                    .collect::<std::collections::BTreeMap<String, u64>>()
+            });
+    let reset_queue = OffsetAdmin::reset_offset_by_queue_id(
+        &a,
+        CheetahString::from(spec.broker_addr.as_str()),
+        group,
+        topic,
+        1,
+        2,
+    )
+    .await;
     serde_json::json!({
+        "reset_by_time": outcome(reset_by_time),
+        "reset_queue": outcome(reset_queue),
         "topic_stats": outcome(topic_stats),
         "consume_stats": outcome(consume_stats),
         "connection": outcome(connection),

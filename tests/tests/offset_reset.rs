@@ -1,0 +1,479 @@
+//! Consumer offset resets (INVOKE_BROKER_TO_RESET_OFFSET, mqadmin resetOffsetByTime) against
+//! the real broker binary: the protocol (pending resets, ignored stale commits, parked pulls
+//! woken with PULL_OFFSET_MOVED, refusals), a clustering group reset while it consumes (the
+//! project's client and `ramjet admin reset-offset`), and a broadcasting group reset through
+//! RESET_CONSUMER_CLIENT_OFFSET pushed to its members.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::process::Command as Process;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ramjet_core::remoting::body::queue_table::parse_offset_table;
+use ramjet_core::remoting::body::{MessageModel, MessageQueue as BodyQueue};
+use ramjet_net::client::admin::Admin;
+use ramjet_net::client::transport::{self, block_on};
+use ramjet_net::client::{
+    Client, ClientConfig, ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig,
+    PushConsumer, PushConsumerConfig, SendStatus,
+};
+use ramjet_tests::ops::{self, OutMessage, SendOutcome};
+use ramjet_tests::wire::{request, response};
+use ramjet_tests::{setup, Broker, BrokerSpec, Command, Conn};
+
+const WAIT: Duration = Duration::from_secs(20);
+const STEP: Duration = Duration::from_millis(50);
+const QUIET: Duration = Duration::from_millis(800);
+const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
+const PULL_OFFSET_MOVED: i32 = 21;
+
+type Seen = Rc<RefCell<Vec<String>>>;
+
+fn commit(c: &mut Conn, group: &str, topic: &str, queue: i32, offset: i64) -> Command {
+    let ext = [
+        ("consumerGroup", group.to_string()),
+        ("topic", topic.to_string()),
+        ("queueId", queue.to_string()),
+        ("commitOffset", offset.to_string()),
+    ];
+    c.call(request::UPDATE_CONSUMER_OFFSET, &ext, &[])
+        .unwrap_or_else(|e| panic!("commit {group} {topic}/{queue}: {e}"))
+}
+
+fn committed(c: &mut Conn, group: &str, topic: &str, queue: i32) -> i64 {
+    let ext = [
+        ("consumerGroup", group.to_string()),
+        ("topic", topic.to_string()),
+        ("queueId", queue.to_string()),
+    ];
+    let r = c
+        .call(request::QUERY_CONSUMER_OFFSET, &ext, &[])
+        .unwrap_or_else(|e| panic!("query {group} {topic}/{queue}: {e}"));
+    assert_eq!(r.code, response::SUCCESS, "query offset: {:?}", r.remark);
+    r.ext["offset"].parse().unwrap_or(-1)
+}
+
+/// A reset request: all queues by `timestamp`, or `queue` to `offset`.
+fn reset(
+    c: &mut Conn,
+    group: &str,
+    topic: &str,
+    timestamp: i64,
+    force: bool,
+    queue: Option<(i32, i64)>,
+) -> Command {
+    let mut ext = vec![
+        ("topic", topic.to_string()),
+        ("group", group.to_string()),
+        ("timestamp", timestamp.to_string()),
+        ("isForce", force.to_string()),
+    ];
+    if let Some((q, o)) = queue {
+        ext.push(("queueId", q.to_string()));
+        ext.push(("offset", o.to_string()));
+    }
+    c.call(INVOKE_BROKER_TO_RESET_OFFSET, &ext, &[])
+        .unwrap_or_else(|e| panic!("reset {group} {topic}: {e}"))
+}
+
+/// The (queue id, offset) pairs of a successful reset's ResetOffsetBody.
+fn reset_table(r: &Command, topic: &str, broker_name: &str) -> Vec<(i32, i64)> {
+    assert_eq!(r.code, response::SUCCESS, "reset: {:?}", r.remark);
+    let t = parse_offset_table(&r.body, "offsetTable", "ResetOffsetBody")
+        .unwrap_or_else(|e| panic!("reset body {:?}: {e}", String::from_utf8_lossy(&r.body)));
+    let mut out: Vec<(i32, i64)> = t
+        .into_iter()
+        .map(|(q, o): (BodyQueue, i64)| {
+            assert_eq!(
+                (q.topic.as_str(), q.broker_name.as_str()),
+                (topic, broker_name)
+            );
+            (q.queue_id, o)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_reset_commits_at_once_ignores_older_commits_and_moves_the_next_pull() {
+    const TOPIC: &str = "e2e_reset_wire";
+    const G: &str = "e2e_reset_g1";
+    let broker = Broker::start(BrokerSpec::default());
+    let name = broker.shard_broker_name(0);
+    let mut c = Conn::connect(broker.shard_addr(0)).expect("connect");
+    let r = ops::create_topic(&mut c, TOPIC, 2).expect("create topic");
+    assert_eq!(r.code, response::SUCCESS);
+    for (queue, n) in [(0, 6), (1, 2)] {
+        for i in 0..n {
+            let msg = OutMessage::new(format!("q{queue}-{i}").into_bytes());
+            match ops::send(&mut c, TOPIC, queue, &msg).expect("send") {
+                SendOutcome::Ok(ok) => assert_eq!(ok.queue_offset, i),
+                other => panic!("send {queue}/{i}: {other:?}"),
+            }
+        }
+    }
+    for (q, o) in [(0, 6), (1, 2)] {
+        assert_eq!(commit(&mut c, G, TOPIC, q, o).code, response::SUCCESS);
+    }
+
+    // Queue 1 back to 1: committed at once; the consumer's commit from before the reset is
+    // ignored (as RocketMQ 5 does) until its next pull, which is moved to the new offset.
+    let mut puller = Conn::connect(broker.shard_addr(0)).expect("connect");
+    let r = reset(&mut c, G, TOPIC, -1, true, Some((1, 1)));
+    assert_eq!(reset_table(&r, TOPIC, &name), vec![(1, 1)]);
+    assert_eq!(committed(&mut c, G, TOPIC, 1), 1, "committed at once");
+    let r = commit(&mut c, G, TOPIC, 1, 2);
+    assert_eq!(r.code, response::SUCCESS);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("Offset has been previously reset")
+    );
+    assert_eq!(committed(&mut c, G, TOPIC, 1), 1);
+    let p = ops::pull(&mut puller, G, TOPIC, 1, 2, 32, 0).expect("pull");
+    assert_eq!(
+        (p.code, p.next_begin_offset, p.max_offset),
+        (PULL_OFFSET_MOVED, 1, 2),
+        "{p:?}"
+    );
+    assert_eq!(p.remark.as_deref(), Some("OFFSET_RESET"));
+    assert_eq!(commit(&mut c, G, TOPIC, 1, 2).remark, None);
+    assert_eq!(committed(&mut c, G, TOPIC, 1), 2);
+
+    // A pull parked at the end of queue 0 is answered by the reset, with the new offset.
+    let parked = ops::send_pull_request(&mut puller, G, TOPIC, 0, 6, 32, 20_000).expect("pull");
+    std::thread::sleep(Duration::from_millis(200));
+    let r = reset(&mut c, G, TOPIC, -1, true, Some((0, 2)));
+    assert_eq!(reset_table(&r, TOPIC, &name), vec![(0, 2)]);
+    let moved = puller
+        .wait_response(request::PULL_MESSAGE, parked, Duration::from_secs(10))
+        .expect("the parked pull is answered by the reset, not its 20 s hold");
+    let moved = ops::pull_outcome(moved);
+    assert_eq!(
+        (moved.code, moved.next_begin_offset, moved.max_offset),
+        (PULL_OFFSET_MOVED, 2, 6),
+        "{moved:?}"
+    );
+    assert_eq!(committed(&mut c, G, TOPIC, 0), 2);
+    // The reset was taken: pulls read from it and commits count again.
+    let p = ops::pull(&mut puller, G, TOPIC, 0, 2, 32, 0).expect("pull");
+    assert_eq!(p.code, response::SUCCESS);
+    let bodies: Vec<String> = p
+        .messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    assert_eq!(bodies, ["q0-2", "q0-3", "q0-4", "q0-5"]);
+    assert_eq!(commit(&mut c, G, TOPIC, 0, 3).remark, None);
+    assert_eq!(committed(&mut c, G, TOPIC, 0), 3);
+
+    // Every queue by time: 0 = the start of each.
+    let r = reset(&mut c, G, TOPIC, 0, true, None);
+    assert_eq!(reset_table(&r, TOPIC, &name), vec![(0, 0), (1, 0)]);
+    for q in 0..2 {
+        let p = ops::pull(&mut puller, G, TOPIC, q, 5, 32, 0).expect("pull");
+        assert_eq!(
+            (p.code, p.next_begin_offset),
+            (PULL_OFFSET_MOVED, 0),
+            "{p:?}"
+        );
+    }
+    for (q, o) in [(0, 1), (1, 2)] {
+        assert_eq!(commit(&mut c, G, TOPIC, q, o).remark, None);
+    }
+    // Not forced: a queue whose committed offset is below the target keeps it...
+    let r = reset(&mut c, G, TOPIC, -1, false, None);
+    assert_eq!(reset_table(&r, TOPIC, &name), vec![(0, 1), (1, 2)]);
+    // ...and one above it moves back.
+    let r = reset(&mut c, G, TOPIC, 0, false, None);
+    assert_eq!(reset_table(&r, TOPIC, &name), vec![(0, 0), (1, 0)]);
+    assert_eq!(committed(&mut c, G, TOPIC, 1), 0);
+
+    // Refusals say what is wrong and change nothing.
+    let r = reset(&mut c, G, "e2e_reset_nope", 0, true, None);
+    assert_eq!(r.code, response::TOPIC_NOT_EXIST, "{:?}", r.remark);
+    let r = reset(&mut c, "e2e_reset_nobody", TOPIC, 0, true, None);
+    assert_eq!(r.code, 26, "SUBSCRIPTION_GROUP_NOT_EXIST: {:?}", r.remark);
+    let r = reset(&mut c, G, TOPIC, -1, true, Some((0, 7)));
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("Target offset 7 not in consume queue range [0-6]")
+    );
+    let r = reset(&mut c, G, TOPIC, -1, true, Some((2, 0)));
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert!(
+        r.remark
+            .as_deref()
+            .is_some_and(|m| m.contains("queueId[2] is illegal")),
+        "{:?}",
+        r.remark
+    );
+    assert_eq!(committed(&mut c, G, TOPIC, 0), 0);
+}
+
+fn new_client(namesrv: &str) -> Client {
+    Client::new(ClientConfig::new(namesrv).unwrap_or_else(|e| panic!("client config: {e}")))
+}
+
+fn consumer_config(group: &str, topic: &str) -> PushConsumerConfig {
+    let mut cfg = PushConsumerConfig::new(group, topic);
+    cfg.consume_from = ConsumeFrom::First;
+    cfg.suspend = Duration::from_millis(2_000);
+    cfg.rebalance_interval = Duration::from_millis(300);
+    cfg.persist_interval = Duration::from_millis(300);
+    cfg
+}
+
+async fn start_recording(client: Client, cfg: PushConsumerConfig) -> (PushConsumer, Seen) {
+    let seen: Seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let consumer = PushConsumer::start(
+        client,
+        cfg,
+        Rc::new(move |m| {
+            s.borrow_mut()
+                .push(String::from_utf8_lossy(&m.body).into_owned());
+            ConsumeResult::Success
+        }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("start consumer: {e}"));
+    (consumer, seen)
+}
+
+async fn send_bodies(producer: &Producer, topic: &str, bodies: &[String]) {
+    for b in bodies {
+        let r = producer
+            .send(Message::new(topic, b.clone().into_bytes()))
+            .await
+            .unwrap_or_else(|e| panic!("send {b}: {e}"));
+        assert_eq!(r.status, SendStatus::SendOk, "send {b}");
+    }
+}
+
+/// Waits (bounded) until `seen` holds at least `n` bodies, then a quiet period.
+async fn wait_seen(seen: &Seen, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    while seen.borrow().len() < n && Instant::now() < deadline {
+        transport::sleep(STEP).await;
+    }
+    transport::sleep(QUIET).await;
+    seen.borrow().clone()
+}
+
+/// Sends `old-*`, then (after a gap) `new-*`: returns both lists and a time between them.
+async fn old_then_new(
+    producer: &Producer,
+    topic: &str,
+    n: usize,
+) -> (Vec<String>, i64, Vec<String>) {
+    let old: Vec<String> = (0..n).map(|i| format!("old-{i}")).collect();
+    let new: Vec<String> = (0..n).map(|i| format!("new-{i}")).collect();
+    send_bodies(producer, topic, &old).await;
+    transport::sleep(Duration::from_millis(50)).await;
+    let between = ops::now_ms();
+    transport::sleep(Duration::from_millis(50)).await;
+    send_bodies(producer, topic, &new).await;
+    (old, between, new)
+}
+
+fn topic_on(broker: &Broker, topic: &str, queues: u32) {
+    let mut c = Conn::connect(broker.shard_addr(0)).expect("connect");
+    let r = ops::create_topic(&mut c, topic, queues).expect("create topic");
+    assert_eq!(r.code, response::SUCCESS, "create {topic}: {:?}", r.remark);
+    ops::wait_route(broker.namesrv_addr(), topic, 1, WAIT);
+}
+
+fn admin_cli(broker: &Broker, args: &[&str]) -> Result<String, String> {
+    let out = Process::new(setup::ramjet_bin())
+        .arg("admin")
+        .args(["--namesrv", &broker.namesrv()])
+        .args(args)
+        .output()
+        .expect("run ramjet admin");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// (queue id, offset) of `ramjet admin reset-offset --json` output.
+fn cli_table(out: &str) -> Vec<(i64, i64)> {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["queues"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no queues: {out}"))
+        .iter()
+        .map(|q| {
+            (
+                q["queue_id"].as_i64().unwrap_or(-1),
+                q["offset"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_consuming_clustering_group_reset_to_a_time_sees_the_later_messages_again() {
+    const TOPIC: &str = "e2e_reset_cluster";
+    const G: &str = "e2e_reset_cg";
+    const N: usize = 10;
+    let broker = Broker::start(BrokerSpec::default());
+    topic_on(&broker, TOPIC, 2);
+    let namesrv = broker.namesrv();
+    let (old, new, table, seen, committed_sum) = block_on(None, async move {
+        let producer = Producer::new(new_client(&namesrv), ProducerConfig::new("e2e_reset_pg"));
+        let (old, between, new) = old_then_new(&producer, TOPIC, N).await;
+        let (consumer, seen) =
+            start_recording(new_client(&namesrv), consumer_config(G, TOPIC)).await;
+        wait_seen(&seen, 2 * N).await;
+        let admin = Admin::new(new_client(&namesrv));
+        let table = admin
+            .reset_offsets(G, TOPIC, between, true, None)
+            .await
+            .unwrap_or_else(|e| panic!("reset: {e}"));
+        let seen_all = wait_seen(&seen, 3 * N).await;
+        // The group's offsets end where the topic ends.
+        let reader = new_client(&namesrv);
+        let deadline = Instant::now() + WAIT;
+        let mut committed = 0;
+        while Instant::now() < deadline {
+            committed = 0;
+            for (mq, _) in &table {
+                committed += reader
+                    .committed_offset(G, mq)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+            }
+            if committed == 2 * N as i64 {
+                break;
+            }
+            transport::sleep(STEP).await;
+        }
+        consumer
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        (old, new, table, seen_all, committed)
+    })
+    .unwrap_or_else(|e| panic!("client executor: {e}"));
+    // Each queue went to its first `new-*` message: the `old-*` ones before it add up to N.
+    assert_eq!(table.len(), 2, "{table:?}");
+    assert_eq!(
+        table.iter().map(|(_, o)| o).sum::<i64>(),
+        N as i64,
+        "{table:?}"
+    );
+    assert_eq!(seen.len(), 3 * N, "old once, new twice: {seen:?}");
+    let as_set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    assert_eq!(
+        as_set(&seen[..2 * N]),
+        as_set(&[old.clone(), new.clone()].concat())
+    );
+    assert_eq!(
+        as_set(&seen[2 * N..]),
+        as_set(&new),
+        "after the reset: {seen:?}"
+    );
+    assert_eq!(committed_sum, 2 * N as i64);
+
+    // The CLI on the group, now offline: the next consumer starts where it says.
+    let out = admin_cli(
+        &broker,
+        &["reset-offset", G, TOPIC, "--to", "earliest", "--json"],
+    )
+    .unwrap_or_else(|e| panic!("reset to earliest: {e}"));
+    assert_eq!(cli_table(&out), vec![(0, 0), (1, 0)], "{out}");
+    let out = admin_cli(
+        &broker,
+        &[
+            "reset-offset",
+            G,
+            TOPIC,
+            "--to",
+            "latest",
+            "--no-force",
+            "--json",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("reset to latest, not forced: {e}"));
+    assert_eq!(
+        cli_table(&out),
+        vec![(0, 0), (1, 0)],
+        "only back when not forced: {out}"
+    );
+    let q0 = format!("{}:0", broker.shard_broker_name(0));
+    let out = admin_cli(
+        &broker,
+        &["reset-offset", G, TOPIC, "--queue", &q0, "--offset", "1"],
+    )
+    .unwrap_or_else(|e| panic!("reset one queue: {e}"));
+    assert!(out.contains("offsets reset on 1 queue(s)"), "{out}");
+    let err = admin_cli(
+        &broker,
+        &["reset-offset", G, TOPIC, "--queue", &q0, "--offset", "999"],
+    )
+    .expect_err("offset out of range");
+    assert!(err.contains("not in consume queue range"), "{err}");
+    let err = admin_cli(
+        &broker,
+        &["reset-offset", "e2e_reset_nobody", TOPIC, "--to", "1h"],
+    )
+    .expect_err("unknown group");
+    assert!(err.contains("does not exist"), "{err}");
+    let mut c = Conn::connect(broker.shard_addr(0)).expect("connect");
+    assert_eq!(committed(&mut c, G, TOPIC, 0), 1);
+    assert_eq!(committed(&mut c, G, TOPIC, 1), 0);
+}
+
+#[test]
+fn a_broadcasting_groups_members_are_each_moved_by_the_reset() {
+    const TOPIC: &str = "e2e_reset_bcast";
+    const G: &str = "e2e_reset_bg";
+    const N: usize = 10;
+    let broker = Broker::start(BrokerSpec::default());
+    topic_on(&broker, TOPIC, 2);
+    let namesrv = broker.namesrv();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let offset_dir = dir.path().to_path_buf();
+    let (new, table, seen) = block_on(None, async move {
+        let producer = Producer::new(new_client(&namesrv), ProducerConfig::new("e2e_reset_pg"));
+        let (_old, between, new) = old_then_new(&producer, TOPIC, N).await;
+        let mut cfg = consumer_config(G, TOPIC);
+        cfg.model = MessageModel::Broadcasting;
+        cfg.offset_dir = offset_dir;
+        let (a, sa) = start_recording(new_client(&namesrv), cfg.clone()).await;
+        let (b, sb) = start_recording(new_client(&namesrv), cfg).await;
+        wait_seen(&sa, 2 * N).await;
+        wait_seen(&sb, 2 * N).await;
+        let admin = Admin::new(new_client(&namesrv));
+        let table = admin
+            .reset_offsets(G, TOPIC, between, true, None)
+            .await
+            .unwrap_or_else(|e| panic!("reset: {e}"));
+        let seen = vec![wait_seen(&sa, 3 * N).await, wait_seen(&sb, 3 * N).await];
+        let _ = a.shutdown().await;
+        let _ = b.shutdown().await;
+        (new, table, seen)
+    })
+    .unwrap_or_else(|e| panic!("client executor: {e}"));
+    assert_eq!(
+        table.iter().map(|(_, o)| o).sum::<i64>(),
+        N as i64,
+        "{table:?}"
+    );
+    let as_set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(s.len(), 3 * N, "member {i}: {s:?}");
+        assert_eq!(
+            as_set(&s[2 * N..]),
+            as_set(&new),
+            "member {i} after the reset: {s:?}"
+        );
+    }
+}
