@@ -319,7 +319,8 @@ pub mod perm {
     }
 
     /// Requests only an `admin: true` account may make: RocketMQ's list, plus the ACL admin
-    /// requests themselves (which a 4.x broker lets any account with a valid signature make).
+    /// requests themselves (which a 4.x broker lets any account with a valid signature make)
+    /// and the 5.x list form of group creation.
     pub fn needs_admin(code: i32) -> bool {
         matches!(
             code,
@@ -327,6 +328,8 @@ pub mod perm {
                 | RequestCode::UPDATE_BROKER_CONFIG
                 | RequestCode::DELETE_TOPIC_IN_BROKER
                 | RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP
+                // The list form (5.x) creates groups as the single form does.
+                | RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP_LIST
                 | RequestCode::DELETE_SUBSCRIPTIONGROUP
                 | RequestCode::UPDATE_AND_CREATE_ACL_CONFIG
                 | RequestCode::DELETE_ACL_CONFIG

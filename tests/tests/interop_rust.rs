@@ -473,7 +473,7 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
     // A member of the group on this connection, and a committed offset of 2 on queue 0.
     let hb = serde_json::json!({
         "clientID": "127.0.0.1@admin-view",
-        "producerDataSet": [],
+        "producerDataSet": [{ "groupName": format!("{group}_pg") }],
         "consumerDataSet": [{
             "groupName": group,
             "consumeType": "CONSUME_PASSIVELY",
@@ -634,6 +634,71 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
     assert_eq!(
         (committed(&mut c, 0), committed(&mut c, 1)),
         ("0".into(), "2".into())
+    );
+    // mqadmin producerConnection / the 5.x producer table: the producer of this connection.
+    let producers = &out["producers"]["ok"]["connectionSet"];
+    assert_eq!(producers.as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(producers[0]["clientId"], "127.0.0.1@admin-view", "{out}");
+    assert_eq!(producers[0]["clientAddr"], set[0]["clientAddr"], "{out}");
+    // GET_ALL_PRODUCER_INFO in Java's ProducerTableInfo shape (rocketmq-client-rust 1.0.0's
+    // get_all_producer_info expects snake_case keys, which no Java broker writes either, so
+    // it is read here).
+    let r = c.call(328, &[], &[]).expect("all producers");
+    assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+    let all: serde_json::Value = serde_json::from_slice(&r.body).expect("producer table json");
+    let table = &all["data"][format!("{group}_pg")];
+    assert_eq!(table.as_array().map(Vec::len), Some(1), "{all}");
+    assert_eq!(table[0]["clientId"], "127.0.0.1@admin-view", "{all}");
+    assert_eq!(table[0]["remoteIP"], producers[0]["clientAddr"], "{all}");
+    assert!(
+        table[0]["lastUpdateTimestamp"].as_i64().unwrap_or(0) >= t0,
+        "{all}"
+    );
+    // The group list form created both groups.
+    assert!(out["group_list"].get("ok").is_some(), "{out}");
+    for retries in [3, 4] {
+        let r = c
+            .call(352, &[("group", format!("{group}_l{retries}"))], &[])
+            .expect("get group");
+        assert_eq!(r.code, ramjet_tests::wire::response::SUCCESS);
+        let g: serde_json::Value = serde_json::from_slice(&r.body).expect("group json");
+        assert_eq!(g["retryMaxTimes"], retries);
+    }
+    // cloneGroupOffset copied the reset offsets; then the topic is consumed by both groups,
+    // and the group consumes the topic.
+    assert!(out["clone"].get("ok").is_some(), "{out}");
+    let clone_group = format!("{group}_clone");
+    for (queue, want) in [(0, "0"), (1, "2")] {
+        let ext = [
+            ("consumerGroup", clone_group.clone()),
+            ("topic", topic.to_string()),
+            ("queueId", queue.to_string()),
+        ];
+        let r = c
+            .call(
+                ramjet_tests::wire::request::QUERY_CONSUMER_OFFSET,
+                &ext,
+                &[],
+            )
+            .expect("query offset");
+        assert_eq!(
+            r.ext.get("offset").map(String::as_str),
+            Some(want),
+            "queue {queue}"
+        );
+    }
+    let mut by_who: Vec<String> = out["consumed_by"]["ok"]["groupList"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .map(|g| g.as_str().unwrap_or("").to_string())
+        .collect();
+    by_who.sort();
+    assert_eq!(by_who, [group.to_string(), clone_group], "{out}");
+    assert_eq!(
+        out["topics_of"]["ok"]["topicList"],
+        serde_json::json!([topic]),
+        "{out}"
     );
     // The group's next pull of each queue is moved there (and takes the reset: commits count
     // again).

@@ -38,6 +38,9 @@ struct Producer {
     conn: Weak<Conn>,
     conn_id: u64,
     last_ms: i64,
+    /// The language and version of its last heartbeat's frame.
+    language: LanguageCode,
+    version: i32,
 }
 
 struct Group {
@@ -156,6 +159,84 @@ impl ClientRegistry {
         };
         // Strings, numbers and enum names always serialize.
         Some(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// RocketMQ's ProducerConnection of `group` (GET_PRODUCER_CONNECTION_LIST body): its
+    /// live producers. `None`: none is connected.
+    pub fn producer_connection_json(&self, group: &str) -> Option<Vec<u8>> {
+        let inner = self.inner.borrow();
+        let connection_set: Vec<ConnectionJson<'_>> = inner
+            .producers
+            .get(group)?
+            .iter()
+            .filter_map(|(id, p)| {
+                let conn = p.conn.upgrade().filter(|c| !c.is_closed())?;
+                Some(ConnectionJson {
+                    client_id: id,
+                    client_addr: conn.peer().to_string(),
+                    language: p.language.name(),
+                    version: p.version,
+                })
+            })
+            .collect();
+        if connection_set.is_empty() {
+            return None;
+        }
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ProducerConnection<'a> {
+            connection_set: Vec<ConnectionJson<'a>>,
+        }
+        serde_json::to_vec(&ProducerConnection { connection_set }).ok()
+    }
+
+    /// RocketMQ's ProducerTableInfo (GET_ALL_PRODUCER_INFO body): every live producer by group.
+    pub fn producer_table_json(&self) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ProducerInfo<'a> {
+            client_id: &'a str,
+            #[serde(rename = "remoteIP")]
+            remote_ip: String,
+            language: &'static str,
+            version: i32,
+            last_update_timestamp: i64,
+        }
+        let inner = self.inner.borrow();
+        let data: BTreeMap<&str, Vec<ProducerInfo<'_>>> = inner
+            .producers
+            .iter()
+            .map(|(group, members)| {
+                let mut live: Vec<ProducerInfo<'_>> = members
+                    .iter()
+                    .filter_map(|(id, p)| {
+                        let conn = p.conn.upgrade().filter(|c| !c.is_closed())?;
+                        Some(ProducerInfo {
+                            client_id: id,
+                            remote_ip: conn.peer().to_string(),
+                            language: p.language.name(),
+                            version: p.version,
+                            last_update_timestamp: p.last_ms,
+                        })
+                    })
+                    .collect();
+                live.sort_by(|a, b| a.client_id.cmp(b.client_id));
+                (group.as_str(), live)
+            })
+            .filter(|(_, live)| !live.is_empty())
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "data": data })).unwrap_or_default()
+    }
+
+    /// Groups with a member subscribed to `topic` (RocketMQ's queryTopicConsumeByWho).
+    pub fn groups_consuming(&self, topic: &str) -> Vec<String> {
+        self.inner
+            .borrow()
+            .groups
+            .iter()
+            .filter(|(_, g)| g.subs.contains_key(topic))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Whether `group`'s members consume by broadcasting (from their heartbeats).
@@ -344,6 +425,8 @@ pub fn heartbeat(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
                         conn: Rc::downgrade(conn),
                         conn_id: conn.id(),
                         last_ms: now,
+                        language: req.language,
+                        version: req.version,
                     },
                 );
         }

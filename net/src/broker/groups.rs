@@ -252,8 +252,19 @@ impl Groups {
     /// Creates or replaces a group and writes the file. An invalid config changes nothing;
     /// a failed write leaves the change applied in memory and retried later.
     pub fn upsert(&self, g: GroupConfig) -> Result<(), GroupError> {
-        g.check()?;
-        self.t.table.borrow_mut().insert(g.group_name.clone(), g);
+        self.upsert_all(vec![g])
+    }
+
+    /// [`Self::upsert`] of several groups with one write: one invalid config changes nothing.
+    pub fn upsert_all(&self, groups: Vec<GroupConfig>) -> Result<(), GroupError> {
+        for g in &groups {
+            g.check()?;
+        }
+        let mut table = self.t.table.borrow_mut();
+        for g in groups {
+            table.insert(g.group_name.clone(), g);
+        }
+        drop(table);
         self.t.bump();
         self.write()
     }
@@ -326,6 +337,46 @@ pub fn update_group(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             req,
             ResponseCode::SYSTEM_ERROR,
             &format!("group {name} applied, but not written yet (retried): {e}"),
+        ),
+        Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    }
+}
+
+/// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP_LIST (225, 5.x): the body is a SubscriptionGroupList
+/// (`{"groupConfigList":[...]}`); applied together, with one write, or not at all.
+pub fn update_group_list(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct GroupList {
+        group_config_list: Vec<GroupConfig>,
+    }
+    let list: GroupList = match ramjet_core::remoting::body::fastjson::from_slice(
+        req.body,
+        "SubscriptionGroupList",
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("bad SubscriptionGroupList body: {e}"),
+            )
+        }
+    };
+    let names: Vec<String> = list
+        .group_config_list
+        .iter()
+        .map(|g| g.group_name.clone())
+        .collect();
+    match b.groups.upsert_all(list.group_config_list) {
+        Ok(()) => {
+            tracing::info!(shard = b.index, groups = ?names, "subscription groups created or updated");
+            conn.respond(req, ResponseCode::SUCCESS, None, &(), &[])
+        }
+        Err(e @ GroupError::Persist(_)) => conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!("groups {names:?} applied, but not written yet (retried): {e}"),
         ),
         Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
     }

@@ -264,6 +264,36 @@ impl OffsetStore {
         out
     }
 
+    /// Groups with committed offsets on `topic` (RocketMQ's whichGroupByTopic), sorted.
+    pub fn groups_of(&self, topic: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .table
+            .borrow()
+            .get(topic)
+            .map(|groups| groups.keys().cloned().collect())
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// Copies `src`'s offsets on `topic` to `dest` (RocketMQ's cloneOffset): `dest`'s queues
+    /// that `src` has are overwritten. Returns the number of queues copied.
+    pub fn clone_group(&self, src: &str, dest: &str, topic: &str) -> usize {
+        let Some(queues) = self
+            .table
+            .borrow()
+            .get(topic)
+            .and_then(|g| g.get(src))
+            .cloned()
+        else {
+            return 0;
+        };
+        for (&q, &o) in &queues {
+            self.commit(topic, dest, q, o);
+        }
+        queues.len()
+    }
+
     /// Sum of the committed offsets of each (topic, group) (the consume rate's samples).
     pub fn totals(&self) -> Vec<(String, String, i64)> {
         let t = self.table.borrow();
@@ -442,6 +472,26 @@ mod tests {
         s.remove_topic("U");
         assert!(!s.has_reset("U", "H", 3));
         assert_eq!(s.resets_pending.get(), 0);
+    }
+
+    #[test]
+    fn a_groups_offsets_clone_onto_another_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = OffsetStore::open(dir.path()).unwrap();
+        s.commit("T", "src", 0, 5);
+        s.commit("T", "src", 1, 7);
+        s.commit("T", "dest", 1, 1);
+        s.commit("T", "dest", 2, 9);
+        s.commit("U", "src", 0, 3);
+        assert_eq!(s.clone_group("src", "dest", "T"), 2);
+        assert_eq!(
+            [0, 1, 2].map(|q| s.get("T", "dest", q)),
+            [Some(5), Some(7), Some(9)]
+        );
+        assert_eq!(s.get("U", "dest", 0), None, "only the topic named");
+        assert_eq!(s.clone_group("nobody", "dest", "T"), 0);
+        assert_eq!(s.groups_of("T"), ["dest", "src"]);
+        assert!(s.groups_of("V").is_empty());
     }
 
     #[test]

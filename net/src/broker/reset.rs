@@ -13,11 +13,14 @@
 //! RocketMQ 4 does, and answers CONSUMER_NOT_ONLINE when none is.
 //!
 //! The answer's body is RocketMQ's ResetOffsetBody: the new offset of every queue reset.
+//!
+//! CLONE_GROUP_OFFSET (314, `mqadmin cloneGroupOffset`) copies one group's committed offsets
+//! onto another's, for one topic or every topic the source group has offsets on.
 
 use std::rc::Rc;
 
 use ramjet_core::remoting::body::queue_table::offset_table_json;
-use ramjet_core::remoting::headers::ResetOffsetRequestHeader;
+use ramjet_core::remoting::headers::{CloneGroupOffsetRequestHeader, ResetOffsetRequestHeader};
 use ramjet_core::remoting::{CommandView, FrameHead, RequestCode, ResponseCode};
 
 use super::conn::Conn;
@@ -144,4 +147,32 @@ pub fn invoke_reset(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         tracing::info!(shard = b.index, group = h.group, topic = h.topic, offsets = %body, "consumer offsets reset");
     }
     conn.respond(req, ResponseCode::SUCCESS, None, &(), body.as_bytes());
+}
+
+/// CLONE_GROUP_OFFSET: RocketMQ skips a topic this broker lacks, and (unless `offline`) one the
+/// source group's online members do not subscribe to; the answer is SUCCESS either way. The
+/// log line says what was copied.
+pub fn clone_offsets(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let Some(h) = decode::<CloneGroupOffsetRequestHeader>(conn, req) else {
+        return;
+    };
+    let topics = match h.topic.filter(|t| !t.trim().is_empty()) {
+        Some(t) => vec![t.to_string()],
+        None => b.offsets.topics_of(h.src_group),
+    };
+    let mut copied = Vec::new();
+    for topic in &topics {
+        if !b.topics.contains(topic) {
+            tracing::warn!(shard = b.index, topic = %topic, "clone group offset: no such topic here; skipped");
+            continue;
+        }
+        if !h.offline.unwrap_or(false) && b.clients.subscribes(h.src_group, topic) == Some(false) {
+            tracing::warn!(shard = b.index, group = h.src_group, topic = %topic, "clone group offset: the online group does not subscribe to the topic; skipped");
+            continue;
+        }
+        let n = b.offsets.clone_group(h.src_group, h.dest_group, topic);
+        copied.push(format!("{topic}: {n} queue(s)"));
+    }
+    tracing::info!(shard = b.index, src = h.src_group, dest = h.dest_group, copied = ?copied, "consumer offsets cloned");
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]);
 }

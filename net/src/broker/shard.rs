@@ -636,6 +636,18 @@ impl Service for Broker {
             RequestCode::INVOKE_BROKER_TO_RESET_OFFSET => {
                 super::reset::invoke_reset(self, conn, req)
             }
+            RequestCode::CLONE_GROUP_OFFSET => super::reset::clone_offsets(self, conn, req),
+            RequestCode::GET_PRODUCER_CONNECTION_LIST => {
+                super::stats::producer_connections(self, conn, req)
+            }
+            RequestCode::GET_ALL_PRODUCER_INFO => super::stats::all_producers(self, conn, req),
+            RequestCode::QUERY_TOPIC_CONSUME_BY_WHO => {
+                super::stats::topic_consumed_by(self, conn, req)
+            }
+            RequestCode::QUERY_TOPICS_BY_CONSUMER => super::stats::topics_of_group(self, conn, req),
+            RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP_LIST => {
+                super::groups::update_group_list(self, conn, req)
+            }
             _ => self.not_supported(conn, req),
         }
     }

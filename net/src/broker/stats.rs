@@ -1,6 +1,8 @@
 //! RocketMQ's admin views of one shard: GET_TOPIC_STATS_INFO (202, `mqadmin topicStatus`),
-//! GET_CONSUME_STATS (208, `mqadmin consumerProgress`) and GET_CONSUMER_CONNECTION_LIST (203,
-//! `mqadmin consumerConnection`).
+//! GET_CONSUME_STATS (208, `mqadmin consumerProgress`), GET_CONSUMER_CONNECTION_LIST (203,
+//! `mqadmin consumerConnection`), GET_PRODUCER_CONNECTION_LIST (204, `mqadmin
+//! producerConnection`), GET_ALL_PRODUCER_INFO (328), QUERY_TOPIC_CONSUME_BY_WHO (300) and
+//! QUERY_TOPICS_BY_CONSUMER (343).
 //!
 //! The two bodies keyed by message queue are written as fastjson writes them: a JSON object as
 //! a map key (`{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:{...}}}`), which
@@ -19,9 +21,11 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use ramjet_core::remoting::body::queue_table::write_queue_key;
+use ramjet_core::remoting::body::TopicList;
 use ramjet_core::remoting::headers::{
     GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
-    GetTopicStatsInfoRequestHeader,
+    GetProducerConnectionListRequestHeader, GetTopicStatsInfoRequestHeader,
+    QueryTopicConsumeByWhoRequestHeader, QueryTopicsByConsumerRequestHeader,
 };
 use ramjet_core::remoting::{CommandView, ResponseCode};
 
@@ -215,4 +219,55 @@ pub fn consumer_connections(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) 
             &format!("the consumer group[{}] not online", h.consumer_group),
         ),
     }
+}
+
+/// GET_PRODUCER_CONNECTION_LIST: the group's live producers; SYSTEM_ERROR (RocketMQ's answer)
+/// when none is connected.
+pub fn producer_connections(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let Some(h) = decode::<GetProducerConnectionListRequestHeader>(conn, req) else {
+        return;
+    };
+    match b.clients.producer_connection_json(h.producer_group) {
+        Some(body) => conn.respond(req, ResponseCode::SUCCESS, None, &(), &body),
+        None => conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!("the producer group[{}] not exist", h.producer_group),
+        ),
+    }
+}
+
+/// GET_ALL_PRODUCER_INFO: every live producer of this shard, by group.
+pub fn all_producers(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let body = b.clients.producer_table_json();
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), &body);
+}
+
+/// QUERY_TOPIC_CONSUME_BY_WHO: groups subscribed to the topic (heartbeats) or with committed
+/// offsets on it, as RocketMQ's GroupList.
+pub fn topic_consumed_by(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let Some(h) = decode::<QueryTopicConsumeByWhoRequestHeader>(conn, req) else {
+        return;
+    };
+    let mut groups = b.clients.groups_consuming(h.topic);
+    groups.extend(b.offsets.groups_of(h.topic));
+    groups.sort();
+    groups.dedup();
+    let body = serde_json::json!({ "groupList": groups }).to_string();
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), body.as_bytes());
+}
+
+/// QUERY_TOPICS_BY_CONSUMER: topics the group has committed offsets on, as RocketMQ's
+/// TopicList with this shard's address.
+pub fn topics_of_group(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    let Some(h) = decode::<QueryTopicsByConsumerRequestHeader>(conn, req) else {
+        return;
+    };
+    let list = TopicList {
+        broker_addr: Some(b.addr.to_string()),
+        topic_list: b.offsets.topics_of(h.group),
+    };
+    // Strings always serialize.
+    let body = serde_json::to_vec(&list).unwrap_or_default();
+    conn.respond(req, ResponseCode::SUCCESS, None, &(), &body);
 }

@@ -47,3 +47,36 @@ ext_header! {
         pub consumer_group: &'a str = "consumerGroup",
     }
 }
+
+ext_header! {
+    /// GET_PRODUCER_CONNECTION_LIST (204) request (`mqadmin producerConnection`).
+    pub struct GetProducerConnectionListRequestHeader<'a> {
+        pub producer_group: &'a str = "producerGroup",
+    }
+}
+
+ext_header! {
+    /// QUERY_TOPIC_CONSUME_BY_WHO (300) request (`mqadmin topicStatus` / consumer lookups).
+    pub struct QueryTopicConsumeByWhoRequestHeader<'a> {
+        pub topic: &'a str = "topic",
+    }
+}
+
+ext_header! {
+    /// QUERY_TOPICS_BY_CONSUMER (343) request.
+    pub struct QueryTopicsByConsumerRequestHeader<'a> {
+        pub group: &'a str = "group",
+    }
+}
+
+ext_header! {
+    /// CLONE_GROUP_OFFSET (314) request (`mqadmin cloneGroupOffset`): `topic` absent = every
+    /// topic the source group has offsets on; `offline` = copy even topics the source group's
+    /// online members do not subscribe to.
+    pub struct CloneGroupOffsetRequestHeader<'a> {
+        pub src_group: &'a str = "srcGroup",
+        pub dest_group: &'a str = "destGroup",
+        pub topic: Option<&'a str> = "topic",
+        pub offline: Option<bool> = "offline",
+    }
+}

@@ -526,7 +526,49 @@ async fn admin(runtime: Arc<ClientRuntime>, spec: AdminSpec, namesrv: String) ->
         2,
     )
     .await;
+    // The lookups and the list form of group creation, then the group's offsets copied.
+    let producers = ConsumerAdmin::examine_producer_connection_info(
+        &a,
+        CheetahString::from(format!("{}_pg", spec.group)),
+        CheetahString::from(spec.topic.as_str()),
+    )
+    .await;
+    let configs = [3, 4]
+        .iter()
+        .map(|retries| {
+            serde_json::from_value(serde_json::json!({
+                "groupName": format!("{}_l{retries}", spec.group),
+                "consumeEnable": true,
+                "retryQueueNums": 1,
+                "retryMaxTimes": retries,
+            }))
+            .expect("SubscriptionGroupConfig")
+        })
+        .collect();
+    let group_list = ConsumerAdmin::create_and_update_subscription_group_config_list(
+        &a,
+        CheetahString::from(spec.broker_addr.as_str()),
+        configs,
+    )
+    .await;
+    let clone = OffsetAdmin::clone_group_offset(
+        &a,
+        CheetahString::from(spec.group.as_str()),
+        CheetahString::from(format!("{}_clone", spec.group)),
+        CheetahString::from(spec.topic.as_str()),
+        true,
+    )
+    .await;
+    let consumed_by =
+        TopicAdmin::query_topic_consume_by_who(&a, CheetahString::from(spec.topic.as_str())).await;
+    let topics_of =
+        TopicAdmin::query_topics_by_consumer(&a, CheetahString::from(spec.group.as_str())).await;
     serde_json::json!({
+        "producers": outcome(producers),
+        "group_list": outcome(group_list),
+        "clone": outcome(clone),
+        "consumed_by": outcome(consumed_by),
+        "topics_of": outcome(topics_of),
         "reset_by_time": outcome(reset_by_time),
         "reset_queue": outcome(reset_queue),
         "topic_stats": outcome(topic_stats),
