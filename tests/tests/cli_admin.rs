@@ -147,4 +147,49 @@ fn admin_status_reports_sync_ack_and_fdatasync_latencies() {
             "{p}: {v}"
         );
     }
+
+    // `admin config` (GET_BROKER_CONFIG): RocketMQ's keys and ramjet's, this broker's values.
+    let v: serde_json::Value =
+        serde_json::from_str(&admin(&broker, &["config", "--json", "--filter", "flush"]))
+            .expect("json");
+    let cfg = &v["brokers"][0]["info"];
+    assert_eq!(cfg["flushDiskType"], "SYNC_FLUSH", "{v}");
+    assert_eq!(cfg["store.flush"], "sync", "{v}");
+    assert!(
+        cfg.get("brokerName").is_none(),
+        "--filter keeps only flush keys: {v}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&admin(&broker, &["config", "--json"])).expect("json");
+    let cfg = &v["brokers"][0]["info"];
+    assert_eq!(
+        cfg["brokerName"],
+        broker.shard_broker_name(0).as_str(),
+        "{v}"
+    );
+    assert_eq!(
+        cfg["listenPort"],
+        broker.shard_addr(0).port().to_string(),
+        "{v}"
+    );
+    assert_eq!(cfg["brokerRole"], "ASYNC_MASTER", "{v}");
+    assert!(
+        cfg["storePathRootDir"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("shard-0"),
+        "{v}"
+    );
+    // Changing it at run time is refused, with what to do instead; nothing changes.
+    let r = c
+        .call(25, &[], b"flushDiskType=ASYNC_FLUSH\nstore.flush=async\n")
+        .expect("update config");
+    assert_eq!(r.code, 3, "REQUEST_CODE_NOT_SUPPORTED: {:?}", r.remark);
+    let remark = r.remark.unwrap_or_default();
+    assert!(
+        remark.contains("flushDiskType, store.flush") && remark.contains("restart"),
+        "{remark}"
+    );
+    let again = admin(&broker, &["config", "--filter", "flushDiskType"]);
+    assert!(again.contains("SYNC_FLUSH"), "{again}");
 }

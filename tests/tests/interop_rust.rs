@@ -635,6 +635,17 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
         (committed(&mut c, 0), committed(&mut c, 1)),
         ("0".into(), "2".into())
     );
+    // mqadmin getBrokerConfig: RocketMQ's keys with this shard's values, ramjet's as
+    // section.key.
+    let cfg = &out["broker_config"]["ok"];
+    assert_eq!(
+        cfg["brokerName"],
+        broker.shard_broker_name(0).as_str(),
+        "{out}"
+    );
+    assert_eq!(cfg["flushDiskType"], "ASYNC_FLUSH", "{out}");
+    assert_eq!(cfg["store.flush"], "async", "{out}");
+    assert_eq!(cfg["broker.stats_sample_ms"], "200", "{out}");
     // mqadmin producerConnection / the 5.x producer table: the producer of this connection.
     let producers = &out["producers"]["ok"]["connectionSet"];
     assert_eq!(producers.as_array().map(Vec::len), Some(1), "{out}");

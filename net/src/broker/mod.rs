@@ -8,6 +8,7 @@ pub mod admin;
 pub mod clients;
 pub mod coalesce;
 pub mod config;
+pub mod config_view;
 pub mod conn;
 pub mod delivery;
 pub mod groups;

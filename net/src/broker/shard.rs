@@ -532,9 +532,14 @@ impl Broker {
 
     /// Answers a request code this broker does not serve.
     pub fn not_supported(&self, conn: &Conn, req: &CommandView<'_>) {
-        ShardCounters::add(&self.counters.not_supported, 1);
         let remark = format!(" request type {} not supported", req.code);
-        conn.respond_error(req, ResponseCode::REQUEST_CODE_NOT_SUPPORTED, &remark);
+        self.not_supported_with(conn, req, &remark);
+    }
+
+    /// [`Self::not_supported`] with a remark that says what to do instead.
+    pub fn not_supported_with(&self, conn: &Conn, req: &CommandView<'_>, remark: &str) {
+        ShardCounters::add(&self.counters.not_supported, 1);
+        conn.respond_error(req, ResponseCode::REQUEST_CODE_NOT_SUPPORTED, remark);
     }
 }
 
@@ -636,6 +641,8 @@ impl Service for Broker {
             RequestCode::INVOKE_BROKER_TO_RESET_OFFSET => {
                 super::reset::invoke_reset(self, conn, req)
             }
+            RequestCode::GET_BROKER_CONFIG => super::config_view::get_config(self, conn, req),
+            RequestCode::UPDATE_BROKER_CONFIG => super::config_view::update_config(self, conn, req),
             RequestCode::CLONE_GROUP_OFFSET => super::reset::clone_offsets(self, conn, req),
             RequestCode::GET_PRODUCER_CONNECTION_LIST => {
                 super::stats::producer_connections(self, conn, req)

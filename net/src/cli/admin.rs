@@ -44,6 +44,17 @@ pub enum AdminCommand {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Configuration of every broker, masters and slaves (GET_BROKER_CONFIG, like mqadmin
+    /// getBrokerConfig): RocketMQ's keys (brokerRole, flushDiskType, ...) and every ramjet
+    /// setting as section.key, defaults included.
+    Config {
+        /// Only brokers of this cluster (default: every cluster).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only keys containing this text (case-insensitive), e.g. `flush` or `store.`.
+        #[arg(long)]
+        filter: Option<String>,
+    },
     /// ACL accounts of brokers with `broker.acl_enable` (docs/acl.md): show, create or change,
     /// delete, set the global white list. Changes rewrite each broker's accounts file. Needs
     /// an admin account (--access-key/--secret-key).
@@ -327,8 +338,12 @@ pub(crate) async fn admin_text(admin: &Admin, args: &AdminArgs) -> Result<String
                 }
             }
         }
-        AdminCommand::Status { cluster, filter } => {
-            let all = admin.status(cluster.as_deref()).await?;
+        AdminCommand::Status { cluster, filter } | AdminCommand::Config { cluster, filter } => {
+            let all = if matches!(args.command, AdminCommand::Config { .. }) {
+                admin.configs(cluster.as_deref()).await?
+            } else {
+                admin.status(cluster.as_deref()).await?
+            };
             let wanted = |k: &str| {
                 filter
                     .as_ref()

@@ -152,21 +152,57 @@ impl Admin {
         Ok(kv.table)
     }
 
-    /// [`Admin::runtime_info`] of every broker of `cluster` (all clusters when `None`), in
-    /// [`Admin::brokers`] order.
+    /// The configuration of the broker at `addr` (GET_BROKER_CONFIG, as `mqadmin
+    /// getBrokerConfig` reads it): Java properties text, parsed.
+    pub async fn broker_config(&self, addr: &str) -> Result<BTreeMap<String, String>, ClientError> {
+        let resp = self
+            .client
+            .invoke_ok(addr, RequestCode::GET_BROKER_CONFIG, &(), &[])
+            .await?;
+        let text = String::from_utf8_lossy(&resp.body);
+        Ok(text
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+            .filter_map(|l| {
+                let (k, v) = l.split_once(['=', ':'])?;
+                Some((k.trim().to_string(), v.trim().to_string()))
+            })
+            .collect())
+    }
+
+    /// Every broker of `cluster` (all clusters when `None`), masters and slaves, in
+    /// [`Admin::brokers`] order; an unknown cluster is an error.
+    async fn brokers_of(&self, cluster: Option<&str>) -> Result<Vec<BrokerEntry>, ClientError> {
+        // The cluster check of `masters`, then masters and slaves alike.
+        self.masters(cluster).await?;
+        let mut all = self.brokers().await?;
+        all.retain(|b| cluster.is_none_or(|c| b.cluster == c));
+        Ok(all)
+    }
+
+    /// [`Admin::runtime_info`] of every broker of `cluster` (all clusters when `None`).
     pub async fn status(
         &self,
         cluster: Option<&str>,
     ) -> Result<Vec<(BrokerEntry, BTreeMap<String, String>)>, ClientError> {
-        // The cluster check of `masters`, then masters and slaves alike.
-        self.masters(cluster).await?;
         let mut out = Vec::new();
-        for b in self.brokers().await? {
-            if cluster.is_some_and(|c| b.cluster != c) {
-                continue;
-            }
+        for b in self.brokers_of(cluster).await? {
             let info = self.runtime_info(&b.addr).await?;
             out.push((b, info));
+        }
+        Ok(out)
+    }
+
+    /// [`Admin::broker_config`] of every broker of `cluster` (all clusters when `None`).
+    pub async fn configs(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<(BrokerEntry, BTreeMap<String, String>)>, ClientError> {
+        let mut out = Vec::new();
+        for b in self.brokers_of(cluster).await? {
+            let cfg = self.broker_config(&b.addr).await?;
+            out.push((b, cfg));
         }
         Ok(out)
     }

@@ -80,3 +80,11 @@ ext_header! {
         pub offline: Option<bool> = "offline",
     }
 }
+
+ext_header! {
+    /// GET_BROKER_CONFIG (26) response: the configuration's DataVersion as JSON (the body is
+    /// the configuration, `key=value` lines).
+    pub struct GetBrokerConfigResponseHeader<'a> {
+        pub version: &'a str = "version",
+    }
+}

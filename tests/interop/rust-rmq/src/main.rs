@@ -46,12 +46,14 @@ use cheetah_string::CheetahString;
 use parking_lot::Mutex;
 use rocketmq_client_rust::{AclClientRPCHook, SessionCredentials};
 use rocketmq_client_rust::{
+    BrokerAdmin, ConsumerAdmin, DefaultMQAdminExt, OffsetAdmin, TopicAdmin,
+};
+use rocketmq_client_rust::{
     ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
     ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, LocalTransactionState,
     MQPushConsumer, MessageListenerConcurrently, MessageSelector, TransactionListener,
     TransactionMQProducer,
 };
-use rocketmq_client_rust::{ConsumerAdmin, DefaultMQAdminExt, OffsetAdmin, TopicAdmin};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_builder::MessageBuilder;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -563,7 +565,17 @@ async fn admin(runtime: Arc<ClientRuntime>, spec: AdminSpec, namesrv: String) ->
         TopicAdmin::query_topic_consume_by_who(&a, CheetahString::from(spec.topic.as_str())).await;
     let topics_of =
         TopicAdmin::query_topics_by_consumer(&a, CheetahString::from(spec.group.as_str())).await;
+    // `mqadmin getBrokerConfig`.
+    let broker_config =
+        BrokerAdmin::get_broker_config(&a, CheetahString::from(spec.broker_addr.as_str()))
+            .await
+            .map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<std::collections::BTreeMap<String, String>>()
+            });
     serde_json::json!({
+        "broker_config": outcome(broker_config),
         "producers": outcome(producers),
         "group_list": outcome(group_list),
         "clone": outcome(clone),
