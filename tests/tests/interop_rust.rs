@@ -315,8 +315,29 @@ fn rocketmq_client_rust_push_consumer_with_a_sql92_selector() {
         "quiet_ms": 1500,
         "sql": "level >= 6 AND region = 'us'",
         "messages": messages,
+        "running_info": true,
     });
     let out = roundtrip(&broker.namesrv(), &spec, "interop-rust-sql");
+    // GET_CONSUMER_RUNNING_INFO went through the broker to the consumer and back: its own
+    // account of its subscription.
+    let info = &out["running_info"]["ok"];
+    let subs = info["subscriptionSet"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", interop::compact(&out)));
+    assert!(
+        subs.iter().any(|s| s["topic"] == topic
+            && s["expressionType"] == "SQL92"
+            && s["subString"] == "level >= 6 AND region = 'us'"),
+        "{}",
+        interop::compact(&out)
+    );
+    assert!(
+        info["properties"]
+            .as_object()
+            .is_some_and(|p| !p.is_empty()),
+        "{}",
+        interop::compact(&out)
+    );
     for s in out["sends"].as_array().expect("sends") {
         assert_eq!(s["ok"], true, "send failed: {}", interop::compact(s));
     }

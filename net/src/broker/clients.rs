@@ -280,6 +280,19 @@ impl ClientRegistry {
             .find(|c| !c.is_closed())
     }
 
+    /// The connection of member `client_id` of `group`, if it is live.
+    pub fn member_conn(&self, group: &str, client_id: &str) -> Option<Rc<Conn>> {
+        self.inner
+            .borrow()
+            .groups
+            .get(group)?
+            .members
+            .get(client_id)?
+            .conn
+            .upgrade()
+            .filter(|c| !c.is_closed())
+    }
+
     /// Connections of a group's members (a reset of a broadcasting group's offsets goes to
     /// each).
     pub fn members_conns(&self, group: &str) -> Vec<Rc<Conn>> {

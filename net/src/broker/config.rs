@@ -148,6 +148,9 @@ pub struct BrokerSection {
     /// How often the put and consume rates of the admin views (topicPutTps, consumeTps) are
     /// sampled; each rate is the change over the last interval.
     pub stats_sample_ms: u64,
+    /// How long an admin request the broker passes to a client (GET_CONSUMER_RUNNING_INFO,
+    /// CONSUME_MESSAGE_DIRECTLY) waits for the client's answer (RocketMQ: 10 s).
+    pub client_call_timeout_ms: u64,
     /// Deliver file-backed pull data with sendfile(2); false forces the copy path.
     pub zero_copy: bool,
     /// Read pull data that is not in the page cache on the blocking thread before sending it,
@@ -255,6 +258,7 @@ impl Default for BrokerSection {
             register_interval_ms: 30_000,
             client_idle_ms: 120_000,
             stats_sample_ms: 10_000,
+            client_call_timeout_ms: 10_000,
             zero_copy: true,
             cold_reads_off_shard: true,
             read_coalesce_us: DEFAULT_READ_COALESCE_US,
@@ -584,6 +588,13 @@ impl Config {
                 "broker.stats_sample_ms",
                 self.broker.stats_sample_ms.to_string(),
                 "expected 100 to 3600000 ms",
+            );
+        }
+        if !(100..=600_000).contains(&self.broker.client_call_timeout_ms) {
+            return inv(
+                "broker.client_call_timeout_ms",
+                self.broker.client_call_timeout_ms.to_string(),
+                "expected 100 to 600000 ms",
             );
         }
         if self.broker.acl_reload_interval_ms != 0 && self.broker.acl_reload_interval_ms < 10 {

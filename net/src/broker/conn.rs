@@ -14,10 +14,11 @@
 //! re-synchronised (bad length word, frame above the limit) is closed with a log line.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -80,7 +81,21 @@ pub struct Conn {
     /// A request that holds this connection's reads until it completes (see
     /// [`Conn::hold_reads`]).
     hold: RefCell<Option<Pin<Box<dyn Future<Output = ()>>>>>,
+    /// Requests this server sent on the connection on behalf of another connection's request
+    /// (see [`Conn::relay`]), by the opaque they were sent with.
+    relays: RefCell<HashMap<i32, Relay>>,
 }
+
+/// Where the answer to a relayed request goes.
+struct Relay {
+    to: Weak<Conn>,
+    opaque: i32,
+    serialize_type: SerializeType,
+    code: i32,
+}
+
+/// Most requests relayed on one connection at a time.
+const MAX_RELAYS_PER_CONN: usize = 64;
 
 impl Conn {
     /// Reads no further request from this connection until `until` completes (it must end by
@@ -240,6 +255,97 @@ impl Conn {
 
     pub fn counters(&self) -> &Rc<DeliveryCounters> {
         &self.counters
+    }
+
+    /// Sends request `code` (with `header` and `body`) on this connection for `req`, which
+    /// arrived on `from`: the answer this connection's peer gives is sent back to `from` as
+    /// the answer to `req`, code, remark, header fields and body unchanged (RocketMQ's
+    /// broker-to-client calls such as GET_CONSUMER_RUNNING_INFO). With no answer within
+    /// `timeout`, `from` gets CONSUME_MSG_TIMEOUT; if this connection closes first,
+    /// SYSTEM_ERROR.
+    ///
+    /// `reply` is the request's (opaque, serialization) on `from`.
+    pub fn relay<H: EncodeHeader + ?Sized>(
+        self: &Rc<Self>,
+        code: i32,
+        header: &H,
+        body: &[u8],
+        from: &Rc<Conn>,
+        reply: (i32, SerializeType),
+        timeout: Duration,
+    ) {
+        let r = Relay {
+            to: Rc::downgrade(from),
+            opaque: reply.0,
+            serialize_type: reply.1,
+            code,
+        };
+        if self.is_closed() {
+            return r.answer_error(
+                ResponseCode::SYSTEM_ERROR,
+                "the client's connection is closed",
+            );
+        }
+        if self.relays.borrow().len() >= MAX_RELAYS_PER_CONN {
+            return r.answer_error(
+                ResponseCode::SYSTEM_BUSY,
+                &format!("{MAX_RELAYS_PER_CONN} requests to this client are already waiting for its answers; try again"),
+            );
+        }
+        let opaque = self.next_opaque();
+        self.relays.borrow_mut().insert(opaque, r);
+        let head = FrameHead::request(code, opaque);
+        self.send_frame(self.serialize_type(), &head, header, body);
+        let this = Rc::downgrade(self);
+        runtime::spawn_detached(async move {
+            runtime::sleep(timeout).await;
+            let Some(this) = this.upgrade() else { return };
+            let Some(r) = this.relays.borrow_mut().remove(&opaque) else {
+                return;
+            };
+            let remark = format!(
+                "the client {} did not answer request {} within {} ms",
+                this.peer,
+                r.code,
+                timeout.as_millis()
+            );
+            r.answer_error(ResponseCode::CONSUME_MSG_TIMEOUT, &remark);
+        });
+    }
+
+    /// Sends `resp`, an answer from this connection's peer, on to the connection whose
+    /// request it answers; `false` when no relayed request has its opaque.
+    fn finish_relay(&self, resp: &CommandView<'_>) -> bool {
+        let Some(r) = self.relays.borrow_mut().remove(&resp.opaque) else {
+            return false;
+        };
+        if let Some(to) = r.to.upgrade() {
+            let mut head = FrameHead::response(resp.code, r.opaque);
+            head.remark = resp.remark.as_deref();
+            to.send_frame(r.serialize_type, &head, &resp.ext, resp.body);
+        }
+        true
+    }
+
+    /// Answers every relayed request still waiting (the connection closed).
+    fn fail_relays(&self) {
+        let pending: Vec<Relay> = self.relays.borrow_mut().drain().map(|(_, r)| r).collect();
+        for r in pending {
+            let remark = format!(
+                "the client {} closed its connection before answering request {}",
+                self.peer, r.code
+            );
+            r.answer_error(ResponseCode::SYSTEM_ERROR, &remark);
+        }
+    }
+}
+
+impl Relay {
+    fn answer_error(&self, code: i32, remark: &str) {
+        if let Some(to) = self.to.upgrade() {
+            let head = FrameHead::response(code, self.opaque).with_remark(remark);
+            to.send_frame(self.serialize_type, &head, &(), &[]);
+        }
     }
 }
 
@@ -546,6 +652,7 @@ pub async fn serve_connection(
         next_opaque: Cell::new(1),
         last_serialize_type: Cell::new(SerializeType::Json),
         hold: RefCell::new(None),
+        relays: RefCell::new(HashMap::new()),
     });
     let writer_task = runtime::spawn_task(writer_loop(
         conn.clone(),
@@ -588,7 +695,9 @@ pub async fn serve_connection(
                         Ok(view) => {
                             conn.last_serialize_type.set(view.serialize_type);
                             if view.is_response() {
-                                service.response(&conn, &view);
+                                if !conn.finish_relay(&view) {
+                                    service.response(&conn, &view);
+                                }
                             } else {
                                 stats.requests_total.set(stats.requests_total.get() + 1);
                                 tracing::trace!(
@@ -693,6 +802,7 @@ pub async fn serve_connection(
         }
     };
     service.closed(&conn);
+    conn.fail_relays();
     conn.close();
     let _ = writer_task.await;
     result

@@ -641,6 +641,12 @@ impl Service for Broker {
             RequestCode::INVOKE_BROKER_TO_RESET_OFFSET => {
                 super::reset::invoke_reset(self, conn, req)
             }
+            RequestCode::GET_CONSUMER_RUNNING_INFO => {
+                super::client_calls::consumer_running_info(self, conn, req)
+            }
+            RequestCode::CONSUME_MESSAGE_DIRECTLY => {
+                super::client_calls::consume_directly(self, conn, req)
+            }
             RequestCode::GET_BROKER_CONFIG => super::config_view::get_config(self, conn, req),
             RequestCode::UPDATE_BROKER_CONFIG => super::config_view::update_config(self, conn, req),
             RequestCode::CLONE_GROUP_OFFSET => super::reset::clone_offsets(self, conn, req),

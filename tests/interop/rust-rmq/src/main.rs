@@ -302,6 +302,10 @@ struct RoundtripSpec {
     /// Subscribe with this SQL92 selector instead of `*`.
     #[serde(default)]
     sql: Option<String>,
+    /// After the deliveries, ask the broker for the consumer's running info
+    /// (GET_CONSUMER_RUNNING_INFO, which the broker passes to the consumer).
+    #[serde(default)]
+    running_info: bool,
     /// ACL: producer and consumer sign every request with these keys (`AclClientRPCHook`).
     #[serde(default)]
     access_key: Option<String>,
@@ -399,6 +403,7 @@ async fn roundtrip(
         sent_at: sent_at.clone(),
     });
     consumer.start().await.expect("consumer start");
+    let namesrv_admin = namesrv.clone();
     let mut producer = DefaultMQProducer::builder(runtime.clone())
         .producer_group(spec.producer_group.clone())
         .name_server_addr(namesrv);
@@ -445,9 +450,31 @@ async fn roundtrip(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let running_info = if spec.running_info {
+        let mut a = DefaultMQAdminExt::new(runtime.clone());
+        a.set_namesrv_addr(namesrv_admin.as_str());
+        a.start().await.expect("admin start");
+        let group = CheetahString::from(spec.group.as_str());
+        let r = async {
+            let conn =
+                ConsumerAdmin::examine_consumer_connection_info(&a, group.clone(), None).await?;
+            let client_id = conn
+                .get_connection_set()
+                .iter()
+                .next()
+                .map(|c| c.get_client_id())
+                .unwrap_or_default();
+            ConsumerAdmin::get_consumer_running_info(&a, group, client_id, false, None).await
+        }
+        .await;
+        outcome(r)
+    } else {
+        serde_json::Value::Null
+    };
     let doc = serde_json::json!({
         "sends": sends,
         "deliveries": *deliveries.lock(),
+        "running_info": running_info,
     });
     producer.shutdown().await;
     consumer.shutdown().await;

@@ -1,8 +1,13 @@
-//! Consumer offset resets (INVOKE_BROKER_TO_RESET_OFFSET, mqadmin resetOffsetByTime) against
-//! the real broker binary: the protocol (pending resets, ignored stale commits, parked pulls
-//! woken with PULL_OFFSET_MOVED, refusals), a clustering group reset while it consumes (the
-//! project's client and `ramjet admin reset-offset`), and a broadcasting group reset through
-//! RESET_CONSUMER_CLIENT_OFFSET pushed to its members.
+//! Consumer group administration against the real broker binary.
+//!
+//! - Offset resets (INVOKE_BROKER_TO_RESET_OFFSET, mqadmin resetOffsetByTime): the protocol
+//!   (pending resets, ignored stale commits, parked pulls woken with PULL_OFFSET_MOVED,
+//!   refusals), a clustering group reset while it consumes (the project's client and `ramjet
+//!   admin reset-offset`), and a broadcasting group reset through RESET_CONSUMER_CLIENT_OFFSET
+//!   pushed to its members.
+//! - Requests passed to one consumer and answered by it (GET_CONSUMER_RUNNING_INFO,
+//!   CONSUME_MESSAGE_DIRECTLY): the answer relayed unchanged, the stored message attached, a
+//!   consumer that does not answer, one that is not online, one that disconnects.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -19,7 +24,7 @@ use ramjet_net::client::{
     PushConsumer, PushConsumerConfig, SendStatus,
 };
 use ramjet_tests::ops::{self, OutMessage, SendOutcome};
-use ramjet_tests::wire::{request, response};
+use ramjet_tests::wire::{encode_frame, request, response, Serialize, FLAG_RESPONSE};
 use ramjet_tests::{setup, Broker, BrokerSpec, Command, Conn};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -476,4 +481,163 @@ fn a_broadcasting_groups_members_are_each_moved_by_the_reset() {
             "member {i} after the reset: {s:?}"
         );
     }
+}
+
+/// Reads (bounded) the next request the broker sends on `c`.
+fn next_request(c: &mut Conn, code: i32) -> Command {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let f = c
+            .read_frame(left)
+            .unwrap_or_else(|e| panic!("waiting for request {code}: {e}"));
+        if !f.is_response() && f.code == code {
+            return f;
+        }
+    }
+}
+
+#[test]
+fn admin_calls_reach_the_named_consumer_and_its_answer_comes_back() {
+    const TOPIC: &str = "e2e_calls";
+    const G: &str = "e2e_calls_g";
+    const CLIENT: &str = "127.0.0.1@calls";
+    const RUNNING_INFO: i32 = 307;
+    const CONSUME_DIRECTLY: i32 = 309;
+    let broker = Broker::start(BrokerSpec {
+        broker_toml: "client_call_timeout_ms = 600\n".into(),
+        ..BrokerSpec::default()
+    });
+    let mut admin = Conn::connect(broker.shard_addr(0)).expect("connect");
+    let r = ops::create_topic(&mut admin, TOPIC, 1).expect("create topic");
+    assert_eq!(r.code, response::SUCCESS);
+    let msg = OutMessage::new(b"run me".to_vec());
+    let SendOutcome::Ok(sent) = ops::send(&mut admin, TOPIC, 0, &msg).expect("send") else {
+        panic!("send refused");
+    };
+    // The consumer: a member of G on its own connection.
+    let mut consumer = Conn::connect(broker.shard_addr(0)).expect("connect");
+    let hb = serde_json::json!({
+        "clientID": CLIENT,
+        "producerDataSet": [],
+        "consumerDataSet": [{
+            "groupName": G, "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET", "unitMode": false,
+            "subscriptionDataSet": [{"classFilterMode": false, "topic": TOPIC, "subString": "*",
+                "tagsSet": [], "codeSet": [], "subVersion": 1, "expressionType": "TAG"}]
+        }],
+    });
+    let r = consumer
+        .call(request::HEART_BEAT, &[], hb.to_string().as_bytes())
+        .expect("heartbeat");
+    assert_eq!(r.code, response::SUCCESS);
+    let answer = |c: &mut Conn, to: &Command, ext: &[(&str, String)], body: &[u8]| {
+        let frame = encode_frame(
+            Serialize::Json,
+            response::SUCCESS,
+            to.opaque,
+            FLAG_RESPONSE,
+            ext,
+            body,
+        );
+        c.write_raw(&frame).expect("answer");
+    };
+    let info_ext = |client: &str| {
+        vec![
+            ("consumerGroup", G.to_string()),
+            ("clientId", client.to_string()),
+            ("jstackEnable", "false".to_string()),
+        ]
+    };
+
+    // GET_CONSUMER_RUNNING_INFO reaches the consumer with the admin's fields; its answer
+    // (code, fields, body) comes back to the admin as the answer to its request.
+    let asked = admin
+        .send_request(RUNNING_INFO, &info_ext(CLIENT), &[])
+        .expect("ask");
+    let got = next_request(&mut consumer, RUNNING_INFO);
+    assert_eq!(
+        (got.ext_str("consumerGroup"), got.ext_str("clientId")),
+        (G, CLIENT)
+    );
+    let body = br#"{"properties":{"consumeType":"CONSUME_PASSIVELY"},"subscriptionSet":[]}"#;
+    answer(&mut consumer, &got, &[("k", "v".to_string())], body);
+    let r = admin
+        .wait_response(RUNNING_INFO, asked, Duration::from_secs(10))
+        .expect("relayed answer");
+    assert_eq!(
+        (r.code, r.ext_str("k"), r.body.as_slice()),
+        (response::SUCCESS, "v", &body[..])
+    );
+
+    // CONSUME_MESSAGE_DIRECTLY: the broker attaches the stored message and its brokerName.
+    let ext = vec![
+        ("consumerGroup", G.to_string()),
+        ("clientId", CLIENT.to_string()),
+        ("msgId", sent.msg_id.clone()),
+        ("brokerName", "someone-else".to_string()),
+    ];
+    let asked = admin
+        .send_request(CONSUME_DIRECTLY, &ext, &[])
+        .expect("ask");
+    let got = next_request(&mut consumer, CONSUME_DIRECTLY);
+    assert_eq!(got.ext_str("brokerName"), broker.shard_broker_name(0));
+    assert_eq!(got.ext_str("msgId"), sent.msg_id);
+    let records = ops::decode_pull_body(&got.body).expect("the stored record");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].body, b"run me");
+    assert_eq!(records[0].queue_offset, sent.queue_offset);
+    let result =
+        br#"{"autoCommit":true,"consumeResult":"CR_SUCCESS","order":false,"spentTimeMills":1}"#;
+    answer(&mut consumer, &got, &[], result);
+    let r = admin
+        .wait_response(CONSUME_DIRECTLY, asked, Duration::from_secs(10))
+        .expect("relayed answer");
+    assert_eq!(
+        (r.code, r.body.as_slice()),
+        (response::SUCCESS, &result[..])
+    );
+
+    // No answer within client_call_timeout_ms: CONSUME_MSG_TIMEOUT.
+    let asked = admin
+        .send_request(RUNNING_INFO, &info_ext(CLIENT), &[])
+        .expect("ask");
+    let _ignored = next_request(&mut consumer, RUNNING_INFO);
+    let r = admin
+        .wait_response(RUNNING_INFO, asked, Duration::from_secs(10))
+        .expect("timeout answer");
+    assert_eq!(r.code, 207, "CONSUME_MSG_TIMEOUT: {:?}", r.remark);
+    // A late answer goes nowhere (the admin's next request still gets its own answer).
+    answer(&mut consumer, &_ignored, &[], b"late");
+    // A client that is not connected, and a message id that is not one.
+    let r = admin
+        .call(RUNNING_INFO, &info_ext("127.0.0.1@nobody"), &[])
+        .expect("ask");
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("The Consumer <e2e_calls_g> <127.0.0.1@nobody> not online")
+    );
+    let mut bad = ext.clone();
+    bad[2].1 = "not-a-message-id".into();
+    let r = admin.call(CONSUME_DIRECTLY, &bad, &[]).expect("ask");
+    assert_eq!(r.code, response::SYSTEM_ERROR, "{:?}", r.remark);
+
+    // The consumer disconnects before answering: SYSTEM_ERROR at once, not a timeout.
+    let asked = admin
+        .send_request(RUNNING_INFO, &info_ext(CLIENT), &[])
+        .expect("ask");
+    let _ = next_request(&mut consumer, RUNNING_INFO);
+    drop(consumer);
+    let r = admin
+        .wait_response(RUNNING_INFO, asked, Duration::from_secs(10))
+        .expect("closed answer");
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert!(
+        r.remark
+            .as_deref()
+            .is_some_and(|m| m.contains("closed its connection")),
+        "{:?}",
+        r.remark
+    );
 }
