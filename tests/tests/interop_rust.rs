@@ -225,6 +225,10 @@ fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() 
     messages.push(serde_json::json!({"body": "delayed", "tags": "RT", "delay_level": 2}));
     messages.push(serde_json::json!({"body": "timer-ms", "tags": "RT", "delay_ms": 1500}));
     messages.push(serde_json::json!({"body": "timer-at", "tags": "RT", "deliver_in_ms": 2500}));
+    // Recalled (RECALL_MESSAGE with its send's recall handle) before its time: never arrives.
+    messages.push(
+        serde_json::json!({"body": "timer-recalled", "tags": "RT", "delay_ms": 2000, "recall": true}),
+    );
     let spec = serde_json::json!({
         "topic": topic,
         "group": "CG_rust_client",
@@ -287,6 +291,21 @@ fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() 
     }
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.sendBackRetry"), 2);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerDelivered"), 2);
+    // The recall answered with the message's id, and the message was skipped at its time.
+    let recalls = out["recalls"].as_array().expect("recalls");
+    assert_eq!(recalls.len(), 1, "{}", interop::compact(&out));
+    assert_eq!(recalls[0]["ok"], true, "{}", interop::compact(&out));
+    let sent = out["sends"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["body"] == "timer-recalled"))
+        .expect("the recalled send");
+    assert_eq!(
+        recalls[0]["result"],
+        sent["result"]["msg_id"],
+        "{}",
+        interop::compact(&out)
+    );
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerRecalled"), 1);
 }
 
 /// The same push consumer subscribed with a SQL92 selector (`MessageSelector::by_sql`): the

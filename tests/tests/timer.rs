@@ -312,3 +312,100 @@ fn many_timers_in_mixed_order_each_arrive_once_and_not_early() {
         "{rolled} rolls, {want} expected"
     );
 }
+
+/// RECALL_MESSAGE (RocketMQ 5.3): a timer send's answer carries a recall handle; recalling
+/// with it before the time keeps the message from arriving while its neighbours arrive, and
+/// the refusals are RocketMQ's (bad handle, wrong topic, wrong broker, time passed).
+#[test]
+fn a_recalled_timer_message_never_arrives_and_bad_recalls_are_refused() {
+    const RECALL: i32 = 370;
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "timer_recall";
+    create_topic(&broker, topic, 1);
+    create_topic(&broker, "timer_recall_other", 1);
+    let mut c = connect(broker.shard_addr(0));
+    // Three timer messages 1.5 s out; the middle one is recalled.
+    let mut handles = Vec::new();
+    for (i, id) in ["ID-KEEP-1", "ID-RECALL", "ID-KEEP-2"].iter().enumerate() {
+        let m = OutMessage::new(format!("m{i}").into_bytes())
+            .prop("UNIQ_KEY", id)
+            .prop("TIMER_DELAY_MS", "1500");
+        let ext = ops::send_ext(topic, 0, 0, &m.properties(), false);
+        let r = c
+            .call(request::SEND_MESSAGE_V2, &ext, &m.body)
+            .expect("send");
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+        let h = r.ext_str("recallHandle").to_string();
+        assert!(
+            !h.is_empty(),
+            "a timer send's answer carries a recall handle: {:?}",
+            r.ext
+        );
+        handles.push(h);
+    }
+    // A plain send's answer has none.
+    let m = OutMessage::new(b"plain".to_vec()).prop("UNIQ_KEY", "ID-PLAIN");
+    let ext = ops::send_ext("timer_recall_other", 0, 0, &m.properties(), false);
+    let r = c
+        .call(request::SEND_MESSAGE_V2, &ext, &m.body)
+        .expect("send");
+    assert!(!r.ext.contains_key("recallHandle"), "{:?}", r.ext);
+
+    let recall = |c: &mut Conn, topic: &str, handle: &str| {
+        let ext = [
+            ("producerGroup", "timer_recall_pg".to_string()),
+            ("topic", topic.to_string()),
+            ("recallHandle", handle.to_string()),
+        ];
+        c.call(RECALL, &ext, &[]).expect("recall")
+    };
+    let r = recall(&mut c, topic, &handles[1]);
+    assert_eq!(
+        (r.code, r.ext_str("msgId")),
+        (0, "ID-RECALL"),
+        "{:?}",
+        r.remark
+    );
+    // Refusals (ILLEGAL_OPERATION 604, TOPIC_NOT_EXIST 17).
+    let r = recall(&mut c, topic, "not a handle");
+    assert_eq!(r.code, 604, "{:?}", r.remark);
+    let r = recall(&mut c, "timer_recall_other", &handles[0]);
+    assert_eq!(
+        (r.code, r.remark.as_deref()),
+        (604, Some("recall failed, topic not match"))
+    );
+    let r = recall(&mut c, "timer_recall_nope", &handles[0]);
+    assert_eq!(r.code, 17, "{:?}", r.remark);
+    let foreign = ramjet_core::remoting::recall::RecallHandle::encode(
+        topic,
+        "another-broker",
+        now_ms() + 5_000,
+        "ID-KEEP-1",
+    );
+    let r = recall(&mut c, topic, &foreign);
+    assert_eq!(r.code, 604, "{:?}", r.remark);
+    let past = ramjet_core::remoting::recall::RecallHandle::encode(
+        topic,
+        &broker.shard_broker_name(0),
+        now_ms() - 1,
+        "ID-KEEP-1",
+    );
+    let r = recall(&mut c, topic, &past);
+    assert_eq!(
+        (r.code, r.remark.as_deref()),
+        (604, Some("recall failed, timestamp invalid"))
+    );
+
+    // The two kept arrive; the recalled one does not, before or after its time.
+    let got = collect(&mut c, topic, 2, Duration::from_secs(15));
+    let bodies: Vec<&[u8]> = got.iter().map(|(m, _)| m.body.as_slice()).collect();
+    assert_eq!(bodies, [b"m0".as_slice(), b"m2".as_slice()]);
+    std::thread::sleep(Duration::from_millis(500));
+    let r = pull(&mut c, topic, 2, 0);
+    assert!(r.messages.is_empty(), "{:?}", r.messages.len());
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerRecalled"), 1);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerDelivered"), 2);
+    // Recalling it again after its time: refused.
+    let r = recall(&mut c, topic, &handles[1]);
+    assert_eq!(r.code, 604, "{:?}", r.remark);
+}

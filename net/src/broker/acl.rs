@@ -305,6 +305,12 @@ fn for_each_need(code: i32, fields: &SortedFields<'_>, body: &[u8], f: &mut dyn 
                 f(topic_need(t, perm::SUB));
             }
         }
+        // A recall takes back what the account published (RocketMQ 5's ACL asks PUB).
+        RequestCode::RECALL_MESSAGE => {
+            if let Some(t) = ext("topic") {
+                f(topic_need(t, perm::PUB));
+            }
+        }
         // ramjet's addition: a reset moves a group's offsets as a commit does.
         RequestCode::INVOKE_BROKER_TO_RESET_OFFSET => {
             if let Some(g) = ext("group") {

@@ -344,6 +344,7 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.timerDelivered", tw.delivered.get().to_string());
     put("ramjet.timerRolled", tw.rolled.get().to_string());
     put("ramjet.timerDropped", tw.dropped.get().to_string());
+    put("ramjet.timerRecalled", tw.recalled.get().to_string());
     put("ramjet.timerColdReads", tw.cold_reads.get().to_string());
     if b.ha.is_slave() {
         // A slave replicates the timer queue but never loads it (only masters deliver); it

@@ -20,6 +20,7 @@ use ramjet_core::record::{
     decode_batch, offset_msg_id, properties, tag_hash_bytes, MessageToStore, OffsetMsgId,
 };
 use ramjet_core::remoting::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
+use ramjet_core::remoting::recall::RecallHandle;
 use ramjet_core::remoting::{
     decode_frame, CommandView, FrameDecode, FrameHead, ResponseCode, SerializeType,
 };
@@ -46,7 +47,7 @@ pub fn store_error_code(e: &StoreError) -> i32 {
     }
 }
 
-fn store_error_remark(e: &StoreError) -> String {
+pub(crate) fn store_error_remark(e: &StoreError) -> String {
     match e {
         StoreError::Busy { .. } => {
             format!("[REJECTREQUEST]system busy, start flow control for a while: {e}")
@@ -300,6 +301,8 @@ fn send_once(
         }
     }
     let mut timer_fire = None;
+    // A timer message's recall handle (RocketMQ 5.3), named in its answer.
+    let mut recall_handle: Option<String> = None;
     // A delayed message waits in SCHEDULE_TOPIC_XXXX, queue level - 1, its real topic and
     // queue in its properties, its unit's tags code the time it is due (spec §7.5).
     // The shard's reused builder, held until the append below (no await in between); also
@@ -331,6 +334,8 @@ fn send_once(
                 (store_topic, store_queue, tags) = (TIMER_TOPIC, 0, fire);
                 timer_fire = Some(fire);
                 rewritten = Some(out);
+                recall_handle = properties::get_str(props, properties::UNIQ_KEY)
+                    .map(|id| RecallHandle::encode(h.topic, &b.broker_name, deliver, id));
             }
             // Not in the future: stored at once, as sent.
             Ok(None) => {}
@@ -486,6 +491,7 @@ fn send_once(
                 } else {
                     None
                 },
+                recall_handle.as_deref(),
             );
         }
         return None;
@@ -531,6 +537,7 @@ fn send_once(
                 queue_id,
                 put.queue_offset,
                 None,
+                None,
                 &broker,
             );
         });
@@ -552,6 +559,7 @@ fn send_once(
         batch_uniq_id: None,
         msg_region: Some(region),
         trace_on: Some(trace),
+        recall_handle: recall_handle.as_deref(),
     };
     conn.respond(req, ResponseCode::SUCCESS, None, &header, &[]);
     None
@@ -593,6 +601,7 @@ pub(crate) fn respond_send(
     queue_id: i32,
     queue_offset: i64,
     transaction_id: Option<&str>,
+    recall_handle: Option<&str>,
     b: &Broker,
 ) {
     let header = SendMessageResponseHeader {
@@ -607,6 +616,7 @@ pub(crate) fn respond_send(
         } else {
             "false"
         }),
+        recall_handle,
     };
     let mut head = FrameHead::response(code, opaque);
     head.remark = remark;

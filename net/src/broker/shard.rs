@@ -647,6 +647,7 @@ impl Service for Broker {
             RequestCode::CONSUME_MESSAGE_DIRECTLY => {
                 super::client_calls::consume_directly(self, conn, req)
             }
+            RequestCode::RECALL_MESSAGE => super::timer::recall(self, conn, req),
             RequestCode::GET_BROKER_CONFIG => super::config_view::get_config(self, conn, req),
             RequestCode::UPDATE_BROKER_CONFIG => super::config_view::update_config(self, conn, req),
             RequestCode::CLONE_GROUP_OFFSET => super::reset::clone_offsets(self, conn, req),

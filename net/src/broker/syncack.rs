@@ -76,6 +76,8 @@ struct PendingAck {
     queued_at: Instant,
     /// A half message's transaction id, named in its answer.
     transaction_id: Option<TransactionId>,
+    /// A timer message's recall handle, named in its answer (allocated for those only).
+    recall_handle: Option<Box<str>>,
 }
 
 /// The shard's queue of sync sends awaiting durability (and/or a slave's confirmation).
@@ -113,6 +115,7 @@ impl SyncAcks {
         opaque: i32,
         st: SerializeType,
         transaction_id: Option<&str>,
+        recall_handle: Option<&str>,
     ) {
         {
             let mut q = self.queue.borrow_mut();
@@ -127,6 +130,7 @@ impl SyncAcks {
                 conn: conn.clone(),
                 queued_at: Instant::now(),
                 transaction_id: transaction_id.and_then(TransactionId::new),
+                recall_handle: recall_handle.map(Box::from),
             });
         }
         if !self.running.replace(true) {
@@ -192,6 +196,7 @@ impl SyncAcks {
                 a.queue_id,
                 a.queue_offset,
                 a.transaction_id.as_ref().map(TransactionId::as_str),
+                a.recall_handle.as_deref(),
                 b,
             );
         }

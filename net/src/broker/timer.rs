@@ -37,7 +37,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -114,6 +114,13 @@ pub struct TimerWheel {
     /// Units lost before they were handled (retention removed them, or they were unreadable
     /// or without a destination; `ramjet.timerDropped`).
     pub dropped: Cell<u64>,
+    /// Messages not delivered at their time because their producer recalled them
+    /// (`ramjet.timerRecalled`).
+    pub recalled: Cell<u64>,
+    /// Recalled messages (`<topic>+<UNIQ_KEY>`, RocketMQ's delete key) and their deliver time:
+    /// entered by RECALL_MESSAGE and again when its marker comes up (after a restart), taken
+    /// out when the message comes up.
+    recalls: RefCell<HashMap<String, i64>>,
     /// Timer records read into the page cache off the shard before they were taken up
     /// (`ramjet.timerColdReads`).
     pub cold_reads: Cell<u64>,
@@ -217,6 +224,8 @@ impl TimerWheel {
             delivered: Cell::new(0),
             rolled: Cell::new(0),
             dropped: Cell::new(0),
+            recalled: Cell::new(0),
+            recalls: RefCell::new(HashMap::new()),
             cold_reads: Cell::new(0),
             props: RefCell::new(PropertiesBuilder::with_capacity(1024)),
             sleeping_until: Cell::new(i64::MIN),
@@ -597,6 +606,162 @@ pub fn timer_target(
     Ok(Some(fire))
 }
 
+/// How long a recall is remembered past its message's deliver time (a marker for a message
+/// that never comes up does not stay forever).
+const RECALL_KEEP_MS: i64 = 60_000;
+
+impl TimerWheel {
+    /// Remembers a recall of the message `key` (`<topic>+<UNIQ_KEY>`) due at `deliver`.
+    fn note_recall(&self, key: &str, deliver: i64, now: i64) {
+        let mut r = self.recalls.borrow_mut();
+        r.retain(|_, due| *due >= now - RECALL_KEEP_MS);
+        r.insert(key.to_string(), deliver);
+    }
+
+    /// Whether the message of `topic` with `uniq_key` was recalled; forgets the recall.
+    fn take_recall(&self, topic: Option<&[u8]>, uniq_key: Option<&[u8]>) -> bool {
+        let mut r = self.recalls.borrow_mut();
+        if r.is_empty() {
+            return false;
+        }
+        let (Some(topic), Some(id)) = (topic, uniq_key) else {
+            return false;
+        };
+        let key = format!(
+            "{}+{}",
+            String::from_utf8_lossy(topic),
+            String::from_utf8_lossy(id)
+        );
+        r.remove(&key).is_some()
+    }
+}
+
+/// RocketMQ's delete key of a timer message.
+fn recall_key(topic: &str, uniq_key: &str) -> String {
+    format!("{topic}+{uniq_key}")
+}
+
+/// RECALL_MESSAGE (370, RocketMQ 5.3): the producer of a timer message takes it back before
+/// its time, with the handle its send's answer gave (`remoting::recall`). A marker goes into
+/// the timer queue, due 1 ms before the message, carrying RocketMQ's delete key
+/// (`TIMER_DEL_UNIQKEY` = `<topic>+<UNIQ_KEY>`); when the message comes up it is skipped
+/// (`ramjet.timerRecalled`). The recall is remembered at once, and again when the marker comes
+/// up after a restart. Refusals are RocketMQ's codes and remarks.
+pub fn recall(
+    b: &Broker,
+    conn: &Rc<super::conn::Conn>,
+    req: &ramjet_core::remoting::CommandView<'_>,
+) {
+    use ramjet_core::remoting::headers::{RecallMessageRequestHeader, RecallMessageResponseHeader};
+    use ramjet_core::remoting::recall::RecallHandle;
+    let Some(h) = super::queries::decode::<RecallMessageRequestHeader>(conn, req) else {
+        return;
+    };
+    let refuse = |code: i32, remark: &str| conn.respond_error(req, code, remark);
+    if !b.cfg.broker.timer_enable {
+        return refuse(
+            ResponseCode::NO_PERMISSION,
+            "recall failed, operation is forbidden (broker.timer_enable = false)",
+        );
+    }
+    if b.ha.is_slave() {
+        return refuse(
+            ResponseCode::SLAVE_NOT_AVAILABLE,
+            "recall failed, broker service not available (this broker is a slave)",
+        );
+    }
+    if !b.topics.contains(h.topic) {
+        return refuse(
+            ResponseCode::TOPIC_NOT_EXIST,
+            &format!("recall failed, the topic[{}] not exist", h.topic),
+        );
+    }
+    let handle = match RecallHandle::decode(h.recall_handle) {
+        Ok(x) => x,
+        Err(e) => return refuse(ResponseCode::ILLEGAL_OPERATION, &e.to_string()),
+    };
+    if handle.topic != h.topic {
+        return refuse(
+            ResponseCode::ILLEGAL_OPERATION,
+            "recall failed, topic not match",
+        );
+    }
+    if handle.broker_name != b.broker_name {
+        return refuse(
+            ResponseCode::ILLEGAL_OPERATION,
+            &format!(
+                "recall failed, broker service not available (the handle names broker {}, this is {})",
+                handle.broker_name, b.broker_name
+            ),
+        );
+    }
+    let now = now_ms();
+    let deliver = handle.deliver_ms().unwrap_or(-1);
+    let left = deliver - now;
+    if left <= 0 || left >= b.cfg.broker.timer_max_delay_ms as i64 {
+        return refuse(
+            ResponseCode::ILLEGAL_OPERATION,
+            "recall failed, timestamp invalid",
+        );
+    }
+    let key = recall_key(&handle.topic, &handle.message_id);
+    let mut input = PropertiesBuilder::new();
+    let built = input
+        .push_str(properties::UNIQ_KEY, &handle.message_id)
+        .and_then(|p| p.push_str(properties::TIMER_DEL_UNIQKEY, &key));
+    if let Err(e) = built {
+        return refuse(
+            ResponseCode::ILLEGAL_OPERATION,
+            &format!("recall failed: {e}"),
+        );
+    }
+    // Due just before the message, so that it comes up first.
+    let marker_due = (deliver - 1).max(now + 1);
+    let mut out = PropertiesBuilder::new();
+    let fire = match timer_target(b, marker_due, now, h.topic, 0, input.as_bytes(), &mut out) {
+        Ok(Some(fire)) => fire,
+        Ok(None) => {
+            return refuse(
+                ResponseCode::ILLEGAL_OPERATION,
+                "recall failed, timestamp invalid",
+            )
+        }
+        Err((code, remark)) => return refuse(code, &remark),
+    };
+    let msg = MessageToStore {
+        topic: TIMER_TOPIC,
+        queue_id: 0,
+        flag: 0,
+        body: b"0",
+        properties: out.as_bytes(),
+        sys_flag: 0,
+        born_timestamp: now,
+        born_host: conn.peer(),
+        store_host: b.addr,
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        tags_code: fire,
+    };
+    if let Err(e) = b.store.put_message(&msg) {
+        return refuse(
+            super::send::store_error_code(&e),
+            &format!("recall failed: {}", super::send::store_error_remark(&e)),
+        );
+    }
+    b.timer.note_recall(&key, deliver, now);
+    stored(b, fire);
+    tracing::info!(shard = b.index, topic = h.topic, msg_id = %handle.message_id, deliver, "timer message recalled");
+    conn.respond(
+        req,
+        ResponseCode::SUCCESS,
+        None,
+        &RecallMessageResponseHeader {
+            msg_id: &handle.message_id,
+        },
+        &[],
+    );
+}
+
 /// A timer message firing at `fire` was stored in [`TIMER_TOPIC`].
 pub fn stored(b: &Broker, fire: i64) {
     b.timer.stored(fire);
@@ -722,7 +887,7 @@ fn take_up(b: &Broker, rec: &[u8]) -> Result<bool, StoreError> {
     let now = now_ms();
     let view = RecordView::parse(rec).map_err(StoreError::Record)?;
     let props = view.properties();
-    let [out_ms, rolls, enqueued, real_topic, real_qid] = properties::get_many(
+    let [out_ms, rolls, enqueued, real_topic, real_qid, recall_key] = properties::get_many(
         props,
         [
             properties::TIMER_OUT_MS,
@@ -730,11 +895,25 @@ fn take_up(b: &Broker, rec: &[u8]) -> Result<bool, StoreError> {
             properties::TIMER_ENQUEUE_MS,
             properties::REAL_TOPIC,
             properties::REAL_QID,
+            properties::TIMER_DEL_UNIQKEY,
         ],
     );
     let Some(deliver) = parse_num(out_ms) else {
         return Ok(false);
     };
+    if deliver <= now {
+        if let Some(key) = recall_key {
+            // A recall marker (it fires just before the message it names): nothing is
+            // delivered; the message is skipped when it comes up.
+            let key = String::from_utf8_lossy(key);
+            t.note_recall(&key, deliver.saturating_add(1), now);
+            return Ok(true);
+        }
+        if t.take_recall(real_topic, properties::get(props, properties::UNIQ_KEY)) {
+            ShardCounters::add(&t.recalled, 1);
+            return Ok(true);
+        }
+    }
     let enqueued = parse_num(enqueued).unwrap_or_else(|| view.store_timestamp());
     let mut out = t.props.borrow_mut();
     out.clear();

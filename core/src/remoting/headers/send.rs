@@ -204,5 +204,23 @@ ext_header! {
         pub batch_uniq_id: Option<&'a str> = "batchUniqId",
         pub msg_region: Option<&'a str> = "MSG_REGION",
         pub trace_on: Option<&'a str> = "TRACE_ON",
+        /// 5.3: a timer message's recall handle (see `remoting::recall`).
+        pub recall_handle: Option<&'a str> = "recallHandle",
+    }
+}
+
+ext_header! {
+    /// RECALL_MESSAGE (370) request: recall a timer message before its time.
+    pub struct RecallMessageRequestHeader<'a> {
+        pub producer_group: Option<&'a str> = "producerGroup",
+        pub topic: &'a str = "topic",
+        pub recall_handle: &'a str = "recallHandle",
+    }
+}
+
+ext_header! {
+    /// RECALL_MESSAGE response: the recalled message's id (its UNIQ_KEY).
+    pub struct RecallMessageResponseHeader<'a> {
+        pub msg_id: &'a str = "msgId",
     }
 }

@@ -288,6 +288,9 @@ struct RoundtripItem {
     deliver_in_ms: u64,
     #[serde(default)]
     props: HashMap<String, String>,
+    /// Recall it after the sends (RECALL_MESSAGE with its send result's recall handle).
+    #[serde(default)]
+    recall: bool,
 }
 
 #[derive(Deserialize)]
@@ -413,6 +416,7 @@ async fn roundtrip(
     let mut producer = producer.build();
     producer.start().await.expect("producer start");
     let mut sends = Vec::new();
+    let mut to_recall = Vec::new();
     for item in &spec.messages {
         let mut b = message(&spec.topic, &item.body, &item.tags);
         if item.delay_level > 0 {
@@ -437,7 +441,23 @@ async fn roundtrip(
         }
         sent_at.lock().insert(item.body.clone(), Instant::now());
         let r = producer.send(b.build_unchecked()).await;
+        if item.recall {
+            if let Ok(Some(sent)) = &r {
+                to_recall.push((item.body.clone(), sent.recall_handle.clone()));
+            }
+        }
         sends.push(send_outcome(&item.body, r));
+    }
+    let mut recalls = Vec::new();
+    for (body, handle) in to_recall {
+        let r = match handle {
+            Some(h) => producer
+                .recall_message(spec.topic.as_str(), h.as_str())
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("the send's result carries no recall handle".to_string()),
+        };
+        recalls.push(send_outcome(&body, r));
     }
     let mut complete_at: Option<Instant> = None;
     while Instant::now() < deadline {
@@ -475,6 +495,7 @@ async fn roundtrip(
         "sends": sends,
         "deliveries": *deliveries.lock(),
         "running_info": running_info,
+        "recalls": recalls,
     });
     producer.shutdown().await;
     consumer.shutdown().await;
