@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ramjet_net::client::transport::block_on;
+use ramjet_net::client::{Client, ClientConfig, Message, Producer, ProducerConfig};
 use ramjet_tests::ops::{self, OutMessage, PullOutcome, Pulled};
 use ramjet_tests::ops::{connect, create_topic_on as create_topic};
 use ramjet_tests::wire::request;
@@ -396,14 +398,37 @@ fn a_recalled_timer_message_never_arrives_and_bad_recalls_are_refused() {
         (604, Some("recall failed, timestamp invalid"))
     );
 
-    // The two kept arrive; the recalled one does not, before or after its time.
+    // The project's client: the handle in its SendResult, Producer::recall.
+    let namesrv = broker.namesrv();
+    let (id, recalled) = block_on(None, async move {
+        let config = ClientConfig::new(&namesrv).unwrap_or_else(|e| panic!("{e}"));
+        let p = Producer::new(
+            Client::new(config),
+            ProducerConfig::new("timer_recall_rust"),
+        );
+        let m = Message::new(topic, b"m3".to_vec()).with_delay_ms(1500);
+        let r = p.send(m).await.unwrap_or_else(|e| panic!("send: {e}"));
+        let handle = r
+            .recall_handle
+            .clone()
+            .expect("a timer send's result has a handle");
+        let got = p
+            .recall(topic, &handle)
+            .await
+            .unwrap_or_else(|e| panic!("recall: {e}"));
+        (r.msg_id, got)
+    })
+    .unwrap_or_else(|e| panic!("client executor: {e}"));
+    assert_eq!(id, recalled);
+
+    // The two kept arrive; the recalled ones do not, before or after their time.
     let got = collect(&mut c, topic, 2, Duration::from_secs(15));
     let bodies: Vec<&[u8]> = got.iter().map(|(m, _)| m.body.as_slice()).collect();
     assert_eq!(bodies, [b"m0".as_slice(), b"m2".as_slice()]);
     std::thread::sleep(Duration::from_millis(500));
     let r = pull(&mut c, topic, 2, 0);
     assert!(r.messages.is_empty(), "{:?}", r.messages.len());
-    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerRecalled"), 1);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerRecalled"), 2);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerDelivered"), 2);
     // Recalling it again after its time: refused.
     let r = recall(&mut c, topic, &handles[1]);

@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ramjet_core::record::sysflag::TRANSACTION_PREPARED_TYPE;
-use ramjet_core::remoting::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
+use ramjet_core::remoting::headers::{
+    RecallMessageRequestHeader, RecallMessageResponseHeader, SendMessageRequestHeader,
+    SendMessageResponseHeader,
+};
+use ramjet_core::remoting::recall::RecallHandle;
 use ramjet_core::remoting::{RemotingCommand, RequestCode, ResponseCode};
 
 use super::error::ClientError;
@@ -89,6 +93,9 @@ pub struct SendResult {
     /// Consume-queue offset of the (first) message.
     pub queue_offset: i64,
     pub region: Option<String>,
+    /// A timer message's recall handle (RocketMQ 5.3): pass it to [`Producer::recall`] to
+    /// take the message back before its time.
+    pub recall_handle: Option<String>,
 }
 
 /// Send attempts to one broker (each retry of a sync send is an attempt of its own).
@@ -492,6 +499,34 @@ impl Producer {
     }
 
     /// Send and wait for the broker's answer; retries on another broker (round robin only).
+    /// Recalls a timer message of `topic` before its time (RECALL_MESSAGE), with the recall
+    /// handle its send's result carried; returns the message's id (`UNIQ_KEY`). The broker
+    /// the handle names must be in `topic`'s route.
+    pub async fn recall(&self, topic: &str, handle: &str) -> Result<String, ClientError> {
+        let h = RecallHandle::decode(handle).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        if h.topic != topic {
+            return Err(ClientError::Invalid(format!(
+                "the recall handle is for topic {}, not {topic}",
+                h.topic
+            )));
+        }
+        self.inner.client.route(topic).await?;
+        let addr = self.inner.client.master_addr(&h.broker_name)?;
+        let header = RecallMessageRequestHeader {
+            producer_group: Some(&self.inner.config.group),
+            topic,
+            recall_handle: handle,
+        };
+        let code = RequestCode::RECALL_MESSAGE;
+        let resp = self
+            .inner
+            .client
+            .invoke_ok(&addr, code, &header, &[])
+            .await?;
+        let r: RecallMessageResponseHeader<'_> = Client::decode_header(&addr, code, &resp)?;
+        Ok(r.msg_id.to_string())
+    }
+
     pub async fn send(&self, mut msg: Message) -> Result<SendResult, ClientError> {
         self.prepare_message(&mut msg)?;
         self.send_payload(Payload::One(&msg), &QueueSelector::RoundRobin)
@@ -674,6 +709,7 @@ pub fn parse_send_response(
         queue: mq,
         queue_offset: h.queue_offset,
         region: h.msg_region.map(str::to_string),
+        recall_handle: h.recall_handle.map(str::to_string),
     })
 }
 
