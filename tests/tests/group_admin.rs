@@ -641,3 +641,81 @@ fn admin_calls_reach_the_named_consumer_and_its_answer_comes_back() {
         r.remark
     );
 }
+
+/// The project's push consumer answers what admin tools ask it through the broker: its
+/// running info (settings, subscriptions, per queue its committed offset and cache) and a
+/// message to consume directly (its handler runs on the stored message).
+#[test]
+fn the_projects_consumer_answers_running_info_and_consumes_directly() {
+    const TOPIC: &str = "e2e_calls_rust";
+    const G: &str = "e2e_calls_rust_g";
+    let broker = Broker::start(BrokerSpec::default());
+    topic_on(&broker, TOPIC, 1);
+    let namesrv = broker.namesrv();
+    let shard = broker.shard_addr(0).to_string();
+    let name = broker.shard_broker_name(0);
+    let (info, direct, seen) = block_on(None, async move {
+        let producer = Producer::new(new_client(&namesrv), ProducerConfig::new("e2e_calls_pg"));
+        let bodies: Vec<String> = (0..3).map(|i| format!("d-{i}")).collect();
+        send_bodies(&producer, TOPIC, &bodies).await;
+        let consumer_client = new_client(&namesrv);
+        let client_id = consumer_client.client_id().to_string();
+        let (consumer, seen) = start_recording(consumer_client, consumer_config(G, TOPIC)).await;
+        wait_seen(&seen, 3).await;
+        let admin = new_client(&namesrv);
+        let ask = |code: i32, extra: Vec<(String, String)>| {
+            let mut h = vec![
+                ("consumerGroup".to_string(), G.to_string()),
+                ("clientId".to_string(), client_id.clone()),
+            ];
+            h.extend(extra);
+            let (admin, shard) = (admin.clone(), shard.clone());
+            async move { admin.invoke_ok(&shard, code, &h, &[]).await }
+        };
+        let info = ask(307, vec![("jstackEnable".into(), "false".into())])
+            .await
+            .unwrap_or_else(|e| panic!("running info: {e}"));
+        let sent = producer
+            .send(Message::new(TOPIC, b"direct-me".to_vec()))
+            .await
+            .unwrap_or_else(|e| panic!("send: {e}"));
+        let direct = ask(
+            309,
+            vec![
+                ("msgId".into(), sent.offset_msg_id.clone()),
+                ("topic".into(), TOPIC.into()),
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("consume directly: {e}"));
+        let seen = wait_seen(&seen, 5).await;
+        consumer
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        (info, direct, seen)
+    })
+    .unwrap_or_else(|e| panic!("client executor: {e}"));
+    let text = String::from_utf8_lossy(&info.body).into_owned();
+    for want in [
+        format!("\"consumerGroup\":\"{G}\""),
+        "\"PROP_CONSUME_TYPE\":\"CONSUME_PASSIVELY\"".to_string(),
+        "\"consumeFromWhere\":\"CONSUME_FROM_FIRST_OFFSET\"".to_string(),
+        format!("\"topic\":\"{TOPIC}\""),
+        format!(
+            "{{\"brokerName\":\"{name}\",\"queueId\":0,\"topic\":\"{TOPIC}\"}}:{{\"commitOffset\":"
+        ),
+        "\"cachedMsgCount\":0".to_string(),
+    ] {
+        assert!(text.contains(&want), "{want} missing from {text}");
+    }
+    let d: serde_json::Value = serde_json::from_slice(&direct.body).expect("result json");
+    assert_eq!(d["consumeResult"], "CR_SUCCESS", "{d}");
+    assert_eq!(d["autoCommit"], true, "{d}");
+    // Consumed twice: once pulled, once directly.
+    assert_eq!(
+        seen.iter().filter(|b| *b == "direct-me").count(),
+        2,
+        "{seen:?}"
+    );
+}

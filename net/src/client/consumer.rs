@@ -594,6 +594,10 @@ struct ProcessQueue {
     epoch: Cell<u64>,
     /// Where the broker's RESET_CONSUMER_CLIENT_OFFSET moved the queue; the pull task takes it.
     moved_to: Cell<Option<i64>>,
+    /// When the last pull answered and the last message was consumed (ms; 0: not yet), for
+    /// GET_CONSUMER_RUNNING_INFO.
+    last_pull_ms: Cell<i64>,
+    last_consume_ms: Cell<i64>,
 }
 
 impl ProcessQueue {
@@ -645,9 +649,113 @@ struct PushInner {
     rebalance_due: Cell<bool>,
     stopped: Cell<bool>,
     stats: Cell<ConsumerStats>,
+    /// When it started (ms), for GET_CONSUMER_RUNNING_INFO.
+    started_ms: i64,
 }
 
 impl PushInner {
+    /// GET_CONSUMER_RUNNING_INFO (307) from a broker, on behalf of an admin tool: RocketMQ's
+    /// ConsumerRunningInfo of this consumer (its settings, subscriptions and, per queue held,
+    /// committed offset and cache), written as fastjson writes it (queue objects as keys).
+    /// `statusTable` is empty: the client keeps counts, not the rates it holds.
+    fn running_info(&self) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let cfg = &self.cfg;
+        let mut props = serde_json::Map::new();
+        let mut put = |k: &str, v: String| {
+            props.insert(k.to_string(), serde_json::Value::String(v));
+        };
+        put("consumerGroup", cfg.group.clone());
+        put("messageModel", format!("{:?}", cfg.model).to_uppercase());
+        let from = match cfg.consume_from {
+            ConsumeFrom::Last => "CONSUME_FROM_LAST_OFFSET",
+            ConsumeFrom::First => "CONSUME_FROM_FIRST_OFFSET",
+            ConsumeFrom::Timestamp(ms) => {
+                put("consumeTimestamp", ms.to_string());
+                "CONSUME_FROM_TIMESTAMP"
+            }
+        };
+        put("consumeFromWhere", from.into());
+        put("pullBatchSize", cfg.pull_batch.to_string());
+        put("pullThresholdForQueue", cfg.max_cached_msgs.to_string());
+        put("maxReconsumeTimes", cfg.max_reconsume_times.to_string());
+        put("PROP_CONSUME_ORDERLY", cfg.orderly.to_string());
+        put("PROP_CONSUME_TYPE", "CONSUME_PASSIVELY".into());
+        put("PROP_CONSUMER_START_TIMESTAMP", self.started_ms.to_string());
+        put(
+            "PROP_NAMESERVER_ADDR",
+            self.client.config().namesrv_addrs.join(";"),
+        );
+        put(
+            "PROP_CLIENT_VERSION",
+            format!("ramjet {}", env!("CARGO_PKG_VERSION")),
+        );
+        let mut subs = vec![self.sub.to_data()];
+        if let Some(r) = &self.retry_sub {
+            subs.push(r.to_data());
+        }
+        let mut out = format!(
+            "{{\"properties\":{},\"subscriptionSet\":{},\"mqTable\":{{",
+            serde_json::Value::Object(props),
+            serde_json::to_string(&subs).unwrap_or_else(|_| "[]".into())
+        );
+        let offsets = self.offsets.borrow();
+        for (i, (mq, pq)) in self.queues.borrow().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            body::queue_table::write_queue_key(&mut out, &mq.topic, &mq.broker_name, mq.queue_id);
+            let msgs = pq.msgs.borrow();
+            let (min, max) = match (msgs.front(), msgs.back()) {
+                (Some(a), Some(b)) => (a.queue_offset, b.queue_offset),
+                _ => (0, 0),
+            };
+            let _ = write!(
+                out,
+                ":{{\"commitOffset\":{},\"cachedMsgMinOffset\":{min},\"cachedMsgMaxOffset\":{max},\"cachedMsgCount\":{},\"cachedMsgSizeInMiB\":{},\"transactionMsgMinOffset\":0,\"transactionMsgMaxOffset\":0,\"transactionMsgCount\":0,\"locked\":{},\"tryUnlockTimes\":0,\"lastLockTimestamp\":0,\"droped\":{},\"lastPullTimestamp\":{},\"lastConsumeTimestamp\":{}}}",
+                offsets.get(mq).unwrap_or(-1),
+                msgs.len(),
+                pq.bytes.get() >> 20,
+                cfg.orderly,
+                pq.dropped.get(),
+                pq.last_pull_ms.get(),
+                pq.last_consume_ms.get(),
+            );
+        }
+        out.push_str("},\"statusTable\":{},\"userConsumerInfo\":{}}");
+        out.into_bytes()
+    }
+
+    /// CONSUME_MESSAGE_DIRECTLY (309) from a broker, on behalf of `mqadmin consumeMessage`:
+    /// the handler runs on the stored message the broker attached, and the answer is
+    /// RocketMQ's ConsumeMessageDirectlyResult. The message's offset is not committed.
+    fn consume_directly(&self, cmd: &RemotingCommand) -> RemotingCommand {
+        let broker = cmd.ext_get("brokerName").unwrap_or("");
+        let msgs = decode_messages(&cmd.body, broker);
+        let Some(msg) = msgs.first() else {
+            return RemotingCommand::response(
+                ResponseCode::SYSTEM_ERROR,
+                cmd.opaque,
+                cmd.serialize_type,
+            )
+            .with_remark("CONSUME_MESSAGE_DIRECTLY: the body holds no stored message");
+        };
+        let started = std::time::Instant::now();
+        let r = (self.handler)(msg);
+        let body = serde_json::json!({
+            "order": self.cfg.orderly,
+            "autoCommit": true,
+            "consumeResult": match r {
+                ConsumeResult::Success => "CR_SUCCESS",
+                ConsumeResult::ReconsumeLater => "CR_LATER",
+            },
+            "remark": format!("consumed by {}", self.client.client_id()),
+            "spentTimeMills": started.elapsed().as_millis() as u64,
+        });
+        RemotingCommand::response(ResponseCode::SUCCESS, cmd.opaque, cmd.serialize_type)
+            .with_body(body.to_string().into_bytes())
+    }
+
     /// RESET_CONSUMER_CLIENT_OFFSET (220) from a broker: each queue of the body this client
     /// holds moves to its new offset, its cached messages dropped. A broadcasting client also
     /// keeps the offsets of queues it does not hold (they start there).
@@ -723,6 +831,7 @@ impl PushConsumer {
             rebalance_due: Cell::new(true),
             stopped: Cell::new(false),
             stats: Cell::new(ConsumerStats::default()),
+            started_ms: super::message::now_ms() as i64,
         });
         let weak = Rc::downgrade(&inner);
         let group = inner.cfg.group.clone();
@@ -750,6 +859,24 @@ impl PushConsumer {
                 None
             },
         );
+        for code in [
+            RequestCode::GET_CONSUMER_RUNNING_INFO,
+            RequestCode::CONSUME_MESSAGE_DIRECTLY,
+        ] {
+            let weak = Rc::downgrade(&inner);
+            client.add_listener(code, move |_conn, cmd| {
+                let i = weak.upgrade()?;
+                if cmd.ext_get("consumerGroup") != Some(i.cfg.group.as_str()) {
+                    return None;
+                }
+                Some(if cmd.code == RequestCode::GET_CONSUMER_RUNNING_INFO {
+                    RemotingCommand::response(ResponseCode::SUCCESS, cmd.opaque, cmd.serialize_type)
+                        .with_body(i.running_info())
+                } else {
+                    i.consume_directly(cmd)
+                })
+            });
+        }
         let c = PushConsumer { inner };
         c.send_heartbeats().await;
         transport::spawn(c.clone().heartbeat_loop());
@@ -1099,6 +1226,7 @@ impl PushConsumer {
                 // Moved while pulling: what came back is from the old position.
                 continue;
             }
+            pq.last_pull_ms.set(super::message::now_ms() as i64);
             match r {
                 Ok(mut res) => {
                     match res.status {
@@ -1201,6 +1329,7 @@ impl PushConsumer {
                 }
             }
             pq.msgs.borrow_mut().pop_front();
+            pq.last_consume_ms.set(super::message::now_ms() as i64);
             pq.bytes.set(pq.bytes.get().saturating_sub(msg.body.len()));
             self.bump(|s| s.consumed += 1);
             let next_offset = pq
