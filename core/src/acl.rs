@@ -252,34 +252,13 @@ impl std::fmt::Debug for Signature {
     }
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard Base64 with padding of a 20-byte digest into 28 bytes.
 fn base64_20(input: &[u8], out: &mut [u8; SIGNATURE_LEN]) {
     debug_assert_eq!(input.len(), 20);
-    let mut o = 0;
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out[o] = B64[(n >> 18) as usize & 63];
-        out[o + 1] = B64[(n >> 12) as usize & 63];
-        out[o + 2] = if chunk.len() > 1 {
-            B64[(n >> 6) as usize & 63]
-        } else {
-            b'='
-        };
-        out[o + 3] = if chunk.len() > 2 {
-            B64[n as usize & 63]
-        } else {
-            b'='
-        };
-        o += 4;
+    for (i, chunk) in input.chunks(3).enumerate() {
+        out[i * 4..i * 4 + 4]
+            .copy_from_slice(&crate::base64::encode_group(crate::base64::STANDARD, chunk));
     }
-    debug_assert_eq!(o, SIGNATURE_LEN);
 }
 
 /// Permission bits of `plain_acl.yml` (RocketMQ's `Permission`).

@@ -8,6 +8,7 @@
 //! - [`ratelog`]: rate-limited logging for conditions that repeat per message or per retry.
 
 pub mod acl;
+pub mod base64;
 pub mod ratelog;
 pub mod record;
 pub mod remoting;

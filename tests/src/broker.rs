@@ -227,6 +227,22 @@ impl Broker {
         self.namesrv_addr().to_string()
     }
 
+    /// Runs `ramjet admin --namesrv <this name server> ARGS`: its stdout, or its stderr when
+    /// it fails.
+    pub fn admin_cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(setup::ramjet_bin())
+            .arg("admin")
+            .args(["--namesrv", &self.namesrv()])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run ramjet admin {args:?}: {e}"));
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// Main listening address of shard `i`.
     pub fn shard_addr(&self, i: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.base_port + SHARD_PORT_STEP * i as u16))

@@ -10,6 +10,7 @@
 //! - [`wire`]: a blocking remoting connection ([`Conn`]), JSON and binary headers.
 //! - [`ops`]: typed requests (create topic, route, send, batch send, pull, offsets); pulled
 //!   records are decoded with the project's own `ramjet_core::record` codec.
+//! - [`rust_client`]: the project's own client in tests (recording consumers, sends).
 //! - [`interop`]: runs `tests/interop/rmq_client.py` and returns its JSON.
 //!
 //! Every wait is bounded; a bound that passes fails the test with what was last seen.
@@ -17,6 +18,7 @@
 pub mod broker;
 pub mod interop;
 pub mod ops;
+pub mod rust_client;
 pub mod setup;
 pub mod wire;
 

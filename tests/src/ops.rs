@@ -721,6 +721,35 @@ pub fn start_acl_broker(
     broker
 }
 
+/// UPDATE_CONSUMER_OFFSET of `group` on queue `queue` of `topic`: the broker's answer.
+pub fn commit_offset(c: &mut Conn, group: &str, topic: &str, queue: i32, offset: i64) -> Command {
+    let ext = [
+        ("consumerGroup", group.to_string()),
+        ("topic", topic.to_string()),
+        ("queueId", queue.to_string()),
+        ("commitOffset", offset.to_string()),
+    ];
+    c.call(request::UPDATE_CONSUMER_OFFSET, &ext, &[])
+        .unwrap_or_else(|e| panic!("commit {group} {topic}/{queue}: {e}"))
+}
+
+/// QUERY_CONSUMER_OFFSET: `group`'s committed offset of queue `queue` of `topic`, `None` when
+/// the broker answers that it has none.
+pub fn committed_offset(c: &mut Conn, group: &str, topic: &str, queue: i32) -> Option<i64> {
+    let ext = [
+        ("consumerGroup", group.to_string()),
+        ("topic", topic.to_string()),
+        ("queueId", queue.to_string()),
+    ];
+    let r = c
+        .call(request::QUERY_CONSUMER_OFFSET, &ext, &[])
+        .unwrap_or_else(|e| panic!("query {group} {topic}/{queue}: {e}"));
+    if r.code != response::SUCCESS {
+        return None;
+    }
+    r.ext.get("offset").and_then(|o| o.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

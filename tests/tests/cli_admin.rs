@@ -1,27 +1,17 @@
 //! `ramjet admin status` against the real broker: the counters it prints are the broker's.
 
-use std::process::Command;
 use std::time::Duration;
 
 use ramjet_tests::ops::{self, OutMessage, SendOutcome};
 use ramjet_tests::wire::response;
-use ramjet_tests::{setup, Broker, BrokerSpec, Conn, Flush};
+use ramjet_tests::{Broker, BrokerSpec, Conn, Flush};
 
 const TOPIC: &str = "e2e_admin_status";
 
 fn admin(broker: &Broker, args: &[&str]) -> String {
-    let out = Command::new(setup::ramjet_bin())
-        .arg("admin")
-        .args(["--namesrv", &broker.namesrv()])
-        .args(args)
-        .output()
-        .expect("run ramjet admin");
-    assert!(
-        out.status.success(),
-        "ramjet admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    broker
+        .admin_cli(args)
+        .unwrap_or_else(|e| panic!("ramjet admin {args:?}: {e}"))
 }
 
 #[test]

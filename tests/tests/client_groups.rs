@@ -14,10 +14,10 @@ use ramjet_core::remoting::body::MessageModel;
 use ramjet_net::client::selector::QueueSelector;
 use ramjet_net::client::transport::{self, block_on};
 use ramjet_net::client::{
-    Client, ClientConfig, ConsumeFrom, ConsumeResult, Message, MessageQueue, Producer,
-    ProducerConfig, PushConsumer, PushConsumerConfig, SendStatus,
+    ConsumeResult, Message, MessageQueue, Producer, ProducerConfig, PushConsumer, SendStatus,
 };
 use ramjet_tests::ops;
+use ramjet_tests::rust_client::{consumer_config, new_client, send_bodies, start_recording, Seen};
 use ramjet_tests::wire::response;
 use ramjet_tests::{Broker, BrokerSpec, Conn};
 
@@ -28,9 +28,6 @@ const STEP: Duration = Duration::from_millis(50);
 /// After the expected count arrived, wait this long to catch duplicates.
 const QUIET: Duration = Duration::from_millis(800);
 
-/// Bodies seen by one consumer, in arrival order.
-type Seen = Rc<RefCell<Vec<String>>>;
-
 fn broker_with_topic(topic: &str, queues: u32) -> Broker {
     let broker = Broker::start(BrokerSpec::default());
     let mut c =
@@ -40,46 +37,6 @@ fn broker_with_topic(topic: &str, queues: u32) -> Broker {
     assert_eq!(r.code, response::SUCCESS, "create {topic}: {:?}", r.remark);
     ops::wait_route(broker.namesrv_addr(), topic, 1, WAIT);
     broker
-}
-
-fn new_client(namesrv: &str) -> Client {
-    Client::new(ClientConfig::new(namesrv).unwrap_or_else(|e| panic!("client config: {e}")))
-}
-
-fn consumer_config(group: &str, topic: &str) -> PushConsumerConfig {
-    let mut cfg = PushConsumerConfig::new(group, topic);
-    cfg.consume_from = ConsumeFrom::First;
-    cfg.suspend = Duration::from_millis(200);
-    cfg.rebalance_interval = Duration::from_millis(300);
-    cfg.persist_interval = Duration::from_millis(300);
-    cfg
-}
-
-async fn start_recording(client: Client, cfg: PushConsumerConfig) -> (PushConsumer, Seen) {
-    let seen: Seen = Rc::new(RefCell::new(Vec::new()));
-    let s = seen.clone();
-    let consumer = PushConsumer::start(
-        client,
-        cfg,
-        Rc::new(move |m| {
-            s.borrow_mut()
-                .push(String::from_utf8_lossy(&m.body).into_owned());
-            ConsumeResult::Success
-        }),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("start consumer: {e}"));
-    (consumer, seen)
-}
-
-async fn send_bodies(producer: &Producer, topic: &str, bodies: &[String]) {
-    for b in bodies {
-        let r = producer
-            .send(Message::new(topic, b.clone().into_bytes()))
-            .await
-            .unwrap_or_else(|e| panic!("send {b}: {e}"));
-        assert_eq!(r.status, SendStatus::SendOk, "send {b}");
-    }
 }
 
 fn total(seen: &[Seen]) -> usize {

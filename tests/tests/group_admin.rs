@@ -9,23 +9,18 @@
 //!   CONSUME_MESSAGE_DIRECTLY): the answer relayed unchanged, the stored message attached, a
 //!   consumer that does not answer, one that is not online, one that disconnects.
 
-use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::process::Command as Process;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ramjet_core::remoting::body::queue_table::parse_offset_table;
 use ramjet_core::remoting::body::{MessageModel, MessageQueue as BodyQueue};
 use ramjet_net::client::admin::Admin;
 use ramjet_net::client::transport::{self, block_on};
-use ramjet_net::client::{
-    Client, ClientConfig, ConsumeFrom, ConsumeResult, Message, Producer, ProducerConfig,
-    PushConsumer, PushConsumerConfig, SendStatus,
-};
+use ramjet_net::client::{Message, Producer, ProducerConfig, PushConsumerConfig};
 use ramjet_tests::ops::{self, OutMessage, SendOutcome};
+use ramjet_tests::rust_client::{self, new_client, send_bodies, start_recording, Seen};
 use ramjet_tests::wire::{encode_frame, request, response, Serialize, FLAG_RESPONSE};
-use ramjet_tests::{setup, Broker, BrokerSpec, Command, Conn};
+use ramjet_tests::{Broker, BrokerSpec, Command, Conn};
 
 const WAIT: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_millis(50);
@@ -33,30 +28,13 @@ const QUIET: Duration = Duration::from_millis(800);
 const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
 const PULL_OFFSET_MOVED: i32 = 21;
 
-type Seen = Rc<RefCell<Vec<String>>>;
-
 fn commit(c: &mut Conn, group: &str, topic: &str, queue: i32, offset: i64) -> Command {
-    let ext = [
-        ("consumerGroup", group.to_string()),
-        ("topic", topic.to_string()),
-        ("queueId", queue.to_string()),
-        ("commitOffset", offset.to_string()),
-    ];
-    c.call(request::UPDATE_CONSUMER_OFFSET, &ext, &[])
-        .unwrap_or_else(|e| panic!("commit {group} {topic}/{queue}: {e}"))
+    ops::commit_offset(c, group, topic, queue, offset)
 }
 
 fn committed(c: &mut Conn, group: &str, topic: &str, queue: i32) -> i64 {
-    let ext = [
-        ("consumerGroup", group.to_string()),
-        ("topic", topic.to_string()),
-        ("queueId", queue.to_string()),
-    ];
-    let r = c
-        .call(request::QUERY_CONSUMER_OFFSET, &ext, &[])
-        .unwrap_or_else(|e| panic!("query {group} {topic}/{queue}: {e}"));
-    assert_eq!(r.code, response::SUCCESS, "query offset: {:?}", r.remark);
-    r.ext["offset"].parse().unwrap_or(-1)
+    ops::committed_offset(c, group, topic, queue)
+        .unwrap_or_else(|| panic!("no committed offset of {group} {topic}/{queue}"))
 }
 
 /// A reset request: all queues by `timestamp`, or `queue` to `offset`.
@@ -218,44 +196,11 @@ fn a_reset_commits_at_once_ignores_older_commits_and_moves_the_next_pull() {
     assert_eq!(committed(&mut c, G, TOPIC, 0), 0);
 }
 
-fn new_client(namesrv: &str) -> Client {
-    Client::new(ClientConfig::new(namesrv).unwrap_or_else(|e| panic!("client config: {e}")))
-}
-
+/// The shared test consumer, with 2 s long polls: a reset must wake them.
 fn consumer_config(group: &str, topic: &str) -> PushConsumerConfig {
-    let mut cfg = PushConsumerConfig::new(group, topic);
-    cfg.consume_from = ConsumeFrom::First;
+    let mut cfg = rust_client::consumer_config(group, topic);
     cfg.suspend = Duration::from_millis(2_000);
-    cfg.rebalance_interval = Duration::from_millis(300);
-    cfg.persist_interval = Duration::from_millis(300);
     cfg
-}
-
-async fn start_recording(client: Client, cfg: PushConsumerConfig) -> (PushConsumer, Seen) {
-    let seen: Seen = Rc::new(RefCell::new(Vec::new()));
-    let s = seen.clone();
-    let consumer = PushConsumer::start(
-        client,
-        cfg,
-        Rc::new(move |m| {
-            s.borrow_mut()
-                .push(String::from_utf8_lossy(&m.body).into_owned());
-            ConsumeResult::Success
-        }),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("start consumer: {e}"));
-    (consumer, seen)
-}
-
-async fn send_bodies(producer: &Producer, topic: &str, bodies: &[String]) {
-    for b in bodies {
-        let r = producer
-            .send(Message::new(topic, b.clone().into_bytes()))
-            .await
-            .unwrap_or_else(|e| panic!("send {b}: {e}"));
-        assert_eq!(r.status, SendStatus::SendOk, "send {b}");
-    }
 }
 
 /// Waits (bounded) until `seen` holds at least `n` bodies, then a quiet period.
@@ -289,20 +234,6 @@ fn topic_on(broker: &Broker, topic: &str, queues: u32) {
     let r = ops::create_topic(&mut c, topic, queues).expect("create topic");
     assert_eq!(r.code, response::SUCCESS, "create {topic}: {:?}", r.remark);
     ops::wait_route(broker.namesrv_addr(), topic, 1, WAIT);
-}
-
-fn admin_cli(broker: &Broker, args: &[&str]) -> Result<String, String> {
-    let out = Process::new(setup::ramjet_bin())
-        .arg("admin")
-        .args(["--namesrv", &broker.namesrv()])
-        .args(args)
-        .output()
-        .expect("run ramjet admin");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 /// (queue id, offset) of `ramjet admin reset-offset --json` output.
@@ -388,15 +319,12 @@ fn a_consuming_clustering_group_reset_to_a_time_sees_the_later_messages_again() 
     assert_eq!(committed_sum, 2 * N as i64);
 
     // The CLI on the group, now offline: the next consumer starts where it says.
-    let out = admin_cli(
-        &broker,
-        &["reset-offset", G, TOPIC, "--to", "earliest", "--json"],
-    )
-    .unwrap_or_else(|e| panic!("reset to earliest: {e}"));
+    let out = broker
+        .admin_cli(&["reset-offset", G, TOPIC, "--to", "earliest", "--json"])
+        .unwrap_or_else(|e| panic!("reset to earliest: {e}"));
     assert_eq!(cli_table(&out), vec![(0, 0), (1, 0)], "{out}");
-    let out = admin_cli(
-        &broker,
-        &[
+    let out = broker
+        .admin_cli(&[
             "reset-offset",
             G,
             TOPIC,
@@ -404,32 +332,25 @@ fn a_consuming_clustering_group_reset_to_a_time_sees_the_later_messages_again() 
             "latest",
             "--no-force",
             "--json",
-        ],
-    )
-    .unwrap_or_else(|e| panic!("reset to latest, not forced: {e}"));
+        ])
+        .unwrap_or_else(|e| panic!("reset to latest, not forced: {e}"));
     assert_eq!(
         cli_table(&out),
         vec![(0, 0), (1, 0)],
         "only back when not forced: {out}"
     );
     let q0 = format!("{}:0", broker.shard_broker_name(0));
-    let out = admin_cli(
-        &broker,
-        &["reset-offset", G, TOPIC, "--queue", &q0, "--offset", "1"],
-    )
-    .unwrap_or_else(|e| panic!("reset one queue: {e}"));
+    let out = broker
+        .admin_cli(&["reset-offset", G, TOPIC, "--queue", &q0, "--offset", "1"])
+        .unwrap_or_else(|e| panic!("reset one queue: {e}"));
     assert!(out.contains("offsets reset on 1 queue(s)"), "{out}");
-    let err = admin_cli(
-        &broker,
-        &["reset-offset", G, TOPIC, "--queue", &q0, "--offset", "999"],
-    )
-    .expect_err("offset out of range");
+    let err = broker
+        .admin_cli(&["reset-offset", G, TOPIC, "--queue", &q0, "--offset", "999"])
+        .expect_err("offset out of range");
     assert!(err.contains("not in consume queue range"), "{err}");
-    let err = admin_cli(
-        &broker,
-        &["reset-offset", "e2e_reset_nobody", TOPIC, "--to", "1h"],
-    )
-    .expect_err("unknown group");
+    let err = broker
+        .admin_cli(&["reset-offset", "e2e_reset_nobody", TOPIC, "--to", "1h"])
+        .expect_err("unknown group");
     assert!(err.contains("does not exist"), "{err}");
     let mut c = Conn::connect(broker.shard_addr(0)).expect("connect");
     assert_eq!(committed(&mut c, G, TOPIC, 0), 1);

@@ -656,24 +656,10 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
         "{out}"
     );
     assert!(out["reset_queue"].get("ok").is_some(), "{out}");
-    let committed = |c: &mut Conn, queue: i32| -> String {
-        let ext = [
-            ("consumerGroup", group.to_string()),
-            ("topic", topic.to_string()),
-            ("queueId", queue.to_string()),
-        ];
-        let r = c
-            .call(
-                ramjet_tests::wire::request::QUERY_CONSUMER_OFFSET,
-                &ext,
-                &[],
-            )
-            .expect("query offset");
-        r.ext.get("offset").cloned().unwrap_or_default()
-    };
+    let committed = |c: &mut Conn, queue: i32| ops::committed_offset(c, group, topic, queue);
     assert_eq!(
         (committed(&mut c, 0), committed(&mut c, 1)),
-        ("0".into(), "2".into())
+        (Some(0), Some(2))
     );
     // mqadmin getBrokerConfig: RocketMQ's keys with this shard's values, ramjet's as
     // section.key.
@@ -719,24 +705,9 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
     // and the group consumes the topic.
     assert!(out["clone"].get("ok").is_some(), "{out}");
     let clone_group = format!("{group}_clone");
-    for (queue, want) in [(0, "0"), (1, "2")] {
-        let ext = [
-            ("consumerGroup", clone_group.clone()),
-            ("topic", topic.to_string()),
-            ("queueId", queue.to_string()),
-        ];
-        let r = c
-            .call(
-                ramjet_tests::wire::request::QUERY_CONSUMER_OFFSET,
-                &ext,
-                &[],
-            )
-            .expect("query offset");
-        assert_eq!(
-            r.ext.get("offset").map(String::as_str),
-            Some(want),
-            "queue {queue}"
-        );
+    for (queue, want) in [(0, 0), (1, 2)] {
+        let got = ops::committed_offset(&mut c, &clone_group, topic, queue);
+        assert_eq!(got, Some(want), "queue {queue}");
     }
     let mut by_who: Vec<String> = out["consumed_by"]["ok"]["groupList"]
         .as_array()

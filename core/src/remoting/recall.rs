@@ -7,8 +7,6 @@
 
 use std::fmt;
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// Longest handle decoded (a topic, a broker name, a time and an id fit many times over).
 pub const MAX_HANDLE_LEN: usize = 2048;
 
@@ -37,19 +35,8 @@ impl std::error::Error for BadHandle {}
 fn encode_url_safe(input: &[u8]) -> String {
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
+        let group = crate::base64::encode_group(crate::base64::URL_SAFE, chunk);
+        out.extend(group.iter().map(|&c| c as char));
     }
     out
 }

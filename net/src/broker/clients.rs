@@ -82,6 +82,24 @@ struct ConnectionJson<'a> {
     version: i32,
 }
 
+impl<'a> ConnectionJson<'a> {
+    /// The client `id` on `conn`, if that connection is still open.
+    fn live(
+        id: &'a str,
+        conn: &Weak<Conn>,
+        language: LanguageCode,
+        version: i32,
+    ) -> Option<ConnectionJson<'a>> {
+        let conn = conn.upgrade().filter(|c| !c.is_closed())?;
+        Some(ConnectionJson {
+            client_id: id,
+            client_addr: conn.peer().to_string(),
+            language: language.name(),
+            version,
+        })
+    }
+}
+
 /// RocketMQ's ConsumerConnection (GET_CONSUMER_CONNECTION_LIST body).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,15 +155,7 @@ impl ClientRegistry {
         let connection_set: Vec<ConnectionJson<'_>> = g
             .members
             .iter()
-            .filter_map(|(id, m)| {
-                let conn = m.conn.upgrade().filter(|c| !c.is_closed())?;
-                Some(ConnectionJson {
-                    client_id: id,
-                    client_addr: conn.peer().to_string(),
-                    language: m.language.name(),
-                    version: m.version,
-                })
-            })
+            .filter_map(|(id, m)| ConnectionJson::live(id, &m.conn, m.language, m.version))
             .collect();
         if connection_set.is_empty() {
             return None;
@@ -169,15 +179,7 @@ impl ClientRegistry {
             .producers
             .get(group)?
             .iter()
-            .filter_map(|(id, p)| {
-                let conn = p.conn.upgrade().filter(|c| !c.is_closed())?;
-                Some(ConnectionJson {
-                    client_id: id,
-                    client_addr: conn.peer().to_string(),
-                    language: p.language.name(),
-                    version: p.version,
-                })
-            })
+            .filter_map(|(id, p)| ConnectionJson::live(id, &p.conn, p.language, p.version))
             .collect();
         if connection_set.is_empty() {
             return None;

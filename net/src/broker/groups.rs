@@ -328,15 +328,28 @@ pub fn update_group(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         }
     };
     let name = g.group_name.clone();
-    match b.groups.upsert(g) {
+    let r = b.groups.upsert(g);
+    answer_upsert(b, conn, req, r, &format!("group {name}"));
+}
+
+/// The answer to a group creation: SUCCESS, or SYSTEM_ERROR saying whether the change was
+/// applied (a failed write is retried) or refused.
+fn answer_upsert(
+    b: &Broker,
+    conn: &Conn,
+    req: &CommandView<'_>,
+    r: Result<(), GroupError>,
+    what: &str,
+) {
+    match r {
         Ok(()) => {
-            tracing::info!(shard = b.index, group = %name, "subscription group created or updated");
+            tracing::info!(shard = b.index, groups = %what, "subscription group(s) created or updated");
             conn.respond(req, ResponseCode::SUCCESS, None, &(), &[])
         }
         Err(e @ GroupError::Persist(_)) => conn.respond_error(
             req,
             ResponseCode::SYSTEM_ERROR,
-            &format!("group {name} applied, but not written yet (retried): {e}"),
+            &format!("{what} applied, but not written yet (retried): {e}"),
         ),
         Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
     }
@@ -368,18 +381,8 @@ pub fn update_group_list(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         .iter()
         .map(|g| g.group_name.clone())
         .collect();
-    match b.groups.upsert_all(list.group_config_list) {
-        Ok(()) => {
-            tracing::info!(shard = b.index, groups = ?names, "subscription groups created or updated");
-            conn.respond(req, ResponseCode::SUCCESS, None, &(), &[])
-        }
-        Err(e @ GroupError::Persist(_)) => conn.respond_error(
-            req,
-            ResponseCode::SYSTEM_ERROR,
-            &format!("groups {names:?} applied, but not written yet (retried): {e}"),
-        ),
-        Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
-    }
+    let r = b.groups.upsert_all(list.group_config_list);
+    answer_upsert(b, conn, req, r, &format!("groups {names:?}"));
 }
 
 /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG.
