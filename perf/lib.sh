@@ -1,4 +1,4 @@
-# Shared by the broker benchmark scripts (acl.sh, replication.sh, timer.sh); sourced, not run:
+# Shared by the broker benchmark scripts (acl.sh, replication.sh, timer.sh, ab.sh); sourced, not run:
 #   . "$(dirname "$0")/lib.sh" NAME
 # Moves to the repository root, and sets R and B (the release binaries; builds nothing), W (a
 # work directory /tmp/ramjet-NAME.*, removed with every background job on exit), NS (the name
