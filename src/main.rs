@@ -39,6 +39,8 @@ enum Command {
     Admin(ramjet_net::cli::AdminArgs),
     /// Send messages from arguments or standard input.
     Produce(ramjet_net::cli::ProduceArgs),
+    /// Take timer messages back before their time, by the recall handles `produce` printed.
+    Recall(ramjet_net::cli::RecallArgs),
     /// Print messages as they arrive (from an offset, a timestamp or the end).
     Consume(ramjet_net::cli::ConsumeArgs),
 }
@@ -208,6 +210,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let (cfg, roles) = match cli.command {
         Command::Admin(a) => return ramjet_net::cli::run_admin(a).map_err(|e| e.to_string()),
         Command::Produce(a) => return ramjet_net::cli::run_produce(a).map_err(|e| e.to_string()),
+        Command::Recall(a) => return ramjet_net::cli::run_recall(a).map_err(|e| e.to_string()),
         Command::Consume(a) => return ramjet_net::cli::run_consume(a).map_err(|e| e.to_string()),
         Command::Start(a) => {
             let mut cfg = load(&a.common)?;

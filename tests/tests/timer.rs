@@ -420,15 +420,52 @@ fn a_recalled_timer_message_never_arrives_and_bad_recalls_are_refused() {
     })
     .unwrap_or_else(|e| panic!("client executor: {e}"));
     assert_eq!(id, recalled);
+    // And the CLI: `ramjet produce --delay-ms` prints the handle, `ramjet recall` uses it.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(ramjet_tests::setup::ramjet_bin())
+            .args(args)
+            .args(["--namesrv", &broker.namesrv()])
+            .output()
+            .expect("run ramjet");
+        assert!(
+            out.status.success(),
+            "ramjet {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sent: serde_json::Value = serde_json::from_str(&cli(&[
+        "produce",
+        "--topic",
+        topic,
+        "--delay-ms",
+        "1500",
+        "--json",
+        "m4",
+    ]))
+    .expect("produce json");
+    let handle = sent["recall_handle"]
+        .as_str()
+        .expect("a recall handle")
+        .to_string();
+    let out = cli(&["recall", "--topic", topic, &handle]);
+    assert_eq!(
+        out.trim(),
+        format!("recalled msg_id={}", sent["msg_id"].as_str().unwrap_or(""))
+    );
 
     // The two kept arrive; the recalled ones do not, before or after their time.
     let got = collect(&mut c, topic, 2, Duration::from_secs(15));
     let bodies: Vec<&[u8]> = got.iter().map(|(m, _)| m.body.as_slice()).collect();
     assert_eq!(bodies, [b"m0".as_slice(), b"m2".as_slice()]);
-    std::thread::sleep(Duration::from_millis(500));
+    // All three recalled ones come up (and are skipped) within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ops::runtime_counter(&mut c, "ramjet.timerRecalled") < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let r = pull(&mut c, topic, 2, 0);
     assert!(r.messages.is_empty(), "{:?}", r.messages.len());
-    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerRecalled"), 2);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerRecalled"), 3);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerDelivered"), 2);
     // Recalling it again after its time: refused.
     let r = recall(&mut c, topic, &handles[1]);

@@ -12,7 +12,7 @@ mod time;
 
 pub use admin::{run_admin, AclCommand, AdminArgs, AdminCommand, TopicCommand};
 pub use consume::{run_consume, ConsumeArgs};
-pub use produce::{run_produce, ProduceArgs};
+pub use produce::{run_produce, run_recall, ProduceArgs, RecallArgs};
 
 use crate::client::{ClientConfig, ClientError};
 

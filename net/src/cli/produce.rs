@@ -35,8 +35,16 @@ pub struct ProduceArgs {
     /// Delay level: the broker stores the message in its topic once the level's delay has
     /// passed (the default levels 1..=18 are 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m
     /// 30m 1h 2h; `broker.message_delay_level` sets them, at most 64; a higher level is capped).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["delay_ms", "deliver_at"])]
     pub delay_level: Option<u8>,
+    /// 5.x timer message: the broker stores it in its topic this many ms after it stored
+    /// the send (TIMER_DELAY_MS). Its answer carries a recall handle (`ramjet recall`).
+    #[arg(long, conflicts_with = "deliver_at")]
+    pub delay_ms: Option<u64>,
+    /// 5.x timer message: stored in its topic at this time (TIMER_DELIVER_MS): ms since the
+    /// epoch or 2026-11-23T12:00:00Z.
+    #[arg(long)]
+    pub deliver_at: Option<String>,
     /// Route by hash of --keys (all messages with one key go to one queue, in order).
     #[arg(long)]
     pub ordered: bool,
@@ -59,6 +67,9 @@ impl ProduceArgs {
         if let Some(d) = self.delay_level {
             m = m.with_delay_level(d);
         }
+        if let Some(ms) = self.delay_ms {
+            m = m.with_delay_ms(ms);
+        }
         for (k, v) in &self.properties {
             m.set_property(k.clone(), v.clone());
         }
@@ -68,20 +79,62 @@ impl ProduceArgs {
 
 fn report(json: bool, r: &SendResult) -> String {
     if json {
-        let mut s = json!({
+        let mut v = json!({
             "status": r.status, "msg_id": r.msg_id, "offset_msg_id": r.offset_msg_id,
             "topic": r.queue.topic, "broker_name": r.queue.broker_name, "queue_id": r.queue.queue_id,
             "queue_offset": r.queue_offset,
-        })
-        .to_string();
+        });
+        if let Some(h) = &r.recall_handle {
+            v["recall_handle"] = json!(h);
+        }
+        let mut s = v.to_string();
         s.push('\n');
         s
     } else {
+        let recall = r
+            .recall_handle
+            .as_ref()
+            .map(|h| format!(" recall_handle={h}"))
+            .unwrap_or_default();
         format!(
-            "{:?} msg_id={} broker={} queue={} offset={}\n",
+            "{:?} msg_id={} broker={} queue={} offset={}{recall}\n",
             r.status, r.msg_id, r.queue.broker_name, r.queue.queue_id, r.queue_offset
         )
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecallArgs {
+    /// Name servers `host:port[;host:port]` (default: $NAMESRV_ADDR, else 127.0.0.1:9876).
+    #[arg(long)]
+    pub namesrv: Option<String>,
+    #[command(flatten)]
+    pub acl: super::AclFlags,
+    #[arg(long, short)]
+    pub topic: String,
+    /// Recall handles, as `ramjet produce --delay-ms/--deliver-at` printed them.
+    #[arg(required = true)]
+    pub handles: Vec<String>,
+    #[arg(long, default_value = "ramjet_cli_producer")]
+    pub group: String,
+}
+
+/// Run `ramjet recall`: take timer messages back before their time (RECALL_MESSAGE).
+pub fn run_recall(args: RecallArgs) -> Result<(), CliError> {
+    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
+    let ids = run_on_executor(async move {
+        let producer = Producer::new(Client::new(cfg), ProducerConfig::new(args.group.clone()));
+        let mut ids = Vec::new();
+        for h in &args.handles {
+            ids.push(producer.recall(&args.topic, h).await?);
+        }
+        Ok::<_, CliError>(ids)
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    for id in ids {
+        writeln!(stdout, "recalled msg_id={id}").map_err(CliError::Output)?;
+    }
+    Ok(())
 }
 
 /// Run `ramjet produce`.
@@ -94,6 +147,17 @@ pub fn run_produce(args: ProduceArgs) -> Result<(), CliError> {
             "--delay-level must be between 1 and {MAX_DELAY_LEVELS} (the broker caps it at its highest level)"
         )));
     }
+    let deliver_at = match &args.deliver_at {
+        Some(t) if t.trim().bytes().all(|b| b.is_ascii_digit()) || t.contains('T') => {
+            Some(super::time::parse_time_ms(t, 0).map_err(CliError::Usage)?)
+        }
+        Some(t) => {
+            return Err(CliError::Usage(format!(
+                "--deliver-at {t:?}: give a time (ms since the epoch or 2026-11-23T12:00:00Z); for a delay use --delay-ms"
+            )))
+        }
+        None => None,
+    };
     if args.ordered && args.keys.is_none() {
         return Err(CliError::Usage(
             "--ordered routes by --keys: give --keys too".into(),
@@ -137,7 +201,11 @@ pub fn run_produce(args: ProduceArgs) -> Result<(), CliError> {
             if from_stdin && line.is_empty() {
                 continue;
             }
-            let r = producer.send_with(args.message(line), &selector).await?;
+            let mut m = args.message(line);
+            if let Some(at) = deliver_at {
+                m = m.with_deliver_time_ms(at.max(0) as u64);
+            }
+            let r = producer.send_with(m, &selector).await?;
             let mut stdout = std::io::stdout().lock();
             stdout
                 .write_all(report(args.json, &r).as_bytes())
