@@ -471,3 +471,69 @@ fn a_recalled_timer_message_never_arrives_and_bad_recalls_are_refused() {
     let r = recall(&mut c, topic, &handles[1]);
     assert_eq!(r.code, 604, "{:?}", r.remark);
 }
+
+/// A recall is durable: once the checkpoint counts the recall's marker as handled, the recall
+/// itself is in `timerRecalls.json`, so a SIGKILLed broker restarted from that checkpoint
+/// still skips the message, and delivers its neighbour.
+#[test]
+fn a_recall_survives_a_sigkill_of_the_broker() {
+    let spec = BrokerSpec {
+        broker_toml: "offset_persist_interval_ms = 100\n".into(),
+        ..Default::default()
+    };
+    let mut broker = Broker::start(spec);
+    let topic = "timer_recall_kill";
+    create_topic(&broker, topic, 1);
+    let mut c = connect(broker.shard_addr(0));
+    let mut handles = Vec::new();
+    for id in ["ID-KEEP", "ID-GONE"] {
+        let m = OutMessage::new(id.as_bytes().to_vec())
+            .prop("UNIQ_KEY", id)
+            .prop("TIMER_DELAY_MS", "4000");
+        let ext = ops::send_ext(topic, 0, 0, &m.properties(), false);
+        let r = c
+            .call(request::SEND_MESSAGE_V2, &ext, &m.body)
+            .expect("send");
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+        handles.push(r.ext_str("recallHandle").to_string());
+    }
+    let ext = [
+        ("topic", topic.to_string()),
+        ("recallHandle", handles[1].clone()),
+    ];
+    let r = c.call(370, &ext, &[]).expect("recall");
+    assert_eq!(r.code, 0, "{:?}", r.remark);
+    let recalled_at = now_ms();
+    // Wait until a checkpoint counts the marker (read time past the recall) and the recall
+    // file holds it.
+    let data = broker.data_dir();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let file = std::fs::read_to_string(data.join("shard-0/config/timerRecalls.json"))
+            .unwrap_or_default();
+        let counted = checkpoint(&data).is_some_and(|cp| cp.2 > recalled_at + 50);
+        if counted && file.contains("ID-GONE") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint past the recall: {file:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    broker.kill();
+    broker.restart();
+    let mut c = connect(broker.shard_addr(0));
+    let got = collect(&mut c, topic, 1, Duration::from_secs(20));
+    assert_eq!(got[0].0.body, b"ID-KEEP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ops::runtime_counter(&mut c, "ramjet.timerRecalled") < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerRecalled"), 1);
+    let r = pull(&mut c, topic, 1, 0);
+    assert!(
+        r.messages.is_empty(),
+        "the recalled message arrived after the restart"
+    );
+}

@@ -58,6 +58,10 @@ use super::shard::{Broker, ShardCounters};
 /// File name under the shard's `config/` directory.
 pub const TIMER_CHECKPOINT_FILE: &str = "timerCheckpoint.json";
 
+/// The recalls not yet applied (`{"<topic>+<UNIQ_KEY>": deliver ms}`), written before each
+/// checkpoint: a recall whose marker a checkpoint counts as handled is in this file.
+pub const TIMER_RECALLS_FILE: &str = "timerRecalls.json";
+
 /// Most units one pass loads before the shard's other work gets its turn.
 const MAX_LOADS_PER_PASS: i64 = 8192;
 
@@ -118,9 +122,14 @@ pub struct TimerWheel {
     /// (`ramjet.timerRecalled`).
     pub recalled: Cell<u64>,
     /// Recalled messages (`<topic>+<UNIQ_KEY>`, RocketMQ's delete key) and their deliver time:
-    /// entered by RECALL_MESSAGE and again when its marker comes up (after a restart), taken
+    /// entered by RECALL_MESSAGE, again when its marker comes up, and from
+    /// [`TIMER_RECALLS_FILE`] at start; taken
     /// out when the message comes up.
     recalls: RefCell<HashMap<String, i64>>,
+    /// Whether `recalls` changed since it was last written to [`TIMER_RECALLS_FILE`].
+    recalls_dirty: Cell<bool>,
+    recalls_file: SnapshotFile,
+    recalls_generation: Cell<u64>,
     /// Timer records read into the page cache off the shard before they were taken up
     /// (`ramjet.timerColdReads`).
     pub cold_reads: Cell<u64>,
@@ -205,6 +214,16 @@ impl TimerWheel {
             }
             None => None,
         };
+        let recalls_path = config_dir.join(TIMER_RECALLS_FILE);
+        let recalls: HashMap<String, i64> = match read_optional(&recalls_path)? {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| ScheduleError::TimerCorrupt {
+                    path: recalls_path.display().to_string(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => HashMap::new(),
+        };
         let low = cp.map_or(0, |c| c.low_queue_offset);
         let (wake_tx, wake_rx) = crate::runtime::local_unbounded();
         Ok(TimerWheel {
@@ -225,7 +244,10 @@ impl TimerWheel {
             rolled: Cell::new(0),
             dropped: Cell::new(0),
             recalled: Cell::new(0),
-            recalls: RefCell::new(HashMap::new()),
+            recalls: RefCell::new(recalls),
+            recalls_dirty: Cell::new(false),
+            recalls_file: SnapshotFile::new(recalls_path),
+            recalls_generation: Cell::new(0),
             cold_reads: Cell::new(0),
             props: RefCell::new(PropertiesBuilder::with_capacity(1024)),
             sleeping_until: Cell::new(i64::MIN),
@@ -387,6 +409,18 @@ impl TimerWheel {
         let Some(cp) = self.checkpoint() else {
             return Ok(());
         };
+        // The recalls first: a checkpoint that counts a recall's marker as handled must not
+        // reach the disk before the recall does.
+        if self.recalls_dirty.replace(false) {
+            let bytes = serde_json::to_vec(&*self.recalls.borrow()).unwrap_or_default();
+            self.recalls_generation
+                .set(self.recalls_generation.get() + 1);
+            let (file, generation) = (self.recalls_file.clone(), self.recalls_generation.get());
+            if let Err(e) = crate::runtime::blocking(move || file.write(generation, &bytes)).await {
+                self.recalls_dirty.set(true);
+                return Err(e.into());
+            }
+        }
         if self.persisted.get() == Some(cp) {
             return Ok(());
         }
@@ -606,6 +640,9 @@ pub fn timer_target(
     Ok(Some(fire))
 }
 
+/// A recall marker's property: the deliver time of the message it recalls (ramjet's own).
+const RECALL_OF_MS: &str = "TIMER_RECALL_OF_MS";
+
 /// How long a recall is remembered past its message's deliver time (a marker for a message
 /// that never comes up does not stay forever).
 const RECALL_KEEP_MS: i64 = 60_000;
@@ -616,6 +653,7 @@ impl TimerWheel {
         let mut r = self.recalls.borrow_mut();
         r.retain(|_, due| *due >= now - RECALL_KEEP_MS);
         r.insert(key.to_string(), deliver);
+        self.recalls_dirty.set(true);
     }
 
     /// Whether the message of `topic` with `uniq_key` was recalled; forgets the recall.
@@ -632,7 +670,11 @@ impl TimerWheel {
             String::from_utf8_lossy(topic),
             String::from_utf8_lossy(id)
         );
-        r.remove(&key).is_some()
+        let taken = r.remove(&key).is_some();
+        if taken {
+            self.recalls_dirty.set(true);
+        }
+        taken
     }
 }
 
@@ -643,10 +685,12 @@ fn recall_key(topic: &str, uniq_key: &str) -> String {
 
 /// RECALL_MESSAGE (370, RocketMQ 5.3): the producer of a timer message takes it back before
 /// its time, with the handle its send's answer gave (`remoting::recall`). A marker goes into
-/// the timer queue, due 1 ms before the message, carrying RocketMQ's delete key
-/// (`TIMER_DEL_UNIQKEY` = `<topic>+<UNIQ_KEY>`); when the message comes up it is skipped
-/// (`ramjet.timerRecalled`). The recall is remembered at once, and again when the marker comes
-/// up after a restart. Refusals are RocketMQ's codes and remarks.
+/// the timer queue, due at once, carrying RocketMQ's delete key (`TIMER_DEL_UNIQKEY` =
+/// `<topic>+<UNIQ_KEY>`); when the message comes up it is skipped (`ramjet.timerRecalled`).
+/// The recall is remembered at once and written to [`TIMER_RECALLS_FILE`] before the
+/// checkpoint that counts the marker; a restart before that reads the marker again. Answered
+/// as a send is (after the fdatasync / the slave when those are waited for). Refusals are
+/// RocketMQ's codes and remarks.
 pub fn recall(
     b: &Broker,
     conn: &Rc<super::conn::Conn>,
@@ -708,15 +752,17 @@ pub fn recall(
     let mut input = PropertiesBuilder::new();
     let built = input
         .push_str(properties::UNIQ_KEY, &handle.message_id)
-        .and_then(|p| p.push_str(properties::TIMER_DEL_UNIQKEY, &key));
+        .and_then(|p| p.push_str(properties::TIMER_DEL_UNIQKEY, &key))
+        .and_then(|p| p.push_str(RECALL_OF_MS, &deliver.to_string()));
     if let Err(e) = built {
         return refuse(
             ResponseCode::ILLEGAL_OPERATION,
             &format!("recall failed: {e}"),
         );
     }
-    // Due just before the message, so that it comes up first.
-    let marker_due = (deliver - 1).max(now + 1);
+    // Due at once: the marker is the recall's record in the log until a checkpoint counts
+    // it, and by then TIMER_RECALLS_FILE holds the recall.
+    let marker_due = now + 1;
     let mut out = PropertiesBuilder::new();
     let fire = match timer_target(b, marker_due, now, h.topic, 0, input.as_bytes(), &mut out) {
         Ok(Some(fire)) => fire,
@@ -742,24 +788,50 @@ pub fn recall(
         prepared_transaction_offset: 0,
         tags_code: fire,
     };
-    if let Err(e) = b.store.put_message(&msg) {
-        return refuse(
-            super::send::store_error_code(&e),
-            &format!("recall failed: {}", super::send::store_error_remark(&e)),
-        );
-    }
+    let put = match b.store.put_message(&msg) {
+        Ok(p) => p,
+        Err(e) => {
+            return refuse(
+                super::send::store_error_code(&e),
+                &format!("recall failed: {}", super::send::store_error_remark(&e)),
+            )
+        }
+    };
     b.timer.note_recall(&key, deliver, now);
     stored(b, fire);
     tracing::info!(shard = b.index, topic = h.topic, msg_id = %handle.message_id, deliver, "timer message recalled");
-    conn.respond(
-        req,
-        ResponseCode::SUCCESS,
-        None,
-        &RecallMessageResponseHeader {
-            msg_id: &handle.message_id,
-        },
-        &[],
-    );
+    let answer =
+        |conn: &super::conn::Conn, head: &ramjet_core::remoting::FrameHead<'_>, st, id: &str| {
+            conn.send_frame(st, head, &RecallMessageResponseHeader { msg_id: id }, &[]);
+        };
+    let (st, opaque, oneway) = (req.serialize_type, req.opaque, req.is_oneway());
+    if !super::ha::acks_wait(b) {
+        if !oneway {
+            let head = ramjet_core::remoting::FrameHead::response(ResponseCode::SUCCESS, opaque);
+            answer(conn, &head, st, &handle.message_id);
+        }
+        return;
+    }
+    // As a send: answered once the marker is durable (flush = sync) and on a sync slave.
+    let Some(broker) = b.rc() else { return };
+    let conn = conn.clone();
+    let id = handle.message_id;
+    crate::runtime::spawn_detached(async move {
+        let r = super::ha::wait_acked(&broker, put.end_physical_offset).await;
+        if oneway {
+            return;
+        }
+        let ok = ramjet_core::remoting::FrameHead::response(ResponseCode::SUCCESS, opaque);
+        match &r {
+            Ok(()) => answer(&conn, &ok, st, &id),
+            Err(f) => answer(
+                &conn,
+                &ramjet_core::remoting::FrameHead::response(f.code, opaque).with_remark(&f.remark),
+                st,
+                &id,
+            ),
+        }
+    });
 }
 
 /// A timer message firing at `fire` was stored in [`TIMER_TOPIC`].
@@ -903,10 +975,11 @@ fn take_up(b: &Broker, rec: &[u8]) -> Result<bool, StoreError> {
     };
     if deliver <= now {
         if let Some(key) = recall_key {
-            // A recall marker (it fires just before the message it names): nothing is
-            // delivered; the message is skipped when it comes up.
+            // A recall marker: nothing is delivered. It names the message's time in
+            // RECALL_OF_MS; the message is skipped when it comes up.
             let key = String::from_utf8_lossy(key);
-            t.note_recall(&key, deliver.saturating_add(1), now);
+            let of = parse_num(properties::get(props, RECALL_OF_MS)).unwrap_or(deliver);
+            t.note_recall(&key, of, now);
             return Ok(true);
         }
         if t.take_recall(real_topic, properties::get(props, properties::UNIQ_KEY)) {
