@@ -59,6 +59,9 @@ pub mod response {
     pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
     pub const PULL_OFFSET_MOVED: i32 = 21;
     pub const QUERY_NOT_FOUND: i32 = 22;
+    pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
+    pub const INVALID_PARAMETER: i32 = 29;
+    pub const NO_MESSAGE: i32 = 208;
 }
 
 /// Header serialization of a frame (the high byte of the second length word).

@@ -24,6 +24,7 @@ pub mod frame;
 pub mod headers;
 pub mod json;
 pub mod limits;
+pub mod pop;
 pub mod recall;
 
 #[cfg(test)]

@@ -42,30 +42,10 @@ fn encode_url_safe(input: &[u8]) -> String {
 }
 
 fn decode_url_safe(input: &str) -> Result<Vec<u8>, BadHandle> {
-    let text = input.trim_end_matches('=');
-    if input.len() - text.len() > 2 || text.len() % 4 == 1 {
-        return Err(BadHandle("not Base64"));
+    if input.contains(['+', '/']) {
+        return Err(BadHandle("not URL-safe Base64"));
     }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return Err(BadHandle("not URL-safe Base64")),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Ok(out)
+    crate::base64::decode(input).map_err(BadHandle)
 }
 
 impl RecallHandle {

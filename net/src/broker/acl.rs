@@ -253,6 +253,18 @@ fn topic_need(topic: &str, p: u8) -> Need<'_> {
     }
 }
 
+/// A topic a pop request names: the pop retry topic of `group` stands for its topic.
+fn pop_topic_need<'a>(topic: &'a str, group: &str) -> Need<'a> {
+    let origin = topic
+        .strip_prefix(RETRY_GROUP_TOPIC_PREFIX)
+        .and_then(|rest| rest.strip_prefix(group))
+        .and_then(|rest| rest.strip_prefix('_').or_else(|| rest.strip_prefix('+')));
+    match origin {
+        Some(t) if !group.is_empty() => Need::Topic(t, perm::SUB),
+        _ => topic_need(topic, perm::SUB),
+    }
+}
+
 /// The resources of `req` (RocketMQ's `PlainAccessResource.parse`, plus batch and lite pulls,
 /// which name their topic the same way).
 ///
@@ -285,6 +297,28 @@ fn for_each_need(code: i32, fields: &SortedFields<'_>, body: &[u8], f: &mut dyn 
             }
             if let Some(g) = ext("consumerGroup") {
                 f(Need::Group(g, perm::SUB));
+            }
+        }
+        // POP consumption: the group reads the topic. An ack names the pop retry topic
+        // `%RETRY%<group>_<topic>` of a retried message: checked as the topic it stands for.
+        RequestCode::POP_MESSAGE
+        | RequestCode::ACK_MESSAGE
+        | RequestCode::CHANGE_MESSAGE_INVISIBLETIME => {
+            let g = ext("consumerGroup");
+            if let Some(t) = ext("topic") {
+                f(pop_topic_need(t, g.unwrap_or("")));
+            }
+            if let Some(g) = g {
+                f(Need::Group(g, perm::SUB));
+            }
+        }
+        RequestCode::BATCH_ACK_MESSAGE => {
+            // A body that does not parse names nothing; the handler answers the parse error.
+            if let Ok((_, acks)) = ramjet_core::remoting::pop::parse_batch_ack(body) {
+                for a in &acks {
+                    f(pop_topic_need(&a.topic, &a.consumer_group));
+                    f(Need::Group(&a.consumer_group, perm::SUB));
+                }
             }
         }
         RequestCode::QUERY_MESSAGE => {

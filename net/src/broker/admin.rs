@@ -89,6 +89,7 @@ pub fn delete_topic(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         return conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string());
     }
     b.offsets.remove_topic(&topic);
+    b.pop.remove_topic(&topic);
     b.registrar.request_now();
     let Some(broker) = b.rc() else { return };
     let conn = conn.clone();
@@ -355,6 +356,19 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
         put("ramjet.timerCheckpoint", tw.describe());
     }
     put("ramjet.queueLocks", b.locks.len().to_string());
+    let pc = &b.pop.counters;
+    put("ramjet.popRequests", pc.pops.get().to_string());
+    put("ramjet.popped", pc.popped.get().to_string());
+    put("ramjet.popInflight", b.pop.inflight().to_string());
+    put("ramjet.popAcked", pc.acked.get().to_string());
+    put("ramjet.popStale", pc.stale.get().to_string());
+    put("ramjet.popInvisibleChanged", pc.changed.get().to_string());
+    put("ramjet.popRevived", pc.revived.get().to_string());
+    put("ramjet.popRevivedDlq", pc.revived_dlq.get().to_string());
+    put(
+        "ramjet.popReviveFailures",
+        pc.revive_failures.get().to_string(),
+    );
     // RocketMQ's keys (mqadmin brokerStatus): per level, "delivered up to,stored up to".
     for (i, delivered) in b.schedule.offsets().iter().enumerate() {
         let max = b

@@ -151,6 +151,12 @@ pub struct BrokerSection {
     /// How long an admin request the broker passes to a client (GET_CONSUMER_RUNNING_INFO,
     /// CONSUME_MESSAGE_DIRECTLY) waits for the client's answer (RocketMQ: 10 s).
     pub client_call_timeout_ms: u64,
+    /// POP consumption: messages popped and not yet acknowledged, per shard; a pop that
+    /// finds the table full is answered POLLING_FULL (docs/pop.md).
+    pub pop_max_inflight: u32,
+    /// POP consumption: how often the revive service looks for messages whose invisible
+    /// time ended without an ack (they go to the pop retry topic).
+    pub pop_revive_interval_ms: u64,
     /// Deliver file-backed pull data with sendfile(2); false forces the copy path.
     pub zero_copy: bool,
     /// Read pull data that is not in the page cache on the blocking thread before sending it,
@@ -259,6 +265,8 @@ impl Default for BrokerSection {
             client_idle_ms: 120_000,
             stats_sample_ms: 10_000,
             client_call_timeout_ms: 10_000,
+            pop_max_inflight: 200_000,
+            pop_revive_interval_ms: 100,
             zero_copy: true,
             cold_reads_off_shard: true,
             read_coalesce_us: DEFAULT_READ_COALESCE_US,
@@ -595,6 +603,20 @@ impl Config {
                 "broker.client_call_timeout_ms",
                 self.broker.client_call_timeout_ms.to_string(),
                 "expected 100 to 600000 ms",
+            );
+        }
+        if !(1..=10_000_000).contains(&self.broker.pop_max_inflight) {
+            return inv(
+                "broker.pop_max_inflight",
+                self.broker.pop_max_inflight.to_string(),
+                "expected 1 to 10000000 messages",
+            );
+        }
+        if !(10..=60_000).contains(&self.broker.pop_revive_interval_ms) {
+            return inv(
+                "broker.pop_revive_interval_ms",
+                self.broker.pop_revive_interval_ms.to_string(),
+                "expected 10 to 60000 ms",
             );
         }
         if self.broker.acl_reload_interval_ms != 0 && self.broker.acl_reload_interval_ms < 10 {

@@ -14,6 +14,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+/// The queue id of a waiter parked on a whole topic (a POP of queue -1): any arrival to the
+/// topic wakes it.
+pub const ANY_QUEUE: i32 = -1;
+
 /// Why a parked pull woke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
@@ -73,36 +77,40 @@ impl LongPollRegistry {
     }
 
     /// Called by the store's arrival listener: `max_offset` is the queue's new max (next offset
-    /// to be written). Wakes the parked pulls of that queue whose offset is below it.
+    /// to be written). Wakes the parked pulls of that queue whose offset is below it, and the
+    /// waiters parked on the whole topic ([`ANY_QUEUE`]).
     pub fn notify_arrival(&self, topic: &str, queue_id: i32, max_offset: i64) {
         let mut inner = self.inner.borrow_mut();
-        let Some(slots) = inner
-            .queues
-            .get_mut(topic)
-            .and_then(|q| q.get_mut(&queue_id))
-        else {
+        let Some(queues) = inner.queues.get_mut(topic) else {
             return;
         };
-        let before = slots.len();
-        slots.retain(|s| {
-            if s.offset < max_offset {
-                s.fired.set(true);
-                if let Some(w) = s.waker.borrow_mut().take() {
-                    w.wake();
+        let mut woken = 0;
+        for (q, limit) in [(queue_id, max_offset), (ANY_QUEUE, i64::MAX)] {
+            let Some(slots) = queues.get_mut(&q) else {
+                continue;
+            };
+            let before = slots.len();
+            slots.retain(|s| {
+                if s.offset < limit {
+                    s.fired.set(true);
+                    if let Some(w) = s.waker.borrow_mut().take() {
+                        w.wake();
+                    }
+                    false
+                } else {
+                    true
                 }
-                false
-            } else {
-                true
+            });
+            woken += before - slots.len();
+            if slots.is_empty() {
+                queues.remove(&q);
             }
-        });
-        let woken = before - slots.len();
-        if slots.is_empty() {
-            if let Some(q) = inner.queues.get_mut(topic) {
-                q.remove(&queue_id);
-                if q.is_empty() {
-                    inner.queues.remove(topic);
-                }
+            if queue_id == ANY_QUEUE {
+                break;
             }
+        }
+        if queues.is_empty() {
+            inner.queues.remove(topic);
         }
         inner.parked -= woken;
         self.woken_total.set(self.woken_total.get() + woken as u64);
@@ -261,6 +269,41 @@ mod tests {
                 timed_out_total: 2
             }
         );
+    }
+
+    #[test]
+    fn a_topic_waiter_wakes_on_any_queue() {
+        let out = run(|| async {
+            let r = LongPollRegistry::new(10);
+            let a = r
+                .park("T", ANY_QUEUE, i64::MIN, Duration::from_secs(10))
+                .unwrap();
+            let b = r
+                .park("U", ANY_QUEUE, i64::MIN, Duration::from_millis(30))
+                .unwrap();
+            let c = r.park("T", 3, 9, Duration::from_millis(30)).unwrap();
+            r.notify_arrival("T", 3, 2);
+            assert_eq!(
+                r.stats().parked,
+                2,
+                "the topic waiter woke, not queue 3's at 9"
+            );
+            let wa = a.wait().await;
+            let wb = b.wait().await;
+            let wc = c.wait().await;
+            // An explicit wake of the whole topic.
+            let d = r
+                .park("T", ANY_QUEUE, i64::MIN, Duration::from_secs(10))
+                .unwrap();
+            r.notify_arrival("T", ANY_QUEUE, i64::MAX);
+            let wd = d.wait().await;
+            (wa, wb, wc, wd, r.stats().parked)
+        });
+        assert_eq!(out.0, Wake::Arrived);
+        assert_eq!(out.1, Wake::TimedOut);
+        assert_eq!(out.2, Wake::TimedOut);
+        assert_eq!(out.3, Wake::Arrived);
+        assert_eq!(out.4, 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod longpoll;
 pub mod namesrv_host;
 pub mod offsets;
 pub mod persist;
+pub mod pop;
 pub mod pull;
 pub mod queries;
 pub mod register;

@@ -452,7 +452,7 @@ pub(super) async fn read_in(b: &Broker, cold: Vec<super::warm::ColdRange>, count
 /// Reads the record at `offset` into the page cache off the shard when its first bytes are on
 /// a file range the page cache does not hold (a consumer sends back a message it got long
 /// ago), so that reading it next does not wait for the disk on the shard's thread.
-async fn read_in_record_at(b: &Broker, offset: u64) {
+pub(super) async fn read_in_record_at(b: &Broker, offset: u64) {
     if !b.cfg.broker.cold_reads_off_shard {
         return;
     }

@@ -117,6 +117,8 @@ pub struct Broker {
     /// Open transactions (half messages) and their check service's state.
     pub transactions: super::transaction::Transactions,
     pub longpoll: LongPollRegistry,
+    /// POP consumption's in-flight messages and counters.
+    pub pop: super::pop::PopState,
     pub clients: ClientRegistry,
     pub counters: ShardCounters,
     pub delivery: Rc<DeliveryCounters>,
@@ -354,6 +356,7 @@ impl Broker {
             stats: super::stats::Rates::default(),
             transactions,
             longpoll,
+            pop: super::pop::PopState::new(cfg.broker.pop_max_inflight as usize),
             clients: ClientRegistry::default(),
             counters: ShardCounters::default(),
             delivery: Rc::new(DeliveryCounters::default()),
@@ -444,6 +447,7 @@ impl Broker {
             tasks.push(runtime::spawn_task(super::schedule::run(self.clone())));
             tasks.push(runtime::spawn_task(super::timer::run(self.clone())));
             tasks.push(runtime::spawn_task(super::transaction::run(self.clone())));
+            tasks.push(runtime::spawn_task(super::pop::run(self.clone())));
         }
         let reg = runtime::spawn_task(super::register::registration_loop(self.clone()));
         let tick = Duration::from_millis(100);
@@ -564,12 +568,16 @@ impl Service for Broker {
                     | RequestCode::SEND_BATCH_MESSAGE
                     | RequestCode::CONSUMER_SEND_MSG_BACK
                     | RequestCode::END_TRANSACTION
+                    | RequestCode::POP_MESSAGE
+                    | RequestCode::ACK_MESSAGE
+                    | RequestCode::BATCH_ACK_MESSAGE
+                    | RequestCode::CHANGE_MESSAGE_INVISIBLETIME
             )
         {
             conn.respond_error(
                 req,
                 ResponseCode::SERVICE_NOT_AVAILABLE,
-                "this broker is a slave (broker.role = slave) and stores only what its master sends; send to the master",
+                "this broker is a slave (broker.role = slave) and stores only what its master sends; send (and pop) to the master",
             );
             return;
         }
@@ -580,6 +588,12 @@ impl Service for Broker {
             RequestCode::SEND_BATCH_MESSAGE => super::send::handle_send(self, conn, req, true),
             RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
                 super::pull::handle_pull(self, conn, req)
+            }
+            RequestCode::POP_MESSAGE => super::pop::handle_pop(self, conn, req),
+            RequestCode::ACK_MESSAGE => super::pop::handle_ack(self, conn, req),
+            RequestCode::BATCH_ACK_MESSAGE => super::pop::handle_batch_ack(self, conn, req),
+            RequestCode::CHANGE_MESSAGE_INVISIBLETIME => {
+                super::pop::handle_change_invisible(self, conn, req)
             }
             RequestCode::QUERY_CONSUMER_OFFSET => {
                 super::queries::query_consumer_offset(self, conn, req)

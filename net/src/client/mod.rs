@@ -30,11 +30,13 @@ pub use consumer::{
     PushConsumerConfig, Subscription,
 };
 pub mod admin;
+pub mod pop;
 pub mod transaction;
 
 pub use transaction::{LocalState, TransactionProducer, TransactionSendResult};
 
 pub use admin::{Admin, TopicSpec};
+pub use pop::{PopBatch, PopConsumer, PopOptions, PopStatus, Popped};
 pub mod mock;
 
 #[cfg(test)]

@@ -249,24 +249,23 @@ impl Connection {
             code: head.code,
             source,
         };
+        // The binary header holds a 16-bit code: 5.x codes above it (POP_MESSAGE 200050 and
+        // its kin) go as JSON, as RocketMQ's own clients send everything by default.
+        let st = if i16::try_from(head.code).is_ok() {
+            self.inner.serialize_type
+        } else {
+            SerializeType::Json
+        };
         let mut out = self.inner.out.borrow_mut();
         match &self.inner.credentials {
             Some(c) if head.flag & ramjet_core::remoting::FLAG_RESPONSE == 0 => {
                 let fields = c
                     .signed_fields(header, body)
                     .map_err(|e| ClientError::Acl(e.to_string()))?;
-                encode_frame(
-                    &mut out,
-                    self.inner.serialize_type,
-                    head,
-                    fields.as_slice(),
-                    body,
-                )
-                .map_err(encode_err)?;
+                encode_frame(&mut out, st, head, fields.as_slice(), body).map_err(encode_err)?;
             }
             _ => {
-                encode_frame(&mut out, self.inner.serialize_type, head, header, body)
-                    .map_err(encode_err)?;
+                encode_frame(&mut out, st, head, header, body).map_err(encode_err)?;
             }
         }
         drop(out);

@@ -1,0 +1,452 @@
+//! POP consumption (RocketMQ 5's POP_MESSAGE, ACK_MESSAGE, BATCH_ACK_MESSAGE,
+//! CHANGE_MESSAGE_INVISIBLETIME) against the real broker, driven by ramjet's `PopConsumer`:
+//! popped messages stay invisible, acknowledged ones never come back, unacknowledged ones come
+//! back from the pop retry topic with their reconsume count + 1 (and go to the DLQ at the
+//! group's limit), orderly pops lock their queue, a parked pop wakes on a send, and a SIGKILL
+//! loses nothing that was not acknowledged.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use ramjet_net::client::{PopConsumer, PopOptions, PopStatus, Popped};
+use ramjet_net::runtime::{start_executor, ExecutorOptions, Pin};
+use ramjet_tests::ops::{self, OutMessage, SendOutcome};
+use ramjet_tests::rust_client::new_client;
+use ramjet_tests::wire::response;
+use ramjet_tests::{Broker, BrokerSpec, Conn};
+
+const UPDATE_GROUP: i32 = 200;
+
+fn run<F, T>(f: impl FnOnce() -> F + Send + 'static) -> T
+where
+    F: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    start_executor("e2e-pop", Pin::Unbound, ExecutorOptions::default(), f)
+        .expect("executor")
+        .join()
+        .expect("the executor's checks passed")
+}
+
+/// Sends `bodies` to (topic, queue), one after another.
+fn send_all(c: &mut Conn, topic: &str, queue: i32, bodies: &[String]) {
+    for b in bodies {
+        let tag = if b.contains("odd") { "odd" } else { "even" };
+        let msg = OutMessage::new(b.clone().into_bytes()).prop("TAGS", tag);
+        match ops::send(c, topic, queue, &msg).expect("send") {
+            SendOutcome::Ok(_) => {}
+            other => panic!("send {b}: {other:?}"),
+        }
+    }
+}
+
+fn bodies(popped: &[Popped]) -> Vec<String> {
+    popped
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.message.body).into_owned())
+        .collect()
+}
+
+fn opts(max: i32, invisible_ms: u64, poll_ms: u64) -> PopOptions {
+    PopOptions {
+        max,
+        invisible: Duration::from_millis(invisible_ms),
+        poll: Duration::from_millis(poll_ms),
+        ..PopOptions::default()
+    }
+}
+
+/// Pops until `want` messages came or `within` passed.
+async fn pop_until(c: &PopConsumer, want: usize, o: &PopOptions, within: Duration) -> Vec<Popped> {
+    let until = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < until {
+        let b = c.pop(o).await.expect("pop");
+        got.extend(b.messages);
+    }
+    got
+}
+
+fn set_group(c: &mut Conn, body: serde_json::Value) {
+    let r = c
+        .call(UPDATE_GROUP, &[], body.to_string().as_bytes())
+        .expect("update group");
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+}
+
+#[test]
+fn popped_messages_are_invisible_acked_ones_stay_gone_the_rest_come_back() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "e2e_pop_basic";
+    ops::create_topic_on(&broker, topic, 2);
+    let mut c = ops::connect(broker.shard_addr(0));
+    let sent: Vec<String> = (0..10)
+        .map(|i| format!("m{i}-{}", if i % 2 == 1 { "odd" } else { "even" }))
+        .collect();
+    send_all(&mut c, topic, 0, &sent[..5]);
+    send_all(&mut c, topic, 1, &sent[5..]);
+    ops::wait_route(broker.namesrv_addr(), topic, 1, Duration::from_secs(20));
+    let namesrv = broker.namesrv();
+    let t = topic.to_string();
+    let (first, again, retried) = run(move || async move {
+        let pc = PopConsumer::new(new_client(&namesrv), "pop_g1", &t);
+        let o = opts(32, 2_000, 0);
+        let first = pop_until(&pc, 10, &o, Duration::from_secs(10)).await;
+        assert_eq!(first.len(), 10, "{:?}", bodies(&first));
+        for p in &first {
+            assert_eq!(p.message.topic, t);
+            assert_eq!(p.real_topic, t);
+            assert_eq!(p.message.reconsume_times, 0);
+        }
+        // Invisible: nothing to pop right away.
+        let again = pc.pop(&o).await.expect("pop").messages;
+        // Ack the even ones: four one by one, the fifth in a batch ack.
+        let evens: Vec<&Popped> = first
+            .iter()
+            .filter(|p| !String::from_utf8_lossy(&p.message.body).contains("odd"))
+            .collect();
+        assert_eq!(evens.len(), 5);
+        for p in &evens[..4] {
+            assert!(pc.ack(p).await.expect("ack"), "acked in flight");
+        }
+        pc.ack_all(&[evens[4].clone()]).await.expect("batch ack");
+        // A second ack of the same handle finds nothing in flight.
+        assert!(!pc.ack(evens[0]).await.expect("ack again"));
+        // The odd ones come back after their 2 s, from the pop retry topic.
+        let wait = opts(32, 30_000, 1_000);
+        let retried = pop_until(&pc, 5, &wait, Duration::from_secs(15)).await;
+        for p in &retried {
+            assert_eq!(p.message.topic, t, "the topic popped");
+            assert_eq!(p.real_topic, format!("%RETRY%pop_g1_{t}"));
+            assert_eq!(p.message.reconsume_times, 1);
+            assert!(pc.ack(p).await.expect("ack retried"));
+        }
+        let none = pc.pop(&opts(32, 30_000, 0)).await.expect("pop");
+        assert_eq!(none.status, PopStatus::NotFound);
+        (bodies(&first), again.len(), bodies(&retried))
+    });
+    let mut sorted = first.clone();
+    sorted.sort();
+    let mut expect = sent.clone();
+    expect.sort();
+    assert_eq!(sorted, expect, "every message popped once");
+    assert_eq!(again, 0, "popped messages are invisible");
+    let odd: BTreeSet<String> = sent.iter().filter(|b| b.contains("odd")).cloned().collect();
+    assert_eq!(retried.iter().cloned().collect::<BTreeSet<_>>(), odd);
+    assert_eq!(
+        retried.len(),
+        5,
+        "each unacknowledged message once: {retried:?}"
+    );
+    // Everything acknowledged: the group's offsets are at each queue's end.
+    for q in 0..2 {
+        assert_eq!(ops::committed_offset(&mut c, "pop_g1", topic, q), Some(5));
+    }
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popInflight"), 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popRevived"), 5);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popAcked"), 10);
+    assert_eq!(
+        ops::runtime_counter(&mut c, "ramjet.popStale"),
+        1,
+        "the second ack"
+    );
+}
+
+#[test]
+fn invisible_time_changes_tags_filter_and_a_parked_pop_wakes_on_a_send() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "e2e_pop_change";
+    ops::create_topic_on(&broker, topic, 1);
+    let mut c = ops::connect(broker.shard_addr(0));
+    send_all(
+        &mut c,
+        topic,
+        0,
+        &["a-even".into(), "b-odd".into(), "c-even".into()],
+    );
+    ops::wait_route(broker.namesrv_addr(), topic, 1, Duration::from_secs(20));
+    let addr = broker.shard_addr(0);
+    let namesrv = broker.namesrv();
+    let t = topic.to_string();
+    let waited = run(move || async move {
+        // Tags: only the even ones; the odd one is skipped for this group.
+        let pc = PopConsumer::new(new_client(&namesrv), "pop_g2", &t).with_tags("even");
+        let got = pc.pop(&opts(32, 60_000, 0)).await.expect("pop").messages;
+        assert_eq!(bodies(&got), ["a-even", "c-even"]);
+        let (mut a, c_msg) = (got[0].clone(), got[1].clone());
+        let old = a.clone();
+        // Visible again in 1 s instead of 60 s: the old handle no longer acks it.
+        pc.change_invisible(&mut a, Duration::from_millis(1_000))
+            .await
+            .expect("change invisible time");
+        assert_ne!(a.handle, old.handle);
+        assert!(!pc.ack(&old).await.expect("ack with the old handle"));
+        let back = pop_until(&pc, 1, &opts(32, 60_000, 1_000), Duration::from_secs(10)).await;
+        assert_eq!(bodies(&back), ["a-even"]);
+        assert_eq!(back[0].message.reconsume_times, 1);
+        assert!(pc.ack(&back[0]).await.expect("ack"));
+        assert!(pc.ack(&c_msg).await.expect("ack c"));
+        // Changing a message no longer in flight is refused with NO_MESSAGE.
+        let mut gone = c_msg.clone();
+        let e = pc
+            .change_invisible(&mut gone, Duration::from_secs(5))
+            .await
+            .expect_err("not in flight");
+        assert!(e.to_string().contains("(208)"), "{e}");
+        // A pop with nothing there parks; a send 300 ms later wakes it.
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let mut c = ops::connect(addr);
+            send_all(&mut c, "e2e_pop_change", 0, &["d-even".into()]);
+        });
+        let t0 = Instant::now();
+        let b = pc.pop(&opts(32, 60_000, 20_000)).await.expect("parked pop");
+        let waited = t0.elapsed();
+        sender.join().expect("sender");
+        assert_eq!(b.status, PopStatus::Found);
+        assert_eq!(bodies(&b.messages), ["d-even"]);
+        waited
+    });
+    // Woken by the arrival, long before its 20 s poll time ended.
+    assert!(waited < Duration::from_secs(10), "woke after {waited:?}");
+    assert_eq!(
+        ops::runtime_counter(&mut c, "ramjet.popInvisibleChanged"),
+        1
+    );
+}
+
+#[test]
+fn an_orderly_pop_locks_its_queue_until_acked_and_repeats_it_in_order() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "e2e_pop_order";
+    ops::create_topic_on(&broker, topic, 1);
+    let mut c = ops::connect(broker.shard_addr(0));
+    let sent: Vec<String> = (0..4).map(|i| format!("o{i}")).collect();
+    send_all(&mut c, topic, 0, &sent);
+    ops::wait_route(broker.namesrv_addr(), topic, 1, Duration::from_secs(20));
+    let namesrv = broker.namesrv();
+    let t = topic.to_string();
+    run(move || async move {
+        let pc = PopConsumer::new(new_client(&namesrv), "pop_g3", &t);
+        let o = PopOptions {
+            order: true,
+            ..opts(2, 1_500, 0)
+        };
+        let first = pc.pop(&o).await.expect("pop").messages;
+        assert_eq!(bodies(&first), ["o0", "o1"]);
+        // Locked: neither an orderly nor an unordered pop gets o2 meanwhile.
+        assert!(pc.pop(&o).await.expect("pop").messages.is_empty());
+        assert!(pc
+            .pop(&opts(2, 1_500, 0))
+            .await
+            .expect("pop")
+            .messages
+            .is_empty());
+        // Unacknowledged past 1.5 s: the same two again, attempt 1, from the same queue.
+        std::thread::sleep(Duration::from_millis(1_700));
+        let again = pc.pop(&o).await.expect("pop").messages;
+        assert_eq!(bodies(&again), ["o0", "o1"]);
+        for p in &again {
+            assert_eq!(p.real_topic, t, "not through the retry topic");
+            assert_eq!(p.message.reconsume_times, 1);
+        }
+        // Ack o0 only: still locked.
+        assert!(pc.ack(&again[0]).await.expect("ack"));
+        assert!(pc.pop(&o).await.expect("pop").messages.is_empty());
+        assert!(pc.ack(&again[1]).await.expect("ack"));
+        let next = pc.pop(&o).await.expect("pop").messages;
+        assert_eq!(bodies(&next), ["o2", "o3"]);
+        assert_eq!(next[0].message.reconsume_times, 0);
+        pc.ack_all(&next).await.expect("batch ack");
+    });
+    assert_eq!(ops::committed_offset(&mut c, "pop_g3", topic, 0), Some(4));
+}
+
+#[test]
+fn never_acknowledged_messages_reach_the_dlq_at_the_groups_limit() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "e2e_pop_dlq";
+    ops::create_topic_on(&broker, topic, 1);
+    let mut c = ops::connect(broker.shard_addr(0));
+    set_group(
+        &mut c,
+        serde_json::json!({"groupName": "pop_g4", "retryMaxTimes": 1}),
+    );
+    send_all(&mut c, topic, 0, &["doomed".into()]);
+    ops::wait_route(broker.namesrv_addr(), topic, 1, Duration::from_secs(20));
+    let namesrv = broker.namesrv();
+    let t = topic.to_string();
+    let attempts = run(move || async move {
+        let pc = PopConsumer::new(new_client(&namesrv), "pop_g4", &t);
+        let o = opts(32, 1_000, 1_000);
+        let mut attempts = Vec::new();
+        // Popped and never acknowledged: once from the topic, once from the retry topic.
+        for _ in 0..2 {
+            let got = pop_until(&pc, 1, &o, Duration::from_secs(10)).await;
+            assert_eq!(bodies(&got), ["doomed"]);
+            attempts.push(got[0].message.reconsume_times);
+        }
+        // The second expiry sends it to %DLQ%pop_g4, not to another pop.
+        let none = pop_until(&pc, 1, &o, Duration::from_secs(4)).await;
+        assert!(none.is_empty(), "{:?}", bodies(&none));
+        attempts
+    });
+    assert_eq!(attempts, [0, 1]);
+    let dlq = ops::pull_all(
+        &mut c,
+        "dlq_reader",
+        "%DLQ%pop_g4",
+        0,
+        0,
+        Duration::from_secs(10),
+    );
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].body, b"doomed");
+    assert_eq!(dlq[0].reconsume_times, 2);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popRevivedDlq"), 1);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popInflight"), 0);
+}
+
+#[test]
+fn after_a_sigkill_every_unacknowledged_pop_comes_again() {
+    let spec = BrokerSpec {
+        broker_toml: "offset_persist_interval_ms = 100\n".into(),
+        ..BrokerSpec::default()
+    }
+    .flush(ramjet_tests::Flush::Sync);
+    let mut broker = Broker::start(spec);
+    let topic = "e2e_pop_crash";
+    ops::create_topic_on(&broker, topic, 1);
+    let mut c = ops::connect(broker.shard_addr(0));
+    let sent: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
+    send_all(&mut c, topic, 0, &sent);
+    ops::wait_route(broker.namesrv_addr(), topic, 1, Duration::from_secs(20));
+    let namesrv = broker.namesrv();
+    let t = topic.to_string();
+    run(move || async move {
+        let pc = PopConsumer::new(new_client(&namesrv), "pop_g5", &t);
+        // k0..k3 with a 1 s invisible time; k4, k5 with 60 s.
+        let short = pc.pop(&opts(4, 1_000, 0)).await.expect("pop").messages;
+        assert_eq!(bodies(&short), ["k0", "k1", "k2", "k3"]);
+        let long = pc.pop(&opts(4, 60_000, 0)).await.expect("pop").messages;
+        assert_eq!(bodies(&long), ["k4", "k5"]);
+        // k0, k1 acknowledged; k2, k3 expire and are revived into the retry topic.
+        assert!(pc.ack(&short[0]).await.expect("ack"));
+        assert!(pc.ack(&short[1]).await.expect("ack"));
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    while ops::runtime_counter(&mut c, "ramjet.popRevived") < 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popRevived"), 2);
+    // Offsets persisted (every 100 ms); k4, k5 still in flight.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ops::committed_offset(&mut c, "pop_g5", topic, 0), Some(4));
+    drop(c);
+    broker.kill();
+    broker.restart();
+    let namesrv = broker.namesrv();
+    let t = topic.to_string();
+    let (again, reconsumes) = run(move || async move {
+        let pc = PopConsumer::new(new_client(&namesrv), "pop_g5", &t);
+        let got = pop_until(&pc, 4, &opts(32, 60_000, 500), Duration::from_secs(20)).await;
+        pc.ack_all(&got).await.expect("batch ack");
+        let mut r: Vec<(String, i32)> = got
+            .iter()
+            .map(|p| {
+                (
+                    String::from_utf8_lossy(&p.message.body).into_owned(),
+                    p.message.reconsume_times,
+                )
+            })
+            .collect();
+        r.sort();
+        (bodies(&got).len(), r)
+    });
+    // k2, k3 from the retry topic (their copies were durable before the kill), k4, k5 again
+    // from the topic (in flight when it died); k0, k1 were acknowledged and stay gone.
+    assert_eq!(again, 4);
+    assert_eq!(
+        reconsumes,
+        [
+            ("k2".to_string(), 1),
+            ("k3".to_string(), 1),
+            ("k4".to_string(), 0),
+            ("k5".to_string(), 0)
+        ]
+    );
+}
+
+#[test]
+fn bad_pop_requests_get_clear_errors() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "e2e_pop_bad";
+    ops::create_topic_on(&broker, topic, 2);
+    let mut c = ops::connect(broker.shard_addr(0));
+    let pop = |c: &mut Conn, queue: &str, max: &str, invisible: &str, exp_type: &str| {
+        c.call(
+            200050,
+            &[
+                ("consumerGroup", "pop_g6".to_string()),
+                ("topic", topic.to_string()),
+                ("queueId", queue.to_string()),
+                ("maxMsgNums", max.to_string()),
+                ("invisibleTime", invisible.to_string()),
+                ("pollTime", "0".to_string()),
+                ("bornTime", "0".to_string()),
+                ("initMode", "0".to_string()),
+                ("expType", exp_type.to_string()),
+                ("exp", "*".to_string()),
+            ],
+            &[],
+        )
+        .expect("pop")
+    };
+    let r = pop(&mut c, "5", "1", "60000", "TAG");
+    assert_eq!(r.code, response::INVALID_PARAMETER, "{:?}", r.remark);
+    assert!(r
+        .remark
+        .unwrap_or_default()
+        .contains("queueId[5] is illegal"));
+    let r = pop(&mut c, "-1", "33", "60000", "TAG");
+    assert_eq!(r.code, response::INVALID_PARAMETER);
+    let r = pop(&mut c, "-1", "1", "10", "TAG");
+    assert_eq!(r.code, response::INVALID_PARAMETER);
+    assert!(r.remark.unwrap_or_default().contains("invisibleTime"));
+    let r = pop(&mut c, "-1", "1", "60000", "XPATH");
+    assert_eq!(r.code, response::SUBSCRIPTION_PARSE_FAILED);
+    let r = pop(&mut c, "-1", "1", "60000", "TAG");
+    assert_eq!(
+        r.code,
+        response::PULL_NOT_FOUND,
+        "an empty topic: {:?}",
+        r.remark
+    );
+    // An ack with a handle that does not parse, and one outside the queue.
+    let ack = |c: &mut Conn, extra: &str, offset: &str| {
+        c.call(
+            200051,
+            &[
+                ("consumerGroup", "pop_g6".to_string()),
+                ("topic", topic.to_string()),
+                ("queueId", "0".to_string()),
+                ("extraInfo", extra.to_string()),
+                ("offset", offset.to_string()),
+            ],
+            &[],
+        )
+        .expect("ack")
+    };
+    let r = ack(&mut c, "garbage", "0");
+    assert_eq!(r.code, response::INVALID_PARAMETER);
+    assert!(r.remark.unwrap_or_default().contains("extraInfo"));
+    let r = ack(&mut c, "0 1 60000 0 0 ramjet-s0 0 0", "0");
+    assert_eq!(r.code, response::NO_MESSAGE, "{:?}", r.remark);
+    let r = c.call(200151, &[], b"{not json").expect("batch ack");
+    assert_eq!(r.code, response::INVALID_PARAMETER);
+    // The broker is still serving.
+    send_all(&mut c, topic, 0, &["after".into()]);
+    let r = pop(&mut c, "0", "1", "60000", "TAG");
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+}
