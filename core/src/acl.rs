@@ -315,6 +315,8 @@ pub mod perm {
                 | RequestCode::GET_BROKER_CLUSTER_ACL_INFO
                 | RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG
                 | RequestCode::GET_BROKER_CLUSTER_ACL_CONFIG
+                // ramjet's addition: a group's PULL/POP mode changes how every member reads.
+                | RequestCode::SET_MESSAGE_REQUEST_MODE
         )
     }
 

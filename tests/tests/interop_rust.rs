@@ -308,6 +308,76 @@ fn rocketmq_client_rust_push_consumer_gets_plain_delayed_and_retried_messages() 
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.timerRecalled"), 1);
 }
 
+/// RocketMQ 5's pop consumer: with `clientRebalance` off the push consumer asks the broker for
+/// its queues (QUERY_ASSIGNMENT); the group's mode, set to POP with `ramjet admin
+/// consume-mode` (SET_MESSAGE_REQUEST_MODE), makes it pop queue -1 of both shards, acknowledge
+/// what it consumed, and change the invisible time of what it failed, which then comes back
+/// from the pop retry topic with its reconsume count 1.
+#[test]
+fn rocketmq_client_rust_pop_consumer_pops_acks_and_gets_failed_messages_again() {
+    setup::rust_rmq_driver();
+    let broker = Broker::start(BrokerSpec::default().shards(2));
+    let topic = "rust_client_pop";
+    let group = "CG_rust_pop";
+    create_topic_on(&broker, topic, 2);
+    let out = broker
+        .admin_cli(&["consume-mode", group, topic, "pop"])
+        .expect("consume-mode");
+    assert!(out.contains("POP on ramjet-s0, ramjet-s1"), "{out}");
+    let bodies: Vec<String> = (0..8).map(|i| format!("pop-{i}")).collect();
+    let fail_first = ["pop-2", "pop-5"];
+    let spec = serde_json::json!({
+        "topic": topic,
+        "group": group,
+        "producer_group": "PG_rust_pop",
+        "expected": bodies.len() + fail_first.len(),
+        "quiet_ms": 1500,
+        "fail_first": fail_first,
+        "client_rebalance": false,
+        "pop_invisible_ms": 5000,
+        "messages": bodies.iter().map(|b| serde_json::json!({"body": b, "tags": "P"})).collect::<Vec<_>>(),
+    });
+    let out = roundtrip(&broker.namesrv(), &spec, "interop-rust-pop");
+    for s in out["sends"].as_array().expect("sends") {
+        assert_eq!(s["ok"], true, "send failed: {}", interop::compact(s));
+    }
+    let mut by_body: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for d in out["deliveries"].as_array().expect("deliveries") {
+        assert_eq!(d["topic"], topic, "{}", interop::compact(d));
+        by_body
+            .entry(d["body"].as_str().unwrap_or("").to_string())
+            .or_default()
+            .push(d["reconsume_times"].as_i64().unwrap_or(-1));
+    }
+    assert_eq!(
+        by_body.keys().cloned().collect::<Vec<_>>(),
+        bodies,
+        "{}",
+        interop::compact(&out)
+    );
+    for (body, times) in &by_body {
+        if fail_first.contains(&body.as_str()) {
+            assert_eq!(times, &[0, 1], "{body}: popped, failed, popped again");
+        } else {
+            assert_eq!(times, &[0], "{body}: popped once and acknowledged");
+        }
+    }
+    // Every pop acknowledged or revived: nothing left in flight; the popped messages were
+    // popped (not pulled), and the two failures went through the pop retry topic.
+    let (mut popped, mut revived, mut inflight, mut pulls_found) = (0, 0, 0, 0);
+    for i in 0..2 {
+        let mut c = connect(broker.shard_addr(i));
+        popped += ops::runtime_counter(&mut c, "ramjet.popped");
+        revived += ops::runtime_counter(&mut c, "ramjet.popRevived");
+        inflight += ops::runtime_counter(&mut c, "ramjet.popInflight");
+        pulls_found += ops::runtime_counter(&mut c, "ramjet.pullsFound");
+    }
+    assert_eq!(popped, 10);
+    assert_eq!(revived, 2);
+    assert_eq!(inflight, 0);
+    assert_eq!(pulls_found, 0, "no message went out by PULL_MESSAGE");
+}
+
 /// The same push consumer subscribed with a SQL92 selector (`MessageSelector::by_sql`): the
 /// client checks the broker with CHECK_CLIENT_CONFIG, its heartbeat carries the expression,
 /// and it gets exactly the messages whose properties match, each once.

@@ -312,6 +312,16 @@ fn for_each_need(code: i32, fields: &SortedFields<'_>, body: &[u8], f: &mut dyn 
                 f(Need::Group(g, perm::SUB));
             }
         }
+        RequestCode::QUERY_ASSIGNMENT => {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+                if let Some(g) = v["consumerGroup"].as_str().filter(|g| !g.is_empty()) {
+                    f(Need::Group(g, perm::SUB));
+                }
+                if let Some(t) = v["topic"].as_str().filter(|t| !t.is_empty()) {
+                    f(topic_need(t, perm::SUB));
+                }
+            }
+        }
         RequestCode::BATCH_ACK_MESSAGE => {
             // A body that does not parse names nothing; the handler answers the parse error.
             if let Ok((_, acks)) = ramjet_core::remoting::pop::parse_batch_ack(body) {

@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod assignment;
 pub mod client_calls;
 pub mod clients;
 pub mod coalesce;

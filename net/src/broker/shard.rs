@@ -64,6 +64,11 @@ pub enum ShardError {
         shard: usize,
         source: super::transaction::TransactionError,
     },
+    #[error("shard {shard}: {source}")]
+    Modes {
+        shard: usize,
+        source: super::assignment::ModesError,
+    },
     #[error("shard {shard}: broker.acl_enable is on, but {message} (the format: docs/acl.md; or set broker.acl_file)")]
     Acl { shard: usize, message: String },
     #[error("shard {shard}: cannot listen on {addr}: {message} (is another broker running? change broker.base_port)")]
@@ -119,6 +124,10 @@ pub struct Broker {
     pub longpoll: LongPollRegistry,
     /// POP consumption's in-flight messages and counters.
     pub pop: super::pop::PopState,
+    /// Each (topic, group)'s PULL or POP mode (SET_MESSAGE_REQUEST_MODE).
+    pub request_modes: super::assignment::RequestModes,
+    /// A client of the name servers, made on first use (QUERY_ASSIGNMENT needs the routes).
+    route_client: std::cell::OnceCell<crate::client::Client>,
     pub clients: ClientRegistry,
     pub counters: ShardCounters,
     pub delivery: Rc<DeliveryCounters>,
@@ -309,6 +318,13 @@ impl Broker {
                 shard: index,
                 source,
             })?;
+        let request_modes =
+            super::assignment::RequestModes::open(&config_dir).map_err(|source| {
+                ShardError::Modes {
+                    shard: index,
+                    source,
+                }
+            })?;
         let longpoll = LongPollRegistry::new(cfg.broker.max_parked_pulls as usize);
         let lp = longpoll.clone();
         let ha = Rc::new(super::ha::Replication::new(
@@ -357,6 +373,8 @@ impl Broker {
             transactions,
             longpoll,
             pop: super::pop::PopState::new(cfg.broker.pop_max_inflight as usize),
+            request_modes,
+            route_client: std::cell::OnceCell::new(),
             clients: ClientRegistry::default(),
             counters: ShardCounters::default(),
             delivery: Rc::new(DeliveryCounters::default()),
@@ -384,6 +402,22 @@ impl Broker {
             data_dir: dir,
         };
         Ok((broker, listeners, ports))
+    }
+
+    /// The shard's client of the name servers (created on first use).
+    pub fn route_client(&self) -> Result<&crate::client::Client, crate::client::ClientError> {
+        if let Some(c) = self.route_client.get() {
+            return Ok(c);
+        }
+        if self.cfg.broker.namesrv_addrs.is_empty() {
+            return Err(crate::client::ClientError::Invalid(
+                "this broker knows no name server (broker.namesrv_addrs)".into(),
+            ));
+        }
+        let cfg = crate::client::ClientConfig::new(&self.cfg.broker.namesrv_addrs.join(";"))?;
+        Ok(self
+            .route_client
+            .get_or_init(|| crate::client::Client::new(cfg)))
     }
 
     /// An owning handle to this broker (for tasks spawned by handlers).
@@ -595,6 +629,8 @@ impl Service for Broker {
             RequestCode::CHANGE_MESSAGE_INVISIBLETIME => {
                 super::pop::handle_change_invisible(self, conn, req)
             }
+            RequestCode::QUERY_ASSIGNMENT => super::assignment::query_assignment(self, conn, req),
+            RequestCode::SET_MESSAGE_REQUEST_MODE => super::assignment::set_mode(self, conn, req),
             RequestCode::QUERY_CONSUMER_OFFSET => {
                 super::queries::query_consumer_offset(self, conn, req)
             }

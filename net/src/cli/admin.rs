@@ -86,6 +86,19 @@ pub enum AdminCommand {
         #[arg(long)]
         no_force: bool,
     },
+    /// How GROUP consumes TOPIC when its consumers let the broker divide the queues
+    /// (RocketMQ 5 `clientRebalance` off): `pull`, or `pop` (mqadmin setConsumeMode). Set on
+    /// every master of the topic.
+    ConsumeMode {
+        group: String,
+        topic: String,
+        /// `pull` or `pop`.
+        mode: String,
+        /// POP: each consumer also pops the queues of this many consumers after it (0: every
+        /// consumer pops every queue).
+        #[arg(long, default_value_t = 0)]
+        share: i32,
+    },
     /// Consumer progress of GROUP: committed offset vs. broker offset, per queue.
     Lag {
         group: String,
@@ -441,6 +454,37 @@ pub(crate) async fn admin_text(admin: &Admin, args: &AdminArgs) -> Result<String
                 for (b, _) in &answers {
                     let _ = writeln!(s, "ACL changed on {} ({})", b.broker_name, b.addr);
                 }
+            }
+        }
+        AdminCommand::ConsumeMode {
+            group,
+            topic,
+            mode,
+            share,
+        } => {
+            let pop = match mode.to_ascii_lowercase().as_str() {
+                "pop" => true,
+                "pull" => false,
+                other => {
+                    return Err(CliError::Usage(format!(
+                        "mode {other:?}: expected pull or pop"
+                    )))
+                }
+            };
+            if *share < 0 {
+                return Err(CliError::Usage("--share must be 0 or more".into()));
+            }
+            let brokers = admin.set_request_mode(group, topic, pop, *share).await?;
+            let m = if pop { "POP" } else { "PULL" };
+            if json {
+                s = json!({ "group": group, "topic": topic, "mode": m, "share": share, "brokers": brokers }).to_string();
+                s.push('\n');
+            } else {
+                let _ = writeln!(
+                    s,
+                    "group {group} topic {topic}: {m} on {}",
+                    brokers.join(", ")
+                );
             }
         }
         AdminCommand::ResetOffset {

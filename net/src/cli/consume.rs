@@ -16,7 +16,9 @@ use crate::client::consumer::{
 };
 use crate::client::instance::subscribe_queues;
 use crate::client::message::now_ms;
-use crate::client::{transport, Client, MessageExt, MessageQueue};
+use crate::client::{
+    transport, Client, MessageExt, MessageQueue, PopConsumer, PopOptions, PopStatus,
+};
 
 #[derive(Debug, Clone, Args)]
 pub struct ConsumeArgs {
@@ -55,6 +57,82 @@ pub struct ConsumeArgs {
     /// One JSON object per message.
     #[arg(long)]
     pub json: bool,
+    /// POP consumption (RocketMQ 5): the broker hands each message of the group (--group
+    /// needed) to one popper at a time and redelivers it unless acknowledged; each message
+    /// printed is acknowledged. Starts at each queue's first message, or its end with
+    /// --from-end when the group has no offset yet.
+    #[arg(long, requires = "group", conflicts_with_all = ["offset", "timestamp", "queue"])]
+    pub pop: bool,
+    /// With --pop: seconds a popped message stays invisible to other poppers.
+    #[arg(long, default_value_t = 60, requires = "pop")]
+    pub invisible_s: u64,
+    /// With --pop: do not acknowledge (each message comes again after --invisible-s).
+    #[arg(long, requires = "pop")]
+    pub no_ack: bool,
+    /// With --pop: a group without an offset starts at each queue's end.
+    #[arg(long, requires = "pop", conflicts_with = "from_beginning")]
+    pub from_end: bool,
+}
+
+/// `ramjet consume --pop`: pop (long polling), print, acknowledge.
+fn run_pop(args: ConsumeArgs) -> Result<(), CliError> {
+    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
+    run_on_executor(async move {
+        let group = args.group.clone().unwrap_or_default();
+        let mut pc = PopConsumer::new(Client::new(cfg), &group, &args.topic);
+        if args.tags != "*" {
+            pc = pc.with_tags(&args.tags);
+        }
+        let opts = PopOptions {
+            max: 32,
+            invisible: Duration::from_secs(args.invisible_s.max(1)),
+            poll: SUSPEND_TIMEOUT,
+            order: false,
+            from_end: args.from_end,
+        };
+        let (mut count, mut last) = (0u64, Instant::now());
+        loop {
+            if args.count.is_some_and(|c| count >= c) {
+                return Ok(());
+            }
+            if args
+                .idle_timeout
+                .is_some_and(|t| last.elapsed().as_secs_f64() >= t)
+            {
+                return Ok(());
+            }
+            let batch = match pc.pop(&opts).await {
+                Ok(b) => b,
+                Err(e) if e.is_transport() => {
+                    eprintln!("pop: {e}; retrying in 1 s");
+                    transport::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(CliError::Client(e)),
+            };
+            if batch.status == PopStatus::PollingFull {
+                transport::sleep(Duration::from_millis(200)).await;
+            }
+            let mut printed = Vec::with_capacity(batch.messages.len());
+            for p in batch.messages {
+                if args.count.is_some_and(|c| count >= c) {
+                    break;
+                }
+                let mut stdout = std::io::stdout().lock();
+                stdout
+                    .write_all(format_message(&p.message, args.json).as_bytes())
+                    .and_then(|_| stdout.flush())
+                    .map_err(CliError::Output)?;
+                count += 1;
+                last = Instant::now();
+                printed.push(p);
+            }
+            // What was not printed (past --count) comes back after its invisible time.
+            if !args.no_ack && !printed.is_empty() {
+                pc.ack_all(&printed).await?;
+            }
+        }
+    })
 }
 
 /// Group used for pulls when none is given (it never commits).
@@ -93,6 +171,9 @@ pub(crate) fn format_message(m: &MessageExt, json: bool) -> String {
 
 /// Run `ramjet consume`.
 pub fn run_consume(args: ConsumeArgs) -> Result<(), CliError> {
+    if args.pop {
+        return run_pop(args);
+    }
     let from = if args.from_beginning {
         ConsumeFrom::First
     } else if let Some(t) = &args.timestamp {

@@ -396,6 +396,37 @@ impl Admin {
         Ok(out)
     }
 
+    /// Sets how `group` consumes `topic` under broker-side rebalance (SET_MESSAGE_REQUEST_MODE)
+    /// on every master of the topic; the broker names it was set on.
+    pub async fn set_request_mode(
+        &self,
+        group: &str,
+        topic: &str,
+        pop: bool,
+        pop_share_queue_num: i32,
+    ) -> Result<Vec<String>, ClientError> {
+        let route = self.client.fetch_route(topic).await?;
+        let body = serde_json::to_vec(&serde_json::json!({
+            "topic": topic,
+            "consumerGroup": group,
+            "mode": if pop { "POP" } else { "PULL" },
+            "popShareQueueNum": pop_share_queue_num,
+        }))
+        .expect("strings and numbers");
+        let mut out = Vec::new();
+        for bd in &route.broker_datas {
+            let Some(addr) = bd.master_addr() else {
+                continue;
+            };
+            self.client
+                .invoke_ok(addr, RequestCode::SET_MESSAGE_REQUEST_MODE, &(), &body)
+                .await?;
+            out.push(bd.broker_name.clone());
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Topics whose route mentions a subscription of `group`: the retry topic's base plus what
     /// the caller names. Used by `admin lag GROUP` without a topic: every non-system topic is
     /// checked for a committed offset.

@@ -314,6 +314,13 @@ struct RoundtripSpec {
     access_key: Option<String>,
     #[serde(default)]
     secret_key: Option<String>,
+    /// `false`: the broker divides the queues (QUERY_ASSIGNMENT); with the group's mode set
+    /// to POP there, the consumer pops (RocketMQ 5's pop consumer).
+    #[serde(default)]
+    client_rebalance: Option<bool>,
+    /// The pop consumer's invisible time, ms.
+    #[serde(default)]
+    pop_invisible_ms: Option<u64>,
     messages: Vec<RoundtripItem>,
 }
 
@@ -383,6 +390,12 @@ async fn roundtrip(
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
         // Each message its own consume call: a RECONSUME_LATER sends back only that one.
         .consume_message_batch_max_size(1);
+    if let Some(r) = spec.client_rebalance {
+        consumer = consumer.client_rebalance(r);
+    }
+    if let Some(ms) = spec.pop_invisible_ms {
+        consumer = consumer.pop_invisible_time(ms);
+    }
     if let Some(h) = &hook {
         consumer = consumer.rpc_hook(Some(h.clone()));
     }
