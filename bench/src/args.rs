@@ -30,6 +30,11 @@ pub enum Command {
     E2e(BenchArgs),
     /// One message at a time: send, wait until it is consumed, repeat.
     Pingpong(BenchArgs),
+    /// POP consumption (RocketMQ 5): --consumers poppers each pop up to --pull-batch (at most
+    /// 32) messages of any queue and acknowledge them with one BATCH_ACK_MESSAGE; latency =
+    /// pop request to ack answer, counted per message. --from first reads a backlog (and the
+    /// rate is over the time it took); a group with offsets resumes there.
+    Pop(BenchArgs),
 }
 
 /// Which client code drives the load.

@@ -18,6 +18,7 @@ fn main() {
         Command::Consume(a) => (Mode::Consume, a),
         Command::E2e(a) => (Mode::E2e, a),
         Command::Pingpong(a) => (Mode::Pingpong, a),
+        Command::Pop(a) => (Mode::Pop, a),
     };
     let out = match run(mode, &args) {
         Ok(o) => o,

@@ -31,6 +31,7 @@ pub enum Mode {
     Consume,
     E2e,
     Pingpong,
+    Pop,
 }
 
 impl Mode {
@@ -40,6 +41,7 @@ impl Mode {
             Mode::Consume => "consume",
             Mode::E2e => "e2e",
             Mode::Pingpong => "pingpong",
+            Mode::Pop => "pop",
         }
     }
 }
@@ -158,7 +160,7 @@ fn assignments(args: &BenchArgs, mode: Mode) -> Result<Vec<Assignment>, BenchErr
     let w = cpus.len();
     let (producers, consumers) = match mode {
         Mode::Produce => (args.producers, 0),
-        Mode::Consume => (0, args.consumers),
+        Mode::Consume | Mode::Pop => (0, args.consumers),
         Mode::E2e => (args.producers, args.consumers),
         Mode::Pingpong => (1, 1),
     };
@@ -334,7 +336,7 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let rate = if matches!(mode, Mode::Pingpong | Mode::Consume) {
+    let rate = if matches!(mode, Mode::Pingpong | Mode::Consume | Mode::Pop) {
         None
     } else {
         args.rate
@@ -348,16 +350,17 @@ pub fn run(mode: Mode, args: &BenchArgs) -> Result<Outcome, BenchError> {
     // A consume run that read every queue to its end inside the window (a drained catch-up
     // backlog) is rated over the time it took, not over the idle rest of the window.
     let consumer_workers = plan.iter().filter(|a| a.consumers > 0).count();
-    let drained_after_s =
-        (mode == Mode::Consume && consumer_workers > 0 && drained.len() == consumer_workers)
-            .then(|| drained.iter().max().copied())
-            .flatten()
-            .filter(|&t| t > timing.measure_start && t < timing.end)
-            .map(|t| {
-                t.saturating_duration_since(timing.measure_start)
-                    .as_secs_f64()
-                    .max(1e-3)
-            });
+    let drained_after_s = (matches!(mode, Mode::Consume | Mode::Pop)
+        && consumer_workers > 0
+        && drained.len() == consumer_workers)
+        .then(|| drained.iter().max().copied())
+        .flatten()
+        .filter(|&t| t > timing.measure_start && t < timing.end)
+        .map(|t| {
+            t.saturating_duration_since(timing.measure_start)
+                .as_secs_f64()
+                .max(1e-3)
+        });
     let report = Report::new(
         side_name,
         rate,
@@ -496,6 +499,7 @@ async fn worker(
     }
     let result = match mode {
         Mode::Pingpong => pingpong(&clients, &args, timing, &recs.consume).await,
+        Mode::Pop => pop_load(&a, &clients, &args, timing, &recs).await,
         _ => load(mode, &a, &clients, &args, timing, &recs).await,
     };
     stop_reporting.set(true);
@@ -925,6 +929,91 @@ async fn produce_loop(producer: Producer, args: BenchArgs, timing: Timing, rec: 
 }
 
 /// Send one message, consume it, repeat: the round trip through the broker.
+/// `pop`: the worker's poppers, each on its own task: pop (any queue of the next broker),
+/// acknowledge the batch, record. When every popper found nothing for its last second or more
+/// and got messages before, the backlog was drained at the last message popped.
+async fn pop_load(
+    a: &Assignment,
+    clients: &[Client],
+    args: &BenchArgs,
+    timing: Timing,
+    recs: &Recs,
+) -> Result<(), BenchError> {
+    use ramjet_net::client::{PopConsumer, PopOptions, PopStatus};
+    let opts = PopOptions {
+        max: args.pull_batch.clamp(1, 32),
+        invisible: Duration::from_secs(60),
+        poll: Duration::from_millis(200),
+        order: false,
+        from_end: args.from == StartFrom::Last,
+    };
+    let failed: Rc<RefCell<Option<BenchError>>> = Rc::new(RefCell::new(None));
+    // Per popper: its last message's time, `None` while it never got one or still got some
+    // in its last second.
+    let last: Rc<RefCell<Vec<Option<Instant>>>> = Rc::new(RefCell::new(Vec::new()));
+    let left = Rc::new(std::cell::Cell::new(a.consumers));
+    for i in 0..a.consumers {
+        let pc = PopConsumer::new(clients[i % clients.len()].clone(), &args.group, &args.topic);
+        let (opts, rec, failed, left, last) = (
+            opts.clone(),
+            recs.consume.clone(),
+            failed.clone(),
+            left.clone(),
+            last.clone(),
+        );
+        transport::spawn(async move {
+            sleep_until(timing.start).await;
+            let mut last_found: Option<Instant> = None;
+            while Instant::now() < timing.end {
+                let t0 = Instant::now();
+                let batch = match pc.pop(&opts).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failed.borrow_mut().get_or_insert(e.into());
+                        break;
+                    }
+                };
+                if batch.status == PopStatus::PollingFull {
+                    rec.borrow_mut().record_error();
+                    transport::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                if batch.messages.is_empty() {
+                    continue;
+                }
+                last_found = Some(Instant::now());
+                let n = batch.messages.len() as u64;
+                let bytes: u64 = batch
+                    .messages
+                    .iter()
+                    .map(|p| p.message.body.len() as u64)
+                    .sum();
+                if let Err(e) = pc.ack_all(&batch.messages).await {
+                    failed.borrow_mut().get_or_insert(e.into());
+                    break;
+                }
+                if t0 >= timing.measure_start {
+                    rec.borrow_mut()
+                        .record(t0.elapsed().as_micros() as u64, n, bytes);
+                }
+            }
+            let idle_at_end = last_found
+                .filter(|t| timing.end.saturating_duration_since(*t) >= Duration::from_secs(1));
+            last.borrow_mut().push(idle_at_end);
+            left.set(left.get() - 1);
+        });
+    }
+    while left.get() > 0 {
+        transport::sleep(Duration::from_millis(20)).await;
+    }
+    let ends = last.borrow();
+    if !ends.is_empty() && ends.iter().all(Option::is_some) {
+        recs.drained.set(ends.iter().flatten().max().copied());
+    }
+    let e = failed.borrow_mut().take();
+    e.map_or(Ok(()), Err)
+}
+
 async fn pingpong(
     clients: &[Client],
     args: &BenchArgs,

@@ -25,7 +25,11 @@ fn args(cmd: &str, extra: &[&str]) -> BenchArgs {
     argv.extend_from_slice(extra);
     let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("bench args: {e}"));
     match cli.command {
-        Command::Produce(a) | Command::Consume(a) | Command::E2e(a) | Command::Pingpong(a) => a,
+        Command::Produce(a)
+        | Command::Consume(a)
+        | Command::E2e(a)
+        | Command::Pingpong(a)
+        | Command::Pop(a) => a,
     }
 }
 
@@ -163,6 +167,28 @@ fn raw_bench_counts_equal_what_the_broker_stored_and_delivered() {
     )
     .unwrap_or_else(|e| panic!("second consume run: {e}"));
     assert_eq!(again.recorder.messages, 0, "offsets were not committed");
+
+    // The same backlog popped by three poppers (POP_MESSAGE + BATCH_ACK_MESSAGE): each
+    // message once, every one acknowledged, so the group's next run finds nothing.
+    let pop = BenchArgs {
+        group: "bench_real_pop".into(),
+        consumers: 3,
+        pull_batch: 32,
+        ..consume.clone()
+    };
+    let p = run(Mode::Pop, &pop).unwrap_or_else(|e| panic!("pop run: {e}"));
+    assert_eq!(p.recorder.errors, 0, "pop errors");
+    assert_eq!(p.recorder.messages, produced, "popped vs produced");
+    assert_eq!(p.recorder.bytes, produced * SIZE as u64);
+    let again = run(
+        Mode::Pop,
+        &BenchArgs {
+            duration: 0.5,
+            ..pop
+        },
+    )
+    .unwrap_or_else(|e| panic!("second pop run: {e}"));
+    assert_eq!(again.recorder.messages, 0, "pops were not acknowledged");
 }
 
 /// `--transaction commit`: every acknowledged half message is committed (its message is in

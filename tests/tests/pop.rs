@@ -378,6 +378,50 @@ fn after_a_sigkill_every_unacknowledged_pop_comes_again() {
     );
 }
 
+/// Many small pops, each acknowledged: every handle matches its message (the answer's pop
+/// time is the one the broker keeps), so nothing is left in flight or acknowledged stale.
+#[test]
+fn every_handle_of_many_small_pops_acknowledges_its_message() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "e2e_pop_many";
+    ops::create_topic_on(&broker, topic, 4);
+    let mut c = ops::connect(broker.shard_addr(0));
+    let sent: Vec<String> = (0..400).map(|i| format!("n{i}")).collect();
+    for q in 0..4 {
+        let part: Vec<String> = sent.iter().skip(q).step_by(4).cloned().collect();
+        send_all(&mut c, topic, q as i32, &part);
+    }
+    ops::wait_route(broker.namesrv_addr(), topic, 1, Duration::from_secs(20));
+    let namesrv = broker.namesrv();
+    let t = topic.to_string();
+    let (got, unacked) = run(move || async move {
+        let pc = PopConsumer::new(new_client(&namesrv), "pop_g7", &t);
+        let o = opts(1, 60_000, 0);
+        let (mut got, mut unacked) = (Vec::new(), 0);
+        for _ in 0..500 {
+            let b = pc.pop(&o).await.expect("pop");
+            for p in &b.messages {
+                if !pc.ack(p).await.expect("ack") {
+                    unacked += 1;
+                }
+            }
+            got.extend(bodies(&b.messages));
+            if got.len() == 400 {
+                break;
+            }
+        }
+        (got, unacked)
+    });
+    let mut got = got;
+    got.sort();
+    let mut expect = sent;
+    expect.sort();
+    assert_eq!(got, expect, "each message once");
+    assert_eq!(unacked, 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popStale"), 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popInflight"), 0);
+}
+
 #[test]
 fn bad_pop_requests_get_clear_errors() {
     let broker = Broker::start(BrokerSpec::default());

@@ -147,6 +147,8 @@ struct Popped {
     order_info: String,
     rest: i64,
     full: bool,
+    /// The pop time the in-flight entries carry (the handles must carry the same).
+    pop_time: i64,
 }
 
 impl PopState {
@@ -288,8 +290,11 @@ impl PopState {
 
     /// One pass over the queues a pop names (and the pop retry topic's).
     fn pop_once(&self, b: &Broker, a: &PopArgs) -> Popped {
-        let mut out = Popped::default();
         let pop_time = now_ms();
+        let mut out = Popped {
+            pop_time,
+            ..Popped::default()
+        };
         let turn = self.turn.get();
         self.turn.set(turn.wrapping_add(1));
         let retry = fmt::retry_topic(&a.group, &a.topic);
@@ -703,7 +708,8 @@ fn respond(
         (ResponseCode::PULL_NOT_FOUND, Some("no new message"))
     };
     let header = PopMessageResponseHeader {
-        pop_time: now_ms(),
+        // The time the entries were put in flight with: an ack matches on it.
+        pop_time: if p.pop_time > 0 { p.pop_time } else { now_ms() },
         invisible_time: a.invisible,
         revive_qid: if a.order { ORDER_REVIVE_QID } else { 0 },
         rest_num: p.rest,
