@@ -532,12 +532,6 @@ impl Store {
         self.inner.log.read_record(physical_offset)
     }
 
-    /// [`Self::read_record`] on the caller's thread: a record not in the tail cache is read
-    /// from its segment file here (a POP reads what it hands out this way; see docs/pop.md).
-    pub fn read_record_now(&self, physical_offset: u64) -> Result<bytes::Bytes, StoreError> {
-        self.inner.log.read_record(physical_offset)
-    }
-
     /// Calls `f(topic, queue_id, new_max_offset)` after every put (long-polling wake-ups).
     pub fn set_arrival_listener(&self, f: ArrivalListener) {
         *self.inner.listener.borrow_mut() = Some(f);

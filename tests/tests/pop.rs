@@ -174,6 +174,15 @@ fn invisible_time_changes_tags_filter_and_a_parked_pop_wakes_on_a_send() {
         let pc = PopConsumer::new(new_client(&namesrv), "pop_g2", &t).with_tags("even");
         let got = pc.pop(&opts(32, 60_000, 0)).await.expect("pop").messages;
         assert_eq!(bodies(&got), ["a-even", "c-even"]);
+        // SQL92 on the properties: only the odd one, for another group.
+        let sql = PopConsumer::new(new_client(&namesrv), "pop_g2sql", &t).with_sql("TAGS = 'odd'");
+        let odd = sql
+            .pop(&opts(32, 60_000, 0))
+            .await
+            .expect("sql pop")
+            .messages;
+        assert_eq!(bodies(&odd), ["b-odd"]);
+        assert!(sql.ack(&odd[0]).await.expect("ack odd"));
         let (mut a, c_msg) = (got[0].clone(), got[1].clone());
         let old = a.clone();
         // Visible again in 1 s instead of 60 s: the old handle no longer acks it.

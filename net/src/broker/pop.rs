@@ -37,6 +37,8 @@ use ramjet_core::remoting::headers::{
 use ramjet_core::remoting::pop::{self as fmt, Receipt, ORDER_REVIVE_QID};
 use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode, SerializeType};
 use ramjet_core::selector::Selector;
+use ramjet_storage::store::GetStatus;
+use ramjet_storage::Chunk;
 
 use super::conn::Conn;
 use super::longpoll::ANY_QUEUE;
@@ -110,6 +112,8 @@ pub struct PopCounters {
 /// One shard's POP state.
 pub struct PopState {
     inner: RefCell<Inner>,
+    /// Reused buffer for records read from a segment file.
+    scratch: RefCell<Vec<u8>>,
     max_inflight: usize,
     /// Rotates the first queue of a queue -1 pop, and when the retry topic goes first.
     turn: Cell<u32>,
@@ -155,6 +159,7 @@ impl PopState {
     pub fn new(max_inflight: usize) -> PopState {
         PopState {
             inner: RefCell::new(Inner::default()),
+            scratch: RefCell::new(Vec::new()),
             max_inflight,
             turn: Cell::new(0),
             counters: PopCounters::default(),
@@ -223,40 +228,79 @@ impl PopState {
         let start = q.frontier;
         let mut off = start;
         let mut got: Vec<i64> = Vec::new();
+        let want = want.min(self.max_inflight.saturating_sub(inflight_total));
+        if want == 0 {
+            out.full = true;
+        }
+        let max_bytes = b.cfg.broker.max_pull_bytes;
+        // The matching records as CommitLog ranges (one read per run of adjacent records, not
+        // one per record), tag filter applied by the store; SQL92 checked here per record.
         while got.len() < want && off < max_offset {
-            if inflight_total + got.len() >= self.max_inflight {
-                out.full = true;
+            let left = (want - got.len()) as u32;
+            let r = b
+                .store
+                .get_messages(topic, queue_id, off, left, max_bytes, &|c| {
+                    a.filter.matches(c)
+                });
+            if !matches!(r.status, GetStatus::Found | GetStatus::NoMatchedMessage)
+                || r.next_begin_offset <= off
+            {
                 break;
             }
-            let Some(unit) = b.store.queue_unit(topic, queue_id, off) else {
-                break;
-            };
-            if !a.filter.matches(unit.tags_code) {
-                off += 1;
-                continue;
-            }
-            let rec = match b.store.read_record_now(unit.physical_offset) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(shard = b.index, topic, queue_id, offset = off, error = %e, "pop: record unreadable; the pop stops at it");
+            out.body.reserve(r.total_bytes as usize);
+            let mut scratch = self.scratch.borrow_mut();
+            let mut unreadable = false;
+            for chunk in &r.chunks {
+                let buf: &[u8] = match chunk {
+                    Chunk::Memory(slice) => slice.as_ref(),
+                    Chunk::File { file, offset, len } => {
+                        use std::os::unix::fs::FileExt;
+                        scratch.resize(*len as usize, 0);
+                        if let Err(e) = file.read_exact_at(&mut scratch, *offset) {
+                            tracing::error!(shard = b.index, topic, queue_id, offset = off, error = %e, "pop: records unreadable; the pop stops before them");
+                            unreadable = true;
+                            break;
+                        }
+                        &scratch
+                    }
+                };
+                let mut pos = 0usize;
+                while pos < buf.len() {
+                    let Ok(view) = RecordView::parse(&buf[pos..]) else {
+                        tracing::error!(
+                            shard = b.index,
+                            topic,
+                            queue_id,
+                            "pop: unparsable record; the pop stops before it"
+                        );
+                        unreadable = true;
+                        break;
+                    };
+                    let size = view.total_size() as usize;
+                    if size == 0 || pos + size > buf.len() {
+                        unreadable = true;
+                        break;
+                    }
+                    let keep = a.filter.sql.as_ref().is_none_or(|sel| {
+                        let props = view.properties();
+                        sel.matches(|name| properties::get_str(props, name))
+                    });
+                    if keep {
+                        out.body.extend_from_slice(&buf[pos..pos + size]);
+                        got.push(view.queue_offset());
+                    }
+                    pos += size;
+                }
+                if unreadable {
                     break;
                 }
-            };
-            if let Some(sel) = &a.filter.sql {
-                let matched = RecordView::parse(&rec)
-                    .map(|v| {
-                        let props = v.properties();
-                        sel.matches(|name| properties::get_str(props, name))
-                    })
-                    .unwrap_or(false);
-                if !matched {
-                    off += 1;
-                    continue;
-                }
             }
-            out.body.extend_from_slice(&rec);
-            got.push(off);
-            off += 1;
+            if unreadable {
+                // Up to the last record handed out; what follows is tried again next time.
+                off = got.last().map_or(off, |o| o + 1);
+                break;
+            }
+            off = r.next_begin_offset;
         }
         out.rest += (max_offset - off).max(0);
         if off == start {
