@@ -137,6 +137,35 @@ fn pull_as(namesrv: &str, who: (&str, &str), group: &str) -> Result<Vec<String>,
     .map_err(|e| e.to_string())
 }
 
+/// Pops as `who` in `group` until the topic is empty, acknowledging each batch with a batch
+/// ack; the bodies, or the first error's text.
+fn pop_as(namesrv: &str, who: (&str, &str), group: &str) -> Result<Vec<String>, String> {
+    use ramjet_net::client::{PopConsumer, PopOptions};
+    let (ns, group) = (namesrv.to_string(), group.to_string());
+    let (ak, sk) = (who.0.to_string(), who.1.to_string());
+    block_on(None, async move {
+        let pc = PopConsumer::new(client(&ns, (&ak, &sk))?, &group, TOPIC);
+        let opts = PopOptions {
+            poll: Duration::ZERO,
+            ..PopOptions::default()
+        };
+        let mut bodies = Vec::new();
+        loop {
+            let b = pc.pop(&opts).await?;
+            if b.messages.is_empty() {
+                break;
+            }
+            pc.ack_all(&b.messages).await?;
+            for p in &b.messages {
+                bodies.push(String::from_utf8_lossy(&p.message.body).into_owned());
+            }
+        }
+        Ok::<_, ClientError>(bodies)
+    })
+    .expect("executor")
+    .map_err(|e| e.to_string())
+}
+
 fn create_topic_as(namesrv: &str, who: (&str, &str), topic: &str) -> Result<(), String> {
     let (ns, topic) = (namesrv.to_string(), topic.to_string());
     let (ak, sk) = (who.0.to_string(), who.1.to_string());
@@ -210,6 +239,29 @@ fn signed_accounts_get_what_their_permissions_allow_and_nothing_else() {
     );
     let e = pull_as(&ns, PRODUCER, "readers").unwrap_err();
     assert!(e.contains("No SUB permission for topic acl_orders"), "{e}");
+    // POP (POP_MESSAGE, BATCH_ACK_MESSAGE) asks the same permissions; setting a group's
+    // consume mode is admin-only.
+    let mut popped = pop_as(&ns, CONSUMER, "readers").expect("consumer pop");
+    popped.sort_by_key(|b| b[2..].parse::<usize>().unwrap());
+    assert_eq!(
+        popped, want,
+        "the pull group's offsets do not bind a fresh pop: \
+        the pulls above committed nothing"
+    );
+    let e = pop_as(&ns, CONSUMER, "strangers").unwrap_err();
+    assert!(e.contains("No SUB permission for group strangers"), "{e}");
+    let e = pop_as(&ns, PRODUCER, "readers").unwrap_err();
+    assert!(e.contains("No SUB permission for topic acl_orders"), "{e}");
+    let mode =
+        serde_json::json!({"topic": TOPIC, "consumerGroup": "readers", "mode": "POP"}).to_string();
+    let mut c = ops::connect(b.shard_addr(0));
+    let r = ops::call_signed(&mut c, 401, &[], mode.as_bytes(), CONSUMER);
+    assert_refused(
+        &r,
+        "Need admin permission for request code=401, but accessKey=consumer01 is not",
+    );
+    let r = ops::call_signed(&mut c, 401, &[], mode.as_bytes(), ADMIN);
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
 
     // Unsigned, unknown account, tampered body: refused on the wire with the reason, and
     // nothing is stored.
