@@ -928,7 +928,6 @@ async fn produce_loop(producer: Producer, args: BenchArgs, timing: Timing, rec: 
     futures_lite::future::or(producer.flush(), transport::sleep(DRAIN)).await;
 }
 
-/// Send one message, consume it, repeat: the round trip through the broker.
 /// `pop`: the worker's poppers, each on its own task: pop (any queue of the next broker),
 /// acknowledge the batch, record. When every popper found nothing for its last second or more
 /// and got messages before, the backlog was drained at the last message popped.
@@ -1014,6 +1013,7 @@ async fn pop_load(
     e.map_or(Ok(()), Err)
 }
 
+/// Send one message, consume it, repeat: the round trip through the broker.
 async fn pingpong(
     clients: &[Client],
     args: &BenchArgs,

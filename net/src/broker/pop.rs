@@ -38,7 +38,6 @@ use ramjet_core::remoting::pop::{self as fmt, Receipt, ORDER_REVIVE_QID};
 use ramjet_core::remoting::{CommandView, FrameHead, ResponseCode, SerializeType};
 use ramjet_core::selector::Selector;
 use ramjet_storage::store::GetStatus;
-use ramjet_storage::Chunk;
 
 use super::conn::Conn;
 use super::longpoll::ANY_QUEUE;
@@ -251,17 +250,12 @@ impl PopState {
             let mut scratch = self.scratch.borrow_mut();
             let mut unreadable = false;
             for chunk in &r.chunks {
-                let buf: &[u8] = match chunk {
-                    Chunk::Memory(slice) => slice.as_ref(),
-                    Chunk::File { file, offset, len } => {
-                        use std::os::unix::fs::FileExt;
-                        scratch.resize(*len as usize, 0);
-                        if let Err(e) = file.read_exact_at(&mut scratch, *offset) {
-                            tracing::error!(shard = b.index, topic, queue_id, offset = off, error = %e, "pop: records unreadable; the pop stops before them");
-                            unreadable = true;
-                            break;
-                        }
-                        &scratch
+                let buf = match super::pull::chunk_bytes(chunk, &mut scratch) {
+                    Ok(buf) => buf,
+                    Err(e) => {
+                        tracing::error!(shard = b.index, topic, queue_id, offset = off, error = %e, "pop: records unreadable; the pop stops before them");
+                        unreadable = true;
+                        break;
                     }
                 };
                 let mut pos = 0usize;
@@ -629,20 +623,9 @@ pub fn handle_pop(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     if let Err((code, remark)) = b.groups.may_pull(h.consumer_group, || false) {
         return conn.respond_error(req, code, &remark);
     }
-    let Some((read_q, _, perm)) = b.topics.queue_info(h.topic) else {
-        return conn.respond_error(
-            req,
-            ResponseCode::TOPIC_NOT_EXIST,
-            &format!("topic[{}] not exist, apply first please!", h.topic),
-        );
+    let Some(read_q) = super::pull::readable_queues(b, conn, req, h.topic, "peeking") else {
+        return;
     };
-    if perm & PERM_READ == 0 {
-        return conn.respond_error(
-            req,
-            ResponseCode::NO_PERMISSION,
-            &format!("the topic[{}] peeking message is forbidden", h.topic),
-        );
-    }
     if h.queue_id >= 0 && h.queue_id as u32 >= read_q || h.queue_id < -1 {
         return conn.respond_error(
             req,

@@ -176,26 +176,37 @@ fn respond_pull_filtered(
     });
 }
 
+/// The bytes of `chunk`: the tail cache's, or those of its file range read into `scratch`.
+pub(super) fn chunk_bytes<'a>(
+    chunk: &'a Chunk,
+    scratch: &'a mut Vec<u8>,
+) -> std::io::Result<&'a [u8]> {
+    use std::os::unix::fs::FileExt;
+    match chunk {
+        Chunk::Memory(slice) => Ok(slice.as_ref()),
+        Chunk::File { file, offset, len } => {
+            scratch.resize(*len as usize, 0);
+            file.read_exact_at(scratch, *offset)?;
+            Ok(scratch)
+        }
+    }
+}
+
 /// Keeps in `r` the records `sel` matches (chunks narrowed to those records). None left: the
 /// status becomes NO_MATCHED_MESSAGE (the client pulls again from the next offset). A range
 /// that cannot be read is dropped with a log line, never sent unfiltered.
 fn keep_matching(b: &Broker, r: &mut GetResult, sel: &Selector) {
-    use std::os::unix::fs::FileExt;
     let mut kept = Vec::with_capacity(r.chunks.len());
     let (mut count, mut bytes) = (0u32, 0u32);
     let mut scratch = Vec::new();
     for chunk in std::mem::take(&mut r.chunks) {
         // Each record of the range: (start in the range, size) when it matches.
         let mut matched = Vec::new();
-        let buf: &[u8] = match &chunk {
-            Chunk::Memory(slice) => slice.as_ref(),
-            Chunk::File { file, offset, len } => {
-                scratch.resize(*len as usize, 0);
-                if let Err(e) = file.read_exact_at(&mut scratch, *offset) {
-                    tracing::error!(shard = b.index, error = %e, "SQL92 pull: records unreadable; skipped");
-                    continue;
-                }
-                &scratch
+        let buf = match chunk_bytes(&chunk, &mut scratch) {
+            Ok(buf) => buf,
+            Err(e) => {
+                tracing::error!(shard = b.index, error = %e, "SQL92 pull: records unreadable; skipped");
+                continue;
             }
         };
         let mut pos = 0usize;
@@ -314,6 +325,34 @@ fn respond_reset(
     conn.send_frame(st, &head, &header, &[]);
 }
 
+/// The read queue count of `topic`, or `None` after answering TOPIC_NOT_EXIST or (a topic
+/// without read permission) NO_PERMISSION, naming what was forbidden (`verb`: "pulling").
+pub(super) fn readable_queues(
+    b: &Broker,
+    conn: &Conn,
+    req: &CommandView<'_>,
+    topic: &str,
+    verb: &str,
+) -> Option<u32> {
+    let Some((read_q, _, perm)) = b.topics.queue_info(topic) else {
+        conn.respond_error(
+            req,
+            ResponseCode::TOPIC_NOT_EXIST,
+            &format!("topic[{topic}] not exist, apply first please!"),
+        );
+        return None;
+    };
+    if perm & PERM_READ == 0 {
+        conn.respond_error(
+            req,
+            ResponseCode::NO_PERMISSION,
+            &format!("the topic[{topic}] {verb} message is forbidden"),
+        );
+        return None;
+    }
+    Some(read_q)
+}
+
 pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     ShardCounters::add(&b.counters.pulls, 1);
     let h: PullMessageRequestHeader = match req.decode_header() {
@@ -332,21 +371,9 @@ pub fn handle_pull(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     }) {
         return conn.respond_error(req, code, &remark);
     }
-    let Some((read_q, write_q, perm)) = b.topics.queue_info(h.topic) else {
-        return conn.respond_error(
-            req,
-            ResponseCode::TOPIC_NOT_EXIST,
-            &format!("topic[{}] not exist, apply first please!", h.topic),
-        );
+    let Some(read_q) = readable_queues(b, conn, req, h.topic, "pulling") else {
+        return;
     };
-    if perm & PERM_READ == 0 {
-        return conn.respond_error(
-            req,
-            ResponseCode::NO_PERMISSION,
-            &format!("the topic[{}] pulling message is forbidden", h.topic),
-        );
-    }
-    let _ = write_q;
     if h.queue_id < 0 || h.queue_id as u32 >= read_q {
         return conn.respond_error(
             req,
