@@ -144,6 +144,7 @@ fn popped_messages_are_invisible_acked_ones_stay_gone_the_rest_come_back() {
         assert_eq!(ops::committed_offset(&mut c, "pop_g1", topic, q), Some(5));
     }
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.popInflight"), 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popDeadlineKeys"), 0);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.popRevived"), 5);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.popAcked"), 10);
     assert_eq!(
@@ -223,6 +224,9 @@ fn invisible_time_changes_tags_filter_and_a_parked_pop_wakes_on_a_send() {
         ops::runtime_counter(&mut c, "ramjet.popInvisibleChanged"),
         1
     );
+    // Everything acknowledged but the parked pop's message: its batch's key alone is left.
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popInflight"), 1);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popDeadlineKeys"), 1);
 }
 
 #[test]
@@ -429,6 +433,7 @@ fn every_handle_of_many_small_pops_acknowledges_its_message() {
     assert_eq!(unacked, 0);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.popStale"), 0);
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.popInflight"), 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popDeadlineKeys"), 0);
 }
 
 #[test]

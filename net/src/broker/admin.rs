@@ -360,6 +360,7 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     put("ramjet.popRequests", pc.pops.get().to_string());
     put("ramjet.popped", pc.popped.get().to_string());
     put("ramjet.popInflight", b.pop.inflight().to_string());
+    put("ramjet.popDeadlineKeys", b.pop.deadline_keys().to_string());
     put("ramjet.popAcked", pc.acked.get().to_string());
     put("ramjet.popStale", pc.stale.get().to_string());
     put("ramjet.popInvisibleChanged", pc.changed.get().to_string());

@@ -22,7 +22,7 @@
 //! from the same queue with their attempt count in `orderCountInfo`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -64,6 +64,99 @@ struct Entry {
     pop_time: i64,
     /// When it becomes visible again; `i64::MAX` while the revive service copies it.
     deadline: i64,
+    /// Its key in the deadline index: `(deadline, queue, from, to)`.
+    from: i64,
+    to: i64,
+}
+
+/// The in-flight entries of one queue in offset order. Offsets come in rising order (a
+/// queue's frontier only moves forward; an orderly repeat clears the table first), so an
+/// entry is appended, found by binary search, and taken out by marking it (`pop_time` 0);
+/// marked entries leave once no live entry precedes them. After warm-up the deque's
+/// capacity is reused: no allocation per message.
+#[derive(Debug, Default)]
+struct Flight {
+    slots: VecDeque<(i64, Entry)>,
+    live: usize,
+}
+
+impl Flight {
+    fn find(&self, offset: i64) -> Option<usize> {
+        let i = self.slots.partition_point(|(o, _)| *o < offset);
+        (i < self.slots.len() && self.slots[i].0 == offset && self.slots[i].1.pop_time != 0)
+            .then_some(i)
+    }
+
+    fn get(&self, offset: i64) -> Option<Entry> {
+        self.find(offset).map(|i| self.slots[i].1)
+    }
+
+    fn get_mut(&mut self, offset: i64) -> Option<&mut Entry> {
+        let i = self.find(offset)?;
+        Some(&mut self.slots[i].1)
+    }
+
+    fn push(&mut self, offset: i64, e: Entry) {
+        debug_assert!(e.pop_time != 0);
+        debug_assert!(self.slots.back().is_none_or(|(o, _)| *o < offset));
+        self.slots.push_back((offset, e));
+        self.live += 1;
+    }
+
+    fn remove(&mut self, offset: i64) -> Option<Entry> {
+        let i = self.find(offset)?;
+        let e = self.slots[i].1;
+        self.slots[i].1.pop_time = 0;
+        self.live -= 1;
+        while self.slots.front().is_some_and(|(_, e)| e.pop_time == 0) {
+            self.slots.pop_front();
+        }
+        Some(e)
+    }
+
+    /// The lowest offset in flight.
+    fn first(&self) -> Option<i64> {
+        self.slots.front().map(|(o, _)| *o)
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.live = 0;
+    }
+
+    fn live(&self) -> impl Iterator<Item = (i64, &Entry)> {
+        self.slots
+            .iter()
+            .filter(|(_, e)| e.pop_time != 0)
+            .map(|(o, e)| (*o, e))
+    }
+
+    /// Whether a live entry in `from..=to` still has `deadline`.
+    fn any_due_at(&self, from: i64, to: i64, deadline: i64) -> bool {
+        let start = self.slots.partition_point(|(o, _)| *o < from);
+        self.slots
+            .range(start..)
+            .take_while(|(o, _)| *o <= to)
+            .any(|(_, e)| e.pop_time != 0 && e.deadline == deadline)
+    }
+
+    /// The live entries with offsets in `from..=to`.
+    fn range_mut(&mut self, from: i64, to: i64) -> impl Iterator<Item = (i64, &mut Entry)> {
+        let start = self.slots.partition_point(|(o, _)| *o < from);
+        self.slots
+            .range_mut(start..)
+            .take_while(move |(o, _)| *o <= to)
+            .filter(|(_, e)| e.pop_time != 0)
+            .map(|(o, e)| (*o, e))
+    }
 }
 
 /// The pop state of one (group, topic, queue).
@@ -77,7 +170,7 @@ struct PopQueue {
     frontier: i64,
     /// Last committed offset written to the offset store.
     committed: i64,
-    inflight: BTreeMap<i64, Entry>,
+    inflight: Flight,
     /// Orderly: the queue's in-flight messages were popped orderly (not in the deadline
     /// index; they come again from this queue), and how often they have been.
     order: bool,
@@ -88,8 +181,11 @@ struct PopQueue {
 struct Inner {
     index: HashMap<(String, String, i32), u32>,
     queues: Vec<PopQueue>,
-    /// (deadline, queue index, offset) of every unordered in-flight entry.
-    deadlines: BTreeSet<(i64, u32, i64)>,
+    /// (deadline, queue index, first offset, last offset) of each unordered pop's entries
+    /// of a queue, and of each entry whose deadline changed since. An entry is due when its
+    /// own deadline still equals the index entry's; an index entry goes once none of its
+    /// entries is left with its deadline (so the index never outgrows the in-flight table).
+    deadlines: BTreeSet<(i64, u32, i64, i64)>,
     inflight: usize,
 }
 
@@ -170,6 +266,12 @@ impl PopState {
         self.inner.borrow().inflight
     }
 
+    /// Keys of the deadline index (one per unordered pop batch still in flight, plus one per
+    /// changed or re-tried message).
+    pub fn deadline_keys(&self) -> usize {
+        self.inner.borrow().deadlines.len()
+    }
+
     /// The in-flight offsets of (group, topic, queue), lowest first.
     pub fn inflight_offsets(&self, group: &str, topic: &str, queue_id: i32) -> Vec<i64> {
         let inner = self.inner.borrow();
@@ -177,7 +279,11 @@ impl PopState {
             .index
             .get(&(group.to_string(), topic.to_string(), queue_id))
         {
-            Some(&i) => inner.queues[i as usize].inflight.keys().copied().collect(),
+            Some(&i) => inner.queues[i as usize]
+                .inflight
+                .live()
+                .map(|(o, _)| o)
+                .collect(),
             None => Vec::new(),
         }
     }
@@ -209,13 +315,13 @@ impl PopState {
         }
         if a.order && !q.inflight.is_empty() {
             // Locked while anything popped orderly is in flight and not yet due again.
-            let due = q.inflight.values().all(|e| e.deadline <= pop_time);
+            let due = q.inflight.live().all(|(_, e)| e.deadline <= pop_time);
             if !q.order || !due {
                 out.rest += (max_offset - q.frontier).max(0);
                 return;
             }
             // Due: the same messages again, from the lowest one.
-            let first = *q.inflight.keys().next().expect("not empty");
+            let first = q.inflight.first().expect("not empty");
             let n = q.inflight.len();
             q.inflight.clear();
             q.frontier = first;
@@ -303,13 +409,23 @@ impl PopState {
         let q = &mut inner.queues[idx as usize];
         q.frontier = off;
         q.order = a.order;
+        let (from, to) = (
+            got.first().copied().unwrap_or(0),
+            got.last().copied().unwrap_or(0),
+        );
         for &o in &got {
-            q.inflight.insert(o, Entry { pop_time, deadline });
+            q.inflight.push(
+                o,
+                Entry {
+                    pop_time,
+                    deadline,
+                    from,
+                    to,
+                },
+            );
         }
-        if !a.order {
-            for &o in &got {
-                inner.deadlines.insert((deadline, idx, o));
-            }
+        if !a.order && !got.is_empty() {
+            inner.deadlines.insert((deadline, idx, from, to));
         }
         inner.inflight += got.len();
         inner.commit(b, idx);
@@ -397,7 +513,7 @@ impl PopState {
             return Found::No;
         };
         let q = &mut inner.queues[idx as usize];
-        let Some(e) = q.inflight.get(&offset).copied() else {
+        let Some(e) = q.inflight.get(offset) else {
             ShardCounters::add(&self.counters.stale, 1);
             return Found::No;
         };
@@ -406,14 +522,16 @@ impl PopState {
             ShardCounters::add(&self.counters.stale, 1);
             return Found::No;
         }
-        q.inflight.remove(&offset);
+        q.inflight.remove(offset);
         let (order, emptied) = (q.order, q.inflight.is_empty());
         if emptied {
             q.order_attempts = 0;
         }
         let origin = q.origin.clone();
-        inner.deadlines.remove(&(e.deadline, idx, offset));
         inner.inflight -= 1;
+        if !order {
+            inner.drop_key_if_done(idx, e.deadline, e.from, e.to);
+        }
         inner.commit(b, idx);
         drop(inner);
         ShardCounters::add(&self.counters.acked, 1);
@@ -442,7 +560,7 @@ impl PopState {
             .index
             .get(&(group.to_string(), topic.to_string(), queue_id))?;
         let q = &mut inner.queues[idx as usize];
-        let e = q.inflight.get_mut(&offset)?;
+        let e = q.inflight.get_mut(offset)?;
         if e.pop_time != pop_time || e.deadline == i64::MAX {
             return None;
         }
@@ -451,11 +569,11 @@ impl PopState {
         let new_pop = now.max(old.pop_time + 1);
         e.pop_time = new_pop;
         e.deadline = new_pop.saturating_add(invisible);
+        (e.from, e.to) = (offset, offset);
         let new = *e;
-        let order = q.order;
-        if !order {
-            inner.deadlines.remove(&(old.deadline, idx, offset));
-            inner.deadlines.insert((new.deadline, idx, offset));
+        if !q.order {
+            inner.deadlines.insert((new.deadline, idx, offset, offset));
+            inner.drop_key_if_done(idx, old.deadline, old.from, old.to);
         }
         ShardCounters::add(&self.counters.changed, 1);
         Some(new_pop)
@@ -464,19 +582,22 @@ impl PopState {
     /// Takes up to `max` unordered entries due at `now` out of the deadline index (marked as
     /// being revived): (queue index, offset, pop time).
     fn take_due(&self, now: i64, max: usize) -> Vec<(u32, i64, i64)> {
-        let mut inner = self.inner.borrow_mut();
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
         let mut due = Vec::new();
         while due.len() < max {
-            let Some(&(deadline, idx, offset)) = inner.deadlines.first() else {
+            let Some(&(deadline, idx, from, to)) = inner.deadlines.first() else {
                 break;
             };
             if deadline > now {
                 break;
             }
             inner.deadlines.pop_first();
-            if let Some(e) = inner.queues[idx as usize].inflight.get_mut(&offset) {
-                due.push((idx, offset, e.pop_time));
-                e.deadline = i64::MAX;
+            for (offset, e) in inner.queues[idx as usize].inflight.range_mut(from, to) {
+                if e.deadline == deadline {
+                    due.push((idx, offset, e.pop_time));
+                    e.deadline = i64::MAX;
+                }
             }
         }
         due
@@ -485,11 +606,7 @@ impl PopState {
     /// The revive of `(idx, offset)` is durable: it leaves the in-flight table.
     fn revived(&self, b: &Broker, idx: u32, offset: i64) {
         let mut inner = self.inner.borrow_mut();
-        if inner.queues[idx as usize]
-            .inflight
-            .remove(&offset)
-            .is_some()
-        {
+        if inner.queues[idx as usize].inflight.remove(offset).is_some() {
             inner.inflight -= 1;
             inner.commit(b, idx);
         }
@@ -498,9 +615,10 @@ impl PopState {
     /// The revive of `(idx, offset)` failed: due again at `at`.
     fn revive_later(&self, idx: u32, offset: i64, at: i64) {
         let mut inner = self.inner.borrow_mut();
-        if let Some(e) = inner.queues[idx as usize].inflight.get_mut(&offset) {
+        if let Some(e) = inner.queues[idx as usize].inflight.get_mut(offset) {
             e.deadline = at;
-            inner.deadlines.insert((at, idx, offset));
+            (e.from, e.to) = (offset, offset);
+            inner.deadlines.insert((at, idx, offset, offset));
         }
     }
 
@@ -527,10 +645,10 @@ impl PopState {
             }
         }
         let queues = &inner.queues;
-        let keep: BTreeSet<(i64, u32, i64)> = inner
+        let keep: BTreeSet<(i64, u32, i64, i64)> = inner
             .deadlines
             .iter()
-            .filter(|(_, idx, _)| {
+            .filter(|(_, idx, _, _)| {
                 let q = &queues[*idx as usize];
                 q.topic != topic && q.origin != topic
             })
@@ -571,7 +689,7 @@ impl Inner {
             queue_id,
             frontier,
             committed: -1,
-            inflight: BTreeMap::new(),
+            inflight: Flight::default(),
             order: false,
             order_attempts: 0,
         });
@@ -579,10 +697,20 @@ impl Inner {
         i
     }
 
+    /// Takes the deadline index's key out once no entry it covers still has its deadline.
+    fn drop_key_if_done(&mut self, idx: u32, deadline: i64, from: i64, to: i64) {
+        if !self.queues[idx as usize]
+            .inflight
+            .any_due_at(from, to, deadline)
+        {
+            self.deadlines.remove(&(deadline, idx, from, to));
+        }
+    }
+
     /// Commits the lowest offset in flight (else the frontier) as the group's offset.
     fn commit(&mut self, b: &Broker, idx: u32) {
         let q = &mut self.queues[idx as usize];
-        let at = q.inflight.keys().next().copied().unwrap_or(q.frontier);
+        let at = q.inflight.first().unwrap_or(q.frontier);
         if at != q.committed {
             q.committed = at;
             b.offsets.commit(&q.topic, &q.group, q.queue_id, at);
@@ -1038,4 +1166,52 @@ async fn revive_one(
         ShardCounters::add(&b.pop.counters.revived, 1);
     }
     Ok(put.end_physical_offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(pop_time: i64, deadline: i64) -> Entry {
+        Entry {
+            pop_time,
+            deadline,
+            from: 10,
+            to: 14,
+        }
+    }
+
+    #[test]
+    fn the_flight_table_finds_marks_and_trims() {
+        let mut f = Flight::default();
+        for o in [10, 11, 13, 14] {
+            f.push(o, e(5, 100));
+        }
+        assert_eq!((f.len(), f.first()), (4, Some(10)));
+        assert_eq!(f.get(12), None, "a skipped offset");
+        assert_eq!(f.remove(11).map(|x| x.pop_time), Some(5));
+        assert_eq!(f.remove(11), None, "taken out once");
+        assert_eq!(
+            f.first(),
+            Some(10),
+            "a hole in the middle stays until the front passes"
+        );
+        assert!(f.any_due_at(10, 14, 100));
+        f.remove(10);
+        assert_eq!((f.len(), f.first()), (2, Some(13)));
+        assert_eq!(
+            f.slots.len(),
+            2,
+            "marked entries before the first live one are gone"
+        );
+        f.get_mut(13).expect("live").deadline = 200;
+        assert!(f.any_due_at(10, 14, 100), "14 still has it");
+        f.remove(14);
+        assert!(!f.any_due_at(10, 14, 100));
+        let due: Vec<i64> = f.range_mut(0, 20).map(|(o, _)| o).collect();
+        assert_eq!(due, [13]);
+        assert_eq!(f.live().map(|(o, _)| o).collect::<Vec<_>>(), [13]);
+        f.clear();
+        assert!(f.is_empty() && f.first().is_none());
+    }
 }
