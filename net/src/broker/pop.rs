@@ -272,22 +272,6 @@ impl PopState {
         self.inner.borrow().deadlines.len()
     }
 
-    /// The in-flight offsets of (group, topic, queue), lowest first.
-    pub fn inflight_offsets(&self, group: &str, topic: &str, queue_id: i32) -> Vec<i64> {
-        let inner = self.inner.borrow();
-        match inner
-            .index
-            .get(&(group.to_string(), topic.to_string(), queue_id))
-        {
-            Some(&i) => inner.queues[i as usize]
-                .inflight
-                .live()
-                .map(|(o, _)| o)
-                .collect(),
-            None => Vec::new(),
-        }
-    }
-
     /// Pops up to `want` messages of (topic, queue) into `out`.
     #[allow(clippy::too_many_arguments)]
     fn pop_queue(
