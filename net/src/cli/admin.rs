@@ -6,17 +6,14 @@ use clap::{Args, Subcommand};
 use ramjet_core::remoting::body::Perm;
 use serde_json::json;
 
-use super::{client_config, run_on_executor, CliError};
+use super::{run_on_executor, CliError};
 use crate::client::admin::{is_system_topic, Admin, DEFAULT_TOPIC_QUEUES};
 use crate::client::{Client, TopicSpec};
 
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
-    /// Name servers `host:port[;host:port]` (default: $NAMESRV_ADDR, else 127.0.0.1:9876).
-    #[arg(long, global = true)]
-    pub namesrv: Option<String>,
     #[command(flatten)]
-    pub acl: super::AclFlags,
+    pub client: super::ClientFlags,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -193,7 +190,7 @@ fn out(text: String) -> Result<(), CliError> {
 
 /// Run `ramjet admin ...`.
 pub fn run_admin(args: AdminArgs) -> Result<(), CliError> {
-    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
+    let cfg = args.client.config()?;
     let text = run_on_executor(async move {
         let admin = Admin::new(Client::new(cfg));
         admin_text(&admin, &args).await

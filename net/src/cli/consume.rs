@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::time::parse_time_ms;
-use super::{client_config, run_on_executor, CliError};
+use super::{run_on_executor, CliError};
 use crate::client::consumer::{
     start_offset, ConsumeFrom, PullOptions, PullStatus, Subscription, SUSPEND_TIMEOUT,
 };
@@ -22,11 +22,8 @@ use crate::client::{
 
 #[derive(Debug, Clone, Args)]
 pub struct ConsumeArgs {
-    /// Name servers `host:port[;host:port]` (default: $NAMESRV_ADDR, else 127.0.0.1:9876).
-    #[arg(long)]
-    pub namesrv: Option<String>,
     #[command(flatten)]
-    pub acl: super::AclFlags,
+    pub client: super::ClientFlags,
     #[arg(long, short)]
     pub topic: String,
     /// Tag filter: `*` or `TagA || TagB`.
@@ -76,7 +73,7 @@ pub struct ConsumeArgs {
 
 /// `ramjet consume --pop`: pop (long polling), print, acknowledge.
 fn run_pop(args: ConsumeArgs) -> Result<(), CliError> {
-    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
+    let cfg = args.client.config()?;
     run_on_executor(async move {
         let group = args.group.clone().unwrap_or_default();
         let mut pc = PopConsumer::new(Client::new(cfg), &group, &args.topic);
@@ -181,7 +178,7 @@ pub fn run_consume(args: ConsumeArgs) -> Result<(), CliError> {
     } else {
         ConsumeFrom::Last
     };
-    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
+    let cfg = args.client.config()?;
     run_on_executor(async move {
         let client = Client::new(cfg);
         let route = client.fetch_route(&args.topic).await?;

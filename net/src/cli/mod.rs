@@ -68,10 +68,23 @@ impl AclFlags {
     }
 }
 
-fn client_config(flag: Option<&str>, acl: &AclFlags) -> Result<ClientConfig, CliError> {
-    let mut cfg = ClientConfig::new(&namesrv_from(flag))?;
-    cfg.credentials = acl.credentials()?;
-    Ok(cfg)
+/// Where the client commands connect and how they sign: `--namesrv` and the ACL keys.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClientFlags {
+    /// Name servers `host:port[;host:port]` (default: $NAMESRV_ADDR, else 127.0.0.1:9876).
+    #[arg(long, global = true)]
+    pub namesrv: Option<String>,
+    #[command(flatten)]
+    pub acl: AclFlags,
+}
+
+impl ClientFlags {
+    /// The client configuration these flags describe.
+    fn config(&self) -> Result<ClientConfig, CliError> {
+        let mut cfg = ClientConfig::new(&namesrv_from(self.namesrv.as_deref()))?;
+        cfg.credentials = self.acl.credentials()?;
+        Ok(cfg)
+    }
 }
 
 /// Run `fut` on a fresh executor on this thread.

@@ -8,18 +8,15 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use super::{client_config, parse_property, run_on_executor, CliError};
+use super::{parse_property, run_on_executor, CliError};
 use crate::client::selector::QueueSelector;
 use crate::client::transport;
 use crate::client::{Client, Message, Producer, ProducerConfig, SendResult};
 
 #[derive(Debug, Clone, Args)]
 pub struct ProduceArgs {
-    /// Name servers `host:port[;host:port]` (default: $NAMESRV_ADDR, else 127.0.0.1:9876).
-    #[arg(long)]
-    pub namesrv: Option<String>,
     #[command(flatten)]
-    pub acl: super::AclFlags,
+    pub client: super::ClientFlags,
     #[arg(long, short)]
     pub topic: String,
     /// Message bodies; none: read one message per line from standard input.
@@ -105,11 +102,8 @@ fn report(json: bool, r: &SendResult) -> String {
 
 #[derive(Debug, Clone, Args)]
 pub struct RecallArgs {
-    /// Name servers `host:port[;host:port]` (default: $NAMESRV_ADDR, else 127.0.0.1:9876).
-    #[arg(long)]
-    pub namesrv: Option<String>,
     #[command(flatten)]
-    pub acl: super::AclFlags,
+    pub client: super::ClientFlags,
     #[arg(long, short)]
     pub topic: String,
     /// Recall handles, as `ramjet produce --delay-ms/--deliver-at` printed them.
@@ -121,7 +115,7 @@ pub struct RecallArgs {
 
 /// Run `ramjet recall`: take timer messages back before their time (RECALL_MESSAGE).
 pub fn run_recall(args: RecallArgs) -> Result<(), CliError> {
-    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
+    let cfg = args.client.config()?;
     let ids = run_on_executor(async move {
         let producer = Producer::new(Client::new(cfg), ProducerConfig::new(args.group.clone()));
         let mut ids = Vec::new();
@@ -163,7 +157,7 @@ pub fn run_produce(args: ProduceArgs) -> Result<(), CliError> {
             "--ordered routes by --keys: give --keys too".into(),
         ));
     }
-    let cfg = client_config(args.namesrv.as_deref(), &args.acl)?;
+    let cfg = args.client.config()?;
     // Lines from stdin come through a channel so the executor never blocks on a read.
     let (tx, rx) = mpsc::channel::<Result<String, std::io::Error>>();
     let from_stdin = args.messages.is_empty();

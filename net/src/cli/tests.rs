@@ -41,7 +41,7 @@ fn parses_admin_produce_and_consume() {
     ]) else {
         panic!("admin")
     };
-    assert_eq!(a.namesrv.as_deref(), Some("h:1"));
+    assert_eq!(a.client.namesrv.as_deref(), Some("h:1"));
     assert!(
         matches!(a.command, AdminCommand::Topic { command: TopicCommand::Create { queues: 4, ref name, .. } } if name == "orders")
     );
@@ -288,7 +288,7 @@ fn admin_acl_commands_become_rocketmqs_acl_requests() {
         let AdminCommand::Acl { command, cluster } = a.command else {
             panic!("not acl")
         };
-        assert_eq!(a.acl.access_key.as_deref(), Some("rjadmin01"));
+        assert_eq!(a.client.acl.access_key.as_deref(), Some("rjadmin01"));
         (super::admin::acl_request(&command), cluster)
     };
     let ((code, fields), cluster) = acl(&[
