@@ -436,6 +436,54 @@ fn every_handle_of_many_small_pops_acknowledges_its_message() {
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.popDeadlineKeys"), 0);
 }
 
+/// An admin reset (INVOKE_BROKER_TO_RESET_OFFSET) of a queue a group pops: the next pop starts
+/// at the reset offset at once (what was in flight is dropped, its handles are stale), and the
+/// group's commits count again after it.
+#[test]
+fn an_admin_reset_moves_the_pop_frontier_and_drops_what_was_in_flight() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "e2e_pop_reset";
+    ops::create_topic_on(&broker, topic, 1);
+    let mut c = ops::connect(broker.shard_addr(0));
+    let sent: Vec<String> = (0..6).map(|i| format!("r{i}")).collect();
+    send_all(&mut c, topic, 0, &sent);
+    ops::wait_route(broker.namesrv_addr(), topic, 1, Duration::from_secs(20));
+    let namesrv = broker.namesrv();
+    let t = topic.to_string();
+    let mut admin = ops::connect(broker.shard_addr(0));
+    let (first, after, stale, inflight) = run(move || async move {
+        let pc = PopConsumer::new(new_client(&namesrv), "pop_g9", &t);
+        let o = opts(32, 60_000, 0);
+        let first = pop_until(&pc, 6, &o, Duration::from_secs(10)).await;
+        let ext = [
+            ("topic", t.clone()),
+            ("group", "pop_g9".to_string()),
+            ("timestamp", "0".to_string()),
+            ("isForce", "true".to_string()),
+            ("queueId", "0".to_string()),
+            ("offset", "2".to_string()),
+        ];
+        let r = admin.call(222, &ext, &[]).expect("reset");
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        // Invisible for a minute, yet the reset hands r2.. out again now.
+        let after = pop_until(&pc, 4, &o, Duration::from_secs(10)).await;
+        let inflight = ops::runtime_counter(&mut admin, "ramjet.popInflight");
+        let stale = pc.ack(&first[0]).await.expect("ack of a dropped handle");
+        pc.ack_all(&after).await.expect("batch ack");
+        (bodies(&first), bodies(&after), stale, inflight)
+    });
+    assert_eq!(first, sent);
+    assert_eq!(after, sent[2..]);
+    assert_eq!(inflight, 4, "only the pop after the reset is in flight");
+    assert!(
+        !stale,
+        "a handle from before the reset names nothing in flight"
+    );
+    assert_eq!(ops::committed_offset(&mut c, "pop_g9", topic, 0), Some(6));
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popInflight"), 0);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popDeadlineKeys"), 0);
+}
+
 #[test]
 fn bad_pop_requests_get_clear_errors() {
     let broker = Broker::start(BrokerSpec::default());

@@ -287,6 +287,12 @@ impl PopState {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let idx = inner.queue(b, &a.group, topic, &a.topic, queue_id, a.init_max);
+        // An admin reset (INVOKE_BROKER_TO_RESET_OFFSET) waits for the group's next take of
+        // the queue: pops start again at the reset offset, and what was in flight is dropped
+        // (its handles are stale; RocketMQ 5 drops a reset queue's pop checkpoints alike).
+        if let Some(reset) = b.offsets.take_reset(topic, &a.group, queue_id) {
+            inner.reset_queue(b, idx, reset);
+        }
         let max_offset = b.store.max_offset(topic, queue_id);
         let min_offset = b.store.min_offset(topic, queue_id);
         let deadline = pop_time.saturating_add(a.invisible);
@@ -590,7 +596,12 @@ impl PopState {
     /// The revive of `(idx, offset)` is durable: it leaves the in-flight table.
     fn revived(&self, b: &Broker, idx: u32, offset: i64) {
         let mut inner = self.inner.borrow_mut();
-        if inner.queues[idx as usize].inflight.remove(offset).is_some() {
+        let flight = &mut inner.queues[idx as usize].inflight;
+        // Still the entry being revived (an admin reset may have dropped it meanwhile, and
+        // the offset been popped again since).
+        if flight.get(offset).is_some_and(|e| e.deadline == i64::MAX)
+            && flight.remove(offset).is_some()
+        {
             inner.inflight -= 1;
             inner.commit(b, idx);
         }
@@ -599,7 +610,11 @@ impl PopState {
     /// The revive of `(idx, offset)` failed: due again at `at`.
     fn revive_later(&self, idx: u32, offset: i64, at: i64) {
         let mut inner = self.inner.borrow_mut();
-        if let Some(e) = inner.queues[idx as usize].inflight.get_mut(offset) {
+        if let Some(e) = inner.queues[idx as usize]
+            .inflight
+            .get_mut(offset)
+            .filter(|e| e.deadline == i64::MAX)
+        {
             e.deadline = at;
             (e.from, e.to) = (offset, offset);
             inner.deadlines.insert((at, idx, offset, offset));
@@ -679,6 +694,28 @@ impl Inner {
         });
         self.index.insert(key, i);
         i
+    }
+
+    /// Moves a queue's frontier to an admin reset's offset and drops what it had in flight.
+    fn reset_queue(&mut self, b: &Broker, idx: u32, offset: i64) {
+        let q = &mut self.queues[idx as usize];
+        let dropped = q.inflight.len();
+        q.inflight.clear();
+        q.frontier = offset;
+        q.committed = offset;
+        q.order = false;
+        q.order_attempts = 0;
+        self.inflight -= dropped;
+        self.deadlines.retain(|&(_, i, _, _)| i != idx);
+        tracing::info!(
+            shard = b.index,
+            group = %self.queues[idx as usize].group,
+            topic = %self.queues[idx as usize].topic,
+            queue_id = self.queues[idx as usize].queue_id,
+            offset,
+            dropped,
+            "pop: the queue takes the admin reset; what was in flight is dropped"
+        );
     }
 
     /// Takes the deadline index's key out once no entry it covers still has its deadline.
