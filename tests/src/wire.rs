@@ -53,6 +53,7 @@ pub mod response {
     pub const FLUSH_DISK_TIMEOUT: i32 = 10;
     pub const SLAVE_NOT_AVAILABLE: i32 = 11;
     pub const FLUSH_SLAVE_TIMEOUT: i32 = 12;
+    pub const MESSAGE_ILLEGAL: i32 = 13;
     pub const SERVICE_NOT_AVAILABLE: i32 = 14;
     pub const TOPIC_NOT_EXIST: i32 = 17;
     pub const PULL_NOT_FOUND: i32 = 19;

@@ -903,3 +903,53 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
         consume_tps = rate_in(&r.body, "consumeTps");
     }
 }
+
+/// Request-reply with the client's own API: `DefaultMQProducer::request` sends each request
+/// and waits; a push consumer replies to it through a second producer (SEND_REPLY_MESSAGE_V2
+/// to `DefaultCluster_REPLY_TOPIC`), and the broker pushes each reply to the requester's
+/// connection (PUSH_REPLY_MESSAGE_TO_CLIENT), two shards serving both topics.
+#[test]
+fn rocketmq_client_rust_request_gets_its_reply() {
+    setup::rust_rmq_driver();
+    let broker = Broker::start(BrokerSpec::default().shards(2));
+    let topic = "rust_client_requests";
+    create_topic_on(&broker, topic, 2);
+    let bodies: Vec<String> = (0..6).map(|i| format!("ask-{i}")).collect();
+    let spec = serde_json::json!({
+        "topic": topic,
+        "group": "CG_rust_replier",
+        "producer_group": "PG_rust_requester",
+        "timeout_ms": 10_000,
+        "bodies": bodies,
+    });
+    let dir = setup::temp_dir("interop-rust-request");
+    let out = interop::run_rust(
+        "request",
+        &broker.namesrv(),
+        &spec,
+        Duration::from_secs(90),
+        dir.path(),
+    );
+    let requests = out["requests"].as_array().expect("requests");
+    assert_eq!(requests.len(), bodies.len(), "{}", interop::compact(&out));
+    for (r, body) in requests.iter().zip(&bodies) {
+        assert_eq!(r["ok"], true, "request {body}: {}", interop::compact(r));
+        assert_eq!(r["reply_body"], format!("re:{body}"));
+        assert_eq!(r["reply_topic"], "DefaultCluster_REPLY_TOPIC");
+        assert!(r["correlation_id"].as_str().is_some_and(|c| !c.is_empty()));
+    }
+    for r in out["replies"].as_array().expect("replies") {
+        assert_eq!(r["ok"], true, "reply: {}", interop::compact(r));
+    }
+    // Each reply pushed once, none refused, and each stored in a reply topic.
+    let (mut pushed, mut unpushed, mut stored) = (0, 0, 0);
+    for i in 0..2 {
+        let mut c = connect(broker.shard_addr(i));
+        pushed += ops::runtime_counter(&mut c, "ramjet.repliesPushed");
+        unpushed += ops::runtime_counter(&mut c, "ramjet.repliesUnpushed");
+        stored += all_messages(&mut c, "DefaultCluster_REPLY_TOPIC", 1).len();
+    }
+    assert_eq!(pushed, bodies.len() as u64);
+    assert_eq!(unpushed, 0);
+    assert_eq!(stored, bodies.len());
+}

@@ -273,12 +273,15 @@ fn pop_topic_need<'a>(topic: &'a str, group: &str) -> Need<'a> {
 fn for_each_need(code: i32, fields: &SortedFields<'_>, body: &[u8], f: &mut dyn FnMut(Need<'_>)) {
     let ext = |k: &str| fields.get(k).filter(|v| !v.is_empty());
     match code {
-        RequestCode::SEND_MESSAGE => {
+        // A reply needs PUB on the reply topic, as a send does.
+        RequestCode::SEND_MESSAGE | RequestCode::SEND_REPLY_MESSAGE => {
             if let Some(t) = ext("topic") {
                 f(topic_need(t, perm::PUB));
             }
         }
-        RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE => {
+        RequestCode::SEND_MESSAGE_V2
+        | RequestCode::SEND_BATCH_MESSAGE
+        | RequestCode::SEND_REPLY_MESSAGE_V2 => {
             if let Some(t) = ext("b").or_else(|| ext("topic")) {
                 f(topic_need(t, perm::PUB));
             }

@@ -301,6 +301,11 @@ pub fn runtime_table(b: &Broker) -> BTreeMap<String, String> {
     }
     put("ramjet.msgsPutFailed", c.msgs_put_failed.get().to_string());
     put("ramjet.sendsHeld", c.sends_held.get().to_string());
+    put("ramjet.repliesPushed", c.replies_pushed.get().to_string());
+    put(
+        "ramjet.repliesUnpushed",
+        c.replies_unpushed.get().to_string(),
+    );
     let tx = &b.transactions;
     put("ramjet.transactionHalf", tx.halves.get().to_string());
     put("ramjet.transactionCommit", tx.commits.get().to_string());

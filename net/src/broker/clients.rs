@@ -282,6 +282,23 @@ impl ClientRegistry {
             .find(|c| !c.is_closed())
     }
 
+    /// The live connection of the producer client `client_id` in any group (where a reply to
+    /// its request goes, RocketMQ's ProducerManager.findChannel). Replies are rare next to
+    /// sends: a walk over the producer groups, no index to keep.
+    pub fn producer_by_client(&self, client_id: &str) -> Option<Rc<Conn>> {
+        let inner = self.inner.borrow();
+        let mut found: Vec<&Producer> = inner
+            .producers
+            .values()
+            .filter_map(|g| g.get(client_id))
+            .collect();
+        found.sort_by_key(|p| std::cmp::Reverse(p.last_ms));
+        found
+            .iter()
+            .filter_map(|p| p.conn.upgrade())
+            .find(|c| !c.is_closed())
+    }
+
     /// The connection of member `client_id` of `group`, if it is live.
     pub fn member_conn(&self, group: &str, client_id: &str) -> Option<Rc<Conn>> {
         self.inner

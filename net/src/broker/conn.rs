@@ -33,7 +33,7 @@ use ramjet_storage::Chunk;
 use super::coalesce::ReadCoalescer;
 use super::delivery::{Delivery, DeliveryCounters, OutChunk};
 use super::warm;
-use crate::runtime::{self, TcpListener, TcpStream};
+use crate::runtime::{self, LocalReceiver, LocalSender, TcpListener, TcpStream};
 
 /// Initial read buffer per connection; it grows up to the frame limit for large frames.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -86,11 +86,21 @@ pub struct Conn {
     relays: RefCell<HashMap<i32, Relay>>,
 }
 
-/// Where the answer to a relayed request goes.
+/// Where the answer to a request the broker sent to a client goes.
+enum RelayTo {
+    /// Back to the connection whose request it was passed on for, as that request's answer.
+    Conn {
+        to: Weak<Conn>,
+        opaque: i32,
+        serialize_type: SerializeType,
+    },
+    /// To the broker's own task that waits for it ([`Conn::call`]): (code, remark).
+    Task(LocalSender<(i32, Option<String>)>),
+}
+
+/// A request to this connection's client that waits for its answer.
 struct Relay {
-    to: Weak<Conn>,
-    opaque: i32,
-    serialize_type: SerializeType,
+    to: RelayTo,
     code: i32,
 }
 
@@ -274,12 +284,45 @@ impl Conn {
         reply: (i32, SerializeType),
         timeout: Duration,
     ) {
-        let r = Relay {
+        let to = RelayTo::Conn {
             to: Rc::downgrade(from),
             opaque: reply.0,
             serialize_type: reply.1,
-            code,
         };
+        self.send_relayed(Relay { to, code }, header, body, timeout);
+    }
+
+    /// Sends request `code` to this connection's client now; its answer, (code, remark),
+    /// comes on the returned receiver ([`answer`]). No answer within `timeout` gives
+    /// CONSUME_MSG_TIMEOUT, a connection that closes first SYSTEM_ERROR
+    /// (PUSH_REPLY_MESSAGE_TO_CLIENT waits so).
+    pub fn call<H: EncodeHeader + ?Sized>(
+        self: &Rc<Self>,
+        code: i32,
+        header: &H,
+        body: &[u8],
+        timeout: Duration,
+    ) -> LocalReceiver<(i32, Option<String>)> {
+        let (tx, rx) = runtime::local_unbounded();
+        self.send_relayed(
+            Relay {
+                to: RelayTo::Task(tx),
+                code,
+            },
+            header,
+            body,
+            timeout,
+        );
+        rx
+    }
+
+    fn send_relayed<H: EncodeHeader + ?Sized>(
+        self: &Rc<Self>,
+        r: Relay,
+        header: &H,
+        body: &[u8],
+        timeout: Duration,
+    ) {
         if self.is_closed() {
             return r.answer_error(
                 ResponseCode::SYSTEM_ERROR,
@@ -293,8 +336,8 @@ impl Conn {
             );
         }
         let opaque = self.next_opaque();
+        let head = FrameHead::request(r.code, opaque);
         self.relays.borrow_mut().insert(opaque, r);
-        let head = FrameHead::request(code, opaque);
         self.send_frame(self.serialize_type(), &head, header, body);
         let this = Rc::downgrade(self);
         runtime::spawn_detached(async move {
@@ -319,10 +362,22 @@ impl Conn {
         let Some(r) = self.relays.borrow_mut().remove(&resp.opaque) else {
             return false;
         };
-        if let Some(to) = r.to.upgrade() {
-            let mut head = FrameHead::response(resp.code, r.opaque);
-            head.remark = resp.remark.as_deref();
-            to.send_frame(r.serialize_type, &head, &resp.ext, resp.body);
+        match r.to {
+            RelayTo::Conn {
+                to,
+                opaque,
+                serialize_type,
+            } => {
+                if let Some(to) = to.upgrade() {
+                    let mut head = FrameHead::response(resp.code, opaque);
+                    head.remark = resp.remark.as_deref();
+                    to.send_frame(serialize_type, &head, &resp.ext, resp.body);
+                }
+            }
+            RelayTo::Task(tx) => {
+                // The waiting task may have gone (its connection closed): nothing to tell.
+                let _ = tx.try_send((resp.code, resp.remark.as_deref().map(str::to_string)));
+            }
         }
         true
     }
@@ -342,11 +397,30 @@ impl Conn {
 
 impl Relay {
     fn answer_error(&self, code: i32, remark: &str) {
-        if let Some(to) = self.to.upgrade() {
-            let head = FrameHead::response(code, self.opaque).with_remark(remark);
-            to.send_frame(self.serialize_type, &head, &(), &[]);
+        match &self.to {
+            RelayTo::Conn {
+                to,
+                opaque,
+                serialize_type,
+            } => {
+                if let Some(to) = to.upgrade() {
+                    let head = FrameHead::response(code, *opaque).with_remark(remark);
+                    to.send_frame(*serialize_type, &head, &(), &[]);
+                }
+            }
+            RelayTo::Task(tx) => {
+                let _ = tx.try_send((code, Some(remark.to_string())));
+            }
         }
     }
+}
+
+/// The answer to a [`Conn::call`]: (code, remark).
+pub async fn answer(rx: LocalReceiver<(i32, Option<String>)>) -> (i32, Option<String>) {
+    rx.recv().await.unwrap_or((
+        ResponseCode::SYSTEM_ERROR,
+        Some("the call to the client ended without an answer".into()),
+    ))
 }
 
 /// Waits until the outbox has something or is closed; returns the pending bytes and pieces.

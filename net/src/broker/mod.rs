@@ -24,6 +24,7 @@ pub mod pop;
 pub mod pull;
 pub mod queries;
 pub mod register;
+pub mod reply;
 pub mod reset;
 pub mod schedule;
 pub mod send;

@@ -196,17 +196,20 @@ fn send_once(
     }
     let props = h.properties.unwrap_or("").as_bytes();
     // One pass over the properties for what the send path reads of every message.
-    let [tags_value, tran_msg, delay_value, timer_at, timer_s, timer_ms] = properties::get_many(
-        props,
-        [
-            properties::TAGS,
-            properties::TRAN_MSG,
-            properties::DELAY,
-            properties::TIMER_DELIVER_MS,
-            properties::TIMER_DELAY_SEC,
-            properties::TIMER_DELAY_MS,
-        ],
-    );
+    let [tags_value, tran_msg, delay_value, timer_at, timer_s, timer_ms, reply_to, cluster] =
+        properties::get_many(
+            props,
+            [
+                properties::TAGS,
+                properties::TRAN_MSG,
+                properties::DELAY,
+                properties::TIMER_DELIVER_MS,
+                properties::TIMER_DELAY_SEC,
+                properties::TIMER_DELAY_MS,
+                properties::REPLY_TO_CLIENT,
+                properties::CLUSTER,
+            ],
+        );
     let half = tran_msg == Some(b"true");
     if half {
         if b.cfg.broker.reject_transaction_message {
@@ -353,6 +356,28 @@ fn send_once(
             return fail(ResponseCode::MESSAGE_ILLEGAL, &e.to_string());
         }
         rewritten = Some(out);
+    }
+    // A request (request-reply) is stored with the broker's CLUSTER, by which the replier
+    // names the reply topic (`<cluster>_REPLY_TOPIC`, see `broker::reply`). RocketMQ stamps
+    // every message so; ramjet only requests, so that other sends keep their properties as
+    // they came (no copy on the common path).
+    if reply_to.is_some() && cluster.is_none() && !batch {
+        let stamped = match rewritten.as_mut() {
+            Some(out) => out.push_str(properties::CLUSTER, &b.cluster).map(|_| ()),
+            None => {
+                let mut out = b.schedule.send_props.borrow_mut();
+                out.clear();
+                let r = out
+                    .extend_from(props, &[])
+                    .and_then(|o| o.push_str(properties::CLUSTER, &b.cluster))
+                    .map(|_| ());
+                rewritten = Some(out);
+                r
+            }
+        };
+        if let Err(e) = stamped {
+            return fail(ResponseCode::MESSAGE_ILLEGAL, &e.to_string());
+        }
     }
     let store_props = rewritten
         .as_deref()

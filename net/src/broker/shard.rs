@@ -91,6 +91,9 @@ pub struct ShardCounters {
     pub pulls_found: Cell<u64>,
     pub bytes_pulled: Cell<u64>,
     pub not_supported: Cell<u64>,
+    /// Replies (SEND_REPLY_MESSAGE) pushed to their requester, and those that were not.
+    pub replies_pushed: Cell<u64>,
+    pub replies_unpushed: Cell<u64>,
 }
 
 impl ShardCounters {
@@ -273,6 +276,7 @@ impl Broker {
             &config_dir,
             cfg.broker.auto_create_topic,
             cfg.broker.default_topic_queue_nums,
+            &super::reply::reply_topic(&cfg.broker.cluster),
         )
         .map_err(|source| ShardError::Topics {
             shard: index,
@@ -600,6 +604,8 @@ impl Service for Broker {
                 RequestCode::SEND_MESSAGE
                     | RequestCode::SEND_MESSAGE_V2
                     | RequestCode::SEND_BATCH_MESSAGE
+                    | RequestCode::SEND_REPLY_MESSAGE
+                    | RequestCode::SEND_REPLY_MESSAGE_V2
                     | RequestCode::CONSUMER_SEND_MSG_BACK
                     | RequestCode::END_TRANSACTION
                     | RequestCode::POP_MESSAGE
@@ -620,6 +626,9 @@ impl Service for Broker {
                 super::send::handle_send(self, conn, req, false)
             }
             RequestCode::SEND_BATCH_MESSAGE => super::send::handle_send(self, conn, req, true),
+            RequestCode::SEND_REPLY_MESSAGE | RequestCode::SEND_REPLY_MESSAGE_V2 => {
+                super::reply::handle_reply(self, conn, req)
+            }
             RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
                 super::pull::handle_pull(self, conn, req)
             }

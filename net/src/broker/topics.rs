@@ -165,11 +165,13 @@ pub enum SendTopic {
 }
 
 impl TopicManager {
-    /// Loads `<config_dir>/topics.json` and adds the system topics if missing.
+    /// Loads `<config_dir>/topics.json` and adds the system topics if missing (among them
+    /// the cluster's reply topic, `<cluster>_REPLY_TOPIC`, where request-reply answers go).
     pub fn open(
         config_dir: &Path,
         auto_create: bool,
         default_queue_nums: u32,
+        reply_topic: &str,
     ) -> Result<TopicManager, TopicError> {
         let t = VersionedTable::open(config_dir.join(TOPICS_FILE), "topicConfigTable")
             .map_err(TopicError::from_load)?;
@@ -190,6 +192,8 @@ impl TopicManager {
                 .or_insert_with(|| TopicConfig::new(SELF_TEST_TOPIC, 1, PERM_READ | PERM_WRITE));
             t.entry(OFFSET_MOVED_EVENT.into())
                 .or_insert_with(|| TopicConfig::new(OFFSET_MOVED_EVENT, 1, PERM_READ | PERM_WRITE));
+            t.entry(reply_topic.into())
+                .or_insert_with(|| TopicConfig::new(reply_topic, 1, PERM_READ | PERM_WRITE));
         }
         Ok(m)
     }
@@ -326,7 +330,7 @@ mod tests {
     #[test]
     fn auto_create_from_template_and_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let m = TopicManager::open(dir.path(), true, 8).unwrap();
+        let m = TopicManager::open(dir.path(), true, 8, "C_REPLY_TOPIC").unwrap();
         assert_eq!(m.get(AUTO_CREATE_TOPIC).unwrap().perm, 7);
         let v0 = m.data_version().counter;
         match m.for_send("T1", AUTO_CREATE_TOPIC, 4).unwrap() {
@@ -348,7 +352,7 @@ mod tests {
         assert_eq!(m.for_send("T3", "NOPE", 4).unwrap(), SendTopic::Missing);
         assert!(m.for_send("bad topic", AUTO_CREATE_TOPIC, 4).is_err());
 
-        let r = TopicManager::open(dir.path(), true, 8).unwrap();
+        let r = TopicManager::open(dir.path(), true, 8, "C_REPLY_TOPIC").unwrap();
         assert_eq!(r.get("T1").unwrap().write_queue_nums, 4);
         assert_eq!(r.get("T2").unwrap().write_queue_nums, 8);
         assert_eq!(r.data_version(), m.data_version());
@@ -359,7 +363,7 @@ mod tests {
     #[test]
     fn no_auto_create_without_inherit() {
         let dir = tempfile::tempdir().unwrap();
-        let m = TopicManager::open(dir.path(), false, 8).unwrap();
+        let m = TopicManager::open(dir.path(), false, 8, "C_REPLY_TOPIC").unwrap();
         assert_eq!(
             m.for_send("T1", AUTO_CREATE_TOPIC, 4).unwrap(),
             SendTopic::Missing

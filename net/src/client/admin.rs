@@ -457,6 +457,8 @@ pub fn is_system_topic(t: &str) -> bool {
         || t.starts_with("%DLQ%")
         || t.starts_with("rmq_sys_")
         || t.starts_with("RMQ_SYS_")
+        // The cluster's reply topic, `<cluster>_REPLY_TOPIC` (request-reply).
+        || t.ends_with("_REPLY_TOPIC")
         || matches!(
             t,
             "TBW102"
@@ -478,6 +480,7 @@ mod tests {
         assert!(is_system_topic("TBW102"));
         assert!(is_system_topic("%RETRY%G"));
         assert!(is_system_topic("RMQ_SYS_TRANS_HALF_TOPIC"));
+        assert!(is_system_topic("DefaultCluster_REPLY_TOPIC"));
         assert!(!is_system_topic("orders"));
     }
 }

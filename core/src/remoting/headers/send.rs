@@ -224,3 +224,24 @@ ext_header! {
         pub msg_id: &'a str = "msgId",
     }
 }
+
+ext_header! {
+    /// PUSH_REPLY_MESSAGE_TO_CLIENT (326, broker -> requesting producer): a reply sent with
+    /// SEND_REPLY_MESSAGE(_V2), its body the reply's body. Hosts are `ip:port` text.
+    pub struct ReplyMessageRequestHeader<'a> {
+        pub producer_group: &'a str = "producerGroup",
+        pub topic: &'a str = "topic",
+        pub default_topic: &'a str = "defaultTopic",
+        pub default_topic_queue_nums: i32 = "defaultTopicQueueNums",
+        pub queue_id: i32 = "queueId",
+        pub sys_flag: i32 = "sysFlag",
+        pub born_timestamp: i64 = "bornTimestamp",
+        pub flag: i32 = "flag",
+        pub properties: Option<&'a str> = "properties",
+        pub reconsume_times: Option<i32> = "reconsumeTimes",
+        pub unit_mode: Option<bool> = "unitMode",
+        pub born_host: &'a str = "bornHost",
+        pub store_host: &'a str = "storeHost",
+        pub store_timestamp: i64 = "storeTimestamp",
+    }
+}

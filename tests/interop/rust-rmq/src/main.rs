@@ -1,7 +1,7 @@
 //! Sends transactional messages with rocketmq-client-rust's `TransactionMQProducer` and answers
 //! the broker's checks, as the spec file says; writes one JSON document to `--out`.
 //!
-//! Usage: `ramjet-interop-rust-rmq transaction|roundtrip|admin --namesrv ADDR --spec FILE
+//! Usage: `ramjet-interop-rust-rmq transaction|roundtrip|request|admin --namesrv ADDR --spec FILE
 //!         --out FILE --deadline-s S [--log-dir DIR]` (the arguments `tests/src/interop.rs`
 //! passes to every interop client).
 //!
@@ -15,6 +15,16 @@
 //! "fail_first": [..], "messages": [{"body", "tags", "delay_level", "delay_ms", "deliver_in_ms"}]}`. Output:
 //! `{"sends": [{"body", "ok", "error", "result"}], "deliveries": [{"body", "topic",
 //! "queue_id", "queue_offset", "reconsume_times", "msg_id", "tags", "delayed_ms"}]}`.
+//!
+//! `request`: request-reply. A `DefaultMQPushConsumer` (the replier) subscribes to the topic
+//! and answers each request with a reply built as the client's `MessageUtil.createReplyMessage`
+//! does (topic `<CLUSTER>_REPLY_TOPIC`, `MSG_TYPE` reply, the request's `REPLY_TO_CLIENT`,
+//! `CORRELATION_ID` and `TTL`), body `re:<request body>`, sent by a second producer (which
+//! the client sends as SEND_REPLY_MESSAGE_V2). A `DefaultMQProducer` sends each body with
+//! `request(msg, timeout_ms)` and waits for its reply. Spec: `{"topic", "group",
+//! "producer_group", "timeout_ms", "bodies": [..]}`. Output: `{"requests": [{"body", "ok",
+//! "reply_body", "reply_topic", "correlation_id", "error"}], "replies": [{"for", "ok",
+//! "error"}]}`.
 //!
 //! `admin`: a `DefaultMQAdminExt` asks one broker (`broker_addr`) for `examine_topic_stats`
 //! (GET_TOPIC_STATS_INFO), `examine_consume_stats` (GET_CONSUME_STATS) and
@@ -202,6 +212,15 @@ async fn main() {
             )
             .await
         }
+        Some("request") => {
+            request(
+                runtime.clone(),
+                serde_json::from_slice(&spec).unwrap(),
+                namesrv,
+                deadline_s,
+            )
+            .await
+        }
         Some("admin") => {
             admin(
                 runtime.clone(),
@@ -210,7 +229,7 @@ async fn main() {
             )
             .await
         }
-        other => panic!("unknown command {other:?}: transaction, roundtrip or admin"),
+        other => panic!("unknown command {other:?}: transaction, roundtrip, request or admin"),
     };
     std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     let _ = runtime.shutdown().await;
@@ -650,4 +669,125 @@ async fn admin(runtime: Arc<ClientRuntime>, spec: AdminSpec, namesrv: String) ->
         "group_created": outcome(group_created),
         "group_config": outcome(group_config),
     })
+}
+
+#[derive(Deserialize)]
+struct RequestSpec {
+    topic: String,
+    group: String,
+    producer_group: String,
+    timeout_ms: u64,
+    bodies: Vec<String>,
+}
+
+/// Passes each delivered request on to the task that replies.
+struct Replier {
+    tx: tokio::sync::mpsc::UnboundedSender<MessageExt>,
+}
+
+impl MessageListenerConcurrently for Replier {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        for m in msgs {
+            let _ = self.tx.send((*m).clone());
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// The reply to `req` (what the client's MessageUtil.createReplyMessage builds).
+fn reply_to(req: &MessageExt, body: &str) -> Result<Message, String> {
+    let prop = |name: &str| req.property(&CheetahString::from(name));
+    let cluster = prop("CLUSTER").ok_or("the request carries no CLUSTER property")?;
+    let mut reply = Message::builder()
+        .topic(rocketmq_model::common::mix_all::get_reply_topic(
+            cluster.as_str(),
+        ))
+        .body_slice(body.as_bytes())
+        .build_unchecked();
+    reply.put_property("MSG_TYPE".into(), "reply".into());
+    for name in ["REPLY_TO_CLIENT", "CORRELATION_ID", "TTL"] {
+        if let Some(v) = prop(name) {
+            reply.put_property(name.into(), v);
+        }
+    }
+    Ok(reply)
+}
+
+async fn request(
+    runtime: Arc<ClientRuntime>,
+    spec: RequestSpec,
+    namesrv: String,
+    deadline_s: f64,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs_f64(deadline_s);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<MessageExt>();
+    let mut consumer = DefaultMQPushConsumer::builder(runtime.clone())
+        .consumer_group(spec.group.clone())
+        .name_server_addr(namesrv.clone())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build();
+    consumer
+        .subscribe(spec.topic.as_str(), "*")
+        .await
+        .expect("subscribe");
+    consumer.register_message_listener_concurrently(Replier { tx });
+    consumer.start().await.expect("consumer start");
+    let mut replier = DefaultMQProducer::builder(runtime.clone())
+        .producer_group(format!("{}_replier", spec.producer_group))
+        .name_server_addr(namesrv.clone())
+        .build();
+    replier.start().await.expect("replier start");
+    let replies = Arc::new(Mutex::new(Vec::new()));
+    let replied = replies.clone();
+    let reply_task = tokio::spawn(async move {
+        while let Some(req) = rx.recv().await {
+            let body = body_of(&req);
+            let r = match reply_to(&req, &format!("re:{body}")) {
+                Ok(m) => replier.send(m).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            replied.lock().push(match r {
+                Ok(_) => serde_json::json!({ "for": body, "ok": true }),
+                Err(e) => serde_json::json!({ "for": body, "ok": false, "error": e }),
+            });
+        }
+        replier.shutdown().await;
+    });
+    let mut producer = DefaultMQProducer::builder(runtime.clone())
+        .producer_group(spec.producer_group.clone())
+        .name_server_addr(namesrv)
+        .build();
+    producer.start().await.expect("producer start");
+    let mut requests = Vec::new();
+    for body in &spec.bodies {
+        if Instant::now() >= deadline {
+            requests.push(serde_json::json!({ "body": body, "ok": false, "error": "deadline" }));
+            continue;
+        }
+        let msg = message(&spec.topic, body, "").build_unchecked();
+        requests.push(match producer.request(msg, spec.timeout_ms).await {
+            Ok(reply) => serde_json::json!({
+                "body": body,
+                "ok": true,
+                "reply_body": body_of(reply.as_ref()),
+                "reply_topic": reply.topic().as_str(),
+                "correlation_id": reply
+                    .property(&CheetahString::from("CORRELATION_ID"))
+                    .map(|v| v.to_string()),
+            }),
+            Err(e) => serde_json::json!({ "body": body, "ok": false, "error": e.to_string() }),
+        });
+    }
+    producer.shutdown().await;
+    consumer.shutdown().await;
+    reply_task.abort();
+    let doc = serde_json::json!({
+        "requests": requests,
+        "replies": *replies.lock(),
+    });
+    doc
 }
