@@ -304,6 +304,8 @@ pub mod perm {
         matches!(
             code,
             RequestCode::UPDATE_AND_CREATE_TOPIC
+                // The list form (5.x) creates topics as the single form does.
+                | RequestCode::UPDATE_AND_CREATE_TOPIC_LIST
                 | RequestCode::UPDATE_BROKER_CONFIG
                 | RequestCode::DELETE_TOPIC_IN_BROKER
                 | RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP

@@ -717,6 +717,105 @@ fn rocketmq_client_rust_admin_reads_topic_status_consumer_progress_and_connectio
     assert!(out["group_created"].get("ok").is_some(), "{out}");
     assert_eq!(out["group_config"]["ok"]["retryMaxTimes"], 5, "{out}");
     assert_eq!(out["group_config"]["ok"]["groupName"], group, "{out}");
+    // GET_TOPIC_CONFIG, QUERY_CONSUME_QUEUE (queue 0 from index 1, 3 units, checked against
+    // the group's "*"), GET_SYSTEM_TOPIC_LIST_FROM_BROKER, GET_BROKER_CONSUME_STATS and
+    // QUERY_SUBSCRIPTION_BY_CONSUMER as the client parses them, before the resets.
+    let tc = &out["topic_config"]["ok"];
+    assert_eq!(
+        (
+            &tc["topicName"],
+            &tc["readQueueNums"],
+            &tc["writeQueueNums"],
+            &tc["perm"]
+        ),
+        (
+            &serde_json::json!(topic),
+            &serde_json::json!(2),
+            &serde_json::json!(2),
+            &serde_json::json!(6)
+        ),
+        "{out}"
+    );
+    let cq = &out["consume_queue"]["ok"];
+    assert_eq!(
+        (&cq["minQueueIndex"], &cq["maxQueueIndex"]),
+        (&serde_json::json!(0), &serde_json::json!(5)),
+        "{out}"
+    );
+    assert_eq!(cq["subscriptionData"]["subString"], "*", "{out}");
+    let units = cq["queueData"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(units.len(), 3, "{out}");
+    let stored = all_messages(&mut c, topic, 1);
+    for (u, m) in units.iter().zip(&stored[1..4]) {
+        assert_eq!(u["physicOffset"], m.physical_offset, "{out}");
+        assert!(u["physicSize"].as_i64().unwrap_or(0) > 0, "{out}");
+        assert_eq!(u["eval"], true, "{out}");
+    }
+    let system: Vec<&str> = out["system_topics"]["ok"]["topicList"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    for t in ["TBW102", "SELF_TEST_TOPIC", "DefaultCluster_REPLY_TOPIC"] {
+        assert!(system.contains(&t), "{t} missing: {out}");
+    }
+    assert!(!system.contains(&topic), "{out}");
+    let bcs = &out["broker_consume_stats"]["ok"];
+    assert_eq!(bcs["brokerAddr"], broker.shard_addr(0).to_string(), "{out}");
+    assert_eq!(
+        bcs["totalDiff"], 6,
+        "5 - 2 on queue 0, 3 - 0 on queue 1: {out}"
+    );
+    let mine: Vec<&serde_json::Value> = bcs["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .filter(|g| g["group"] == group)
+        .collect();
+    assert_eq!(mine.len(), 1, "{out}");
+    assert_eq!(
+        (&mine[0]["topics"], &mine[0]["diff"]),
+        (&serde_json::json!(1), &serde_json::json!(6)),
+        "{out}"
+    );
+    let sub = &out["subscription"]["ok"];
+    assert_eq!(
+        (&sub["topic"], &sub["subString"], &sub["subVersion"]),
+        (
+            &serde_json::json!(topic),
+            &serde_json::json!("*"),
+            &serde_json::json!(7)
+        ),
+        "{out}"
+    );
+    // UPDATE_AND_CREATE_TOPIC_LIST created both topics with their 3 queues.
+    assert!(out["topic_list"].get("ok").is_some(), "{out}");
+    for t in ["a", "b"] {
+        let r = c
+            .call(351, &[("topic", format!("{topic}_list_{t}"))], &[])
+            .expect("get topic config");
+        assert_eq!(
+            r.code,
+            ramjet_tests::wire::response::SUCCESS,
+            "{:?}",
+            r.remark
+        );
+        let cfg: serde_json::Value = serde_json::from_slice(&r.body).expect("topic config json");
+        assert_eq!(
+            (
+                cfg["readQueueNums"].as_i64(),
+                cfg["writeQueueNums"].as_i64()
+            ),
+            (Some(3), Some(3))
+        );
+    }
+    let r = c
+        .call(351, &[("topic", "nope".to_string())], &[])
+        .expect("get topic config");
+    assert_eq!(r.code, 17, "TOPIC_NOT_EXIST: {:?}", r.remark);
     // DefaultMQAdminExt.resetOffsetByTimestamp to 0 (both queues to their start), then
     // resetOffsetByQueueId to offset 2 of queue 1: the committed offsets follow.
     let reset = by_queue(&out["reset_by_time"]["ok"]);

@@ -79,6 +79,60 @@ pub fn create_topic(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     }
 }
 
+/// UPDATE_AND_CREATE_TOPIC_LIST (18, RocketMQ 5): body `{"topicConfigList": [TopicConfig]}`;
+/// every topic is checked before any is written (one refused: none written).
+pub fn create_topic_list(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        topic_config_list: Vec<TopicConfig>,
+    }
+    let body: Body = match serde_json::from_slice(req.body) {
+        Ok(b) => b,
+        Err(e) => {
+            return conn.respond_error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                &format!("the body is not a CreateTopicListRequestBody: {e}"),
+            )
+        }
+    };
+    if b.ha.is_slave() {
+        return conn.respond_error(
+            req,
+            ResponseCode::NO_PERMISSION,
+            "Can't modify topic or subscription group from slave broker, please execute it from master broker.",
+        );
+    }
+    if let Some(t) = body
+        .topic_config_list
+        .iter()
+        .find(|t| t.topic_name == super::topics::AUTO_CREATE_TOPIC)
+    {
+        return conn.respond_error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            &format!(
+                "the topic[{}] is conflict with system reserved words.",
+                t.topic_name
+            ),
+        );
+    }
+    let names: Vec<String> = body
+        .topic_config_list
+        .iter()
+        .map(|t| t.topic_name.clone())
+        .collect();
+    match b.topics.upsert_all(body.topic_config_list) {
+        Ok(()) => {
+            tracing::info!(shard = b.index, topics = ?names, "topics created/updated");
+            b.registrar.request_now();
+            conn.respond(req, ResponseCode::SUCCESS, None, &(), &[]);
+        }
+        Err(e) => conn.respond_error(req, ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    }
+}
+
 pub fn delete_topic(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let h: DeleteTopicRequestHeader = match req.decode_header() {
         Ok(h) => h,

@@ -86,6 +86,11 @@ impl RequestModes {
             .cloned()
     }
 
+    /// Every mode, as the file holds them (GET_ALL_MESSAGE_REQUEST_MODE's body).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&*self.table.borrow()).expect("strings and numbers")
+    }
+
     /// Records `m` and writes the file.
     pub fn set(&self, m: RequestMode) -> Result<(), PersistError> {
         let bytes = {

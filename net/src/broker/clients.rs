@@ -136,6 +136,17 @@ impl ClientRegistry {
             .map(|s| (s.version, s.filter.clone()))
     }
 
+    /// The subscription of `group` to `topic` as its members' heartbeats sent it.
+    pub fn subscription_data(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
+        self.inner
+            .borrow()
+            .groups
+            .get(group)?
+            .subs
+            .get(topic)
+            .map(|s| s.data.clone())
+    }
+
     /// Client ids of a group's live members, sorted.
     pub fn consumer_ids(&self, group: &str) -> Vec<String> {
         self.inner

@@ -208,6 +208,13 @@ impl Groups {
         Some(r)
     }
 
+    /// Names of every group with settings, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.t.table.borrow().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Whether the group's settings exist (never creates them).
     pub fn contains(&self, name: &str) -> bool {
         self.t.table.borrow().contains_key(name)

@@ -15,6 +15,7 @@ pub mod conn;
 pub mod delivery;
 pub mod groups;
 pub mod ha;
+pub mod inspect;
 pub mod locks;
 pub mod longpoll;
 pub mod namesrv_host;

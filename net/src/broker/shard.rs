@@ -660,6 +660,28 @@ impl Service for Broker {
                 super::clients::consumer_list(self, conn, req)
             }
             RequestCode::UPDATE_AND_CREATE_TOPIC => super::admin::create_topic(self, conn, req),
+            RequestCode::UPDATE_AND_CREATE_TOPIC_LIST => {
+                super::admin::create_topic_list(self, conn, req)
+            }
+            RequestCode::GET_TOPIC_CONFIG => super::inspect::topic_config(self, conn, req),
+            RequestCode::QUERY_CONSUME_QUEUE => {
+                super::inspect::query_consume_queue(self, conn, req)
+            }
+            RequestCode::QUERY_CONSUME_TIME_SPAN => {
+                super::inspect::query_consume_time_span(self, conn, req)
+            }
+            RequestCode::GET_SYSTEM_TOPIC_LIST_FROM_BROKER => {
+                super::inspect::system_topics(self, conn, req)
+            }
+            RequestCode::GET_BROKER_CONSUME_STATS => {
+                super::inspect::broker_consume_stats(self, conn, req)
+            }
+            RequestCode::QUERY_SUBSCRIPTION_BY_CONSUMER => {
+                super::inspect::query_subscription(self, conn, req)
+            }
+            RequestCode::GET_ALL_MESSAGE_REQUEST_MODE => {
+                super::inspect::all_request_modes(self, conn, req)
+            }
             RequestCode::DELETE_TOPIC_IN_BROKER => super::admin::delete_topic(self, conn, req),
             RequestCode::GET_ALL_TOPIC_CONFIG => super::admin::all_topic_config(self, conn, req),
             RequestCode::GET_ALL_CONSUMER_OFFSET => {

@@ -88,7 +88,7 @@ impl Rates {
         self.topics.borrow().get(topic).map_or(0.0, |r| r.per_sec)
     }
 
-    fn consume_tps(&self, topic: &str, group: &str) -> f64 {
+    pub(crate) fn consume_tps(&self, topic: &str, group: &str) -> f64 {
         self.groups
             .borrow()
             .get(&(topic.to_string(), group.to_string()))
@@ -97,7 +97,7 @@ impl Rates {
 }
 
 /// A rate as Java writes a double (always with a fraction).
-fn push_f64(out: &mut String, v: f64) {
+pub(crate) fn push_f64(out: &mut String, v: f64) {
     let v = if v.is_finite() { v } else { 0.0 };
     if v.fract() == 0.0 {
         let _ = write!(out, "{v:.1}");
@@ -172,30 +172,7 @@ pub fn consume_stats(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         if b.clients.subscribes(group, topic) == Some(false) {
             continue;
         }
-        for q in 0..cfg.read_queue_nums as i32 {
-            let broker_offset = b.store.max_offset(topic, q).max(0);
-            let consumer_offset = b.offsets.get(topic, group, q).unwrap_or(0).max(0);
-            let pull_offset = b
-                .offsets
-                .pulled(topic, group, q)
-                .unwrap_or(0)
-                .max(consumer_offset);
-            let last = if consumer_offset > 0 {
-                b.store
-                    .store_time_at(topic, q, consumer_offset - 1)
-                    .unwrap_or(0)
-            } else {
-                0
-            };
-            if !table.is_empty() {
-                table.push(',');
-            }
-            write_queue_key(&mut table, topic, &b.broker_name, q);
-            let _ = write!(
-                table,
-                ":{{\"brokerOffset\":{broker_offset},\"consumerOffset\":{consumer_offset},\"lastTimestamp\":{last},\"pullOffset\":{pull_offset}}}"
-            );
-        }
+        push_offset_table(b, group, topic, cfg.read_queue_nums, &mut table);
         tps += b.stats.consume_tps(topic, group);
     }
     push_f64(&mut out, tps);
@@ -203,6 +180,45 @@ pub fn consume_stats(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     out.push_str(&table);
     out.push_str("}}");
     conn.respond(req, ResponseCode::SUCCESS, None, &(), out.as_bytes());
+}
+
+/// Appends the ConsumeStats offset-table entries of `group` on queues `0..queues` of `topic`
+/// to `table` (comma-separated, as fastjson writes a map keyed by MessageQueue); returns the
+/// messages not yet consumed (broker offset - consumer offset, summed).
+pub(crate) fn push_offset_table(
+    b: &Broker,
+    group: &str,
+    topic: &str,
+    queues: u32,
+    table: &mut String,
+) -> i64 {
+    let mut diff = 0;
+    for q in 0..queues as i32 {
+        let broker_offset = b.store.max_offset(topic, q).max(0);
+        let consumer_offset = b.offsets.get(topic, group, q).unwrap_or(0).max(0);
+        let pull_offset = b
+            .offsets
+            .pulled(topic, group, q)
+            .unwrap_or(0)
+            .max(consumer_offset);
+        let last = if consumer_offset > 0 {
+            b.store
+                .store_time_at(topic, q, consumer_offset - 1)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        if !table.is_empty() {
+            table.push(',');
+        }
+        write_queue_key(table, topic, &b.broker_name, q);
+        let _ = write!(
+            table,
+            ":{{\"brokerOffset\":{broker_offset},\"consumerOffset\":{consumer_offset},\"lastTimestamp\":{last},\"pullOffset\":{pull_offset}}}"
+        );
+        diff += (broker_offset - consumer_offset).max(0);
+    }
+    diff
 }
 
 /// GET_CONSUMER_CONNECTION_LIST: the group's live members (client id, address, language,

@@ -225,20 +225,30 @@ impl TopicManager {
 
     /// Creates or replaces a topic and persists.
     pub fn upsert(&self, cfg: TopicConfig) -> Result<(), TopicError> {
-        validate_topic_name(&cfg.topic_name)?;
-        for v in [cfg.read_queue_nums, cfg.write_queue_nums] {
-            if v == 0 || v > MAX_QUEUES_PER_TOPIC {
-                return Err(TopicError::BadQueueCount {
-                    topic: cfg.topic_name.clone(),
-                    value: v as i64,
-                    max: MAX_QUEUES_PER_TOPIC,
-                });
+        self.upsert_all(vec![cfg])
+    }
+
+    /// Adds or replaces every topic of `cfgs`, all or none (each is checked first), and
+    /// writes the file once.
+    pub fn upsert_all(&self, cfgs: Vec<TopicConfig>) -> Result<(), TopicError> {
+        for cfg in &cfgs {
+            validate_topic_name(&cfg.topic_name)?;
+            for v in [cfg.read_queue_nums, cfg.write_queue_nums] {
+                if v == 0 || v > MAX_QUEUES_PER_TOPIC {
+                    return Err(TopicError::BadQueueCount {
+                        topic: cfg.topic_name.clone(),
+                        value: v as i64,
+                        max: MAX_QUEUES_PER_TOPIC,
+                    });
+                }
             }
         }
-        self.t
-            .table
-            .borrow_mut()
-            .insert(cfg.topic_name.clone(), cfg);
+        {
+            let mut t = self.t.table.borrow_mut();
+            for cfg in cfgs {
+                t.insert(cfg.topic_name.clone(), cfg);
+            }
+        }
         self.t.bump();
         self.persist()
     }

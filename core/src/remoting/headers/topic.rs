@@ -88,3 +88,39 @@ ext_header! {
         pub version: &'a str = "version",
     }
 }
+
+ext_header! {
+    /// QUERY_CONSUME_QUEUE (321, `mqadmin queryCq`): `count` units of (topic, queue) from
+    /// `index`, checked against `consumerGroup`'s subscription when given.
+    pub struct QueryConsumeQueueRequestHeader<'a> {
+        pub topic: &'a str = "topic",
+        pub queue_id: i32 = "queueId",
+        pub index: i64 = "index",
+        pub count: i32 = "count",
+        pub consumer_group: Option<&'a str> = "consumerGroup",
+    }
+}
+
+ext_header! {
+    /// QUERY_CONSUME_TIME_SPAN (303): per queue of `topic`, the store times `group` is between.
+    pub struct QueryConsumeTimeSpanRequestHeader<'a> {
+        pub topic: &'a str = "topic",
+        pub group: &'a str = "group",
+    }
+}
+
+ext_header! {
+    /// GET_BROKER_CONSUME_STATS (317, `mqadmin brokerConsumeStats`): every group's consume
+    /// stats on the broker, of ordered topics only with `isOrder`.
+    pub struct GetConsumeStatsInBrokerHeader {
+        pub is_order: bool = "isOrder",
+    }
+}
+
+ext_header! {
+    /// QUERY_SUBSCRIPTION_BY_CONSUMER (345): the subscription of `group` to `topic`.
+    pub struct QuerySubscriptionByConsumerRequestHeader<'a> {
+        pub group: &'a str = "group",
+        pub topic: &'a str = "topic",
+    }
+}

@@ -587,7 +587,74 @@ async fn admin(runtime: Arc<ClientRuntime>, spec: AdminSpec, namesrv: String) ->
         None,
     )
     .await;
-    let connection = ConsumerAdmin::examine_consumer_connection_info(&a, group.clone(), addr).await;
+    let connection =
+        ConsumerAdmin::examine_consumer_connection_info(&a, group.clone(), addr.clone()).await;
+    // The broker's own views (before the resets below move the offsets): `mqadmin
+    // topicList -c` style config, queryCq, the system topics, brokerConsumeStats and the
+    // group's subscription; then the 5.x list form of topic creation.
+    let topic_config = TopicAdmin::examine_topic_config(
+        &a,
+        CheetahString::from(spec.broker_addr.as_str()),
+        topic.clone(),
+    )
+    .await;
+    let consume_queue = ConsumerAdmin::query_consume_queue(
+        &a,
+        CheetahString::from(spec.broker_addr.as_str()),
+        topic.clone(),
+        0,
+        1,
+        3,
+        group.clone(),
+    )
+    .await;
+    let system_topics = TopicAdmin::get_system_topic_list_from_broker(
+        &a,
+        CheetahString::from(spec.broker_addr.as_str()),
+    )
+    .await;
+    let broker_consume_stats = ConsumerAdmin::fetch_consume_stats_in_broker(
+        &a,
+        CheetahString::from(spec.broker_addr.as_str()),
+        false,
+        5_000,
+    )
+    .await
+    .map(|l| {
+        serde_json::json!({
+            "brokerAddr": l.broker_addr.map(|a| a.to_string()),
+            "totalDiff": l.total_diff,
+            "groups": l.consume_stats_list.iter().flat_map(|m| m.iter().map(|(g, stats)| {
+                serde_json::json!({
+                    "group": g.as_str(),
+                    "topics": stats.len(),
+                    "diff": stats.iter().map(|s| s.compute_total_diff()).sum::<i64>(),
+                })
+            })).collect::<Vec<_>>(),
+        })
+    });
+    let subscription = ConsumerAdmin::query_subscription(&a, group.clone(), topic.clone()).await;
+    let topic_list = TopicAdmin::create_and_update_topic_config_list(
+        &a,
+        CheetahString::from(spec.broker_addr.as_str()),
+        ["a", "b"]
+            .iter()
+            .map(|s| {
+                serde_json::from_value(serde_json::json!({
+                    "topicName": format!("{}_list_{s}", spec.topic),
+                    "readQueueNums": 3,
+                    "writeQueueNums": 3,
+                    "perm": 6,
+                    "topicFilterType": "SINGLE_TAG",
+                    "topicSysFlag": 0,
+                    "order": false,
+                    "attributes": {},
+                }))
+                .expect("TopicConfig")
+            })
+            .collect(),
+    )
+    .await;
     // `mqadmin resetOffsetByTime -s 0`, then queue 1 alone to offset 2.
     // Its table is keyed by MessageQueue: keyed here by the queue's JSON text, as the
     // stats tables serialize.
@@ -655,6 +722,12 @@ async fn admin(runtime: Arc<ClientRuntime>, spec: AdminSpec, namesrv: String) ->
                     .collect::<std::collections::BTreeMap<String, String>>()
             });
     serde_json::json!({
+        "topic_config": outcome(topic_config),
+        "consume_queue": outcome(consume_queue),
+        "system_topics": outcome(system_topics),
+        "broker_consume_stats": outcome(broker_consume_stats),
+        "subscription": outcome(subscription),
+        "topic_list": outcome(topic_list),
         "broker_config": outcome(broker_config),
         "producers": outcome(producers),
         "group_list": outcome(group_list),
