@@ -484,6 +484,189 @@ fn an_admin_reset_moves_the_pop_frontier_and_drops_what_was_in_flight() {
     assert_eq!(ops::runtime_counter(&mut c, "ramjet.popDeadlineKeys"), 0);
 }
 
+/// PEEK_MESSAGE, NOTIFICATION and POLLING_INFO on the wire: peeking shows what the group
+/// would pop next and pops nothing; a notification says whether there is something to pop
+/// (waiting for a send when asked to); polling info counts the group's parked pops.
+#[test]
+fn peek_notification_and_polling_info_change_nothing() {
+    let broker = Broker::start(BrokerSpec::default());
+    let topic = "e2e_pop_peek";
+    ops::create_topic_on(&broker, topic, 2);
+    let mut c = ops::connect(broker.shard_addr(0));
+    for g in ["pop_g10", "pop_g11"] {
+        set_group(
+            &mut c,
+            serde_json::json!({"groupName": g, "consumeEnable": true, "retryMaxTimes": 3}),
+        );
+    }
+    let notify = |c: &mut Conn, group: &str, poll_ms: u64| -> i32 {
+        c.send_request(
+            200054,
+            &[
+                ("consumerGroup", group.to_string()),
+                ("topic", topic.to_string()),
+                ("queueId", "-1".to_string()),
+                ("pollTime", poll_ms.to_string()),
+                ("bornTime", ops::now_ms().to_string()),
+            ],
+            &[],
+        )
+        .expect("notification")
+    };
+    let has_msg = |c: &mut Conn, opaque: i32| -> bool {
+        let r = c
+            .wait_response(200054, opaque, Duration::from_secs(10))
+            .expect("notification answer");
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        assert_eq!(r.ext_str("pollingFull"), "false");
+        r.ext_str("hasMsg") == "true"
+    };
+    let peek = |c: &mut Conn, group: &str, max: i32| {
+        let r = c
+            .call(
+                200052,
+                &[
+                    ("consumerGroup", group.to_string()),
+                    ("topic", topic.to_string()),
+                    ("queueId", "-1".to_string()),
+                    ("maxMsgNums", max.to_string()),
+                ],
+                &[],
+            )
+            .expect("peek");
+        let bodies: Vec<String> = ops::decode_pull_body(&r.body)
+            .expect("records")
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+            .collect();
+        (r.code, r.ext_i64("restNum"), bodies)
+    };
+    let o = notify(&mut c, "pop_g10", 0);
+    assert!(!has_msg(&mut c, o), "nothing sent yet");
+    assert_eq!(
+        peek(&mut c, "pop_g10", 4),
+        (response::PULL_NOT_FOUND, 0, vec![])
+    );
+    let sent: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+    send_all(&mut c, topic, 0, &sent[..3]);
+    send_all(&mut c, topic, 1, &sent[3..]);
+    let o = notify(&mut c, "pop_g10", 0);
+    assert!(has_msg(&mut c, o));
+    // Four of five, queue 0 first; again the same four: peeking popped nothing.
+    let first = peek(&mut c, "pop_g10", 4);
+    assert_eq!(first, (response::SUCCESS, 1, sent[..4].to_vec()));
+    assert_eq!(peek(&mut c, "pop_g10", 4), first);
+    assert_eq!(ops::runtime_counter(&mut c, "ramjet.popped"), 0);
+
+    // Pop all five (invisible for a minute): nothing left to pop, peek or notify.
+    let namesrv = broker.namesrv();
+    let t = topic.to_string();
+    let popped = run(move || async move {
+        let pc = PopConsumer::new(new_client(&namesrv), "pop_g10", &t);
+        bodies(&pop_until(&pc, 5, &opts(32, 60_000, 0), Duration::from_secs(10)).await)
+    });
+    assert_eq!(popped.len(), 5);
+    let o = notify(&mut c, "pop_g10", 0);
+    assert!(!has_msg(&mut c, o), "all in flight");
+    assert_eq!(peek(&mut c, "pop_g10", 4).0, response::PULL_NOT_FOUND);
+
+    // A pop of pop_g10 parked for 10 s: POLLING_INFO counts it.
+    let mut parked = ops::connect(broker.shard_addr(0));
+    let pop_opaque = parked
+        .send_request(
+            200050,
+            &[
+                ("consumerGroup", "pop_g10".to_string()),
+                ("topic", topic.to_string()),
+                ("queueId", "-1".to_string()),
+                ("maxMsgNums", "32".to_string()),
+                ("invisibleTime", "60000".to_string()),
+                ("pollTime", "10000".to_string()),
+                ("bornTime", ops::now_ms().to_string()),
+                ("initMode", "0".to_string()),
+                ("expType", "TAG".to_string()),
+                ("exp", "*".to_string()),
+            ],
+            &[],
+        )
+        .expect("parked pop");
+    let polling = |c: &mut Conn, group: &str| -> i64 {
+        let r = c
+            .call(
+                200055,
+                &[
+                    ("consumerGroup", group.to_string()),
+                    ("topic", topic.to_string()),
+                    ("queueId", "-1".to_string()),
+                ],
+                &[],
+            )
+            .expect("polling info");
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        r.ext_i64("pollingNum")
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while polling(&mut c, "pop_g10") == 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(polling(&mut c, "pop_g10"), 1);
+    assert_eq!(polling(&mut c, "pop_g11"), 0);
+    // pop_g11 has popped nothing: a notification says so at once.
+    let o = notify(&mut c, "pop_g11", 0);
+    assert!(has_msg(&mut c, o));
+    // The parked pop takes the next send.
+    send_all(&mut c, topic, 1, &["k5".to_string()]);
+    let r = parked
+        .wait_response(200050, pop_opaque, Duration::from_secs(10))
+        .expect("parked pop answered");
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let got: Vec<String> = ops::decode_pull_body(&r.body)
+        .expect("records")
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    assert_eq!(got, ["k5"]);
+    assert_eq!(polling(&mut c, "pop_g10"), 0);
+    // pop_g10 has everything in flight: its notification parks until a send.
+    let mut waiter = ops::connect(broker.shard_addr(0));
+    let started = std::time::Instant::now();
+    let o = notify(&mut waiter, "pop_g10", 10_000);
+    std::thread::sleep(Duration::from_millis(300));
+    send_all(&mut c, topic, 0, &["k6".to_string()]);
+    assert!(has_msg(&mut waiter, o));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // Refusals: an unknown group, a queue the topic lacks.
+    let r = c
+        .call(
+            200055,
+            &[
+                ("consumerGroup", "nobody".to_string()),
+                ("topic", topic.to_string()),
+                ("queueId", "-1".to_string()),
+            ],
+            &[],
+        )
+        .expect("polling info");
+    assert_eq!(r.code, 26, "SUBSCRIPTION_GROUP_NOT_EXIST: {:?}", r.remark);
+    let r = c
+        .call(
+            200052,
+            &[
+                ("consumerGroup", "pop_g10".to_string()),
+                ("topic", topic.to_string()),
+                ("queueId", "9".to_string()),
+                ("maxMsgNums", "4".to_string()),
+            ],
+            &[],
+        )
+        .expect("peek");
+    assert_eq!(r.code, response::INVALID_PARAMETER);
+}
+
 #[test]
 fn bad_pop_requests_get_clear_errors() {
     let broker = Broker::start(BrokerSpec::default());

@@ -302,11 +302,15 @@ fn for_each_need(code: i32, fields: &SortedFields<'_>, body: &[u8], f: &mut dyn 
                 f(Need::Group(g, perm::SUB));
             }
         }
-        // POP consumption: the group reads the topic. An ack names the pop retry topic
+        // POP consumption (and its reads: peek, notification, polling info): the group reads
+        // the topic. An ack names the pop retry topic
         // `%RETRY%<group>_<topic>` of a retried message: checked as the topic it stands for.
         RequestCode::POP_MESSAGE
         | RequestCode::ACK_MESSAGE
-        | RequestCode::CHANGE_MESSAGE_INVISIBLETIME => {
+        | RequestCode::CHANGE_MESSAGE_INVISIBLETIME
+        | RequestCode::PEEK_MESSAGE
+        | RequestCode::NOTIFICATION
+        | RequestCode::POLLING_INFO => {
             let g = ext("consumerGroup");
             if let Some(t) = ext("topic") {
                 f(pop_topic_need(t, g.unwrap_or("")));

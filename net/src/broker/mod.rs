@@ -22,6 +22,7 @@ pub mod namesrv_host;
 pub mod offsets;
 pub mod persist;
 pub mod pop;
+pub mod pop_info;
 pub mod pull;
 pub mod queries;
 pub mod register;

@@ -212,7 +212,28 @@ pub struct PopState {
     max_inflight: usize,
     /// Rotates the first queue of a queue -1 pop, and when the retry topic goes first.
     turn: Cell<u32>,
+    /// Pops parked in long polling, by (group, topic, queue id as asked; -1 any): what
+    /// POLLING_INFO answers.
+    parked: RefCell<HashMap<(String, String, i32), u32>>,
     pub counters: PopCounters,
+}
+
+/// A pop parked in long polling, counted in [`PopState`] until dropped.
+pub struct ParkedPop {
+    broker: Rc<Broker>,
+    key: (String, String, i32),
+}
+
+impl Drop for ParkedPop {
+    fn drop(&mut self) {
+        let mut parked = self.broker.pop.parked.borrow_mut();
+        if let Some(n) = parked.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                parked.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// What an ack or an invisible-time change found.
@@ -257,6 +278,7 @@ impl PopState {
             scratch: RefCell::new(Vec::new()),
             max_inflight,
             turn: Cell::new(0),
+            parked: RefCell::new(HashMap::new()),
             counters: PopCounters::default(),
         }
     }
@@ -270,6 +292,52 @@ impl PopState {
     /// changed or re-tried message).
     pub fn deadline_keys(&self) -> usize {
         self.inner.borrow().deadlines.len()
+    }
+
+    /// Counts a pop of `group` on (topic, queue) as parked until the guard drops.
+    pub fn park(broker: &Rc<Broker>, group: &str, topic: &str, queue_id: i32) -> ParkedPop {
+        let key = (group.to_string(), topic.to_string(), queue_id);
+        *broker
+            .pop
+            .parked
+            .borrow_mut()
+            .entry(key.clone())
+            .or_default() += 1;
+        ParkedPop {
+            broker: broker.clone(),
+            key,
+        }
+    }
+
+    /// Pops of `group` parked on (topic, queue id as they asked).
+    pub fn parked(&self, group: &str, topic: &str, queue_id: i32) -> u32 {
+        self.parked
+            .borrow()
+            .get(&(group.to_string(), topic.to_string(), queue_id))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The next offset `group` would pop from (topic, queue), without creating any state:
+    /// the frontier when the queue has pop state, else the committed offset, else the min.
+    /// `None` while the queue is locked by an orderly pop (nothing can be popped from it).
+    pub fn next_offset(&self, b: &Broker, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+        let inner = self.inner.borrow();
+        let key = (group.to_string(), topic.to_string(), queue_id);
+        let min = b.store.min_offset(topic, queue_id);
+        match inner.index.get(&key) {
+            Some(&i) => {
+                let q = &inner.queues[i as usize];
+                if q.order && !q.inflight.is_empty() {
+                    return None;
+                }
+                Some(q.frontier.max(min))
+            }
+            None => Some(match b.offsets.get(topic, group, queue_id) {
+                Some(o) if o >= 0 => o.max(min),
+                _ => min,
+            }),
+        }
     }
 
     /// Pops up to `want` messages of (topic, queue) into `out`.
@@ -831,6 +899,7 @@ pub fn handle_pop(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let Some(broker) = b.rc() else { return };
     let conn = conn.clone();
     crate::runtime::spawn_detached(async move {
+        let _parked = PopState::park(&broker, &args.group, &args.topic, args.queue_id);
         let until = std::time::Instant::now() + Duration::from_millis(hold_ms);
         loop {
             let left = until.saturating_duration_since(std::time::Instant::now());

@@ -612,6 +612,8 @@ impl Service for Broker {
                     | RequestCode::ACK_MESSAGE
                     | RequestCode::BATCH_ACK_MESSAGE
                     | RequestCode::CHANGE_MESSAGE_INVISIBLETIME
+                    | RequestCode::PEEK_MESSAGE
+                    | RequestCode::NOTIFICATION
             )
         {
             conn.respond_error(
@@ -635,6 +637,9 @@ impl Service for Broker {
             RequestCode::POP_MESSAGE => super::pop::handle_pop(self, conn, req),
             RequestCode::ACK_MESSAGE => super::pop::handle_ack(self, conn, req),
             RequestCode::BATCH_ACK_MESSAGE => super::pop::handle_batch_ack(self, conn, req),
+            RequestCode::NOTIFICATION => super::pop_info::handle_notification(self, conn, req),
+            RequestCode::POLLING_INFO => super::pop_info::handle_polling_info(self, conn, req),
+            RequestCode::PEEK_MESSAGE => super::pop_info::handle_peek(self, conn, req),
             RequestCode::CHANGE_MESSAGE_INVISIBLETIME => {
                 super::pop::handle_change_invisible(self, conn, req)
             }

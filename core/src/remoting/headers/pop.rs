@@ -72,3 +72,53 @@ ext_header! {
         pub revive_qid: i32 = "reviveQid",
     }
 }
+
+ext_header! {
+    /// NOTIFICATION (200054): whether (topic, queue; -1 any) holds messages the group would
+    /// pop, waiting up to `pollTime` ms for one.
+    pub struct NotificationRequestHeader<'a> {
+        pub consumer_group: &'a str = "consumerGroup",
+        pub topic: &'a str = "topic",
+        pub queue_id: i32 = "queueId",
+        pub poll_time: i64 = "pollTime",
+        pub born_time: i64 = "bornTime",
+        pub order: Option<bool> = "order",
+        pub attempt_id: Option<&'a str> = "attemptId",
+    }
+}
+
+ext_header! {
+    /// NOTIFICATION answer.
+    pub struct NotificationResponseHeader {
+        pub has_msg: bool = "hasMsg",
+        /// Too many requests parked already: ask again later.
+        pub polling_full: bool = "pollingFull",
+    }
+}
+
+ext_header! {
+    /// POLLING_INFO (200055): how many pops of the group wait on (topic, queue).
+    pub struct PollingInfoRequestHeader<'a> {
+        pub consumer_group: &'a str = "consumerGroup",
+        pub topic: &'a str = "topic",
+        pub queue_id: i32 = "queueId",
+    }
+}
+
+ext_header! {
+    /// POLLING_INFO answer.
+    pub struct PollingInfoResponseHeader {
+        pub polling_num: i32 = "pollingNum",
+    }
+}
+
+ext_header! {
+    /// PEEK_MESSAGE (200052): up to `maxMsgNums` messages the group would pop next, popping
+    /// nothing. Answered with a PopMessageResponseHeader (`restNum`).
+    pub struct PeekMessageRequestHeader<'a> {
+        pub consumer_group: &'a str = "consumerGroup",
+        pub topic: &'a str = "topic",
+        pub queue_id: i32 = "queueId",
+        pub max_msg_nums: i32 = "maxMsgNums",
+    }
+}
