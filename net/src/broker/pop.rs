@@ -177,9 +177,29 @@ struct PopQueue {
     order_attempts: i32,
 }
 
+/// group -> topic -> queue id -> index into `Inner::queues`: looked up with borrowed names, so
+/// a pop or an ack finds its queue without allocating.
+#[derive(Default)]
+struct QueueIndex(HashMap<String, HashMap<String, HashMap<i32, u32>>>);
+
+impl QueueIndex {
+    fn get(&self, group: &str, topic: &str, queue_id: i32) -> Option<u32> {
+        self.0.get(group)?.get(topic)?.get(&queue_id).copied()
+    }
+
+    fn insert(&mut self, group: &str, topic: &str, queue_id: i32, i: u32) {
+        self.0
+            .entry(group.to_string())
+            .or_default()
+            .entry(topic.to_string())
+            .or_default()
+            .insert(queue_id, i);
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    index: HashMap<(String, String, i32), u32>,
+    index: QueueIndex,
     queues: Vec<PopQueue>,
     /// (deadline, queue index, first offset, last offset) of each unordered pop's entries
     /// of a queue, and of each entry whose deadline changed since. An entry is due when its
@@ -323,10 +343,9 @@ impl PopState {
     /// `None` while the queue is locked by an orderly pop (nothing can be popped from it).
     pub fn next_offset(&self, b: &Broker, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
         let inner = self.inner.borrow();
-        let key = (group.to_string(), topic.to_string(), queue_id);
         let min = b.store.min_offset(topic, queue_id);
-        match inner.index.get(&key) {
-            Some(&i) => {
+        match inner.index.get(group, topic, queue_id) {
+            Some(i) => {
                 let q = &inner.queues[i as usize];
                 if q.order && !q.inflight.is_empty() {
                     return None;
@@ -562,42 +581,64 @@ impl PopState {
         offset: i64,
         pop_time: i64,
     ) -> Found {
+        if self.ack_many(b, group, topic, queue_id, &[offset], pop_time) == 1 {
+            Found::Yes
+        } else {
+            Found::No
+        }
+    }
+
+    /// Acknowledges `offsets` of (group, topic, queue), all popped at `pop_time` (one entry of
+    /// a batch ack): one lookup of the queue, one commit. Returns how many were in flight.
+    pub fn ack_many(
+        &self,
+        b: &Broker,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offsets: &[i64],
+        pop_time: i64,
+    ) -> usize {
         let mut inner = self.inner.borrow_mut();
-        let Some(&idx) = inner
-            .index
-            .get(&(group.to_string(), topic.to_string(), queue_id))
-        else {
-            ShardCounters::add(&self.counters.stale, 1);
-            return Found::No;
+        let Some(idx) = inner.index.get(group, topic, queue_id) else {
+            ShardCounters::add(&self.counters.stale, offsets.len() as u64);
+            return 0;
         };
-        let q = &mut inner.queues[idx as usize];
-        let Some(e) = q.inflight.get(offset) else {
-            ShardCounters::add(&self.counters.stale, 1);
-            return Found::No;
-        };
-        // A revive in progress: its copy is being stored and will be delivered.
-        if e.pop_time != pop_time || e.deadline == i64::MAX {
-            ShardCounters::add(&self.counters.stale, 1);
-            return Found::No;
+        let mut acked = 0;
+        for &offset in offsets {
+            let q = &mut inner.queues[idx as usize];
+            // Not in flight with that pop time; or a revive in progress (its copy is being
+            // stored and will be delivered).
+            let Some(e) = q
+                .inflight
+                .get(offset)
+                .filter(|e| e.pop_time == pop_time && e.deadline != i64::MAX)
+            else {
+                continue;
+            };
+            q.inflight.remove(offset);
+            let order = q.order;
+            inner.inflight -= 1;
+            if !order {
+                inner.drop_key_if_done(idx, e.deadline, e.from, e.to);
+            }
+            acked += 1;
         }
-        q.inflight.remove(offset);
-        let (order, emptied) = (q.order, q.inflight.is_empty());
-        if emptied {
-            q.order_attempts = 0;
+        ShardCounters::add(&self.counters.stale, (offsets.len() - acked) as u64);
+        if acked == 0 {
+            return 0;
         }
-        let origin = q.origin.clone();
-        inner.inflight -= 1;
-        if !order {
-            inner.drop_key_if_done(idx, e.deadline, e.from, e.to);
-        }
+        ShardCounters::add(&self.counters.acked, acked as u64);
         inner.commit(b, idx);
-        drop(inner);
-        ShardCounters::add(&self.counters.acked, 1);
-        if order && emptied {
+        let q = &mut inner.queues[idx as usize];
+        if q.order && q.inflight.is_empty() {
+            q.order_attempts = 0;
             // The queue is unlocked: a parked orderly pop may take what follows.
+            let origin = q.origin.clone();
+            drop(inner);
             b.longpoll.notify_arrival(&origin, ANY_QUEUE, i64::MAX);
         }
-        Found::Yes
+        acked
     }
 
     /// Moves the time `offset` becomes visible again to `now + invisible`; the new pop time
@@ -614,9 +655,7 @@ impl PopState {
         now: i64,
     ) -> Option<i64> {
         let mut inner = self.inner.borrow_mut();
-        let idx = *inner
-            .index
-            .get(&(group.to_string(), topic.to_string(), queue_id))?;
+        let idx = inner.index.get(group, topic, queue_id)?;
         let q = &mut inner.queues[idx as usize];
         let e = q.inflight.get_mut(offset)?;
         if e.pop_time != pop_time || e.deadline == i64::MAX {
@@ -739,8 +778,7 @@ impl Inner {
         queue_id: i32,
         init_max: bool,
     ) -> u32 {
-        let key = (group.to_string(), topic.to_string(), queue_id);
-        if let Some(&i) = self.index.get(&key) {
+        if let Some(i) = self.index.get(group, topic, queue_id) {
             return i;
         }
         let frontier = match b.offsets.get(topic, group, queue_id) {
@@ -760,7 +798,7 @@ impl Inner {
             order: false,
             order_attempts: 0,
         });
-        self.index.insert(key, i);
+        self.index.insert(group, topic, queue_id, i);
         i
     }
 
@@ -1050,10 +1088,14 @@ pub fn handle_batch_ack(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     };
     for a in &acks {
         let topic = fmt::real_topic(&a.consumer_group, &a.topic, a.retry);
-        for &o in &a.offsets {
-            b.pop
-                .ack(b, &a.consumer_group, &topic, a.queue_id, o, a.pop_time);
-        }
+        b.pop.ack_many(
+            b,
+            &a.consumer_group,
+            &topic,
+            a.queue_id,
+            &a.offsets,
+            a.pop_time,
+        );
     }
     if !req.is_oneway() {
         let head = FrameHead::response(ResponseCode::SUCCESS, req.opaque);
