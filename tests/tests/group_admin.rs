@@ -196,6 +196,52 @@ fn a_reset_commits_at_once_ignores_older_commits_and_moves_the_next_pull() {
     assert_eq!(committed(&mut c, G, TOPIC, 0), 0);
 }
 
+/// A reset still waiting for the group's next pull survives a SIGKILL of the broker (it is
+/// written with the offsets): after the restart the consumer's commit from before the reset
+/// is still ignored and its next pull is moved.
+#[test]
+fn a_pending_reset_survives_a_sigkill() {
+    const TOPIC: &str = "e2e_reset_restart";
+    const G: &str = "e2e_reset_g9";
+    let mut broker = Broker::start(BrokerSpec {
+        broker_toml: "offset_persist_interval_ms = 100\n".into(),
+        ..BrokerSpec::default()
+    });
+    let mut c = Conn::connect(broker.shard_addr(0)).expect("connect");
+    let r = ops::create_topic(&mut c, TOPIC, 1).expect("create topic");
+    assert_eq!(r.code, response::SUCCESS);
+    for i in 0..4 {
+        let msg = OutMessage::new(format!("m{i}").into_bytes());
+        match ops::send(&mut c, TOPIC, 0, &msg).expect("send") {
+            SendOutcome::Ok(_) => {}
+            other => panic!("send {i}: {other:?}"),
+        }
+    }
+    assert_eq!(commit(&mut c, G, TOPIC, 0, 4).code, response::SUCCESS);
+    let r = reset(&mut c, G, TOPIC, -1, true, Some((0, 1)));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    // Written within the persist interval; then SIGKILL and a restart on the same files.
+    std::thread::sleep(Duration::from_millis(600));
+    broker.restart();
+    let mut c = Conn::connect(broker.shard_addr(0)).expect("connect after the restart");
+    assert_eq!(committed(&mut c, G, TOPIC, 0), 1);
+    let r = commit(&mut c, G, TOPIC, 0, 4);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("Offset has been previously reset"),
+        "the commit from before the reset is still held off"
+    );
+    assert_eq!(committed(&mut c, G, TOPIC, 0), 1);
+    let p = ops::pull(&mut c, G, TOPIC, 0, 4, 32, 0).expect("pull");
+    assert_eq!(
+        (p.code, p.next_begin_offset),
+        (PULL_OFFSET_MOVED, 1),
+        "{p:?}"
+    );
+    assert_eq!(commit(&mut c, G, TOPIC, 0, 2).remark, None);
+    assert_eq!(committed(&mut c, G, TOPIC, 0), 2);
+}
+
 /// The shared test consumer, with 2 s long polls: a reset must wake them.
 fn consumer_config(group: &str, topic: &str) -> PushConsumerConfig {
     let mut cfg = rust_client::consumer_config(group, topic);

@@ -33,6 +33,58 @@ pub enum OffsetsError {
 struct OffsetFile {
     #[serde(rename = "offsetTable")]
     offset_table: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Admin resets still waiting for their queue's next pull (RocketMQ 5's
+    /// `resetOffsetTable`), in the same shape: kept across a restart so that a consumer's
+    /// commit from before the reset cannot undo it then. Only in the file, not on the wire.
+    #[serde(
+        rename = "resetOffsetTable",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    reset_offset_table: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+/// `{"topic@group": {"queue": offset}}` (the file's shape) into a [`Table`]; also returns the
+/// number of entries.
+fn load_table(
+    shape: BTreeMap<String, BTreeMap<String, i64>>,
+    path: &Path,
+) -> Result<(Table, usize), OffsetsError> {
+    let mut table = Table::new();
+    let mut n = 0;
+    for (key, queues) in shape {
+        let Some((topic, group)) = key.rsplit_once('@') else {
+            return Err(OffsetsError::BadKey {
+                path: path.to_path_buf(),
+                key,
+            });
+        };
+        let groups = table.entry(topic.to_string()).or_default();
+        let q = groups.entry(group.to_string()).or_default();
+        for (qid, off) in queues {
+            let qid: i32 = qid.parse().map_err(|_| OffsetsError::BadKey {
+                path: path.to_path_buf(),
+                key: qid.clone(),
+            })?;
+            q.insert(qid, off);
+            n += 1;
+        }
+    }
+    Ok((table, n))
+}
+
+/// A [`Table`] in the file's shape, keys sorted.
+fn table_shape(t: &Table) -> BTreeMap<String, BTreeMap<String, i64>> {
+    let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for (topic, groups) in t {
+        for (group, qs) in groups {
+            let e = out.entry(format!("{topic}@{group}")).or_default();
+            for (q, o) in qs {
+                e.insert(q.to_string(), *o);
+            }
+        }
+    }
+    out
 }
 
 /// topic -> group -> queue -> offset. Two levels of `String` keys so that lookups by `&str`
@@ -75,27 +127,15 @@ impl OffsetStore {
     /// Loads `<config_dir>/consumerOffset.json` (empty when absent).
     pub fn open(config_dir: &Path) -> Result<OffsetStore, OffsetsError> {
         let path = config_dir.join(OFFSETS_FILE);
-        let mut table = Table::new();
+        let (mut table, mut resets, mut pending) = (Table::new(), Table::new(), 0);
         if let Some(bytes) = read_optional(&path)? {
             let file: OffsetFile =
                 serde_json::from_slice(&bytes).map_err(|source| OffsetsError::Corrupt {
                     path: path.clone(),
                     source,
                 })?;
-            for (key, queues) in file.offset_table {
-                let Some((topic, group)) = key.rsplit_once('@') else {
-                    return Err(OffsetsError::BadKey { path, key });
-                };
-                let groups = table.entry(topic.to_string()).or_default();
-                let q = groups.entry(group.to_string()).or_default();
-                for (qid, off) in queues {
-                    let qid: i32 = qid.parse().map_err(|_| OffsetsError::BadKey {
-                        path: path.clone(),
-                        key: qid.clone(),
-                    })?;
-                    q.insert(qid, off);
-                }
-            }
+            (table, _) = load_table(file.offset_table, &path)?;
+            (resets, pending) = load_table(file.reset_offset_table, &path)?;
         }
         Ok(OffsetStore {
             file: SnapshotFile::new(path),
@@ -103,8 +143,8 @@ impl OffsetStore {
             dirty: Cell::new(false),
             generation: Cell::new(0),
             pulled: RefCell::new(Table::new()),
-            resets: RefCell::new(Table::new()),
-            resets_pending: Cell::new(0),
+            resets: RefCell::new(resets),
+            resets_pending: Cell::new(pending),
         })
     }
 
@@ -144,13 +184,15 @@ impl OffsetStore {
         if !self.has_reset(topic, group, queue_id) {
             self.resets_pending.set(self.resets_pending.get() + 1);
         }
-        set(
+        if set(
             &mut self.resets.borrow_mut(),
             topic,
             group,
             queue_id,
             offset,
-        );
+        ) {
+            self.dirty.set(true);
+        }
     }
 
     /// Whether a reset of the queue waits for `group`'s next pull.
@@ -180,6 +222,7 @@ impl OffsetStore {
             }
         }
         self.resets_pending.set(self.resets_pending.get() - 1);
+        self.dirty.set(true);
         Some(offset)
     }
 
@@ -203,6 +246,9 @@ impl OffsetStore {
             .flat_map(HashMap::values)
             .map(HashMap::len)
             .sum();
+        if left != self.resets_pending.get() {
+            self.dirty.set(true);
+        }
         self.resets_pending.set(left);
     }
 
@@ -347,7 +393,8 @@ impl OffsetStore {
 
     /// The next snapshot's number and the file's bytes for the current table.
     fn snapshot(&self) -> (u64, Vec<u8>) {
-        let file = self.file();
+        let mut file = self.file();
+        file.reset_offset_table = table_shape(&self.resets.borrow());
         self.generation.set(self.generation.get() + 1);
         // Serializing a map of strings and integers cannot fail.
         let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
@@ -472,6 +519,31 @@ mod tests {
         s.remove_topic("U");
         assert!(!s.has_reset("U", "H", 3));
         assert_eq!(s.resets_pending.get(), 0);
+    }
+
+    #[test]
+    fn a_pending_reset_survives_a_restart_and_its_pull_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = OffsetStore::open(dir.path()).unwrap();
+        assert!(s.commit_from_client("T", "G", 0, 50));
+        s.assign_reset("T", "G", 0, 10);
+        s.assign_reset("T@x", "G", 2, 4);
+        s.persist().unwrap();
+        // The wire shape (GET_ALL_CONSUMER_OFFSET) carries only the offsets.
+        let wire: serde_json::Value = serde_json::from_slice(&s.wrapper_json()).unwrap();
+        assert!(wire.get("resetOffsetTable").is_none(), "{wire}");
+
+        let r = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(r.get("T", "G", 0), Some(10));
+        assert!(r.has_reset("T", "G", 0) && r.has_reset("T@x", "G", 2));
+        // The consumer's commit from before the restart (and the reset) is still ignored.
+        assert!(!r.commit_from_client("T", "G", 0, 51));
+        assert_eq!(r.take_reset("T", "G", 0), Some(10));
+        r.persist().unwrap();
+        let again = OffsetStore::open(dir.path()).unwrap();
+        assert!(!again.has_reset("T", "G", 0));
+        assert_eq!(again.take_reset("T@x", "G", 2), Some(4));
+        assert_eq!(again.resets_pending.get(), 0);
     }
 
     #[test]
