@@ -281,3 +281,93 @@ fn replies_that_cannot_be_pushed_are_answered_with_the_reason() {
     let bodies: Vec<&[u8]> = stored.iter().map(|m| m.body.as_slice()).collect();
     assert_eq!(bodies, [&b"r1"[..], b"r3", b"r4"]);
 }
+
+/// The project's client on both sides: a `Requester` sends requests and waits; a push
+/// consumer replies to each with `reply_message` through a plain producer (sent as
+/// SEND_REPLY_MESSAGE_V2). A request nobody answers times out, and its late reply matches
+/// nothing.
+#[test]
+fn the_projects_requester_gets_each_reply() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use ramjet_net::client::transport::{self, block_on};
+    use ramjet_net::client::{
+        reply_message, ConsumeResult, Message, MessageExt, Producer, ProducerConfig, PushConsumer,
+        Requester,
+    };
+    use ramjet_tests::rust_client::{consumer_config, new_client};
+
+    let broker = Broker::start(BrokerSpec::default().shards(2));
+    let topic = "e2e_rr_client";
+    ops::create_topic_on(&broker, topic, 2);
+    ops::wait_route(broker.namesrv_addr(), topic, 2, Duration::from_secs(20));
+    let namesrv = broker.namesrv();
+    let (replies, timed_out) = block_on(None, async move {
+        let requests: Rc<RefCell<Vec<MessageExt>>> = Rc::new(RefCell::new(Vec::new()));
+        let seen = requests.clone();
+        let consumer = PushConsumer::start(
+            new_client(&namesrv),
+            consumer_config("e2e_rr_replier", topic),
+            Rc::new(move |m| {
+                seen.borrow_mut().push(m.clone());
+                ConsumeResult::Success
+            }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("start the replier: {e}"));
+        let replier = Producer::new(new_client(&namesrv), ProducerConfig::new("e2e_rr_rp"));
+        // The replier: answers every request but "silent".
+        let pending = requests.clone();
+        let r = replier.clone();
+        transport::spawn(async move {
+            loop {
+                let next: Vec<MessageExt> = pending.borrow_mut().drain(..).collect();
+                for m in next {
+                    let body = String::from_utf8_lossy(&m.body).into_owned();
+                    if body == "silent" {
+                        continue;
+                    }
+                    let reply = reply_message(&m, format!("re:{body}")).expect("a request");
+                    r.send(reply).await.expect("send the reply");
+                }
+                transport::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let requester = Requester::new(new_client(&namesrv), ProducerConfig::new("e2e_rr_req"));
+        let mut replies = Vec::new();
+        for i in 0..6 {
+            let msg = Message::new(topic, format!("ask-{i}"));
+            let reply = requester
+                .request(msg, Duration::from_secs(15))
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            replies.push((
+                String::from_utf8_lossy(&reply.body).into_owned(),
+                reply.topic.clone(),
+                reply.property("MSG_TYPE").map(str::to_string),
+            ));
+        }
+        let timed_out = requester
+            .request(Message::new(topic, "silent"), Duration::from_millis(500))
+            .await
+            .is_err();
+        let _ = consumer.shutdown().await;
+        (replies, timed_out)
+    })
+    .expect("the client's executor");
+    assert_eq!(replies.len(), 6);
+    for (i, (body, topic, kind)) in replies.iter().enumerate() {
+        assert_eq!(body, &format!("re:ask-{i}"));
+        assert_eq!(topic, REPLY_TOPIC);
+        assert_eq!(kind.as_deref(), Some("reply"));
+    }
+    assert!(timed_out, "a request without a reply times out");
+    let mut pushed = 0;
+    for i in 0..2 {
+        let mut c = ops::connect(broker.shard_addr(i));
+        pushed += ops::runtime_counter(&mut c, "ramjet.repliesPushed");
+        assert_eq!(ops::runtime_counter(&mut c, "ramjet.repliesUnpushed"), 0);
+    }
+    assert_eq!(pushed, 6);
+}

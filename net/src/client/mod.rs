@@ -31,8 +31,10 @@ pub use consumer::{
 };
 pub mod admin;
 pub mod pop;
+pub mod request;
 pub mod transaction;
 
+pub use request::{reply_message, Requester};
 pub use transaction::{LocalState, TransactionProducer, TransactionSendResult};
 
 pub use admin::{Admin, TopicSpec};

@@ -137,6 +137,18 @@ struct Inner {
     epoch: Instant,
 }
 
+/// The request code of a single message: SEND_REPLY_MESSAGE_V2 for a reply (`MSG_TYPE`
+/// reply, see `super::request`), as RocketMQ's clients send one; else SEND_MESSAGE_V2.
+fn one_code(m: &Message) -> i32 {
+    if m.property(ramjet_core::record::properties::MSG_TYPE)
+        == Some(super::request::REPLY_MESSAGE_FLAG)
+    {
+        RequestCode::SEND_REPLY_MESSAGE_V2
+    } else {
+        RequestCode::SEND_MESSAGE_V2
+    }
+}
+
 /// A producer bound to one [`Client`] (one executor). Cheap to clone.
 #[derive(Clone)]
 pub struct Producer {
@@ -316,7 +328,7 @@ impl Producer {
                     // A half message (spec §7.6), as the Java client marks it.
                     sys_flag = TRANSACTION_PREPARED_TYPE;
                 }
-                code = RequestCode::SEND_MESSAGE_V2;
+                code = one_code(m);
                 flag = m.flag;
                 body_buf = BytesMut::new();
                 let _ = &body_buf;
@@ -484,7 +496,7 @@ impl Producer {
         let addr = self.inner.client.master_addr(&mq.broker_name)?;
         let conn = self.inner.client.connection(&addr).await?;
         let code = match payload {
-            Payload::One(_) => RequestCode::SEND_MESSAGE_V2,
+            Payload::One(m) => one_code(m),
             Payload::Batch(_) => RequestCode::SEND_BATCH_MESSAGE,
         };
         let Some(wait) = self.start_request(&conn, mq, payload, false)? else {
@@ -644,7 +656,7 @@ impl Producer {
             })?;
         let (addr, conn) = self.connect_to(&mq).await?;
         let code = match payload {
-            Payload::One(_) => RequestCode::SEND_MESSAGE_V2,
+            Payload::One(m) => one_code(m),
             Payload::Batch(_) => RequestCode::SEND_BATCH_MESSAGE,
         };
         let wait = self

@@ -618,6 +618,13 @@ pub fn block_on_spinning<T: 'static>(
     }))
 }
 
+pub use glommio::channels::local_channel::{LocalReceiver, LocalSender};
+
+/// A channel between tasks of the client's executor.
+pub fn local_channel<T>() -> (LocalSender<T>, LocalReceiver<T>) {
+    glommio::channels::local_channel::new_unbounded()
+}
+
 /// Sleep on the client's executor.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await
