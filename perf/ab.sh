@@ -18,14 +18,7 @@ BASE=${1:?usage: perf/ab.sh BASE_REV [ROUNDS]}
 ROUNDS=${2:-3}
 . "$(dirname "$0")/lib.sh" ab
 HEAD_BIN=$R
-WT=./target/ab-base/tree
-if [ ! -d "$WT" ]; then
-  git worktree add --detach "$WT" "$BASE" > /dev/null
-else
-  git -C "$WT" checkout --detach -q "$BASE"
-fi
-(cd "$WT" && CARGO_TARGET_DIR=../target cargo build --release -q -p ramjet --bin ramjet)
-BASE_BIN=./target/ab-base/target/release/ramjet
+build_base "$BASE"
 
 run() { # which, bin, load, bench args...
   local which=$1 bin=$2 load=$3; shift 3

@@ -1,4 +1,4 @@
-# Shared by the broker benchmark scripts (acl.sh, replication.sh, timer.sh, ab.sh); sourced, not run:
+# Shared by the broker benchmark scripts (acl.sh, replication.sh, timer.sh, ab.sh, pop-ab.sh); sourced, not run:
 #   . "$(dirname "$0")/lib.sh" NAME
 # Moves to the repository root, and sets R and B (the release binaries; builds nothing), W (a
 # work directory /tmp/ramjet-NAME.*, removed with every background job on exit), NS (the name
@@ -33,4 +33,17 @@ wait_prefaulted() {
 stop_broker() {
   kill -TERM "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
+}
+
+# Builds revision $1's broker in a worktree under target/ab-base (minutes the first time) and
+# sets BASE_BIN to it: the "base" of the A/B scripts (ab.sh, pop-ab.sh).
+build_base() {
+  local wt=./target/ab-base/tree
+  if [ ! -d "$wt" ]; then
+    git worktree add --detach "$wt" "$1" > /dev/null
+  else
+    git -C "$wt" checkout --detach -q "$1"
+  fi
+  (cd "$wt" && CARGO_TARGET_DIR=../target cargo build --release -q -p ramjet --bin ramjet)
+  BASE_BIN=./target/ab-base/target/release/ramjet
 }

@@ -18,14 +18,7 @@ POPPERS=${POPPERS:-1 16}
 PRELOAD_S=${PRELOAD_S:-8}
 . "$(dirname "$0")/lib.sh" popab
 HEAD_BIN=$R
-WT=./target/ab-base/tree
-if [ ! -d "$WT" ]; then
-  git worktree add --detach "$WT" "$BASE" > /dev/null
-else
-  git -C "$WT" checkout --detach -q "$BASE"
-fi
-(cd "$WT" && CARGO_TARGET_DIR=../target cargo build --release -q -p ramjet --bin ramjet)
-BASE_BIN=./target/ab-base/target/release/ramjet
+build_base "$BASE"
 
 run() { # which, bin, poppers
   local which=$1 bin=$2 c=$3

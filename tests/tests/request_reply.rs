@@ -339,7 +339,7 @@ fn the_projects_requester_gets_each_reply() {
         for i in 0..6 {
             let msg = Message::new(topic, format!("ask-{i}"));
             let reply = requester
-                .request(msg, Duration::from_secs(15))
+                .request(msg, Duration::from_secs(45))
                 .await
                 .unwrap_or_else(|e| panic!("request {i}: {e}"));
             replies.push((

@@ -869,37 +869,61 @@ fn pop_filter(b: &Broker, h: &PopMessageRequestHeader<'_>) -> Result<TagFilter, 
     Ok(TagFilter::parse(exp))
 }
 
+/// The checks every request of the POP family starts with: the group may consume, the topic
+/// exists and is readable, and the queue id is one of its readable queues or -1. Returns the
+/// queue ids it names (all readable ones for -1), or `None` after answering the refusal.
+pub(super) fn pop_queues(
+    b: &Broker,
+    conn: &Conn,
+    req: &CommandView<'_>,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+) -> Option<Vec<i32>> {
+    if let Err((code, remark)) = b.groups.may_pull(group, || false) {
+        conn.respond_error(req, code, &remark);
+        return None;
+    }
+    let read_q = super::pull::readable_queues(b, conn, req, topic, "peeking")?;
+    if queue_id >= 0 && (queue_id as u32) < read_q {
+        return Some(vec![queue_id]);
+    }
+    if queue_id == -1 {
+        return Some((0..read_q as i32).collect());
+    }
+    conn.respond_error(
+        req,
+        ResponseCode::INVALID_PARAMETER,
+        &format!(
+            "queueId[{queue_id}] is illegal, topic:[{topic}] topicConfig.readQueueNums:[{read_q}]"
+        ),
+    );
+    None
+}
+
+/// Whether `maxMsgNums` is within 1 to [`MAX_POP_MESSAGES`]; answers the refusal when not.
+pub(super) fn max_msg_nums_ok(conn: &Conn, req: &CommandView<'_>, n: i32) -> bool {
+    if (1..=MAX_POP_MESSAGES).contains(&n) {
+        return true;
+    }
+    conn.respond_error(
+        req,
+        ResponseCode::INVALID_PARAMETER,
+        &format!("maxMsgNums {n} is out of range 1 to {MAX_POP_MESSAGES}"),
+    );
+    false
+}
+
 /// POP_MESSAGE (200050).
 pub fn handle_pop(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     ShardCounters::add(&b.pop.counters.pops, 1);
     let Some(h) = super::queries::decode::<PopMessageRequestHeader>(conn, req) else {
         return;
     };
-    if let Err((code, remark)) = b.groups.may_pull(h.consumer_group, || false) {
-        return conn.respond_error(req, code, &remark);
-    }
-    let Some(read_q) = super::pull::readable_queues(b, conn, req, h.topic, "peeking") else {
+    if pop_queues(b, conn, req, h.consumer_group, h.topic, h.queue_id).is_none()
+        || !max_msg_nums_ok(conn, req, h.max_msg_nums)
+    {
         return;
-    };
-    if h.queue_id >= 0 && h.queue_id as u32 >= read_q || h.queue_id < -1 {
-        return conn.respond_error(
-            req,
-            ResponseCode::INVALID_PARAMETER,
-            &format!(
-                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{read_q}]",
-                h.queue_id, h.topic
-            ),
-        );
-    }
-    if !(1..=MAX_POP_MESSAGES).contains(&h.max_msg_nums) {
-        return conn.respond_error(
-            req,
-            ResponseCode::INVALID_PARAMETER,
-            &format!(
-                "maxMsgNums {} is out of range 1 to {MAX_POP_MESSAGES}",
-                h.max_msg_nums
-            ),
-        );
     }
     if !(MIN_INVISIBLE_MS..=MAX_INVISIBLE_MS).contains(&h.invisible_time) {
         return conn.respond_error(

@@ -24,33 +24,8 @@ use ramjet_storage::store::GetStatus;
 use super::conn::Conn;
 use super::longpoll::ANY_QUEUE;
 use super::namesrv_host::now_ms;
-use super::pop::MAX_POP_MESSAGES;
+use super::pop::{max_msg_nums_ok, pop_queues};
 use super::shard::Broker;
-
-/// The queue ids a request names: `queue_id`, or every readable one for -1; the refusal
-/// (INVALID_PARAMETER) for any other.
-fn queues_named(
-    conn: &Conn,
-    req: &CommandView<'_>,
-    topic: &str,
-    queue_id: i32,
-    read_q: u32,
-) -> Option<Vec<i32>> {
-    if queue_id >= 0 && (queue_id as u32) < read_q {
-        return Some(vec![queue_id]);
-    }
-    if queue_id == -1 {
-        return Some((0..read_q as i32).collect());
-    }
-    conn.respond_error(
-        req,
-        ResponseCode::INVALID_PARAMETER,
-        &format!(
-            "queueId[{queue_id}] is illegal, topic:[{topic}] topicConfig.readQueueNums:[{read_q}]"
-        ),
-    );
-    None
-}
 
 /// Whether `group` has a message to pop on `queues` of `topic` (or, unordered, on its pop
 /// retry topic).
@@ -75,13 +50,7 @@ pub fn handle_notification(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let Some(h) = super::queries::decode::<NotificationRequestHeader>(conn, req) else {
         return;
     };
-    if let Err((code, remark)) = b.groups.may_pull(h.consumer_group, || false) {
-        return conn.respond_error(req, code, &remark);
-    }
-    let Some(read_q) = super::pull::readable_queues(b, conn, req, h.topic, "notification") else {
-        return;
-    };
-    let Some(queues) = queues_named(conn, req, h.topic, h.queue_id, read_q) else {
+    let Some(queues) = pop_queues(b, conn, req, h.consumer_group, h.topic, h.queue_id) else {
         return;
     };
     let order = h.order.unwrap_or(false);
@@ -143,10 +112,7 @@ pub fn handle_polling_info(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
             &format!("the consumer's group info not exist {}", h.consumer_group),
         );
     }
-    let Some(read_q) = super::pull::readable_queues(b, conn, req, h.topic, "polling info") else {
-        return;
-    };
-    if queues_named(conn, req, h.topic, h.queue_id, read_q).is_none() {
+    if pop_queues(b, conn, req, h.consumer_group, h.topic, h.queue_id).is_none() {
         return;
     }
     let header = PollingInfoResponseHeader {
@@ -159,24 +125,11 @@ pub fn handle_peek(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let Some(h) = super::queries::decode::<PeekMessageRequestHeader>(conn, req) else {
         return;
     };
-    if let Err((code, remark)) = b.groups.may_pull(h.consumer_group, || false) {
-        return conn.respond_error(req, code, &remark);
-    }
-    let Some(read_q) = super::pull::readable_queues(b, conn, req, h.topic, "peeking") else {
+    let Some(queues) = pop_queues(b, conn, req, h.consumer_group, h.topic, h.queue_id) else {
         return;
     };
-    let Some(queues) = queues_named(conn, req, h.topic, h.queue_id, read_q) else {
+    if !max_msg_nums_ok(conn, req, h.max_msg_nums) {
         return;
-    };
-    if !(1..=MAX_POP_MESSAGES).contains(&h.max_msg_nums) {
-        return conn.respond_error(
-            req,
-            ResponseCode::INVALID_PARAMETER,
-            &format!(
-                "maxMsgNums {} is out of range 1 to {MAX_POP_MESSAGES}",
-                h.max_msg_nums
-            ),
-        );
     }
     let max = h.max_msg_nums as u32;
     let mut body = Vec::new();

@@ -28,7 +28,6 @@ use super::conn::Conn;
 use super::namesrv_host::now_ms;
 use super::send::{respond_send, store_error_code, store_error_remark};
 use super::shard::{Broker, ShardCounters};
-use super::topics::{SendTopic, PERM_WRITE};
 
 /// RocketMQ's `MixAll.REPLY_TOPIC_POSTFIX`, after `<cluster>_`.
 pub const REPLY_TOPIC_POSTFIX: &str = "REPLY_TOPIC";
@@ -53,46 +52,10 @@ pub fn handle_reply(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         ShardCounters::add(&b.counters.msgs_put_failed, 1);
         conn.respond_error(req, code, remark);
     };
-    let topic = match b
-        .topics
-        .for_send(h.topic, h.default_topic, h.default_topic_queue_nums)
-    {
-        Ok(SendTopic::Existing(t)) => t,
-        Ok(SendTopic::Created(t)) => {
-            b.registrar.request_now();
-            t
-        }
-        Ok(SendTopic::Missing) => {
-            return fail(
-                ResponseCode::TOPIC_NOT_EXIST,
-                &format!("topic[{}] not exist, apply first please!", h.topic),
-            )
-        }
-        Err(e) => return fail(ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    let queue_id = match super::send::target_queue(b, conn, &h) {
+        Ok(q) => q,
+        Err((code, remark)) => return fail(code, &remark),
     };
-    if topic.perm & PERM_WRITE == 0 {
-        return fail(
-            ResponseCode::NO_PERMISSION,
-            &format!("the topic[{}] sending message is forbidden", h.topic),
-        );
-    }
-    let queue_id = if h.queue_id < 0 {
-        let n = b.rr_queue.get().wrapping_add(1);
-        b.rr_queue.set(n);
-        (n % topic.write_queue_nums.max(1)) as i32
-    } else {
-        h.queue_id
-    };
-    if queue_id >= topic.max_queues() as i32 {
-        return fail(
-            ResponseCode::SYSTEM_ERROR,
-            &format!(
-                "request queueId[{queue_id}] is illegal, topic {} has {} queues",
-                h.topic,
-                topic.max_queues()
-            ),
-        );
-    }
     let max_body = b.cfg.broker.max_message_bytes as usize;
     if req.body.len() > max_body {
         return fail(

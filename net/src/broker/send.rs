@@ -62,6 +62,60 @@ fn tags_code(props: &[u8]) -> i64 {
         .unwrap_or(0)
 }
 
+/// The queue a send (or a reply) goes to: the topic found or auto-created from the template
+/// (registered with the name servers at once), writable, and the header's queue id, or the
+/// next in turn for -1; the refusal (code, remark) otherwise.
+#[inline]
+pub(crate) fn target_queue(
+    b: &Broker,
+    conn: &Conn,
+    h: &SendMessageRequestHeader<'_>,
+) -> Result<i32, (i32, String)> {
+    let topic = match b
+        .topics
+        .for_send(h.topic, h.default_topic, h.default_topic_queue_nums)
+    {
+        Ok(SendTopic::Existing(t)) => t,
+        Ok(SendTopic::Created(t)) => {
+            tracing::info!(shard = b.index, topic = %t.topic_name, queues = t.write_queue_nums, "topic auto-created");
+            b.registrar.request_now();
+            t
+        }
+        Ok(SendTopic::Missing) => {
+            return Err((
+                ResponseCode::TOPIC_NOT_EXIST,
+                format!("topic[{}] not exist, apply first please!", h.topic),
+            ))
+        }
+        Err(e) => return Err((ResponseCode::SYSTEM_ERROR, e.to_string())),
+    };
+    if topic.perm & PERM_WRITE == 0 {
+        return Err((
+            ResponseCode::NO_PERMISSION,
+            format!("the topic[{}] sending message is forbidden", h.topic),
+        ));
+    }
+    let max_q = topic.max_queues() as i32;
+    let queue_id = if h.queue_id < 0 {
+        let n = b.rr_queue.get().wrapping_add(1);
+        b.rr_queue.set(n);
+        (n % topic.write_queue_nums.max(1)) as i32
+    } else {
+        h.queue_id
+    };
+    if queue_id >= max_q {
+        return Err((
+            ResponseCode::SYSTEM_ERROR,
+            format!(
+                "request queueId[{queue_id}] is illegal, topic {} has {max_q} queues, producer: {}",
+                h.topic,
+                conn.peer()
+            ),
+        ));
+    }
+    Ok(queue_id)
+}
+
 pub fn handle_send(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>, batch: bool) {
     let wait_ms = b.cfg.broker.send_busy_wait_ms;
     let Some(need) = send_once(b, conn, req, batch, wait_ms > 0) else {
@@ -142,48 +196,10 @@ fn send_once(
             &format!("Sending message to topic[{}] is forbidden.", h.topic),
         );
     }
-    let topic = match b
-        .topics
-        .for_send(h.topic, h.default_topic, h.default_topic_queue_nums)
-    {
-        Ok(SendTopic::Existing(t)) => t,
-        Ok(SendTopic::Created(t)) => {
-            tracing::info!(shard = b.index, topic = %t.topic_name, queues = t.write_queue_nums, "topic auto-created");
-            b.registrar.request_now();
-            t
-        }
-        Ok(SendTopic::Missing) => {
-            return fail(
-                ResponseCode::TOPIC_NOT_EXIST,
-                &format!("topic[{}] not exist, apply first please!", h.topic),
-            )
-        }
-        Err(e) => return fail(ResponseCode::SYSTEM_ERROR, &e.to_string()),
+    let queue_id = match target_queue(b, conn, &h) {
+        Ok(q) => q,
+        Err((code, remark)) => return fail(code, &remark),
     };
-    if topic.perm & PERM_WRITE == 0 {
-        return fail(
-            ResponseCode::NO_PERMISSION,
-            &format!("the topic[{}] sending message is forbidden", h.topic),
-        );
-    }
-    let max_q = topic.max_queues() as i32;
-    let queue_id = if h.queue_id < 0 {
-        let n = b.rr_queue.get().wrapping_add(1);
-        b.rr_queue.set(n);
-        (n % topic.write_queue_nums.max(1)) as i32
-    } else {
-        h.queue_id
-    };
-    if queue_id >= max_q {
-        return fail(
-            ResponseCode::SYSTEM_ERROR,
-            &format!(
-                "request queueId[{queue_id}] is illegal, topic {} has {max_q} queues, producer: {}",
-                h.topic,
-                conn.peer()
-            ),
-        );
-    }
     let max_body = b.cfg.broker.max_message_bytes as usize;
     if !batch && req.body.len() > max_body {
         return fail(
