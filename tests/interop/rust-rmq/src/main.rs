@@ -20,7 +20,8 @@
 //! and answers each request with a reply built as the client's `MessageUtil.createReplyMessage`
 //! does (topic `<CLUSTER>_REPLY_TOPIC`, `MSG_TYPE` reply, the request's `REPLY_TO_CLIENT`,
 //! `CORRELATION_ID` and `TTL`), body `re:<request body>`, sent by a second producer (which
-//! the client sends as SEND_REPLY_MESSAGE_V2). A `DefaultMQProducer` sends each body with
+//! the client sends as SEND_REPLY_MESSAGE_V2) one second after the request came (the
+//! client's request future loses a reply that arrives before it waits; see `request`). A `DefaultMQProducer` sends each body with
 //! `request(msg, timeout_ms)` and waits for its reply. Spec: `{"topic", "group",
 //! "producer_group", "timeout_ms", "bodies": [..]}`. Output: `{"requests": [{"body", "ok",
 //! "reply_body", "reply_topic", "correlation_id", "error"}], "replies": [{"for", "ok",
@@ -818,6 +819,12 @@ async fn request(
     let replied = replies.clone();
     let reply_task = tokio::spawn(async move {
         while let Some(req) = rx.recv().await {
+            // rocketmq-client-rust 1.0.0's RequestResponseFuture wakes its waiter with
+            // `Notify::notify_waiters`, which keeps no permit: a reply that arrives before
+            // `request` starts waiting (the broker pushes it at once) is stored but never
+            // seen, and the request times out. Replying a second later keeps the requester
+            // clear of that race; the broker's side is what this measures, not the delay.
+            tokio::time::sleep(Duration::from_secs(1)).await;
             let body = body_of(&req);
             let r = match reply_to(&req, &format!("re:{body}")) {
                 Ok(m) => replier.send(m).await.map_err(|e| e.to_string()),
