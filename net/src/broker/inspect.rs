@@ -28,7 +28,7 @@ use super::conn::Conn;
 use super::namesrv_host::now_ms;
 use super::queries::decode;
 use super::shard::Broker;
-use super::stats::{push_f64, push_offset_table};
+use super::stats::{push_f64, push_offset_table, topic_here};
 use super::topics::{DLQ_PREFIX, RETRY_PREFIX};
 
 /// Most units one QUERY_CONSUME_QUEUE answers (RocketMQ asks for tens; a bound on the body).
@@ -126,12 +126,8 @@ pub fn query_consume_time_span(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_
     let Some(h) = decode::<QueryConsumeTimeSpanRequestHeader>(conn, req) else {
         return;
     };
-    let Some(cfg) = b.topics.get(h.topic) else {
-        return conn.respond_error(
-            req,
-            ResponseCode::TOPIC_NOT_EXIST,
-            &format!("topic[{}] not exist", h.topic),
-        );
+    let Some(cfg) = topic_here(b, conn, req, h.topic) else {
+        return;
     };
     let now = now_ms();
     let spans: Vec<serde_json::Value> = (0..cfg.write_queue_nums as i32)

@@ -106,18 +106,32 @@ pub(crate) fn push_f64(out: &mut String, v: f64) {
     }
 }
 
+/// The topic's config on this shard, or `None` after answering TOPIC_NOT_EXIST.
+pub(crate) fn topic_here(
+    b: &Broker,
+    conn: &Conn,
+    req: &CommandView<'_>,
+    topic: &str,
+) -> Option<super::topics::TopicConfig> {
+    let cfg = b.topics.get(topic);
+    if cfg.is_none() {
+        conn.respond_error(
+            req,
+            ResponseCode::TOPIC_NOT_EXIST,
+            &format!("topic[{topic}] not exist"),
+        );
+    }
+    cfg
+}
+
 /// GET_TOPIC_STATS_INFO: per queue of the topic, min and max offset and the store time of the
 /// last message; TOPIC_NOT_EXIST for a topic this shard does not have.
 pub fn topic_stats(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
     let Some(h) = decode::<GetTopicStatsInfoRequestHeader>(conn, req) else {
         return;
     };
-    let Some(cfg) = b.topics.get(h.topic) else {
-        return conn.respond_error(
-            req,
-            ResponseCode::TOPIC_NOT_EXIST,
-            &format!("topic[{}] not exist", h.topic),
-        );
+    let Some(cfg) = topic_here(b, conn, req, h.topic) else {
+        return;
     };
     let mut out = String::from("{\"offsetTable\":{");
     for q in 0..cfg.write_queue_nums as i32 {
