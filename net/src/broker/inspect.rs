@@ -172,24 +172,12 @@ pub fn query_consume_time_span(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_
     );
 }
 
-/// A topic RocketMQ counts as a system topic (the broker's own; retry and dead-letter topics
-/// are the groups').
-fn is_system_topic(b: &Broker, t: &str) -> bool {
+/// A topic RocketMQ counts as a system topic: the broker's own (the list the CLI hides, which
+/// covers the reply and timer topics too); retry and dead-letter topics are the groups'.
+fn is_system_topic(t: &str) -> bool {
     !t.starts_with(RETRY_PREFIX)
         && !t.starts_with(DLQ_PREFIX)
-        && (t.starts_with("rmq_sys_")
-            || t.starts_with("RMQ_SYS_")
-            || t == super::reply::reply_topic(&b.cluster)
-            || matches!(
-                t,
-                "TBW102"
-                    | "SCHEDULE_TOPIC_XXXX"
-                    | "SELF_TEST_TOPIC"
-                    | "BenchmarkTest"
-                    | "OFFSET_MOVED_EVENT"
-                    | "TRANS_CHECK_MAX_TIME_TOPIC"
-                    | ramjet_storage::schedule::TIMER_TOPIC
-            ))
+        && crate::client::admin::is_system_topic(t)
 }
 
 pub fn system_topics(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
@@ -198,7 +186,7 @@ pub fn system_topics(b: &Broker, conn: &Rc<Conn>, req: &CommandView<'_>) {
         .all()
         .into_iter()
         .map(|t| t.topic_name)
-        .filter(|t| is_system_topic(b, t))
+        .filter(|t| is_system_topic(t))
         .collect();
     topics.sort();
     let list = TopicList {
